@@ -1,0 +1,73 @@
+# sluice build. Generated files go to build/ only.
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+ifdef CI
+WARN    += -Werror
+endif
+CPPFLAGS += -D_GNU_SOURCE -Isrc
+LDLIBS  := -lssl -lcrypto -lpthread
+SAN     ?=
+
+SRCS    := $(wildcard src/*.c)
+OBJDIR  := build/obj$(if $(SAN),-$(SAN))
+OBJS    := $(patsubst src/%.c,$(OBJDIR)/%.o,$(SRCS))
+LIBOBJS := $(filter-out $(OBJDIR)/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,build/unit/%,$(UNIT_SRCS))
+
+ifeq ($(SAN),asan)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(SAN),tsan)
+CFLAGS  += -fsanitize=thread
+LDFLAGS += -fsanitize=thread
+endif
+
+BIN := build/sluice$(if $(SAN),-$(SAN))
+
+.PHONY: all deps run test unit e2e asan tsan clean
+all: $(BIN)
+
+$(BIN): $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OBJDIR)/%.o: src/%.c | $(OBJDIR)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -MMD -MP -c -o $@ $<
+
+$(OBJDIR) build/unit:
+	mkdir -p $@
+
+build/unit/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS) | build/unit
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+deps:
+	scripts/install-deps.sh
+
+unit: $(UNIT_BINS)
+	scripts/run-unit.sh $(UNIT_BINS)
+
+e2e: $(BIN)
+	SLUICE_BIN=$(abspath $(BIN)) scripts/run-e2e.sh
+
+# The README's test command: installs what is missing, builds, runs everything.
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) e2e
+
+# The README's main job: throwaway PostgreSQL + sluice in front of it.
+run: deps
+	$(MAKE) all
+	scripts/run-demo.sh
+
+asan:
+	$(MAKE) SAN=asan all unit
+tsan:
+	$(MAKE) SAN=tsan all
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d)

@@ -1,0 +1,190 @@
+/*
+ * cancel.c - see cancel.h. The registry lock is taken at login, close and
+ * per CancelRequest; reading c->server under it is safe only on c's own
+ * worker, which is the only thread that changes it.
+ */
+#include "cancel.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth_crypto.h"
+#include "client.h"
+#include "log.h"
+#include "pg_proto.h"
+#include "pool.h"
+#include "server.h"
+#include "worker.h"
+
+#define CANCEL_BUCKETS 4096
+#define CANCEL_TIMEOUT_US (10 * 1000000LL)
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct client *buckets[CANCEL_BUCKETS];
+
+static unsigned bucket_of(uint32_t pid, uint32_t key)
+{
+	return (unsigned)((pid * 2654435761u) ^ key) % CANCEL_BUCKETS;
+}
+
+static struct client *find_locked(uint32_t pid, uint32_t key)
+{
+	for (struct client *c = buckets[bucket_of(pid, key)]; c; c = c->cancel_next)
+		if (c->cancel_pid == pid && c->cancel_key == key)
+			return c;
+	return NULL;
+}
+
+void cancel_register(struct client *c)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (;;) {
+		uint32_t v[2];
+		if (auth_random_bytes((uint8_t *)v, sizeof(v)) < 0)
+			abort(); /* no randomness: cancel keys would be guessable */
+		/* PostgreSQL's pids are positive; keep ours looking like one. */
+		v[0] &= 0x7fffffff;
+		if ((v[0] == 0 && v[1] == 0) || find_locked(v[0], v[1]))
+			continue;
+		c->cancel_pid = v[0];
+		c->cancel_key = v[1];
+		break;
+	}
+	unsigned b = bucket_of(c->cancel_pid, c->cancel_key);
+	c->cancel_next = buckets[b];
+	buckets[b] = c;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void cancel_unregister(struct client *c)
+{
+	pthread_mutex_lock(&registry_lock);
+	struct client **pp = &buckets[bucket_of(c->cancel_pid, c->cancel_key)];
+	while (*pp && *pp != c)
+		pp = &(*pp)->cancel_next;
+	if (*pp)
+		*pp = c->cancel_next;
+	c->cancel_next = NULL;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+/* Cancel on the client's own worker: find its server and send. */
+void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = 0;
+	uint32_t bpid = 0, bkey = 0;
+	pthread_mutex_lock(&registry_lock);
+	struct client *c = find_locked(pid, key);
+	if (c && c->worker == w && c->server && !c->closing) {
+		struct server *s = c->server;
+		memcpy(&addr, &s->pool->addr, s->pool->addr_len);
+		len = s->pool->addr_len;
+		bpid = s->backend_pid;
+		bkey = s->backend_key;
+	}
+	pthread_mutex_unlock(&registry_lock);
+	if (len)
+		cancel_send(w, (struct sockaddr *)&addr, len, bpid, bkey);
+}
+
+void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
+{
+	pthread_mutex_lock(&registry_lock);
+	struct client *c = find_locked(pid, key);
+	struct worker *target = c ? c->worker : NULL;
+	pthread_mutex_unlock(&registry_lock);
+	if (!target) {
+		log_debug("cancel request with unknown key ignored");
+		return;
+	}
+	if (target == w) {
+		cancel_deliver(w, pid, key);
+		return;
+	}
+	struct mail *m = calloc(1, sizeof(*m));
+	if (!m)
+		return;
+	m->kind = MAIL_CANCEL;
+	m->key_pid = pid;
+	m->key = key;
+	worker_post(target, m);
+}
+
+/* A connection that carries one CancelRequest to PostgreSQL. */
+struct cancel_conn {
+	struct loop_handle h; /* socket */
+	struct list node;     /* in worker->cancels */
+	struct worker *worker;
+	uint8_t pkt[16];      /* the CancelRequest */
+	uint8_t sent;         /* bytes of pkt sent */
+	int64_t start_us;     /* for the timeout */
+};
+
+static void cancel_conn_free(struct cancel_conn *cc)
+{
+	loop_forget(&cc->worker->loop, &cc->h);
+	close(cc->h.fd);
+	list_del(&cc->node);
+	free(cc);
+}
+
+static void cancel_conn_cb(struct loop_handle *h, uint32_t revents)
+{
+	struct cancel_conn *cc = (struct cancel_conn *)h;
+	if (revents & (EPOLLERR | EPOLLHUP)) {
+		cancel_conn_free(cc);
+		return;
+	}
+	while (cc->sent < sizeof(cc->pkt)) {
+		ssize_t n = send(h->fd, cc->pkt + cc->sent, sizeof(cc->pkt) - cc->sent, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN)
+				return;
+			break;
+		}
+		cc->sent = (uint8_t)(cc->sent + n);
+	}
+	/* Sent (or failed): PostgreSQL acts on the packet and closes; we need
+	 * not wait for that. */
+	cancel_conn_free(cc);
+}
+
+void cancel_send(struct worker *w, const struct sockaddr *addr, socklen_t len,
+		 uint32_t pid, uint32_t key)
+{
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	struct cancel_conn *cc = calloc(1, sizeof(*cc));
+	if (!cc) {
+		close(fd);
+		return;
+	}
+	cc->h.fd = fd;
+	cc->h.cb = cancel_conn_cb;
+	cc->worker = w;
+	cc->start_us = w->loop.now_us;
+	pg_fe_cancel(cc->pkt, pid, key);
+	list_add_tail(&w->cancels, &cc->node);
+	if (connect(fd, addr, len) < 0 && errno != EINPROGRESS) {
+		cancel_conn_free(cc);
+		return;
+	}
+	if (loop_set(&w->loop, &cc->h, EPOLLOUT) < 0)
+		cancel_conn_free(cc);
+}
+
+void cancel_tick(struct worker *w, int64_t now_us, bool all)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->cancels) {
+		struct cancel_conn *cc = list_entry(pos, struct cancel_conn, node);
+		if (all || now_us - cc->start_us > CANCEL_TIMEOUT_US)
+			cancel_conn_free(cc);
+	}
+}

@@ -1,0 +1,684 @@
+/*
+ * client.c - client side state machine (see client.h).
+ *
+ * Reading order: accept -> startup packet -> authentication -> welcome
+ * (ParameterStatus, BackendKeyData, ReadyForQuery) -> requests, which are
+ * forwarded to a server obtained from the pool. Protocol: PostgreSQL docs
+ * 55.2.1 (start-up), 55.2.2 (simple query), 55.2.3 (extended query).
+ */
+#include "client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth_crypto.h"
+#include "cancel.h"
+#include "config.h"
+#include "log.h"
+#include "pg_proto.h"
+#include "pool.h"
+#include "runtime.h"
+#include "server.h"
+#include "worker.h"
+
+const char *const tracked_param_names[TRACKED_PARAMS] = {
+	"client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
+	"standard_conforming_strings", "application_name",
+};
+
+/* Startup parameters that are not tracked but harmless to accept. */
+static const char *const accepted_startup_params[] = {
+	"user", "database", "fallback_application_name", NULL,
+};
+
+static void client_cb(struct loop_handle *h, uint32_t revents);
+static void client_process(struct client *c);
+static void client_pump(struct client *c);
+
+#define CLOG(c, lvl, fmt, ...) \
+	log_write(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, \
+		  (c)->db[0] ? (c)->db : "-", (c)->user[0] ? (c)->user : "-", (c)->peer, ##__VA_ARGS__)
+
+static void client_set_state(struct client *c, int state)
+{
+	c->state = (uint8_t)state;
+	c->state_since_us = c->worker->loop.now_us;
+}
+
+void client_update_events(struct client *c)
+{
+	bool want_write = iobuf_len(&c->sock.wbuf) || (c->server && c->server->sock.fwd);
+	if (pgsock_update(&c->worker->loop, &c->sock, want_write) < 0)
+		client_close(c, "epoll failure");
+}
+
+void client_accept(struct worker *w, int fd, const char *peer)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	pgsock_init(&c->sock, fd, client_cb);
+	c->worker = w;
+	c->id = worker_next_id(w);
+	list_init(&c->wait_node);
+	list_add_tail(&w->clients, &c->node);
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	client_set_state(c, CLIENT_STARTUP);
+	const struct config *cfg = runtime_config();
+	if (runtime_clients_add(1) > cfg->max_client_conn)
+		c->over_limit = true; /* answered properly once the startup packet is in */
+	c->sock.want_read = true;
+	client_update_events(c);
+	CLOG(c, LOG_LEVEL_DEBUG, "accepted");
+}
+
+/* Send an ErrorResponse and close (one non-blocking write attempt: the
+ * message is small and the socket buffer empty in practice). */
+void client_fail(struct client *c, const char *sqlstate, const char *msg)
+{
+	if (c->closing)
+		return;
+	pg_be_error(&c->sock.wbuf, "FATAL", sqlstate, msg);
+	pgsock_flush(&c->sock, NULL);
+	if (runtime_config()->log_pooler_errors)
+		CLOG(c, LOG_LEVEL_WARNING, "pooler error: %s", msg);
+	client_close(c, msg);
+}
+
+void client_close(struct client *c, const char *reason)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	bool zombie = false;
+	if ((c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT) && c->pool && !c->server)
+		zombie = !pool_dequeue(c->pool, c) && c->handoff_pending;
+	const struct config *cfg = runtime_config();
+	if (cfg->log_disconnections && c->state >= CLIENT_IDLE)
+		CLOG(c, LOG_LEVEL_INFO, "closing because: %s", reason);
+	else
+		CLOG(c, LOG_LEVEL_DEBUG, "closing because: %s", reason);
+	if (c->server) {
+		struct server *s = c->server;
+		c->server = NULL;
+		s->client = NULL;
+		server_client_gone(s);
+	}
+	if (c->cancel_pid || c->cancel_key)
+		cancel_unregister(c);
+	c->cancel_pid = c->cancel_key = 0;
+	pgsock_close(&c->worker->loop, &c->sock);
+	runtime_clients_add(-1);
+	/* A server or failure is on its way by mail: the mail handler reaps. */
+	if (!zombie) {
+		list_del(&c->node);
+		list_add_tail(&c->worker->dead_clients, &c->node);
+	}
+}
+
+void client_free(struct client *c)
+{
+	list_del(&c->node);
+	free(c->scram);
+	for (int i = 0; i < TRACKED_PARAMS; i++)
+		free(c->params[i]);
+	free(c);
+}
+
+/* ---- startup ---- */
+
+static bool startup_param_allowed(const char *name)
+{
+	for (const char *const *p = accepted_startup_params; *p; p++)
+		if (strcmp(*p, name) == 0)
+			return true;
+	for (int i = 0; i < TRACKED_PARAMS; i++)
+		if (strcasecmp(tracked_param_names[i], name) == 0)
+			return true;
+	const struct config *cfg = runtime_config();
+	return config_list_contains(cfg->ignore_startup_parameters, name);
+}
+
+static void auth_begin(struct client *c);
+
+static void handle_startup(struct client *c, const struct pg_startup *st)
+{
+	const char *user = pg_startup_get(st, "user");
+	const char *db = pg_startup_get(st, "database");
+	if (!user || !*user) {
+		client_fail(c, "08P01", "no user name specified in startup packet");
+		return;
+	}
+	if (!db || !*db)
+		db = user;
+	snprintf(c->user, sizeof(c->user), "%s", user);
+	snprintf(c->db, sizeof(c->db), "%s", db);
+	if (strlen(user) >= sizeof(c->user) || strlen(db) >= sizeof(c->db)) {
+		client_fail(c, "08P01", "user or database name too long");
+		return;
+	}
+	if (c->over_limit) {
+		client_fail(c, "53300", "no more connections allowed (max_client_conn)");
+		return;
+	}
+	for (int i = 0; i < st->n_params; i++) {
+		if (!startup_param_allowed(st->names[i])) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "unsupported startup parameter: %.100s", st->names[i]);
+			client_fail(c, "08P01", msg);
+			return;
+		}
+		for (int k = 0; k < TRACKED_PARAMS; k++) {
+			if (strcasecmp(tracked_param_names[k], st->names[i]) == 0) {
+				free(c->params[k]);
+				c->params[k] = strdup(st->values[i]);
+			}
+		}
+	}
+	if (strcmp(db, "pgbouncer") == 0 || strcmp(db, "sluice") == 0) {
+		client_fail(c, "08P01", "the admin console is not available in this version of sluice");
+		return;
+	}
+	const struct config *cfg = runtime_config();
+	if (!config_find_database(cfg, db)) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "no such database: %.100s", db);
+		client_fail(c, "3D000", msg);
+		return;
+	}
+	if (cfg->log_connections)
+		CLOG(c, LOG_LEVEL_INFO, "login attempt");
+	client_set_state(c, CLIENT_AUTH);
+	auth_begin(c);
+}
+
+/* ---- authentication ---- */
+
+static void auth_failed(struct client *c)
+{
+	char msg[160];
+	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", c->user);
+	client_fail(c, "28P01", msg);
+}
+
+static void login_finish(struct client *c);
+
+static void auth_begin(struct client *c)
+{
+	const struct config *cfg = runtime_config();
+	const char *secret = config_find_secret(cfg, c->user);
+	switch (cfg->auth_type) {
+	case AUTH_TYPE_ANY:
+		login_finish(c);
+		return;
+	case AUTH_TYPE_TRUST:
+		if (!secret) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "no such user: %s", c->user);
+			client_fail(c, "28000", msg);
+			return;
+		}
+		login_finish(c);
+		return;
+	case AUTH_TYPE_PLAIN:
+		c->auth_step = PG_AUTH_CLEARTEXT;
+		pg_be_auth(&c->sock.wbuf, PG_AUTH_CLEARTEXT, NULL, 0);
+		return;
+	case AUTH_TYPE_MD5:
+		if (!secret || !pg_secret_is_scram(secret)) {
+			c->auth_step = PG_AUTH_MD5;
+			auth_random_bytes(c->md5_salt, sizeof(c->md5_salt));
+			pg_be_auth(&c->sock.wbuf, PG_AUTH_MD5, c->md5_salt, 4);
+			return;
+		}
+		/* Only a SCRAM verifier is known: md5 cannot be checked against
+		 * it, so ask for SCRAM, as PostgreSQL does. */
+		/* fall through */
+	case AUTH_TYPE_SCRAM: {
+		struct scram_verifier v;
+		int rc;
+		if (secret && pg_secret_is_scram(secret))
+			rc = scram_verifier_parse(secret, &v);
+		else if (secret && !pg_secret_is_md5(secret))
+			rc = scram_verifier_from_password(secret, &v);
+		else {
+			/* Unknown user or an md5 hash (useless for SCRAM): run the
+			 * exchange against a random verifier so the answer is the
+			 * same "authentication failed" without revealing which. */
+			uint8_t junk[16];
+			char pw[40];
+			auth_random_bytes(junk, sizeof(junk));
+			auth_base64_encode(junk, sizeof(junk), pw, sizeof(pw));
+			rc = scram_verifier_from_password(pw, &v);
+			if (secret)
+				CLOG(c, LOG_LEVEL_WARNING, "auth_file holds an md5 hash; SCRAM needs a plain password or a SCRAM secret");
+		}
+		if (rc < 0) {
+			client_fail(c, "28000", "invalid SCRAM secret in auth_file");
+			return;
+		}
+		c->scram = calloc(1, sizeof(*c->scram));
+		if (!c->scram) {
+			client_fail(c, "53200", "out of memory");
+			return;
+		}
+		scram_server_init(c->scram, &v);
+		c->auth_step = PG_AUTH_SASL;
+		pg_be_auth_sasl_mechs(&c->sock.wbuf);
+		return;
+	}
+	default:
+		client_fail(c, "28000", "unsupported auth_type");
+	}
+}
+
+/* A password message ('p') arrived during authentication. */
+static void auth_message(struct client *c, const struct pg_msg *m)
+{
+	const struct config *cfg = runtime_config();
+	const char *secret = config_find_secret(cfg, c->user);
+	struct pg_reader r;
+	pg_reader_init(&r, m->body, m->body_len);
+
+	if (c->auth_step == PG_AUTH_CLEARTEXT || c->auth_step == PG_AUTH_MD5) {
+		const char *given = pg_read_str(&r);
+		if (r.err) {
+			client_fail(c, "08P01", "invalid password message");
+			return;
+		}
+		bool ok = false;
+		if (secret && c->auth_step == PG_AUTH_MD5) {
+			char want[36];
+			pg_md5_response(secret, c->user, c->md5_salt, want);
+			ok = auth_str_equal_ct(want, given);
+		} else if (secret && pg_secret_is_md5(secret)) {
+			char hashed[36];
+			pg_md5_password_hash(given, c->user, hashed);
+			ok = auth_str_equal_ct(hashed, secret);
+		} else if (secret && pg_secret_is_scram(secret)) {
+			/* Cleartext against a verifier: run both halves locally. */
+			struct scram_verifier v;
+			struct scram_server ss;
+			struct scram_client sc;
+			char a[SCRAM_MAX_MSG], b[SCRAM_MAX_MSG];
+			int n;
+			ok = scram_verifier_parse(secret, &v) == 0;
+			if (ok) {
+				scram_server_init(&ss, &v);
+				ok = (n = scram_client_first(&sc, given, a, sizeof(a))) > 0 &&
+				     (n = scram_server_first(&ss, a, (size_t)n, b, sizeof(b))) > 0 &&
+				     (n = scram_client_final(&sc, b, (size_t)n, a, sizeof(a))) > 0 &&
+				     scram_server_final(&ss, a, (size_t)n, b, sizeof(b)) > 0;
+			}
+		} else if (secret) {
+			ok = auth_str_equal_ct(secret, given);
+		}
+		if (!ok) {
+			auth_failed(c);
+			return;
+		}
+		login_finish(c);
+		return;
+	}
+
+	if (c->auth_step == PG_AUTH_SASL && c->scram) {
+		/* SASLInitialResponse: mechanism, int32 length, data. */
+		const char *mech = pg_read_str(&r);
+		uint32_t len = pg_read_u32(&r);
+		const uint8_t *data = r.err || len > SCRAM_MAX_MSG ? NULL : pg_read_bytes(&r, len);
+		if (!data || strcmp(mech, "SCRAM-SHA-256") != 0) {
+			client_fail(c, "08P01", "invalid SASL initial response (only SCRAM-SHA-256 is offered)");
+			return;
+		}
+		char out[SCRAM_MAX_MSG];
+		int n = scram_server_first(c->scram, (const char *)data, len, out, sizeof(out));
+		if (n < 0) {
+			client_fail(c, "08P01", n == -ENOTSUP ? "channel binding is not supported"
+							      : "malformed SCRAM message");
+			return;
+		}
+		c->auth_step = PG_AUTH_SASL_CONTINUE;
+		pg_be_auth(&c->sock.wbuf, PG_AUTH_SASL_CONTINUE, out, (size_t)n);
+		return;
+	}
+
+	if (c->auth_step == PG_AUTH_SASL_CONTINUE && c->scram) {
+		char out[SCRAM_MAX_MSG];
+		int n = scram_server_final(c->scram, (const char *)m->body, m->body_len, out, sizeof(out));
+		if (n == -EACCES || (n < 0 && n != -EPROTO)) {
+			auth_failed(c);
+			return;
+		}
+		if (n < 0) {
+			client_fail(c, "08P01", "malformed SCRAM message");
+			return;
+		}
+		pg_be_auth(&c->sock.wbuf, PG_AUTH_SASL_FINAL, out, (size_t)n);
+		free(c->scram);
+		c->scram = NULL;
+		login_finish(c);
+		return;
+	}
+	client_fail(c, "08P01", "unexpected password message");
+}
+
+/* Write the welcome: AuthenticationOk was sent by login_finish; now the
+ * pool's ParameterStatus set with the client's own values substituted,
+ * BackendKeyData and ReadyForQuery. */
+static void send_welcome(struct client *c)
+{
+	struct iobuf params = { 0 };
+	pool_copy_welcome(c->pool, &params);
+	bool seen[TRACKED_PARAMS] = { false };
+	uint32_t off = 0, len = iobuf_len(&params);
+	while (off < len) {
+		struct pg_msg m;
+		if (pg_msg_peek(iobuf_head(&params) + off, len - off, &m) != 1 || m.len > len - off)
+			break;
+		const char *name, *value;
+		if (m.type == 'S' && pg_be_param_parse(m.body, m.body_len, &name, &value) == 0) {
+			for (int k = 0; k < TRACKED_PARAMS; k++) {
+				if (strcasecmp(name, tracked_param_names[k]) == 0) {
+					seen[k] = true;
+					if (c->params[k])
+						value = c->params[k];
+				}
+			}
+			pg_be_param_status(&c->sock.wbuf, name, value);
+		}
+		off += m.len;
+	}
+	for (int k = 0; k < TRACKED_PARAMS; k++)
+		if (!seen[k] && c->params[k])
+			pg_be_param_status(&c->sock.wbuf, tracked_param_names[k], c->params[k]);
+	iobuf_release(&params);
+	pg_be_key_data(&c->sock.wbuf, c->cancel_pid, c->cancel_key);
+	pg_be_ready(&c->sock.wbuf, 'I');
+	if (runtime_config()->log_connections)
+		CLOG(c, LOG_LEVEL_INFO, "login succeeded");
+}
+
+static void login_finish(struct client *c)
+{
+	char err[200];
+	c->pool = pool_get(runtime_config(), c->db, c->user, err, sizeof(err));
+	if (!c->pool) {
+		client_fail(c, "08P01", err);
+		return;
+	}
+	cancel_register(c);
+	pg_be_auth(&c->sock.wbuf, PG_AUTH_OK, NULL, 0);
+	struct iobuf probe = { 0 };
+	bool known = pool_copy_welcome(c->pool, &probe);
+	iobuf_release(&probe);
+	if (known) {
+		send_welcome(c);
+		client_set_state(c, CLIENT_IDLE);
+		return;
+	}
+	/* First client of this pool: a server must log in before we know
+	 * which parameters to report. */
+	client_set_state(c, CLIENT_LOGIN_WAIT);
+	c->sock.want_read = false;
+	const char *fail = NULL;
+	struct server *s = pool_acquire(c->pool, c, &fail);
+	if (fail) {
+		client_fail(c, "08P01", fail);
+		return;
+	}
+	if (s)
+		client_on_server(c, s);
+}
+
+/* ---- linking ---- */
+
+void client_on_server(struct client *c, struct server *s)
+{
+	c->handoff_pending = false;
+	if (s->worker != c->worker)
+		server_adopt(s, c->worker);
+	if (c->closing) {
+		/* Closed while the handoff was in flight: give the server back. */
+		pool_release(s);
+		list_del(&c->node);
+		list_add_tail(&c->worker->dead_clients, &c->node);
+		return;
+	}
+	if (c->state == CLIENT_LOGIN_WAIT) {
+		send_welcome(c);
+		c->sock.want_read = true;
+		if (c->pool->mode != POOL_MODE_SESSION) {
+			pool_release(s);
+			client_set_state(c, CLIENT_IDLE);
+			client_pump(c);
+			client_process(c);
+			return;
+		}
+	}
+	server_link(s, c);
+	client_set_state(c, CLIENT_ACTIVE);
+	c->sock.want_read = true;
+	client_process(c);
+}
+
+void client_unlinked(struct client *c)
+{
+	c->server = NULL;
+	client_set_state(c, CLIENT_IDLE);
+	/* The client may have pipelined its next request already. */
+	client_process(c);
+}
+
+void client_server_lost(struct client *c, const char *msg)
+{
+	c->server = NULL;
+	client_fail(c, "08006", msg);
+}
+
+/* ---- requests ---- */
+
+/* Examine client bytes: while linked, mark whole or partial messages for
+ * forwarding; while idle, ask the pool for a server. Stops at a message
+ * that cannot go yet. */
+static void client_process(struct client *c)
+{
+	struct pgsock *sk = &c->sock;
+	while (!c->closing) {
+		uint32_t avail = pgsock_unexamined(sk);
+		if (c->state == CLIENT_STARTUP) {
+			struct pg_startup st;
+			int n = pg_fe_startup_parse(pgsock_cursor(sk), avail, &st);
+			if (n == 0)
+				break;
+			if (n < 0) {
+				client_fail(c, "08P01", "invalid startup packet");
+				return;
+			}
+			pgsock_drop(sk, (uint32_t)n);
+			if (st.code == PG_SSL_REQUEST || st.code == PG_GSSENC_REQUEST) {
+				/* No TLS yet: refuse, the client may go on in plain text. */
+				iobuf_append(&sk->wbuf, "N", 1);
+				continue;
+			}
+			if (st.code == PG_CANCEL_REQUEST) {
+				cancel_request(c->worker, st.cancel_pid, st.cancel_key);
+				client_close(c, "cancel request handled");
+				return;
+			}
+			if (st.code >> 16 != 3) {
+				client_fail(c, "08P01", "unsupported frontend protocol");
+				return;
+			}
+			handle_startup(c, &st);
+			continue;
+		}
+		if (sk->skip) {
+			uint32_t take = avail < sk->skip ? avail : sk->skip;
+			sk->fwd += take;
+			sk->skip -= take;
+			if (!sk->skip && c->server)
+				continue;
+			break;
+		}
+		struct pg_msg m;
+		int rc = pg_msg_peek(pgsock_cursor(sk), avail, &m);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			client_fail(c, "08P01", "invalid message length from client");
+			return;
+		}
+		if (c->state == CLIENT_AUTH) {
+			if (m.type != 'p') {
+				client_fail(c, "08P01", "expected password message");
+				return;
+			}
+			if (m.len > avail) {
+				if (m.len > 65536) {
+					client_fail(c, "08P01", "password message too long");
+					return;
+				}
+				if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
+					client_fail(c, "53200", "out of memory");
+					return;
+				}
+				break;
+			}
+			auth_message(c, &m);
+			if (c->closing)
+				return;
+			pgsock_drop(sk, m.len);
+			continue;
+		}
+		if (c->state == CLIENT_LOGIN_WAIT || c->state == CLIENT_WAITING)
+			break;
+		if (m.type == 'X') {
+			if (sk->fwd)
+				break; /* let what precedes it go first */
+			client_close(c, "client terminated");
+			return;
+		}
+		if (c->state == CLIENT_IDLE) {
+			client_set_state(c, CLIENT_WAITING);
+			sk->want_read = false;
+			const char *fail = NULL;
+			struct server *s = pool_acquire(c->pool, c, &fail);
+			if (fail) {
+				client_fail(c, "08P01", fail);
+				return;
+			}
+			if (!s) {
+				client_update_events(c);
+				return;
+			}
+			server_link(s, c);
+			client_set_state(c, CLIENT_ACTIVE);
+			sk->want_read = true;
+		}
+		/* CLIENT_ACTIVE: forward; count requests that end with ReadyForQuery. */
+		struct server *s = c->server;
+		switch (m.type) {
+		case 'Q':
+		case 'F':
+			s->outstanding++;
+			s->client_mid_batch = false;
+			break;
+		case 'S':
+			s->outstanding++;
+			s->client_mid_batch = false;
+			break;
+		default:
+			s->client_mid_batch = true;
+			break;
+		}
+		if (m.len <= avail) {
+			sk->fwd += m.len;
+		} else {
+			sk->fwd += avail;
+			sk->skip = m.len - avail;
+			break;
+		}
+	}
+	if (!c->closing)
+		client_pump(c);
+}
+
+/* Send what sluice generated for the client, and the client's examined
+ * bytes to its server. */
+static void client_pump(struct client *c)
+{
+	if (iobuf_len(&c->sock.wbuf)) {
+		int rc = pgsock_flush(&c->sock, NULL);
+		if (rc < 0 && rc != -EAGAIN) {
+			client_close(c, "write failed");
+			return;
+		}
+	}
+	if (c->server)
+		server_send_pending(c->server);
+	if (!c->closing)
+		client_update_events(c);
+}
+
+static void client_cb(struct loop_handle *h, uint32_t revents)
+{
+	struct client *c = list_entry(h, struct client, sock.h);
+	if (revents & EPOLLOUT) {
+		/* Bytes towards the client: its own wbuf and its server's examined bytes. */
+		if (c->server) {
+			server_deliver_pending(c->server);
+		} else {
+			int rc = pgsock_flush(&c->sock, NULL);
+			if (rc < 0 && rc != -EAGAIN) {
+				client_close(c, "write failed");
+				return;
+			}
+			client_update_events(c);
+		}
+		if (c->closing)
+			return;
+	}
+	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+		if (!c->sock.want_read && !(revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
+			return;
+		int n = pgsock_read(&c->sock);
+		if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
+			client_close(c, n == 0 ? "client closed connection" : "read failed");
+			return;
+		}
+		if (n > 0 || n == -ENOBUFS)
+			client_process(c);
+		else
+			client_update_events(c);
+	}
+}
+
+void client_tick(struct client *c, int64_t now_us)
+{
+	const struct config *cfg = runtime_config();
+	int64_t age = now_us - c->state_since_us;
+	switch (c->state) {
+	case CLIENT_STARTUP:
+	case CLIENT_AUTH:
+		if (cfg->client_login_timeout_us && age > cfg->client_login_timeout_us)
+			client_fail(c, "08P01", "client_login_timeout");
+		break;
+	case CLIENT_WAITING:
+	case CLIENT_LOGIN_WAIT:
+		if (cfg->query_wait_timeout_us && age > cfg->query_wait_timeout_us &&
+		    pool_dequeue(c->pool, c))
+			client_fail(c, "08P01", "query_wait_timeout");
+		break;
+	case CLIENT_IDLE:
+		if (cfg->client_idle_timeout_us && age > cfg->client_idle_timeout_us)
+			client_fail(c, "08P01", "client_idle_timeout");
+		break;
+	default:
+		break;
+	}
+}

@@ -1,0 +1,95 @@
+/*
+ * client.h - the client side state machine: startup, authentication,
+ * waiting for a server, and the client->server direction of a linked pair.
+ *
+ * Owns: struct client and its socket. A client belongs to the worker that
+ * accepted it and is only ever touched by that worker's thread (except
+ * wait_node/queued, which are guarded by the pool lock).
+ *
+ * States (client_set_state is the only place that changes them):
+ *   STARTUP  -> AUTH -> (LOGIN_WAIT) -> IDLE <-> WAITING <-> ACTIVE
+ *   any state -> closed (freed by client_close)
+ * LOGIN_WAIT: authenticated, waiting for a server only to learn the
+ * ParameterStatus set the client must see before ReadyForQuery.
+ */
+#ifndef SLUICE_CLIENT_H
+#define SLUICE_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "list.h"
+#include "pgsock.h"
+
+struct worker;
+struct pool;
+struct server;
+struct scram_server;
+
+enum client_state {
+	CLIENT_STARTUP,    /* reading the startup packet (SSL/GSS requests answered 'N') */
+	CLIENT_AUTH,       /* password exchange in progress */
+	CLIENT_LOGIN_WAIT, /* authenticated; waiting for a server to learn parameters */
+	CLIENT_IDLE,       /* logged in, no server, nothing to send */
+	CLIENT_WAITING,    /* has a request, queued in the pool for a server */
+	CLIENT_ACTIVE,     /* linked to a server */
+};
+
+/* Client parameters that sluice keeps in step on every server it lends to
+ * the client (the GUCs PostgreSQL reports with ParameterStatus). */
+enum { TRACKED_PARAMS = 6 };
+extern const char *const tracked_param_names[TRACKED_PARAMS];
+
+struct client {
+	struct pgsock sock;        /* socket + buffers */
+	struct worker *worker;     /* owner thread */
+	struct list node;          /* in worker->clients */
+	struct list wait_node;     /* in pool->waiters (pool lock) */
+	bool queued;               /* on pool->waiters (pool lock) */
+	bool handoff_pending;      /* dequeued by a handoff mail not yet delivered */
+	bool closing;              /* closed: fd gone; memory freed at the loop's safe point */
+	uint8_t state;             /* enum client_state */
+	uint8_t auth_step;         /* 0 = nothing asked yet, else the code asked */
+	uint64_t id;               /* unique id for log lines */
+	struct pool *pool;         /* set after startup */
+	struct server *server;     /* linked server (ACTIVE, LOGIN_WAIT) */
+	struct scram_server *scram; /* heap, only during a SCRAM exchange */
+	uint8_t md5_salt[4];       /* salt of the md5 challenge */
+	struct client *cancel_next; /* chain in the cancel registry (its lock) */
+	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
+	uint32_t cancel_pid;       /* BackendKeyData we gave the client */
+	uint32_t cancel_key;
+	int64_t state_since_us;    /* when the current state began */
+	int64_t wait_since_us;     /* when it joined pool->waiters (pool lock) */
+	char *params[TRACKED_PARAMS]; /* wanted values (heap), NULL = server default */
+	char user[64];
+	char db[64];
+	char peer[48];             /* "ip:port" or "unix" */
+};
+
+/* Accepted socket: create the client on worker w (fd is non-blocking). */
+void client_accept(struct worker *w, int fd, const char *peer);
+
+/* A server was handed to a waiting client (same thread as the client). */
+void client_on_server(struct client *c, struct server *s);
+
+/* The client's waiting ended with an error (pool failure, timeout). */
+void client_fail(struct client *c, const char *sqlstate, const char *msg);
+
+/* Recompute the client socket's epoll interest. */
+void client_update_events(struct client *c);
+
+/* The linked server is gone or unusable: tell the client and close it. */
+void client_server_lost(struct client *c, const char *msg);
+
+/* The server finished the client's work (transaction mode: released). */
+void client_unlinked(struct client *c);
+
+/* Periodic checks (login timeout, query_wait_timeout, reserve pool). */
+void client_tick(struct client *c, int64_t now_us);
+
+void client_close(struct client *c, const char *reason);
+/* Free a closed client (worker's safe point only). */
+void client_free(struct client *c);
+
+#endif

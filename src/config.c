@@ -1,0 +1,1258 @@
+/*
+ * config.c - reads a PgBouncer-compatible INI file (and the auth_file it
+ * names) into an immutable struct config snapshot.
+ *
+ * Owns: the INI reader (sections, comments, %include), the libpq-style
+ * connection-string reader used by [databases] and [users], the auth_file
+ * (userlist.txt) reader, the value parsers (int, bool, duration, enums) and
+ * every heap allocation hanging off struct config.
+ * Must not: log directly (warnings go through warn_cb so the caller decides
+ * where they land), keep global state (a reload may parse while workers read
+ * the old snapshot), or put a secret into an error or warning message.
+ *
+ * Compatibility notes (an existing pgbouncer.ini must load unchanged):
+ * - ';' and '#' start a comment only at the beginning of a line; later in a
+ *   line they are ordinary characters, as in PgBouncer.
+ * - Real PgBouncer keys that sluice does not implement are accepted with a
+ *   warning rather than an error, so a production file keeps loading.
+ * - auth_file, logfile and pidfile are used as written: a relative path is
+ *   relative to the current directory, like PgBouncer.
+ * - %include paths that are relative are resolved against the directory of
+ *   the including file (a deliberate difference: PgBouncer uses the current
+ *   directory, which makes the meaning of a file depend on where the daemon
+ *   was started). Absolute paths behave the same in both.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* Bounds nesting and, with it, include cycles (a.ini includes itself). */
+#define CONFIG_MAX_INCLUDE_DEPTH 10
+
+/* Longest value echoed back in an error message; keeps messages one line. */
+#define CONFIG_ECHO_MAX 64
+
+enum config_section {
+	SECT_NONE = 0,  /* before the first [section] header */
+	SECT_MAIN,      /* [sluice] or [pgbouncer] */
+	SECT_DATABASES, /* [databases] */
+	SECT_USERS,     /* [users] */
+	SECT_IGNORED,   /* [peers] or an unknown section: lines skipped */
+};
+
+/* State of one config_load(); lives on its stack. */
+struct config_parser {
+	struct config *cfg;      /* snapshot being built; owned until handed out */
+	char *err;               /* caller's error buffer (may be NULL) */
+	size_t errlen;           /* its size */
+	void (*warn_cb)(const char *msg); /* may be NULL */
+	enum config_section section; /* shared across %include, like PgBouncer */
+	const char *file;        /* file being read (for messages); not owned */
+	int line;                /* 1-based line in file */
+	int depth;               /* %include nesting, 0 = top-level file */
+	size_t cap_databases;    /* allocated slots in cfg->databases */
+	size_t cap_users;        /* allocated slots in cfg->users */
+	size_t cap_auth;         /* allocated slots in cfg->auth */
+};
+
+/* ---- messages ---------------------------------------------------------- */
+
+static void set_err(struct config_parser *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void set_err(struct config_parser *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!p->err || p->errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(p->err, p->errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* "FILE:LINE: " + message. Returns rc so callers can `return fail(...)`. */
+static int fail_at(struct config_parser *p, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail_at(struct config_parser *p, int rc, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	set_err(p, "%s:%d: %s", p->file, p->line, msg);
+	return rc;
+}
+
+static int fail_oom(struct config_parser *p)
+{
+	set_err(p, "%s: out of memory", p->file ? p->file : "config");
+	return -ENOMEM;
+}
+
+static void warn_at(struct config_parser *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void warn_at(struct config_parser *p, const char *fmt, ...)
+{
+	char *body = NULL, *msg = NULL;
+	va_list ap;
+
+	if (!p->warn_cb)
+		return;
+	va_start(ap, fmt);
+	/* Heap formatting so a long key name is never cut off mid-warning. */
+	if (vasprintf(&body, fmt, ap) < 0)
+		body = NULL;
+	va_end(ap);
+	if (body && asprintf(&msg, "%s:%d: %s", p->file, p->line, body) >= 0) {
+		p->warn_cb(msg);
+		free(msg);
+	}
+	free(body);
+}
+
+/* ---- small string helpers ---------------------------------------------- */
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (*s && isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		end--;
+	*end = '\0';
+	return s;
+}
+
+/* Replace *dst with a copy of v; empty_is_null maps "" to NULL. */
+static int set_str(char **dst, const char *v, bool empty_is_null)
+{
+	char *copy = NULL;
+
+	if (!(empty_is_null && *v == '\0')) {
+		copy = strdup(v);
+		if (!copy)
+			return -ENOMEM;
+	}
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+/*
+ * Unquote a field that starts at s (s[0] is the quote character q) in place.
+ * A doubled quote stands for one quote character, as in SQL identifiers
+ * ("a""b") and PgBouncer connection strings ('it''s'). The unescaped text
+ * is written starting at s, so it never overtakes the reading position.
+ * Returns the unquoted text and sets *after to the character following the
+ * closing quote, or returns NULL when the closing quote is missing.
+ */
+static char *unquote(char *s, char q, char **after)
+{
+	char *src = s + 1, *dst = s;
+
+	for (;;) {
+		if (*src == '\0')
+			return NULL;
+		if (*src == q) {
+			if (src[1] == q) {
+				*dst++ = q;
+				src += 2;
+				continue;
+			}
+			*after = src + 1;
+			*dst = '\0';
+			return s;
+		}
+		*dst++ = *src++;
+	}
+}
+
+/* ---- value parsers (exported for tests) -------------------------------- */
+
+int config_parse_bool(const char *s, bool *out)
+{
+	static const struct { const char *word; bool val; } words[] = {
+		{ "1", true }, { "on", true }, { "yes", true }, { "true", true },
+		{ "0", false }, { "off", false }, { "no", false }, { "false", false },
+	};
+	size_t i;
+
+	if (!s)
+		return -EINVAL;
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (strcasecmp(s, words[i].word) == 0) {
+			*out = words[i].val;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int config_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	long long v;
+	char *end;
+
+	/* strtoll would skip leading blanks and accept "", so check by hand. */
+	if (!s || !(isdigit((unsigned char)*s) || *s == '-' || *s == '+'))
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		return -EINVAL;
+	if (v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* Octal with or without the leading 0 ("0777", "777"), like a chmod mode. */
+static int parse_octal(const char *s, int64_t max, int64_t *out)
+{
+	long long v;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 8);
+	if (errno != 0 || *end != '\0' || v < 0 || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/*
+ * PgBouncer reads a time setting as a (possibly fractional) number of
+ * seconds. Integer arithmetic is used for the whole part so "0.5" is exactly
+ * 500000 us and large values do not lose precision; only the fraction goes
+ * through long double, where rounding to the nearest microsecond is fine.
+ */
+int config_parse_duration_us(const char *s, int64_t *out)
+{
+	static const struct { const char *unit; int64_t us; } units[] = {
+		{ "", 1000000 }, { "us", 1 }, { "ms", 1000 }, { "s", 1000000 },
+		{ "min", 60 * 1000000LL }, { "h", 3600 * 1000000LL },
+		{ "d", 86400 * 1000000LL },
+	};
+	uint64_t whole = 0, frac = 0, frac_scale = 1;
+	int digits = 0;
+	int64_t unit_us = -1, total, frac_us;
+	const char *q = s;
+	size_t i;
+
+	if (!s)
+		return -EINVAL;
+	while (isdigit((unsigned char)*q)) {
+		if (whole > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		whole = whole * 10 + (uint64_t)(*q - '0');
+		digits++;
+		q++;
+	}
+	if (*q == '.') {
+		q++;
+		while (isdigit((unsigned char)*q)) {
+			/* Digits past 1e-12 of a unit cannot change the result. */
+			if (frac_scale < 1000000000000ULL) {
+				frac = frac * 10 + (uint64_t)(*q - '0');
+				frac_scale *= 10;
+			}
+			digits++;
+			q++;
+		}
+	}
+	if (digits == 0)
+		return -EINVAL;
+	while (*q == ' ' || *q == '\t')
+		q++;
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(q, units[i].unit) == 0) {
+			unit_us = units[i].us;
+			break;
+		}
+	}
+	if (unit_us < 0)
+		return -EINVAL;
+	if (whole > (uint64_t)(INT64_MAX / unit_us))
+		return -EINVAL;
+	total = (int64_t)whole * unit_us;
+	frac_us = (int64_t)((long double)frac * (long double)unit_us /
+			    (long double)frac_scale + 0.5L);
+	if (total > INT64_MAX - frac_us)
+		return -EINVAL;
+	*out = total + frac_us;
+	return 0;
+}
+
+int config_parse_pool_mode(const char *s, int *out)
+{
+	if (!s)
+		return -EINVAL;
+	if (strcasecmp(s, "session") == 0)
+		*out = POOL_MODE_SESSION;
+	else if (strcasecmp(s, "transaction") == 0)
+		*out = POOL_MODE_TRANSACTION;
+	else if (strcasecmp(s, "statement") == 0)
+		*out = POOL_MODE_STATEMENT;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int config_parse_auth_type(const char *s, int *out)
+{
+	static const struct { const char *name; int type; } types[] = {
+		{ "trust", AUTH_TYPE_TRUST },
+		{ "any", AUTH_TYPE_ANY },
+		{ "plain", AUTH_TYPE_PLAIN },
+		{ "password", AUTH_TYPE_PLAIN }, /* PostgreSQL's name for it */
+		{ "md5", AUTH_TYPE_MD5 },
+		{ "scram-sha-256", AUTH_TYPE_SCRAM },
+	};
+	size_t i;
+
+	if (!s)
+		return -EINVAL;
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		if (strcasecmp(s, types[i].name) == 0) {
+			*out = types[i].type;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* ---- [sluice] / [pgbouncer] keys --------------------------------------- */
+
+enum config_key_type {
+	KT_STR,       /* char *, "" kept as "" (it means "none" for queries) */
+	KT_STR_OPT,   /* char *, "" stored as NULL */
+	KT_INT,       /* int within [min, max] */
+	KT_OCTAL,     /* int, octal digits, within [0, max] */
+	KT_BOOL,      /* bool */
+	KT_DURATION,  /* int64_t microseconds, within [min, max] */
+	KT_POOL_MODE, /* int, enum pool_mode */
+	KT_AUTH_TYPE, /* int, enum auth_type */
+};
+
+struct config_key {
+	const char *name;          /* lower case; matched case-insensitively */
+	enum config_key_type type;
+	size_t off;                /* offsetof(struct config, field) */
+	int64_t min, max;          /* KT_INT, KT_OCTAL (max), KT_DURATION */
+};
+
+#define KEY(n, t, f, lo, hi) { n, t, offsetof(struct config, f), lo, hi }
+#define DUR(n, f) KEY(n, KT_DURATION, f, 0, INT64_MAX)
+
+static const struct config_key main_keys[] = {
+	KEY("listen_addr", KT_STR_OPT, listen_addr, 0, 0),
+	KEY("listen_port", KT_INT, listen_port, 1, 65535),
+	KEY("unix_socket_dir", KT_STR, unix_socket_dir, 0, 0),
+	KEY("unix_socket_mode", KT_OCTAL, unix_socket_mode, 0, 07777),
+	KEY("listen_backlog", KT_INT, listen_backlog, 1, 1000000),
+	KEY("auth_type", KT_AUTH_TYPE, auth_type, 0, 0),
+	KEY("auth_file", KT_STR_OPT, auth_file, 0, 0),
+	KEY("pool_mode", KT_POOL_MODE, pool_mode, 0, 0),
+	KEY("default_pool_size", KT_INT, default_pool_size, 0, 100000),
+	KEY("min_pool_size", KT_INT, min_pool_size, 0, 100000),
+	KEY("reserve_pool_size", KT_INT, reserve_pool_size, 0, 100000),
+	DUR("reserve_pool_timeout", reserve_pool_timeout_us),
+	KEY("max_client_conn", KT_INT, max_client_conn, 1, 10000000),
+	KEY("max_db_connections", KT_INT, max_db_connections, 0, 10000000),
+	KEY("max_user_connections", KT_INT, max_user_connections, 0, 10000000),
+	KEY("server_reset_query", KT_STR, server_reset_query, 0, 0),
+	KEY("server_reset_query_always", KT_BOOL, server_reset_query_always, 0, 0),
+	KEY("server_check_query", KT_STR, server_check_query, 0, 0),
+	DUR("server_check_delay", server_check_delay_us),
+	DUR("server_lifetime", server_lifetime_us),
+	DUR("server_idle_timeout", server_idle_timeout_us),
+	DUR("server_connect_timeout", server_connect_timeout_us),
+	DUR("server_login_retry", server_login_retry_us),
+	DUR("client_login_timeout", client_login_timeout_us),
+	DUR("query_wait_timeout", query_wait_timeout_us),
+	DUR("client_idle_timeout", client_idle_timeout_us),
+	DUR("idle_transaction_timeout", idle_transaction_timeout_us),
+	DUR("query_timeout", query_timeout_us),
+	KEY("logfile", KT_STR_OPT, logfile, 0, 0),
+	KEY("pidfile", KT_STR_OPT, pidfile, 0, 0),
+	KEY("admin_users", KT_STR_OPT, admin_users, 0, 0),
+	KEY("stats_users", KT_STR_OPT, stats_users, 0, 0),
+	KEY("ignore_startup_parameters", KT_STR_OPT, ignore_startup_parameters, 0, 0),
+	KEY("workers", KT_INT, workers, 1, 256),
+	KEY("verbose", KT_INT, verbose, 0, 100),
+	KEY("log_connections", KT_BOOL, log_connections, 0, 0),
+	KEY("log_disconnections", KT_BOOL, log_disconnections, 0, 0),
+	KEY("log_pooler_errors", KT_BOOL, log_pooler_errors, 0, 0),
+	KEY("pkt_buf", KT_INT, pkt_buf, 1024, 16 * 1024 * 1024),
+	KEY("sbuf_high_watermark", KT_INT, sbuf_high_watermark, 1024, 1024 * 1024 * 1024),
+	KEY("tcp_keepalive", KT_BOOL, tcp_keepalive, 0, 0),
+	/* A zero period would make the stats averaging divide by zero. */
+	KEY("stats_period", KT_DURATION, stats_period_us, 1, INT64_MAX),
+};
+
+/*
+ * Keys PgBouncer (1.x up to 1.24) understands and sluice does not implement
+ * yet. Accepted with a warning so an existing pgbouncer.ini keeps loading.
+ */
+static const char *const unsupported_main_keys[] = {
+	"application_name_add_host", "auth_dbname", "auth_hba_file",
+	"auth_ident_file", "auth_ldap_options", "auth_query", "auth_user",
+	"autodb_idle_timeout", "cancel_wait_timeout", "client_tls13_ciphers",
+	"client_tls_ca_file", "client_tls_cert_file", "client_tls_ciphers",
+	"client_tls_dheparams", "client_tls_ecdhcurve", "client_tls_key_file",
+	"client_tls_protocols", "client_tls_sslmode", "conffile",
+	"disable_pqexec", "dns_max_ttl", "dns_nxdomain_ttl",
+	"dns_zone_check_period", "job_name", "log_stats",
+	"max_db_client_connections", "max_packet_size",
+	"max_prepared_statements", "max_user_client_connections", "peer_id",
+	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
+	"server_fast_close", "server_round_robin", "server_tls13_ciphers",
+	"server_tls_ca_file", "server_tls_cert_file", "server_tls_ciphers",
+	"server_tls_key_file", "server_tls_protocols", "server_tls_sslmode",
+	"service_name", "so_reuseport", "suspend_timeout", "syslog",
+	"syslog_facility", "syslog_ident", "tcp_defer_accept", "tcp_keepcnt",
+	"tcp_keepidle", "tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout",
+	"track_extra_parameters", "transaction_timeout", "unix_socket_group",
+	"user",
+};
+
+/* PgBouncer connection-string keys of [databases] not implemented yet. */
+static const char *const unsupported_db_keys[] = {
+	"auth_dbname", "auth_query", "auth_user", "client_encoding", "datestyle",
+	"load_balance_hosts", "max_db_client_connections", "query_wait_timeout",
+	"server_lifetime", "target_session_attrs", "timezone",
+};
+
+/* PgBouncer [users] keys not implemented yet. */
+static const char *const unsupported_user_keys[] = {
+	"client_idle_timeout", "idle_transaction_timeout",
+	"max_user_client_connections", "query_timeout", "query_wait_timeout",
+	"reserve_pool_size", "transaction_timeout",
+};
+
+static bool in_list(const char *const *list, size_t n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcasecmp(list[i], key) == 0)
+			return true;
+	return false;
+}
+
+#define IN_LIST(list, key) in_list(list, sizeof(list) / sizeof(list[0]), key)
+
+static const struct config_key *find_main_key(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(main_keys) / sizeof(main_keys[0]); i++)
+		if (strcasecmp(main_keys[i].name, name) == 0)
+			return &main_keys[i];
+	return NULL;
+}
+
+static int set_main_key(struct config_parser *p, const char *key, const char *val)
+{
+	const struct config_key *k = find_main_key(key);
+	char *field;
+	int64_t v;
+	bool b;
+	int e;
+
+	if (!k) {
+		if (IN_LIST(unsupported_main_keys, key))
+			warn_at(p, "key '%s' is not supported by sluice yet, ignored", key);
+		else
+			warn_at(p, "unknown key '%s' ignored", key);
+		return 0;
+	}
+	field = (char *)p->cfg + k->off;
+	switch (k->type) {
+	case KT_STR:
+	case KT_STR_OPT:
+		if (set_str((char **)(void *)field, val, k->type == KT_STR_OPT) < 0)
+			return fail_oom(p);
+		return 0;
+	case KT_INT:
+		if (config_parse_int(val, k->min, k->max, &v) < 0)
+			return fail_at(p, -EINVAL, "key '%s': '%.*s' is not an integer in %lld..%lld",
+				       k->name, CONFIG_ECHO_MAX, val, (long long)k->min, (long long)k->max);
+		*(int *)(void *)field = (int)v;
+		return 0;
+	case KT_OCTAL:
+		if (parse_octal(val, k->max, &v) < 0)
+			return fail_at(p, -EINVAL, "key '%s': '%.*s' is not an octal mode in 0..%llo",
+				       k->name, CONFIG_ECHO_MAX, val, (unsigned long long)k->max);
+		*(int *)(void *)field = (int)v;
+		return 0;
+	case KT_BOOL:
+		if (config_parse_bool(val, &b) < 0)
+			return fail_at(p, -EINVAL, "key '%s': '%.*s' is not a boolean (use 1/0, on/off, yes/no, true/false)",
+				       k->name, CONFIG_ECHO_MAX, val);
+		*(bool *)(void *)field = b;
+		return 0;
+	case KT_DURATION:
+		if (config_parse_duration_us(val, &v) < 0)
+			return fail_at(p, -EINVAL, "key '%s': '%.*s' is not a duration (seconds, or a number with us/ms/s/min/h/d)",
+				       k->name, CONFIG_ECHO_MAX, val);
+		if (v < k->min || v > k->max)
+			return fail_at(p, -EINVAL, "key '%s': must be greater than 0", k->name);
+		*(int64_t *)(void *)field = v;
+		return 0;
+	case KT_POOL_MODE:
+		if (config_parse_pool_mode(val, &e) < 0)
+			return fail_at(p, -EINVAL, "key '%s': '%.*s' is not a pool mode (session, transaction, statement)",
+				       k->name, CONFIG_ECHO_MAX, val);
+		*(int *)(void *)field = e;
+		return 0;
+	case KT_AUTH_TYPE:
+		if (config_parse_auth_type(val, &e) == 0) {
+			*(int *)(void *)field = e;
+			return 0;
+		}
+		/* Valid in PgBouncer, so say "not yet" rather than "unknown". */
+		if (strcasecmp(val, "hba") == 0 || strcasecmp(val, "cert") == 0 ||
+		    strcasecmp(val, "pam") == 0 || strcasecmp(val, "ldap") == 0)
+			return fail_at(p, -EINVAL, "key '%s': auth_type '%s' is not supported by sluice yet",
+				       k->name, val);
+		return fail_at(p, -EINVAL, "key '%s': '%.*s' is not an auth type (trust, any, plain, password, md5, scram-sha-256)",
+			       k->name, CONFIG_ECHO_MAX, val);
+	}
+	return 0;
+}
+
+/* ---- connection strings ([databases], [users]) ------------------------- */
+
+/* Names of all keys we know; used to decide whether a malformed line's
+ * first word is safe to echo (anything else might be a stray secret). */
+static bool is_known_word(const char *w)
+{
+	static const char *const db_words[] = {
+		"host", "port", "dbname", "user", "password", "pool_size",
+		"min_pool_size", "reserve_pool", "reserve_pool_size", "pool_mode",
+		"max_db_connections", "connect_query", "application_name",
+		"max_user_connections",
+	};
+
+	return find_main_key(w) || IN_LIST(unsupported_main_keys, w) ||
+	       IN_LIST(db_words, w);
+}
+
+
+typedef int (*connstr_cb)(struct config_parser *p, void *ctx, const char *owner,
+			  const char *key, const char *val);
+
+/*
+ * Walk "k1=v1 k2='v 2' ..." in place and call cb for each pair. Values may
+ * be single-quoted with '' for a literal quote (PgBouncer's dialect of the
+ * libpq syntax); blanks around '=' are allowed as in libpq. Error messages
+ * name the key, never the value: a value may be a password.
+ */
+static int parse_connstr(struct config_parser *p, const char *owner, char *s,
+			 connstr_cb cb, void *ctx)
+{
+	char *key, *val, *next;
+	int rc;
+
+	for (;;) {
+		while (isspace((unsigned char)*s))
+			s++;
+		if (*s == '\0')
+			return 0;
+		key = s;
+		while (*s && *s != '=' && !isspace((unsigned char)*s))
+			s++;
+		if (s == key)
+			return fail_at(p, -EINVAL, "key '%s': connection string has '=' without a parameter name", owner);
+		next = s;
+		while (isspace((unsigned char)*next))
+			next++;
+		if (*next != '=') {
+			*s = '\0';
+			/* A lone word may be a password typed without "password=". */
+			if (!is_known_word(key))
+				return fail_at(p, -EINVAL, "key '%s': connection string has a word without '=value'",
+					       owner);
+			return fail_at(p, -EINVAL, "key '%s': parameter '%.*s' has no '=value'",
+				       owner, CONFIG_ECHO_MAX, key);
+		}
+		*s = '\0';
+		s = next + 1;
+		while (isspace((unsigned char)*s))
+			s++;
+		if (*s == '\'') {
+			val = unquote(s, '\'', &next);
+			if (!val)
+				return fail_at(p, -EINVAL, "key '%s': parameter '%.*s': unterminated quote",
+					       owner, CONFIG_ECHO_MAX, key);
+			/* "a='x'b=1" would silently glue two parameters together. */
+			if (*next && !isspace((unsigned char)*next))
+				return fail_at(p, -EINVAL, "key '%s': parameter '%.*s': text right after closing quote",
+					       owner, CONFIG_ECHO_MAX, key);
+			s = next;
+		} else {
+			val = s;
+			while (*s && !isspace((unsigned char)*s))
+				s++;
+			if (*s)
+				*s++ = '\0';
+		}
+		rc = cb(p, ctx, owner, key, val);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* Parse an int connection parameter; the value is not secret, so echo it. */
+static int connstr_int(struct config_parser *p, const char *owner, const char *key,
+		       const char *val, int64_t min, int64_t max, int *out)
+{
+	int64_t v;
+
+	if (config_parse_int(val, min, max, &v) < 0)
+		return fail_at(p, -EINVAL, "key '%s': parameter '%s': '%.*s' is not an integer in %lld..%lld",
+			       owner, key, CONFIG_ECHO_MAX, val, (long long)min, (long long)max);
+	*out = (int)v;
+	return 0;
+}
+
+static int connstr_pool_mode(struct config_parser *p, const char *owner, const char *key,
+			     const char *val, int *out)
+{
+	if (config_parse_pool_mode(val, out) < 0)
+		return fail_at(p, -EINVAL, "key '%s': parameter '%s': '%.*s' is not a pool mode (session, transaction, statement)",
+			       owner, key, CONFIG_ECHO_MAX, val);
+	return 0;
+}
+
+static int database_param(struct config_parser *p, void *ctx, const char *owner,
+			  const char *key, const char *val)
+{
+	struct config_database *db = ctx;
+	char **str = NULL;
+
+	if (strcasecmp(key, "host") == 0)
+		str = &db->host;
+	else if (strcasecmp(key, "dbname") == 0)
+		str = &db->dbname;
+	else if (strcasecmp(key, "user") == 0)
+		str = &db->user;
+	else if (strcasecmp(key, "password") == 0)
+		str = &db->password;
+	else if (strcasecmp(key, "connect_query") == 0)
+		str = &db->connect_query;
+	else if (strcasecmp(key, "application_name") == 0)
+		str = &db->application_name;
+	if (str) {
+		if (set_str(str, val, true) < 0)
+			return fail_oom(p);
+		return 0;
+	}
+	if (strcasecmp(key, "port") == 0)
+		return connstr_int(p, owner, "port", val, 1, 65535, &db->port);
+	if (strcasecmp(key, "pool_size") == 0)
+		return connstr_int(p, owner, "pool_size", val, 0, 100000, &db->pool_size);
+	if (strcasecmp(key, "min_pool_size") == 0)
+		return connstr_int(p, owner, "min_pool_size", val, 0, 100000, &db->min_pool_size);
+	/* reserve_pool is the older PgBouncer spelling, still accepted there. */
+	if (strcasecmp(key, "reserve_pool") == 0 || strcasecmp(key, "reserve_pool_size") == 0)
+		return connstr_int(p, owner, "reserve_pool_size", val, 0, 100000, &db->reserve_pool_size);
+	if (strcasecmp(key, "max_db_connections") == 0)
+		return connstr_int(p, owner, "max_db_connections", val, 0, 10000000, &db->max_db_connections);
+	if (strcasecmp(key, "pool_mode") == 0)
+		return connstr_pool_mode(p, owner, "pool_mode", val, &db->pool_mode);
+	if (IN_LIST(unsupported_db_keys, key))
+		warn_at(p, "database '%s': parameter '%s' is not supported by sluice yet, ignored", owner, key);
+	else
+		warn_at(p, "database '%s': unknown parameter '%s' ignored", owner, key);
+	return 0;
+}
+
+static int user_param(struct config_parser *p, void *ctx, const char *owner,
+		      const char *key, const char *val)
+{
+	struct config_user *u = ctx;
+
+	if (strcasecmp(key, "pool_mode") == 0)
+		return connstr_pool_mode(p, owner, "pool_mode", val, &u->pool_mode);
+	if (strcasecmp(key, "max_user_connections") == 0)
+		return connstr_int(p, owner, "max_user_connections", val, 0, 10000000, &u->max_user_connections);
+	if (strcasecmp(key, "pool_size") == 0)
+		return connstr_int(p, owner, "pool_size", val, 0, 100000, &u->pool_size);
+	if (IN_LIST(unsupported_user_keys, key))
+		warn_at(p, "user '%s': parameter '%s' is not supported by sluice yet, ignored", owner, key);
+	else
+		warn_at(p, "user '%s': unknown parameter '%s' ignored", owner, key);
+	return 0;
+}
+
+static void database_clear(struct config_database *db)
+{
+	free(db->name);
+	free(db->host);
+	free(db->dbname);
+	free(db->user);
+	free(db->password);
+	free(db->connect_query);
+	free(db->application_name);
+	memset(db, 0, sizeof(*db));
+}
+
+/* Grow an array of elem-sized items so one more fits. */
+static int grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	size_t ncap;
+	void *na;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 8;
+	na = realloc(*arr, ncap * elem);
+	if (!na)
+		return -ENOMEM;
+	*arr = na;
+	*cap = ncap;
+	return 0;
+}
+
+static int add_database(struct config_parser *p, const char *name, char *val)
+{
+	struct config *cfg = p->cfg;
+	struct config_database db = {
+		.port = 5432,
+		.pool_size = -1,
+		.min_pool_size = -1,
+		.reserve_pool_size = -1,
+		.pool_mode = -1,
+		.max_db_connections = -1,
+	};
+	size_t i;
+	int rc;
+
+	/* PgBouncer reserves this name for its admin console; so do we. */
+	if (strcmp(name, "pgbouncer") == 0)
+		return fail_at(p, -EINVAL, "key '%s': database name is reserved for the admin console", name);
+	db.name = strdup(name);
+	if (!db.name)
+		return fail_oom(p);
+	rc = parse_connstr(p, name, val, database_param, &db);
+	if (rc < 0) {
+		database_clear(&db);
+		return rc;
+	}
+	/* A repeated name replaces the earlier entry, as in PgBouncer. */
+	for (i = 0; i < cfg->n_databases; i++) {
+		if (strcmp(cfg->databases[i].name, name) == 0) {
+			database_clear(&cfg->databases[i]);
+			cfg->databases[i] = db;
+			return 0;
+		}
+	}
+	if (grow((void **)&cfg->databases, &p->cap_databases, cfg->n_databases,
+		 sizeof(*cfg->databases)) < 0) {
+		database_clear(&db);
+		return fail_oom(p);
+	}
+	cfg->databases[cfg->n_databases++] = db;
+	return 0;
+}
+
+static int add_user(struct config_parser *p, const char *name, char *val)
+{
+	struct config *cfg = p->cfg;
+	struct config_user u = {
+		.pool_mode = -1,
+		.max_user_connections = -1,
+		.pool_size = -1,
+	};
+	size_t i;
+	int rc;
+
+	rc = parse_connstr(p, name, val, user_param, &u);
+	if (rc < 0)
+		return rc;
+	u.name = strdup(name);
+	if (!u.name)
+		return fail_oom(p);
+	for (i = 0; i < cfg->n_users; i++) {
+		if (strcmp(cfg->users[i].name, name) == 0) {
+			free(cfg->users[i].name);
+			cfg->users[i] = u;
+			return 0;
+		}
+	}
+	if (grow((void **)&cfg->users, &p->cap_users, cfg->n_users, sizeof(*cfg->users)) < 0) {
+		free(u.name);
+		return fail_oom(p);
+	}
+	cfg->users[cfg->n_users++] = u;
+	return 0;
+}
+
+/* ---- the INI reader ---------------------------------------------------- */
+
+static int parse_file(struct config_parser *p, const char *path);
+
+static int do_include(struct config_parser *p, char *arg)
+{
+	const char *slash;
+	char *path;
+	int rc;
+
+	arg = trim(arg);
+	if (*arg == '\0')
+		return fail_at(p, -EINVAL, "%%include needs a file name");
+	if (p->depth + 1 > CONFIG_MAX_INCLUDE_DEPTH)
+		return fail_at(p, -EINVAL, "%%include '%s': nested too deeply (max %d)",
+			       arg, CONFIG_MAX_INCLUDE_DEPTH);
+	slash = strrchr(p->file, '/');
+	if (arg[0] == '/' || !slash)
+		path = strdup(arg);
+	else if (asprintf(&path, "%.*s/%s", (int)(slash - p->file), p->file, arg) < 0)
+		path = NULL;
+	if (!path)
+		return fail_oom(p);
+	p->depth++;
+	rc = parse_file(p, path);
+	p->depth--;
+	free(path);
+	return rc;
+}
+
+static int parse_line(struct config_parser *p, char *line)
+{
+	char *s = trim(line), *key, *val, *eq, *end;
+
+	if (*s == '\0' || *s == ';' || *s == '#')
+		return 0;
+
+	if (*s == '%') {
+		if (strncasecmp(s, "%include", 8) == 0 &&
+		    (s[8] == '\0' || isspace((unsigned char)s[8])))
+			return do_include(p, s + 8);
+		return fail_at(p, -EINVAL, "unknown directive (only %%include is supported)");
+	}
+
+	if (*s == '[') {
+		end = strchr(s, ']');
+		if (!end)
+			return fail_at(p, -EINVAL, "section header without closing ']'");
+		*end = '\0';
+		/* Allow a trailing comment after the header, nothing else. */
+		val = trim(end + 1);
+		if (*val && *val != ';' && *val != '#')
+			return fail_at(p, -EINVAL, "unexpected text after section header");
+		key = trim(s + 1);
+		if (strcasecmp(key, "sluice") == 0 || strcasecmp(key, "pgbouncer") == 0) {
+			p->section = SECT_MAIN;
+		} else if (strcasecmp(key, "databases") == 0) {
+			p->section = SECT_DATABASES;
+		} else if (strcasecmp(key, "users") == 0) {
+			p->section = SECT_USERS;
+		} else if (strcasecmp(key, "peers") == 0) {
+			warn_at(p, "section [peers] is not supported by sluice yet, ignored");
+			p->section = SECT_IGNORED;
+		} else {
+			warn_at(p, "unknown section [%.*s] ignored", CONFIG_ECHO_MAX, key);
+			p->section = SECT_IGNORED;
+		}
+		return 0;
+	}
+
+	/* key = value; a key in double quotes may contain any character. */
+	if (*s == '"') {
+		key = unquote(s, '"', &end);
+		if (!key)
+			return fail_at(p, -EINVAL, "unterminated double quote in key");
+		while (isspace((unsigned char)*end))
+			end++;
+		if (*end != '=')
+			return fail_at(p, -EINVAL, "key '%s': expected '=' after quoted name", key);
+		val = trim(end + 1);
+	} else {
+		eq = strchr(s, '=');
+		if (!eq) {
+			/* No key to name; echo the first word only if it is one
+			 * of ours, since a stray line could be a password. */
+			end = s;
+			while (*end && !isspace((unsigned char)*end))
+				end++;
+			*end = '\0';
+			if (is_known_word(s))
+				return fail_at(p, -EINVAL, "key '%s': malformed line, expected 'key = value'", s);
+			return fail_at(p, -EINVAL, "malformed line, expected 'key = value'");
+		}
+		*eq = '\0';
+		key = trim(s);
+		val = trim(eq + 1);
+	}
+	if (*key == '\0')
+		return fail_at(p, -EINVAL, "malformed line, empty key before '='");
+
+	switch (p->section) {
+	case SECT_NONE:
+		return fail_at(p, -EINVAL, "key '%s': not inside any section (add [sluice] or [databases] above it)", key);
+	case SECT_MAIN:
+		return set_main_key(p, key, val);
+	case SECT_DATABASES:
+		return add_database(p, key, val);
+	case SECT_USERS:
+		return add_user(p, key, val);
+	case SECT_IGNORED:
+		return 0;
+	}
+	return 0;
+}
+
+static int parse_file(struct config_parser *p, const char *path)
+{
+	const char *saved_file = p->file;
+	int saved_line = p->line;
+	char *buf = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	FILE *f;
+	int rc = 0, e;
+
+	f = fopen(path, "re");
+	if (!f) {
+		e = errno;
+		if (saved_file)
+			fail_at(p, -e, "%%include '%s': cannot open: %s", path, strerror(e));
+		else
+			set_err(p, "%s: cannot open: %s", path, strerror(e));
+		return -e;
+	}
+	p->file = path;
+	p->line = 0;
+	/* getline: no line-length limit, so nothing is silently truncated. */
+	while ((len = getline(&buf, &cap, f)) >= 0) {
+		p->line++;
+		if (strlen(buf) != (size_t)len) {
+			rc = fail_at(p, -EINVAL, "line contains a NUL byte");
+			break;
+		}
+		/* A UTF-8 byte order mark from a Windows editor is not a key. */
+		if (p->line == 1 && strncmp(buf, "\xEF\xBB\xBF", 3) == 0)
+			memmove(buf, buf + 3, (size_t)len - 2);
+		rc = parse_line(p, buf);
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0 && ferror(f)) {
+		e = errno ? errno : EIO;
+		set_err(p, "%s: read error: %s", path, strerror(e));
+		rc = -e;
+	}
+	/* [databases] lines may carry password=...; wipe the line buffer. */
+	if (buf)
+		explicit_bzero(buf, cap);
+	free(buf);
+	fclose(f);
+	p->file = saved_file;
+	p->line = saved_line;
+	return rc;
+}
+
+/* ---- auth_file --------------------------------------------------------- */
+
+/*
+ * userlist.txt: "user" "secret" per line, "" inside quotes for a quote,
+ * anything after the second field ignored. The secret is kept verbatim
+ * (plain, md5... or SCRAM-SHA-256$...): auth decides what it is.
+ */
+static int parse_auth_line(struct config_parser *p, char *line)
+{
+	struct config *cfg = p->cfg;
+	struct config_auth_entry ent;
+	char *s = line, *user, *secret, *after;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (*s == '\0' || *s == ';' || *s == '#')
+		return 0;
+	if (*s != '"')
+		return fail_at(p, -EINVAL, "malformed line, expected \"user\" \"secret\"");
+	user = unquote(s, '"', &after);
+	if (!user)
+		return fail_at(p, -EINVAL, "unterminated quote in user name");
+	s = after;
+	while (isspace((unsigned char)*s))
+		s++;
+	if (*s != '"')
+		return fail_at(p, -EINVAL, "user '%.*s': missing quoted secret after user name",
+			       CONFIG_ECHO_MAX, user);
+	secret = unquote(s, '"', &after);
+	if (!secret)
+		return fail_at(p, -EINVAL, "user '%.*s': unterminated quote in secret",
+			       CONFIG_ECHO_MAX, user);
+	ent.user = strdup(user);
+	ent.secret = strdup(secret);
+	if (!ent.user || !ent.secret ||
+	    grow((void **)&cfg->auth, &p->cap_auth, cfg->n_auth, sizeof(*cfg->auth)) < 0) {
+		free(ent.user);
+		free(ent.secret);
+		return fail_oom(p);
+	}
+	cfg->auth[cfg->n_auth++] = ent;
+	return 0;
+}
+
+static int load_auth_file(struct config_parser *p, const char *path)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	FILE *f;
+	int rc = 0, e;
+
+	/* Used as written: relative means relative to the current directory. */
+	f = fopen(path, "re");
+	if (!f) {
+		e = errno;
+		set_err(p, "%s: cannot open auth_file: %s", path, strerror(e));
+		return -e;
+	}
+	p->file = path;
+	p->line = 0;
+	while ((len = getline(&buf, &cap, f)) >= 0) {
+		p->line++;
+		if (strlen(buf) != (size_t)len) {
+			rc = fail_at(p, -EINVAL, "auth_file line contains a NUL byte");
+			break;
+		}
+		rc = parse_auth_line(p, buf);
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0 && ferror(f)) {
+		e = errno ? errno : EIO;
+		set_err(p, "%s: read error: %s", path, strerror(e));
+		rc = -e;
+	}
+	/* The secret text was in buf; do not leave it in freed heap. */
+	if (buf)
+		explicit_bzero(buf, cap);
+	free(buf);
+	fclose(f);
+	p->file = NULL;
+	return rc;
+}
+
+/* ---- snapshot lifecycle ------------------------------------------------ */
+
+static int set_defaults(struct config *cfg)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	cfg->listen_port = 6432;
+	cfg->unix_socket_mode = 0777;
+	cfg->listen_backlog = 128;
+	cfg->auth_type = AUTH_TYPE_MD5;
+	cfg->pool_mode = POOL_MODE_SESSION;
+	cfg->default_pool_size = 20;
+	cfg->reserve_pool_timeout_us = 5 * 1000000LL;
+	cfg->max_client_conn = 100;
+	cfg->server_check_delay_us = 30 * 1000000LL;
+	cfg->server_lifetime_us = 3600 * 1000000LL;
+	cfg->server_idle_timeout_us = 600 * 1000000LL;
+	cfg->server_connect_timeout_us = 15 * 1000000LL;
+	cfg->server_login_retry_us = 15 * 1000000LL;
+	cfg->client_login_timeout_us = 60 * 1000000LL;
+	cfg->query_wait_timeout_us = 120 * 1000000LL;
+	/* Clamp to the range the workers key itself accepts. */
+	cfg->workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu;
+	cfg->log_connections = true;
+	cfg->log_disconnections = true;
+	cfg->log_pooler_errors = true;
+	cfg->pkt_buf = 4096;
+	cfg->sbuf_high_watermark = 64 * 1024;
+	cfg->tcp_keepalive = true;
+	cfg->stats_period_us = 60 * 1000000LL;
+	cfg->unix_socket_dir = strdup("/tmp");
+	cfg->server_reset_query = strdup("DISCARD ALL");
+	cfg->server_check_query = strdup("select 1");
+	if (!cfg->unix_socket_dir || !cfg->server_reset_query || !cfg->server_check_query)
+		return -ENOMEM;
+	return 0;
+}
+
+static const char *auth_type_name(int t)
+{
+	switch (t) {
+	case AUTH_TYPE_TRUST: return "trust";
+	case AUTH_TYPE_ANY: return "any";
+	case AUTH_TYPE_PLAIN: return "plain";
+	case AUTH_TYPE_MD5: return "md5";
+	case AUTH_TYPE_SCRAM: return "scram-sha-256";
+	}
+	return "?";
+}
+
+int config_load(const char *path, struct config **out, char *err, size_t errlen,
+		void (*warn_cb)(const char *msg))
+{
+	struct config_parser p = {
+		.err = err,
+		.errlen = errlen,
+		.warn_cb = warn_cb,
+	};
+	struct config *cfg;
+	int rc;
+
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	cfg = calloc(1, sizeof(*cfg));
+	if (!cfg) {
+		set_err(&p, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	p.cfg = cfg;
+	if (set_defaults(cfg) < 0 || !(cfg->path = strdup(path))) {
+		set_err(&p, "%s: out of memory", path);
+		rc = -ENOMEM;
+		goto fail;
+	}
+
+	rc = parse_file(&p, path);
+	if (rc < 0)
+		goto fail;
+
+	/* Every auth type except "any" checks the user against auth_file. */
+	if (!cfg->auth_file && cfg->auth_type != AUTH_TYPE_ANY) {
+		set_err(&p, "%s: key 'auth_type': '%s' needs auth_file to be set",
+			path, auth_type_name(cfg->auth_type));
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (cfg->auth_file) {
+		rc = load_auth_file(&p, cfg->auth_file);
+		if (rc < 0)
+			goto fail;
+	}
+	*out = cfg;
+	return 0;
+
+fail:
+	config_free(cfg);
+	return rc;
+}
+
+void config_free(struct config *cfg)
+{
+	size_t i;
+
+	if (!cfg)
+		return;
+	free(cfg->path);
+	free(cfg->listen_addr);
+	free(cfg->unix_socket_dir);
+	free(cfg->auth_file);
+	free(cfg->server_reset_query);
+	free(cfg->server_check_query);
+	free(cfg->logfile);
+	free(cfg->pidfile);
+	free(cfg->admin_users);
+	free(cfg->stats_users);
+	free(cfg->ignore_startup_parameters);
+	free(cfg->application_name_add_host);
+	for (i = 0; i < cfg->n_databases; i++) {
+		/* Passwords: wipe before the memory goes back to malloc. */
+		if (cfg->databases[i].password)
+			explicit_bzero(cfg->databases[i].password, strlen(cfg->databases[i].password));
+		database_clear(&cfg->databases[i]);
+	}
+	free(cfg->databases);
+	for (i = 0; i < cfg->n_users; i++)
+		free(cfg->users[i].name);
+	free(cfg->users);
+	for (i = 0; i < cfg->n_auth; i++) {
+		free(cfg->auth[i].user);
+		explicit_bzero(cfg->auth[i].secret, strlen(cfg->auth[i].secret));
+		free(cfg->auth[i].secret);
+	}
+	free(cfg->auth);
+	free(cfg);
+}
+
+/* ---- lookups ----------------------------------------------------------- */
+
+const struct config_database *config_find_database(const struct config *cfg, const char *name)
+{
+	const struct config_database *fallback = NULL;
+	size_t i;
+
+	if (!cfg || !name)
+		return NULL;
+	for (i = 0; i < cfg->n_databases; i++) {
+		if (strcmp(cfg->databases[i].name, name) == 0)
+			return &cfg->databases[i];
+		if (strcmp(cfg->databases[i].name, "*") == 0)
+			fallback = &cfg->databases[i];
+	}
+	return fallback;
+}
+
+const struct config_user *config_find_user(const struct config *cfg, const char *name)
+{
+	size_t i;
+
+	if (!cfg || !name)
+		return NULL;
+	for (i = 0; i < cfg->n_users; i++)
+		if (strcmp(cfg->users[i].name, name) == 0)
+			return &cfg->users[i];
+	return NULL;
+}
+
+const char *config_find_secret(const struct config *cfg, const char *user)
+{
+	size_t i;
+
+	if (!cfg || !user)
+		return NULL;
+	/* Search backwards: a user listed twice gets the later secret, which
+	 * is what a file appended to by a tool means. No dedup pass needed. */
+	for (i = cfg->n_auth; i > 0; i--)
+		if (strcmp(cfg->auth[i - 1].user, user) == 0)
+			return cfg->auth[i - 1].secret;
+	return NULL;
+}
+
+bool config_list_contains(const char *list, const char *name)
+{
+	const char *s = list, *start, *end;
+	size_t n;
+
+	if (!list || !name)
+		return false;
+	n = strlen(name);
+	while (*s) {
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		start = s;
+		while (*s && *s != ',')
+			s++;
+		end = s;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if ((size_t)(end - start) == n && n > 0 && memcmp(start, name, n) == 0)
+			return true;
+	}
+	return false;
+}

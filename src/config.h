@@ -1,0 +1,150 @@
+/*
+ * config.h - sluice's configuration: a PgBouncer-compatible INI file parsed
+ * into an immutable snapshot.
+ *
+ * Owns: struct config and everything hanging off it (all strings and arrays
+ * are heap copies owned by the snapshot; config_free() releases them all).
+ * Must not: open sockets, start threads, or keep global state. A reload
+ * builds a new snapshot and swaps it; readers never see a half-built one.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+enum pool_mode {
+	POOL_MODE_SESSION = 0,     /* server held for the whole client session */
+	POOL_MODE_TRANSACTION = 1, /* server returned at ReadyForQuery 'I' */
+	POOL_MODE_STATEMENT = 2,   /* like transaction, multi-statement tx refused */
+};
+
+enum auth_type {
+	AUTH_TYPE_TRUST = 0, /* no password asked; user must exist in auth_file unless any */
+	AUTH_TYPE_ANY,       /* no password asked, any user name accepted */
+	AUTH_TYPE_PLAIN,     /* cleartext password exchange ("plain" / "password") */
+	AUTH_TYPE_MD5,       /* md5 challenge; falls back to SCRAM when only a verifier is known */
+	AUTH_TYPE_SCRAM,     /* scram-sha-256 */
+};
+
+/* One line of [databases]: "name = host=... port=... dbname=... ..." */
+struct config_database {
+	char *name;            /* name clients connect to; "*" is the fallback */
+	char *host;            /* server host or unix socket dir; NULL = unix default */
+	int port;              /* server port, default 5432 */
+	char *dbname;          /* real database name; NULL = same as name */
+	char *user;            /* forced server user; NULL = client's user */
+	char *password;        /* password for the forced user or client's user; NULL = from auth_file */
+	int pool_size;         /* -1 = default_pool_size */
+	int min_pool_size;     /* -1 = global min_pool_size */
+	int reserve_pool_size; /* -1 = global reserve_pool_size */
+	int pool_mode;         /* -1 = global pool_mode, else enum pool_mode */
+	int max_db_connections; /* -1 = global max_db_connections (0 = unlimited) */
+	char *connect_query;   /* run once on each new server connection; NULL = none */
+	char *application_name; /* startup parameter sent to the server; NULL = client's */
+};
+
+/* One line of [users]: "name = pool_mode=... max_user_connections=..." */
+struct config_user {
+	char *name;
+	int pool_mode;            /* -1 = inherit */
+	int max_user_connections; /* -1 = global */
+	int pool_size;            /* -1 = inherit (user-level pool_size, like PgBouncer 1.21) */
+};
+
+/* One line of auth_file: "user" "password-or-md5-hash-or-SCRAM-verifier" */
+struct config_auth_entry {
+	char *user;
+	char *secret; /* plain text, "md5<32 hex>" or "SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>" */
+};
+
+struct config {
+	char *path; /* file this snapshot was read from */
+
+	/* [sluice] / [pgbouncer] section */
+	char *listen_addr;      /* comma separated, "*" = all IPv4+IPv6; NULL/"" = no TCP */
+	int listen_port;        /* default 6432 */
+	char *unix_socket_dir;  /* NULL or "" = no unix socket; default "/tmp" */
+	int unix_socket_mode;   /* default 0777 */
+	int listen_backlog;     /* default 128 */
+	int auth_type;          /* enum auth_type, default AUTH_TYPE_MD5 */
+	char *auth_file;        /* path, NULL = none */
+	int pool_mode;          /* enum pool_mode, default POOL_MODE_SESSION */
+	int default_pool_size;  /* default 20 */
+	int min_pool_size;      /* default 0 */
+	int reserve_pool_size;  /* default 0 */
+	int64_t reserve_pool_timeout_us; /* default 5 s */
+	int max_client_conn;    /* default 100 */
+	int max_db_connections; /* 0 = unlimited (default) */
+	int max_user_connections; /* 0 = unlimited (default) */
+	char *server_reset_query; /* default "DISCARD ALL"; "" = none */
+	bool server_reset_query_always; /* default false: only in session mode */
+	char *server_check_query; /* default "select 1"; "" = none */
+	int64_t server_check_delay_us;     /* default 30 s */
+	int64_t server_lifetime_us;        /* default 3600 s; 0 = unlimited */
+	int64_t server_idle_timeout_us;    /* default 600 s; 0 = disabled */
+	int64_t server_connect_timeout_us; /* default 15 s */
+	int64_t server_login_retry_us;     /* default 15 s */
+	int64_t client_login_timeout_us;   /* default 60 s */
+	int64_t query_wait_timeout_us;     /* default 120 s; 0 = disabled */
+	int64_t client_idle_timeout_us;    /* default 0 = disabled */
+	int64_t idle_transaction_timeout_us; /* default 0 = disabled */
+	int64_t query_timeout_us;          /* default 0 = disabled */
+	char *logfile;          /* NULL = stderr only */
+	char *pidfile;          /* NULL = none */
+	char *admin_users;      /* comma separated list, NULL = none */
+	char *stats_users;      /* comma separated list, NULL = none */
+	char *ignore_startup_parameters; /* comma separated list, NULL = none */
+	char *application_name_add_host; /* unused placeholder kept NULL */
+	int workers;            /* default: number of online CPUs */
+	int verbose;            /* 0 = info; 1+ = debug (also -v on command line) */
+	bool log_connections;   /* default true */
+	bool log_disconnections; /* default true */
+	bool log_pooler_errors; /* default true */
+	int pkt_buf;            /* bytes per network buffer, default 4096 (min 1024) */
+	int sbuf_high_watermark; /* bytes queued towards a peer before reading pauses, default 64 KiB */
+	bool tcp_keepalive;     /* default true */
+	int64_t stats_period_us; /* default 60 s */
+
+	struct config_database *databases; /* [databases], in file order */
+	size_t n_databases;
+	struct config_user *users;         /* [users], in file order */
+	size_t n_users;
+	struct config_auth_entry *auth;    /* auth_file entries */
+	size_t n_auth;
+};
+
+/*
+ * Read and validate a configuration file (and the auth_file it names).
+ * On success returns 0 and stores a new snapshot in *out.
+ * On failure returns a negative errno and writes a one-line message of the
+ * form "FILE:LINE: key 'KEY': why" (or "FILE: why") into err (size errlen).
+ * Unknown keys are not errors: a warning naming file, line and key is
+ * passed to warn_cb (may be NULL) for each.
+ */
+int config_load(const char *path, struct config **out, char *err, size_t errlen,
+		void (*warn_cb)(const char *msg));
+
+/* Release a snapshot and everything it owns. NULL is allowed. */
+void config_free(struct config *cfg);
+
+/* Lookups; NULL when absent. The "*" database is returned by
+ * config_find_database only when no exact match exists. */
+const struct config_database *config_find_database(const struct config *cfg, const char *name);
+const struct config_user *config_find_user(const struct config *cfg, const char *name);
+const char *config_find_secret(const struct config *cfg, const char *user);
+
+/* True when name appears in the comma separated list (spaces ignored). */
+bool config_list_contains(const char *list, const char *name);
+
+/* Parse helpers shared with tests. Return 0 or -EINVAL. */
+int config_parse_bool(const char *s, bool *out);
+int config_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
+/* Durations: plain number = seconds (fractions allowed), or with unit
+ * suffix us, ms, s, min, h, d. */
+int config_parse_duration_us(const char *s, int64_t *out);
+int config_parse_pool_mode(const char *s, int *out);
+int config_parse_auth_type(const char *s, int *out);
+
+#endif

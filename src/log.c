@@ -1,0 +1,72 @@
+/*
+ * log.c - see log.h. One write(2) per line so lines from different worker
+ * threads never interleave.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static int log_fd = -1;        /* log file, -1 = none */
+static int log_level = LOG_LEVEL_INFO;
+static int log_quiet;          /* -q: nothing to stderr */
+
+int log_open(const char *path, int level, int quiet)
+{
+	log_level = level;
+	log_quiet = quiet;
+	if (path && *path) {
+		int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd < 0)
+			return -errno;
+		if (log_fd >= 0)
+			close(log_fd);
+		log_fd = fd;
+	}
+	return 0;
+}
+
+void log_set_level(int level) { log_level = level; }
+int log_get_level(void) { return log_level; }
+
+void log_close(void)
+{
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = -1;
+}
+
+static const char *const level_names[] = { "ERROR", "WARNING", "LOG", "DEBUG", "NOISE" };
+
+void log_write(int level, const char *fmt, ...)
+{
+	if (level > log_level)
+		return;
+	char line[2048];
+	struct timeval tv;
+	struct tm tm;
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	size_t n = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+	n += snprintf(line + n, sizeof(line) - n, ".%03d %d %s ", (int)(tv.tv_usec / 1000),
+		      (int)getpid(), level_names[level]);
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	n += (size_t)m;
+	if (n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	if (!log_quiet && write(STDERR_FILENO, line, n) < 0)
+		(void)0;
+	if (log_fd >= 0 && write(log_fd, line, n) < 0)
+		(void)0;
+}

@@ -1,0 +1,74 @@
+/*
+ * loop.c - epoll backend for one worker. Level-triggered: a handle that
+ * stops reading must say so with loop_set(), which keeps the rules simple
+ * (no lost wakeups) at the price of an epoll_ctl when interest changes.
+ */
+#include "loop.h"
+
+#include <errno.h>
+#include <time.h>
+#include <unistd.h>
+
+int loop_init(struct loop *l)
+{
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l->epfd < 0)
+		return -errno;
+	l->n_ready = 0;
+	l->cur = 0;
+	l->now_us = loop_now_us();
+	return 0;
+}
+
+void loop_deinit(struct loop *l)
+{
+	if (l->epfd >= 0)
+		close(l->epfd);
+	l->epfd = -1;
+}
+
+int loop_set(struct loop *l, struct loop_handle *h, uint32_t events)
+{
+	if (h->events == events)
+		return 0;
+	struct epoll_event ev = { .events = events, .data.ptr = h };
+	int op = h->events == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+	if (epoll_ctl(l->epfd, op, h->fd, &ev) < 0)
+		return -errno;
+	h->events = events;
+	return 0;
+}
+
+void loop_forget(struct loop *l, struct loop_handle *h)
+{
+	if (h->events && h->fd >= 0)
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, h->fd, NULL);
+	h->events = 0;
+	for (int i = l->cur + 1; i < l->n_ready; i++)
+		if (l->ready[i].data.ptr == h)
+			l->ready[i].data.ptr = NULL;
+}
+
+int loop_run_once(struct loop *l, int timeout_ms)
+{
+	int n = epoll_wait(l->epfd, l->ready, LOOP_BATCH, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	l->n_ready = n;
+	l->now_us = loop_now_us();
+	for (l->cur = 0; l->cur < n; l->cur++) {
+		struct loop_handle *h = l->ready[l->cur].data.ptr;
+		if (h)
+			h->cb(h, l->ready[l->cur].events);
+	}
+	l->n_ready = 0;
+	l->cur = 0;
+	return n;
+}
+
+int64_t loop_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}

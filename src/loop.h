@@ -1,0 +1,52 @@
+/*
+ * loop.h - one epoll instance per worker thread, plus a coarse tick.
+ *
+ * Owns: the epoll fd and the batch of ready events of the current wakeup.
+ * The caller owns every loop_handle (embedded in its connection object).
+ * Must not: know about PostgreSQL or connections.
+ *
+ * Safety rule: before a handle's memory is freed or handed to another
+ * thread, call loop_forget() so events already fetched in this batch for
+ * it are dropped instead of dispatched to freed or foreign memory.
+ */
+#ifndef SLUICE_LOOP_H
+#define SLUICE_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+struct loop_handle;
+typedef void (*loop_cb)(struct loop_handle *h, uint32_t revents);
+
+struct loop_handle {
+	int fd;          /* file descriptor watched, -1 when none */
+	uint32_t events; /* events currently registered (0 = not registered) */
+	loop_cb cb;      /* called with the ready events */
+};
+
+#define LOOP_BATCH 128
+
+struct loop {
+	int epfd;                             /* epoll instance */
+	struct epoll_event ready[LOOP_BATCH]; /* events of the current wakeup */
+	int n_ready;                          /* valid entries in ready[] */
+	int cur;                              /* index being dispatched */
+	int64_t now_us;                       /* monotonic time of the current wakeup */
+};
+
+int loop_init(struct loop *l);
+void loop_deinit(struct loop *l);
+
+/* Register, change or remove interest. events == 0 removes. Returns 0 or -errno. */
+int loop_set(struct loop *l, struct loop_handle *h, uint32_t events);
+/* Remove from epoll and drop pending events of this batch for h. */
+void loop_forget(struct loop *l, struct loop_handle *h);
+
+/* Wait up to timeout_ms and dispatch. Returns number of events or -errno. */
+int loop_run_once(struct loop *l, int timeout_ms);
+
+/* Monotonic clock in microseconds. */
+int64_t loop_now_us(void);
+
+#endif

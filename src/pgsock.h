@@ -1,0 +1,68 @@
+/*
+ * pgsock.h - the byte-moving half of a connection, shared by the client
+ * and server state machines.
+ *
+ * Owns: the socket fd, its loop handle, the receive buffer and the buffer
+ * of bytes sluice itself generated for this socket.
+ * Must not: interpret messages (client.c / server.c do that).
+ *
+ * Forwarding without copying: bytes received on A are examined in place;
+ * rbuf[start, start + fwd) is the examined part that goes to A's peer, and
+ * is sent straight from A's rbuf to the peer's socket. While that part
+ * cannot be sent (peer not writable) A stops reading once its rbuf is
+ * full, so one direction never holds more than one buffer (backpressure).
+ */
+#ifndef SLUICE_PGSOCK_H
+#define SLUICE_PGSOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "iobuf.h"
+#include "loop.h"
+
+struct pgsock {
+	struct loop_handle h; /* fd + registered events; h.cb set by owner */
+	struct iobuf rbuf;    /* received bytes not yet consumed */
+	uint32_t fwd;         /* rbuf bytes (from start) examined, to send to the peer */
+	uint32_t skip;        /* body bytes of the current message, not yet received,
+			       * that are forwarded unexamined as they arrive */
+	struct iobuf wbuf;    /* bytes sluice generated for this socket; sent
+			       * before any forwarded bytes */
+	bool want_read;       /* owner wants EPOLLIN when there is room */
+};
+
+void pgsock_init(struct pgsock *s, int fd, loop_cb cb);
+/* Close the fd (after loop_forget) and release buffers. */
+void pgsock_close(struct loop *l, struct pgsock *s);
+
+/* recv() as much as fits into rbuf (at most one call per wakeup beyond the
+ * first full read). Returns bytes read (>0), 0 on EOF, -EAGAIN when
+ * nothing is there, -ENOBUFS when rbuf is full, or another -errno. */
+int pgsock_read(struct pgsock *s);
+
+/* Bytes of rbuf not yet examined. */
+static inline uint32_t pgsock_unexamined(const struct pgsock *s) { return iobuf_len(&s->rbuf) - s->fwd; }
+static inline uint8_t *pgsock_cursor(const struct pgsock *s) { return iobuf_head(&s->rbuf) + s->fwd; }
+
+/* Send dst->wbuf, then src->rbuf's forward part (src may be NULL) to dst's
+ * socket. Returns 0 when everything was sent, -EAGAIN when some is left
+ * (caller must wait for EPOLLOUT on dst), or another -errno. */
+int pgsock_flush(struct pgsock *dst, struct pgsock *src);
+
+/* True when nothing is waiting to be sent towards dst from dst->wbuf or src. */
+static inline bool pgsock_drained(const struct pgsock *dst, const struct pgsock *src)
+{
+	return iobuf_len(&dst->wbuf) == 0 && (!src || src->fwd == 0);
+}
+
+/* Drop the examined message of len bytes at the cursor (it must not be
+ * forwarded). Only valid when fwd == 0. */
+void pgsock_drop(struct pgsock *s, uint32_t len);
+
+/* Recompute epoll interest: EPOLLIN when want_read and rbuf has room and
+ * nothing examined waits to be forwarded beyond the low watermark;
+ * EPOLLOUT when want_write. */
+int pgsock_update(struct loop *l, struct pgsock *s, bool want_write);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * pool.h - server connections for one (database, user) pair, shared by all
+ * workers. Limits (pool_size, reserve, max_db_connections,
+ * max_user_connections) therefore hold globally.
+ *
+ * Owns: the FIFO of waiting clients, per-worker lists of idle servers,
+ * the counters, the cached ParameterStatus set for new clients (welcome),
+ * the server address. One mutex per pool protects all of it; it is taken
+ * once per transaction (acquire, release), never per message.
+ *
+ * Idle servers stay registered in the loop of the worker that released
+ * them (idle[worker]) and only that worker takes them out, so no other
+ * thread ever touches their fd. A client on another worker is served by
+ * a handoff mail (see worker.h).
+ */
+#ifndef SLUICE_POOL_H
+#define SLUICE_POOL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "list.h"
+
+struct client;
+struct server;
+struct worker;
+struct config;
+
+/* Shared connection counters for max_db_connections / max_user_connections. */
+struct limit_counter {
+	struct limit_counter *next; /* in the global list */
+	char name[64];              /* database or user name */
+	int count;                  /* server connections open (under pools_lock) */
+};
+
+struct pool {
+	struct pool *next;          /* global list of pools (under pools_lock) */
+	char db_name[64];           /* database name clients use */
+	char user[64];              /* client user name */
+	char server_db[64];         /* database name on the server */
+	char server_user[64];       /* user name on the server */
+	char *server_password;      /* password to log in with, NULL = none (heap) */
+	char *connect_query;        /* heap, NULL = none */
+	char *application_name;     /* heap, NULL = none */
+	struct sockaddr_storage addr; /* server address */
+	socklen_t addr_len;
+	char addr_text[128];        /* for log lines */
+	int mode;                   /* enum pool_mode */
+	int pool_size;              /* servers normally allowed */
+	int min_pool_size;
+	int reserve_size;           /* extra servers after reserve_pool_timeout */
+	int max_db;                 /* 0 = unlimited */
+	int max_user;               /* 0 = unlimited */
+	struct limit_counter *db_count, *user_count;
+
+	pthread_mutex_t lock;       /* protects everything below */
+	struct list waiters;        /* struct client.wait_node, FIFO */
+	int n_waiting;
+	struct list *idle;          /* [n_workers] lists of struct server.pool_node */
+	int n_idle;
+	int n_servers;              /* all server connections incl. connecting */
+	int n_connecting;           /* not yet logged in */
+	int64_t login_fail_until_us; /* no new connection before this */
+	char login_error[200];      /* last server login failure, for clients */
+	char login_sqlstate[6];
+	bool login_auth_error;      /* last failure was the server refusing the login */
+	uint8_t *welcome;           /* ParameterStatus messages of the first server */
+	uint32_t welcome_len;
+
+	/* statistics (under lock) */
+	uint64_t n_xacts, n_queries;
+};
+
+/* Find or create the pool for (database config name, user). Returns NULL
+ * and writes a message when the database is unknown or unusable. */
+struct pool *pool_get(const struct config *cfg, const char *db, const char *user,
+		      char *err, size_t errlen);
+
+/* A logged-in client needs a server. Returns the server (now linked to
+ * client; it is in the caller's loop), or NULL when the client was queued
+ * (a handoff comes later), or sets *fail to a message and returns NULL when
+ * the client cannot be served (login failing). */
+struct server *pool_acquire(struct pool *p, struct client *c, const char **fail);
+
+/* The server is clean (ReadyForQuery 'I', nothing pending): serve the
+ * first waiter or make it idle. Called by the server's worker. */
+void pool_release(struct server *s);
+
+/* A server connection of p went away (closed, failed login). */
+void pool_server_gone(struct pool *p, bool was_connecting);
+
+/* A server logged in; remember its parameters for new clients if this is the first. */
+void pool_set_welcome(struct pool *p, const uint8_t *params, uint32_t len);
+/* Copy the welcome set into out (iobuf). Returns false when not known yet. */
+struct iobuf;
+bool pool_copy_welcome(struct pool *p, struct iobuf *out);
+
+/* Connecting or logging in to the server failed. New connections wait
+ * server_login_retry. When auth_error (the server refused the login) and
+ * no server remains, waiting clients get the server's message now;
+ * otherwise they keep waiting (up to query_wait_timeout). */
+void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bool auth_error);
+
+/* Remove a waiting client from the queue. Returns false when it was
+ * already taken by a handoff in flight. */
+bool pool_dequeue(struct pool *p, struct client *c);
+
+/* Worker w serves p's waiters from its idle list (MAIL_POKE_POOL). */
+void pool_serve_waiters(struct pool *p, struct worker *w);
+
+/* Take an idle server out of its list because it must close. Returns
+ * false when it is not idle any more. */
+bool pool_take_idle(struct server *s);
+
+/* Periodic upkeep run by each worker: reserve pool, min_pool_size. */
+void pool_tick(struct worker *w, int64_t now_us);
+
+/* Free all pools at exit. */
+void pool_free_all(void);
+
+#endif

@@ -1,0 +1,664 @@
+/*
+ * server.c - server side state machine (see server.h).
+ *
+ * Reading order: launch (non-blocking connect) -> startup packet ->
+ * authentication (cleartext, md5, SCRAM-SHA-256; PostgreSQL docs 55.2.1 and
+ * 55.3) -> ReadyForQuery -> pool. While linked, everything the server sends
+ * is forwarded to the client; only ReadyForQuery and ParameterStatus are
+ * examined, to know when the server is clean and what the session's
+ * reported parameters are.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth_crypto.h"
+#include "cancel.h"
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "pg_proto.h"
+#include "pool.h"
+#include "runtime.h"
+#include "worker.h"
+
+#define SLOG(s, lvl, fmt, ...) \
+	log_write(lvl, "S-%llu %s/%s@%s " fmt, (unsigned long long)(s)->id, \
+		  (s)->pool->db_name, (s)->pool->user, (s)->pool->addr_text, ##__VA_ARGS__)
+
+static void server_cb(struct loop_handle *h, uint32_t revents);
+static void server_process(struct server *s);
+
+static void server_set_state(struct server *s, int state)
+{
+	s->state = (uint8_t)state;
+	s->state_since_us = s->worker ? s->worker->loop.now_us : loop_now_us();
+}
+
+static void server_update_events(struct server *s)
+{
+	bool want_write = s->state == SERVER_CONNECTING || iobuf_len(&s->sock.wbuf) ||
+			  (s->client && s->client->sock.fwd);
+	if (pgsock_update(&s->worker->loop, &s->sock, want_write) < 0)
+		server_close(s, "epoll failure");
+}
+
+void server_close(struct server *s, const char *reason)
+{
+	if (s->closed)
+		return;
+	s->closed = true;
+	bool was_connecting = s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN;
+	SLOG(s, was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_DEBUG, "closing because: %s", reason);
+	if (s->state == SERVER_IDLE)
+		pool_take_idle(s);
+	struct client *c = s->client;
+	s->client = NULL;
+	if (c) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "server connection lost: %s", reason);
+		client_server_lost(c, msg);
+	}
+	if (!was_connecting && s->sock.h.fd >= 0) {
+		/* Polite goodbye; ignore failure (the socket may be dead). */
+		uint8_t bye[5] = { 'X', 0, 0, 0, 4 };
+		if (send(s->sock.h.fd, bye, sizeof(bye), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			(void)0;
+	}
+	pgsock_close(&s->worker->loop, &s->sock);
+	pool_server_gone(s->pool, was_connecting);
+	list_del(&s->node);
+	list_add_tail(&s->worker->dead_servers, &s->node);
+}
+
+void server_free(struct server *s)
+{
+	list_del(&s->node);
+	for (int i = 0; i < TRACKED_PARAMS; i++)
+		free(s->params[i]);
+	iobuf_release(&s->login_params);
+	free(s->scram);
+	free(s);
+}
+
+/* ---- connect and log in ---- */
+
+static void login_fail(struct server *s, const char *sqlstate, const char *msg, bool auth_error)
+{
+	pool_login_failed(s->pool, sqlstate, msg, auth_error);
+	server_close(s, msg);
+}
+
+static void send_startup(struct server *s)
+{
+	const char *names[4], *values[4];
+	int n = 0;
+	names[n] = "user"; values[n++] = s->pool->server_user;
+	names[n] = "database"; values[n++] = s->pool->server_db;
+	if (s->pool->application_name) {
+		names[n] = "application_name";
+		values[n++] = s->pool->application_name;
+	}
+	pg_fe_startup(&s->sock.wbuf, names, values, n);
+	server_set_state(s, SERVER_LOGIN);
+	s->sock.want_read = true;
+}
+
+void server_launch(struct worker *w, struct pool *p)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	if (!s) {
+		pool_login_failed(p, "53200", "out of memory", false);
+		pool_server_gone(p, true);
+		return;
+	}
+	s->pool = p;
+	s->worker = w;
+	s->id = worker_next_id(w);
+	s->tx_status = 'I';
+	list_init(&s->pool_node);
+	list_add_tail(&w->servers, &s->node);
+	s->connect_time_us = w->loop.now_us;
+	server_set_state(s, SERVER_CONNECTING);
+	int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	pgsock_init(&s->sock, fd, server_cb);
+	if (fd < 0) {
+		char msg[120];
+		snprintf(msg, sizeof(msg), "cannot create socket: %s", strerror(errno));
+		login_fail(s, "08006", msg, false);
+		return;
+	}
+	if (p->addr.ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (runtime_config()->tcp_keepalive)
+			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	}
+	SLOG(s, LOG_LEVEL_DEBUG, "connecting");
+	if (connect(fd, (struct sockaddr *)&p->addr, p->addr_len) < 0 && errno != EINPROGRESS) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "could not connect to server %s: %s", p->addr_text, strerror(errno));
+		login_fail(s, "08006", msg, false);
+		return;
+	}
+	server_update_events(s);
+}
+
+static void connect_done(struct server *s)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(s->sock.h.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->pool->addr_text, strerror(err));
+		login_fail(s, "08006", msg, false);
+		return;
+	}
+	send_startup(s);
+}
+
+/* Remember a reported parameter (tracked ones only). */
+static void note_param(struct server *s, const char *name, const char *value)
+{
+	for (int k = 0; k < TRACKED_PARAMS; k++) {
+		if (strcasecmp(name, tracked_param_names[k]) != 0)
+			continue;
+		if (!s->params[k] || strcmp(s->params[k], value) != 0) {
+			free(s->params[k]);
+			s->params[k] = strdup(value);
+		}
+		/* What the server reports while linked is what the client's
+		 * session now has: the client's own SET, RESET or DISCARD. */
+		if (s->client && !s->internal) {
+			free(s->client->params[k]);
+			s->client->params[k] = strdup(value);
+		}
+	}
+}
+
+static const char *server_password(struct server *s)
+{
+	if (s->pool->server_password)
+		return s->pool->server_password;
+	return config_find_secret(runtime_config(), s->pool->server_user);
+}
+
+/* One complete message during login. Returns false when s was closed. */
+static bool login_message(struct server *s, const struct pg_msg *m)
+{
+	struct pg_reader r;
+	pg_reader_init(&r, m->body, m->body_len);
+	switch (m->type) {
+	case 'R': {
+		uint32_t code = pg_read_u32(&r);
+		const char *pw = server_password(s);
+		if (r.err)
+			break;
+		if (code == PG_AUTH_OK)
+			return true;
+		if (!pw) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "no password for server user \"%s\" in the database line or auth_file",
+				 s->pool->server_user);
+			login_fail(s, "28P01", msg, true);
+			return false;
+		}
+		if (code == PG_AUTH_CLEARTEXT) {
+			if (pg_secret_is_md5(pw) || pg_secret_is_scram(pw)) {
+				login_fail(s, "28P01", "server asked for a cleartext password but only a hash is known", true);
+				return false;
+			}
+			pg_fe_password(&s->sock.wbuf, pw);
+			return true;
+		}
+		if (code == PG_AUTH_MD5) {
+			const uint8_t *salt = pg_read_bytes(&r, 4);
+			if (!salt || pg_secret_is_scram(pw)) {
+				login_fail(s, "28P01", salt ? "server asked for md5 but only a SCRAM secret is known"
+							    : "invalid md5 request from server", true);
+				return false;
+			}
+			char resp[36];
+			pg_md5_response(pw, s->pool->server_user, salt, resp);
+			pg_fe_password(&s->sock.wbuf, resp);
+			return true;
+		}
+		if (code == PG_AUTH_SASL) {
+			bool have = false;
+			for (;;) {
+				const char *mech = pg_read_str(&r);
+				if (r.err || !*mech)
+					break;
+				if (strcmp(mech, "SCRAM-SHA-256") == 0)
+					have = true;
+			}
+			if (!have || pg_secret_is_md5(pw) || pg_secret_is_scram(pw)) {
+				login_fail(s, "28P01", have ? "SCRAM login to the server needs a plain password"
+							    : "server offers no supported SASL mechanism", true);
+				return false;
+			}
+			char out[SCRAM_MAX_MSG];
+			s->scram = calloc(1, sizeof(*s->scram));
+			int n = s->scram ? scram_client_first(s->scram, pw, out, sizeof(out)) : -ENOMEM;
+			if (n < 0) {
+				login_fail(s, "08006", "SCRAM start failed", true);
+				return false;
+			}
+			pg_fe_sasl_initial(&s->sock.wbuf, "SCRAM-SHA-256", out, (size_t)n);
+			return true;
+		}
+		if (code == PG_AUTH_SASL_CONTINUE && s->scram) {
+			char out[SCRAM_MAX_MSG];
+			int n = scram_client_final(s->scram, (const char *)r.p, (size_t)(r.end - r.p), out, sizeof(out));
+			if (n < 0) {
+				login_fail(s, "08006", "invalid SCRAM message from server", true);
+				return false;
+			}
+			pg_fe_sasl_response(&s->sock.wbuf, out, (size_t)n);
+			return true;
+		}
+		if (code == PG_AUTH_SASL_FINAL && s->scram) {
+			int rc = scram_client_verify(s->scram, (const char *)r.p, (size_t)(r.end - r.p));
+			free(s->scram);
+			s->scram = NULL;
+			if (rc < 0) {
+				login_fail(s, "08006", "server failed to prove it knows the password (SCRAM)", true);
+				return false;
+			}
+			return true;
+		}
+		char msg[80];
+		snprintf(msg, sizeof(msg), "server asked for unsupported authentication method %u", code);
+		login_fail(s, "08006", msg, true);
+		return false;
+	}
+	case 'S': {
+		const char *name, *value;
+		if (pg_be_param_parse(m->body, m->body_len, &name, &value) < 0)
+			break;
+		note_param(s, name, value);
+		if (iobuf_append(&s->login_params, pgsock_cursor(&s->sock), m->len) < 0)
+			break;
+		return true;
+	}
+	case 'K':
+		s->backend_pid = pg_read_u32(&r);
+		s->backend_key = pg_read_u32(&r);
+		if (r.err)
+			break;
+		return true;
+	case 'N':
+		return true;
+	case 'E': {
+		struct pg_error_fields f;
+		pg_be_error_parse(m->body, m->body_len, &f);
+		char msg[200];
+		snprintf(msg, sizeof(msg), "%s", *f.message ? f.message : "server refused the login");
+		login_fail(s, *f.code ? f.code : "08006", msg, true);
+		return false;
+	}
+	case 'Z':
+		if (s->internal) {
+			s->internal--;
+			return true;
+		}
+		if (s->pool->connect_query && !s->last_was_ready) {
+			/* First ReadyForQuery: run connect_query once, then finish. */
+			s->last_was_ready = true;
+			pg_fe_query(&s->sock.wbuf, s->pool->connect_query);
+			s->internal++;
+			return true;
+		}
+		break;
+	case 'C': case 'T': case 'D': case 'I':
+		if (s->internal)
+			return true;
+		break;
+	default:
+		break;
+	}
+	if (m->type == 'Z') {
+		/* Logged in. */
+		SLOG(s, LOG_LEVEL_DEBUG, "logged in (backend pid %u)", s->backend_pid);
+		pool_set_welcome(s->pool, iobuf_head(&s->login_params), iobuf_len(&s->login_params));
+		iobuf_release(&s->login_params);
+		s->last_was_ready = true;
+		s->tx_status = 'I';
+		pgsock_drop(&s->sock, m->len);
+		pool_release(s);
+		return false; /* the message was consumed here */
+	}
+	login_fail(s, "08P01", "unexpected message from server during login", false);
+	return false;
+}
+
+/* ---- linked: server -> client ---- */
+
+void server_link(struct server *s, struct client *c)
+{
+	s->client = c;
+	c->server = s;
+	s->outstanding = 0;
+	s->client_mid_batch = false;
+	server_set_state(s, SERVER_ACTIVE);
+	s->sock.want_read = true;
+	/* Bring the server's reported parameters in line with the client's
+	 * (PgBouncer calls this the varcache); one round trip is avoided by
+	 * pipelining the SETs in front of the client's own request. */
+	char sql[1024];
+	size_t n = 0;
+	for (int k = 0; k < TRACKED_PARAMS; k++) {
+		const char *want = c->params[k];
+		if (!want || (s->params[k] && strcmp(s->params[k], want) == 0))
+			continue;
+		n += (size_t)snprintf(sql + n, n < sizeof(sql) ? sizeof(sql) - n : 0, "SET %s = '", tracked_param_names[k]);
+		for (const char *p = want; *p && n + 4 < sizeof(sql); p++) {
+			if (*p == '\'')
+				sql[n++] = '\'';
+			sql[n++] = *p;
+		}
+		n += (size_t)snprintf(sql + n, n < sizeof(sql) ? sizeof(sql) - n : 0, "';");
+	}
+	if (n > 0 && n < sizeof(sql)) {
+		pg_fe_query(&s->sock.wbuf, sql);
+		s->internal++;
+	}
+	server_update_events(s);
+}
+
+void server_watch_idle(struct server *s)
+{
+	s->sock.want_read = true;
+	server_update_events(s);
+}
+
+void server_adopt(struct server *s, struct worker *w)
+{
+	s->worker = w;
+	list_add_tail(&w->servers, &s->node);
+}
+
+void server_detach(struct server *s)
+{
+	loop_forget(&s->worker->loop, &s->sock.h);
+	list_del(&s->node);
+	s->worker = NULL;
+}
+
+/* True when the server may go to another client right now. */
+static bool server_is_clean(const struct server *s)
+{
+	const struct client *c = s->client;
+	return s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready &&
+	       s->tx_status == 'I' && s->internal == 0 && iobuf_len(&s->sock.rbuf) == 0 &&
+	       s->sock.skip == 0 && iobuf_len(&s->sock.wbuf) == 0 &&
+	       (!c || (c->sock.fwd == 0 && c->sock.skip == 0));
+}
+
+static void server_unlink_release(struct server *s)
+{
+	struct client *c = s->client;
+	s->client = NULL;
+	c->server = NULL;
+	pool_release(s);
+	client_unlinked(c);
+}
+
+void server_deliver_pending(struct server *s)
+{
+	struct client *c = s->client;
+	int rc = pgsock_flush(&c->sock, &s->sock);
+	if (rc < 0 && rc != -EAGAIN) {
+		client_close(c, "write to client failed");
+		return;
+	}
+	if (rc == 0 && pgsock_unexamined(&s->sock)) {
+		/* Parsing stopped to let forwarded bytes go first. */
+		server_process(s);
+		return;
+	}
+	if (rc == 0 && s->pool->mode != POOL_MODE_SESSION && server_is_clean(s)) {
+		client_update_events(c);
+		server_unlink_release(s);
+		return;
+	}
+	client_update_events(c);
+	server_update_events(s);
+}
+
+void server_send_pending(struct server *s)
+{
+	int rc = pgsock_flush(&s->sock, s->client ? &s->client->sock : NULL);
+	if (rc < 0 && rc != -EAGAIN) {
+		server_close(s, "write to server failed");
+		return;
+	}
+	server_update_events(s);
+	if (s->client)
+		client_update_events(s->client);
+}
+
+static void statement_mode_violation(struct server *s)
+{
+	struct client *c = s->client;
+	s->dirty = true;
+	client_fail(c, "08P01", "transaction blocks not allowed in statement pooling mode");
+}
+
+/* Examine server bytes according to state. */
+static void server_process(struct server *s)
+{
+	struct pgsock *sk = &s->sock;
+	for (;;) {
+		uint32_t avail = pgsock_unexamined(sk);
+		if (sk->skip) {
+			uint32_t take = avail < sk->skip ? avail : sk->skip;
+			sk->fwd += take;
+			sk->skip -= take;
+			if (sk->skip)
+				break;
+			continue;
+		}
+		struct pg_msg m;
+		int rc = pg_msg_peek(pgsock_cursor(sk), avail, &m);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			server_close(s, "invalid message length from server");
+			return;
+		}
+		bool examine = s->state != SERVER_ACTIVE || m.type == 'Z' || m.type == 'S' || s->internal;
+		if (!examine) {
+			s->last_was_ready = false;
+			if (m.len <= avail) {
+				sk->fwd += m.len;
+				continue;
+			}
+			sk->fwd += avail;
+			sk->skip = m.len - avail;
+			break;
+		}
+		if (m.len > avail) {
+			if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
+				server_close(s, "message from server too large to examine");
+				return;
+			}
+			break;
+		}
+		if (s->state == SERVER_LOGIN) {
+			if (!login_message(s, &m))
+				return;
+			pgsock_drop(sk, m.len);
+			continue;
+		}
+		if (s->state == SERVER_IDLE || s->state == SERVER_RESET || s->state == SERVER_CONNECTING) {
+			/* No client: swallow answers to our own queries; anything
+			 * unexpected makes the server unusable. */
+			if (m.type == 'S') {
+				const char *name, *value;
+				if (pg_be_param_parse(m.body, m.body_len, &name, &value) == 0)
+					note_param(s, name, value);
+			} else if (m.type == 'E' || (s->state == SERVER_IDLE && m.type != 'N')) {
+				struct pg_error_fields f;
+				pg_be_error_parse(m.body, m.body_len, &f);
+				server_close(s, m.type == 'E' ? (*f.message ? f.message : "error from server")
+							      : "unexpected message from idle server");
+				return;
+			} else if (m.type == 'Z' && s->state == SERVER_RESET) {
+				pgsock_drop(sk, m.len);
+				s->internal = 0;
+				s->tx_status = (char)m.body[0];
+				if (s->tx_status != 'I' || iobuf_len(&sk->rbuf)) {
+					server_close(s, "reset query left the server busy");
+					return;
+				}
+				pool_release(s);
+				return;
+			}
+			pgsock_drop(sk, m.len);
+			continue;
+		}
+		/* SERVER_ACTIVE with a client. */
+		if (s->internal && m.type != 'E') {
+			if (sk->fwd)
+				break; /* flush what precedes first */
+			if (m.type == 'Z')
+				s->internal--;
+			else if (m.type == 'S') {
+				const char *name, *value;
+				if (pg_be_param_parse(m.body, m.body_len, &name, &value) == 0)
+					note_param(s, name, value);
+			}
+			pgsock_drop(sk, m.len);
+			continue;
+		}
+		s->last_was_ready = false;
+		if (m.type == 'S') {
+			const char *name, *value;
+			if (pg_be_param_parse(m.body, m.body_len, &name, &value) == 0)
+				note_param(s, name, value);
+		} else if (m.type == 'Z' && m.body_len >= 1) {
+			s->tx_status = (char)m.body[0];
+			s->last_was_ready = true;
+			if (s->outstanding > 0)
+				s->outstanding--;
+			if (s->outstanding == 0) {
+				s->pool->n_xacts++;
+				if (s->pool->mode == POOL_MODE_STATEMENT && s->tx_status != 'I') {
+					sk->fwd += m.len;
+					server_deliver_pending(s);
+					if (s->client)
+						statement_mode_violation(s);
+					return;
+				}
+			}
+		}
+		sk->fwd += m.len;
+	}
+	if (s->client)
+		server_deliver_pending(s);
+	else
+		server_update_events(s);
+}
+
+/* ---- the client left ---- */
+
+void server_client_gone(struct server *s)
+{
+	const struct config *cfg = runtime_config();
+	s->client = NULL;
+	iobuf_release(&s->sock.wbuf); /* internal SETs not sent yet are moot */
+	s->internal = 0;
+	bool clean = !s->dirty && s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready &&
+		     s->tx_status == 'I' && iobuf_len(&s->sock.rbuf) == 0 && s->sock.skip == 0;
+	if (!clean) {
+		/* Mid-query or mid-transaction: the work must not reach the next
+		 * client. Cancel what runs and drop the connection. */
+		if (s->outstanding)
+			server_cancel(s);
+		server_close(s, "client disconnected while server was busy");
+		return;
+	}
+	bool reset = cfg->server_reset_query && *cfg->server_reset_query &&
+		     (s->pool->mode == POOL_MODE_SESSION || cfg->server_reset_query_always);
+	if (reset) {
+		server_set_state(s, SERVER_RESET);
+		pg_fe_query(&s->sock.wbuf, cfg->server_reset_query);
+		s->internal = 1;
+		s->sock.want_read = true;
+		server_send_pending(s);
+		return;
+	}
+	pool_release(s);
+}
+
+void server_cancel(struct server *s)
+{
+	if (!s->backend_pid && !s->backend_key)
+		return;
+	cancel_send(s->worker, (struct sockaddr *)&s->pool->addr, s->pool->addr_len,
+		    s->backend_pid, s->backend_key);
+}
+
+/* ---- events ---- */
+
+static void server_cb(struct loop_handle *h, uint32_t revents)
+{
+	struct server *s = list_entry(h, struct server, sock.h);
+	if (s->state == SERVER_CONNECTING) {
+		if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+			connect_done(s);
+		if (s->state == SERVER_CONNECTING)
+			return;
+		server_send_pending(s);
+		return;
+	}
+	if (revents & EPOLLOUT) {
+		server_send_pending(s);
+		if (s->closed)
+			return;
+	}
+	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		int n = pgsock_read(&s->sock);
+		if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
+			server_close(s, n == 0 ? "server closed the connection unexpectedly" : "read from server failed");
+			return;
+		}
+		if (n > 0 || n == -ENOBUFS)
+			server_process(s);
+		else
+			server_update_events(s);
+	}
+}
+
+void server_tick(struct server *s, int64_t now_us)
+{
+	const struct config *cfg = runtime_config();
+	int64_t age = now_us - s->state_since_us;
+	switch (s->state) {
+	case SERVER_CONNECTING:
+	case SERVER_LOGIN:
+		if (cfg->server_connect_timeout_us && age > cfg->server_connect_timeout_us) {
+			pool_login_failed(s->pool, "08006", "server_connect_timeout", false);
+			server_close(s, "server_connect_timeout");
+		}
+		break;
+	case SERVER_IDLE:
+		if (cfg->server_idle_timeout_us && age > cfg->server_idle_timeout_us)
+			server_close(s, "server_idle_timeout");
+		else if (cfg->server_lifetime_us && now_us - s->connect_time_us > cfg->server_lifetime_us)
+			server_close(s, "server_lifetime");
+		break;
+	default:
+		break;
+	}
+}

@@ -1,0 +1,100 @@
+/*
+ * server.h - the server side state machine: connect, log in, the
+ * server->client direction of a linked pair, reset before reuse.
+ *
+ * Owns: struct server and its socket. A server is touched only by the
+ * worker whose loop has its fd (server->worker); it changes worker only
+ * through a handoff mail, after loop_forget() on the old worker.
+ *
+ * States (server_set_state is the only place that changes them):
+ *   CONNECTING -> LOGIN -> IDLE <-> ACTIVE -> (RESET) -> IDLE
+ *   any -> closed
+ * A server is clean (may go to another client) only when the last message
+ * was ReadyForQuery 'I', every request the client sent has been answered
+ * and no byte is left unsent in either direction.
+ */
+#ifndef SLUICE_SERVER_H
+#define SLUICE_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "list.h"
+#include "pgsock.h"
+
+struct worker;
+struct pool;
+struct client;
+struct scram_client;
+
+enum server_state {
+	SERVER_CONNECTING, /* non-blocking connect in progress */
+	SERVER_LOGIN,      /* startup sent, authenticating */
+	SERVER_IDLE,       /* clean, in pool->idle[worker] */
+	SERVER_ACTIVE,     /* linked to a client */
+	SERVER_RESET,      /* running server_reset_query, no client */
+};
+
+struct server {
+	struct pgsock sock;        /* socket + buffers */
+	struct worker *worker;     /* thread whose loop has the fd */
+	struct list node;          /* in worker->servers */
+	struct list pool_node;     /* in pool->idle[worker] (pool lock) */
+	struct pool *pool;
+	struct client *client;     /* linked client (ACTIVE) */
+	struct scram_client *scram; /* heap, only during login */
+	uint8_t state;             /* enum server_state */
+	char tx_status;            /* status byte of the last ReadyForQuery */
+	bool last_was_ready;       /* last examined message was ReadyForQuery */
+	bool dirty;                /* must not be reused (protocol surprise) */
+	bool closed;               /* fd gone; memory freed at the loop's safe point */
+	int outstanding;           /* client Query/Sync/FunctionCall not yet answered by 'Z' */
+	bool client_mid_batch;     /* client sent extended-protocol messages not yet closed by Sync */
+	int internal;              /* queries sluice sent whose answers are swallowed */
+	uint64_t id;               /* unique id for log lines */
+	uint32_t backend_pid;      /* BackendKeyData from the server */
+	uint32_t backend_key;
+	int64_t connect_time_us;   /* for server_lifetime */
+	int64_t state_since_us;    /* for connect timeout and idle timeout */
+	char *params[6];            /* current values of tracked parameters (heap) */
+	struct iobuf login_params; /* ParameterStatus bytes seen during login */
+};
+
+/* Start connecting a new server for pool p on worker w. The pool already
+ * counted it. Failures are reported through the pool. */
+void server_launch(struct worker *w, struct pool *p);
+
+/* Link a clean idle server (already in c's loop) to client c and make it
+ * ready to forward (sends SETs to match the client's parameters). */
+void server_link(struct server *s, struct client *c);
+
+/* The pool made s idle: watch it for an unexpected close or message. */
+void server_watch_idle(struct server *s);
+
+/* Adopt a server that arrived by handoff into worker w's loop. */
+void server_adopt(struct server *s, struct worker *w);
+
+/* Detach from the worker's loop before a handoff to another worker. */
+void server_detach(struct server *s);
+
+/* Send what waits towards the server: sluice's own bytes, then the
+ * linked client's examined bytes. */
+void server_send_pending(struct server *s);
+/* Send what waits towards the linked client: the client's wbuf, then the
+ * server's examined bytes; returns the server to the pool when clean. */
+void server_deliver_pending(struct server *s);
+
+/* The client went away. Clean the server for reuse, or close it. */
+void server_client_gone(struct server *s);
+
+/* Send a CancelRequest for whatever this server is running. */
+void server_cancel(struct server *s);
+
+/* Periodic checks: connect timeout, idle timeout, lifetime. */
+void server_tick(struct server *s, int64_t now_us);
+
+void server_close(struct server *s, const char *reason);
+/* Free a closed server (worker's safe point only). */
+void server_free(struct server *s);
+
+#endif

@@ -1,0 +1,428 @@
+/*
+ * worker.c - see worker.h. Listening sockets are opened on the main
+ * thread before the workers start so that a bad address or a busy port is
+ * reported at start-up with a non-zero exit.
+ */
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cancel.h"
+#include "client.h"
+#include "config.h"
+#include "iobuf.h"
+#include "log.h"
+#include "pool.h"
+#include "server.h"
+
+#define TICK_US 100000       /* periodic checks: timeouts, reserve pool */
+#define ACCEPTS_PER_WAKEUP 64 /* bound so one listener cannot starve the rest */
+
+struct worker *workers;
+int n_workers;
+static __thread struct worker *current_worker;
+static int unix_listen_fd = -1;      /* shared by all workers (EPOLLEXCLUSIVE) */
+static char unix_listen_path[108];
+
+struct worker *worker_self(void) { return current_worker; }
+
+uint64_t worker_next_id(struct worker *w)
+{
+	/* Ids are unique across workers: worker id in the low bits. */
+	return ++w->next_conn_id * (uint64_t)n_workers + (uint64_t)w->id;
+}
+
+void worker_post(struct worker *w, struct mail *m)
+{
+	m->next = NULL;
+	pthread_mutex_lock(&w->mail_lock);
+	if (w->mail_tail)
+		w->mail_tail->next = m;
+	else
+		w->mail_head = m;
+	w->mail_tail = m;
+	pthread_mutex_unlock(&w->mail_lock);
+	uint64_t one = 1;
+	if (write(w->mailbox_h.fd, &one, sizeof(one)) < 0)
+		(void)0; /* counter overflow cannot happen in practice; reader drains */
+}
+
+static void mailbox_cb(struct loop_handle *h, uint32_t revents)
+{
+	struct worker *w = list_entry(h, struct worker, mailbox_h);
+	uint64_t v;
+	if (read(h->fd, &v, sizeof(v)) < 0)
+		(void)0;
+	pthread_mutex_lock(&w->mail_lock);
+	struct mail *m = w->mail_head;
+	w->mail_head = w->mail_tail = NULL;
+	pthread_mutex_unlock(&w->mail_lock);
+	while (m) {
+		struct mail *next = m->next;
+		switch (m->kind) {
+		case MAIL_HANDOFF:
+			client_on_server(m->client, m->server);
+			break;
+		case MAIL_FAIL_CLIENT:
+			m->client->handoff_pending = false;
+			if (m->client->closing) {
+				list_del(&m->client->node);
+				list_add_tail(&w->dead_clients, &m->client->node);
+			} else {
+				client_fail(m->client, m->sqlstate, m->message);
+			}
+			break;
+		case MAIL_CANCEL:
+			cancel_deliver(w, m->key_pid, m->key);
+			break;
+		case MAIL_POKE_POOL:
+			pool_serve_waiters(m->pool, w);
+			break;
+		case MAIL_STOP:
+			w->stopping = 1;
+			break;
+		}
+		free(m);
+		m = next;
+	}
+}
+
+static void format_peer(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	} else {
+		snprintf(out, len, "unix");
+		return;
+	}
+	snprintf(out, len, "%s:%d", host, port);
+}
+
+static void set_listeners(struct worker *w, bool on)
+{
+	for (int i = 0; i < w->n_listen; i++) {
+		uint32_t ev = on ? EPOLLIN : 0;
+		if (on && w->listen[i].fd == unix_listen_fd)
+			ev |= EPOLLEXCLUSIVE;
+		/* EPOLLEXCLUSIVE cannot be MODed: remove and add again. */
+		if (w->listen[i].events && on)
+			continue;
+		loop_set(&w->loop, &w->listen[i], ev);
+	}
+	w->accept_paused = !on;
+}
+
+static void listen_cb(struct loop_handle *h, uint32_t revents)
+{
+	struct worker *w = current_worker;
+	for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(h->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				log_error("accept failed: %s; pausing new connections for a moment", strerror(errno));
+				set_listeners(w, false);
+			}
+			return;
+		}
+		if (ss.ss_family != AF_UNIX) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
+		char peer[48];
+		format_peer(&ss, peer, sizeof(peer));
+		client_accept(w, fd, peer);
+	}
+}
+
+static void reap(struct worker *w)
+{
+	struct list *n;
+	while ((n = list_pop(&w->dead_clients)) != NULL) {
+		list_init(n); /* client_free unlinks again: keep it harmless */
+		client_free(list_entry(n, struct client, node));
+	}
+	while ((n = list_pop(&w->dead_servers)) != NULL) {
+		list_init(n);
+		server_free(list_entry(n, struct server, node));
+	}
+}
+
+static void tick(struct worker *w)
+{
+	int64_t now = w->loop.now_us;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (!c->closing)
+			client_tick(c, now);
+	}
+	list_for_each_safe(pos, tmp, &w->servers) {
+		struct server *s = list_entry(pos, struct server, node);
+		if (!s->closed)
+			server_tick(s, now);
+	}
+	pool_tick(w, now);
+	cancel_tick(w, now, false);
+	if (w->accept_paused)
+		set_listeners(w, true);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	current_worker = w;
+	w->loop.now_us = loop_now_us();
+	w->next_tick_us = w->loop.now_us + TICK_US;
+	while (!w->stopping) {
+		int64_t wait = w->next_tick_us - loop_now_us();
+		int timeout_ms = wait <= 0 ? 0 : (int)((wait + 999) / 1000);
+		int rc = loop_run_once(&w->loop, timeout_ms);
+		if (rc < 0) {
+			log_error("worker %d: epoll_wait failed: %s", w->id, strerror(-rc));
+			break;
+		}
+		reap(w);
+		if (w->loop.now_us >= w->next_tick_us) {
+			tick(w);
+			reap(w);
+			w->next_tick_us = w->loop.now_us + TICK_US;
+		}
+	}
+	/* Shutdown: close everything this worker owns. */
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (c->closing) { /* zombie waiting for a mail that will not come */
+			list_del(&c->node);
+			list_add_tail(&w->dead_clients, &c->node);
+		} else {
+			client_fail(c, "57P01", "sluice is shutting down");
+		}
+	}
+	list_for_each_safe(pos, tmp, &w->servers)
+		server_close(list_entry(pos, struct server, node), "shutdown");
+	reap(w);
+	cancel_tick(w, 0, true);
+	iobuf_thread_cleanup();
+	return NULL;
+}
+
+/* ---- listening sockets ---- */
+
+static int open_tcp_listener(const char *host, int port, int backlog, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *res = NULL;
+	char portstr[16];
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	int rc = getaddrinfo(host, portstr, &hints, &res);
+	if (rc || !res) {
+		snprintf(err, errlen, "listen_addr %s: %s", host, gai_strerror(rc));
+		return -EINVAL;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket for %s: %s", host, strerror(errno));
+		freeaddrinfo(res);
+		return -errno;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (res->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+		close(fd);
+		freeaddrinfo(res);
+		return -EADDRINUSE;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static int open_unix_listener(const struct config *cfg, char *err, size_t errlen)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	int n = snprintf(un.sun_path, sizeof(un.sun_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+	if (n < 0 || (size_t)n >= sizeof(un.sun_path)) {
+		snprintf(err, errlen, "unix_socket_dir too long");
+		return -ENAMETOOLONG;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "unix socket: %s", strerror(errno));
+		return -errno;
+	}
+	/* A live listener on the path means another instance runs. */
+	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0) {
+		snprintf(err, errlen, "another process listens on %s", un.sun_path);
+		close(fd);
+		return -EADDRINUSE;
+	}
+	close(fd);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	unlink(un.sun_path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 ||
+	    listen(fd, cfg->listen_backlog) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", un.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -EADDRINUSE;
+	}
+	chmod(un.sun_path, (mode_t)cfg->unix_socket_mode);
+	snprintf(unix_listen_path, sizeof(unix_listen_path), "%s", un.sun_path);
+	return fd;
+}
+
+static int add_listener(struct worker *w, int fd)
+{
+	if (w->n_listen >= WORKER_MAX_LISTEN)
+		return -E2BIG;
+	w->listen[w->n_listen++] = (struct loop_handle){ .fd = fd, .cb = listen_cb };
+	return 0;
+}
+
+/* Open every TCP address of listen_addr for worker w. */
+static int open_tcp_for_worker(struct worker *w, const struct config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->listen_addr || !*cfg->listen_addr)
+		return 0;
+	char *list = strdup(cfg->listen_addr);
+	if (!list)
+		return -ENOMEM;
+	int rc = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(list, ", ", &save); tok && rc == 0; tok = strtok_r(NULL, ", ", &save)) {
+		const char *hosts[2] = { tok, NULL };
+		if (strcmp(tok, "*") == 0) {
+			hosts[0] = "0.0.0.0";
+			hosts[1] = "::";
+		}
+		for (int i = 0; i < 2 && hosts[i] && rc == 0; i++) {
+			int fd = open_tcp_listener(hosts[i], cfg->listen_port, cfg->listen_backlog, err, errlen);
+			if (fd < 0) {
+				/* "*" on a host without IPv6 still works with IPv4 alone. */
+				if (i == 1)
+					continue;
+				rc = fd;
+				break;
+			}
+			rc = add_listener(w, fd);
+		}
+	}
+	free(list);
+	return rc;
+}
+
+int worker_start_all(const struct config *cfg)
+{
+	char err[256] = "";
+	n_workers = cfg->workers > 0 ? cfg->workers : 1;
+	workers = calloc((size_t)n_workers, sizeof(*workers));
+	if (!workers)
+		return -ENOMEM;
+	if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
+		unix_listen_fd = open_unix_listener(cfg, err, sizeof(err));
+		if (unix_listen_fd < 0) {
+			log_error("%s", err);
+			return unix_listen_fd;
+		}
+	}
+	for (int i = 0; i < n_workers; i++) {
+		struct worker *w = &workers[i];
+		w->id = i;
+		list_init(&w->clients);
+		list_init(&w->servers);
+		list_init(&w->dead_clients);
+		list_init(&w->dead_servers);
+		list_init(&w->cancels);
+		pthread_mutex_init(&w->mail_lock, NULL);
+		int rc = loop_init(&w->loop);
+		if (rc < 0)
+			return rc;
+		int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (efd < 0)
+			return -errno;
+		w->mailbox_h = (struct loop_handle){ .fd = efd, .cb = mailbox_cb };
+		loop_set(&w->loop, &w->mailbox_h, EPOLLIN);
+		rc = open_tcp_for_worker(w, cfg, err, sizeof(err));
+		if (rc < 0) {
+			log_error("%s", err);
+			return rc;
+		}
+		if (unix_listen_fd >= 0)
+			add_listener(w, unix_listen_fd);
+		if (w->n_listen == 0) {
+			log_error("nothing to listen on: set listen_addr or unix_socket_dir");
+			return -EINVAL;
+		}
+		set_listeners(w, true);
+	}
+	for (int i = 0; i < n_workers; i++) {
+		if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+			log_error("cannot start worker thread %d", i);
+			return -EAGAIN;
+		}
+	}
+	log_info("listening on port %d with %d worker%s", cfg->listen_port, n_workers,
+		 n_workers == 1 ? "" : "s");
+	return 0;
+}
+
+void worker_stop_all(void)
+{
+	for (int i = 0; i < n_workers; i++) {
+		struct mail *m = calloc(1, sizeof(*m));
+		if (!m) {
+			workers[i].stopping = 1;
+			continue;
+		}
+		m->kind = MAIL_STOP;
+		worker_post(&workers[i], m);
+	}
+	for (int i = 0; i < n_workers; i++) {
+		struct worker *w = &workers[i];
+		if (w->thread)
+			pthread_join(w->thread, NULL);
+		for (int k = 0; k < w->n_listen; k++)
+			if (w->listen[k].fd != unix_listen_fd)
+				close(w->listen[k].fd);
+		close(w->mailbox_h.fd);
+		loop_deinit(&w->loop);
+		/* mails left (none after join but keep it tidy) */
+		while (w->mail_head) {
+			struct mail *m = w->mail_head;
+			w->mail_head = m->next;
+			free(m);
+		}
+		pthread_mutex_destroy(&w->mail_lock);
+	}
+	if (unix_listen_fd >= 0) {
+		close(unix_listen_fd);
+		unlink(unix_listen_path);
+	}
+	free(workers);
+	workers = NULL;
+}

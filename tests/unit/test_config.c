@@ -1,0 +1,940 @@
+/*
+ * test_config.c - unit tests for config.c: the INI reader, connection
+ * strings, %include, auth_file, value parsers and error messages.
+ *
+ * Every test writes its own files into a private mkdtemp() directory, so
+ * tests are independent and leave nothing behind. Run under
+ * `valgrind --leak-check=full` to check that config_free() releases all.
+ */
+#include "config.h"
+#include "unit.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[] = "/tmp/sluice_test_config_XXXXXX";
+
+/* ---- helpers ----------------------------------------------------------- */
+
+#define MAX_WARNS 32
+static char *warns[MAX_WARNS];
+static int n_warns;
+
+static void warn_cb(const char *msg)
+{
+	if (n_warns < MAX_WARNS)
+		warns[n_warns++] = strdup(msg);
+}
+
+static void reset_warns(void)
+{
+	int i;
+
+	for (i = 0; i < n_warns; i++)
+		free(warns[i]);
+	n_warns = 0;
+}
+
+static bool any_warn_contains(const char *needle)
+{
+	int i;
+
+	for (i = 0; i < n_warns; i++)
+		if (strstr(warns[i], needle))
+			return true;
+	return false;
+}
+
+static void write_all(const char *path, const char *content)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f) {
+		perror(path);
+		exit(2);
+	}
+	fputs(content, f);
+	fclose(f);
+}
+
+/* Write content to a fresh mkstemp() file in tmpdir; path gets its name. */
+static void write_tmp(const char *content, char *path, size_t pathlen)
+{
+	int fd;
+
+	snprintf(path, pathlen, "%s/cfgXXXXXX", tmpdir);
+	fd = mkstemp(path);
+	if (fd < 0) {
+		perror("mkstemp");
+		exit(2);
+	}
+	close(fd);
+	write_all(path, content);
+}
+
+/* Path of a fixed name inside tmpdir (for %include targets). */
+static void tmp_named(const char *name, char *path, size_t pathlen)
+{
+	snprintf(path, pathlen, "%s/%s", tmpdir, name);
+}
+
+static char last_path[512];
+static char err[512];
+
+/* Write content to a temp file and load it. */
+static int load_str(const char *content, struct config **cfg)
+{
+	write_tmp(content, last_path, sizeof(last_path));
+	err[0] = '\0';
+	reset_warns();
+	return config_load(last_path, cfg, err, sizeof(err), warn_cb);
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* ---- value parsers ----------------------------------------------------- */
+
+static void test_parse_duration(void)
+{
+	static const struct { const char *in; int64_t us; } ok[] = {
+		{ "0", 0 },
+		{ "5", 5000000 },
+		{ "0.5", 500000 },
+		{ ".5", 500000 },
+		{ "1.25", 1250000 },
+		{ "3600", 3600000000LL },
+		{ "250us", 250 },
+		{ "100ms", 100000 },
+		{ "2s", 2000000 },
+		{ "10 s", 10000000 },
+		{ "3min", 180000000LL },
+		{ "1h", 3600000000LL },
+		{ "1.5h", 5400000000LL },
+		{ "1d", 86400000000LL },
+		{ "2MS", 2000 },
+		{ "0.0000015", 2 }, /* 1.5 us rounds to nearest */
+		{ "0.000001", 1 },
+		{ "1.0000000000001", 1000000 }, /* digits beyond precision ignored */
+	};
+	static const char *const bad[] = {
+		"", "abc", "-1", "+1", "5x", "1e3", "s", ".", "5 weeks", " 5",
+		"1..2", "5m", "99999999999999999999", "10000000000000d",
+	};
+	size_t i;
+	int64_t v;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		v = -1;
+		CHECK(config_parse_duration_us(ok[i].in, &v) == 0);
+		if (v != ok[i].us)
+			fprintf(stderr, "duration '%s' -> %lld, want %lld\n", ok[i].in,
+				(long long)v, (long long)ok[i].us);
+		CHECK(v == ok[i].us);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (config_parse_duration_us(bad[i], &v) != -EINVAL)
+			fprintf(stderr, "duration '%s' accepted\n", bad[i]);
+		CHECK(config_parse_duration_us(bad[i], &v) == -EINVAL);
+	}
+	CHECK(config_parse_duration_us(NULL, &v) == -EINVAL);
+}
+
+static void test_parse_bool(void)
+{
+	static const struct { const char *in; bool val; } ok[] = {
+		{ "1", true }, { "on", true }, { "yes", true }, { "true", true },
+		{ "ON", true }, { "True", true }, { "YES", true },
+		{ "0", false }, { "off", false }, { "no", false }, { "false", false },
+		{ "OFF", false }, { "False", false },
+	};
+	static const char *const bad[] = { "", "2", "y", "n", "enabled", "1 ", "tru" };
+	size_t i;
+	bool b;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		b = !ok[i].val;
+		CHECK(config_parse_bool(ok[i].in, &b) == 0);
+		CHECK(b == ok[i].val);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(config_parse_bool(bad[i], &b) == -EINVAL);
+}
+
+static void test_parse_int(void)
+{
+	static const struct { const char *in; int64_t min, max, want; int rc; } cases[] = {
+		{ "42", 0, 100, 42, 0 },
+		{ "0", 0, 100, 0, 0 },
+		{ "100", 0, 100, 100, 0 },
+		{ "-1", -1, 10, -1, 0 },
+		{ "101", 0, 100, 0, -EINVAL },
+		{ "-1", 0, 100, 0, -EINVAL },
+		{ "", 0, 100, 0, -EINVAL },
+		{ " 1", 0, 100, 0, -EINVAL },
+		{ "1 ", 0, 100, 0, -EINVAL },
+		{ "1x", 0, 100, 0, -EINVAL },
+		{ "0x10", 0, 100, 0, -EINVAL },
+		{ "99999999999999999999", 0, INT64_MAX, 0, -EINVAL },
+	};
+	size_t i;
+	int64_t v;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		v = 12345;
+		CHECK(config_parse_int(cases[i].in, cases[i].min, cases[i].max, &v) == cases[i].rc);
+		if (cases[i].rc == 0)
+			CHECK(v == cases[i].want);
+	}
+}
+
+static void test_parse_enums(void)
+{
+	static const struct { const char *in; int want; } modes[] = {
+		{ "session", POOL_MODE_SESSION },
+		{ "transaction", POOL_MODE_TRANSACTION },
+		{ "statement", POOL_MODE_STATEMENT },
+		{ "Transaction", POOL_MODE_TRANSACTION },
+		{ "bogus", -1 },
+		{ "", -1 },
+	};
+	static const struct { const char *in; int want; } auths[] = {
+		{ "trust", AUTH_TYPE_TRUST },
+		{ "any", AUTH_TYPE_ANY },
+		{ "plain", AUTH_TYPE_PLAIN },
+		{ "password", AUTH_TYPE_PLAIN },
+		{ "md5", AUTH_TYPE_MD5 },
+		{ "MD5", AUTH_TYPE_MD5 },
+		{ "scram-sha-256", AUTH_TYPE_SCRAM },
+		{ "hba", -1 },
+		{ "cert", -1 },
+		{ "scram", -1 },
+		{ "", -1 },
+	};
+	size_t i;
+	int v;
+
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		v = -2;
+		if (modes[i].want < 0) {
+			CHECK(config_parse_pool_mode(modes[i].in, &v) == -EINVAL);
+		} else {
+			CHECK(config_parse_pool_mode(modes[i].in, &v) == 0);
+			CHECK(v == modes[i].want);
+		}
+	}
+	for (i = 0; i < sizeof(auths) / sizeof(auths[0]); i++) {
+		v = -2;
+		if (auths[i].want < 0) {
+			CHECK(config_parse_auth_type(auths[i].in, &v) == -EINVAL);
+		} else {
+			CHECK(config_parse_auth_type(auths[i].in, &v) == 0);
+			CHECK(v == auths[i].want);
+		}
+	}
+}
+
+static void test_list_contains(void)
+{
+	static const struct { const char *list, *name; bool want; } cases[] = {
+		{ "admin", "admin", true },
+		{ "admin, stats ,ops", "stats", true },
+		{ "admin, stats ,ops", "ops", true },
+		{ " admin ,stats", "admin", true },
+		{ "admin,stats", "adm", false },
+		{ "admin,stats", "stats2", false },
+		{ "admin,,stats", "", false },
+		{ "", "admin", false },
+		{ NULL, "admin", false },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK(config_list_contains(cases[i].list, cases[i].name) == cases[i].want);
+}
+
+/* ---- whole files ------------------------------------------------------- */
+
+static void test_defaults(void)
+{
+	char authpath[512], ini[1024];
+	struct config *cfg = NULL;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int want_workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu;
+
+	write_tmp("\"bob\" \"pw\"\n", authpath, sizeof(authpath));
+	snprintf(ini, sizeof(ini), "[pgbouncer]\nauth_file = %s\n", authpath);
+	CHECK(load_str(ini, &cfg) == 0);
+	if (!cfg)
+		return;
+	CHECK_STR(cfg->path, last_path);
+	CHECK(cfg->listen_addr == NULL);
+	CHECK(cfg->listen_port == 6432);
+	CHECK_STR(cfg->unix_socket_dir, "/tmp");
+	CHECK(cfg->unix_socket_mode == 0777);
+	CHECK(cfg->listen_backlog == 128);
+	CHECK(cfg->auth_type == AUTH_TYPE_MD5);
+	CHECK_STR(cfg->auth_file, authpath);
+	CHECK(cfg->pool_mode == POOL_MODE_SESSION);
+	CHECK(cfg->default_pool_size == 20);
+	CHECK(cfg->min_pool_size == 0);
+	CHECK(cfg->reserve_pool_size == 0);
+	CHECK(cfg->reserve_pool_timeout_us == 5000000);
+	CHECK(cfg->max_client_conn == 100);
+	CHECK(cfg->max_db_connections == 0);
+	CHECK(cfg->max_user_connections == 0);
+	CHECK_STR(cfg->server_reset_query, "DISCARD ALL");
+	CHECK(cfg->server_reset_query_always == false);
+	CHECK_STR(cfg->server_check_query, "select 1");
+	CHECK(cfg->server_check_delay_us == 30000000LL);
+	CHECK(cfg->server_lifetime_us == 3600000000LL);
+	CHECK(cfg->server_idle_timeout_us == 600000000LL);
+	CHECK(cfg->server_connect_timeout_us == 15000000LL);
+	CHECK(cfg->server_login_retry_us == 15000000LL);
+	CHECK(cfg->client_login_timeout_us == 60000000LL);
+	CHECK(cfg->query_wait_timeout_us == 120000000LL);
+	CHECK(cfg->client_idle_timeout_us == 0);
+	CHECK(cfg->idle_transaction_timeout_us == 0);
+	CHECK(cfg->query_timeout_us == 0);
+	CHECK(cfg->logfile == NULL);
+	CHECK(cfg->pidfile == NULL);
+	CHECK(cfg->admin_users == NULL);
+	CHECK(cfg->stats_users == NULL);
+	CHECK(cfg->ignore_startup_parameters == NULL);
+	CHECK(cfg->application_name_add_host == NULL);
+	CHECK(cfg->workers == want_workers);
+	CHECK(cfg->verbose == 0);
+	CHECK(cfg->log_connections == true);
+	CHECK(cfg->log_disconnections == true);
+	CHECK(cfg->log_pooler_errors == true);
+	CHECK(cfg->pkt_buf == 4096);
+	CHECK(cfg->sbuf_high_watermark == 65536);
+	CHECK(cfg->tcp_keepalive == true);
+	CHECK(cfg->stats_period_us == 60000000LL);
+	CHECK(cfg->n_databases == 0);
+	CHECK(cfg->n_users == 0);
+	CHECK(cfg->n_auth == 1);
+	CHECK(n_warns == 0);
+	config_free(cfg);
+}
+
+static void test_main_keys(void)
+{
+	static const char ini[] =
+		"; a comment\n"
+		"# another comment\n"
+		"\n"
+		"[sluice]\n"
+		"listen_addr = 127.0.0.1, ::1\n"
+		"listen_port=7432\n"
+		"  unix_socket_dir =   \n"
+		"unix_socket_mode = 0700\n"
+		"listen_backlog = 512\n"
+		"auth_type = any\n"
+		"pool_mode = transaction\n"
+		"default_pool_size = 50\n"
+		"min_pool_size = 5\n"
+		"reserve_pool_size = 3\n"
+		"reserve_pool_timeout = 0.5\n"
+		"max_client_conn = 5000\n"
+		"max_db_connections = 80\n"
+		"max_user_connections = 40\n"
+		"server_reset_query = \n"
+		"server_reset_query_always = yes\n"
+		"server_check_query = SELECT 1; -- not a comment\n"
+		"server_check_delay = 10\n"
+		"server_lifetime = 1h\n"
+		"server_idle_timeout = 0\n"
+		"server_connect_timeout = 2500ms\n"
+		"server_login_retry = 1\n"
+		"client_login_timeout = 30s\n"
+		"query_wait_timeout = 2min\n"
+		"client_idle_timeout = 1d\n"
+		"idle_transaction_timeout = 45\n"
+		"query_timeout = 100us\n"
+		"logfile = sluice.log\n"
+		"pidfile = run/sluice.pid\n"
+		"admin_users = admin, root\n"
+		"stats_users = stats\n"
+		"ignore_startup_parameters = extra_float_digits,options\n"
+		"workers = 4\n"
+		"verbose = 2\n"
+		"log_connections = off\n"
+		"log_disconnections = 0\n"
+		"log_pooler_errors = false\n"
+		"pkt_buf = 8192\n"
+		"sbuf_high_watermark = 262144\n"
+		"tcp_keepalive = no\n"
+		"stats_period = 15\n"
+		"LISTEN_BACKLOG = 1024\n"; /* keys are case-insensitive; last wins */
+	struct config *cfg = NULL;
+
+	CHECK(load_str(ini, &cfg) == 0);
+	if (!cfg) {
+		fprintf(stderr, "err: %s\n", err);
+		return;
+	}
+	CHECK_STR(cfg->listen_addr, "127.0.0.1, ::1");
+	CHECK(cfg->listen_port == 7432);
+	CHECK_STR(cfg->unix_socket_dir, "");
+	CHECK(cfg->unix_socket_mode == 0700);
+	CHECK(cfg->listen_backlog == 1024);
+	CHECK(cfg->auth_type == AUTH_TYPE_ANY);
+	CHECK(cfg->auth_file == NULL);
+	CHECK(cfg->pool_mode == POOL_MODE_TRANSACTION);
+	CHECK(cfg->default_pool_size == 50);
+	CHECK(cfg->min_pool_size == 5);
+	CHECK(cfg->reserve_pool_size == 3);
+	CHECK(cfg->reserve_pool_timeout_us == 500000);
+	CHECK(cfg->max_client_conn == 5000);
+	CHECK(cfg->max_db_connections == 80);
+	CHECK(cfg->max_user_connections == 40);
+	CHECK_STR(cfg->server_reset_query, "");
+	CHECK(cfg->server_reset_query_always == true);
+	CHECK_STR(cfg->server_check_query, "SELECT 1; -- not a comment");
+	CHECK(cfg->server_check_delay_us == 10000000LL);
+	CHECK(cfg->server_lifetime_us == 3600000000LL);
+	CHECK(cfg->server_idle_timeout_us == 0);
+	CHECK(cfg->server_connect_timeout_us == 2500000LL);
+	CHECK(cfg->server_login_retry_us == 1000000LL);
+	CHECK(cfg->client_login_timeout_us == 30000000LL);
+	CHECK(cfg->query_wait_timeout_us == 120000000LL);
+	CHECK(cfg->client_idle_timeout_us == 86400000000LL);
+	CHECK(cfg->idle_transaction_timeout_us == 45000000LL);
+	CHECK(cfg->query_timeout_us == 100);
+	CHECK_STR(cfg->logfile, "sluice.log");
+	CHECK_STR(cfg->pidfile, "run/sluice.pid");
+	CHECK_STR(cfg->admin_users, "admin, root");
+	CHECK(config_list_contains(cfg->admin_users, "root"));
+	CHECK_STR(cfg->stats_users, "stats");
+	CHECK_STR(cfg->ignore_startup_parameters, "extra_float_digits,options");
+	CHECK(cfg->workers == 4);
+	CHECK(cfg->verbose == 2);
+	CHECK(cfg->log_connections == false);
+	CHECK(cfg->log_disconnections == false);
+	CHECK(cfg->log_pooler_errors == false);
+	CHECK(cfg->pkt_buf == 8192);
+	CHECK(cfg->sbuf_high_watermark == 262144);
+	CHECK(cfg->tcp_keepalive == false);
+	CHECK(cfg->stats_period_us == 15000000LL);
+	CHECK(n_warns == 0);
+	config_free(cfg);
+}
+
+/* [sluice], [pgbouncer] and any capitalisation mean the same section. */
+static void test_main_section_names(void)
+{
+	static const char *const headers[] = {
+		"[sluice]", "[pgbouncer]", "[PgBouncer]", "[ SLUICE ]", "[pgbouncer] ; main",
+	};
+	char ini[256];
+	struct config *cfg;
+	size_t i;
+
+	for (i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
+		cfg = NULL;
+		snprintf(ini, sizeof(ini), "%s\nauth_type = any\nlisten_port = 6543\n", headers[i]);
+		CHECK(load_str(ini, &cfg) == 0);
+		CHECK(cfg && cfg->listen_port == 6543);
+		config_free(cfg);
+	}
+}
+
+static void test_databases(void)
+{
+	static const char ini[] =
+		"[sluice]\n"
+		"auth_type = any\n"
+		"[databases]\n"
+		"foodb =\n"
+		"bardb = host=localhost dbname=bazdb\n"
+		"forcedb = host = 10.0.0.1  port=6000 user=baz password='p a''ss' pool_size=7 "
+		"min_pool_size=2 reserve_pool=4 pool_mode=statement max_db_connections=9 "
+		"connect_query='SELECT set_config(''a'', ''b'', false)' application_name=app1\n"
+		"newdb = reserve_pool_size=6 pool_mode=TRANSACTION host=/var/run/postgresql\n"
+		"\"my db\" = dbname=real\n"
+		"\"we\"\"ird\" = port=1\n"
+		"olddb = port=1\n"
+		"olddb = port=2\n"
+		"encdb = client_encoding=UTF8 datestyle=ISO timezone=UTC auth_user=x frobnicate=1\n";
+	const struct config_database *db;
+	struct config *cfg = NULL;
+
+	CHECK(load_str(ini, &cfg) == 0);
+	if (!cfg) {
+		fprintf(stderr, "err: %s\n", err);
+		return;
+	}
+	CHECK(cfg->n_databases == 8);
+
+	db = config_find_database(cfg, "foodb");
+	CHECK(db != NULL);
+	if (db) {
+		CHECK_STR(db->name, "foodb");
+		CHECK(db->host == NULL);
+		CHECK(db->port == 5432);
+		CHECK(db->dbname == NULL);
+		CHECK(db->user == NULL);
+		CHECK(db->password == NULL);
+		CHECK(db->pool_size == -1);
+		CHECK(db->min_pool_size == -1);
+		CHECK(db->reserve_pool_size == -1);
+		CHECK(db->pool_mode == -1);
+		CHECK(db->max_db_connections == -1);
+		CHECK(db->connect_query == NULL);
+		CHECK(db->application_name == NULL);
+	}
+	db = config_find_database(cfg, "bardb");
+	CHECK(db && db->host && strcmp(db->host, "localhost") == 0);
+	CHECK(db && db->dbname && strcmp(db->dbname, "bazdb") == 0);
+
+	db = config_find_database(cfg, "forcedb");
+	CHECK(db != NULL);
+	if (db) {
+		CHECK_STR(db->host, "10.0.0.1");
+		CHECK(db->port == 6000);
+		CHECK_STR(db->user, "baz");
+		CHECK_STR(db->password, "p a'ss");
+		CHECK(db->pool_size == 7);
+		CHECK(db->min_pool_size == 2);
+		CHECK(db->reserve_pool_size == 4);
+		CHECK(db->pool_mode == POOL_MODE_STATEMENT);
+		CHECK(db->max_db_connections == 9);
+		CHECK_STR(db->connect_query, "SELECT set_config('a', 'b', false)");
+		CHECK_STR(db->application_name, "app1");
+	}
+	db = config_find_database(cfg, "newdb");
+	CHECK(db && db->reserve_pool_size == 6);
+	CHECK(db && db->pool_mode == POOL_MODE_TRANSACTION);
+	CHECK(db && db->host && strcmp(db->host, "/var/run/postgresql") == 0);
+
+	db = config_find_database(cfg, "my db");
+	CHECK(db && db->dbname && strcmp(db->dbname, "real") == 0);
+	db = config_find_database(cfg, "we\"ird");
+	CHECK(db && db->port == 1);
+
+	/* A repeated name replaces the earlier entry and keeps one slot. */
+	db = config_find_database(cfg, "olddb");
+	CHECK(db && db->port == 2);
+
+	/* Unknown connection parameters warn and are otherwise ignored. */
+	db = config_find_database(cfg, "encdb");
+	CHECK(db != NULL);
+	CHECK(n_warns == 5);
+	CHECK(any_warn_contains("parameter 'client_encoding' is not supported by sluice yet, ignored"));
+	CHECK(any_warn_contains("parameter 'auth_user' is not supported by sluice yet, ignored"));
+	CHECK(any_warn_contains("unknown parameter 'frobnicate' ignored"));
+	CHECK(any_warn_contains(":12: database 'encdb'"));
+
+	CHECK(config_find_database(cfg, "nosuch") == NULL);
+	CHECK(config_find_database(cfg, "FOODB") == NULL); /* names are exact */
+	config_free(cfg);
+}
+
+static void test_fallback_database(void)
+{
+	static const char ini[] =
+		"[databases]\n"
+		"* = host=fallback.example port=5433\n"
+		"exact = host=exact.example\n"
+		"[pgbouncer]\n"
+		"auth_type = any\n";
+	const struct config_database *db;
+	struct config *cfg = NULL;
+
+	CHECK(load_str(ini, &cfg) == 0);
+	if (!cfg)
+		return;
+	db = config_find_database(cfg, "exact");
+	CHECK(db && strcmp(db->name, "exact") == 0);
+	db = config_find_database(cfg, "anything");
+	CHECK(db && strcmp(db->name, "*") == 0);
+	CHECK(db && db->port == 5433);
+	CHECK(db && db->dbname == NULL); /* client's database name is used */
+	config_free(cfg);
+
+	CHECK(load_str("[sluice]\nauth_type=any\n[databases]\nexact = host=x\n", &cfg) == 0);
+	CHECK(config_find_database(cfg, "anything") == NULL);
+	config_free(cfg);
+}
+
+static void test_users(void)
+{
+	static const char ini[] =
+		"[sluice]\n"
+		"auth_type = any\n"
+		"[users]\n"
+		"alice = pool_mode=transaction max_user_connections=10 pool_size=3\n"
+		"bob =\n"
+		"\"carol smith\" = pool_mode=session query_timeout=5 frob=1\n";
+	const struct config_user *u;
+	struct config *cfg = NULL;
+
+	CHECK(load_str(ini, &cfg) == 0);
+	if (!cfg)
+		return;
+	CHECK(cfg->n_users == 3);
+	u = config_find_user(cfg, "alice");
+	CHECK(u && u->pool_mode == POOL_MODE_TRANSACTION);
+	CHECK(u && u->max_user_connections == 10);
+	CHECK(u && u->pool_size == 3);
+	u = config_find_user(cfg, "bob");
+	CHECK(u && u->pool_mode == -1 && u->max_user_connections == -1 && u->pool_size == -1);
+	u = config_find_user(cfg, "carol smith");
+	CHECK(u && u->pool_mode == POOL_MODE_SESSION);
+	CHECK(config_find_user(cfg, "dave") == NULL);
+	CHECK(any_warn_contains("user 'carol smith': parameter 'query_timeout' is not supported by sluice yet, ignored"));
+	CHECK(any_warn_contains("user 'carol smith': unknown parameter 'frob' ignored"));
+	config_free(cfg);
+}
+
+static void test_warnings(void)
+{
+	static const char ini[] =
+		"[pgbouncer]\n"
+		"auth_type = any\n"
+		"frobnicate = 1\n"
+		"server_tls_sslmode = prefer\n"
+		"Max_Prepared_Statements = 100\n"
+		"listen_port = 7000\n"
+		"[peers]\n"
+		"1 = host=/tmp/a\n"
+		"[whatever]\n"
+		"x = y\n";
+	char want[700];
+	struct config *cfg = NULL;
+
+	CHECK(load_str(ini, &cfg) == 0);
+	CHECK(cfg && cfg->listen_port == 7000);
+	CHECK(n_warns == 5);
+	snprintf(want, sizeof(want), "%s:3: unknown key 'frobnicate' ignored", last_path);
+	CHECK(n_warns > 0 && strcmp(warns[0], want) == 0);
+	snprintf(want, sizeof(want), "%s:4: key 'server_tls_sslmode' is not supported by sluice yet, ignored", last_path);
+	CHECK(n_warns > 1 && strcmp(warns[1], want) == 0);
+	CHECK(any_warn_contains(":5: key 'Max_Prepared_Statements' is not supported by sluice yet"));
+	CHECK(any_warn_contains(":7: section [peers] is not supported by sluice yet"));
+	CHECK(any_warn_contains(":9: unknown section [whatever] ignored"));
+	config_free(cfg);
+
+	/* A NULL warn_cb is allowed. */
+	write_tmp(ini, last_path, sizeof(last_path));
+	cfg = NULL;
+	CHECK(config_load(last_path, &cfg, err, sizeof(err), NULL) == 0);
+	config_free(cfg);
+}
+
+static void test_include(void)
+{
+	char main_path[512], sub_dir[512], inc1[512], inc2[512], ini[1024];
+	struct config *cfg = NULL;
+
+	/* main.ini -> sub/one.ini (relative to main.ini) -> two.ini
+	 * (relative to sub/one.ini, i.e. sub/two.ini). */
+	tmp_named("sub", sub_dir, sizeof(sub_dir));
+	CHECK(mkdir(sub_dir, 0700) == 0);
+	tmp_named("sub/one.ini", inc1, sizeof(inc1));
+	tmp_named("sub/two.ini", inc2, sizeof(inc2));
+	write_all(inc1, "[databases]\nincdb = port=1111\n%include two.ini\n");
+	write_all(inc2, "[users]\nincuser = pool_size=2\n");
+	tmp_named("main.ini", main_path, sizeof(main_path));
+	write_all(main_path, "[sluice]\nauth_type = any\n%include sub/one.ini\nmaindb = port=2222\n");
+	err[0] = '\0';
+	CHECK(config_load(main_path, &cfg, err, sizeof(err), NULL) == 0);
+	if (!cfg)
+		fprintf(stderr, "err: %s\n", err);
+	/* The section set inside the include carries on after it, so maindb
+	 * lands in [users] here, as with PgBouncer's reader. */
+	CHECK(cfg && config_find_database(cfg, "incdb") && config_find_database(cfg, "incdb")->port == 1111);
+	CHECK(cfg && config_find_user(cfg, "incuser") != NULL);
+	CHECK(cfg && config_find_user(cfg, "maindb") != NULL);
+	config_free(cfg);
+
+	/* Absolute include path. */
+	snprintf(ini, sizeof(ini), "[sluice]\nauth_type = any\n%%include %s\n", inc1);
+	CHECK(load_str(ini, &cfg) == 0);
+	CHECK(cfg && config_find_database(cfg, "incdb") != NULL);
+	config_free(cfg);
+
+	/* An error inside an included file names that file and its line. */
+	write_all(inc2, "[users]\nbad = pool_size=many\n");
+	CHECK(config_load(main_path, &cfg, err, sizeof(err), NULL) == -EINVAL);
+	snprintf(ini, sizeof(ini), "%s:2: key 'bad'", inc2);
+	CHECK(starts_with(err, ini));
+	CHECK(strstr(err, "pool_size") != NULL);
+
+	/* Missing include: error at the %include line of the includer. */
+	write_all(inc1, "[databases]\n%include nothere.ini\n");
+	CHECK(config_load(main_path, &cfg, err, sizeof(err), NULL) == -ENOENT);
+	snprintf(ini, sizeof(ini), "%s:2: %%include '%s/sub/nothere.ini': cannot open: %s",
+		 inc1, tmpdir, strerror(ENOENT));
+	CHECK_STR(err, ini);
+
+	/* A file including itself is stopped by the depth bound. */
+	write_all(inc1, "%include one.ini\n");
+	CHECK(config_load(main_path, &cfg, err, sizeof(err), NULL) == -EINVAL);
+	CHECK(strstr(err, "nested too deeply") != NULL);
+	CHECK(cfg == NULL);
+
+	unlink(inc1);
+	unlink(inc2);
+	unlink(main_path);
+	rmdir(sub_dir);
+}
+
+/* One table row: file content, expected line, text that must be in err,
+ * and text that must not be (a secret). */
+struct error_case {
+	const char *ini;
+	int line;
+	const char *want;
+	const char *secret;
+};
+
+static void test_errors(void)
+{
+	static const struct error_case cases[] = {
+		{ "[sluice]\nlisten_port = abc\n", 2, "key 'listen_port'", NULL },
+		{ "[sluice]\nlisten_port = 70000\n", 2, "key 'listen_port'", NULL },
+		{ "[sluice]\nlisten_port =\n", 2, "key 'listen_port'", NULL },
+		{ "[sluice]\nmax_client_conn = 12x\n", 2, "key 'max_client_conn'", NULL },
+		{ "[sluice]\npool_mode = bogus\n", 2, "key 'pool_mode'", NULL },
+		{ "[sluice]\nauth_type = hba\n", 2, "key 'auth_type': auth_type 'hba' is not supported by sluice yet", NULL },
+		{ "[sluice]\nauth_type = cert\n", 2, "key 'auth_type': auth_type 'cert' is not supported by sluice yet", NULL },
+		{ "[sluice]\nauth_type = kerberos\n", 2, "key 'auth_type'", NULL },
+		{ "[sluice]\nworkers = 0\n", 2, "key 'workers'", NULL },
+		{ "[sluice]\nworkers = 257\n", 2, "key 'workers'", NULL },
+		{ "[sluice]\nlog_connections = maybe\n", 2, "key 'log_connections'", NULL },
+		{ "[sluice]\nserver_lifetime = 5 weeks\n", 2, "key 'server_lifetime'", NULL },
+		{ "[sluice]\nquery_timeout = -1\n", 2, "key 'query_timeout'", NULL },
+		{ "[sluice]\nunix_socket_mode = 0999\n", 2, "key 'unix_socket_mode'", NULL },
+		{ "[sluice]\npkt_buf = 512\n", 2, "key 'pkt_buf'", NULL },
+		{ "[sluice]\nstats_period = 0\n", 2, "key 'stats_period'", NULL },
+		{ "[sluice]\n\nlisten_port 6432\n", 3, "key 'listen_port': malformed line", NULL },
+		{ "[sluice]\nhunter2\n", 2, "malformed line", "hunter2" },
+		{ "[sluice]\n= 5\n", 2, "empty key", NULL },
+		{ "listen_port = 1\n", 1, "key 'listen_port': not inside any section", NULL },
+		{ "[sluice\n", 1, "section header", NULL },
+		{ "[sluice] junk\n", 1, "section header", NULL },
+		{ "%frobnicate x\n", 1, "directive", NULL },
+		{ "%include\n", 1, "%include", NULL },
+		{ "[databases]\n\"unterminated = port=1\n", 2, "unterminated", NULL },
+		{ "[databases]\n\"db\" port=1\n", 2, "key 'db'", NULL },
+		{ "[databases]\ndb = host=x password='hunter2\n", 2, "key 'db': parameter 'password': unterminated quote", "hunter2" },
+		{ "[databases]\ndb = password='hunter2'port=1\n", 2, "key 'db': parameter 'password'", "hunter2" },
+		{ "[databases]\ndb = port=abc\n", 2, "key 'db': parameter 'port'", NULL },
+		{ "[databases]\ndb = port=0\n", 2, "key 'db': parameter 'port'", NULL },
+		{ "[databases]\ndb = pool_size=-1\n", 2, "key 'db': parameter 'pool_size'", NULL },
+		{ "[databases]\ndb = reserve_pool=x\n", 2, "key 'db': parameter 'reserve_pool_size'", NULL },
+		{ "[databases]\ndb = pool_mode=fast\n", 2, "key 'db': parameter 'pool_mode'", NULL },
+		{ "[databases]\ndb = host\n", 2, "key 'db': parameter 'host' has no '=value'", NULL },
+		{ "[databases]\ndb = =x\n", 2, "key 'db'", NULL },
+		{ "[databases]\ndb = host=x hunter2\n", 2, "key 'db': connection string has a word without '=value'", "hunter2" },
+		{ "[databases]\npgbouncer = host=x\n", 2, "key 'pgbouncer': database name is reserved", NULL },
+		{ "[users]\nbob = pool_mode=x\n", 2, "key 'bob': parameter 'pool_mode'", NULL },
+		{ "[users]\nbob = max_user_connections=lots\n", 2, "key 'bob': parameter 'max_user_connections'", NULL },
+	};
+	char prefix[600];
+	struct config *cfg;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cfg = (struct config *)1; /* must be reset to NULL on failure */
+		rc = load_str(cases[i].ini, &cfg);
+		snprintf(prefix, sizeof(prefix), "%s:%d: ", last_path, cases[i].line);
+		if (rc != -EINVAL || !starts_with(err, prefix) || !strstr(err, cases[i].want) ||
+		    (cases[i].secret && strstr(err, cases[i].secret)))
+			fprintf(stderr, "error case %zu: rc=%d err='%s' want '%s...%s'\n",
+				i, rc, err, prefix, cases[i].want);
+		CHECK(rc == -EINVAL);
+		CHECK(cfg == NULL);
+		CHECK(starts_with(err, prefix));
+		CHECK(strstr(err, cases[i].want) != NULL);
+		if (cases[i].secret)
+			CHECK(strstr(err, cases[i].secret) == NULL);
+		CHECK(strchr(err, '\n') == NULL);
+	}
+}
+
+static void test_missing_file(void)
+{
+	char path[600], want[800];
+	struct config *cfg = (struct config *)1;
+
+	snprintf(path, sizeof(path), "%s/does-not-exist.ini", tmpdir);
+	CHECK(config_load(path, &cfg, err, sizeof(err), warn_cb) == -ENOENT);
+	CHECK(cfg == NULL);
+	snprintf(want, sizeof(want), "%s: cannot open: %s", path, strerror(ENOENT));
+	CHECK_STR(err, want);
+
+	/* A tiny or absent error buffer must not be overrun. */
+	CHECK(config_load(path, &cfg, err, 1, NULL) == -ENOENT);
+	CHECK(err[0] == '\0');
+	CHECK(config_load(path, &cfg, NULL, 0, NULL) == -ENOENT);
+}
+
+static void test_auth_file(void)
+{
+	static const char userlist[] =
+		"; comment\n"
+		"# another\n"
+		"\n"
+		"\"alice\" \"plainpw\"\n"
+		"  \"bob\"   \"md545f2603610af569b6155c45067268c6b\" \"trailing\" junk\n"
+		"\"we\"\"ird\" \"pa\"\"ss\"\"\"\n"
+		"\"scram\" \"SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy\"\n"
+		"\"empty\" \"\"\n"
+		"\"alice\" \"newer\"\r\n";
+	char authpath[512], ini[1024];
+	struct config *cfg = NULL;
+
+	write_tmp(userlist, authpath, sizeof(authpath));
+	snprintf(ini, sizeof(ini), "[sluice]\nauth_type = scram-sha-256\nauth_file = %s\n", authpath);
+	CHECK(load_str(ini, &cfg) == 0);
+	if (!cfg) {
+		fprintf(stderr, "err: %s\n", err);
+		return;
+	}
+	CHECK(cfg->auth_type == AUTH_TYPE_SCRAM);
+	CHECK(cfg->n_auth == 6);
+	CHECK_STR(config_find_secret(cfg, "alice"), "newer"); /* later line wins */
+	CHECK_STR(config_find_secret(cfg, "bob"), "md545f2603610af569b6155c45067268c6b");
+	CHECK_STR(config_find_secret(cfg, "we\"ird"), "pa\"ss\"");
+	CHECK_STR(config_find_secret(cfg, "scram"), "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy");
+	CHECK_STR(config_find_secret(cfg, "empty"), "");
+	CHECK(config_find_secret(cfg, "nobody") == NULL);
+	config_free(cfg);
+
+	/* Every auth type but "any" needs an auth_file. */
+	static const char *const need[] = { "trust", "plain", "password", "md5", "scram-sha-256" };
+	size_t i;
+	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		snprintf(ini, sizeof(ini), "[sluice]\nauth_type = %s\n", need[i]);
+		CHECK(load_str(ini, &cfg) == -EINVAL);
+		CHECK(cfg == NULL);
+		CHECK(starts_with(err, last_path));
+		CHECK(strstr(err, "key 'auth_type'") && strstr(err, "auth_file"));
+	}
+
+	/* auth_file named but absent. */
+	snprintf(ini, sizeof(ini), "[sluice]\nauth_file = %s/no-such-userlist.txt\n", tmpdir);
+	CHECK(load_str(ini, &cfg) == -ENOENT);
+	CHECK(strstr(err, "no-such-userlist.txt: cannot open auth_file") != NULL);
+
+	/* Malformed lines name the auth file and line, never the secret. */
+	static const struct { const char *text; int line; } bad[] = {
+		{ "\"alice\" \"pw\"\nalice hunter2\n", 2 },
+		{ "\"alice\"\n", 1 },
+		{ "\"alice\" hunter2\n", 1 },
+		{ "\n\n\"alice\" \"hunter2\n", 3 },
+		{ "\"alice \"hunter2\"\n", 1 },
+	};
+	char prefix[600];
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_all(authpath, bad[i].text);
+		snprintf(ini, sizeof(ini), "[sluice]\nauth_file = %s\n", authpath);
+		CHECK(load_str(ini, &cfg) == -EINVAL);
+		CHECK(cfg == NULL);
+		snprintf(prefix, sizeof(prefix), "%s:%d: ", authpath, bad[i].line);
+		if (!starts_with(err, prefix))
+			fprintf(stderr, "auth case %zu: err='%s'\n", i, err);
+		CHECK(starts_with(err, prefix));
+		CHECK(strstr(err, "hunter2") == NULL);
+	}
+}
+
+/* A relative auth_file is opened relative to the current directory. */
+static void test_auth_file_relative(void)
+{
+	char cwd[1024], authpath[512];
+	struct config *cfg = NULL;
+
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	tmp_named("rel-userlist.txt", authpath, sizeof(authpath));
+	write_all(authpath, "\"rel\" \"pw\"\n");
+	CHECK(chdir(tmpdir) == 0);
+	CHECK(load_str("[sluice]\nauth_file = rel-userlist.txt\n", &cfg) == 0);
+	CHECK(cfg && config_find_secret(cfg, "rel") != NULL);
+	config_free(cfg);
+	CHECK(chdir(cwd) == 0);
+	unlink(authpath);
+}
+
+static void test_long_lines_and_line_endings(void)
+{
+	size_t qlen = 20000, i;
+	char *ini = malloc(qlen + 256), *q;
+	struct config *cfg = NULL;
+	const struct config_database *db;
+
+	if (!ini)
+		return;
+	/* BOM, CRLF endings, and a 20 kB connect_query. */
+	strcpy(ini, "\xEF\xBB\xBF[sluice]\r\nauth_type = any\r\nlisten_port = 7777\r\n[databases]\r\nbig = connect_query='");
+	q = ini + strlen(ini);
+	for (i = 0; i < qlen; i++)
+		*q++ = (char)('a' + i % 26);
+	strcpy(q, "' port=1234\r\n");
+	CHECK(load_str(ini, &cfg) == 0);
+	if (!cfg)
+		fprintf(stderr, "err: %s\n", err);
+	CHECK(cfg && cfg->listen_port == 7777);
+	db = cfg ? config_find_database(cfg, "big") : NULL;
+	CHECK(db && db->connect_query && strlen(db->connect_query) == qlen);
+	CHECK(db && db->port == 1234);
+	config_free(cfg);
+	free(ini);
+}
+
+static void test_misc(void)
+{
+	config_free(NULL);
+	CHECK(config_find_database(NULL, "x") == NULL);
+	CHECK(config_find_user(NULL, "x") == NULL);
+	CHECK(config_find_secret(NULL, "x") == NULL);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+/* Remove our own mkdtemp() directory, deepest entries first. */
+static void cleanup_tmpdir(void)
+{
+	if (nftw(tmpdir, remove_entry, 8, FTW_DEPTH | FTW_PHYS) != 0)
+		fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+UNIT_MAIN(
+	if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
+	test_parse_duration();
+	test_parse_bool();
+	test_parse_int();
+	test_parse_enums();
+	test_list_contains();
+	test_defaults();
+	test_main_keys();
+	test_main_section_names();
+	test_databases();
+	test_fallback_database();
+	test_users();
+	test_warnings();
+	test_include();
+	test_errors();
+	test_missing_file();
+	test_auth_file();
+	test_auth_file_relative();
+	test_long_lines_and_line_endings();
+	test_misc();
+	reset_warns();
+	cleanup_tmpdir()
+)
