@@ -441,11 +441,11 @@ bool auth_str_equal_ct(const char *a, const char *b)
 /* SCRAM client                                                       */
 /* ------------------------------------------------------------------ */
 
+static int scram_client_start(struct scram_client *st, char *out, size_t outlen);
+
 int scram_client_first(struct scram_client *st, const char *password, char *out, size_t outlen)
 {
-	uint8_t raw[SCRAM_NONCE_RAW_LEN];
-	size_t plen, pos = 0;
-	int rc;
+	size_t plen;
 
 	if (!st || !password || !out)
 		return -EINVAL;
@@ -454,6 +454,27 @@ int scram_client_first(struct scram_client *st, const char *password, char *out,
 	if (plen >= sizeof(st->password))
 		return -EINVAL;
 	memcpy(st->password, password, plen + 1);
+	return scram_client_start(st, out, outlen);
+}
+
+int scram_client_first_keys(struct scram_client *st, const uint8_t client_key[SCRAM_KEY_LEN],
+			    const uint8_t server_key[SCRAM_KEY_LEN], char *out, size_t outlen)
+{
+	if (!st || !client_key || !server_key || !out)
+		return -EINVAL;
+	OPENSSL_cleanse(st, sizeof(*st));
+	st->use_keys = true;
+	memcpy(st->client_key, client_key, SCRAM_KEY_LEN);
+	memcpy(st->server_key, server_key, SCRAM_KEY_LEN);
+	return scram_client_start(st, out, outlen);
+}
+
+/* Common part of client-first: nonce and message. */
+static int scram_client_start(struct scram_client *st, char *out, size_t outlen)
+{
+	uint8_t raw[SCRAM_NONCE_RAW_LEN];
+	size_t pos = 0;
+	int rc;
 
 	rc = auth_random_bytes(raw, sizeof(raw));
 	if (rc < 0)
@@ -534,13 +555,22 @@ int scram_client_final(struct scram_client *st, const char *server_first, size_t
 	memcpy(st->server_first, server_first, len);
 	st->server_first[len] = '\0';
 
-	rc = scram_salted_password(st->password, salt, (size_t)salt_len, iterations,
-				   st->salted_password);
-	/* The plain password is not needed again: SaltedPassword is enough to
-	 * check the server's signature. */
-	OPENSSL_cleanse(st->password, sizeof(st->password));
-	if (rc == 0)
-		rc = scram_derive_keys(st->salted_password, client_key, stored_key, server_key);
+	if (st->use_keys) {
+		/* Pass-through: the keys are known; salt and iterations must be
+		 * those of the verifier they came from, or the server refuses. */
+		memcpy(client_key, st->client_key, SCRAM_KEY_LEN);
+		memcpy(server_key, st->server_key, SCRAM_KEY_LEN);
+		OPENSSL_cleanse(st->client_key, sizeof(st->client_key));
+		rc = sha256(client_key, SCRAM_KEY_LEN, stored_key);
+	} else {
+		rc = scram_salted_password(st->password, salt, (size_t)salt_len, iterations,
+					   st->salted_password);
+		/* The plain password is not needed again: SaltedPassword is
+		 * enough to check the server's signature. */
+		OPENSSL_cleanse(st->password, sizeof(st->password));
+		if (rc == 0)
+			rc = scram_derive_keys(st->salted_password, client_key, stored_key, server_key);
+	}
 	if (rc < 0)
 		goto out;
 
@@ -909,6 +939,8 @@ int scram_server_final(struct scram_server *st, const char *client_final, size_t
 		rc = -EACCES;
 		goto out;
 	}
+	memcpy(st->client_key, client_key, SCRAM_KEY_LEN);
+	st->have_client_key = true;
 
 	/* server-final-message = "v=" base64(HMAC(ServerKey, AuthMessage)) */
 	rc = hmac_sha256(st->v.server_key, SCRAM_KEY_LEN, auth_msg, am_len, server_sig);

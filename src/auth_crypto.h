@@ -46,11 +46,19 @@ struct scram_client {
 	uint8_t salted_password[SCRAM_KEY_LEN];
 	char expected_server_sig[64];  /* base64 ServerSignature to match in server-final */
 	int step;                      /* 0 = init, 1 = first sent, 2 = final sent, 3 = done */
+	bool use_keys;                 /* pass-through: keys below instead of a password */
+	uint8_t client_key[SCRAM_KEY_LEN]; /* ClientKey learned from a client's proof */
+	uint8_t server_key[SCRAM_KEY_LEN]; /* ServerKey from the auth_file verifier */
 };
 
 /* Fill *st and write client-first-message ("n,,n=,r=...") into out.
  * Returns its length, or a negative errno. */
 int scram_client_first(struct scram_client *st, const char *password, char *out, size_t outlen);
+/* Like scram_client_first, but prove knowledge of ClientKey/ServerKey
+ * instead of a password ("SCRAM pass-through": the keys come from a client
+ * that authenticated to sluice against the same verifier PostgreSQL has). */
+int scram_client_first_keys(struct scram_client *st, const uint8_t client_key[SCRAM_KEY_LEN],
+			    const uint8_t server_key[SCRAM_KEY_LEN], char *out, size_t outlen);
 /* Consume server-first-message (r=,s=,i=) and write client-final-message
  * ("c=biws,r=...,p=...") into out. Returns its length or negative errno
  * (-EPROTO for malformed input or a nonce that does not extend ours). */
@@ -82,6 +90,8 @@ struct scram_server {
 	char server_first[SCRAM_MAX_MSG];      /* what we answered */
 	char nonce[128];                       /* client nonce + server nonce */
 	int step;                              /* 0 = waiting client-first, 1 = waiting client-final, 2 = done */
+	bool have_client_key;                  /* proof verified: client_key is valid */
+	uint8_t client_key[SCRAM_KEY_LEN];     /* ClientKey recovered from the proof */
 };
 
 /* Start an exchange against verifier v. */

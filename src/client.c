@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "auth_crypto.h"
 #include "cancel.h"
 #include "config.h"
@@ -359,9 +361,7 @@ static void auth_message(struct client *c, const struct pg_msg *m)
 			return;
 		}
 		pg_be_auth(&c->sock.wbuf, PG_AUTH_SASL_FINAL, out, (size_t)n);
-		free(c->scram);
-		c->scram = NULL;
-		login_finish(c);
+		login_finish(c); /* frees c->scram after taking pass-through keys */
 		return;
 	}
 	client_fail(c, "08P01", "unexpected password message");
@@ -410,6 +410,18 @@ static void login_finish(struct client *c)
 	if (!c->pool) {
 		client_fail(c, "08P01", err);
 		return;
+	}
+	if (c->scram) {
+		/* Authenticated against a verifier: the same keys log in to the
+		 * server when it holds the same verifier (no plain password
+		 * stored anywhere). Only for the pool's own user. */
+		const char *secret = config_find_secret(runtime_config(), c->user);
+		if (c->scram->have_client_key && secret && pg_secret_is_scram(secret) &&
+		    strcmp(c->pool->server_user, c->user) == 0)
+			pool_set_scram_keys(c->pool, c->scram->client_key, c->scram->v.server_key);
+		OPENSSL_cleanse(c->scram, sizeof(*c->scram));
+		free(c->scram);
+		c->scram = NULL;
 	}
 	cancel_register(c);
 	pg_be_auth(&c->sock.wbuf, PG_AUTH_OK, NULL, 0);
@@ -558,8 +570,10 @@ static void client_process(struct client *c)
 		if (c->state == CLIENT_LOGIN_WAIT || c->state == CLIENT_WAITING)
 			break;
 		if (m.type == 'X') {
-			if (sk->fwd)
-				break; /* let what precedes it go first */
+			if (sk->fwd) {
+				sk->parse_blocked = true; /* let what precedes it go first */
+				break;
+			}
 			client_close(c, "client terminated");
 			return;
 		}
@@ -606,6 +620,14 @@ static void client_process(struct client *c)
 	}
 	if (!c->closing)
 		client_pump(c);
+}
+
+void client_resume_parse(struct client *c)
+{
+	if (c->sock.parse_blocked && c->sock.fwd == 0) {
+		c->sock.parse_blocked = false;
+		client_process(c);
+	}
 }
 
 /* Send what sluice generated for the client, and the client's examined

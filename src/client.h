@@ -76,6 +76,9 @@ void client_on_server(struct client *c, struct server *s);
 /* The client's waiting ended with an error (pool failure, timeout). */
 void client_fail(struct client *c, const char *sqlstate, const char *msg);
 
+/* The client's forward part was sent: resume parsing if it waited for that. */
+void client_resume_parse(struct client *c);
+
 /* Recompute the client socket's epoll interest. */
 void client_update_events(struct client *c);
 

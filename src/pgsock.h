@@ -30,6 +30,7 @@ struct pgsock {
 	struct iobuf wbuf;    /* bytes sluice generated for this socket; sent
 			       * before any forwarded bytes */
 	bool want_read;       /* owner wants EPOLLIN when there is room */
+	bool parse_blocked;   /* parsing stopped until the forward part is sent */
 };
 
 void pgsock_init(struct pgsock *s, int fd, loop_cb cb);

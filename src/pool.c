@@ -387,6 +387,27 @@ void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bo
 	}
 }
 
+void pool_set_scram_keys(struct pool *p, const uint8_t client_key[32], const uint8_t server_key[32])
+{
+	pthread_mutex_lock(&p->lock);
+	memcpy(p->scram_client_key, client_key, 32);
+	memcpy(p->scram_server_key, server_key, 32);
+	p->have_scram_keys = true;
+	pthread_mutex_unlock(&p->lock);
+}
+
+bool pool_get_scram_keys(struct pool *p, uint8_t client_key[32], uint8_t server_key[32])
+{
+	pthread_mutex_lock(&p->lock);
+	bool have = p->have_scram_keys;
+	if (have) {
+		memcpy(client_key, p->scram_client_key, 32);
+		memcpy(server_key, p->scram_server_key, 32);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return have;
+}
+
 void pool_set_welcome(struct pool *p, const uint8_t *params, uint32_t len)
 {
 	pthread_mutex_lock(&p->lock);

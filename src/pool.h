@@ -66,6 +66,9 @@ struct pool {
 	char login_error[200];      /* last server login failure, for clients */
 	char login_sqlstate[6];
 	bool login_auth_error;      /* last failure was the server refusing the login */
+	bool have_scram_keys;       /* keys below learned from a client's SCRAM proof */
+	uint8_t scram_client_key[32]; /* for SCRAM pass-through to the server */
+	uint8_t scram_server_key[32];
 	uint8_t *welcome;           /* ParameterStatus messages of the first server */
 	uint32_t welcome_len;
 
@@ -96,6 +99,10 @@ void pool_set_welcome(struct pool *p, const uint8_t *params, uint32_t len);
 /* Copy the welcome set into out (iobuf). Returns false when not known yet. */
 struct iobuf;
 bool pool_copy_welcome(struct pool *p, struct iobuf *out);
+
+/* SCRAM pass-through: remember / fetch the keys of the pool's user. */
+void pool_set_scram_keys(struct pool *p, const uint8_t client_key[32], const uint8_t server_key[32]);
+bool pool_get_scram_keys(struct pool *p, uint8_t client_key[32], uint8_t server_key[32]);
 
 /* Connecting or logging in to the server failed. New connections wait
  * server_login_retry. When auth_error (the server refused the login) and

@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "auth_crypto.h"
 #include "cancel.h"
 #include "client.h"
@@ -241,14 +243,21 @@ static bool login_message(struct server *s, const struct pg_msg *m)
 				if (strcmp(mech, "SCRAM-SHA-256") == 0)
 					have = true;
 			}
-			if (!have || pg_secret_is_md5(pw) || pg_secret_is_scram(pw)) {
-				login_fail(s, "28P01", have ? "SCRAM login to the server needs a plain password"
+			uint8_t ck[SCRAM_KEY_LEN], sk[SCRAM_KEY_LEN];
+			bool keys = have && pg_secret_is_scram(pw) && pool_get_scram_keys(s->pool, ck, sk);
+			if (!have || pg_secret_is_md5(pw) || (pg_secret_is_scram(pw) && !keys)) {
+				login_fail(s, "28P01", have ? "SCRAM login to the server needs a plain password, "
+							      "or a client that logged in with SCRAM first"
 							    : "server offers no supported SASL mechanism", true);
 				return false;
 			}
 			char out[SCRAM_MAX_MSG];
 			s->scram = calloc(1, sizeof(*s->scram));
-			int n = s->scram ? scram_client_first(s->scram, pw, out, sizeof(out)) : -ENOMEM;
+			int n = !s->scram ? -ENOMEM
+				: keys ? scram_client_first_keys(s->scram, ck, sk, out, sizeof(out))
+				       : scram_client_first(s->scram, pw, out, sizeof(out));
+			OPENSSL_cleanse(ck, sizeof(ck));
+			OPENSSL_cleanse(sk, sizeof(sk));
 			if (n < 0) {
 				login_fail(s, "08006", "SCRAM start failed", true);
 				return false;
@@ -421,8 +430,9 @@ void server_deliver_pending(struct server *s)
 		client_close(c, "write to client failed");
 		return;
 	}
-	if (rc == 0 && pgsock_unexamined(&s->sock)) {
+	if (rc == 0 && s->sock.parse_blocked) {
 		/* Parsing stopped to let forwarded bytes go first. */
+		s->sock.parse_blocked = false;
 		server_process(s);
 		return;
 	}
@@ -443,8 +453,11 @@ void server_send_pending(struct server *s)
 		return;
 	}
 	server_update_events(s);
-	if (s->client)
+	if (s->client) {
 		client_update_events(s->client);
+		if (rc == 0)
+			client_resume_parse(s->client);
+	}
 }
 
 static void statement_mode_violation(struct server *s)
@@ -529,8 +542,10 @@ static void server_process(struct server *s)
 		}
 		/* SERVER_ACTIVE with a client. */
 		if (s->internal && m.type != 'E') {
-			if (sk->fwd)
-				break; /* flush what precedes first */
+			if (sk->fwd) {
+				sk->parse_blocked = true; /* flush what precedes first */
+				break;
+			}
 			if (m.type == 'Z')
 				s->internal--;
 			else if (m.type == 'S') {
@@ -547,20 +562,25 @@ static void server_process(struct server *s)
 			if (pg_be_param_parse(m.body, m.body_len, &name, &value) == 0)
 				note_param(s, name, value);
 		} else if (m.type == 'Z' && m.body_len >= 1) {
-			s->tx_status = (char)m.body[0];
+			char status = (char)m.body[0];
+			if (s->pool->mode == POOL_MODE_STATEMENT && status != 'I' && s->outstanding <= 1) {
+				/* A transaction block in statement mode: refuse it in
+				 * place of this ReadyForQuery, so the client sees the
+				 * error as the answer to its BEGIN. */
+				if (sk->fwd) {
+					sk->parse_blocked = true;
+					break;
+				}
+				pgsock_drop(sk, m.len);
+				statement_mode_violation(s);
+				return;
+			}
+			s->tx_status = status;
 			s->last_was_ready = true;
 			if (s->outstanding > 0)
 				s->outstanding--;
-			if (s->outstanding == 0) {
+			if (s->outstanding == 0)
 				s->pool->n_xacts++;
-				if (s->pool->mode == POOL_MODE_STATEMENT && s->tx_status != 'I') {
-					sk->fwd += m.len;
-					server_deliver_pending(s);
-					if (s->client)
-						statement_mode_violation(s);
-					return;
-				}
-			}
 		}
 		sk->fwd += m.len;
 	}
