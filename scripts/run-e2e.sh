@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run the end-to-end tests (tests/e2e) against the sluice binary in SLUICE_BIN
+# (default: build/sluice). Extra arguments go to pytest, e.g.
+#   scripts/run-e2e.sh -k auth
+#   SLUICE_BIN=/usr/sbin/pgbouncer scripts/run-e2e.sh   # check the tests on PgBouncer
+# Uses Debian's interpreter on purpose: the pytest/psycopg packages live there.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export SLUICE_BIN="${SLUICE_BIN:-$PWD/build/sluice}"
+export PYTHONDONTWRITEBYTECODE=1
+PY=/usr/bin/python3
+
+if [ ! -x "$SLUICE_BIN" ]; then
+	echo "run-e2e: sluice binary not found: $SLUICE_BIN (run make first)" >&2
+	exit 1
+fi
+if ! "$PY" -c 'import pytest, psycopg' 2>/dev/null; then
+	echo "run-e2e: $PY lacks pytest or psycopg; run scripts/install-deps.sh" >&2
+	exit 1
+fi
+
+echo "e2e: testing $SLUICE_BIN"
+# Each test has its own limit (tests/e2e/pytest.ini); this bounds the whole run.
+# Test paths given on the command line replace the default tests/e2e.
+paths=(tests/e2e)
+for a in "$@"; do
+	case "$a" in
+	-*) ;;
+	*) if [ -e "${a%%::*}" ]; then paths=(); break; fi ;;
+	esac
+done
+exec timeout --kill-after=30 1200 "$PY" -m pytest -q -p no:cacheprovider ${paths[@]+"${paths[@]}"} "$@"
