@@ -71,3 +71,8 @@ clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d)
+
+.PHONY: bench
+bench: deps
+	$(MAKE) all
+	bench/bench.sh

@@ -1,0 +1,545 @@
+#!/usr/bin/env bash
+# bench/bench.sh: compare sluice with PgBouncer (and a direct connection) on
+# this machine. `make bench` builds sluice first and then runs this script.
+#
+# What it does, all on 127.0.0.1 and all torn down again on exit:
+#   1. starts a throwaway PostgreSQL 15 (fsync=off, max_connections=300,
+#      md5 passwords), creates user bench / password bench and database bench
+#      and loads it with `pgbench -i -s $SCALE`;
+#   2. starts PgBouncer (/usr/sbin/pgbouncer) and sluice ($SLUICE_BIN), both
+#      with pool_mode=transaction, default_pool_size=20, auth_type=md5;
+#   3. runs ROUNDS rounds; in each round every workload is run against every
+#      target, the target order rotating from round to round (direct pgbouncer
+#      sluice, then pgbouncer sluice direct, ...), so slow drift of the machine
+#      is spread evenly; the figures reported are medians over rounds;
+#   4. measures pooler memory per idle client once, at the end;
+#   5. prints a table and writes build/bench/results.csv (medians),
+#      build/bench/runs.csv (every single figure) and build/bench/table.txt.
+#
+# Workloads (WORKLOADS, space- or comma-separated, default: all of them):
+#   select_c16    pgbench -S -c 16 -j 2: TPS; for the poolers also the CPU
+#                 they burn per transaction (utime+stime from /proc/PID/stat,
+#                 split into user and system)
+#   select_c1     pgbench -S -c 1 -j 1 --log: TPS and p50/p99 latency in
+#                 microseconds from the per-transaction log
+#   extended_c16  pgbench -S -M extended -c 16 -j 2: TPS
+#   tpcb_c16      pgbench (built-in TPC-B-like script) -c 16 -j 2: TPS
+#   connect_c4    pgbench -S -C -c 4 -j 2, a new connection per transaction:
+#                 TPS (compare the poolers with each other; a direct
+#                 PostgreSQL connect is far more expensive and is shown only
+#                 for reference)
+#   idle_rss      open IDLE_CLIENTS (1000) idle, authenticated connections to
+#                 each pooler and report the growth of its VmRSS per client
+#
+# Environment:
+#   ROUNDS=3          rounds (medians are taken over them)
+#   DURATION=10       seconds per pgbench run
+#   WORKLOADS=...     subset of the workloads above
+#   SCALE=10          pgbench scale factor
+#   IDLE_CLIENTS=1000 connections opened for idle_rss
+#   SLUICE_BIN        sluice binary (default build/sluice)
+#   SLUICE_WORKERS    if set, written as `workers =` in sluice's config
+#                     (default: sluice's own default, one per CPU)
+#   PGBOUNCER_BIN     PgBouncer binary (default /usr/sbin/pgbouncer)
+#   PG_PORT           fixed TCP port for the throwaway PostgreSQL (default: a
+#                     free one); useful with OTHER_POOLER_* below
+#   KEEP_TMP=1        keep the temporary directory (configs, logs) on exit
+#
+# Adding another pooler (for example Odyssey) as an extra column:
+#   OTHER_POOLER_PORT   port on 127.0.0.1 where it listens; it must serve
+#                       database "bench" to user "bench" (password "bench")
+#                       from the throwaway PostgreSQL, in transaction mode
+#                       with a pool of 20 to be comparable.
+#   OTHER_POOLER_CMD    optional shell command that starts it. It is run once
+#                       PostgreSQL is up, in its own process group, with
+#                       BENCH_PG_PORT (PostgreSQL's port), BENCH_OTHER_PORT and
+#                       BENCH_DIR (a scratch directory) in its environment, and
+#                       the whole group is stopped on exit. Without it, the
+#                       pooler must already be running: start it yourself
+#                       pointing at 127.0.0.1:$PG_PORT and set PG_PORT.
+#   OTHER_POOLER_PID    optional pid of that pooler for the CPU and memory
+#                       figures; by default the process listening on
+#                       OTHER_POOLER_PORT (found with ss) is used.
+#   OTHER_POOLER_NAME   column title (default "other").
+#   Example:
+#     OTHER_POOLER_PORT=6544 \
+#     OTHER_POOLER_CMD='sed "s/@PGPORT@/$BENCH_PG_PORT/" ~/ody.conf >$BENCH_DIR/ody.conf && exec odyssey $BENCH_DIR/ody.conf' \
+#     bench/bench.sh
+#
+# With the defaults the whole run takes about 9 minutes (5 workloads x 3
+# targets x 3 rounds x 10 s, plus set-up and the idle-client test).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PGBIN=/usr/lib/postgresql/15/bin
+PY=/usr/bin/python3
+PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
+SLUICE_BIN=${SLUICE_BIN:-build/sluice}
+case $SLUICE_BIN in /*) ;; *) SLUICE_BIN=$REPO/$SLUICE_BIN ;; esac
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+SCALE=${SCALE:-10}
+IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
+POOL_SIZE=20
+ALL_WORKLOADS="select_c16 select_c1 extended_c16 tpcb_c16 connect_c4 idle_rss"
+WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
+WORKLOADS=${WORKLOADS//,/ }
+OUT_DIR=$REPO/build/bench
+BENCH_DIR=$REPO/bench
+OTHER_POOLER_PORT=${OTHER_POOLER_PORT:-}
+OTHER_POOLER_CMD=${OTHER_POOLER_CMD:-}
+OTHER_POOLER_NAME=${OTHER_POOLER_NAME:-other}
+
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "bench: $*" >&2; }
+
+# --- checks
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer"
+[[ $IDLE_CLIENTS =~ ^[1-9][0-9]*$ ]] || die "IDLE_CLIENTS must be a positive integer"
+for w in $WORKLOADS; do
+	[[ " $ALL_WORKLOADS " == *" $w "* ]] || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
+done
+[ -x "$SLUICE_BIN" ] || die "sluice binary not found: $SLUICE_BIN (run make first)"
+[ -x "$PGBIN/initdb" ] || die "PostgreSQL 15 not found in $PGBIN (run scripts/install-deps.sh)"
+[ -x "$PGBOUNCER_BIN" ] || die "PgBouncer not found: $PGBOUNCER_BIN (run scripts/install-deps.sh)"
+[ -x "$PY" ] || die "$PY not found"
+PGBENCH=$PGBIN/pgbench
+CLK_TCK=$(getconf CLK_TCK)
+IS_ROOT=0
+[ "$(id -u)" -eq 0 ] && IS_ROOT=1
+
+# Run a command as the postgres user when we are root (initdb, pg_ctl and
+# PgBouncer refuse to run as root).
+as_pg() {
+	if [ $IS_ROOT -eq 1 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+# Same, but exec'ing directly (no runuser parent), so that $! is the pid of
+# the program itself.
+exec_as_pg() {
+	if [ $IS_ROOT -eq 1 ]; then
+		exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
+	else
+		exec "$@"
+	fi
+}
+
+free_port() {
+	"$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT SECONDS PID: wait until 127.0.0.1:PORT accepts connections;
+# fails early if PID (optional) has exited.
+wait_port() {
+	local port=$1 secs=$2 pid=${3:-} i
+	for ((i = 0; i < secs * 10; i++)); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# stop_pid PID [SECONDS]: SIGTERM, wait, then SIGKILL.
+stop_pid() {
+	local pid=$1 secs=${2:-10} i
+	[ -n "$pid" ] || return 0
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < secs * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+WORK=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+chmod 755 "$WORK"
+PGDATA_DIR=$WORK/pgdata
+PG_STARTED=
+PGB_PID=
+SLUICE_PID=
+OTHER_PID=
+OTHER_PGID=
+IDLE_PID=
+PGBENCH_PID=
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	exec 9>&- 2>/dev/null || true
+	stop_pid "$PGBENCH_PID" 10
+	stop_pid "$IDLE_PID" 5
+	if [ -n "$OTHER_PGID" ]; then
+		kill -TERM -- "-$OTHER_PGID" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 -- "-$OTHER_PGID" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL -- "-$OTHER_PGID" 2>/dev/null || true
+	fi
+	stop_pid "$SLUICE_PID" 10
+	stop_pid "$PGB_PID" 10
+	if [ -n "$PG_STARTED" ]; then
+		# pg_ctl -t bounds the wait.
+		as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+			as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+	fi
+	if [ -d "$WORK" ]; then
+		mkdir -p "$OUT_DIR/logs"
+		for f in "$WORK"/*.log "$WORK"/pgbouncer/*.log; do
+			[ -f "$f" ] && cp "$f" "$OUT_DIR/logs/" 2>/dev/null || true
+		done
+		if [ "${KEEP_TMP:-0}" = 1 ]; then
+			note "kept $WORK"
+		else
+			rm -rf "$WORK"
+		fi
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$OUT_DIR"
+rm -rf "$OUT_DIR/logs"
+RUNS_CSV=$OUT_DIR/runs.csv
+echo "round,workload,target,metric,value" >"$RUNS_CSV"
+
+n_pgbench_workloads=0
+for w in $WORKLOADS; do [ "$w" != idle_rss ] && n_pgbench_workloads=$((n_pgbench_workloads + 1)); done
+n_targets=3
+[ -n "$OTHER_POOLER_PORT" ] && n_targets=4
+note "$ROUNDS round(s) x $n_pgbench_workloads workload(s) x $n_targets targets x ${DURATION}s" \
+	"= about $(((ROUNDS * n_pgbench_workloads * n_targets * (DURATION + 1) + 59) / 60)) min of pgbench, plus set-up"
+
+# --- is the machine idle? (other load shows up as noise in every figure)
+busy_pct() {
+	local a b
+	a=$(awk '/^cpu / {t=0; for (i=2;i<=NF;i++) t+=$i; print t, $5+$6}' /proc/stat)
+	sleep 2
+	b=$(awk '/^cpu / {t=0; for (i=2;i<=NF;i++) t+=$i; print t, $5+$6}' /proc/stat)
+	"$PY" -c 'import sys; t0,i0,t1,i1=map(int,sys.argv[1:]); print(round(100*(1-(i1-i0)/max(1,t1-t0))))' $a $b
+}
+BUSY=$(busy_pct)
+if [ "$BUSY" -ge 20 ]; then
+	note "WARNING: the machine is already ${BUSY}% busy before the benchmark starts;" \
+		"figures will be noisy (see: top)"
+fi
+
+# --- PostgreSQL
+PG_PORT=${PG_PORT:-$(free_port)}
+[ $IS_ROOT -eq 1 ] && chown postgres: "$WORK"
+note "starting PostgreSQL 15 on 127.0.0.1:$PG_PORT"
+as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres -A trust -E UTF8 --locale=C --no-sync \
+	>"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+cat >>"$PGDATA_DIR/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$WORK'
+max_connections = 300
+password_encryption = md5
+fsync = off
+shared_buffers = 256MB
+CONF
+cat >"$PGDATA_DIR/pg_hba.conf" <<HBA
+local all postgres trust
+host all all 127.0.0.1/32 md5
+HBA
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$WORK/postgres.log" -w -t 60 start >/dev/null ||
+	{ cat "$WORK/postgres.log" >&2; die "PostgreSQL did not start"; }
+PG_STARTED=1
+as_pg timeout 30 "$PGBIN/psql" -X -q -h "$WORK" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+	-c "CREATE ROLE bench LOGIN PASSWORD 'bench'" -c "CREATE DATABASE bench OWNER bench" >/dev/null ||
+	die "could not create user/database bench"
+
+export PGPASSWORD=bench PGUSER=bench PGDATABASE=bench PGHOST=127.0.0.1
+unset PGSERVICE PGSSLMODE PGOPTIONS 2>/dev/null || true
+note "pgbench -i -s $SCALE (directly)"
+timeout 600 "$PGBENCH" -i -s "$SCALE" -q -p "$PG_PORT" >"$WORK/pgbench-init.log" 2>&1 ||
+	{ tail -20 "$WORK/pgbench-init.log" >&2; die "pgbench -i failed"; }
+
+# smoke_query PORT: one SELECT through md5 authentication.
+smoke_query() {
+	timeout 20 "$PGBIN/psql" -X -q -At -p "$1" -c "select 1" 2>&1
+}
+[ "$(smoke_query "$PG_PORT")" = 1 ] || die "md5 login to PostgreSQL failed"
+
+# --- PgBouncer
+PGB_PORT=$(free_port)
+mkdir -p "$WORK/pgbouncer"
+printf '"bench" "bench"\n' >"$WORK/pgbouncer/userlist.txt"
+cat >"$WORK/pgbouncer/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = md5
+auth_file = $WORK/pgbouncer/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+max_client_conn = $((IDLE_CLIENTS + 200))
+logfile = $WORK/pgbouncer/pgbouncer.log
+pidfile = $WORK/pgbouncer/pgbouncer.pid
+INI
+[ $IS_ROOT -eq 1 ] && chown -R postgres: "$WORK/pgbouncer"
+note "starting PgBouncer on 127.0.0.1:$PGB_PORT"
+(exec_as_pg "$PGBOUNCER_BIN" -q "$WORK/pgbouncer/pgbouncer.ini") >"$WORK/pgbouncer-stderr.log" 2>&1 &
+PGB_PID=$!
+wait_port "$PGB_PORT" 30 "$PGB_PID" ||
+	{ cat "$WORK/pgbouncer-stderr.log" "$WORK/pgbouncer/pgbouncer.log" >&2 2>/dev/null; die "PgBouncer did not start"; }
+[ "$(smoke_query "$PGB_PORT")" = 1 ] ||
+	{ tail -20 "$WORK/pgbouncer/pgbouncer.log" >&2; die "query through PgBouncer failed"; }
+
+# --- sluice
+SL_PORT=$(free_port)
+mkdir -p "$WORK/sluice"
+printf '"bench" "bench"\n' >"$WORK/sluice/userlist.txt"
+{
+	cat <<INI
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+
+[sluice]
+listen_addr = 127.0.0.1
+listen_port = $SL_PORT
+unix_socket_dir =
+auth_type = md5
+auth_file = $WORK/sluice/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+max_client_conn = $((IDLE_CLIENTS + 200))
+INI
+	[ -n "${SLUICE_WORKERS:-}" ] && echo "workers = $SLUICE_WORKERS"
+	true
+} >"$WORK/sluice/sluice.ini"
+note "starting sluice ($SLUICE_BIN) on 127.0.0.1:$SL_PORT"
+"$SLUICE_BIN" -q "$WORK/sluice/sluice.ini" >"$WORK/sluice.log" 2>&1 &
+SLUICE_PID=$!
+wait_port "$SL_PORT" 30 "$SLUICE_PID" || { cat "$WORK/sluice.log" >&2; die "sluice did not start"; }
+[ "$(smoke_query "$SL_PORT")" = 1 ] || { tail -20 "$WORK/sluice.log" >&2; die "query through sluice failed"; }
+
+# --- optional other pooler
+TARGETS=(direct pgbouncer sluice)
+declare -A PORT=([direct]=$PG_PORT [pgbouncer]=$PGB_PORT [sluice]=$SL_PORT)
+declare -A PID=([pgbouncer]=$PGB_PID [sluice]=$SLUICE_PID)
+declare -A LABEL=([direct]=direct [pgbouncer]=pgbouncer [sluice]=sluice [other]=$OTHER_POOLER_NAME)
+if [ -n "$OTHER_POOLER_PORT" ]; then
+	[[ $OTHER_POOLER_PORT =~ ^[0-9]+$ ]] || die "OTHER_POOLER_PORT must be a port number"
+	if [ -n "$OTHER_POOLER_CMD" ]; then
+		mkdir -p "$WORK/other"
+		[ $IS_ROOT -eq 1 ] && chown postgres: "$WORK/other"
+		note "starting $OTHER_POOLER_NAME: $OTHER_POOLER_CMD"
+		BENCH_PG_PORT=$PG_PORT BENCH_OTHER_PORT=$OTHER_POOLER_PORT BENCH_DIR=$WORK/other \
+			setsid bash -c "$OTHER_POOLER_CMD" >"$WORK/other.log" 2>&1 &
+		OTHER_PGID=$!
+	fi
+	wait_port "$OTHER_POOLER_PORT" 30 "$OTHER_PGID" ||
+		{ cat "$WORK/other.log" >&2 2>/dev/null; die "$OTHER_POOLER_NAME is not listening on 127.0.0.1:$OTHER_POOLER_PORT"; }
+	[ "$(smoke_query "$OTHER_POOLER_PORT")" = 1 ] || die "query through $OTHER_POOLER_NAME failed"
+	OTHER_PID=${OTHER_POOLER_PID:-}
+	if [ -z "$OTHER_PID" ]; then
+		OTHER_PID=$(ss -ltnpH "sport = :$OTHER_POOLER_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
+	fi
+	[ -n "$OTHER_PID" ] || note "pid of $OTHER_POOLER_NAME unknown: no CPU or memory figures for it"
+	TARGETS+=(other)
+	PORT[other]=$OTHER_POOLER_PORT
+	PID[other]=$OTHER_PID
+fi
+
+# --- measuring helpers
+record() { echo "$1,$2,$3,$4,$5" >>"$RUNS_CSV"; }
+
+# cpu_ticks PID -> "UTIME STIME" (clock ticks, all threads of the process)
+cpu_ticks() {
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	s=${s##*) }
+	local -a f
+	read -ra f <<<"$s"
+	# f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	echo "${f[11]} ${f[12]}"
+}
+
+vmrss_kb() {
+	awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null
+}
+
+alive() {
+	local t=$1
+	[ "$t" = direct ] && return 0
+	[ -z "${PID[$t]:-}" ] && return 0
+	kill -0 "${PID[$t]}" 2>/dev/null
+}
+
+declare -A DEAD=()
+
+# run_one ROUND WORKLOAD TARGET
+run_one() {
+	local round=$1 w=$2 t=$3 port=${PORT[$3]} pid=${PID[$3]:-}
+	local -a args
+	local out=$WORK/pgbench-$w-$t-r$round.log latdir=
+	case $w in
+	select_c16) args=(-S -c 16 -j 2) ;;
+	select_c1)
+		latdir=$WORK/lat-$t-r$round
+		mkdir -p "$latdir"
+		args=(-S -c 1 -j 1 --log "--log-prefix=$latdir/tx")
+		;;
+	extended_c16) args=(-S -M extended -c 16 -j 2) ;;
+	tpcb_c16) args=(-c 16 -j 2) ;;
+	connect_c4) args=(-S -C -c 4 -j 2) ;;
+	esac
+	if [ -n "${DEAD[$t]:-}" ]; then
+		note "round $round $w $t: skipped ($t is no longer running)"
+		return 0
+	fi
+
+	local before= after= rc=0
+	[ -n "$pid" ] && before=$(cpu_ticks "$pid" || true)
+	# In the background + wait, so that a SIGTERM/Ctrl-C is acted on at once.
+	timeout -k 5 $((DURATION + 60)) "$PGBENCH" -n -T "$DURATION" -p "$port" "${args[@]}" >"$out" 2>&1 &
+	PGBENCH_PID=$!
+	wait "$PGBENCH_PID" || rc=$?
+	PGBENCH_PID=
+	[ -n "$pid" ] && after=$(cpu_ticks "$pid" || true)
+
+	local tps tx
+	tps=$(awk '/^tps = / {print $3; exit}' "$out")
+	tx=$(awk -F': *' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out")
+	if [ $rc -ne 0 ] || [ -z "$tps" ]; then
+		note "round $round $w $t: pgbench failed (exit $rc); last lines:"
+		tail -5 "$out" | sed 's/^/    /' >&2
+		if ! alive "$t"; then
+			note "$t (pid $pid) has exited; it is skipped from now on"
+			DEAD[$t]=1
+		fi
+		return 0
+	fi
+	record "$round" "$w" "$t" tps "$tps"
+	record "$round" "$w" "$t" transactions "$tx"
+	local msg
+	msg=$(printf '%-13s %-10s %10.0f tps' "$w" "${LABEL[$t]}" "$tps")
+
+	if [ -n "$latdir" ]; then
+		local lat
+		lat=$("$PY" "$BENCH_DIR/bench_stats.py" latency "$latdir"/tx.* 2>/dev/null || true)
+		if [ -n "$lat" ]; then
+			local n p50 p99
+			read -r n p50 p99 <<<"$lat"
+			record "$round" "$w" "$t" p50_us "$p50"
+			record "$round" "$w" "$t" p99_us "$p99"
+			msg+=$(printf '  p50 %5d us  p99 %5d us' "$p50" "$p99")
+		fi
+		rm -rf "$latdir"
+	fi
+
+	if [ -n "$before" ] && [ -n "$after" ] && [ "${tx:-0}" -gt 0 ]; then
+		local cpu
+		cpu=$("$PY" - "$before" "$after" "$tx" "$CLK_TCK" <<'PYEOF'
+import sys
+b, a, tx, hz = sys.argv[1].split(), sys.argv[2].split(), int(sys.argv[3]), int(sys.argv[4])
+u = (int(a[0]) - int(b[0])) * 1e6 / hz / tx
+s = (int(a[1]) - int(b[1])) * 1e6 / hz / tx
+print("%.3f %.3f %.3f" % (u + s, u, s))
+PYEOF
+		)
+		local total user sys
+		read -r total user sys <<<"$cpu"
+		record "$round" "$w" "$t" cpu_us_per_tx "$total"
+		record "$round" "$w" "$t" cpu_user_us_per_tx "$user"
+		record "$round" "$w" "$t" cpu_sys_us_per_tx "$sys"
+		msg+=$(printf '  cpu %6.1f us/tx (user %.1f, sys %.1f)' "$total" "$user" "$sys")
+	fi
+	note "round $round/$ROUNDS $msg"
+	if ! alive "$t"; then
+		note "$t (pid $pid) has exited; it is skipped from now on"
+		DEAD[$t]=1
+	fi
+}
+
+# idle_rss TARGET: memory growth per idle authenticated client.
+idle_rss() {
+	local t=$1 pid=${PID[$1]:-} port=${PORT[$1]}
+	if [ -z "$pid" ] || [ -n "${DEAD[$t]:-}" ]; then
+		note "idle_rss $t: skipped (no running process to measure)"
+		return 0
+	fi
+	local fifo=$WORK/idle-$t.in out=$WORK/idle-$t.out
+	rm -f "$fifo"
+	mkfifo "$fifo"
+	: >"$out"
+	local rss0 rss1 i ready=0
+	sleep 0.5
+	rss0=$(vmrss_kb "$pid")
+	"$PY" "$BENCH_DIR/idle_clients.py" 127.0.0.1 "$port" bench bench bench "$IDLE_CLIENTS" \
+		<"$fifo" >"$out" 2>"$WORK/idle-$t.err" &
+	IDLE_PID=$!
+	exec 9>"$fifo"
+	for ((i = 0; i < 1200; i++)); do
+		if grep -q '^ready' "$out"; then ready=1; break; fi
+		kill -0 "$IDLE_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ $ready -eq 1 ]; then
+		sleep 1
+		rss1=$(vmrss_kb "$pid")
+	fi
+	exec 9>&-
+	for ((i = 0; i < 100; i++)); do kill -0 "$IDLE_PID" 2>/dev/null || break; sleep 0.1; done
+	stop_pid "$IDLE_PID" 1
+	IDLE_PID=
+	rm -f "$fifo"
+	if [ $ready -ne 1 ] || [ -z "$rss0" ] || [ -z "$rss1" ]; then
+		note "idle_rss $t: could not hold $IDLE_CLIENTS connections:"
+		sed 's/^/    /' "$WORK/idle-$t.err" >&2
+		return 0
+	fi
+	local per
+	per=$("$PY" -c "import sys; print('%.1f' % ((int(sys.argv[2]) - int(sys.argv[1])) * 1024 / int(sys.argv[3])))" \
+		"$rss0" "$rss1" "$IDLE_CLIENTS")
+	record 1 idle_rss "$t" rss_bytes_per_client "$per"
+	note "idle_rss      $(printf '%-10s' "${LABEL[$t]}") VmRSS ${rss0} kB -> ${rss1} kB with $IDLE_CLIENTS idle clients: $per bytes/client"
+	sleep 1
+}
+
+# --- rounds
+n=${#TARGETS[@]}
+for ((r = 1; r <= ROUNDS; r++)); do
+	order=()
+	for ((i = 0; i < n; i++)); do order+=("${TARGETS[$(((i + r - 1) % n))]}"); done
+	note "round $r/$ROUNDS, order: ${order[*]}"
+	for w in $WORKLOADS; do
+		[ "$w" = idle_rss ] && continue
+		for t in "${order[@]}"; do
+			run_one "$r" "$w" "$t"
+		done
+	done
+done
+
+if [[ " $WORKLOADS " == *" idle_rss "* ]]; then
+	for t in "${TARGETS[@]}"; do
+		[ "$t" = direct ] && continue
+		idle_rss "$t"
+	done
+fi
+
+# --- report
+target_specs=()
+for t in "${TARGETS[@]}"; do target_specs+=("$t=${LABEL[$t]}"); done
+{
+	echo "sluice benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ROUNDS=$ROUNDS DURATION=${DURATION}s," \
+		"scale $SCALE, pool_mode=transaction, default_pool_size=$POOL_SIZE, medians over rounds," \
+		"machine ${BUSY}% busy before start"
+	echo "$("$PGBOUNCER_BIN" --version 2>/dev/null | head -1), sluice $SLUICE_BIN"
+	echo
+	"$PY" "$BENCH_DIR/bench_stats.py" summary "$RUNS_CSV" "$OUT_DIR/results.csv" "${target_specs[@]}"
+} | tee "$OUT_DIR/table.txt"
+for t in "${!DEAD[@]}"; do
+	echo "WARNING: $t exited during the benchmark; its figures are incomplete (see build/bench/logs)." |
+		tee -a "$OUT_DIR/table.txt"
+done
+note "results: build/bench/results.csv (medians), build/bench/runs.csv (every run), build/bench/table.txt"
