@@ -23,6 +23,7 @@
 #include "pg_proto.h"
 #include "pool.h"
 #include "runtime.h"
+#include "scram_cache.h"
 #include "server.h"
 #include "worker.h"
 
@@ -247,7 +248,7 @@ static void auth_begin(struct client *c)
 		if (secret && pg_secret_is_scram(secret))
 			rc = scram_verifier_parse(secret, &v);
 		else if (secret && !pg_secret_is_md5(secret))
-			rc = scram_verifier_from_password(secret, &v);
+			rc = scram_cache_verifier(c->user, secret, &v);
 		else {
 			/* Unknown user or an md5 hash (useless for SCRAM): run the
 			 * exchange against a random verifier so the answer is the

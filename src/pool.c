@@ -431,6 +431,27 @@ bool pool_copy_welcome(struct pool *p, struct iobuf *out)
 	return known;
 }
 
+/* p waits for a server but a shared limit (max_db_connections or
+ * max_user_connections) is used up: close one idle server of another pool
+ * that shares the limit and sits on worker w, so p can open its own. */
+static void evict_idle_for(struct pool *p, struct worker *w, struct pool *head)
+{
+	for (struct pool *q = head; q; q = q->next) {
+		if (q == p || (q->db_count != p->db_count && q->user_count != p->user_count))
+			continue;
+		pthread_mutex_lock(&q->lock);
+		struct list *n = list_pop(&q->idle[w->id]);
+		if (n)
+			q->n_idle--;
+		pthread_mutex_unlock(&q->lock);
+		if (n) {
+			struct server *s = list_entry(n, struct server, pool_node);
+			server_close(s, "idle server closed for a pool waiting on a shared connection limit");
+			return;
+		}
+	}
+}
+
 void pool_tick(struct worker *w, int64_t now_us)
 {
 	const struct config *cfg = runtime_config();
@@ -450,9 +471,13 @@ void pool_tick(struct worker *w, int64_t now_us)
 		if (!launch && p->n_servers < p->min_pool_size && p->welcome)
 			launch = want_launch_locked(p, now_us, false, false);
 		bool serve = !list_empty(&p->waiters) && !list_empty(&p->idle[w->id]);
+		bool starved = !launch && p->n_waiting > p->n_connecting && p->n_idle == 0 &&
+			       p->n_servers < p->pool_size && now_us >= p->login_fail_until_us;
 		pthread_mutex_unlock(&p->lock);
 		if (launch)
 			server_launch(w, p);
+		else if (starved)
+			evict_idle_for(p, w, head);
 		if (serve)
 			pool_serve_waiters(p, w);
 	}

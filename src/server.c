@@ -580,7 +580,7 @@ static void server_process(struct server *s)
 			if (s->outstanding > 0)
 				s->outstanding--;
 			if (s->outstanding == 0)
-				s->pool->n_xacts++;
+				__atomic_add_fetch(&s->pool->n_xacts, 1, __ATOMIC_RELAXED);
 		}
 		sk->fwd += m.len;
 	}

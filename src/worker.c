@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cancel.h"
@@ -402,10 +403,17 @@ void worker_stop_all(void)
 		m->kind = MAIL_STOP;
 		worker_post(&workers[i], m);
 	}
+	/* A worker that does not come back in time (a bug) must not keep the
+	 * process alive forever after SIGTERM. */
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 10;
 	for (int i = 0; i < n_workers; i++) {
 		struct worker *w = &workers[i];
-		if (w->thread)
-			pthread_join(w->thread, NULL);
+		if (w->thread && pthread_timedjoin_np(w->thread, NULL, &deadline) != 0) {
+			log_error("worker %d did not stop within 10 s; exiting anyway", i);
+			_exit(1);
+		}
 		for (int k = 0; k < w->n_listen; k++)
 			if (w->listen[k].fd != unix_listen_fd)
 				close(w->listen[k].fd);
