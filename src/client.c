@@ -400,8 +400,7 @@ static void send_welcome(struct client *c)
 	iobuf_release(&params);
 	pg_be_key_data(&c->sock.wbuf, c->cancel_pid, c->cancel_key);
 	pg_be_ready(&c->sock.wbuf, 'I');
-	if (runtime_config()->log_connections)
-		CLOG(c, LOG_LEVEL_INFO, "login succeeded");
+	CLOG(c, LOG_LEVEL_DEBUG, "login succeeded");
 }
 
 static void login_finish(struct client *c)

@@ -918,15 +918,47 @@ static int parse_line(struct config_parser *p, char *line)
 	return 0;
 }
 
+/* Feed every line of f to fn, counting lines in p->line; stops at the
+ * first error. The line buffer is wiped: lines may hold passwords. */
+static int read_lines(struct config_parser *p, const char *path, FILE *f,
+		      int (*fn)(struct config_parser *, char *), const char *nul_msg)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int rc = 0, e;
+
+	/* getline: no line-length limit, so nothing is silently truncated. */
+	while ((len = getline(&buf, &cap, f)) >= 0) {
+		p->line++;
+		if (strlen(buf) != (size_t)len) {
+			rc = fail_at(p, -EINVAL, "%s", nul_msg);
+			break;
+		}
+		/* A UTF-8 byte order mark from a Windows editor is not a key. */
+		if (p->line == 1 && strncmp(buf, "\xEF\xBB\xBF", 3) == 0)
+			memmove(buf, buf + 3, (size_t)len - 2);
+		rc = fn(p, buf);
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0 && ferror(f)) {
+		e = errno ? errno : EIO;
+		set_err(p, "%s: read error: %s", path, strerror(e));
+		rc = -e;
+	}
+	if (buf)
+		explicit_bzero(buf, cap);
+	free(buf);
+	return rc;
+}
+
 static int parse_file(struct config_parser *p, const char *path)
 {
 	const char *saved_file = p->file;
 	int saved_line = p->line;
-	char *buf = NULL;
-	size_t cap = 0;
-	ssize_t len;
 	FILE *f;
-	int rc = 0, e;
+	int rc, e;
 
 	f = fopen(path, "re");
 	if (!f) {
@@ -939,29 +971,7 @@ static int parse_file(struct config_parser *p, const char *path)
 	}
 	p->file = path;
 	p->line = 0;
-	/* getline: no line-length limit, so nothing is silently truncated. */
-	while ((len = getline(&buf, &cap, f)) >= 0) {
-		p->line++;
-		if (strlen(buf) != (size_t)len) {
-			rc = fail_at(p, -EINVAL, "line contains a NUL byte");
-			break;
-		}
-		/* A UTF-8 byte order mark from a Windows editor is not a key. */
-		if (p->line == 1 && strncmp(buf, "\xEF\xBB\xBF", 3) == 0)
-			memmove(buf, buf + 3, (size_t)len - 2);
-		rc = parse_line(p, buf);
-		if (rc < 0)
-			break;
-	}
-	if (rc == 0 && ferror(f)) {
-		e = errno ? errno : EIO;
-		set_err(p, "%s: read error: %s", path, strerror(e));
-		rc = -e;
-	}
-	/* [databases] lines may carry password=...; wipe the line buffer. */
-	if (buf)
-		explicit_bzero(buf, cap);
-	free(buf);
+	rc = read_lines(p, path, f, parse_line, "line contains a NUL byte");
 	fclose(f);
 	p->file = saved_file;
 	p->line = saved_line;
@@ -1014,11 +1024,8 @@ static int parse_auth_line(struct config_parser *p, char *line)
 
 static int load_auth_file(struct config_parser *p, const char *path)
 {
-	char *buf = NULL;
-	size_t cap = 0;
-	ssize_t len;
 	FILE *f;
-	int rc = 0, e;
+	int rc, e;
 
 	/* Used as written: relative means relative to the current directory. */
 	f = fopen(path, "re");
@@ -1029,25 +1036,7 @@ static int load_auth_file(struct config_parser *p, const char *path)
 	}
 	p->file = path;
 	p->line = 0;
-	while ((len = getline(&buf, &cap, f)) >= 0) {
-		p->line++;
-		if (strlen(buf) != (size_t)len) {
-			rc = fail_at(p, -EINVAL, "auth_file line contains a NUL byte");
-			break;
-		}
-		rc = parse_auth_line(p, buf);
-		if (rc < 0)
-			break;
-	}
-	if (rc == 0 && ferror(f)) {
-		e = errno ? errno : EIO;
-		set_err(p, "%s: read error: %s", path, strerror(e));
-		rc = -e;
-	}
-	/* The secret text was in buf; do not leave it in freed heap. */
-	if (buf)
-		explicit_bzero(buf, cap);
-	free(buf);
+	rc = read_lines(p, path, f, parse_auth_line, "auth_file line contains a NUL byte");
 	fclose(f);
 	p->file = NULL;
 	return rc;

@@ -15,11 +15,13 @@
 static int log_fd = -1;        /* log file, -1 = none */
 static int log_level = LOG_LEVEL_INFO;
 static int log_quiet;          /* -q: nothing to stderr */
+static int log_pid;            /* cached: getpid() per line is a syscall */
 
 int log_open(const char *path, int level, int quiet)
 {
 	log_level = level;
 	log_quiet = quiet;
+	log_pid = (int)getpid();
 	if (path && *path) {
 		int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (fd < 0)
@@ -54,7 +56,7 @@ void log_write(int level, const char *fmt, ...)
 	localtime_r(&tv.tv_sec, &tm);
 	size_t n = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
 	n += snprintf(line + n, sizeof(line) - n, ".%03d %d %s ", (int)(tv.tv_usec / 1000),
-		      (int)getpid(), level_names[level]);
+		      log_pid ? log_pid : (int)getpid(), level_names[level]);
 	va_list ap;
 	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);

@@ -80,6 +80,7 @@ static int daemonize(void)
 		return -errno;
 	if (pid > 0)
 		_exit(0);
+	log_open(NULL, log_get_level(), 1); /* the pid changed */
 	int fd = open("/dev/null", O_RDWR);
 	if (fd >= 0) {
 		dup2(fd, STDIN_FILENO);

@@ -179,8 +179,10 @@ static void note_param(struct server *s, const char *name, const char *value)
 			s->params[k] = strdup(value);
 		}
 		/* What the server reports while linked is what the client's
-		 * session now has: the client's own SET, RESET or DISCARD. */
-		if (s->client && !s->internal) {
+		 * session now has: its own SET, RESET or DISCARD, or the SET
+		 * sluice sent for it, in the server's spelling ("ISO" becomes
+		 * "ISO, MDY"), so the next link does not SET it again. */
+		if (s->client) {
 			free(s->client->params[k]);
 			s->client->params[k] = strdup(value);
 		}
