@@ -72,6 +72,7 @@ void client_accept(struct worker *w, int fd, const char *peer)
 	list_add_tail(&w->clients, &c->node);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	client_set_state(c, CLIENT_STARTUP);
+	c->last_active_us = w->loop.now_us;
 	const struct config *cfg = runtime_config();
 	if (runtime_clients_add(1) > cfg->max_client_conn)
 		c->over_limit = true; /* answered properly once the startup packet is in */
@@ -119,8 +120,7 @@ void client_close(struct client *c, const char *reason)
 	runtime_clients_add(-1);
 	/* A server or failure is on its way by mail: the mail handler reaps. */
 	if (!zombie) {
-		list_del(&c->node);
-		list_add_tail(&c->worker->dead_clients, &c->node);
+		worker_bury_client(c->worker, c);
 	}
 }
 
@@ -457,8 +457,7 @@ void client_on_server(struct client *c, struct server *s)
 	if (c->closing) {
 		/* Closed while the handoff was in flight: give the server back. */
 		pool_release(s);
-		list_del(&c->node);
-		list_add_tail(&c->worker->dead_clients, &c->node);
+		worker_bury_client(c->worker, c);
 		return;
 	}
 	if (c->state == CLIENT_LOGIN_WAIT) {
@@ -599,11 +598,10 @@ static void client_process(struct client *c)
 		switch (m.type) {
 		case 'Q':
 		case 'F':
-			s->outstanding++;
-			s->client_mid_batch = false;
-			break;
 		case 'S':
-			s->outstanding++;
+			/* Each of these is answered by exactly one ReadyForQuery. */
+			if (s->outstanding++ == 0)
+				s->query_start_us = c->worker->loop.now_us;
 			s->client_mid_batch = false;
 			break;
 		default:
@@ -673,10 +671,37 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 			client_close(c, n == 0 ? "client closed connection" : "read failed");
 			return;
 		}
-		if (n > 0 || n == -ENOBUFS)
+		if (n > 0) {
+			c->last_active_us = c->worker->loop.now_us;
 			client_process(c);
-		else
+		} else if (n == -ENOBUFS) {
+			client_process(c);
+		} else {
 			client_update_events(c);
+		}
+	}
+}
+
+/* Timeouts of a client linked to a server (PgBouncer's names). */
+static void active_tick(struct client *c, int64_t now_us)
+{
+	const struct config *cfg = runtime_config();
+	const struct server *s = c->server;
+	bool in_xact = s->tx_status == 'T' || s->tx_status == 'E';
+	if (cfg->query_timeout_us && s->outstanding > 0 &&
+	    now_us - s->query_start_us > cfg->query_timeout_us) {
+		/* Closing the client cancels the query and drops the server. */
+		client_fail(c, "57014", "query_timeout: canceling statement and closing the connection");
+	} else if (cfg->transaction_timeout_us && s->xact_start_us &&
+		   now_us - s->xact_start_us > cfg->transaction_timeout_us) {
+		client_fail(c, "25P04", "transaction_timeout: terminating connection");
+	} else if (cfg->idle_transaction_timeout_us && in_xact && s->outstanding == 0 &&
+		   !s->client_mid_batch && now_us - s->ready_since_us > cfg->idle_transaction_timeout_us &&
+		   now_us - c->last_active_us > cfg->idle_transaction_timeout_us) {
+		client_fail(c, "25P03", "idle_transaction_timeout: terminating connection");
+	} else if (cfg->client_idle_timeout_us && !in_xact && s->outstanding == 0 &&
+		   !s->client_mid_batch && now_us - c->last_active_us > cfg->client_idle_timeout_us) {
+		client_fail(c, "08P01", "client_idle_timeout");
 	}
 }
 
@@ -693,12 +718,23 @@ void client_tick(struct client *c, int64_t now_us)
 	case CLIENT_WAITING:
 	case CLIENT_LOGIN_WAIT:
 		if (cfg->query_wait_timeout_us && age > cfg->query_wait_timeout_us &&
-		    pool_dequeue(c->pool, c))
-			client_fail(c, "08P01", "query_wait_timeout");
+		    pool_dequeue(c->pool, c)) {
+			char msg[240], why[160];
+			if (pool_login_failing(c->pool, why, sizeof(why)))
+				snprintf(msg, sizeof(msg), "query_wait_timeout (server login failing: %s)", why);
+			else
+				snprintf(msg, sizeof(msg), "query_wait_timeout");
+			client_fail(c, "08P01", msg);
+		}
 		break;
 	case CLIENT_IDLE:
-		if (cfg->client_idle_timeout_us && age > cfg->client_idle_timeout_us)
+		if (cfg->client_idle_timeout_us && now_us - c->last_active_us > cfg->client_idle_timeout_us &&
+		    age > cfg->client_idle_timeout_us)
 			client_fail(c, "08P01", "client_idle_timeout");
+		break;
+	case CLIENT_ACTIVE:
+		if (c->server)
+			active_tick(c, now_us);
 		break;
 	default:
 		break;

@@ -43,7 +43,9 @@ extern const char *const tracked_param_names[TRACKED_PARAMS];
 struct client {
 	struct pgsock sock;        /* socket + buffers */
 	struct worker *worker;     /* owner thread */
-	struct list node;          /* in worker->clients */
+	struct list node;          /* in worker->clients (until freed) */
+	struct client *dead_next;  /* in worker->dead_clients once closed */
+	bool buried;               /* on worker->dead_clients */
 	struct list wait_node;     /* in pool->waiters (pool lock) */
 	bool queued;               /* on pool->waiters (pool lock) */
 	bool handoff_pending;      /* dequeued by a handoff mail not yet delivered */
@@ -61,6 +63,7 @@ struct client {
 	uint32_t cancel_key;
 	int64_t state_since_us;    /* when the current state began */
 	int64_t wait_since_us;     /* when it joined pool->waiters (pool lock) */
+	int64_t last_active_us;    /* last bytes received from the client (client_idle_timeout) */
 	char *params[TRACKED_PARAMS]; /* wanted values (heap), NULL = server default */
 	char user[64];
 	char db[64];

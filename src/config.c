@@ -399,6 +399,11 @@ static const struct config_key main_keys[] = {
 	KEY("pkt_buf", KT_INT, pkt_buf, 1024, 16 * 1024 * 1024),
 	KEY("sbuf_high_watermark", KT_INT, sbuf_high_watermark, 1024, 1024 * 1024 * 1024),
 	KEY("tcp_keepalive", KT_BOOL, tcp_keepalive, 0, 0),
+	KEY("tcp_keepidle", KT_INT, tcp_keepidle, 0, 32767),
+	KEY("tcp_keepintvl", KT_INT, tcp_keepintvl, 0, 32767),
+	KEY("tcp_keepcnt", KT_INT, tcp_keepcnt, 0, 127),
+	KEY("tcp_user_timeout", KT_INT, tcp_user_timeout, 0, INT32_MAX),
+	DUR("transaction_timeout", transaction_timeout_us),
 	/* A zero period would make the stats averaging divide by zero. */
 	KEY("stats_period", KT_DURATION, stats_period_us, 1, INT64_MAX),
 };
@@ -423,9 +428,8 @@ static const char *const unsupported_main_keys[] = {
 	"server_tls_ca_file", "server_tls_cert_file", "server_tls_ciphers",
 	"server_tls_key_file", "server_tls_protocols", "server_tls_sslmode",
 	"service_name", "so_reuseport", "suspend_timeout", "syslog",
-	"syslog_facility", "syslog_ident", "tcp_defer_accept", "tcp_keepcnt",
-	"tcp_keepidle", "tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout",
-	"track_extra_parameters", "transaction_timeout", "unix_socket_group",
+	"syslog_facility", "syslog_ident", "tcp_defer_accept",
+	"tcp_socket_buffer", "track_extra_parameters", "unix_socket_group",
 	"user",
 };
 

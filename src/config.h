@@ -105,6 +105,11 @@ struct config {
 	int pkt_buf;            /* bytes per network buffer, default 4096 (min 1024) */
 	int sbuf_high_watermark; /* bytes queued towards a peer before reading pauses, default 64 KiB */
 	bool tcp_keepalive;     /* default true */
+	int tcp_keepidle;       /* seconds before the first probe; 0 = kernel default */
+	int tcp_keepintvl;      /* seconds between probes; 0 = kernel default */
+	int tcp_keepcnt;        /* probes before the connection is dropped; 0 = kernel default */
+	int tcp_user_timeout;   /* ms unacknowledged data may wait (TCP_USER_TIMEOUT); 0 = kernel default */
+	int64_t transaction_timeout_us; /* default 0 = disabled */
 	int64_t stats_period_us; /* default 60 s */
 
 	struct config_database *databases; /* [databases], in file order */

@@ -269,8 +269,10 @@ void pool_release(struct server *s)
 	struct pool *p = s->pool;
 	struct worker *w = s->worker;
 	pthread_mutex_lock(&p->lock);
-	if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN)
+	if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN) {
 		p->n_connecting--;
+		p->login_error[0] = '\0'; /* a login worked: the failure is over */
+	}
 	/* Not linked to anyone from here on (a waiter links it again). */
 	s->state = SERVER_IDLE;
 	struct client *c = pop_waiter_locked(p, w);
@@ -314,6 +316,16 @@ bool pool_take_idle(struct server *s)
 	}
 	pthread_mutex_unlock(&p->lock);
 	return taken;
+}
+
+bool pool_login_failing(struct pool *p, char *why, size_t len)
+{
+	pthread_mutex_lock(&p->lock);
+	bool failing = p->login_error[0] != '\0';
+	if (failing)
+		snprintf(why, len, "%s", p->login_error);
+	pthread_mutex_unlock(&p->lock);
+	return failing;
 }
 
 bool pool_dequeue(struct pool *p, struct client *c)
@@ -369,8 +381,7 @@ void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bo
 		if (c->worker == self) {
 			c->handoff_pending = false;
 			if (c->closing) {
-				list_del(&c->node);
-				list_add_tail(&self->dead_clients, &c->node);
+				worker_bury_client(self, c);
 			} else {
 				client_fail(c, sqlstate, msg);
 			}

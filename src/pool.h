@@ -110,6 +110,10 @@ bool pool_get_scram_keys(struct pool *p, uint8_t client_key[32], uint8_t server_
  * otherwise they keep waiting (up to query_wait_timeout). */
 void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bool auth_error);
 
+/* True when the last attempt to open a server failed and none has logged
+ * in since; copies the reason into why. */
+bool pool_login_failing(struct pool *p, char *why, size_t len);
+
 /* Remove a waiting client from the queue. Returns false when it was
  * already taken by a handoff in flight. */
 bool pool_dequeue(struct pool *p, struct client *c);

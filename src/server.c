@@ -29,6 +29,7 @@
 #include "pg_proto.h"
 #include "pool.h"
 #include "runtime.h"
+#include "sockopt.h"
 #include "worker.h"
 
 #define SLOG(s, lvl, fmt, ...) \
@@ -76,8 +77,7 @@ void server_close(struct server *s, const char *reason)
 	}
 	pgsock_close(&s->worker->loop, &s->sock);
 	pool_server_gone(s->pool, was_connecting);
-	list_del(&s->node);
-	list_add_tail(&s->worker->dead_servers, &s->node);
+	worker_bury_server(s->worker, s);
 }
 
 void server_free(struct server *s)
@@ -137,12 +137,8 @@ void server_launch(struct worker *w, struct pool *p)
 		login_fail(s, "08006", msg, false);
 		return;
 	}
-	if (p->addr.ss_family != AF_UNIX) {
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (runtime_config()->tcp_keepalive)
-			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	}
+	if (p->addr.ss_family != AF_UNIX)
+		sockopt_tune_tcp(fd, runtime_config());
 	SLOG(s, LOG_LEVEL_DEBUG, "connecting");
 	if (connect(fd, (struct sockaddr *)&p->addr, p->addr_len) < 0 && errno != EINPROGRESS) {
 		char msg[160];
@@ -415,12 +411,23 @@ static bool server_is_clean(const struct server *s)
 	       (!c || (c->sock.fwd == 0 && c->sock.skip == 0));
 }
 
+/* Back to the pool, unless it has lived past server_lifetime. */
+static void server_give_back(struct server *s)
+{
+	const struct config *cfg = runtime_config();
+	if (cfg->server_lifetime_us && s->worker->loop.now_us - s->connect_time_us > cfg->server_lifetime_us) {
+		server_close(s, "server_lifetime");
+		return;
+	}
+	pool_release(s);
+}
+
 static void server_unlink_release(struct server *s)
 {
 	struct client *c = s->client;
 	s->client = NULL;
 	c->server = NULL;
-	pool_release(s);
+	server_give_back(s);
 	client_unlinked(c);
 }
 
@@ -536,7 +543,7 @@ static void server_process(struct server *s)
 					server_close(s, "reset query left the server busy");
 					return;
 				}
-				pool_release(s);
+				server_give_back(s);
 				return;
 			}
 			pgsock_drop(sk, m.len);
@@ -577,6 +584,11 @@ static void server_process(struct server *s)
 				statement_mode_violation(s);
 				return;
 			}
+			if (status == 'I')
+				s->xact_start_us = 0;
+			else if (s->tx_status == 'I')
+				s->xact_start_us = s->worker->loop.now_us;
+			s->ready_since_us = s->worker->loop.now_us;
 			s->tx_status = status;
 			s->last_was_ready = true;
 			if (s->outstanding > 0)
@@ -620,7 +632,7 @@ void server_client_gone(struct server *s)
 		server_send_pending(s);
 		return;
 	}
-	pool_release(s);
+	server_give_back(s);
 }
 
 void server_cancel(struct server *s)

@@ -38,7 +38,8 @@ enum server_state {
 struct server {
 	struct pgsock sock;        /* socket + buffers */
 	struct worker *worker;     /* thread whose loop has the fd */
-	struct list node;          /* in worker->servers */
+	struct list node;          /* in worker->servers (until freed) */
+	struct server *dead_next;  /* in worker->dead_servers once closed */
 	struct list pool_node;     /* in pool->idle[worker] (pool lock) */
 	struct pool *pool;
 	struct client *client;     /* linked client (ACTIVE) */
@@ -56,6 +57,9 @@ struct server {
 	uint32_t backend_key;
 	int64_t connect_time_us;   /* for server_lifetime */
 	int64_t state_since_us;    /* for connect timeout and idle timeout */
+	int64_t query_start_us;    /* when the oldest unanswered client request was sent (query_timeout) */
+	int64_t ready_since_us;    /* last ReadyForQuery forwarded (idle_transaction_timeout) */
+	int64_t xact_start_us;     /* transaction began (first status T/E after I); 0 = none */
 	char *params[6];            /* current values of tracked parameters (heap) */
 	struct iobuf login_params; /* ParameterStatus bytes seen during login */
 };

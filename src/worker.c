@@ -25,7 +25,9 @@
 #include "iobuf.h"
 #include "log.h"
 #include "pool.h"
+#include "runtime.h"
 #include "server.h"
+#include "sockopt.h"
 
 #define TICK_US 100000       /* periodic checks: timeouts, reserve pool */
 #define ACCEPTS_PER_WAKEUP 64 /* bound so one listener cannot starve the rest */
@@ -78,8 +80,7 @@ static void mailbox_cb(struct loop_handle *h, uint32_t revents)
 		case MAIL_FAIL_CLIENT:
 			m->client->handoff_pending = false;
 			if (m->client->closing) {
-				list_del(&m->client->node);
-				list_add_tail(&w->dead_clients, &m->client->node);
+				worker_bury_client(w, m->client);
 			} else {
 				client_fail(m->client, m->sqlstate, m->message);
 			}
@@ -146,26 +147,40 @@ static void listen_cb(struct loop_handle *h, uint32_t revents)
 			}
 			return;
 		}
-		if (ss.ss_family != AF_UNIX) {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		}
+		if (ss.ss_family != AF_UNIX)
+			sockopt_tune_tcp(fd, runtime_config());
 		char peer[48];
 		format_peer(&ss, peer, sizeof(peer));
 		client_accept(w, fd, peer);
 	}
 }
 
+void worker_bury_client(struct worker *w, struct client *c)
+{
+	if (c->buried)
+		return;
+	c->buried = true;
+	c->dead_next = w->dead_clients;
+	w->dead_clients = c;
+}
+
+void worker_bury_server(struct worker *w, struct server *s)
+{
+	s->dead_next = w->dead_servers;
+	w->dead_servers = s;
+}
+
 static void reap(struct worker *w)
 {
-	struct list *n;
-	while ((n = list_pop(&w->dead_clients)) != NULL) {
-		list_init(n); /* client_free unlinks again: keep it harmless */
-		client_free(list_entry(n, struct client, node));
+	while (w->dead_clients) {
+		struct client *c = w->dead_clients;
+		w->dead_clients = c->dead_next;
+		client_free(c); /* unlinks c->node */
 	}
-	while ((n = list_pop(&w->dead_servers)) != NULL) {
-		list_init(n);
-		server_free(list_entry(n, struct server, node));
+	while (w->dead_servers) {
+		struct server *s = w->dead_servers;
+		w->dead_servers = s->dead_next;
+		server_free(s);
 	}
 }
 
@@ -215,8 +230,7 @@ static void *worker_main(void *arg)
 	list_for_each_safe(pos, tmp, &w->clients) {
 		struct client *c = list_entry(pos, struct client, node);
 		if (c->closing) { /* zombie waiting for a mail that will not come */
-			list_del(&c->node);
-			list_add_tail(&w->dead_clients, &c->node);
+			worker_bury_client(w, c);
 		} else {
 			client_fail(c, "57P01", "sluice is shutting down");
 		}
@@ -356,8 +370,6 @@ int worker_start_all(const struct config *cfg)
 		w->id = i;
 		list_init(&w->clients);
 		list_init(&w->servers);
-		list_init(&w->dead_clients);
-		list_init(&w->dead_servers);
 		list_init(&w->cancels);
 		pthread_mutex_init(&w->mail_lock, NULL);
 		int rc = loop_init(&w->loop);

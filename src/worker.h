@@ -56,8 +56,10 @@ struct worker {
 	struct mail *mail_head, *mail_tail;
 	struct list clients;          /* struct client.node: all our clients */
 	struct list servers;          /* struct server.node: all servers in our loop */
-	struct list dead_clients;     /* closed clients, freed after the current wakeup */
-	struct list dead_servers;     /* closed servers, freed after the current wakeup */
+	struct client *dead_clients;  /* closed clients (chain via dead_next), freed
+				       * after the current wakeup; they stay on
+				       * `clients` until then so iteration is safe */
+	struct server *dead_servers;  /* same for servers */
 	struct list cancels;          /* struct cancel_conn.node: cancels in flight */
 	int64_t next_tick_us;         /* when the periodic check runs next */
 	uint64_t next_conn_id;        /* local part of connection ids */
@@ -76,6 +78,10 @@ void worker_stop_all(void);
 
 /* Post a mail (takes ownership of m). */
 void worker_post(struct worker *w, struct mail *m);
+
+/* Queue a closed object for freeing at the loop's safe point. */
+void worker_bury_client(struct worker *w, struct client *c);
+void worker_bury_server(struct worker *w, struct server *s);
 
 /* Connection ids unique across workers. */
 uint64_t worker_next_id(struct worker *w);
