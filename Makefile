@@ -27,7 +27,7 @@ endif
 
 BIN := build/sluice$(if $(SAN),-$(SAN))
 
-.PHONY: all deps run test unit e2e asan tsan clean
+.PHONY: all deps run test unit e2e e2e-asan e2e-tsan asan tsan clean
 all: $(BIN)
 
 $(BIN): $(OBJS)
@@ -51,11 +51,22 @@ unit: $(UNIT_BINS)
 e2e: $(BIN)
 	SLUICE_BIN=$(abspath $(BIN)) scripts/run-e2e.sh
 
-# The README's test command: installs what is missing, builds, runs everything.
+# The same end-to-end suite under the sanitizers; a sanitizer report in
+# sluice's log fails the test that caused it.
+e2e-asan:
+	$(MAKE) SAN=asan all
+	SLUICE_BIN=$(abspath build/sluice-asan) scripts/run-e2e.sh
+e2e-tsan:
+	$(MAKE) SAN=tsan all
+	SLUICE_BIN=$(abspath build/sluice-tsan) scripts/run-e2e.sh
+
+# The README's test command: installs what is missing, builds, runs
+# everything, then the end-to-end suite again under ASan+UBSan.
 test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) e2e
+	$(MAKE) e2e-asan
 
 # The README's main job: throwaway PostgreSQL + sluice in front of it.
 run: deps

@@ -509,6 +509,10 @@ static void server_process(struct server *s)
 			sk->skip = m.len - avail;
 			break;
 		}
+		if (m.type == 'Z' && m.body_len != 1) {
+			server_close(s, "malformed ReadyForQuery from server");
+			return;
+		}
 		if (m.len > avail) {
 			if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
 				server_close(s, "message from server too large to examine");
@@ -570,7 +574,7 @@ static void server_process(struct server *s)
 			const char *name, *value;
 			if (pg_be_param_parse(m.body, m.body_len, &name, &value) == 0)
 				note_param(s, name, value);
-		} else if (m.type == 'Z' && m.body_len >= 1) {
+		} else if (m.type == 'Z') {
 			char status = (char)m.body[0];
 			if (s->pool->mode == POOL_MODE_STATEMENT && status != 'I' && s->outstanding <= 1) {
 				/* A transaction block in statement mode: refuse it in
