@@ -386,8 +386,12 @@ static void send_welcome(struct client *c)
 			for (int k = 0; k < TRACKED_PARAMS; k++) {
 				if (strcasecmp(name, tracked_param_names[k]) == 0) {
 					seen[k] = true;
+					/* The value the client is told is the value it
+					 * must keep on every server it borrows. */
 					if (c->params[k])
 						value = c->params[k];
+					else
+						c->params[k] = strdup(value);
 				}
 			}
 			pg_be_param_status(&c->sock.wbuf, name, value);

@@ -361,24 +361,32 @@ void server_link(struct server *s, struct client *c)
 	/* Bring the server's reported parameters in line with the client's
 	 * (PgBouncer calls this the varcache); one round trip is avoided by
 	 * pipelining the SETs in front of the client's own request. */
-	char sql[1024];
+	size_t cap = 1;
+	for (int k = 0; k < TRACKED_PARAMS; k++)
+		if (c->params[k])
+			cap += 2 * strlen(c->params[k]) + strlen(tracked_param_names[k]) + 16;
+	char *sql = malloc(cap);
 	size_t n = 0;
-	for (int k = 0; k < TRACKED_PARAMS; k++) {
+	for (int k = 0; sql && k < TRACKED_PARAMS; k++) {
 		const char *want = c->params[k];
 		if (!want || (s->params[k] && strcmp(s->params[k], want) == 0))
 			continue;
-		n += (size_t)snprintf(sql + n, n < sizeof(sql) ? sizeof(sql) - n : 0, "SET %s = '", tracked_param_names[k]);
-		for (const char *p = want; *p && n + 4 < sizeof(sql); p++) {
-			if (*p == '\'')
-				sql[n++] = '\'';
+		/* E'' with both quote and backslash doubled reads the same
+		 * whatever standard_conforming_strings is: the client's value
+		 * cannot end the literal. */
+		n += (size_t)sprintf(sql + n, "SET %s = E'", tracked_param_names[k]);
+		for (const char *p = want; *p; p++) {
+			if (*p == '\'' || *p == '\\')
+				sql[n++] = *p;
 			sql[n++] = *p;
 		}
-		n += (size_t)snprintf(sql + n, n < sizeof(sql) ? sizeof(sql) - n : 0, "';");
+		n += (size_t)sprintf(sql + n, "';");
 	}
-	if (n > 0 && n < sizeof(sql)) {
+	if (sql && n > 0) {
 		pg_fe_query(&s->sock.wbuf, sql);
 		s->internal++;
 	}
+	free(sql);
 	server_update_events(s);
 }
 
