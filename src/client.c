@@ -25,6 +25,7 @@
 #include "runtime.h"
 #include "scram_cache.h"
 #include "server.h"
+#include "track.h"
 #include "worker.h"
 
 const char *const tracked_param_names[TRACKED_PARAMS] = {
@@ -127,6 +128,7 @@ void client_close(struct client *c, const char *reason)
 void client_free(struct client *c)
 {
 	list_del(&c->node);
+	client_stmts_clear(&c->stmts);
 	free(c->scram);
 	for (int i = 0; i < TRACKED_PARAMS; i++)
 		free(c->params[i]);
@@ -581,6 +583,16 @@ static void client_process(struct client *c)
 			return;
 		}
 		if (c->state == CLIENT_IDLE) {
+			/* A message that must be examined whole is awaited before
+			 * taking a server: a server taken for half a message would
+			 * look idle and go straight back. */
+			if (track_enabled(c->pool) && track_wants_whole(c, &m) && m.len > avail) {
+				if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
+					client_fail(c, "54000", "message too large for prepared statement tracking");
+					return;
+				}
+				break;
+			}
 			client_set_state(c, CLIENT_WAITING);
 			sk->want_read = false;
 			const char *fail = NULL;
@@ -599,6 +611,36 @@ static void client_process(struct client *c)
 		}
 		/* CLIENT_ACTIVE: forward; count requests that end with ReadyForQuery. */
 		struct server *s = c->server;
+		if (s->tracking) {
+			if (c->hold_for_sync) {
+				sk->parse_blocked = true;
+				break;
+			}
+			if (track_wants_whole(c, &m) && m.len > avail) {
+				if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
+					client_fail(c, "54000", "message too large for prepared statement tracking");
+					return;
+				}
+				break;
+			}
+			int act = track_client_msg(c, s, &m);
+			if (act == TRACK_FLUSH_FIRST) {
+				sk->parse_blocked = true;
+				break;
+			}
+			if (act == TRACK_ERROR) {
+				client_fail(c, "08P01", "invalid extended-protocol message, or out of memory");
+				return;
+			}
+			if (act == TRACK_DROP || act == TRACK_DROP_QUERY) {
+				if (act == TRACK_DROP_QUERY && s->outstanding++ == 0)
+					s->query_start_us = c->worker->loop.now_us;
+				if (act == TRACK_DROP && m.type != 'Q')
+					s->client_mid_batch = true;
+				pgsock_drop(sk, m.len);
+				continue;
+			}
+		}
 		switch (m.type) {
 		case 'Q':
 		case 'F':
@@ -619,6 +661,10 @@ static void client_process(struct client *c)
 			sk->skip = m.len - avail;
 			break;
 		}
+		if (c->hold_for_sync) {
+			sk->parse_blocked = true; /* until this batch's ReadyForQuery */
+			break;
+		}
 	}
 	if (!c->closing)
 		client_pump(c);
@@ -626,7 +672,7 @@ static void client_process(struct client *c)
 
 void client_resume_parse(struct client *c)
 {
-	if (c->sock.parse_blocked && c->sock.fwd == 0) {
+	if (c->sock.parse_blocked && c->sock.fwd == 0 && !c->hold_for_sync) {
 		c->sock.parse_blocked = false;
 		client_process(c);
 	}
@@ -643,8 +689,12 @@ static void client_pump(struct client *c)
 			return;
 		}
 	}
-	if (c->server)
+	if (c->server) {
 		server_send_pending(c->server);
+		/* sluice's own answers may be due without any server byte. */
+		if (!c->closing && c->server && track_answer_due(c->server))
+			server_deliver_pending(c->server);
+	}
 	if (!c->closing)
 		client_update_events(c);
 }

@@ -20,6 +20,7 @@
 
 #include "list.h"
 #include "pgsock.h"
+#include "prepared.h"
 
 struct worker;
 struct pool;
@@ -65,6 +66,12 @@ struct client {
 	int64_t wait_since_us;     /* when it joined pool->waiters (pool lock) */
 	int64_t last_active_us;    /* last bytes received from the client (client_idle_timeout) */
 	char *params[TRACKED_PARAMS]; /* wanted values (heap), NULL = server default */
+	struct client_stmts stmts; /* named prepared statements (transaction/statement mode) */
+	bool skip_until_sync;      /* sluice answered an error: drop messages until Sync */
+	bool batch_changed_names;  /* this batch Parse'd or Closed a named statement */
+	bool batch_clears_cache;   /* this batch runs DISCARD ALL / DEALLOCATE ALL */
+	bool hold_for_sync;        /* wait for the batch's ReadyForQuery before reading on */
+	bool pinned;               /* did something a shared server cannot keep: keeps its server */
 	char user[64];
 	char db[64];
 	char peer[48];             /* "ip:port" or "unix" */

@@ -392,6 +392,7 @@ static const struct config_key main_keys[] = {
 	KEY("stats_users", KT_STR_OPT, stats_users, 0, 0),
 	KEY("ignore_startup_parameters", KT_STR_OPT, ignore_startup_parameters, 0, 0),
 	KEY("workers", KT_INT, workers, 1, 256),
+	KEY("max_prepared_statements", KT_INT, max_prepared_statements, 0, 100000),
 	KEY("verbose", KT_INT, verbose, 0, 100),
 	KEY("log_connections", KT_BOOL, log_connections, 0, 0),
 	KEY("log_disconnections", KT_BOOL, log_disconnections, 0, 0),
@@ -422,7 +423,7 @@ static const char *const unsupported_main_keys[] = {
 	"disable_pqexec", "dns_max_ttl", "dns_nxdomain_ttl",
 	"dns_zone_check_period", "job_name", "log_stats",
 	"max_db_client_connections", "max_packet_size",
-	"max_prepared_statements", "max_user_client_connections", "peer_id",
+"max_user_client_connections", "peer_id",
 	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
 	"server_fast_close", "server_round_robin", "server_tls13_ciphers",
 	"server_tls_ca_file", "server_tls_cert_file", "server_tls_ciphers",
@@ -1069,6 +1070,7 @@ static int set_defaults(struct config *cfg)
 	cfg->query_wait_timeout_us = 120 * 1000000LL;
 	/* Clamp to the range the workers key itself accepts. */
 	cfg->workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu;
+	cfg->max_prepared_statements = 200;
 	cfg->log_connections = true;
 	cfg->log_disconnections = true;
 	cfg->log_pooler_errors = true;

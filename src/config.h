@@ -98,6 +98,7 @@ struct config {
 	char *ignore_startup_parameters; /* comma separated list, NULL = none */
 	char *application_name_add_host; /* unused placeholder kept NULL */
 	int workers;            /* default: number of online CPUs */
+	int max_prepared_statements; /* per server connection in transaction/statement mode; 0 = no tracking; default 200 */
 	int verbose;            /* 0 = info; 1+ = debug (also -v on command line) */
 	bool log_connections;   /* default true */
 	bool log_disconnections; /* default true */

@@ -23,11 +23,13 @@ int pg_msg_peek(const uint8_t *p, size_t avail, struct pg_msg *m)
 
 int pg_fe_startup_parse(const uint8_t *p, size_t avail, struct pg_startup *out)
 {
-	if (avail < 8)
+	if (avail < 4)
 		return 0;
 	uint32_t len = pg_get_u32(p);
 	if (len < 8 || len > PG_STARTUP_MAX)
-		return -EPROTO;
+		return -EPROTO; /* refuse at once, do not wait for bytes that never come */
+	if (avail < 8)
+		return 0;
 	if (avail < len)
 		return 0;
 	memset(out, 0, sizeof(*out));

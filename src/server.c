@@ -30,6 +30,7 @@
 #include "pool.h"
 #include "runtime.h"
 #include "sockopt.h"
+#include "track.h"
 #include "worker.h"
 
 #define SLOG(s, lvl, fmt, ...) \
@@ -86,6 +87,7 @@ void server_free(struct server *s)
 	for (int i = 0; i < TRACKED_PARAMS; i++)
 		free(s->params[i]);
 	iobuf_release(&s->login_params);
+	track_server_free(s);
 	free(s->scram);
 	free(s);
 }
@@ -356,6 +358,7 @@ void server_link(struct server *s, struct client *c)
 	c->server = s;
 	s->outstanding = 0;
 	s->client_mid_batch = false;
+	s->tracking = track_enabled(s->pool);
 	server_set_state(s, SERVER_ACTIVE);
 	s->sock.want_read = true;
 	/* Bring the server's reported parameters in line with the client's
@@ -414,6 +417,7 @@ static bool server_is_clean(const struct server *s)
 {
 	const struct client *c = s->client;
 	return s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready &&
+	       expect_empty(&s->expect) && !s->pinned &&
 	       s->tx_status == 'I' && s->internal == 0 && iobuf_len(&s->sock.rbuf) == 0 &&
 	       s->sock.skip == 0 && iobuf_len(&s->sock.wbuf) == 0 &&
 	       (!c || (c->sock.fwd == 0 && c->sock.skip == 0));
@@ -442,10 +446,25 @@ static void server_unlink_release(struct server *s)
 void server_deliver_pending(struct server *s)
 {
 	struct client *c = s->client;
-	int rc = pgsock_flush(&c->sock, &s->sock);
+	int rc;
+	for (;;) {
+		rc = pgsock_flush(&c->sock, &s->sock);
+		/* Answers sluice gives itself become due once the server's
+		 * answers before them are out. */
+		if (rc != 0 || !s->tracking || expect_empty(&s->expect) ||
+		    expect_head(&s->expect)->kind < SYNTH_PARSE_DONE)
+			break;
+		track_emit(s);
+	}
 	if (rc < 0 && rc != -EAGAIN) {
 		client_close(c, "write to client failed");
 		return;
+	}
+	if (rc == 0 && s->resume_client) {
+		/* The batch the client waited on is answered: read on. */
+		s->resume_client = false;
+		c->hold_for_sync = false;
+		c->sock.parse_blocked = true;
 	}
 	if (rc == 0 && s->sock.parse_blocked) {
 		/* Parsing stopped to let forwarded bytes go first. */
@@ -460,6 +479,8 @@ void server_deliver_pending(struct server *s)
 	}
 	client_update_events(c);
 	server_update_events(s);
+	if (rc == 0)
+		client_resume_parse(c);
 }
 
 void server_send_pending(struct server *s)
@@ -506,6 +527,19 @@ static void server_process(struct server *s)
 			server_close(s, "invalid message length from server");
 			return;
 		}
+		if (s->state == SERVER_ACTIVE && s->tracking && !s->internal) {
+			if ((m.type == '1' || m.type == '3') && m.len > avail)
+				break; /* 5 bytes: the rest is on its way */
+			int act = track_server_msg(s, &m);
+			if (act == TRACK_FLUSH_FIRST) {
+				sk->parse_blocked = true;
+				break;
+			}
+			if (act == TRACK_DROP) {
+				pgsock_drop(sk, m.len);
+				continue;
+			}
+		}
 		bool examine = s->state != SERVER_ACTIVE || m.type == 'Z' || m.type == 'S' || s->internal;
 		if (!examine) {
 			s->last_was_ready = false;
@@ -517,7 +551,8 @@ static void server_process(struct server *s)
 			sk->skip = m.len - avail;
 			break;
 		}
-		if (m.type == 'Z' && m.body_len != 1) {
+		if (m.type == 'Z' && (m.body_len != 1 ||
+				      (m.len <= avail && !strchr("ITE", m.body[0] ? m.body[0] : '?')))) {
 			server_close(s, "malformed ReadyForQuery from server");
 			return;
 		}
@@ -625,6 +660,7 @@ void server_client_gone(struct server *s)
 	iobuf_release(&s->sock.wbuf); /* internal SETs not sent yet are moot */
 	s->internal = 0;
 	bool clean = !s->dirty && s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready &&
+		     expect_empty(&s->expect) &&
 		     s->tx_status == 'I' && iobuf_len(&s->sock.rbuf) == 0 && s->sock.skip == 0;
 	if (!clean) {
 		/* Mid-query or mid-transaction: the work must not reach the next
@@ -636,9 +672,17 @@ void server_client_gone(struct server *s)
 	}
 	bool reset = cfg->server_reset_query && *cfg->server_reset_query &&
 		     (s->pool->mode == POOL_MODE_SESSION || cfg->server_reset_query_always);
-	if (reset) {
+	if (reset || s->pinned) {
+		/* A pinned server carries session state (locks, LISTEN, temp
+		 * tables, cursors): DISCARD ALL clears all of it, and with it the
+		 * statements sluice prepared there. */
+		const char *q = reset ? cfg->server_reset_query : "DISCARD ALL";
+		if (s->pinned && strcasestr(q, "discard all") == NULL)
+			q = "DISCARD ALL";
+		s->pinned = false;
+		track_server_forget(s);
 		server_set_state(s, SERVER_RESET);
-		pg_fe_query(&s->sock.wbuf, cfg->server_reset_query);
+		pg_fe_query(&s->sock.wbuf, q);
 		s->internal = 1;
 		s->sock.want_read = true;
 		server_send_pending(s);

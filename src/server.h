@@ -19,8 +19,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "expect.h"
 #include "list.h"
 #include "pgsock.h"
+#include "prepared.h"
 
 struct worker;
 struct pool;
@@ -62,6 +64,11 @@ struct server {
 	int64_t xact_start_us;     /* transaction began (first status T/E after I); 0 = none */
 	char *params[6];            /* current values of tracked parameters (heap) */
 	struct iobuf login_params; /* ParameterStatus bytes seen during login */
+	struct server_stmts stmts; /* statements sluice prepared here */
+	struct expect_queue expect; /* answers still to come (statement tracking) */
+	bool tracking;             /* expect queue in use for the current client */
+	bool pinned;               /* its client did something session-bound: no sharing, reset after */
+	bool resume_client;        /* a held client may read on once this is delivered */
 };
 
 /* Start connecting a new server for pool p on worker w. The pool already

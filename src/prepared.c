@@ -1,0 +1,273 @@
+/*
+ * prepared.c - see prepared.h. Maps are small arrays searched linearly
+ * with a hash check first: a client rarely has more than a few hundred
+ * statements, and lookups happen once per Bind, not per byte.
+ */
+#include "prepared.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg_proto.h"
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+int pstmt_parse_msg(const uint8_t *body, uint32_t len, const char **name, struct pstmt_def *out)
+{
+	struct pg_reader r;
+	pg_reader_init(&r, body, len);
+	*name = pg_read_str(&r);
+	const char *query = pg_read_str(&r);
+	uint16_t n = pg_read_u16(&r);
+	const uint8_t *types = pg_read_bytes(&r, (size_t)n * 4);
+	if (r.err)
+		return -EPROTO;
+	memset(out, 0, sizeof(*out));
+	out->query = strdup(query);
+	out->n_types = n;
+	out->types = n ? malloc((size_t)n * 4) : NULL;
+	if (!out->query || (n && !out->types)) {
+		pstmt_def_free(out);
+		return -ENOMEM;
+	}
+	for (uint16_t i = 0; i < n; i++)
+		out->types[i] = pg_get_u32(types + 4 * i);
+	uint64_t h = fnv1a(14695981039346656037ull, out->query, strlen(out->query));
+	out->hash = fnv1a(h, types, (size_t)n * 4);
+	return 0;
+}
+
+int pstmt_def_copy(struct pstmt_def *dst, const struct pstmt_def *src)
+{
+	*dst = *src;
+	dst->query = strdup(src->query);
+	dst->types = src->n_types ? malloc((size_t)src->n_types * 4) : NULL;
+	if (!dst->query || (src->n_types && !dst->types)) {
+		pstmt_def_free(dst);
+		return -ENOMEM;
+	}
+	if (src->n_types)
+		memcpy(dst->types, src->types, (size_t)src->n_types * 4);
+	return 0;
+}
+
+void pstmt_def_free(struct pstmt_def *d)
+{
+	free(d->query);
+	free(d->types);
+	memset(d, 0, sizeof(*d));
+}
+
+static bool def_equal(const struct pstmt_def *a, const struct pstmt_def *b)
+{
+	return a->hash == b->hash && a->n_types == b->n_types &&
+	       strcmp(a->query, b->query) == 0 &&
+	       (a->n_types == 0 || memcmp(a->types, b->types, (size_t)a->n_types * 4) == 0);
+}
+
+struct client_stmt *client_stmts_find(struct client_stmts *m, const char *name)
+{
+	for (uint32_t i = 0; i < m->n; i++)
+		if (strcmp(m->v[i].name, name) == 0)
+			return &m->v[i];
+	return NULL;
+}
+
+int client_stmts_add(struct client_stmts *m, const char *name, struct pstmt_def *def)
+{
+	if (m->n == m->cap) {
+		uint32_t ncap = m->cap ? m->cap * 2 : 8;
+		struct client_stmt *v = realloc(m->v, ncap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		m->v = v;
+		m->cap = ncap;
+	}
+	char *n = strdup(name);
+	if (!n)
+		return -ENOMEM;
+	m->v[m->n].name = n;
+	m->v[m->n].def = *def;
+	memset(def, 0, sizeof(*def));
+	m->n++;
+	return 0;
+}
+
+bool client_stmts_remove(struct client_stmts *m, const char *name, struct client_stmt *out)
+{
+	struct client_stmt *e = client_stmts_find(m, name);
+	if (!e)
+		return false;
+	if (out) {
+		*out = *e;
+	} else {
+		free(e->name);
+		pstmt_def_free(&e->def);
+	}
+	*e = m->v[--m->n];
+	return true;
+}
+
+void client_stmts_clear(struct client_stmts *m)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		free(m->v[i].name);
+		pstmt_def_free(&m->v[i].def);
+	}
+	free(m->v);
+	memset(m, 0, sizeof(*m));
+}
+
+struct server_stmt *server_stmts_find(struct server_stmts *c, const struct pstmt_def *def)
+{
+	for (uint32_t i = 0; i < c->n; i++) {
+		if (def_equal(&c->v[i].def, def)) {
+			c->v[i].last_use = ++c->clock;
+			return &c->v[i];
+		}
+	}
+	return NULL;
+}
+
+struct server_stmt *server_stmts_find_id(struct server_stmts *c, uint32_t id)
+{
+	for (uint32_t i = 0; i < c->n; i++)
+		if (c->v[i].id == id)
+			return &c->v[i];
+	return NULL;
+}
+
+struct server_stmt *server_stmts_add(struct server_stmts *c, const struct pstmt_def *def)
+{
+	if (c->n == c->cap) {
+		uint32_t ncap = c->cap ? c->cap * 2 : 8;
+		struct server_stmt *v = realloc(c->v, ncap * sizeof(*v));
+		if (!v)
+			return NULL;
+		c->v = v;
+		c->cap = ncap;
+	}
+	struct server_stmt *e = &c->v[c->n];
+	if (pstmt_def_copy(&e->def, def) < 0)
+		return NULL;
+	e->id = ++c->next_id;
+	e->last_use = ++c->clock;
+	c->n++;
+	return e;
+}
+
+void server_stmts_remove_id(struct server_stmts *c, uint32_t id)
+{
+	for (uint32_t i = 0; i < c->n; i++) {
+		if (c->v[i].id == id) {
+			pstmt_def_free(&c->v[i].def);
+			c->v[i] = c->v[--c->n];
+			return;
+		}
+	}
+}
+
+struct server_stmt *server_stmts_lru(struct server_stmts *c)
+{
+	struct server_stmt *best = NULL;
+	for (uint32_t i = 0; i < c->n; i++)
+		if (!best || c->v[i].last_use < best->last_use)
+			best = &c->v[i];
+	return best;
+}
+
+void server_stmts_clear(struct server_stmts *c)
+{
+	for (uint32_t i = 0; i < c->n; i++)
+		pstmt_def_free(&c->v[i].def);
+	free(c->v);
+	uint32_t next = c->next_id;
+	memset(c, 0, sizeof(*c));
+	c->next_id = next; /* names are never reused on one connection */
+}
+
+static void stmt_name(uint32_t id, char buf[24])
+{
+	snprintf(buf, 24, "sluice_%u", id);
+}
+
+int pstmt_build_parse(struct iobuf *out, uint32_t id, const struct pstmt_def *def)
+{
+	char name[24];
+	stmt_name(id, name);
+	struct pg_builder b;
+	pg_build_init(&b, out);
+	pg_build_begin(&b, 'P');
+	pg_build_str(&b, name);
+	pg_build_str(&b, def->query);
+	pg_build_u16(&b, def->n_types);
+	for (uint16_t i = 0; i < def->n_types; i++)
+		pg_build_u32(&b, def->types[i]);
+	pg_build_end(&b);
+	return pg_build_done(&b);
+}
+
+int pstmt_build_close(struct iobuf *out, uint32_t id)
+{
+	char name[24];
+	stmt_name(id, name);
+	struct pg_builder b;
+	pg_build_init(&b, out);
+	pg_build_begin(&b, 'C');
+	pg_build_u8(&b, 'S');
+	pg_build_str(&b, name);
+	pg_build_end(&b);
+	return pg_build_done(&b);
+}
+
+int pstmt_build_describe(struct iobuf *out, uint32_t id)
+{
+	char name[24];
+	stmt_name(id, name);
+	struct pg_builder b;
+	pg_build_init(&b, out);
+	pg_build_begin(&b, 'D');
+	pg_build_u8(&b, 'S');
+	pg_build_str(&b, name);
+	pg_build_end(&b);
+	return pg_build_done(&b);
+}
+
+const char *pstmt_bind_stmt_name(const uint8_t *body, uint32_t len)
+{
+	struct pg_reader r;
+	pg_reader_init(&r, body, len);
+	pg_read_str(&r);
+	const char *stmt = pg_read_str(&r);
+	return r.err ? NULL : stmt;
+}
+
+int pstmt_build_bind(struct iobuf *out, uint32_t id, const uint8_t *body, uint32_t len)
+{
+	struct pg_reader r;
+	pg_reader_init(&r, body, len);
+	const char *portal = pg_read_str(&r);
+	pg_read_str(&r);
+	if (r.err)
+		return -EPROTO;
+	char name[24];
+	stmt_name(id, name);
+	struct pg_builder b;
+	pg_build_init(&b, out);
+	pg_build_begin(&b, 'B');
+	pg_build_str(&b, portal);
+	pg_build_str(&b, name);
+	pg_build_bytes(&b, r.p, (size_t)(r.end - r.p));
+	pg_build_end(&b);
+	return pg_build_done(&b);
+}
