@@ -57,7 +57,8 @@ int pg_fe_startup_parse(const uint8_t *p, size_t avail, struct pg_startup *out)
 			return -EPROTO;
 		const char *value = nul + 1;
 		const char *vnul = memchr(value, '\0', (size_t)(end - value));
-		if (!vnul)
+		/* The value's NUL cannot double as the list's final one. */
+		if (!vnul || vnul + 1 >= end)
 			return -EPROTO;
 		if (*name == '\0')
 			return -EPROTO;
