@@ -87,3 +87,8 @@ clean:
 bench: deps
 	$(MAKE) all
 	bench/bench.sh
+
+# libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS per target; clang 14 needed.
+.PHONY: fuzz
+fuzz:
+	scripts/run-fuzz.sh
