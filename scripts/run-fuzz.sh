@@ -25,6 +25,17 @@ SECONDS_PER=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
 OUT=build/fuzz
 
+# clang and its fuzzer runtime come from Debian; install them when missing.
+need=()
+for pkg in clang libclang-rt-14-dev binutils; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+	echo "run-fuzz: installing ${need[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null ||
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
+fi
+
 if [ -n "${FUZZ_CC:-}" ]; then
 	CC=$FUZZ_CC
 elif command -v clang-14 >/dev/null 2>&1; then
