@@ -10,7 +10,11 @@ required=(
 	pgbouncer
 	python3-pytest python3-psycopg
 	procps util-linux iproute2 curl
+	libpostgresql-jdbc-java
 )
+# The JDBC end-to-end test compiles a small Java program: a JDK is needed
+# unless one is already on PATH.
+command -v javac >/dev/null 2>&1 || required+=(default-jdk-headless)
 # Installed when the archive has it; the e2e suite falls back to its own
 # SIGALRM-based timeout otherwise.
 optional=(python3-pytest-timeout)
