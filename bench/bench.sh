@@ -23,20 +23,46 @@
 #   select_c1     pgbench -S -c 1 -j 1 --log: TPS and p50/p99 latency in
 #                 microseconds from the per-transaction log
 #   extended_c16  pgbench -S -M extended -c 16 -j 2: TPS
+#   prepared_c16  pgbench -S -M prepared -c 16 -j 2: TPS; the poolers are
+#                 used through database "bench_session", a second [databases]
+#                 entry with pool_mode=session (prepared statements need a
+#                 server connection per client); direct uses "bench"
 #   tpcb_c16      pgbench (built-in TPC-B-like script) -c 16 -j 2: TPS
 #   connect_c4    pgbench -S -C -c 4 -j 2, a new connection per transaction:
 #                 TPS (compare the poolers with each other; a direct
 #                 PostgreSQL connect is far more expensive and is shown only
 #                 for reference)
-#   idle_rss      open IDLE_CLIENTS (1000) idle, authenticated connections to
-#                 each pooler and report the growth of its VmRSS per client
+#   idle_c8       IDLE_CLIENTS (2000) idle, authenticated connections are
+#                 opened to the pooler (bench/idle_clients.py) and held while
+#                 pgbench -S -c 8 -j 2 runs: TPS, and the growth of the
+#                 pooler's VmRSS per idle client. Direct: -c 8 WITHOUT idle
+#                 clients (2000 backends would exceed max_connections).
+#   stream_c2     pgbench -f with "select repeat('x', 1000) from
+#                 generate_series(1, 20000)" -c 2 -j 2: about 20 MB of result
+#                 per transaction; reported as MB/s (TPS x wire bytes of the
+#                 result)
+#   rate_c8       pgbench -S -c 8 -j 2 -R RATE (4000 tx/s, a fixed offered
+#                 load): busy jiffies of the whole machine from /proc/stat
+#                 (user+nice+system+irq+softirq+steal) per transaction, so it
+#                 includes PostgreSQL, pgbench and the kernel's work for the
+#                 pooler
+#   syscalls      once, after the rounds, not timed: strace -c -f on each
+#                 pooler during pgbench -S -c 16 -t SYSCALL_TX; system calls
+#                 per transaction, in total and per call (second table)
+#   (idle_rss is accepted as an old name of idle_c8.)
 #
 # Environment:
 #   ROUNDS=3          rounds (medians are taken over them)
-#   DURATION=10       seconds per pgbench run
+#   DURATION=5        seconds per pgbench run
 #   WORKLOADS=...     subset of the workloads above
 #   SCALE=10          pgbench scale factor
-#   IDLE_CLIENTS=1000 connections opened for idle_rss
+#   IDLE_CLIENTS=2000 idle connections held open during idle_c8
+#   RATE=4000         offered transactions per second for rate_c8
+#   SYSCALL_TX=500    transactions per client (x16) for the strace run
+#   CHART=1           write build/bench/chart.png with gnuplot, installing
+#                     Debian package gnuplot-nox first if it is missing (as
+#                     root). Without CHART=1 the chart is drawn only if
+#                     gnuplot is already installed; CHART=0 never draws it.
 #   SLUICE_BIN        sluice binary (default build/sluice)
 #   SLUICE_WORKERS    if set, written as `workers =` in sluice's config
 #                     (default: sluice's own default, one per CPU)
@@ -49,7 +75,9 @@
 #   OTHER_POOLER_PORT   port on 127.0.0.1 where it listens; it must serve
 #                       database "bench" to user "bench" (password "bench")
 #                       from the throwaway PostgreSQL, in transaction mode
-#                       with a pool of 20 to be comparable.
+#                       with a pool of 20 to be comparable, and database
+#                       "bench_session" (dbname bench) in session mode for
+#                       prepared_c16.
 #   OTHER_POOLER_CMD    optional shell command that starts it. It is run once
 #                       PostgreSQL is up, in its own process group, with
 #                       BENCH_PG_PORT (PostgreSQL's port), BENCH_OTHER_PORT and
@@ -57,8 +85,8 @@
 #                       the whole group is stopped on exit. Without it, the
 #                       pooler must already be running: start it yourself
 #                       pointing at 127.0.0.1:$PG_PORT and set PG_PORT.
-#   OTHER_POOLER_PID    optional pid of that pooler for the CPU and memory
-#                       figures; by default the process listening on
+#   OTHER_POOLER_PID    optional pid of that pooler for the CPU, memory and
+#                       syscall figures; by default the process listening on
 #                       OTHER_POOLER_PORT (found with ss) is used.
 #   OTHER_POOLER_NAME   column title (default "other").
 #   Example:
@@ -66,8 +94,9 @@
 #     OTHER_POOLER_CMD='sed "s/@PGPORT@/$BENCH_PG_PORT/" ~/ody.conf >$BENCH_DIR/ody.conf && exec odyssey $BENCH_DIR/ody.conf' \
 #     bench/bench.sh
 #
-# With the defaults the whole run takes about 9 minutes (5 workloads x 3
-# targets x 3 rounds x 10 s, plus set-up and the idle-client test).
+# With the defaults the whole run takes about 9 minutes on 2 CPUs (9 timed
+# workloads x 3 targets x 3 rounds x 5 s, plus set-up, opening the idle
+# clients and the strace runs).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -78,13 +107,24 @@ PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 SLUICE_BIN=${SLUICE_BIN:-build/sluice}
 case $SLUICE_BIN in /*) ;; *) SLUICE_BIN=$REPO/$SLUICE_BIN ;; esac
 ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-5}
 SCALE=${SCALE:-10}
-IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
+IDLE_CLIENTS=${IDLE_CLIENTS:-2000}
+RATE=${RATE:-4000}
+SYSCALL_TX=${SYSCALL_TX:-500}
+CHART=${CHART:-}
 POOL_SIZE=20
-ALL_WORKLOADS="select_c16 select_c1 extended_c16 tpcb_c16 connect_c4 idle_rss"
+ALL_WORKLOADS="select_c16 select_c1 extended_c16 prepared_c16 tpcb_c16 connect_c4 idle_c8 stream_c2 rate_c8 syscalls"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 WORKLOADS=${WORKLOADS//,/ }
+WORKLOADS=" $WORKLOADS "
+WORKLOADS=${WORKLOADS// idle_rss / idle_c8 }
+# Rows of the stream workload: 20000 x 1000 bytes. On the wire each row is a
+# DataRow message: 1 type byte + 4 length + 2 column count + 4 value length +
+# 1000 bytes of value = 1011 bytes.
+STREAM_ROWS=20000
+STREAM_WIDTH=1000
+STREAM_BYTES=$((STREAM_ROWS * (STREAM_WIDTH + 11)))
 OUT_DIR=$REPO/build/bench
 BENCH_DIR=$REPO/bench
 OTHER_POOLER_PORT=${OTHER_POOLER_PORT:-}
@@ -98,6 +138,8 @@ note() { echo "bench: $*" >&2; }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer"
 [[ $IDLE_CLIENTS =~ ^[1-9][0-9]*$ ]] || die "IDLE_CLIENTS must be a positive integer"
+[[ $RATE =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer"
+[[ $SYSCALL_TX =~ ^[1-9][0-9]*$ ]] || die "SYSCALL_TX must be a positive integer"
 for w in $WORKLOADS; do
 	[[ " $ALL_WORKLOADS " == *" $w "* ]] || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
 done
@@ -109,6 +151,18 @@ PGBENCH=$PGBIN/pgbench
 CLK_TCK=$(getconf CLK_TCK)
 IS_ROOT=0
 [ "$(id -u)" -eq 0 ] && IS_ROOT=1
+STRACE=$(command -v strace || true)
+if [[ " $WORKLOADS " == *" syscalls "* ]] && [ -z "$STRACE" ]; then
+	note "strace not found (Debian package strace): the syscalls workload is skipped"
+	WORKLOADS=${WORKLOADS// syscalls / }
+fi
+# The poolers and idle_clients.py need a file descriptor per connection.
+want_fds=$((IDLE_CLIENTS + 1000))
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $want_fds ]; then
+	ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+	[ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $want_fds ] &&
+		note "open-file limit $(ulimit -n) is below $want_fds; idle_c8 may fail"
+fi
 
 # Run a command as the postgres user when we are root (initdb, pg_ctl and
 # PgBouncer refuse to run as root).
@@ -164,12 +218,16 @@ SLUICE_PID=
 OTHER_PID=
 OTHER_PGID=
 IDLE_PID=
+IDLE_FIFO=
+STRACE_PID=
 PGBENCH_PID=
 
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	exec 9>&- 2>/dev/null || true
+	# strace first: it detaches from the pooler when it is stopped.
+	stop_pid "$STRACE_PID" 5
 	stop_pid "$PGBENCH_PID" 10
 	stop_pid "$IDLE_PID" 5
 	if [ -n "$OTHER_PGID" ]; then
@@ -207,7 +265,7 @@ RUNS_CSV=$OUT_DIR/runs.csv
 echo "round,workload,target,metric,value" >"$RUNS_CSV"
 
 n_pgbench_workloads=0
-for w in $WORKLOADS; do [ "$w" != idle_rss ] && n_pgbench_workloads=$((n_pgbench_workloads + 1)); done
+for w in $WORKLOADS; do [ "$w" != syscalls ] && n_pgbench_workloads=$((n_pgbench_workloads + 1)); done
 n_targets=3
 [ -n "$OTHER_POOLER_PORT" ] && n_targets=4
 note "$ROUNDS round(s) x $n_pgbench_workloads workload(s) x $n_targets targets x ${DURATION}s" \
@@ -259,9 +317,9 @@ note "pgbench -i -s $SCALE (directly)"
 timeout 600 "$PGBENCH" -i -s "$SCALE" -q -p "$PG_PORT" >"$WORK/pgbench-init.log" 2>&1 ||
 	{ tail -20 "$WORK/pgbench-init.log" >&2; die "pgbench -i failed"; }
 
-# smoke_query PORT: one SELECT through md5 authentication.
+# smoke_query PORT [DBNAME]: one SELECT through md5 authentication.
 smoke_query() {
-	timeout 20 "$PGBIN/psql" -X -q -At -p "$1" -c "select 1" 2>&1
+	timeout 20 "$PGBIN/psql" -X -q -At -p "$1" -d "${2:-bench}" -c "select 1" 2>&1
 }
 [ "$(smoke_query "$PG_PORT")" = 1 ] || die "md5 login to PostgreSQL failed"
 
@@ -272,6 +330,7 @@ printf '"bench" "bench"\n' >"$WORK/pgbouncer/userlist.txt"
 cat >"$WORK/pgbouncer/pgbouncer.ini" <<INI
 [databases]
 bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+bench_session = host=127.0.0.1 port=$PG_PORT dbname=bench pool_mode=session
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -293,6 +352,8 @@ wait_port "$PGB_PORT" 30 "$PGB_PID" ||
 	{ cat "$WORK/pgbouncer-stderr.log" "$WORK/pgbouncer/pgbouncer.log" >&2 2>/dev/null; die "PgBouncer did not start"; }
 [ "$(smoke_query "$PGB_PORT")" = 1 ] ||
 	{ tail -20 "$WORK/pgbouncer/pgbouncer.log" >&2; die "query through PgBouncer failed"; }
+[ "$(smoke_query "$PGB_PORT" bench_session)" = 1 ] ||
+	{ tail -20 "$WORK/pgbouncer/pgbouncer.log" >&2; die "query through PgBouncer (bench_session) failed"; }
 
 # --- sluice
 SL_PORT=$(free_port)
@@ -302,6 +363,7 @@ printf '"bench" "bench"\n' >"$WORK/sluice/userlist.txt"
 	cat <<INI
 [databases]
 bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+bench_session = host=127.0.0.1 port=$PG_PORT dbname=bench pool_mode=session
 
 [sluice]
 listen_addr = 127.0.0.1
@@ -321,6 +383,8 @@ note "starting sluice ($SLUICE_BIN) on 127.0.0.1:$SL_PORT"
 SLUICE_PID=$!
 wait_port "$SL_PORT" 30 "$SLUICE_PID" || { cat "$WORK/sluice.log" >&2; die "sluice did not start"; }
 [ "$(smoke_query "$SL_PORT")" = 1 ] || { tail -20 "$WORK/sluice.log" >&2; die "query through sluice failed"; }
+[ "$(smoke_query "$SL_PORT" bench_session)" = 1 ] ||
+	{ tail -20 "$WORK/sluice.log" >&2; die "query through sluice (bench_session) failed"; }
 
 # --- optional other pooler
 TARGETS=(direct pgbouncer sluice)
@@ -376,12 +440,59 @@ alive() {
 }
 
 declare -A DEAD=()
+# Targets whose memory per idle client has been measured. Only the first
+# time counts: after the idle clients disconnect, the pooler keeps the freed
+# memory and reuses it in later rounds, so VmRSS no longer grows.
+declare -A RSS_DONE=()
+
+# busy_jiffies: busy time of the whole machine so far, in clock ticks
+# (user + nice + system + irq + softirq + steal; guest time is already part of
+# user and nice).
+busy_jiffies() {
+	awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+}
+
+# idle_open TARGET N: open N idle authenticated connections to TARGET in the
+# background (IDLE_PID); returns 1 if they could not all be opened.
+idle_open() {
+	local t=$1 n=$2 port=${PORT[$1]} i
+	IDLE_FIFO=$WORK/idle-$t.in
+	IDLE_OUT=$WORK/idle-$t.out
+	rm -f "$IDLE_FIFO"
+	mkfifo "$IDLE_FIFO"
+	: >"$IDLE_OUT"
+	"$PY" "$BENCH_DIR/idle_clients.py" 127.0.0.1 "$port" bench bench bench "$n" \
+		<"$IDLE_FIFO" >"$IDLE_OUT" 2>"$WORK/idle-$t.err" &
+	IDLE_PID=$!
+	exec 9>"$IDLE_FIFO"
+	for ((i = 0; i < 1800; i++)); do
+		grep -q '^ready' "$IDLE_OUT" && return 0
+		kill -0 "$IDLE_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	note "$t: could not hold $n idle connections:"
+	sed 's/^/    /' "$WORK/idle-$t.err" >&2
+	idle_close
+	return 1
+}
+
+# idle_close: let idle_clients.py send Terminate on every connection and exit.
+idle_close() {
+	local i
+	exec 9>&-
+	if [ -n "$IDLE_PID" ]; then
+		for ((i = 0; i < 100; i++)); do kill -0 "$IDLE_PID" 2>/dev/null || break; sleep 0.1; done
+		stop_pid "$IDLE_PID" 1
+	fi
+	IDLE_PID=
+	rm -f "$IDLE_FIFO"
+}
 
 # run_one ROUND WORKLOAD TARGET
 run_one() {
 	local round=$1 w=$2 t=$3 port=${PORT[$3]} pid=${PID[$3]:-}
 	local -a args
-	local out=$WORK/pgbench-$w-$t-r$round.log latdir=
+	local out=$WORK/pgbench-$w-$t-r$round.log latdir= db=bench
 	case $w in
 	select_c16) args=(-S -c 16 -j 2) ;;
 	select_c1)
@@ -390,22 +501,55 @@ run_one() {
 		args=(-S -c 1 -j 1 --log "--log-prefix=$latdir/tx")
 		;;
 	extended_c16) args=(-S -M extended -c 16 -j 2) ;;
+	prepared_c16)
+		args=(-S -M prepared -c 16 -j 2)
+		[ "$t" != direct ] && db=bench_session
+		;;
 	tpcb_c16) args=(-c 16 -j 2) ;;
 	connect_c4) args=(-S -C -c 4 -j 2) ;;
+	idle_c8) args=(-S -c 8 -j 2) ;;
+	stream_c2) args=(-f "$WORK/stream.sql" -c 2 -j 2) ;;
+	rate_c8) args=(-S -c 8 -j 2 -R "$RATE") ;;
 	esac
 	if [ -n "${DEAD[$t]:-}" ]; then
 		note "round $round $w $t: skipped ($t is no longer running)"
 		return 0
 	fi
 
-	local before= after= rc=0
+	local idle_msg=
+	if [ "$w" = idle_c8 ] && [ "$t" != direct ]; then
+		local rss0= rss1=
+		[ -n "$pid" ] && [ -z "${RSS_DONE[$t]:-}" ] && rss0=$(vmrss_kb "$pid")
+		if ! idle_open "$t" "$IDLE_CLIENTS"; then
+			note "round $round $w $t: skipped"
+			alive "$t" || { note "$t (pid $pid) has exited; it is skipped from now on"; DEAD[$t]=1; }
+			return 0
+		fi
+		sleep 1
+		if [ -n "$rss0" ]; then
+			rss1=$(vmrss_kb "$pid")
+			if [ -n "$rss1" ]; then
+				RSS_DONE[$t]=1
+				local per
+				per=$("$PY" -c "import sys; print('%.1f' % ((int(sys.argv[2]) - int(sys.argv[1])) * 1024 / int(sys.argv[3])))" \
+					"$rss0" "$rss1" "$IDLE_CLIENTS")
+				record "$round" "$w" "$t" rss_bytes_per_client "$per"
+				idle_msg=$(printf '  VmRSS %d -> %d kB with %d idle: %s B/client' "$rss0" "$rss1" "$IDLE_CLIENTS" "$per")
+			fi
+		fi
+	fi
+
+	local before= after= rc=0 j0 j1
 	[ -n "$pid" ] && before=$(cpu_ticks "$pid" || true)
+	j0=$(busy_jiffies)
 	# In the background + wait, so that a SIGTERM/Ctrl-C is acted on at once.
-	timeout -k 5 $((DURATION + 60)) "$PGBENCH" -n -T "$DURATION" -p "$port" "${args[@]}" >"$out" 2>&1 &
+	timeout -k 5 $((DURATION + 60)) "$PGBENCH" -n -T "$DURATION" -p "$port" "${args[@]}" "$db" >"$out" 2>&1 &
 	PGBENCH_PID=$!
 	wait "$PGBENCH_PID" || rc=$?
 	PGBENCH_PID=
+	j1=$(busy_jiffies)
 	[ -n "$pid" ] && after=$(cpu_ticks "$pid" || true)
+	[ -n "$IDLE_PID" ] && idle_close
 
 	local tps tx
 	tps=$(awk '/^tps = / {print $3; exit}' "$out")
@@ -423,6 +567,21 @@ run_one() {
 	record "$round" "$w" "$t" transactions "$tx"
 	local msg
 	msg=$(printf '%-13s %-10s %10.0f tps' "$w" "${LABEL[$t]}" "$tps")
+
+	if [ "$w" = stream_c2 ]; then
+		local mbs
+		mbs=$("$PY" -c "import sys; print('%.1f' % (float(sys.argv[1]) * int(sys.argv[2]) / 1e6))" "$tps" "$STREAM_BYTES")
+		record "$round" "$w" "$t" mb_per_s "$mbs"
+		msg+="  $mbs MB/s"
+	fi
+
+	if [ "$w" = rate_c8 ] && [ "${tx:-0}" -gt 0 ]; then
+		local mcpu
+		mcpu=$("$PY" -c "import sys; print('%.1f' % ((int(sys.argv[2]) - int(sys.argv[1])) * 1e6 / int(sys.argv[3]) / int(sys.argv[4])))" \
+			"$j0" "$j1" "$CLK_TCK" "$tx")
+		record "$round" "$w" "$t" machine_cpu_us_per_tx "$mcpu"
+		msg+="  machine cpu $mcpu us/tx"
+	fi
 
 	if [ -n "$latdir" ]; then
 		local lat
@@ -454,76 +613,93 @@ PYEOF
 		record "$round" "$w" "$t" cpu_sys_us_per_tx "$sys"
 		msg+=$(printf '  cpu %6.1f us/tx (user %.1f, sys %.1f)' "$total" "$user" "$sys")
 	fi
-	note "round $round/$ROUNDS $msg"
+	note "round $round/$ROUNDS $msg$idle_msg"
 	if ! alive "$t"; then
 		note "$t (pid $pid) has exited; it is skipped from now on"
 		DEAD[$t]=1
 	fi
 }
 
-# idle_rss TARGET: memory growth per idle authenticated client.
-idle_rss() {
+# syscalls TARGET: strace -c -f on the pooler (all its threads) while pgbench
+# -S -c 16 runs SYSCALL_TX transactions per client; records the calls per
+# transaction, in total and per system call. A separate, untimed run, so that
+# strace's overhead does not touch the TPS figures.
+syscalls() {
 	local t=$1 pid=${PID[$1]:-} port=${PORT[$1]}
 	if [ -z "$pid" ] || [ -n "${DEAD[$t]:-}" ]; then
-		note "idle_rss $t: skipped (no running process to measure)"
+		note "syscalls $t: skipped (no running process to trace)"
 		return 0
 	fi
-	local fifo=$WORK/idle-$t.in out=$WORK/idle-$t.out
-	rm -f "$fifo"
-	mkfifo "$fifo"
-	: >"$out"
-	local rss0 rss1 i ready=0
-	sleep 0.5
-	rss0=$(vmrss_kb "$pid")
-	"$PY" "$BENCH_DIR/idle_clients.py" 127.0.0.1 "$port" bench bench bench "$IDLE_CLIENTS" \
-		<"$fifo" >"$out" 2>"$WORK/idle-$t.err" &
-	IDLE_PID=$!
-	exec 9>"$fifo"
-	for ((i = 0; i < 1200; i++)); do
-		if grep -q '^ready' "$out"; then ready=1; break; fi
-		kill -0 "$IDLE_PID" 2>/dev/null || break
+	local sout=$WORK/strace-$t.txt serr=$WORK/strace-$t.err out=$WORK/pgbench-syscalls-$t.log i rc=0
+	"$STRACE" -c -f -p "$pid" -o "$sout" 2>"$serr" &
+	STRACE_PID=$!
+	# Wait until strace has attached to the pooler.
+	for ((i = 0; i < 100; i++)); do
+		grep -q 'attached' "$serr" 2>/dev/null && break
+		kill -0 "$STRACE_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	if [ $ready -eq 1 ]; then
-		sleep 1
-		rss1=$(vmrss_kb "$pid")
-	fi
-	exec 9>&-
-	for ((i = 0; i < 100; i++)); do kill -0 "$IDLE_PID" 2>/dev/null || break; sleep 0.1; done
-	stop_pid "$IDLE_PID" 1
-	IDLE_PID=
-	rm -f "$fifo"
-	if [ $ready -ne 1 ] || [ -z "$rss0" ] || [ -z "$rss1" ]; then
-		note "idle_rss $t: could not hold $IDLE_CLIENTS connections:"
-		sed 's/^/    /' "$WORK/idle-$t.err" >&2
+	if ! grep -q 'attached' "$serr" 2>/dev/null; then
+		note "syscalls $t: strace could not attach:"
+		sed 's/^/    /' "$serr" >&2
+		stop_pid "$STRACE_PID" 2
+		STRACE_PID=
 		return 0
 	fi
-	local per
-	per=$("$PY" -c "import sys; print('%.1f' % ((int(sys.argv[2]) - int(sys.argv[1])) * 1024 / int(sys.argv[3])))" \
-		"$rss0" "$rss1" "$IDLE_CLIENTS")
-	record 1 idle_rss "$t" rss_bytes_per_client "$per"
-	note "idle_rss      $(printf '%-10s' "${LABEL[$t]}") VmRSS ${rss0} kB -> ${rss1} kB with $IDLE_CLIENTS idle clients: $per bytes/client"
-	sleep 1
+	sleep 0.2
+	timeout -k 5 300 "$PGBENCH" -n -t "$SYSCALL_TX" -p "$port" -S -c 16 -j 2 bench >"$out" 2>&1 &
+	PGBENCH_PID=$!
+	wait "$PGBENCH_PID" || rc=$?
+	PGBENCH_PID=
+	# SIGINT makes strace detach and write its summary.
+	kill -INT "$STRACE_PID" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do kill -0 "$STRACE_PID" 2>/dev/null || break; sleep 0.1; done
+	stop_pid "$STRACE_PID" 2
+	STRACE_PID=
+	local tx
+	tx=$(awk -F': *' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out")
+	if [ $rc -ne 0 ] || [ -z "$tx" ] || [ "$tx" -eq 0 ]; then
+		note "syscalls $t: pgbench failed (exit $rc); last lines:"
+		tail -5 "$out" | sed 's/^/    /' >&2
+		return 0
+	fi
+	local rows
+	rows=$("$PY" "$BENCH_DIR/bench_stats.py" strace "$sout" "$tx") || {
+		note "syscalls $t: could not read strace's summary ($sout)"
+		return 0
+	}
+	local name val total=
+	while read -r name val; do
+		[ -n "$name" ] || continue
+		if [ "$name" = total ]; then
+			total=$val
+			record 1 syscalls "$t" syscalls_per_tx "$val"
+		else
+			record 1 syscalls "$t" "sc_$name" "$val"
+		fi
+	done <<<"$rows"
+	note "syscalls      $(printf '%-10s' "${LABEL[$t]}") $tx transactions under strace: ${total:-?} system calls per transaction"
 }
 
 # --- rounds
+printf '%s\n' "select repeat('x', $STREAM_WIDTH) from generate_series(1, $STREAM_ROWS);" >"$WORK/stream.sql"
 n=${#TARGETS[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
 	order=()
 	for ((i = 0; i < n; i++)); do order+=("${TARGETS[$(((i + r - 1) % n))]}"); done
 	note "round $r/$ROUNDS, order: ${order[*]}"
 	for w in $WORKLOADS; do
-		[ "$w" = idle_rss ] && continue
+		[ "$w" = syscalls ] && continue
 		for t in "${order[@]}"; do
 			run_one "$r" "$w" "$t"
 		done
 	done
 done
 
-if [[ " $WORKLOADS " == *" idle_rss "* ]]; then
+if [[ " $WORKLOADS " == *" syscalls "* ]]; then
 	for t in "${TARGETS[@]}"; do
 		[ "$t" = direct ] && continue
-		idle_rss "$t"
+		syscalls "$t"
 	done
 fi
 
@@ -532,14 +708,36 @@ target_specs=()
 for t in "${TARGETS[@]}"; do target_specs+=("$t=${LABEL[$t]}"); done
 {
 	echo "sluice benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ROUNDS=$ROUNDS DURATION=${DURATION}s," \
-		"scale $SCALE, pool_mode=transaction, default_pool_size=$POOL_SIZE, medians over rounds," \
+		"scale $SCALE, pool_mode=transaction (prepared: session), default_pool_size=$POOL_SIZE, medians over rounds," \
 		"machine ${BUSY}% busy before start"
 	echo "$("$PGBOUNCER_BIN" --version 2>/dev/null | head -1), sluice $SLUICE_BIN"
 	echo
-	"$PY" "$BENCH_DIR/bench_stats.py" summary "$RUNS_CSV" "$OUT_DIR/results.csv" "${target_specs[@]}"
+	BENCH_IDLE_CLIENTS=$IDLE_CLIENTS BENCH_RATE=$RATE BENCH_STREAM_BYTES=$STREAM_BYTES \
+		"$PY" "$BENCH_DIR/bench_stats.py" summary "$RUNS_CSV" "$OUT_DIR/results.csv" "${target_specs[@]}"
 } | tee "$OUT_DIR/table.txt"
 for t in "${!DEAD[@]}"; do
 	echo "WARNING: $t exited during the benchmark; its figures are incomplete (see build/bench/logs)." |
 		tee -a "$OUT_DIR/table.txt"
 done
+
+# --- optional chart
+rm -f "$OUT_DIR/chart.png"
+if [ "$CHART" = 1 ] && ! command -v gnuplot >/dev/null; then
+	if [ $IS_ROOT -eq 1 ]; then
+		note "CHART=1: installing gnuplot-nox"
+		DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q gnuplot-nox >"$WORK/apt-gnuplot.log" 2>&1 ||
+			{ tail -5 "$WORK/apt-gnuplot.log" >&2; note "could not install gnuplot-nox: no chart"; }
+	else
+		note "CHART=1 but gnuplot is missing and we are not root: no chart (apt-get install gnuplot-nox)"
+	fi
+fi
+if [ "$CHART" != 0 ] && command -v gnuplot >/dev/null; then
+	if "$PY" "$BENCH_DIR/bench_stats.py" chart "$OUT_DIR/results.csv" "$WORK/chart" "$OUT_DIR/chart.png" "${target_specs[@]}" &&
+		gnuplot "$WORK/chart.gp" >"$WORK/gnuplot.log" 2>&1 && [ -s "$OUT_DIR/chart.png" ]; then
+		note "chart: build/bench/chart.png"
+	else
+		cat "$WORK/gnuplot.log" >&2 2>/dev/null || true
+		note "gnuplot failed: no chart"
+	fi
+fi
 note "results: build/bench/results.csv (medians), build/bench/runs.csv (every run), build/bench/table.txt"

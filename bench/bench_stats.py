@@ -5,13 +5,25 @@
         Reads pgbench --log per-transaction files (third column = latency in
         microseconds) and prints "COUNT P50 P99".
 
+    bench_stats.py strace SUMMARY_FILE TRANSACTIONS
+        Reads the summary table of `strace -c` and prints "NAME CALLS_PER_TX"
+        for every system call, most frequent first, then "total CALLS_PER_TX".
+
     bench_stats.py summary RUNS_CSV RESULTS_CSV TARGET...
         RUNS_CSV has rows round,workload,target,metric,value (one per figure
         per run). Takes the median over rounds of each figure, prints the
-        table and writes RESULTS_CSV. TARGET is a list of name=label pairs in
-        column order; the names "direct", "pgbouncer" and "sluice" get the
-        ratio columns.
+        table (and the table of system calls per transaction) and writes
+        RESULTS_CSV. TARGET is a list of name=label pairs in column order; the
+        names "direct", "pgbouncer" and "sluice" get the ratio columns.
+        Environment: BENCH_IDLE_CLIENTS, BENCH_RATE, BENCH_STREAM_BYTES (only
+        for the row labels and notes).
+
+    bench_stats.py chart RESULTS_CSV PREFIX PNG TARGET...
+        Writes PREFIX.dat and the gnuplot script PREFIX.gp that draws PNG:
+        throughput of each pooler as a percentage of direct, and
+        sluice/pgbouncer for every row.
 """
+import os
 import csv
 import math
 import statistics
@@ -38,6 +50,36 @@ def cmd_latency(paths):
     print("%d %d %d" % (len(vals), percentile(vals, 50), percentile(vals, 99)))
 
 
+def cmd_strace(path, tx):
+    """Calls per transaction from a `strace -c` summary."""
+    tx = int(tx)
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            # "% time  seconds  usecs/call  calls  [errors]  syscall"
+            if len(parts) not in (5, 6) or parts[-1] == "total":
+                continue
+            try:
+                float(parts[0])
+                n = int(parts[3])
+            except ValueError:
+                continue
+            calls[parts[-1]] = calls.get(parts[-1], 0) + n
+    if not calls or tx <= 0:
+        sys.exit("no system calls in %s" % path)
+    for name, n in sorted(calls.items(), key=lambda kv: -kv[1]):
+        print("%s %.3f" % (name, n / tx))
+    print("total %.3f" % (sum(calls.values()) / tx))
+
+
+IDLE_CLIENTS = os.environ.get("BENCH_IDLE_CLIENTS", "2000")
+RATE = os.environ.get("BENCH_RATE", "4000")
+try:
+    STREAM_MB = float(os.environ.get("BENCH_STREAM_BYTES", "20220000")) / 1e6
+except ValueError:
+    STREAM_MB = 20.22
+
 # (key, label, workload, metric, better, decimals)
 ROWS = [
     ("select_c16_tps", "select-only -c16 TPS", "select_c16", "tps", "higher", 0),
@@ -45,13 +87,25 @@ ROWS = [
     ("select_c1_p50_us", "select-only -c1 p50 latency us", "select_c1", "p50_us", "lower", 0),
     ("select_c1_p99_us", "select-only -c1 p99 latency us", "select_c1", "p99_us", "lower", 0),
     ("extended_c16_tps", "extended -M extended -c16 TPS", "extended_c16", "tps", "higher", 0),
+    ("prepared_c16_tps", "prepared -M prepared -c16 TPS (session)", "prepared_c16", "tps", "higher", 0),
     ("tpcb_c16_tps", "TPC-B -c16 TPS", "tpcb_c16", "tps", "higher", 0),
     ("connect_c4_tps", "connect per tx -C -c4 TPS", "connect_c4", "tps", "higher", 0),
+    ("idle_c8_tps", "%s idle + select-only -c8 TPS (*)" % IDLE_CLIENTS, "idle_c8", "tps", "higher", 0),
+    ("stream_c2_mb_per_s", "large result -c2 MB/s (%.1f MB/tx)" % STREAM_MB, "stream_c2", "mb_per_s",
+     "higher", 1),
     ("cpu_us_per_tx", "proxy CPU us/tx (select -c16)", "select_c16", "cpu_us_per_tx", "lower", 1),
     ("cpu_user_us_per_tx", "  of which user us/tx", "select_c16", "cpu_user_us_per_tx", "lower", 1),
     ("cpu_sys_us_per_tx", "  of which system us/tx", "select_c16", "cpu_sys_us_per_tx", "lower", 1),
-    ("rss_bytes_per_idle_client", "RSS bytes per idle client", "idle_rss", "rss_bytes_per_client", "lower", 0),
+    ("machine_cpu_us_per_tx", "machine CPU us/tx at %s tx/s -c8" % RATE, "rate_c8",
+     "machine_cpu_us_per_tx", "lower", 1),
+    ("syscalls_per_tx", "proxy syscalls/tx (select -c16, strace)", "syscalls", "syscalls_per_tx",
+     "lower", 2),
+    ("rss_bytes_per_idle_client", "RSS bytes per idle client", "idle_c8", "rss_bytes_per_client",
+     "lower", 0),
 ]
+
+# How many system calls the second table shows.
+TOP_SYSCALLS = 8
 
 
 def fmt(v, decimals):
@@ -64,6 +118,16 @@ def ratio(a, b):
     if a is None or b is None or b == 0:
         return None
     return a / b
+
+
+def print_table(header, table):
+    widths = [max(len(str(r[i])) for r in [header] + table) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i])
+                               for i, c in enumerate(r))
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for r in table:
+        print(line(r))
 
 
 def cmd_summary(runs_csv, results_csv, target_specs):
@@ -110,21 +174,69 @@ def cmd_summary(runs_csv, results_csv, target_specs):
         csv_rows.append(csv_row)
 
     header = ["workload"] + [t[1] for t in targets] + ["sluice/pgbouncer", "sluice/direct", "better"]
-    widths = [max(len(str(r[i])) for r in [header] + table) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i])
-                               for i, c in enumerate(r))
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for r in table:
-        print(line(r))
+    print_table(header, table)
 
+    notes = []
+    if any(med("idle_c8", "tps", t) is not None for t in names):
+        notes.append("(*) direct: select-only -c8 without idle clients (%s direct connections would "
+                     "exceed max_connections)" % IDLE_CLIENTS)
     p50 = {t: med("select_c1", "p50_us", t) for t in names}
     if p50.get("direct") is not None:
         added = ["%s %+.0f us" % (label, p50[n] - p50["direct"])
                  for n, label in targets if n != "direct" and p50.get(n) is not None]
         if added:
-            print()
-            print("added p50 latency at -c1 vs direct: " + ", ".join(added))
+            notes.append("added p50 latency at -c1 vs direct: " + ", ".join(added))
+    mcpu = {t: med("rate_c8", "machine_cpu_us_per_tx", t) for t in names}
+    if mcpu.get("direct") is not None:
+        added = ["%s %+.1f us" % (label, mcpu[n] - mcpu["direct"])
+                 for n, label in targets if n != "direct" and mcpu.get(n) is not None]
+        if added:
+            notes.append("added machine CPU per tx at %s tx/s vs direct: " % RATE + ", ".join(added))
+    try:
+        rate = float(RATE)
+    except ValueError:
+        rate = 0
+    slow = ["%s %.0f" % (label, med("rate_c8", "tps", n)) for n, label in targets
+            if med("rate_c8", "tps", n) is not None and med("rate_c8", "tps", n) < 0.95 * rate]
+    if slow:
+        notes.append("WARNING: offered rate %s tx/s not reached (tps): %s; machine CPU/tx not comparable"
+                     % (RATE, ", ".join(slow)))
+    if notes:
+        print()
+        for n in notes:
+            print(n)
+
+    # Second table: system calls per transaction, the most frequent ones.
+    sc_names = {}
+    for (workload, metric, target), vals in samples.items():
+        if workload == "syscalls" and metric.startswith("sc_"):
+            sc_names[metric[3:]] = sc_names.get(metric[3:], 0) + statistics.median(vals)
+    sc_targets = [(n, label) for n, label in targets
+                  if med("syscalls", "syscalls_per_tx", n) is not None]
+    if sc_names and sc_targets:
+        ordered = sorted(sc_names, key=lambda k: -sc_names[k])
+        sc_table = []
+        for name in ordered:
+            vals = {n: med("syscalls", "sc_" + name, n) for n, _ in sc_targets}
+            r = ratio(vals.get("sluice"), vals.get("pgbouncer"))
+            if len(sc_table) < TOP_SYSCALLS:
+                sc_table.append([name] + [fmt(vals[n], 2) for n, _ in sc_targets] + [fmt(r, 2)])
+            csv_row = {"metric": "syscalls_%s_per_tx" % name, "better": "lower"}
+            for n, _ in sc_targets:
+                csv_row[n] = "" if vals[n] is None else "%.3f" % vals[n]
+                csv_row[n + "_samples"] = 1 if vals[n] is not None else 0
+            csv_row["sluice_over_pgbouncer"] = "" if r is None else "%.3f" % r
+            csv_rows.append(csv_row)
+        others = {n: med("syscalls", "syscalls_per_tx", n)
+                  - sum(med("syscalls", "sc_" + k, n) or 0 for k in ordered[:TOP_SYSCALLS])
+                  for n, _ in sc_targets}
+        sc_table.append(["(all others)"] + [fmt(others[n], 2) for n, _ in sc_targets] + [""])
+        tot = {n: med("syscalls", "syscalls_per_tx", n) for n, _ in sc_targets}
+        sc_table.append(["total"] + [fmt(tot[n], 2) for n, _ in sc_targets]
+                        + [fmt(ratio(tot.get("sluice"), tot.get("pgbouncer")), 2)])
+        print()
+        print("system calls per transaction, select-only -c16 under strace -c -f (one run, not timed):")
+        print_table(["syscall"] + [label for _, label in sc_targets] + ["sluice/pgbouncer"], sc_table)
 
     fields = ["metric"] + names + ["sluice_over_pgbouncer", "sluice_over_direct", "better"] \
         + [t + "_samples" for t in names]
@@ -135,11 +247,95 @@ def cmd_summary(runs_csv, results_csv, target_specs):
             w.writerow(r)
 
 
+def gp_quote(text):
+    return '"%s"' % text.strip().replace("\\", "\\\\").replace('"', '\\"')
+
+
+def cmd_chart(results_csv, prefix, png, target_specs):
+    """gnuplot data and script: two bar charts side by side."""
+    targets = []
+    for spec in target_specs:
+        name, _, label = spec.partition("=")
+        targets.append((name, label or name))
+    poolers = [(n, l) for n, l in targets if n != "direct"]
+    labels = {key: label for key, label, *_ in ROWS}
+    with open(results_csv) as f:
+        rows = list(csv.DictReader(f))
+
+    def num(row, col):
+        try:
+            return float(row.get(col) or "")
+        except ValueError:
+            return None
+
+    rel = []      # (label, [pooler value as % of direct])
+    over = []     # (label, sluice/pgbouncer)
+    for row in rows:
+        label = labels.get(row["metric"])
+        if label is None:
+            continue
+        d = num(row, "direct")
+        # connect_c4: a direct login forks a backend, so % of direct means
+        # little there (and would dwarf every other bar).
+        if row["better"] == "higher" and d and row["metric"] != "connect_c4_tps":
+            vals = [num(row, n) for n, _ in poolers]
+            if any(v is not None for v in vals):
+                rel.append((label, [100.0 * v / d if v is not None else None for v in vals]))
+        r = num(row, "sluice_over_pgbouncer")
+        if r is not None:
+            over.append((label, r))
+    if not rel and not over:
+        sys.exit("nothing to draw")
+
+    with open(prefix + ".dat", "w") as f:
+        f.write("# label " + " ".join(n for n, _ in poolers) + "\n")
+        for label, vals in rel:
+            f.write(gp_quote(label) + " " + " ".join("NaN" if v is None else "%.2f" % v for v in vals) + "\n")
+        f.write("\n\n# label sluice_over_pgbouncer\n")
+        for label, r in over:
+            f.write(gp_quote(label) + " %.4f\n" % r)
+
+    gp = []
+    gp.append("set terminal pngcairo size 1600,800 font ',10'" if os.environ.get("BENCH_PNGCAIRO", "1") == "1"
+              else "set terminal png size 1600,800")
+    gp.append("set output %s" % gp_quote(png))
+    gp.append("set datafile missing 'NaN'")
+    gp.append("set style data histograms")
+    gp.append("set style histogram clustered gap 1")
+    gp.append("set style fill solid 0.8 border -1")
+    gp.append("set boxwidth 0.9")
+    gp.append("set grid ytics")
+    gp.append("set xtics rotate by -35 left noenhanced")
+    gp.append("set key top left noenhanced")
+    gp.append("set bmargin 13")
+    gp.append("set rmargin 18")
+    gp.append("set multiplot layout 1,2 title 'sluice benchmark (medians)'")
+    if rel:
+        gp.append("set title 'throughput as % of direct (higher is better)'")
+        gp.append("set yrange [0:*]")
+        plots = ["%s using %d:xtic(1) index 0 title %s" % (gp_quote(prefix + ".dat") if i == 0 else "''",
+                                                           i + 2, gp_quote(label))
+                 for i, (_, label) in enumerate(poolers)]
+        gp.append("plot " + ", ".join(plots))
+    if over:
+        gp.append("set title 'sluice / pgbouncer (TPS: higher is better; latency, CPU, syscalls, RSS: lower)'")
+        gp.append("set yrange [0:*]")
+        gp.append("plot %s using 2:xtic(1) index 1 title 'sluice/pgbouncer', 1 with lines lw 2 lc 'black' "
+                  "notitle" % gp_quote(prefix + ".dat"))
+    gp.append("unset multiplot")
+    with open(prefix + ".gp", "w") as f:
+        f.write("\n".join(gp) + "\n")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     if sys.argv[1] == "latency" and len(sys.argv) >= 3:
         cmd_latency(sys.argv[2:])
+    elif sys.argv[1] == "strace" and len(sys.argv) == 4:
+        cmd_strace(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "chart" and len(sys.argv) >= 6:
+        cmd_chart(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
     elif sys.argv[1] == "summary" and len(sys.argv) >= 5:
         cmd_summary(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
