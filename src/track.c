@@ -154,13 +154,19 @@ static int on_parse(struct client *c, struct server *s, const struct pg_msg *m)
 		pstmt_def_free(&def);
 		return TRACK_FLUSH_FIRST;
 	}
+	/* In an aborted transaction PostgreSQL refuses any Parse first. */
+	bool aborted = s->tx_status == 'E';
 	if (client_stmts_find(&c->stmts, name)) {
 		pstmt_def_free(&def);
+		if (aborted)
+			return synth_error(c, s, "25P02", "%scurrent transaction is aborted, commands ignored until end of transaction block", "");
 		return synth_error(c, s, "42P05", "prepared statement \"%.120s\" already exists", name);
 	}
 	char *undo = strdup(name);
 	c->batch_changed_names = true;
-	struct server_stmt *known = server_stmts_find(&s->stmts, &def);
+	/* Answer ParseComplete ourselves only when PostgreSQL surely would;
+	 * in an aborted transaction a real Parse gets the server's own error. */
+	struct server_stmt *known = aborted ? NULL : server_stmts_find(&s->stmts, &def);
 	uint32_t id = known ? known->id : 0;
 	if (!undo || client_stmts_add(&c->stmts, name, &def) < 0) {
 		free(undo);
@@ -223,7 +229,9 @@ static int on_close(struct client *c, struct server *s, const struct pg_msg *m)
 	if (c->sock.fwd)
 		return TRACK_FLUSH_FIRST;
 	/* Only the client's view changes; the server keeps its copy cached.
-	 * Closing an unknown name is not an error in PostgreSQL either. */
+	 * The server still gets a Close, of a name that never exists: it
+	 * answers CloseComplete, or 25P02 in an aborted transaction, exactly
+	 * as it would have for the client's own name. */
 	struct client_stmt *old = calloc(1, sizeof(*old));
 	if (!old)
 		return TRACK_ERROR;
@@ -232,7 +240,15 @@ static int on_close(struct client *c, struct server *s, const struct pg_msg *m)
 		old = NULL;
 	}
 	c->batch_changed_names = true;
-	return push(s, SYNTH_CLOSE_DONE, 0, old, 0) ? TRACK_DROP : TRACK_ERROR;
+	if (pstmt_build_close(&s->sock.wbuf, 0) < 0) {
+		if (old) {
+			free(old->name);
+			pstmt_def_free(&old->def);
+			free(old);
+		}
+		return TRACK_ERROR;
+	}
+	return push(s, EXPECT_CLOSE, 0, old, 0) ? TRACK_DROP : TRACK_ERROR;
 }
 
 /* Next word of SQL (letters, digits, underscore), skipping the rest. */
@@ -257,10 +273,14 @@ bool track_sql_pins(const char *sql, size_t len)
 	const char *p = sql, *end = sql + len;
 	size_t wl;
 	const char *w;
+	bool after_deallocate = false;
 	while ((w = next_word(p, end, &wl)) != NULL) {
 		p = w + wl;
+		/* "DEALLOCATE PREPARE name" ends a statement, it does not make one. */
+		bool prepare = word_is(w, wl, "prepare") && !after_deallocate;
+		after_deallocate = word_is(w, wl, "deallocate");
 		if (word_is(w, wl, "listen") || word_is(w, wl, "temp") || word_is(w, wl, "temporary") ||
-		    word_is(w, wl, "hold") || word_is(w, wl, "prepare"))
+		    word_is(w, wl, "hold") || prepare)
 			return true;
 		if ((wl >= 16 && strncasecmp(w, "pg_advisory_lock", 16) == 0) ||
 		    (wl >= 20 && strncasecmp(w, "pg_try_advisory_lock", 20) == 0))
@@ -388,6 +408,7 @@ static void discard_entry(struct server *s, struct expect *e, bool undo)
 		if (undo && c && e->arg)
 			client_stmts_remove(&c->stmts, e->arg, NULL);
 		break;
+	case EXPECT_CLOSE:
 	case SYNTH_CLOSE_DONE:
 		if (e->arg) {
 			struct client_stmt *old = e->arg;

@@ -895,3 +895,187 @@ def helpers():
     h.AUTH_FAILED_RE = "authentication failed" if h.compat else \
         "password authentication failed for user"
     return h
+
+
+# --------------------------------------------------------------------------
+# Extended query protocol helpers (test_prepared.py, test_pinning.py).
+# Appended; nothing above depends on them. Tests import them with
+# `from conftest import ...`.
+
+def _cstr(s):
+    return (s.encode() if isinstance(s, str) else s) + b"\0"
+
+
+def msg_parse(name, query, oids=()):
+    """Parse: (type, body) for RawConn.send / send_batch."""
+    return (b"P", _cstr(name) + _cstr(query) + struct.pack("!H", len(oids)) +
+            b"".join(struct.pack("!I", o) for o in oids))
+
+
+def msg_bind(stmt, params=(), portal="", result_formats=()):
+    """Bind with text parameters (None = NULL)."""
+    body = _cstr(portal) + _cstr(stmt) + struct.pack("!H", 0)
+    body += struct.pack("!H", len(params))
+    for p in params:
+        if p is None:
+            body += struct.pack("!i", -1)
+        else:
+            v = str(p).encode()
+            body += struct.pack("!i", len(v)) + v
+    body += struct.pack("!H", len(result_formats))
+    body += b"".join(struct.pack("!H", f) for f in result_formats)
+    return (b"B", body)
+
+
+def msg_describe(kind, name):
+    """kind: 'S' (statement) or 'P' (portal)."""
+    return (b"D", kind.encode() + _cstr(name))
+
+
+def msg_execute(portal="", max_rows=0):
+    return (b"E", _cstr(portal) + struct.pack("!I", max_rows))
+
+
+def msg_close(kind, name):
+    return (b"C", kind.encode() + _cstr(name))
+
+
+def msg_sync():
+    return (b"S", b"")
+
+
+def msg_flush():
+    return (b"H", b"")
+
+
+def msg_query(sql):
+    return (b"Q", _cstr(sql))
+
+
+def send_batch(conn, msgs):
+    """Send several messages in one write (a real pipeline)."""
+    conn.sock.sendall(b"".join(t + struct.pack("!I", len(b) + 4) + b for t, b in msgs))
+
+
+def decode_msg(typ, body):
+    """A readable, comparable form of one backend message. Everything that
+    PostgreSQL would send identically to any connection is kept; errors keep
+    severity, SQLSTATE, message, detail, hint and position."""
+    if typ == "1":
+        return ("ParseComplete",)
+    if typ == "2":
+        return ("BindComplete",)
+    if typ == "3":
+        return ("CloseComplete",)
+    if typ == "n":
+        return ("NoData",)
+    if typ == "s":
+        return ("PortalSuspended",)
+    if typ == "I":
+        return ("EmptyQueryResponse",)
+    if typ == "Z":
+        return ("ReadyForQuery", chr(body[0]))
+    if typ == "C":
+        return ("CommandComplete", body.rstrip(b"\0").decode())
+    if typ == "t":
+        n = struct.unpack("!H", body[:2])[0]
+        return ("ParameterDescription",
+                tuple(struct.unpack("!I", body[2 + 4 * i:6 + 4 * i])[0] for i in range(n)))
+    if typ == "T":
+        n = struct.unpack("!H", body[:2])[0]
+        off, cols = 2, []
+        for _ in range(n):
+            j = body.index(b"\0", off)
+            name = body[off:j].decode()
+            off = j + 1
+            tab, att, typoid, typlen, typmod, fmt = struct.unpack("!IhIhih", body[off:off + 18])
+            off += 18
+            cols.append((name, tab, att, typoid, typlen, typmod, fmt))
+        return ("RowDescription", tuple(cols))
+    if typ == "D":
+        n = struct.unpack("!H", body[:2])[0]
+        off, row = 2, []
+        for _ in range(n):
+            ln = struct.unpack("!i", body[off:off + 4])[0]
+            off += 4
+            if ln < 0:
+                row.append(None)
+            else:
+                row.append(body[off:off + ln].decode(errors="backslashreplace"))
+                off += ln
+        return ("DataRow", tuple(row))
+    if typ in ("E", "N"):
+        f = parse_error_fields(body)
+        kind = "Error" if typ == "E" else "Notice"
+        return (kind, f.get("C"), f.get("M"), f.get("V") or f.get("S"),
+                f.get("D"), f.get("H"), f.get("P"))
+    return ("Other", typ, body)
+
+
+# Messages that legitimately differ between a direct connection and one
+# through a pooler: ParameterStatus and notifications (they carry a pid).
+SKIP_MSG_TYPES = ("S", "A")
+
+
+def read_messages(conn, ready=1, count=None):
+    """Read until `ready` ReadyForQuery messages have arrived (or, with
+    count=N, exactly N messages); returns decoded messages (decode_msg)."""
+    out = []
+    while True:
+        if count is not None and len(out) >= count:
+            return out
+        typ, body = conn.read()
+        if typ in SKIP_MSG_TYPES:
+            continue
+        out.append(decode_msg(typ, body))
+        if count is None and typ == "Z":
+            ready -= 1
+            if ready <= 0:
+                return out
+
+
+def exchange(conn, msgs, count=None):
+    """Send msgs as one pipeline, read the answers: until as many
+    ReadyForQuery as there were Sync/Query messages, or `count` messages
+    when the pipeline ends with Flush. Returns the decoded answers."""
+    send_batch(conn, msgs)
+    if count is not None:
+        return read_messages(conn, count=count)
+    n = sum(1 for t, _ in msgs if t in (b"S", b"Q"))
+    assert n > 0, "pipeline without Sync/Query needs count="
+    return read_messages(conn, ready=n)
+
+
+def raw_connect(host, port, user="sluice_test", database="sluicedb", password="test_pw",
+                timeout=15.0, **params):
+    """A logged-in RawConn (caller closes it)."""
+    c = RawConn(host, port, timeout)
+    try:
+        c.login(user, database, password, **params)
+    except BaseException:
+        c.close()
+        raise
+    return c
+
+
+def run_steps(conns, steps):
+    """steps: list of (client index, [messages]) or (client index, [messages], count).
+    Runs them in order on conns; returns the transcript: a list of
+    (client index, decoded answers) per step."""
+    out = []
+    for st in steps:
+        i, msgs = st[0], st[1]
+        count = st[2] if len(st) > 2 else None
+        out.append((i, exchange(conns[i], msgs, count=count)))
+    return out
+
+
+def diff_transcripts(got, want):
+    """'' when equal, else a readable description of the first difference."""
+    if got == want:
+        return ""
+    for n, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            return (f"step {n} (client {w[0]}) differs from PostgreSQL:\n"
+                    f"  via pooler: {g[1]}\n  PostgreSQL: {w[1]}")
+    return f"transcripts differ in length: {len(got)} vs {len(want)}"

@@ -278,6 +278,8 @@ static void test_pins(void)
 		{ "CREATE TEMPORARY TABLE t (a int)", true },
 		{ "declare c cursor with hold for select 1", true },
 		{ "PREPARE q AS select 1", true },
+		{ "DEALLOCATE PREPARE q", false },
+		{ "deallocate prepare q; prepare r as select 1", true },
 		{ "select 1", false },
 		{ "select listening from t", false },
 		{ "set work_mem = '8MB'", false },
