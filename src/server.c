@@ -60,7 +60,13 @@ void server_close(struct server *s, const char *reason)
 		return;
 	s->closed = true;
 	bool was_connecting = s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN;
-	SLOG(s, was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_DEBUG, "closing because: %s", reason);
+	SLOG(s, was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO, "closing because: %s", reason);
+	/* Any end before login completes is a failed login: without the
+	 * server_login_retry pause the pool would reconnect in a tight loop. */
+	if (was_connecting && !s->login_failure_reported) {
+		s->login_failure_reported = true;
+		pool_login_failed(s->pool, "08006", reason, false);
+	}
 	if (s->state == SERVER_IDLE)
 		pool_take_idle(s);
 	struct client *c = s->client;
@@ -96,6 +102,7 @@ void server_free(struct server *s)
 
 static void login_fail(struct server *s, const char *sqlstate, const char *msg, bool auth_error)
 {
+	s->login_failure_reported = true;
 	pool_login_failed(s->pool, sqlstate, msg, auth_error);
 	server_close(s, msg);
 }
@@ -737,10 +744,8 @@ void server_tick(struct server *s, int64_t now_us)
 	switch (s->state) {
 	case SERVER_CONNECTING:
 	case SERVER_LOGIN:
-		if (cfg->server_connect_timeout_us && age > cfg->server_connect_timeout_us) {
-			pool_login_failed(s->pool, "08006", "server_connect_timeout", false);
+		if (cfg->server_connect_timeout_us && age > cfg->server_connect_timeout_us)
 			server_close(s, "server_connect_timeout");
-		}
 		break;
 	case SERVER_IDLE:
 		if (cfg->server_idle_timeout_us && age > cfg->server_idle_timeout_us)

@@ -51,6 +51,7 @@ struct server {
 	bool last_was_ready;       /* last examined message was ReadyForQuery */
 	bool dirty;                /* must not be reused (protocol surprise) */
 	bool closed;               /* fd gone; memory freed at the loop's safe point */
+	bool login_failure_reported; /* the pool already knows this login failed */
 	int outstanding;           /* client Query/Sync/FunctionCall not yet answered by 'Z' */
 	bool client_mid_batch;     /* client sent extended-protocol messages not yet closed by Sync */
 	int internal;              /* queries sluice sent whose answers are swallowed */

@@ -1,0 +1,115 @@
+"""Half-open server connections: the server's host vanishes without a FIN or
+RST (a pulled cable). The test makes its own network namespace with a veth
+pair and a minimal PostgreSQL stand-in inside it, then takes the link down.
+sluice must notice through TCP keepalive (idle server) or TCP_USER_TIMEOUT
+(server with unacknowledged data), tell the client, and serve again once the
+host is back. Needs root (ip netns)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import RawConn
+from reliability_helpers import raw_login, wait_for
+
+HERE = Path(__file__).resolve().parent
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
+                                reason="needs root and iproute2 for a network namespace")
+
+
+def ip(*args, check=True):
+    return subprocess.run(["ip", *args], check=check, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=10)
+
+
+@pytest.fixture
+def far_host():
+    """A namespace reachable over a veth pair, with the stand-in server."""
+    tag = f"{os.getpid() % 100000}"
+    ns, host_if, ns_if = f"slho{tag}", f"slh{tag}a", f"slh{tag}b"
+    subnet = 200 + os.getpid() % 50
+    host_ip, ns_ip = f"10.213.{subnet}.1", f"10.213.{subnet}.2"
+    ip("netns", "add", ns)
+    proc = None
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        ip("link", "set", ns_if, "netns", ns)
+        ip("addr", "add", f"{host_ip}/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/30", "dev", ns_if)
+        ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+        ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3",
+                                 str(HERE / "netns_fake_pg.py"), ns_ip, "5432"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        yield {"addr": ns_ip, "link": host_if}
+    finally:
+        if proc:
+            proc.kill()
+            proc.wait(timeout=5)
+        ip("link", "del", host_if, check=False)
+        ip("netns", "del", ns, check=False)
+
+
+def _query_outcome(c, sql, timeout):
+    """(rows, err) or ('closed', None) when the connection went away."""
+    c.sock.settimeout(timeout)
+    try:
+        return c.simple_query(sql)
+    except (ConnectionError, OSError, EOFError) as e:
+        return "closed", repr(e)
+
+
+def test_half_open_server_is_detected(sluice, far_host):
+    s = sluice({"pool_mode": "transaction", "default_pool_size": 1,
+                "tcp_keepalive": 1, "tcp_keepidle": 1, "tcp_keepintvl": 1, "tcp_keepcnt": 2,
+                "tcp_user_timeout": 1500, "server_login_retry": 0.5,
+                "query_wait_timeout": 20},
+               databases={"fardb": f"host={far_host['addr']} port=5432 dbname=fardb"})
+
+    # 1. an idle server whose host vanishes is dropped by keepalive
+    c = raw_login(s.host, s.port, database="fardb")
+    assert c.simple_query("select 1")[1] is None
+    ip("link", "set", far_host["link"], "down")
+    wait_for(lambda: re.search(r"S-\d+ \S+ closing because", s.log_text()), 10,
+             what="sluice to drop the idle half-open server")
+    ip("link", "set", far_host["link"], "up")
+    time.sleep(0.6)  # server_login_retry
+    rows, err = _query_outcome(c, "select 2", 10)
+    assert err is None, err  # a fresh server connection serves the same client
+
+    # 2. a server that stops answering mid-request: the client is told
+    ip("link", "set", far_host["link"], "down")
+    t0 = time.monotonic()
+    rows, err = _query_outcome(c, "select 3", 15)
+    elapsed = time.monotonic() - t0
+    assert rows == "closed" or err is not None, (rows, err)
+    assert elapsed < 12, f"took {elapsed:.1f} s"
+    if rows != "closed":
+        assert "server connection lost" in err.get("M", "") or err.get("C", "").startswith("08"), err
+    c.close()
+
+    # 3. once the host is back, new clients are served again
+    ip("link", "set", far_host["link"], "up")
+    time.sleep(0.6)
+
+    def serves():
+        try:
+            c2 = raw_login(s.host, s.port, database="fardb", timeout=3)
+        except Exception:
+            return False
+        try:
+            return c2.simple_query("select 4")[1] is None
+        finally:
+            c2.close()
+    wait_for(serves, 10, interval=0.5, what="service after the host came back")
+    assert s.proc.poll() is None
+
