@@ -3,7 +3,11 @@ RST (a pulled cable). The test makes its own network namespace with a veth
 pair and a minimal PostgreSQL stand-in inside it, then takes the link down.
 sluice must notice through TCP keepalive (idle server) or TCP_USER_TIMEOUT
 (server with unacknowledged data), tell the client, and serve again once the
-host is back. Needs root (ip netns)."""
+host is back. Needs root (ip netns).
+The link is taken down on the namespace's side: the host side keeps its
+connected route (NO-CARRIER), so packets for the vanished host are dropped
+on this machine and never follow the default route off it. Every step
+checks that route before it sends anything."""
 
 import os
 import re
@@ -37,6 +41,10 @@ def far_host():
     subnet = 200 + os.getpid() % 50
     host_ip, ns_ip = f"10.213.{subnet}.1", f"10.213.{subnet}.2"
     ip("netns", "add", ns)
+    # A safety net under the veth's own route: if that route ever goes away
+    # (veth deleted while sluice still reconnects), packets for the test
+    # subnet are dropped here instead of following the default route.
+    ip("route", "add", "blackhole", f"10.213.{subnet}.0/30", "metric", "4000")
     proc = None
     try:
         ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
@@ -50,13 +58,27 @@ def far_host():
                                  str(HERE / "netns_fake_pg.py"), ns_ip, "5432"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout.readline().strip() == "ready"
-        yield {"addr": ns_ip, "link": host_if}
+        yield {"addr": ns_ip, "link": host_if, "ns": ns, "ns_link": ns_if}
     finally:
         if proc:
             proc.kill()
             proc.wait(timeout=5)
         ip("link", "del", host_if, check=False)
         ip("netns", "del", ns, check=False)
+        ip("route", "del", "blackhole", f"10.213.{subnet}.0/30", check=False)
+
+
+def _route_is_local(far):
+    out = ip("route", "get", far["addr"]).stdout
+    assert f"dev {far['link']} " in out, f"route left the test's veth: {out}"
+
+
+def link(far, state):
+    """Take the far host off the wire (or back): its side of the veth."""
+    _route_is_local(far)
+    ip("netns", "exec", far["ns"], "ip", "link", "set", far["ns_link"], state)
+    time.sleep(0.2)
+    _route_is_local(far)
 
 
 def _query_outcome(c, sql, timeout):
@@ -78,16 +100,16 @@ def test_half_open_server_is_detected(sluice, far_host):
     # 1. an idle server whose host vanishes is dropped by keepalive
     c = raw_login(s.host, s.port, database="fardb")
     assert c.simple_query("select 1")[1] is None
-    ip("link", "set", far_host["link"], "down")
+    link(far_host, "down")
     wait_for(lambda: re.search(r"S-\d+ \S+ closing because", s.log_text()), 10,
              what="sluice to drop the idle half-open server")
-    ip("link", "set", far_host["link"], "up")
+    link(far_host, "up")
     time.sleep(0.6)  # server_login_retry
     rows, err = _query_outcome(c, "select 2", 10)
     assert err is None, err  # a fresh server connection serves the same client
 
     # 2. a server that stops answering mid-request: the client is told
-    ip("link", "set", far_host["link"], "down")
+    link(far_host, "down")
     t0 = time.monotonic()
     rows, err = _query_outcome(c, "select 3", 15)
     elapsed = time.monotonic() - t0
@@ -98,7 +120,7 @@ def test_half_open_server_is_detected(sluice, far_host):
     c.close()
 
     # 3. once the host is back, new clients are served again
-    ip("link", "set", far_host["link"], "up")
+    link(far_host, "up")
     time.sleep(0.6)
 
     def serves():
@@ -112,4 +134,7 @@ def test_half_open_server_is_detected(sluice, far_host):
             c2.close()
     wait_for(serves, 10, interval=0.5, what="service after the host came back")
     assert s.proc.poll() is None
+    # Stop sluice while the test network still exists (see far_host).
+    problems = s.stop()
+    assert not problems, problems
 
