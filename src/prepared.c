@@ -201,46 +201,50 @@ static void stmt_name(uint32_t id, char buf[24])
 	snprintf(buf, 24, "sluice_%u", id);
 }
 
+int pstmt_build_parse_as(struct iobuf *out, const char *name, const char *query,
+			 const struct pstmt_def *types)
+{
+	struct pg_builder b;
+	pg_build_init(&b, out);
+	pg_build_begin(&b, 'P');
+	pg_build_str(&b, name);
+	pg_build_str(&b, query);
+	pg_build_u16(&b, types->n_types);
+	for (uint16_t i = 0; i < types->n_types; i++)
+		pg_build_u32(&b, types->types[i]);
+	pg_build_end(&b);
+	return pg_build_done(&b);
+}
+
 int pstmt_build_parse(struct iobuf *out, uint32_t id, const struct pstmt_def *def)
+{
+	char name[24];
+	stmt_name(id, name);
+	return pstmt_build_parse_as(out, name, def->query, def);
+}
+
+/* Close or Describe ('C' / 'D') of statement sluice_<id>. */
+static int build_stmt_op(struct iobuf *out, uint8_t type, uint32_t id)
 {
 	char name[24];
 	stmt_name(id, name);
 	struct pg_builder b;
 	pg_build_init(&b, out);
-	pg_build_begin(&b, 'P');
+	pg_build_begin(&b, type);
+	pg_build_u8(&b, 'S');
 	pg_build_str(&b, name);
-	pg_build_str(&b, def->query);
-	pg_build_u16(&b, def->n_types);
-	for (uint16_t i = 0; i < def->n_types; i++)
-		pg_build_u32(&b, def->types[i]);
 	pg_build_end(&b);
 	return pg_build_done(&b);
 }
 
 int pstmt_build_close(struct iobuf *out, uint32_t id)
 {
-	char name[24];
-	stmt_name(id, name);
-	struct pg_builder b;
-	pg_build_init(&b, out);
-	pg_build_begin(&b, 'C');
-	pg_build_u8(&b, 'S');
-	pg_build_str(&b, name);
-	pg_build_end(&b);
-	return pg_build_done(&b);
+	return build_stmt_op(out, 'C', id);
 }
 
 int pstmt_build_describe(struct iobuf *out, uint32_t id)
 {
-	char name[24];
-	stmt_name(id, name);
-	struct pg_builder b;
-	pg_build_init(&b, out);
-	pg_build_begin(&b, 'D');
-	pg_build_u8(&b, 'S');
-	pg_build_str(&b, name);
-	pg_build_end(&b);
-	return pg_build_done(&b);
+	return build_stmt_op(out, 'D', id);
 }
 
 const char *pstmt_bind_stmt_name(const uint8_t *body, uint32_t len)

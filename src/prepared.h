@@ -72,6 +72,9 @@ void server_stmts_clear(struct server_stmts *c);
 
 /* Builders (append one message). */
 int pstmt_build_parse(struct iobuf *out, uint32_t id, const struct pstmt_def *def);
+/* Parse of query under name, with the parameter types of types. */
+int pstmt_build_parse_as(struct iobuf *out, const char *name, const char *query,
+			 const struct pstmt_def *types);
 int pstmt_build_close(struct iobuf *out, uint32_t id);
 /* Bind/Describe with the statement name replaced by sluice_<id>. The
  * original body is given; returns -EPROTO when it is malformed. */

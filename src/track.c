@@ -116,17 +116,7 @@ static int unnamed_parse(struct client *c, struct server *s, const struct pg_msg
 			return TRACK_ERROR;
 		char sql[40];
 		snprintf(sql, sizeof(sql), "DEALLOCATE sluice_%u", id);
-		struct pstmt_def d = { .query = sql, .types = def->types, .n_types = def->n_types };
-		struct pg_builder b;
-		pg_build_init(&b, &s->sock.wbuf);
-		pg_build_begin(&b, 'P');
-		pg_build_str(&b, "");
-		pg_build_str(&b, d.query);
-		pg_build_u16(&b, d.n_types);
-		for (uint16_t i = 0; i < d.n_types; i++)
-			pg_build_u32(&b, d.types[i]);
-		pg_build_end(&b);
-		if (pg_build_done(&b) < 0)
+		if (pstmt_build_parse_as(&s->sock.wbuf, "", sql, def) < 0)
 			return TRACK_ERROR;
 		server_stmts_remove_id(&s->stmts, id);
 		client_stmts_remove(&c->stmts, name, NULL);
