@@ -132,7 +132,10 @@ def test_ten_thousand_idle_clients(sluice):
         fresh = raw_login(s.host, s.port, password=None)
         assert fresh.simple_query("select 'fresh'")[0] == [["fresh"]]
         fresh.close()
-        if not COMPAT:
+        # ThreadSanitizer's shadow memory multiplies RSS: under that build
+        # the figure says nothing about sluice, so it is only reported.
+        tsan_build = os.environ.get("SLUICE_BIN", "").endswith("-tsan")
+        if not COMPAT and not tsan_build:
             assert per_client < 1024, line
     finally:
         for sk in socks:
