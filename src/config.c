@@ -434,14 +434,14 @@ static const char *const unsupported_main_keys[] = {
 	"user",
 };
 
-/* PgBouncer connection-string keys of [databases] not implemented yet. */
+/* PgBouncer connection-string keys of [databases] that sluice lacks so far. */
 static const char *const unsupported_db_keys[] = {
 	"auth_dbname", "auth_query", "auth_user", "client_encoding", "datestyle",
 	"load_balance_hosts", "max_db_client_connections", "query_wait_timeout",
 	"server_lifetime", "target_session_attrs", "timezone",
 };
 
-/* PgBouncer [users] keys not implemented yet. */
+/* PgBouncer [users] keys that sluice lacks so far. */
 static const char *const unsupported_user_keys[] = {
 	"client_idle_timeout", "idle_transaction_timeout",
 	"max_user_client_connections", "query_timeout", "query_wait_timeout",
