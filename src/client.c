@@ -372,11 +372,13 @@ static void auth_message(struct client *c, const struct pg_msg *m)
 
 /* Write the welcome: AuthenticationOk was sent by login_finish; now the
  * pool's ParameterStatus set with the client's own values substituted,
- * BackendKeyData and ReadyForQuery. */
-static void send_welcome(struct client *c)
+ * BackendKeyData and ReadyForQuery. When the pool does not know its
+ * parameters yet and only_if_known is set, writes nothing and returns false. */
+static bool send_welcome(struct client *c, bool only_if_known)
 {
 	struct iobuf params = { 0 };
-	pool_copy_welcome(c->pool, &params);
+	if (!pool_copy_welcome(c->pool, &params) && only_if_known)
+		return false;
 	bool seen[TRACKED_PARAMS] = { false };
 	uint32_t off = 0, len = iobuf_len(&params);
 	while (off < len) {
@@ -407,6 +409,7 @@ static void send_welcome(struct client *c)
 	pg_be_key_data(&c->sock.wbuf, c->cancel_pid, c->cancel_key);
 	pg_be_ready(&c->sock.wbuf, 'I');
 	CLOG(c, LOG_LEVEL_DEBUG, "login succeeded");
+	return true;
 }
 
 static void login_finish(struct client *c)
@@ -431,11 +434,7 @@ static void login_finish(struct client *c)
 	}
 	cancel_register(c);
 	pg_be_auth(&c->sock.wbuf, PG_AUTH_OK, NULL, 0);
-	struct iobuf probe = { 0 };
-	bool known = pool_copy_welcome(c->pool, &probe);
-	iobuf_release(&probe);
-	if (known) {
-		send_welcome(c);
+	if (send_welcome(c, true)) {
 		client_set_state(c, CLIENT_IDLE);
 		return;
 	}
@@ -467,7 +466,7 @@ void client_on_server(struct client *c, struct server *s)
 		return;
 	}
 	if (c->state == CLIENT_LOGIN_WAIT) {
-		send_welcome(c);
+		send_welcome(c, false);
 		c->sock.want_read = true;
 		if (c->pool->mode != POOL_MODE_SESSION) {
 			pool_release(s);
