@@ -1165,7 +1165,6 @@ void config_free(struct config *cfg)
 	free(cfg->admin_users);
 	free(cfg->stats_users);
 	free(cfg->ignore_startup_parameters);
-	free(cfg->application_name_add_host);
 	for (i = 0; i < cfg->n_databases; i++) {
 		/* Passwords: wipe before the memory goes back to malloc. */
 		if (cfg->databases[i].password)

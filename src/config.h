@@ -96,7 +96,6 @@ struct config {
 	char *admin_users;      /* comma separated list, NULL = none */
 	char *stats_users;      /* comma separated list, NULL = none */
 	char *ignore_startup_parameters; /* comma separated list, NULL = none */
-	char *application_name_add_host; /* unused placeholder kept NULL */
 	int workers;            /* default: number of online CPUs */
 	int max_prepared_statements; /* per server connection in transaction/statement mode; 0 = no tracking; default 200 */
 	int verbose;            /* 0 = info; 1+ = debug (also -v on command line) */

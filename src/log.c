@@ -33,7 +33,6 @@ int log_open(const char *path, int level, int quiet)
 	return 0;
 }
 
-void log_set_level(int level) { log_level = level; }
 int log_get_level(void) { return log_level; }
 
 void log_close(void)

@@ -14,7 +14,6 @@ enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_INFO, LOG_LEVEL_D
 
 /* Open the log file (NULL = stderr only). Returns 0 or negative errno. */
 int log_open(const char *path, int level, int quiet);
-void log_set_level(int level);
 int log_get_level(void);
 void log_close(void);
 

@@ -51,12 +51,6 @@ static inline uint8_t *pgsock_cursor(const struct pgsock *s) { return iobuf_head
  * (caller must wait for EPOLLOUT on dst), or another -errno. */
 int pgsock_flush(struct pgsock *dst, struct pgsock *src);
 
-/* True when nothing is waiting to be sent towards dst from dst->wbuf or src. */
-static inline bool pgsock_drained(const struct pgsock *dst, const struct pgsock *src)
-{
-	return iobuf_len(&dst->wbuf) == 0 && (!src || src->fwd == 0);
-}
-
 /* Drop the examined message of len bytes at the cursor (it must not be
  * forwarded). Only valid when fwd == 0. */
 void pgsock_drop(struct pgsock *s, uint32_t len);

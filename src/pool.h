@@ -72,8 +72,7 @@ struct pool {
 	uint8_t *welcome;           /* ParameterStatus messages of the first server */
 	uint32_t welcome_len;
 
-	/* statistics (under lock) */
-	uint64_t n_xacts, n_queries;
+	uint64_t n_xacts;           /* transactions finished (atomic, statistics) */
 };
 
 /* Find or create the pool for (database config name, user). Returns NULL

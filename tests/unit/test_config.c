@@ -309,7 +309,6 @@ static void test_defaults(void)
 	CHECK(cfg->admin_users == NULL);
 	CHECK(cfg->stats_users == NULL);
 	CHECK(cfg->ignore_startup_parameters == NULL);
-	CHECK(cfg->application_name_add_host == NULL);
 	CHECK(cfg->workers == want_workers);
 	CHECK(cfg->verbose == 0);
 	CHECK(cfg->log_connections == true);
