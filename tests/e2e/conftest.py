@@ -626,6 +626,21 @@ class PgError(Exception):
         super().__init__(f"{self.severity} {self.sqlstate}: {self.message}")
 
 
+def parse_data_row(body, errors="strict"):
+    """DataRow body -> list of column values (str, or None for NULL)."""
+    n = struct.unpack("!H", body[:2])[0]
+    off, row = 2, []
+    for _ in range(n):
+        ln = struct.unpack("!i", body[off:off + 4])[0]
+        off += 4
+        if ln < 0:
+            row.append(None)
+        else:
+            row.append(body[off:off + ln].decode(errors=errors))
+            off += ln
+    return row
+
+
 def parse_error_fields(body):
     fields = {}
     i = 0
@@ -746,17 +761,7 @@ class RawConn:
         while True:
             typ, body = self.read()
             if typ == "D":
-                n = struct.unpack("!H", body[:2])[0]
-                off, row = 2, []
-                for _ in range(n):
-                    ln = struct.unpack("!i", body[off:off + 4])[0]
-                    off += 4
-                    if ln < 0:
-                        row.append(None)
-                    else:
-                        row.append(body[off:off + ln].decode())
-                        off += ln
-                rows.append(row)
+                rows.append(parse_data_row(body))
             elif typ == "E":
                 err = parse_error_fields(body)
             elif typ == "Z":
@@ -993,17 +998,7 @@ def decode_msg(typ, body):
             cols.append((name, tab, att, typoid, typlen, typmod, fmt))
         return ("RowDescription", tuple(cols))
     if typ == "D":
-        n = struct.unpack("!H", body[:2])[0]
-        off, row = 2, []
-        for _ in range(n):
-            ln = struct.unpack("!i", body[off:off + 4])[0]
-            off += 4
-            if ln < 0:
-                row.append(None)
-            else:
-                row.append(body[off:off + ln].decode(errors="backslashreplace"))
-                off += ln
-        return ("DataRow", tuple(row))
+        return ("DataRow", tuple(parse_data_row(body, errors="backslashreplace")))
     if typ in ("E", "N"):
         f = parse_error_fields(body)
         kind = "Error" if typ == "E" else "Notice"
