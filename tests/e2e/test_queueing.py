@@ -7,44 +7,14 @@ import time
 import psycopg
 import pytest
 
-
-class BackendMonitor(threading.Thread):
-    """Polls pg_stat_activity directly on PostgreSQL and records the largest
-    number of backends seen for one database."""
-
-    def __init__(self, pg, dbname, interval=0.02):
-        super().__init__(daemon=True)
-        self.pg, self.dbname, self.interval = pg, dbname, interval
-        self.max_seen = 0
-        self.samples = 0
-        self.stop_flag = threading.Event()
-        self.error = None
-
-    def run(self):
-        try:
-            with self.pg.connect() as c:
-                while not self.stop_flag.is_set():
-                    n = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                                  "AND backend_type = 'client backend'",
-                                  (self.dbname,)).fetchone()[0]
-                    self.max_seen = max(self.max_seen, n)
-                    self.samples += 1
-                    time.sleep(self.interval)
-        except Exception as e:  # noqa: BLE001
-            self.error = e
-
-    def stop(self):
-        self.stop_flag.set()
-        self.join(5)
-        if self.error:
-            raise self.error
+from reliability_helpers import BackendMonitor
 
 
 def test_pool_exhaustion_queues_clients(sluice, pg, fresh_db, helpers):
     s = sluice({"pool_mode": "transaction", "default_pool_size": 2,
                 "reserve_pool_size": 0, "max_client_conn": 100},
                databases={fresh_db: pg.db_line(fresh_db)})
-    mon = BackendMonitor(pg, fresh_db)
+    mon = BackendMonitor(pg, "datname = %s", (fresh_db,))
     mon.start()
     start = threading.Barrier(10)
 
