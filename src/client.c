@@ -498,6 +498,18 @@ void client_server_lost(struct client *c, const char *msg)
 
 /* ---- requests ---- */
 
+#define TOO_BIG_TO_TRACK "message too large for prepared statement tracking"
+
+/* A message that must be examined whole is not complete yet: make room for
+ * the missing bytes. Returns false when the client was failed instead. */
+static bool await_rest(struct client *c, uint32_t missing, const char *sqlstate, const char *too_big)
+{
+	if (iobuf_reserve(&c->sock.rbuf, missing) == 0)
+		return true;
+	client_fail(c, sqlstate, too_big);
+	return false;
+}
+
 /* Examine client bytes: while linked, mark whole or partial messages for
  * forwarding; while idle, ask the pool for a server. Stops at a message
  * that cannot go yet. */
@@ -559,10 +571,8 @@ static void client_process(struct client *c)
 					client_fail(c, "08P01", "password message too long");
 					return;
 				}
-				if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
-					client_fail(c, "53200", "out of memory");
+				if (!await_rest(c, m.len - avail, "53200", "out of memory"))
 					return;
-				}
 				break;
 			}
 			auth_message(c, &m);
@@ -586,10 +596,8 @@ static void client_process(struct client *c)
 			 * taking a server: a server taken for half a message would
 			 * look idle and go straight back. */
 			if (track_enabled(c->pool) && track_wants_whole(c, &m) && m.len > avail) {
-				if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
-					client_fail(c, "54000", "message too large for prepared statement tracking");
+				if (!await_rest(c, m.len - avail, "54000", TOO_BIG_TO_TRACK))
 					return;
-				}
 				break;
 			}
 			client_set_state(c, CLIENT_WAITING);
@@ -616,10 +624,8 @@ static void client_process(struct client *c)
 				break;
 			}
 			if (track_wants_whole(c, &m) && m.len > avail) {
-				if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
-					client_fail(c, "54000", "message too large for prepared statement tracking");
+				if (!await_rest(c, m.len - avail, "54000", TOO_BIG_TO_TRACK))
 					return;
-				}
 				break;
 			}
 			int act = track_client_msg(c, s, &m);
