@@ -42,6 +42,10 @@ static struct client *find_locked(uint32_t pid, uint32_t key)
 void cancel_register(struct client *c)
 {
 	pthread_mutex_lock(&registry_lock);
+	/* A client handed over by the previous process keeps its key (the
+	 * application may still cancel with it) unless it collides. */
+	if ((c->cancel_pid || c->cancel_key) && !find_locked(c->cancel_pid, c->cancel_key))
+		goto insert;
 	for (;;) {
 		uint32_t v[2];
 		if (auth_random_bytes((uint8_t *)v, sizeof(v)) < 0)
@@ -54,6 +58,7 @@ void cancel_register(struct client *c)
 		c->cancel_key = v[1];
 		break;
 	}
+insert:;
 	unsigned b = bucket_of(c->cancel_pid, c->cancel_key);
 	c->cancel_next = buckets[b];
 	buckets[b] = c;

@@ -16,9 +16,11 @@
 
 #include <openssl/crypto.h>
 
+#include "admin.h"
 #include "auth_crypto.h"
 #include "cancel.h"
 #include "config.h"
+#include "control.h"
 #include "log.h"
 #include "pg_proto.h"
 #include "pool.h"
@@ -54,17 +56,25 @@ static void client_set_state(struct client *c, int state)
 
 void client_update_events(struct client *c)
 {
-	bool want_write = iobuf_len(&c->sock.wbuf) || (c->server && c->server->sock.fwd);
-	if (pgsock_update(&c->worker->loop, &c->sock, want_write) < 0)
+	bool want_write = iobuf_len(&c->sock.wbuf) || (c->server && c->server->sock.fwd) ||
+			  (c->adm && admin_wants_write(c));
+	/* SUSPEND: pooled clients are not read until RESUME (the console is,
+	 * or nobody could say RESUME). */
+	bool want_read = c->sock.want_read;
+	if (c->worker->suspended && !c->adm)
+		c->sock.want_read = false;
+	int rc = pgsock_update(&c->worker->loop, &c->sock, want_write);
+	c->sock.want_read = want_read;
+	if (rc < 0)
 		client_close(c, "epoll failure");
 }
 
-void client_accept(struct worker *w, int fd, const char *peer)
+static struct client *client_create(struct worker *w, int fd, const char *peer)
 {
 	struct client *c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
-		return;
+		return NULL;
 	}
 	pgsock_init(&c->sock, fd, client_cb);
 	c->worker = w;
@@ -72,8 +82,43 @@ void client_accept(struct worker *w, int fd, const char *peer)
 	list_init(&c->wait_node);
 	list_add_tail(&w->clients, &c->node);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	client_set_state(c, CLIENT_STARTUP);
 	c->last_active_us = w->loop.now_us;
+	c->connect_us = w->loop.now_us;
+	return c;
+}
+
+struct client *client_adopt(struct worker *w, int fd, const char *peer)
+{
+	struct client *c = client_create(w, fd, peer);
+	if (c) {
+		client_set_state(c, CLIENT_IDLE);
+		runtime_clients_add(1);
+	}
+	return c;
+}
+
+void client_adopt_finish(struct client *c)
+{
+	char err[200];
+	c->pool = pool_get(runtime_config(), c->db, c->user, err, sizeof(err));
+	if (!c->pool) {
+		client_fail(c, "08P01", err);
+		return;
+	}
+	cancel_register(c);
+	__atomic_add_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
+	c->counted = true;
+	c->sock.want_read = true;
+	CLOG(c, LOG_LEVEL_DEBUG, "taken over from the previous process");
+	client_process(c);
+}
+
+void client_accept(struct worker *w, int fd, const char *peer)
+{
+	struct client *c = client_create(w, fd, peer);
+	if (!c)
+		return;
+	client_set_state(c, CLIENT_STARTUP);
 	const struct config *cfg = runtime_config();
 	if (runtime_clients_add(1) > cfg->max_client_conn)
 		c->over_limit = true; /* answered properly once the startup packet is in */
@@ -90,6 +135,8 @@ void client_fail(struct client *c, const char *sqlstate, const char *msg)
 		return;
 	pg_be_error(&c->sock.wbuf, "FATAL", sqlstate, msg);
 	pgsock_flush(&c->sock, NULL);
+	if (c->pool)
+		stats_error(pool_stats(c->pool, c->worker), sqlstate);
 	if (runtime_config()->log_pooler_errors)
 		CLOG(c, LOG_LEVEL_WARNING, "pooler error: %s", msg);
 	client_close(c, msg);
@@ -103,6 +150,9 @@ void client_close(struct client *c, const char *reason)
 	bool zombie = false;
 	if ((c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT) && c->pool && !c->server)
 		zombie = !pool_dequeue(c->pool, c) && c->handoff_pending;
+	/* A console job holds c: its completion reaps. */
+	if (admin_job_pending(c))
+		zombie = true;
 	const struct config *cfg = runtime_config();
 	if (cfg->log_disconnections && c->state >= CLIENT_IDLE)
 		CLOG(c, LOG_LEVEL_INFO, "closing because: %s", reason);
@@ -113,6 +163,10 @@ void client_close(struct client *c, const char *reason)
 		c->server = NULL;
 		s->client = NULL;
 		server_client_gone(s);
+	}
+	if (c->counted) {
+		__atomic_sub_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
+		c->counted = false;
 	}
 	if (c->cancel_pid || c->cancel_key)
 		cancel_unregister(c);
@@ -128,6 +182,7 @@ void client_close(struct client *c, const char *reason)
 void client_free(struct client *c)
 {
 	list_del(&c->node);
+	admin_free(c);
 	client_stmts_clear(&c->stmts);
 	free(c->scram);
 	for (int i = 0; i < TRACKED_PARAMS; i++)
@@ -185,15 +240,24 @@ static void handle_startup(struct client *c, const struct pg_startup *st)
 			}
 		}
 	}
-	if (strcmp(db, "pgbouncer") == 0 || strcmp(db, "sluice") == 0) {
-		client_fail(c, "08P01", "the admin console is not available in this version of sluice");
-		return;
-	}
 	const struct config *cfg = runtime_config();
-	if (!config_find_database(cfg, db)) {
+	if (admin_is_console_db(db)) {
+		c->admin_level = (uint8_t)admin_level_for(cfg, user);
+		if (c->admin_level == ADMIN_NONE) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "user \"%.64s\" is not allowed on the admin console (admin_users, stats_users)", user);
+			client_fail(c, "28000", msg);
+			return;
+		}
+	} else if (!config_find_database(cfg, db)) {
 		char msg[160];
 		snprintf(msg, sizeof(msg), "no such database: %.100s", db);
 		client_fail(c, "3D000", msg);
+		return;
+	} else if (pool_db_disabled(db)) {
+		char msg[240];
+		snprintf(msg, sizeof(msg), "database \"%.100s\" is disabled (DISABLE): new connections are refused", db);
+		client_fail(c, "55000", msg);
 		return;
 	}
 	if (cfg->log_connections)
@@ -415,6 +479,20 @@ static bool send_welcome(struct client *c, bool only_if_known)
 static void login_finish(struct client *c)
 {
 	char err[200];
+	if (c->admin_level) {
+		OPENSSL_cleanse(c->scram, c->scram ? sizeof(*c->scram) : 0);
+		free(c->scram);
+		c->scram = NULL;
+		cancel_register(c);
+		pg_be_auth(&c->sock.wbuf, PG_AUTH_OK, NULL, 0);
+		if (admin_start(c, c->admin_level) < 0) {
+			client_fail(c, "53200", "out of memory");
+			return;
+		}
+		client_set_state(c, CLIENT_IDLE);
+		CLOG(c, LOG_LEVEL_DEBUG, "admin console login");
+		return;
+	}
 	c->pool = pool_get(runtime_config(), c->db, c->user, err, sizeof(err));
 	if (!c->pool) {
 		client_fail(c, "08P01", err);
@@ -433,6 +511,8 @@ static void login_finish(struct client *c)
 		c->scram = NULL;
 	}
 	cancel_register(c);
+	__atomic_add_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
+	c->counted = true;
 	pg_be_auth(&c->sock.wbuf, PG_AUTH_OK, NULL, 0);
 	if (send_welcome(c, true)) {
 		client_set_state(c, CLIENT_IDLE);
@@ -476,6 +556,9 @@ void client_on_server(struct client *c, struct server *s)
 			return;
 		}
 	}
+	if (c->state == CLIENT_WAITING)
+		stats_add(&pool_stats(c->pool, c->worker)->wait_us,
+			  (uint64_t)(c->worker->loop.now_us - c->state_since_us));
 	server_link(s, c);
 	client_set_state(c, CLIENT_ACTIVE);
 	c->sock.want_read = true;
@@ -486,6 +569,8 @@ void client_unlinked(struct client *c)
 {
 	c->server = NULL;
 	client_set_state(c, CLIENT_IDLE);
+	if (control_phase() != PHASE_RUNNING && control_at_boundary(c))
+		return;
 	/* The client may have pipelined its next request already. */
 	client_process(c);
 }
@@ -500,6 +585,14 @@ void client_server_lost(struct client *c, const char *msg)
 
 #define TOO_BIG_TO_TRACK "message too large for prepared statement tracking"
 
+/* The first unanswered request since the last ReadyForQuery was sent. */
+static void request_started(struct server *s, int64_t now)
+{
+	s->query_start_us = now;
+	if (!s->xact_begin_us)
+		s->xact_begin_us = now;
+}
+
 /* A message that must be examined whole is not complete yet: make room for
  * the missing bytes. Returns false when the client was failed instead. */
 static bool await_rest(struct client *c, uint32_t missing, const char *sqlstate, const char *too_big)
@@ -508,6 +601,24 @@ static bool await_rest(struct client *c, uint32_t missing, const char *sqlstate,
 		return true;
 	client_fail(c, sqlstate, too_big);
 	return false;
+}
+
+/* RELOAD changed the server settings of c's pool: go on with the pool
+ * that has the new ones. Returns false when c was failed. */
+static bool client_repool(struct client *c)
+{
+	char err[200];
+	struct pool *p = pool_current(c->pool, err, sizeof(err));
+	if (!p) {
+		client_fail(c, "08P01", err);
+		return false;
+	}
+	if (p != c->pool) {
+		__atomic_sub_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&p->n_clients, 1, __ATOMIC_RELAXED);
+		c->pool = p;
+	}
+	return true;
 }
 
 /* Examine client bytes: while linked, mark whole or partial messages for
@@ -583,6 +694,28 @@ static void client_process(struct client *c)
 		}
 		if (c->state == CLIENT_LOGIN_WAIT || c->state == CLIENT_WAITING)
 			break;
+		if (c->adm) {
+			if (admin_blocked(c))
+				break;
+			if (m.type == 'X') {
+				client_close(c, "client terminated");
+				return;
+			}
+			if (m.len > avail) {
+				if (m.len > 65536) {
+					client_fail(c, "08P01", "admin console command too long");
+					return;
+				}
+				if (!await_rest(c, m.len - avail, "53200", "out of memory"))
+					return;
+				break;
+			}
+			admin_message(c, &m);
+			if (c->closing)
+				return;
+			pgsock_drop(sk, m.len);
+			continue;
+		}
 		if (m.type == 'X') {
 			if (sk->fwd) {
 				sk->parse_blocked = true; /* let what precedes it go first */
@@ -591,6 +724,9 @@ static void client_process(struct client *c)
 			client_close(c, "client terminated");
 			return;
 		}
+		if (c->state == CLIENT_IDLE && __atomic_load_n(&c->pool->stale, __ATOMIC_RELAXED) &&
+		    !client_repool(c))
+			return;
 		if (c->state == CLIENT_IDLE) {
 			/* A message that must be examined whole is awaited before
 			 * taking a server: a server taken for half a message would
@@ -639,7 +775,7 @@ static void client_process(struct client *c)
 			}
 			if (act == TRACK_DROP || act == TRACK_DROP_QUERY) {
 				if (act == TRACK_DROP_QUERY && s->outstanding++ == 0)
-					s->query_start_us = c->worker->loop.now_us;
+					request_started(s, c->worker->loop.now_us);
 				if (act == TRACK_DROP && m.type != 'Q')
 					s->client_mid_batch = true;
 				pgsock_drop(sk, m.len);
@@ -652,7 +788,7 @@ static void client_process(struct client *c)
 		case 'S':
 			/* Each of these is answered by exactly one ReadyForQuery. */
 			if (s->outstanding++ == 0)
-				s->query_start_us = c->worker->loop.now_us;
+				request_started(s, c->worker->loop.now_us);
 			s->client_mid_batch = false;
 			break;
 		default:
@@ -675,6 +811,12 @@ static void client_process(struct client *c)
 		client_pump(c);
 }
 
+void client_resume_admin(struct client *c)
+{
+	c->sock.want_read = true;
+	client_process(c);
+}
+
 void client_resume_parse(struct client *c)
 {
 	if (c->sock.parse_blocked && c->sock.fwd == 0 && !c->hold_for_sync) {
@@ -687,6 +829,10 @@ void client_resume_parse(struct client *c)
  * bytes to its server. */
 static void client_pump(struct client *c)
 {
+	if (c->adm)
+		admin_pump(c);
+	if (c->closing)
+		return;
 	if (iobuf_len(&c->sock.wbuf)) {
 		int rc = pgsock_flush(&c->sock, NULL);
 		if (rc < 0 && rc != -EAGAIN) {
@@ -711,6 +857,14 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 		/* Bytes towards the client: its own wbuf and its server's examined bytes. */
 		if (c->server) {
 			server_deliver_pending(c->server);
+		} else if (c->adm) {
+			admin_pump(c);
+			if (c->closing)
+				return;
+			if (!admin_blocked(c))
+				client_process(c);
+			else
+				client_update_events(c);
 		} else {
 			int rc = pgsock_flush(&c->sock, NULL);
 			if (rc < 0 && rc != -EAGAIN) {
@@ -732,6 +886,8 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 		}
 		if (n > 0) {
 			c->last_active_us = c->worker->loop.now_us;
+			if (c->pool)
+				stats_add(&pool_stats(c->pool, c->worker)->bytes_in, (uint64_t)n);
 			client_process(c);
 		} else if (n == -ENOBUFS) {
 			client_process(c);
@@ -767,6 +923,12 @@ static void active_tick(struct client *c, int64_t now_us)
 void client_tick(struct client *c, int64_t now_us)
 {
 	const struct config *cfg = runtime_config();
+	if (control_phase() != PHASE_RUNNING && control_at_boundary(c))
+		return;
+	if (c->adm) {
+		admin_tick(c, now_us);
+		return;
+	}
 	int64_t age = now_us - c->state_since_us;
 	switch (c->state) {
 	case CLIENT_STARTUP:

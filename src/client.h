@@ -26,6 +26,7 @@ struct worker;
 struct pool;
 struct server;
 struct scram_server;
+struct admin_session;
 
 enum client_state {
 	CLIENT_STARTUP,    /* reading the startup packet (SSL/GSS requests answered 'N') */
@@ -60,6 +61,10 @@ struct client {
 	uint8_t md5_salt[4];       /* salt of the md5 challenge */
 	struct client *cancel_next; /* chain in the cancel registry (its lock) */
 	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
+	bool counted;              /* counted in pool->n_clients */
+	uint8_t admin_level;       /* console login in progress: enum admin_level */
+	struct admin_session *adm; /* console session (heap), NULL for pooled clients */
+	int64_t connect_us;        /* accepted (monotonic), for SHOW CLIENTS */
 	uint32_t cancel_pid;       /* BackendKeyData we gave the client */
 	uint32_t cancel_key;
 	int64_t state_since_us;    /* when the current state began */
@@ -80,6 +85,13 @@ struct client {
 /* Accepted socket: create the client on worker w (fd is non-blocking). */
 void client_accept(struct worker *w, int fd, const char *peer);
 
+/* Online restart, new process: a logged-in client arrives from the old
+ * one. client_adopt creates it (state IDLE, not yet reading); the caller
+ * fills in user, db, params, statements, cancel key and pending input,
+ * then client_adopt_finish attaches it to its pool and reads on. */
+struct client *client_adopt(struct worker *w, int fd, const char *peer);
+void client_adopt_finish(struct client *c);
+
 /* A server was handed to a waiting client (same thread as the client). */
 void client_on_server(struct client *c, struct server *s);
 
@@ -88,6 +100,9 @@ void client_fail(struct client *c, const char *sqlstate, const char *msg);
 
 /* The client's forward part was sent: resume parsing if it waited for that. */
 void client_resume_parse(struct client *c);
+
+/* The console answered a command that was waiting: read on. */
+void client_resume_admin(struct client *c);
 
 /* Recompute the client socket's epoll interest. */
 void client_update_events(struct client *c);

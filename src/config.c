@@ -407,6 +407,21 @@ static const struct config_key main_keys[] = {
 	DUR("transaction_timeout", transaction_timeout_us),
 	/* A zero period would make the stats averaging divide by zero. */
 	KEY("stats_period", KT_DURATION, stats_period_us, 1, INT64_MAX),
+	KEY("log_stats", KT_BOOL, log_stats, 0, 0),
+	KEY("syslog", KT_BOOL, syslog, 0, 0),
+	KEY("syslog_ident", KT_STR_OPT, syslog_ident, 0, 0),
+	KEY("syslog_facility", KT_STR_OPT, syslog_facility, 0, 0),
+	DUR("shutdown_timeout", shutdown_timeout_us),
+	KEY("metrics_port", KT_INT, metrics_port, 0, 65535),
+	KEY("metrics_addr", KT_STR_OPT, metrics_addr, 0, 0),
+};
+
+/* Keys read only at start-up: SET refuses them, RELOAD keeps the old value
+ * and logs that a restart is needed (SHOW CONFIG: changeable = no). */
+static const char *const restart_keys[] = {
+	"listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode",
+	"listen_backlog", "workers", "pidfile", "pkt_buf", "metrics_port",
+	"metrics_addr", "syslog", "syslog_ident", "syslog_facility", "logfile",
 };
 
 /*
@@ -421,15 +436,14 @@ static const char *const unsupported_main_keys[] = {
 	"client_tls_dheparams", "client_tls_ecdhcurve", "client_tls_key_file",
 	"client_tls_protocols", "client_tls_sslmode", "conffile",
 	"disable_pqexec", "dns_max_ttl", "dns_nxdomain_ttl",
-	"dns_zone_check_period", "job_name", "log_stats",
+	"dns_zone_check_period", "job_name",
 	"max_db_client_connections", "max_packet_size",
 "max_user_client_connections", "peer_id",
 	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
 	"server_fast_close", "server_round_robin", "server_tls13_ciphers",
 	"server_tls_ca_file", "server_tls_cert_file", "server_tls_ciphers",
 	"server_tls_key_file", "server_tls_protocols", "server_tls_sslmode",
-	"service_name", "so_reuseport", "suspend_timeout", "syslog",
-	"syslog_facility", "syslog_ident", "tcp_defer_accept",
+	"service_name", "so_reuseport", "suspend_timeout", "tcp_defer_accept",
 	"tcp_socket_buffer", "track_extra_parameters", "unix_socket_group",
 	"user",
 };
@@ -1078,6 +1092,13 @@ static int set_defaults(struct config *cfg)
 	cfg->sbuf_high_watermark = 64 * 1024;
 	cfg->tcp_keepalive = true;
 	cfg->stats_period_us = 60 * 1000000LL;
+	cfg->log_stats = true;
+	cfg->shutdown_timeout_us = 30 * 1000000LL;
+	cfg->metrics_addr = strdup("127.0.0.1");
+	cfg->syslog_ident = strdup("sluice");
+	cfg->syslog_facility = strdup("daemon");
+	if (!cfg->metrics_addr || !cfg->syslog_ident || !cfg->syslog_facility)
+		return -ENOMEM;
 	cfg->unix_socket_dir = strdup("/tmp");
 	cfg->server_reset_query = strdup("DISCARD ALL");
 	cfg->server_check_query = strdup("select 1");
@@ -1100,6 +1121,13 @@ static const char *auth_type_name(int t)
 
 int config_load(const char *path, struct config **out, char *err, size_t errlen,
 		void (*warn_cb)(const char *msg))
+{
+	return config_load_with(path, NULL, 0, out, err, errlen, warn_cb);
+}
+
+int config_load_with(const char *path, const struct config_override *ov, size_t n_ov,
+		     struct config **out, char *err, size_t errlen,
+		     void (*warn_cb)(const char *msg))
 {
 	struct config_parser p = {
 		.err = err,
@@ -1127,6 +1155,18 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen,
 	rc = parse_file(&p, path);
 	if (rc < 0)
 		goto fail;
+	for (size_t i = 0; i < n_ov; i++) {
+		p.file = "SET";
+		p.line = 0;
+		if (!find_main_key(ov[i].key)) {
+			set_err(&p, "unknown configuration key '%.*s'", CONFIG_ECHO_MAX, ov[i].key);
+			rc = -EINVAL;
+			goto fail;
+		}
+		rc = set_main_key(&p, ov[i].key, ov[i].value);
+		if (rc < 0)
+			goto fail;
+	}
 
 	/* Every auth type except "any" checks the user against auth_file. */
 	if (!cfg->auth_file && cfg->auth_type != AUTH_TYPE_ANY) {
@@ -1155,16 +1195,9 @@ void config_free(struct config *cfg)
 	if (!cfg)
 		return;
 	free(cfg->path);
-	free(cfg->listen_addr);
-	free(cfg->unix_socket_dir);
-	free(cfg->auth_file);
-	free(cfg->server_reset_query);
-	free(cfg->server_check_query);
-	free(cfg->logfile);
-	free(cfg->pidfile);
-	free(cfg->admin_users);
-	free(cfg->stats_users);
-	free(cfg->ignore_startup_parameters);
+	for (i = 0; i < sizeof(main_keys) / sizeof(main_keys[0]); i++)
+		if (main_keys[i].type == KT_STR || main_keys[i].type == KT_STR_OPT)
+			free(*(char **)(void *)((char *)cfg + main_keys[i].off));
 	for (i = 0; i < cfg->n_databases; i++) {
 		/* Passwords: wipe before the memory goes back to malloc. */
 		if (cfg->databases[i].password)
@@ -1249,4 +1282,124 @@ bool config_list_contains(const char *list, const char *name)
 			return true;
 	}
 	return false;
+}
+
+/* ---- description (SHOW CONFIG) ----------------------------------------- */
+
+static const char *pool_mode_name(int m)
+{
+	switch (m) {
+	case POOL_MODE_SESSION: return "session";
+	case POOL_MODE_TRANSACTION: return "transaction";
+	case POOL_MODE_STATEMENT: return "statement";
+	}
+	return "?";
+}
+
+size_t config_key_count(void)
+{
+	return sizeof(main_keys) / sizeof(main_keys[0]);
+}
+
+bool config_key_needs_restart(const char *name)
+{
+	return IN_LIST(restart_keys, name);
+}
+
+bool config_key_known(const char *name)
+{
+	return find_main_key(name) != NULL;
+}
+
+const char *config_key_describe(const struct config *cfg, size_t i, char *val, size_t vlen)
+{
+	const struct config_key *k = &main_keys[i];
+	const char *field = (const char *)cfg + k->off;
+	const char *s;
+	int64_t us;
+
+	switch (k->type) {
+	case KT_STR:
+	case KT_STR_OPT:
+		s = *(char *const *)(const void *)field;
+		/* Never show a secret: no main key holds one today, but the
+		 * console must not become the way one leaks. */
+		snprintf(val, vlen, "%s", s ? s : "");
+		break;
+	case KT_INT:
+		snprintf(val, vlen, "%d", *(const int *)(const void *)field);
+		break;
+	case KT_OCTAL:
+		snprintf(val, vlen, "0%o", (unsigned)*(const int *)(const void *)field);
+		break;
+	case KT_BOOL:
+		snprintf(val, vlen, "%d", *(const bool *)(const void *)field ? 1 : 0);
+		break;
+	case KT_DURATION:
+		us = *(const int64_t *)(const void *)field;
+		if (us % 1000000 == 0)
+			snprintf(val, vlen, "%lld", (long long)(us / 1000000));
+		else
+			snprintf(val, vlen, "%g", (double)us / 1e6);
+		break;
+	case KT_POOL_MODE:
+		snprintf(val, vlen, "%s", pool_mode_name(*(const int *)(const void *)field));
+		break;
+	case KT_AUTH_TYPE:
+		snprintf(val, vlen, "%s", auth_type_name(*(const int *)(const void *)field));
+		break;
+	}
+	return k->name;
+}
+
+struct config *config_defaults(void)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	if (cfg && set_defaults(cfg) < 0) {
+		config_free(cfg);
+		cfg = NULL;
+	}
+	return cfg;
+}
+
+int config_keep_restart_keys(struct config *cfg, const struct config *old,
+			     void (*changed_cb)(const char *key))
+{
+	char a[512], b[512];
+
+	for (size_t i = 0; i < config_key_count(); i++) {
+		const struct config_key *k = &main_keys[i];
+		if (!IN_LIST(restart_keys, k->name))
+			continue;
+		config_key_describe(cfg, i, a, sizeof(a));
+		config_key_describe(old, i, b, sizeof(b));
+		if (strcmp(a, b) == 0)
+			continue;
+		char *dst = (char *)cfg + k->off;
+		const char *src = (const char *)old + k->off;
+		switch (k->type) {
+		case KT_STR:
+		case KT_STR_OPT: {
+			const char *v = *(char *const *)(const void *)src;
+			char *copy = v ? strdup(v) : NULL;
+			if (v && !copy)
+				return -ENOMEM;
+			free(*(char **)(void *)dst);
+			*(char **)(void *)dst = copy;
+			break;
+		}
+		case KT_BOOL:
+			*(bool *)(void *)dst = *(const bool *)(const void *)src;
+			break;
+		case KT_DURATION:
+			*(int64_t *)(void *)dst = *(const int64_t *)(const void *)src;
+			break;
+		default:
+			*(int *)(void *)dst = *(const int *)(const void *)src;
+			break;
+		}
+		if (changed_cb)
+			changed_cb(k->name);
+	}
+	return 0;
 }

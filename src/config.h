@@ -111,6 +111,13 @@ struct config {
 	int tcp_user_timeout;   /* ms unacknowledged data may wait (TCP_USER_TIMEOUT); 0 = kernel default */
 	int64_t transaction_timeout_us; /* default 0 = disabled */
 	int64_t stats_period_us; /* default 60 s */
+	bool log_stats;         /* default true: one stats line per database per stats_period */
+	bool syslog;            /* default false: also log to syslog */
+	char *syslog_ident;     /* default "sluice" */
+	char *syslog_facility;  /* default "daemon" */
+	int64_t shutdown_timeout_us; /* graceful shutdown deadline, default 30 s; 0 = none */
+	int metrics_port;       /* Prometheus endpoint; 0 = off (default) */
+	char *metrics_addr;     /* default "127.0.0.1" */
 
 	struct config_database *databases; /* [databases], in file order */
 	size_t n_databases;
@@ -131,6 +138,18 @@ struct config {
 int config_load(const char *path, struct config **out, char *err, size_t errlen,
 		void (*warn_cb)(const char *msg));
 
+/* One "key = value" given at run time (admin console SET), applied to the
+ * [sluice] section after the file. */
+struct config_override {
+	const char *key;
+	const char *value;
+};
+
+/* config_load, then apply the overrides in order (errors name "SET"). */
+int config_load_with(const char *path, const struct config_override *ov, size_t n_ov,
+		     struct config **out, char *err, size_t errlen,
+		     void (*warn_cb)(const char *msg));
+
 /* Release a snapshot and everything it owns. NULL is allowed. */
 void config_free(struct config *cfg);
 
@@ -142,6 +161,20 @@ const char *config_find_secret(const struct config *cfg, const char *user);
 
 /* True when name appears in the comma separated list (spaces ignored). */
 bool config_list_contains(const char *list, const char *name);
+
+/* SHOW CONFIG: main keys by index 0..config_key_count()-1. Writes the
+ * value of key i in cfg into val and returns the key's name. */
+size_t config_key_count(void);
+const char *config_key_describe(const struct config *cfg, size_t i, char *val, size_t vlen);
+/* True for keys read only at start-up (listen_addr, workers, ...). */
+bool config_key_needs_restart(const char *name);
+bool config_key_known(const char *name);
+/* RELOAD: copy from old into cfg the values of keys that need a restart
+ * and differ, calling changed_cb(key) for each. Returns 0 or -ENOMEM. */
+int config_keep_restart_keys(struct config *cfg, const struct config *old,
+			     void (*changed_cb)(const char *key));
+/* A snapshot holding only the defaults (for SHOW CONFIG's default column). */
+struct config *config_defaults(void);
 
 /* Parse helpers shared with tests. Return 0 or -EINVAL. */
 int config_parse_bool(const char *s, bool *out);

@@ -5,9 +5,12 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,10 +19,14 @@ static int log_fd = -1;        /* log file, -1 = none */
 static int log_level = LOG_LEVEL_INFO;
 static int log_quiet;          /* -q: nothing to stderr */
 static int log_pid;            /* cached: getpid() per line is a syscall */
+static int log_base_level;     /* level from -v at start-up */
+static bool log_syslog;        /* also to syslog */
+static char syslog_ident[64];  /* openlog keeps the pointer: static storage */
 
 int log_open(const char *path, int level, int quiet)
 {
 	log_level = level;
+	log_base_level = level;
 	log_quiet = quiet;
 	log_pid = (int)getpid();
 	if (path && *path) {
@@ -35,8 +42,40 @@ int log_open(const char *path, int level, int quiet)
 
 int log_get_level(void) { return log_level; }
 
+void log_set_verbose(int verbose)
+{
+	int level = LOG_LEVEL_INFO + verbose;
+	if (level < log_base_level)
+		level = log_base_level;
+	if (level > LOG_LEVEL_NOISE)
+		level = LOG_LEVEL_NOISE;
+	log_level = level;
+}
+
+int log_open_syslog(const char *ident, const char *facility)
+{
+	static const struct { const char *name; int value; } facilities[] = {
+		{ "daemon", LOG_DAEMON }, { "user", LOG_USER }, { "local0", LOG_LOCAL0 },
+		{ "local1", LOG_LOCAL1 }, { "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
+		{ "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 },
+		{ "local7", LOG_LOCAL7 },
+	};
+	for (size_t i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++) {
+		if (strcasecmp(facility ? facility : "daemon", facilities[i].name) == 0) {
+			snprintf(syslog_ident, sizeof(syslog_ident), "%s", ident ? ident : "sluice");
+			openlog(syslog_ident, LOG_PID | LOG_NDELAY, facilities[i].value);
+			log_syslog = true;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 void log_close(void)
 {
+	if (log_syslog)
+		closelog();
+	log_syslog = false;
 	if (log_fd >= 0)
 		close(log_fd);
 	log_fd = -1;
@@ -56,6 +95,7 @@ void log_write(int level, const char *fmt, ...)
 	size_t n = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
 	n += snprintf(line + n, sizeof(line) - n, ".%03d %d %s ", (int)(tv.tv_usec / 1000),
 		      log_pid ? log_pid : (int)getpid(), level_names[level]);
+	size_t prefix = n;
 	va_list ap;
 	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
@@ -70,4 +110,9 @@ void log_write(int level, const char *fmt, ...)
 		(void)0;
 	if (log_fd >= 0 && write(log_fd, line, n) < 0)
 		(void)0;
+	if (log_syslog) {
+		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_DEBUG };
+		/* syslog adds its own time stamp and pid: send the message only. */
+		syslog(prio[level], "%.*s", (int)(n - 1 - prefix), line + prefix);
+	}
 }

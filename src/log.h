@@ -15,6 +15,12 @@ enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_INFO, LOG_LEVEL_D
 /* Open the log file (NULL = stderr only). Returns 0 or negative errno. */
 int log_open(const char *path, int level, int quiet);
 int log_get_level(void);
+/* The config's verbose setting changed (RELOAD); -v on the command line
+ * still counts. */
+void log_set_verbose(int verbose);
+/* Also send every line to syslog. facility: "daemon", "user", "local0".."local7".
+ * Returns 0 or -EINVAL for an unknown facility. */
+int log_open_syslog(const char *ident, const char *facility);
 void log_close(void);
 
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,10 +1,12 @@
 /*
  * main.c - command line, start-up and signals.
  *
- *   sluice [-d] [-q] [-v] CONFIG.ini
+ *   sluice [-d] [-q] [-v] [-R] CONFIG.ini
  *
- * The main thread loads the configuration, opens the listening sockets,
- * starts the workers and then only waits for signals.
+ * The main thread loads the configuration, opens the listening sockets
+ * (or takes them over from a running sluice with -R), starts the workers
+ * and then waits for signals, closing statistics periods and watching for
+ * the end of a shutdown on the way.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,19 +20,25 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "control.h"
 #include "iobuf.h"
 #include "log.h"
+#include "loop.h"
+#include "metrics.h"
 #include "pool.h"
 #include "runtime.h"
+#include "takeover.h"
 #include "worker.h"
 
-#define SLUICE_VERSION "0.1.0"
+#include "version.h"
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: sluice [-d] [-q] [-v] [-V] [-h] CONFIG.ini\n"
+		"usage: sluice [-d] [-q] [-v] [-R] [-V] [-h] CONFIG.ini\n"
 		"  -d  run in the background (daemon); logs go to logfile\n"
+		"  -R  online restart: take over from the sluice running with this\n"
+		"      unix_socket_dir and listen_port, without dropping its clients\n"
 		"  -q  quiet: nothing to stderr\n"
 		"  -v  more verbose (repeat for more)\n"
 		"  -V  print version and exit\n"
@@ -92,12 +100,82 @@ static int daemonize(void)
 	return 0;
 }
 
+/* One line per database with last period's figures (log_stats). */
+static void log_pool_stats(struct pool *p, void *arg)
+{
+	(void)arg;
+	struct stats_totals d;
+	int64_t period_us;
+	pool_get_period(p, &d, &period_us);
+	double secs = period_us > 0 ? (double)period_us / 1e6 : 1;
+	if (p->stale && d.queries == 0)
+		return;
+	log_info("stats: %s/%s %.0f xacts/s, %.0f queries/s, in %.0f B/s, out %.0f B/s, "
+		 "xact %llu us, query %llu us, wait %llu us",
+		 p->db_name, p->user, (double)d.xacts / secs, (double)d.queries / secs,
+		 (double)d.bytes_in / secs, (double)d.bytes_out / secs,
+		 (unsigned long long)(d.xacts ? d.xact_us / d.xacts : 0),
+		 (unsigned long long)(d.queries ? d.query_us / d.queries : 0),
+		 (unsigned long long)(d.xacts ? d.wait_us / d.xacts : 0));
+}
+
+static void main_loop(const sigset_t *set)
+{
+	int64_t period_start = loop_now_us();
+	for (;;) {
+		struct timespec wait = { 0, 100 * 1000 * 1000 };
+		int sig = sigtimedwait(set, NULL, &wait);
+		char err[512];
+		switch (sig) {
+		case SIGHUP:
+			log_info("got SIGHUP: reloading the configuration");
+			control_reload(false, err, sizeof(err));
+			break;
+		case SIGUSR1:
+			log_info("got SIGUSR1: PAUSE");
+			pool_set_paused(NULL, true);
+			break;
+		case SIGUSR2:
+			log_info("got SIGUSR2: RESUME");
+			if (control_suspended())
+				control_suspend(false);
+			pool_set_paused(NULL, false);
+			break;
+		case SIGINT:
+		case SIGTERM:
+			if (control_phase() == PHASE_RUNNING) {
+				log_info("got signal %d: shutting down once transactions in flight have finished", sig);
+				control_begin(PHASE_DRAIN_SERVERS);
+			} else {
+				log_info("got signal %d again: shutting down now", sig);
+				control_begin(PHASE_EXIT);
+			}
+			break;
+		default:
+			break;
+		}
+		int64_t now = loop_now_us();
+		if (control_exit_due(now))
+			return;
+		int64_t period_us;
+		bool log_stats;
+		control_read_config(&period_us, &log_stats);
+		if (now - period_start >= period_us) {
+			pool_roll_period(now - period_start);
+			period_start = now;
+			if (log_stats)
+				pool_foreach(log_pool_stats, NULL);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
-	int daemon = 0, quiet = 0, verbose = 0, opt;
-	while ((opt = getopt(argc, argv, "dqvVh")) != -1) {
+	int daemon = 0, quiet = 0, verbose = 0, takeover = 0, opt;
+	while ((opt = getopt(argc, argv, "dqvVhR")) != -1) {
 		switch (opt) {
 		case 'd': daemon = 1; break;
+		case 'R': takeover = 1; break;
 		case 'q': quiet = 1; break;
 		case 'v': verbose++; break;
 		case 'V': printf("sluice %s\n", SLUICE_VERSION); return 0;
@@ -153,28 +231,41 @@ int main(int argc, char **argv)
 		log_error("cannot write pidfile %s: %s", cfg->pidfile, strerror(-rc));
 		return 1;
 	}
-	if (worker_start_all(cfg) < 0) {
+	control_init();
+	if (cfg->syslog && log_open_syslog(cfg->syslog_ident, cfg->syslog_facility) < 0)
+		log_warning("syslog_facility '%s' is unknown; not logging to syslog", cfg->syslog_facility);
+	int *inherited = NULL, n_inherited = 0, inherited_unix = -1;
+	if (takeover) {
+		if (takeover_fetch_listeners(cfg, err, sizeof(err)) < 0) {
+			log_error("online restart failed: %s", err);
+			if (cfg->pidfile)
+				unlink(cfg->pidfile);
+			return 1;
+		}
+		n_inherited = takeover_listener_fds(&inherited, &inherited_unix);
+	}
+	if (worker_start_all(cfg, inherited, n_inherited, inherited_unix) < 0) {
 		log_error("start-up failed");
 		if (cfg->pidfile)
 			unlink(cfg->pidfile);
 		return 1;
 	}
-	log_info("sluice %s started (config %s)", SLUICE_VERSION, path);
+	if (takeover)
+		takeover_receive_start();
+	takeover_listen(cfg);
+	if (metrics_start(cfg) < 0)
+		log_error("metrics endpoint not started; going on without it");
+	log_info("sluice %s started (config %s)%s", SLUICE_VERSION, path,
+		 takeover ? ", taking over from the running process" : "");
 
-	for (;;) {
-		int sig = 0;
-		if (sigwait(&set, &sig) != 0)
-			continue;
-		if (sig == SIGINT || sig == SIGTERM) {
-			log_info("got signal %d, shutting down", sig);
-			break;
-		}
-		/* Reload, PAUSE and RESUME arrive with the admin console work
-		 * (issue "Operating it"); say so instead of pretending. */
-		log_warning("signal %d: configuration reload and pause are not available in this version; ignored", sig);
-	}
+	main_loop(&set);
+
+	takeover_stop();
+	metrics_stop();
 	worker_stop_all();
+	takeover_receive_stop();
 	pool_free_all();
+	cfg = (struct config *)runtime_config();
 	if (cfg->pidfile)
 		unlink(cfg->pidfile);
 	log_info("sluice stopped");

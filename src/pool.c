@@ -93,46 +93,127 @@ static int resolve_address(struct pool *p, const struct config_database *d, char
 
 static int pick(int a, int b) { return a >= 0 ? a : b; }
 
+/* PAUSE / DISABLE given before a pool exists must hold for it too. */
+struct db_flag {
+	struct db_flag *next;
+	char name[64];              /* database name clients use */
+	bool paused, disabled;
+};
+static struct db_flag *db_flags;        /* (pools_lock) */
+static bool all_paused;                 /* PAUSE without a database (pools_lock) */
+
+static struct db_flag *db_flag_get(const char *db, bool create)
+{
+	for (struct db_flag *f = db_flags; f; f = f->next)
+		if (strcmp(f->name, db) == 0)
+			return f;
+	if (!create)
+		return NULL;
+	struct db_flag *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	snprintf(f->name, sizeof(f->name), "%s", db);
+	f->next = db_flags;
+	db_flags = f;
+	return f;
+}
+
+/* Settings a pool takes from the configuration (pool_get, RELOAD). */
+struct pool_settings {
+	char server_db[64], server_user[64];
+	const char *server_password, *connect_query, *application_name; /* in cfg */
+	int mode, pool_size, min_pool_size, reserve_size, max_db, max_user;
+};
+
+static void settings_from(const struct config *cfg, const struct config_database *d, const char *db,
+			  const char *user, struct pool_settings *st)
+{
+	const struct config_user *u = config_find_user(cfg, user);
+	snprintf(st->server_db, sizeof(st->server_db), "%s", d->dbname ? d->dbname : db);
+	snprintf(st->server_user, sizeof(st->server_user), "%s", d->user ? d->user : user);
+	st->server_password = d->password;
+	st->connect_query = d->connect_query;
+	st->application_name = d->application_name;
+	st->mode = pick(u ? u->pool_mode : -1, pick(d->pool_mode, cfg->pool_mode));
+	st->pool_size = pick(u ? u->pool_size : -1, pick(d->pool_size, cfg->default_pool_size));
+	st->min_pool_size = pick(d->min_pool_size, cfg->min_pool_size);
+	st->reserve_size = pick(d->reserve_pool_size, cfg->reserve_pool_size);
+	st->max_db = pick(d->max_db_connections, cfg->max_db_connections);
+	st->max_user = pick(u ? u->max_user_connections : -1, cfg->max_user_connections);
+}
+
+static char *dup_opt(const char *s) { return s ? strdup(s) : NULL; }
+
+static bool str_same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Sizes and limits: plain ints read by other threads, changed in place. */
+static void apply_sizes_locked(struct pool *p, const struct pool_settings *st)
+{
+	__atomic_store_n(&p->mode, st->mode, __ATOMIC_RELAXED);
+	p->pool_size = st->pool_size;
+	p->min_pool_size = st->min_pool_size;
+	p->reserve_size = st->reserve_size;
+	p->max_db = st->max_db;
+	p->max_user = st->max_user;
+}
+
+static void pool_destroy(struct pool *p)
+{
+	if (!p)
+		return;
+	free(p->idle);
+	free(p->slots);
+	free(p->server_password);
+	free(p->connect_query);
+	free(p->application_name);
+	free(p->welcome);
+	free(p);
+}
+
 struct pool *pool_get(const struct config *cfg, const char *db, const char *user,
 		      char *err, size_t errlen)
 {
 	pthread_mutex_lock(&pools_lock);
 	struct pool *p;
 	for (p = pools; p; p = p->next)
-		if (strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0)
+		if (!p->stale && strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0)
 			goto out;
 	const struct config_database *d = config_find_database(cfg, db);
 	if (!d) {
 		snprintf(err, errlen, "no such database: %s", db);
 		goto out;
 	}
-	const struct config_user *u = config_find_user(cfg, user);
+	struct pool_settings st;
+	settings_from(cfg, d, db, user, &st);
 	p = calloc(1, sizeof(*p));
-	if (!p || !(p->idle = calloc((size_t)n_workers, sizeof(*p->idle)))) {
+	if (!p || !(p->idle = calloc((size_t)n_workers, sizeof(*p->idle))) ||
+	    !(p->slots = aligned_alloc(64, (size_t)n_workers * sizeof(*p->slots)))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	memset(p->slots, 0, (size_t)n_workers * sizeof(*p->slots));
 	if (resolve_address(p, d, err, errlen) < 0)
 		goto fail;
 	snprintf(p->db_name, sizeof(p->db_name), "%s", db);
 	snprintf(p->user, sizeof(p->user), "%s", user);
-	snprintf(p->server_db, sizeof(p->server_db), "%s", d->dbname ? d->dbname : db);
-	snprintf(p->server_user, sizeof(p->server_user), "%s", d->user ? d->user : user);
-	p->server_password = d->password ? strdup(d->password) : NULL;
-	p->connect_query = d->connect_query ? strdup(d->connect_query) : NULL;
-	p->application_name = d->application_name ? strdup(d->application_name) : NULL;
-	p->mode = pick(u ? u->pool_mode : -1, pick(d->pool_mode, cfg->pool_mode));
-	p->pool_size = pick(u ? u->pool_size : -1, pick(d->pool_size, cfg->default_pool_size));
-	p->min_pool_size = pick(d->min_pool_size, cfg->min_pool_size);
-	p->reserve_size = pick(d->reserve_pool_size, cfg->reserve_pool_size);
-	p->max_db = pick(d->max_db_connections, cfg->max_db_connections);
-	p->max_user = pick(u ? u->max_user_connections : -1, cfg->max_user_connections);
+	snprintf(p->server_db, sizeof(p->server_db), "%s", st.server_db);
+	snprintf(p->server_user, sizeof(p->server_user), "%s", st.server_user);
+	p->server_password = dup_opt(st.server_password);
+	p->connect_query = dup_opt(st.connect_query);
+	p->application_name = dup_opt(st.application_name);
+	apply_sizes_locked(p, &st);
 	p->db_count = limit_get("db", p->server_db);
 	p->user_count = limit_get("user", p->server_user);
 	if (!p->db_count || !p->user_count) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	struct db_flag *f = db_flag_get(db, false);
+	p->paused = all_paused || (f && f->paused);
+	p->disabled = f && f->disabled;
 	pthread_mutex_init(&p->lock, NULL);
 	list_init(&p->waiters);
 	for (int i = 0; i < n_workers; i++)
@@ -143,13 +224,7 @@ struct pool *pool_get(const struct config *cfg, const char *db, const char *user
 		 p->addr_text, p->server_db, p->server_user, p->mode, p->pool_size);
 	goto out;
 fail:
-	if (p) {
-		free(p->idle);
-		free(p->server_password);
-		free(p->connect_query);
-		free(p->application_name);
-		free(p);
-	}
+	pool_destroy(p);
 	p = NULL;
 out:
 	pthread_mutex_unlock(&pools_lock);
@@ -159,7 +234,7 @@ out:
 /* Decide under p->lock whether to open one more server; counts it. */
 static bool want_launch_locked(struct pool *p, int64_t now, bool for_waiters, bool reserve_ok)
 {
-	if (now < p->login_fail_until_us)
+	if (now < p->login_fail_until_us || p->paused || p->stale)
 		return false;
 	if (for_waiters && p->n_waiting <= p->n_connecting)
 		return false;
@@ -202,19 +277,24 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 	int64_t now = w->loop.now_us;
 	*fail = NULL;
 	pthread_mutex_lock(&p->lock);
-	if (list_empty(&p->waiters) && !list_empty(&p->idle[w->id])) {
+	while (list_empty(&p->waiters) && !list_empty(&p->idle[w->id]) && !p->paused) {
 		struct server *s = list_entry(list_pop(&p->idle[w->id]), struct server, pool_node);
 		p->n_idle--;
 		pthread_mutex_unlock(&p->lock);
-		return s;
+		if (!pool_server_outdated(s))
+			return s;
+		/* RECONNECT or RELOAD since it went idle: the tick has not
+		 * closed it yet; do it now rather than hand it out. */
+		server_close(s, "reconnect requested (RECONNECT or RELOAD)");
+		pthread_mutex_lock(&p->lock);
 	}
 	list_add_tail(&p->waiters, &c->wait_node);
 	c->queued = true;
 	c->wait_since_us = now;
 	p->n_waiting++;
-	int poke = p->n_idle > 0 ? first_worker_with_idle(p) : -1;
+	int poke = p->n_idle > 0 && !p->paused ? first_worker_with_idle(p) : -1;
 	bool launch = poke < 0 && want_launch_locked(p, now, true, false);
-	if (!launch && poke < 0 && p->n_servers == 0 && p->login_auth_error &&
+	if (!launch && poke < 0 && p->n_servers == 0 && p->login_auth_error && !p->paused &&
 	    now < p->login_fail_until_us) {
 		list_del(&c->wait_node);
 		c->queued = false;
@@ -275,7 +355,7 @@ void pool_release(struct server *s)
 	}
 	/* Not linked to anyone from here on (a waiter links it again). */
 	s->state = SERVER_IDLE;
-	struct client *c = pop_waiter_locked(p, w);
+	struct client *c = p->paused ? NULL : pop_waiter_locked(p, w);
 	if (!c) {
 		s->state_since_us = w->loop.now_us;
 		list_add_tail(&p->idle[w->id], &s->pool_node);
@@ -292,7 +372,7 @@ void pool_serve_waiters(struct pool *p, struct worker *w)
 {
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
-		if (list_empty(&p->waiters) || list_empty(&p->idle[w->id])) {
+		if (list_empty(&p->waiters) || list_empty(&p->idle[w->id]) || p->paused) {
 			pthread_mutex_unlock(&p->lock);
 			return;
 		}
@@ -481,7 +561,7 @@ void pool_tick(struct worker *w, int64_t now_us)
 		bool launch = want_launch_locked(p, now_us, true, reserve_ok);
 		if (!launch && p->n_servers < p->min_pool_size && p->welcome)
 			launch = want_launch_locked(p, now_us, false, false);
-		bool serve = !list_empty(&p->waiters) && !list_empty(&p->idle[w->id]);
+		bool serve = !list_empty(&p->waiters) && !list_empty(&p->idle[w->id]) && !p->paused;
 		bool starved = !launch && p->n_waiting > p->n_connecting && p->n_idle == 0 &&
 			       p->n_servers < p->pool_size && now_us >= p->login_fail_until_us;
 		pthread_mutex_unlock(&p->lock);
@@ -501,12 +581,12 @@ void pool_free_all(void)
 		struct pool *p = pools;
 		pools = p->next;
 		pthread_mutex_destroy(&p->lock);
-		free(p->idle);
-		free(p->server_password);
-		free(p->connect_query);
-		free(p->application_name);
-		free(p->welcome);
-		free(p);
+		pool_destroy(p);
+	}
+	while (db_flags) {
+		struct db_flag *f = db_flags;
+		db_flags = f->next;
+		free(f);
 	}
 	while (limits) {
 		struct limit_counter *l = limits;
@@ -514,4 +594,231 @@ void pool_free_all(void)
 		free(l);
 	}
 	pthread_mutex_unlock(&pools_lock);
+}
+
+/* ---- inspection and operator controls ---- */
+
+static struct pool *pools_head(void)
+{
+	pthread_mutex_lock(&pools_lock);
+	struct pool *head = pools;
+	pthread_mutex_unlock(&pools_lock);
+	return head;
+}
+
+void pool_foreach(void (*fn)(struct pool *p, void *arg), void *arg)
+{
+	for (struct pool *p = pools_head(); p; p = p->next)
+		fn(p, arg);
+}
+
+void pool_get_counts(struct pool *p, int64_t now_us, struct pool_counts *out)
+{
+	pthread_mutex_lock(&p->lock);
+	out->cl_waiting = p->n_waiting;
+	out->sv_idle = p->n_idle;
+	out->sv_login = p->n_connecting;
+	out->sv_active = p->n_servers - p->n_idle - p->n_connecting;
+	out->maxwait_us = 0;
+	if (!list_empty(&p->waiters)) {
+		struct client *first = list_entry(p->waiters.next, struct client, wait_node);
+		out->maxwait_us = now_us - first->wait_since_us;
+	}
+	pthread_mutex_unlock(&p->lock);
+	/* Clients waiting only to learn the welcome parameters are not
+	 * counted in n_clients yet. */
+	int clients = __atomic_load_n(&p->n_clients, __ATOMIC_RELAXED);
+	out->cl_active = clients - out->cl_waiting;
+	if (out->cl_active < 0)
+		out->cl_active = 0;
+	if (out->sv_active < 0)
+		out->sv_active = 0;
+}
+
+void pool_get_totals(struct pool *p, struct stats_totals *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < n_workers; i++)
+		stats_accumulate(out, &p->slots[i]);
+}
+
+void pool_get_period(struct pool *p, struct stats_totals *delta, int64_t *period_us)
+{
+	pthread_mutex_lock(&pools_lock);
+	*delta = p->period_delta;
+	*period_us = p->period_us;
+	pthread_mutex_unlock(&pools_lock);
+}
+
+#define DELTA(f) d.f = now.f - p->period_start.f
+
+void pool_roll_period(int64_t period_us)
+{
+	pthread_mutex_lock(&pools_lock);
+	for (struct pool *p = pools; p; p = p->next) {
+		struct stats_totals now, d;
+		pool_get_totals(p, &now);
+		memset(&d, 0, sizeof(d));
+		DELTA(xacts);
+		DELTA(queries);
+		DELTA(bytes_in);
+		DELTA(bytes_out);
+		DELTA(xact_us);
+		DELTA(query_us);
+		DELTA(wait_us);
+		p->period_delta = d;
+		p->period_start = now;
+		p->period_us = period_us;
+	}
+	pthread_mutex_unlock(&pools_lock);
+}
+
+static bool db_matches(const struct pool *p, const char *db)
+{
+	return !db || strcmp(p->db_name, db) == 0;
+}
+
+int pool_set_paused(const char *db, bool paused)
+{
+	int n = 0;
+	pthread_mutex_lock(&pools_lock);
+	if (!db) {
+		all_paused = paused;
+		for (struct db_flag *f = db_flags; f && !paused; f = f->next)
+			f->paused = false;
+	} else {
+		struct db_flag *f = db_flag_get(db, true);
+		if (f)
+			f->paused = paused;
+	}
+	for (struct pool *p = pools; p; p = p->next) {
+		if (!db_matches(p, db))
+			continue;
+		struct db_flag *f = db_flag_get(p->db_name, false);
+		pthread_mutex_lock(&p->lock);
+		/* RESUME of one database leaves a global PAUSE in force. */
+		__atomic_store_n(&p->paused, paused || all_paused || (f && f->paused), __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&p->lock);
+		n++;
+	}
+	pthread_mutex_unlock(&pools_lock);
+	return n;
+}
+
+int pool_set_disabled(const char *db, bool disabled)
+{
+	int n = 0;
+	pthread_mutex_lock(&pools_lock);
+	struct db_flag *f = db_flag_get(db, true);
+	if (f)
+		f->disabled = disabled;
+	for (struct pool *p = pools; p; p = p->next) {
+		if (db_matches(p, db)) {
+			__atomic_store_n(&p->disabled, disabled, __ATOMIC_RELAXED);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&pools_lock);
+	return n;
+}
+
+bool pool_db_disabled(const char *db)
+{
+	pthread_mutex_lock(&pools_lock);
+	struct db_flag *f = db_flag_get(db, false);
+	bool d = f && f->disabled;
+	pthread_mutex_unlock(&pools_lock);
+	return d;
+}
+
+bool pool_db_paused(const char *db)
+{
+	pthread_mutex_lock(&pools_lock);
+	struct db_flag *f = db_flag_get(db, false);
+	bool d = all_paused || (f && f->paused);
+	pthread_mutex_unlock(&pools_lock);
+	return d;
+}
+
+static void bump_generation_locked(struct pool *p)
+{
+	__atomic_add_fetch(&p->generation, 1, __ATOMIC_RELAXED);
+}
+
+int pool_reconnect(const char *db)
+{
+	int n = 0;
+	for (struct pool *p = pools_head(); p; p = p->next) {
+		if (!db_matches(p, db))
+			continue;
+		pthread_mutex_lock(&p->lock);
+		bump_generation_locked(p);
+		pthread_mutex_unlock(&p->lock);
+		n++;
+	}
+	return n;
+}
+
+int pool_open_servers(const char *db)
+{
+	int n = 0;
+	for (struct pool *p = pools_head(); p; p = p->next) {
+		if (!db_matches(p, db))
+			continue;
+		pthread_mutex_lock(&p->lock);
+		n += p->n_servers;
+		pthread_mutex_unlock(&p->lock);
+	}
+	return n;
+}
+
+bool pool_server_outdated(const struct server *s)
+{
+	struct pool *p = s->pool;
+	return s->generation != __atomic_load_n(&p->generation, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&p->paused, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&p->stale, __ATOMIC_RELAXED);
+}
+
+void pool_reconfigure(const struct config *cfg)
+{
+	pthread_mutex_lock(&pools_lock);
+	for (struct pool *p = pools; p; p = p->next) {
+		if (p->stale)
+			continue;
+		const struct config_database *d = config_find_database(cfg, p->db_name);
+		if (!d)
+			continue; /* removed: no new logins (client.c checks); old clients go on */
+		struct pool_settings st;
+		settings_from(cfg, d, p->db_name, p->user, &st);
+		struct pool probe;
+		char err[200];
+		memset(&probe, 0, sizeof(probe));
+		bool moved = resolve_address(&probe, d, err, sizeof(err)) < 0 ||
+			     probe.addr_len != p->addr_len || memcmp(&probe.addr, &p->addr, p->addr_len) != 0;
+		bool changed = moved || strcmp(st.server_db, p->server_db) != 0 ||
+			       strcmp(st.server_user, p->server_user) != 0 ||
+			       !str_same(st.server_password, p->server_password) ||
+			       !str_same(st.connect_query, p->connect_query) ||
+			       !str_same(st.application_name, p->application_name);
+		pthread_mutex_lock(&p->lock);
+		if (changed) {
+			/* A new pool is made at the next login; this one drains. */
+			__atomic_store_n(&p->stale, true, __ATOMIC_RELAXED);
+			bump_generation_locked(p);
+		} else {
+			apply_sizes_locked(p, &st);
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (changed)
+			log_info("pool %s/%s: server settings changed; its connections are replaced", p->db_name, p->user);
+	}
+	pthread_mutex_unlock(&pools_lock);
+}
+
+struct pool *pool_current(struct pool *p, char *err, size_t errlen)
+{
+	if (!__atomic_load_n(&p->stale, __ATOMIC_RELAXED))
+		return p;
+	return pool_get(runtime_config(), p->db_name, p->user, err, errlen);
 }

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 
 #include "list.h"
+#include "stats.h"
 
 struct client;
 struct server;
@@ -72,7 +73,28 @@ struct pool {
 	uint8_t *welcome;           /* ParameterStatus messages of the first server */
 	uint32_t welcome_len;
 
-	uint64_t n_xacts;           /* transactions finished (atomic, statistics) */
+	bool paused;                /* PAUSE / KILL: no server is handed out, idle ones close */
+	bool disabled;              /* DISABLE: new logins refused */
+	bool stale;                 /* server settings changed by RELOAD: no new clients;
+				     * its clients move to the new pool at their next request */
+	uint32_t generation;        /* bumped by RECONNECT / RELOAD: older servers close when free */
+	int n_clients;              /* logged-in clients using this pool (atomic) */
+
+	struct stats_slot *slots;   /* [n_workers] traffic counters, one writer each */
+	/* Averages over the last stats_period (pools_lock). */
+	struct stats_totals period_start; /* totals when the current period began */
+	struct stats_totals period_delta; /* what the last complete period added */
+	int64_t period_us;          /* length of that period */
+};
+
+/* Counts for SHOW POOLS and /metrics, taken under the pool lock. */
+struct pool_counts {
+	int cl_active;              /* logged in, not waiting */
+	int cl_waiting;             /* queued for a server */
+	int sv_active;              /* linked to a client (or being reset) */
+	int sv_idle;                /* idle in the pool */
+	int sv_login;               /* connecting or logging in */
+	int64_t maxwait_us;         /* wait of the oldest waiting client */
 };
 
 /* Find or create the pool for (database config name, user). Returns NULL
@@ -127,7 +149,42 @@ bool pool_take_idle(struct server *s);
 /* Periodic upkeep run by each worker: reserve pool, min_pool_size. */
 void pool_tick(struct worker *w, int64_t now_us);
 
+/* The counter slot of worker w in p. */
+static inline struct stats_slot *pool_stats(struct pool *p, const struct worker *w);
+
+/* Visit every pool (pools are never freed while workers run). */
+void pool_foreach(void (*fn)(struct pool *p, void *arg), void *arg);
+void pool_get_counts(struct pool *p, int64_t now_us, struct pool_counts *out);
+void pool_get_totals(struct pool *p, struct stats_totals *out);
+/* Last period's delta and its length (for SHOW STATS averages). */
+void pool_get_period(struct pool *p, struct stats_totals *delta, int64_t *period_us);
+/* Close the stats period: called every stats_period by the main thread. */
+void pool_roll_period(int64_t period_us);
+
+/* Operator controls. db NULL = every pool. Return the number of pools hit. */
+int pool_set_paused(const char *db, bool paused);
+int pool_set_disabled(const char *db, bool disabled);
+int pool_reconnect(const char *db);
+/* Servers of db open at all (PAUSE waits for 0). */
+int pool_open_servers(const char *db);
+bool pool_db_disabled(const char *db);
+bool pool_db_paused(const char *db);
+/* The server must close instead of going back to the pool (RECONNECT,
+ * RELOAD, PAUSE). */
+bool pool_server_outdated(const struct server *s);
+/* A new configuration: sizes, modes and limits change in place; pools
+ * whose server address or credentials changed become stale. */
+void pool_reconfigure(const struct config *cfg);
+/* A stale pool's client moves to the current pool for its db/user. */
+struct pool *pool_current(struct pool *p, char *err, size_t errlen);
+
 /* Free all pools at exit. */
 void pool_free_all(void);
+
+#include "worker.h"
+static inline struct stats_slot *pool_stats(struct pool *p, const struct worker *w)
+{
+	return &p->slots[w->id];
+}
 
 #endif

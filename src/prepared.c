@@ -42,9 +42,21 @@ int pstmt_parse_msg(const uint8_t *body, uint32_t len, const char **name, struct
 	}
 	for (uint16_t i = 0; i < n; i++)
 		out->types[i] = pg_get_u32(types + 4 * i);
-	uint64_t h = fnv1a(14695981039346656037ull, out->query, strlen(out->query));
-	out->hash = fnv1a(h, types, (size_t)n * 4);
+	pstmt_def_rehash(out);
 	return 0;
+}
+
+void pstmt_def_rehash(struct pstmt_def *d)
+{
+	/* Over the query and the types as they travel (big-endian), so a
+	 * definition rebuilt from its parts hashes as the parsed one did. */
+	uint64_t h = fnv1a(14695981039346656037ull, d->query, strlen(d->query));
+	for (uint16_t i = 0; i < d->n_types; i++) {
+		uint8_t be[4];
+		pg_put_u32(be, d->types[i]);
+		h = fnv1a(h, be, 4);
+	}
+	d->hash = h;
 }
 
 int pstmt_def_copy(struct pstmt_def *dst, const struct pstmt_def *src)

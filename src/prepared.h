@@ -51,6 +51,8 @@ struct server_stmts {            /* owned by one server connection */
 /* Parse message body -> statement name (pointer into body) and a new def.
  * Returns 0 or -EPROTO / -ENOMEM. */
 int pstmt_parse_msg(const uint8_t *body, uint32_t len, const char **name, struct pstmt_def *out);
+/* Recompute def->hash from its query and types. */
+void pstmt_def_rehash(struct pstmt_def *d);
 int pstmt_def_copy(struct pstmt_def *dst, const struct pstmt_def *src);
 void pstmt_def_free(struct pstmt_def *d);
 

@@ -134,6 +134,7 @@ void server_launch(struct worker *w, struct pool *p)
 	s->worker = w;
 	s->id = worker_next_id(w);
 	s->tx_status = 'I';
+	s->generation = __atomic_load_n(&p->generation, __ATOMIC_RELAXED);
 	list_init(&s->pool_node);
 	list_add_tail(&w->servers, &s->node);
 	s->connect_time_us = w->loop.now_us;
@@ -430,12 +431,27 @@ static bool server_is_clean(const struct server *s)
 	       (!c || (c->sock.fwd == 0 && c->sock.skip == 0));
 }
 
+bool server_at_boundary(const struct server *s)
+{
+	/* server_is_clean without the pin: a pinned client may leave too. */
+	const struct client *c = s->client;
+	return !s->closed && s->state == SERVER_ACTIVE && s->outstanding == 0 &&
+	       !s->client_mid_batch && s->last_was_ready && expect_empty(&s->expect) &&
+	       s->tx_status == 'I' && s->internal == 0 && iobuf_len(&s->sock.rbuf) == 0 &&
+	       s->sock.skip == 0 && iobuf_len(&s->sock.wbuf) == 0 &&
+	       (!c || (c->sock.fwd == 0 && c->sock.skip == 0 && iobuf_len(&c->sock.wbuf) == 0));
+}
+
 /* Back to the pool, unless it has lived past server_lifetime. */
 static void server_give_back(struct server *s)
 {
 	const struct config *cfg = runtime_config();
 	if (cfg->server_lifetime_us && s->worker->loop.now_us - s->connect_time_us > cfg->server_lifetime_us) {
 		server_close(s, "server_lifetime");
+		return;
+	}
+	if (pool_server_outdated(s)) {
+		server_close(s, s->pool->paused ? "database paused" : "reconnect requested (RECONNECT or RELOAD)");
 		return;
 	}
 	pool_release(s);
@@ -512,6 +528,17 @@ static void statement_mode_violation(struct server *s)
 	client_fail(c, "08P01", "transaction blocks not allowed in statement pooling mode");
 }
 
+/* An ErrorResponse goes to the client: count it by SQLSTATE class. A
+ * message not wholly received yet is counted without its class rather than
+ * held back (errors may be large). */
+static void count_error(struct server *s, const struct pg_msg *m, uint32_t avail)
+{
+	struct pg_error_fields f = { .code = "" };
+	if (m->len <= avail)
+		pg_be_error_parse(m->body, m->body_len, &f);
+	stats_error(pool_stats(s->pool, s->worker), f.code);
+}
+
 /* Examine server bytes according to state. */
 static void server_process(struct server *s)
 {
@@ -550,6 +577,8 @@ static void server_process(struct server *s)
 		bool examine = s->state != SERVER_ACTIVE || m.type == 'Z' || m.type == 'S' || s->internal;
 		if (!examine) {
 			s->last_was_ready = false;
+			if (m.type == 'E')
+				count_error(s, &m, avail);
 			if (m.len <= avail) {
 				sk->fwd += m.len;
 				continue;
@@ -638,17 +667,24 @@ static void server_process(struct server *s)
 				statement_mode_violation(s);
 				return;
 			}
+			int64_t now = s->worker->loop.now_us;
 			if (status == 'I')
 				s->xact_start_us = 0;
 			else if (s->tx_status == 'I')
-				s->xact_start_us = s->worker->loop.now_us;
-			s->ready_since_us = s->worker->loop.now_us;
+				s->xact_start_us = now;
+			s->ready_since_us = now;
 			s->tx_status = status;
 			s->last_was_ready = true;
-			if (s->outstanding > 0)
+			struct stats_slot *st = pool_stats(s->pool, s->worker);
+			if (s->outstanding > 0) {
 				s->outstanding--;
-			if (s->outstanding == 0)
-				__atomic_add_fetch(&s->pool->n_xacts, 1, __ATOMIC_RELAXED);
+				stats_query_done(st, now - s->query_start_us);
+				s->query_start_us = now; /* the next pipelined request runs from here */
+			}
+			if (status == 'I' && s->xact_begin_us) {
+				stats_xact_done(st, now - s->xact_begin_us);
+				s->xact_begin_us = 0;
+			}
 		}
 		sk->fwd += m.len;
 	}
@@ -730,6 +766,8 @@ static void server_cb(struct loop_handle *h, uint32_t revents)
 			server_close(s, n == 0 ? "server closed the connection unexpectedly" : "read from server failed");
 			return;
 		}
+		if (n > 0 && s->client)
+			stats_add(&pool_stats(s->pool, s->worker)->bytes_out, (uint64_t)n);
 		if (n > 0 || n == -ENOBUFS)
 			server_process(s);
 		else
@@ -748,7 +786,10 @@ void server_tick(struct server *s, int64_t now_us)
 			server_close(s, "server_connect_timeout");
 		break;
 	case SERVER_IDLE:
-		if (cfg->server_idle_timeout_us && age > cfg->server_idle_timeout_us)
+		if (pool_server_outdated(s)) {
+			if (pool_take_idle(s))
+				server_close(s, s->pool->paused ? "database paused" : "reconnect requested (RECONNECT or RELOAD)");
+		} else if (cfg->server_idle_timeout_us && age > cfg->server_idle_timeout_us)
 			server_close(s, "server_idle_timeout");
 		else if (cfg->server_lifetime_us && now_us - s->connect_time_us > cfg->server_lifetime_us)
 			server_close(s, "server_lifetime");

@@ -56,6 +56,8 @@ struct server {
 	bool client_mid_batch;     /* client sent extended-protocol messages not yet closed by Sync */
 	int internal;              /* queries sluice sent whose answers are swallowed */
 	uint64_t id;               /* unique id for log lines */
+	uint32_t generation;       /* pool->generation when launched (RECONNECT, RELOAD) */
+	int64_t xact_begin_us;     /* first request of the current transaction (statistics); 0 = none */
 	uint32_t backend_pid;      /* BackendKeyData from the server */
 	uint32_t backend_key;
 	int64_t connect_time_us;   /* for server_lifetime */
@@ -95,6 +97,10 @@ void server_send_pending(struct server *s);
 /* Send what waits towards the linked client: the client's wbuf, then the
  * server's examined bytes; returns the server to the pool when clean. */
 void server_deliver_pending(struct server *s);
+
+/* Between transactions with nothing in flight either way (a session-mode
+ * client could leave or move now). */
+bool server_at_boundary(const struct server *s);
 
 /* The client went away. Clean the server for reuse, or close it. */
 void server_client_gone(struct server *s);

@@ -61,6 +61,63 @@ void worker_post(struct worker *w, struct mail *m)
 		(void)0; /* counter overflow cannot happen in practice; reader drains */
 }
 
+struct run_all {
+	void (*fn)(struct worker *w, void *arg);
+	void (*done)(void *arg);
+	void *arg;
+	int pending;            /* workers that have not run fn yet (atomic) */
+};
+
+int worker_run_all(void (*fn)(struct worker *w, void *arg), void (*done)(void *arg), void *arg)
+{
+	struct run_all *r = calloc(1, sizeof(*r));
+	struct mail **m = calloc((size_t)n_workers, sizeof(*m));
+	bool ok = r && m;
+	for (int i = 0; ok && i < n_workers; i++)
+		ok = (m[i] = calloc(1, sizeof(**m))) != NULL;
+	if (!ok) {
+		for (int i = 0; m && i < n_workers; i++)
+			free(m[i]);
+		free(m);
+		free(r);
+		return -ENOMEM;
+	}
+	*r = (struct run_all){ .fn = fn, .done = done, .arg = arg, .pending = n_workers };
+	for (int i = 0; i < n_workers; i++) {
+		m[i]->kind = MAIL_RUN;
+		m[i]->run = r;
+		worker_post(&workers[i], m[i]);
+	}
+	free(m);
+	return 0;
+}
+
+int worker_run_on(struct worker *w, void (*fn)(struct worker *w, void *arg), void *arg)
+{
+	struct run_all *r = calloc(1, sizeof(*r));
+	struct mail *m = calloc(1, sizeof(*m));
+	if (!r || !m) {
+		free(r);
+		free(m);
+		return -ENOMEM;
+	}
+	*r = (struct run_all){ .fn = fn, .arg = arg, .pending = 1 };
+	m->kind = MAIL_RUN;
+	m->run = r;
+	worker_post(w, m);
+	return 0;
+}
+
+static void run_mail(struct worker *w, struct run_all *r)
+{
+	r->fn(w, r->arg);
+	if (__atomic_sub_fetch(&r->pending, 1, __ATOMIC_ACQ_REL) == 0) {
+		if (r->done)
+			r->done(r->arg);
+		free(r);
+	}
+}
+
 static void mailbox_cb(struct loop_handle *h, uint32_t revents)
 {
 	struct worker *w = list_entry(h, struct worker, mailbox_h);
@@ -94,6 +151,9 @@ static void mailbox_cb(struct loop_handle *h, uint32_t revents)
 		case MAIL_STOP:
 			w->stopping = 1;
 			break;
+		case MAIL_RUN:
+			run_mail(w, m->run);
+			break;
 		}
 		free(m);
 		m = next;
@@ -122,6 +182,8 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t len
 static void set_listeners(struct worker *w, bool on)
 {
 	for (int i = 0; i < w->n_listen; i++) {
+		if (w->listen[i].fd < 0)
+			continue;
 		uint32_t ev = on ? EPOLLIN : 0;
 		if (on && w->listen[i].fd == unix_listen_fd)
 			ev |= EPOLLEXCLUSIVE;
@@ -131,6 +193,62 @@ static void set_listeners(struct worker *w, bool on)
 		loop_set(&w->loop, &w->listen[i], ev);
 	}
 	w->accept_paused = !on;
+}
+
+void worker_set_accepting(struct worker *w, bool on)
+{
+	w->suspended_accept = !on;
+	set_listeners(w, on);
+}
+
+void worker_close_listeners(struct worker *w)
+{
+	for (int i = 0; i < w->n_listen; i++) {
+		if (w->listen[i].fd < 0)
+			continue;
+		loop_set(&w->loop, &w->listen[i], 0);
+		/* The shared unix socket is closed once, by worker_close_shared_listeners. */
+		if (w->listen[i].fd != unix_listen_fd)
+			close(w->listen[i].fd);
+		w->listen[i].fd = -1;
+	}
+}
+
+int worker_listener_fds(int *fds, uint8_t *kinds, int max)
+{
+	int n = 0;
+	for (int i = 0; i < n_workers; i++) {
+		for (int k = 0; k < workers[i].n_listen && n < max; k++) {
+			int fd = workers[i].listen[k].fd;
+			if (fd < 0 || fd == unix_listen_fd)
+				continue;
+			fds[n] = fd;
+			kinds[n++] = 'T';
+		}
+	}
+	if (unix_listen_fd >= 0 && n < max) {
+		fds[n] = unix_listen_fd;
+		kinds[n++] = 'U';
+	}
+	return n;
+}
+
+void worker_forget_listeners(void)
+{
+	/* The new process owns the sockets and the unix socket's path now.
+	 * Workers have stopped polling them (PHASE_HANDOVER); the fds are
+	 * closed at exit but the path must stay. */
+	unix_listen_path[0] = '\0';
+}
+
+void worker_close_shared_listeners(void)
+{
+	if (unix_listen_fd >= 0) {
+		close(unix_listen_fd);
+		if (unix_listen_path[0])
+			unlink(unix_listen_path);
+		unix_listen_fd = -1;
+	}
 }
 
 static void listen_cb(struct loop_handle *h, uint32_t revents)
@@ -200,7 +318,7 @@ static void tick(struct worker *w)
 	}
 	pool_tick(w, now);
 	cancel_tick(w, now, false);
-	if (w->accept_paused)
+	if (w->accept_paused && !w->suspended_accept)
 		set_listeners(w, true);
 }
 
@@ -351,14 +469,18 @@ static int open_tcp_for_worker(struct worker *w, const struct config *cfg, char 
 	return rc;
 }
 
-int worker_start_all(const struct config *cfg)
+int worker_start_all(const struct config *cfg, const int *inherited, int n_inherited, int inherited_unix)
 {
 	char err[256] = "";
 	n_workers = cfg->workers > 0 ? cfg->workers : 1;
 	workers = calloc((size_t)n_workers, sizeof(*workers));
 	if (!workers)
 		return -ENOMEM;
-	if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
+	if (inherited_unix >= 0) {
+		unix_listen_fd = inherited_unix;
+		snprintf(unix_listen_path, sizeof(unix_listen_path), "%s/.s.PGSQL.%d",
+			 cfg->unix_socket_dir, cfg->listen_port);
+	} else if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
 		unix_listen_fd = open_unix_listener(cfg, err, sizeof(err));
 		if (unix_listen_fd < 0) {
 			log_error("%s", err);
@@ -380,7 +502,11 @@ int worker_start_all(const struct config *cfg)
 			return -errno;
 		w->mailbox_h = (struct loop_handle){ .fd = efd, .cb = mailbox_cb };
 		loop_set(&w->loop, &w->mailbox_h, EPOLLIN);
-		rc = open_tcp_for_worker(w, cfg, err, sizeof(err));
+		/* Online restart: the old process's sockets, shared out among
+		 * the workers (SO_REUSEPORT spreads connections over them). */
+		for (int k = i; k < n_inherited; k += n_workers)
+			add_listener(w, inherited[k]);
+		rc = n_inherited > i ? 0 : open_tcp_for_worker(w, cfg, err, sizeof(err));
 		if (rc < 0) {
 			log_error("%s", err);
 			return rc;
@@ -427,7 +553,7 @@ void worker_stop_all(void)
 			_exit(1);
 		}
 		for (int k = 0; k < w->n_listen; k++)
-			if (w->listen[k].fd != unix_listen_fd)
+			if (w->listen[k].fd >= 0 && w->listen[k].fd != unix_listen_fd)
 				close(w->listen[k].fd);
 		close(w->mailbox_h.fd);
 		loop_deinit(&w->loop);
@@ -441,7 +567,8 @@ void worker_stop_all(void)
 	}
 	if (unix_listen_fd >= 0) {
 		close(unix_listen_fd);
-		unlink(unix_listen_path);
+		if (unix_listen_path[0])
+			unlink(unix_listen_path);
 	}
 	free(workers);
 	workers = NULL;

@@ -13,6 +13,7 @@
 #define SLUICE_WORKER_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "list.h"
@@ -29,7 +30,10 @@ enum mail_kind {
 	MAIL_CANCEL,      /* cancel the query of the client with this key */
 	MAIL_POKE_POOL,   /* serve pool's waiters from our idle servers */
 	MAIL_STOP,        /* leave the loop */
+	MAIL_RUN,         /* run a function on this worker (worker_run_all) */
 };
+
+struct run_all;
 
 struct mail {
 	struct mail *next;
@@ -40,6 +44,7 @@ struct mail {
 	uint32_t key_pid, key;  /* MAIL_CANCEL */
 	char sqlstate[6];       /* MAIL_FAIL_CLIENT */
 	char message[200];      /* MAIL_FAIL_CLIENT */
+	struct run_all *run;    /* MAIL_RUN */
 };
 
 #define WORKER_MAX_LISTEN 8
@@ -64,6 +69,8 @@ struct worker {
 	int64_t next_tick_us;         /* when the periodic check runs next */
 	uint64_t next_conn_id;        /* local part of connection ids */
 	int stopping;                 /* leave the loop soon */
+	bool suspended;               /* SUSPEND: no reading from clients */
+	bool suspended_accept;        /* SUSPEND, shutdown, takeover: listeners off */
 };
 
 /* Global set of workers, fixed after start-up. */
@@ -73,11 +80,37 @@ extern int n_workers;
 /* The worker running on this thread (NULL on the main thread). */
 struct worker *worker_self(void);
 
-int worker_start_all(const struct config *cfg);
+/* Open the listening sockets (or use the ones inherited from the previous
+ * process in an online restart: n_inherited TCP fds and a unix one, -1 if
+ * none) and start the threads. */
+int worker_start_all(const struct config *cfg, const int *inherited, int n_inherited, int inherited_unix);
 void worker_stop_all(void);
 
 /* Post a mail (takes ownership of m). */
 void worker_post(struct worker *w, struct mail *m);
+
+/* Run fn(w, arg) on every worker's thread, between events; when the last
+ * one has, done(arg) runs on that thread (done may be NULL). Because a
+ * worker reads its mail only between callbacks, done also marks a point
+ * after which no callback that began earlier is still running. Returns 0
+ * or -ENOMEM (nothing runs then). */
+int worker_run_all(void (*fn)(struct worker *w, void *arg), void (*done)(void *arg), void *arg);
+
+/* Run fn(w, arg) on worker w's thread. Returns 0 or -ENOMEM. */
+int worker_run_on(struct worker *w, void (*fn)(struct worker *w, void *arg), void *arg);
+
+/* Stop or restart accepting new connections on every listener of w. */
+void worker_set_accepting(struct worker *w, bool on);
+
+/* Shutdown: close w's own listening sockets (new connections are refused
+ * by the kernel from then on); the shared unix socket is closed and its
+ * path removed by worker_close_shared_listeners, once every worker is done. */
+void worker_close_listeners(struct worker *w);
+void worker_close_shared_listeners(void);
+/* Online restart, old process: every listening fd (kinds 'T' or 'U'), and
+ * giving up the unix socket's path to the new process. */
+int worker_listener_fds(int *fds, uint8_t *kinds, int max);
+void worker_forget_listeners(void);
 
 /* Queue a closed object for freeing at the loop's safe point. */
 void worker_bury_client(struct worker *w, struct client *c);

@@ -1,0 +1,667 @@
+/*
+ * admin_show.c - the SHOW commands of the admin console. Column names and
+ * order follow PgBouncer 1.18 so existing dashboards and scripts keep
+ * working; SHOW CLIENTS and SHOW SERVERS add an id column at the end.
+ *
+ * Pool-level answers (POOLS, STATS, ...) are read from the pools directly;
+ * connection lists (CLIENTS, SERVERS, FDS) are collected by each worker
+ * from its own connections (admin_show_collect runs on that worker).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "admin.h"
+#include "client.h"
+#include "config.h"
+#include "control.h"
+#include "loop.h"
+#include "pool.h"
+#include "runtime.h"
+#include "server.h"
+#include "version.h"
+#include "worker.h"
+
+#define NCOLS(a) ((int)(sizeof(a) / sizeof(a[0])))
+
+static const char *mode_name(int m)
+{
+	return m == POOL_MODE_TRANSACTION ? "transaction" : m == POOL_MODE_STATEMENT ? "statement" : "session";
+}
+
+/* ---- SHOW HELP, VERSION, STATE ---- */
+
+static void show_help(struct admin_reply *r)
+{
+	reply_notice(r, "Console usage",
+		     "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION"
+		     "\n\tSHOW FDS|LISTS|MEM|STATE"
+		     "\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES"
+		     "\n\tSET key = arg"
+		     "\n\tRELOAD"
+		     "\n\tPAUSE [<db>]"
+		     "\n\tRESUME [<db>]"
+		     "\n\tDISABLE <db>"
+		     "\n\tENABLE <db>"
+		     "\n\tRECONNECT [<db>]"
+		     "\n\tKILL <db>"
+		     "\n\tKILL_CLIENT <id>"
+		     "\n\tSUSPEND"
+		     "\n\tSHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]"
+		     "\n\tWAIT_CLOSE [<db>]");
+	reply_complete(r, "SHOW");
+}
+
+static void show_version(struct admin_reply *r)
+{
+	static const struct admin_col cols[] = { { "version", 's' } };
+	reply_columns(r, cols, 1);
+	reply_row_begin(r, 1);
+	reply_cell(r, "sluice " SLUICE_VERSION);
+	reply_row_end(r);
+	reply_complete(r, "SHOW");
+}
+
+static void show_state(struct admin_reply *r)
+{
+	static const struct admin_col cols[] = { { "key", 's' }, { "value", 's' } };
+	bool paused = pool_db_paused("\x01"); /* no database has that name: global only */
+	bool suspended = control_suspended();
+	const char *rows[3][2] = {
+		{ "active", !paused && !suspended ? "yes" : "no" },
+		{ "paused", paused ? "yes" : "no" },
+		{ "suspended", suspended ? "yes" : "no" },
+	};
+	reply_columns(r, cols, 2);
+	for (int i = 0; i < 3; i++) {
+		reply_row_begin(r, 2);
+		reply_cell(r, rows[i][0]);
+		reply_cell(r, rows[i][1]);
+		reply_row_end(r);
+	}
+	reply_complete(r, "SHOW");
+}
+
+/* ---- SHOW POOLS ---- */
+
+static void pool_row(struct pool *p, void *arg)
+{
+	struct admin_reply *r = arg;
+	struct pool_counts k;
+	pool_get_counts(p, loop_now_us(), &k);
+	if (p->stale && k.cl_active + k.cl_waiting + k.sv_active + k.sv_idle + k.sv_login == 0)
+		return;
+	reply_row_begin(r, 16);
+	reply_cell(r, p->db_name);
+	reply_cell(r, p->user);
+	reply_cell_int(r, k.cl_active);
+	reply_cell_int(r, k.cl_waiting);
+	reply_cell_int(r, 0); /* cl_active_cancel_req */
+	reply_cell_int(r, 0); /* cl_waiting_cancel_req */
+	reply_cell_int(r, k.sv_active);
+	reply_cell_int(r, 0); /* sv_active_cancel */
+	reply_cell_int(r, 0); /* sv_being_canceled */
+	reply_cell_int(r, k.sv_idle);
+	reply_cell_int(r, 0); /* sv_used: sluice does not run server_check_query */
+	reply_cell_int(r, 0); /* sv_tested */
+	reply_cell_int(r, k.sv_login);
+	reply_cell_int(r, k.maxwait_us / 1000000);
+	reply_cell_int(r, k.maxwait_us % 1000000);
+	reply_cell(r, mode_name(p->mode));
+	reply_row_end(r);
+}
+
+static void show_pools(struct admin_reply *r)
+{
+	static const struct admin_col cols[] = {
+		{ "database", 's' }, { "user", 's' }, { "cl_active", 'i' }, { "cl_waiting", 'i' },
+		{ "cl_active_cancel_req", 'i' }, { "cl_waiting_cancel_req", 'i' }, { "sv_active", 'i' },
+		{ "sv_active_cancel", 'i' }, { "sv_being_canceled", 'i' }, { "sv_idle", 'i' },
+		{ "sv_used", 'i' }, { "sv_tested", 'i' }, { "sv_login", 'i' }, { "maxwait", 'i' },
+		{ "maxwait_us", 'i' }, { "pool_mode", 's' },
+	};
+	reply_columns(r, cols, NCOLS(cols));
+	pool_foreach(pool_row, r);
+	reply_complete(r, "SHOW");
+}
+
+/* ---- SHOW STATS, STATS_TOTALS, STATS_AVERAGES ---- */
+
+/* Statistics are kept per pool and shown per database, as PgBouncer. */
+struct db_stats {
+	char name[64];
+	struct stats_totals total, delta;
+	int64_t period_us;
+};
+
+struct stats_collect {
+	struct db_stats *v;
+	int n, cap;
+	bool oom;
+};
+
+static void stats_of_pool(struct pool *p, void *arg)
+{
+	struct stats_collect *sc = arg;
+	struct db_stats *d = NULL;
+	for (int i = 0; i < sc->n; i++)
+		if (strcmp(sc->v[i].name, p->db_name) == 0)
+			d = &sc->v[i];
+	if (!d) {
+		if (sc->n == sc->cap) {
+			int cap = sc->cap ? sc->cap * 2 : 16;
+			struct db_stats *v = realloc(sc->v, (size_t)cap * sizeof(*v));
+			if (!v) {
+				sc->oom = true;
+				return;
+			}
+			sc->v = v;
+			sc->cap = cap;
+		}
+		d = &sc->v[sc->n++];
+		memset(d, 0, sizeof(*d));
+		snprintf(d->name, sizeof(d->name), "%s", p->db_name);
+	}
+	struct stats_totals t, delta;
+	int64_t period;
+	pool_get_totals(p, &t);
+	pool_get_period(p, &delta, &period);
+	stats_merge(&d->total, &t);
+	stats_merge(&d->delta, &delta);
+	if (period > d->period_us)
+		d->period_us = period;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct db_stats *)a)->name, ((const struct db_stats *)b)->name);
+}
+
+static void stats_cells_totals(struct admin_reply *r, const struct stats_totals *t)
+{
+	reply_cell_int(r, (int64_t)t->xacts);
+	reply_cell_int(r, (int64_t)t->queries);
+	reply_cell_int(r, (int64_t)t->bytes_in);
+	reply_cell_int(r, (int64_t)t->bytes_out);
+	reply_cell_int(r, (int64_t)t->xact_us);
+	reply_cell_int(r, (int64_t)t->query_us);
+	reply_cell_int(r, (int64_t)t->wait_us);
+}
+
+/* Per-second rates and per-transaction / per-query times of the last
+ * stats_period, as PgBouncer's avg_* columns. */
+static void stats_cells_averages(struct admin_reply *r, const struct db_stats *d)
+{
+	const struct stats_totals *t = &d->delta;
+	double secs = d->period_us > 0 ? (double)d->period_us / 1e6 : 0;
+	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->xacts / secs) : 0);
+	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->queries / secs) : 0);
+	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->bytes_in / secs) : 0);
+	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->bytes_out / secs) : 0);
+	reply_cell_int(r, t->xacts ? (int64_t)(t->xact_us / t->xacts) : 0);
+	reply_cell_int(r, t->queries ? (int64_t)(t->query_us / t->queries) : 0);
+	reply_cell_int(r, t->xacts ? (int64_t)(t->wait_us / t->xacts) : 0);
+}
+
+enum { STATS_BOTH, STATS_TOTALS_ONLY, STATS_AVERAGES_ONLY };
+
+static void show_stats(struct admin_reply *r, int which)
+{
+	static const struct admin_col both[] = {
+		{ "database", 's' }, { "total_xact_count", 'i' }, { "total_query_count", 'i' },
+		{ "total_received", 'i' }, { "total_sent", 'i' }, { "total_xact_time", 'i' },
+		{ "total_query_time", 'i' }, { "total_wait_time", 'i' }, { "avg_xact_count", 'i' },
+		{ "avg_query_count", 'i' }, { "avg_recv", 'i' }, { "avg_sent", 'i' },
+		{ "avg_xact_time", 'i' }, { "avg_query_time", 'i' }, { "avg_wait_time", 'i' },
+	};
+	static const struct admin_col half[] = {
+		{ "database", 's' }, { "xact_count", 'i' }, { "query_count", 'i' },
+		{ "bytes_received", 'i' }, { "bytes_sent", 'i' }, { "xact_time", 'i' },
+		{ "query_time", 'i' }, { "wait_time", 'i' },
+	};
+	struct stats_collect sc = { 0 };
+	pool_foreach(stats_of_pool, &sc);
+	if (sc.oom)
+		r->oom = true;
+	qsort(sc.v, (size_t)sc.n, sizeof(*sc.v), by_name);
+	if (which == STATS_BOTH)
+		reply_columns(r, both, NCOLS(both));
+	else
+		reply_columns(r, half, NCOLS(half));
+	for (int i = 0; i < sc.n; i++) {
+		reply_row_begin(r, which == STATS_BOTH ? NCOLS(both) : NCOLS(half));
+		reply_cell(r, sc.v[i].name);
+		if (which != STATS_AVERAGES_ONLY)
+			stats_cells_totals(r, &sc.v[i].total);
+		if (which != STATS_TOTALS_ONLY)
+			stats_cells_averages(r, &sc.v[i]);
+		reply_row_end(r);
+	}
+	free(sc.v);
+	reply_complete(r, "SHOW");
+}
+
+/* ---- SHOW DATABASES, USERS, CONFIG ---- */
+
+struct db_conns {
+	const char *db;  /* database name clients use */
+	int n;           /* server connections of its pools */
+};
+
+static void count_db_servers(struct pool *p, void *arg)
+{
+	struct db_conns *dc = arg;
+	if (strcmp(p->db_name, dc->db) == 0) {
+		struct pool_counts k;
+		pool_get_counts(p, 0, &k);
+		dc->n += k.sv_active + k.sv_idle + k.sv_login;
+	}
+}
+
+static void show_databases(struct admin_reply *r)
+{
+	static const struct admin_col cols[] = {
+		{ "name", 's' }, { "host", 's' }, { "port", 'i' }, { "database", 's' },
+		{ "force_user", 's' }, { "pool_size", 'i' }, { "min_pool_size", 'i' },
+		{ "reserve_pool", 'i' }, { "pool_mode", 's' }, { "max_connections", 'i' },
+		{ "current_connections", 'i' }, { "paused", 'i' }, { "disabled", 'i' },
+	};
+	const struct config *cfg = runtime_config();
+	reply_columns(r, cols, NCOLS(cols));
+	for (size_t i = 0; i < cfg->n_databases; i++) {
+		const struct config_database *d = &cfg->databases[i];
+		struct db_conns dc = { d->name, 0 };
+		pool_foreach(count_db_servers, &dc);
+		reply_row_begin(r, NCOLS(cols));
+		reply_cell(r, d->name);
+		reply_cell(r, d->host);
+		reply_cell_int(r, d->port > 0 ? d->port : 5432);
+		reply_cell(r, d->dbname ? d->dbname : d->name);
+		reply_cell(r, d->user);
+		reply_cell_int(r, d->pool_size >= 0 ? d->pool_size : cfg->default_pool_size);
+		reply_cell_int(r, d->min_pool_size >= 0 ? d->min_pool_size : cfg->min_pool_size);
+		reply_cell_int(r, d->reserve_pool_size >= 0 ? d->reserve_pool_size : cfg->reserve_pool_size);
+		reply_cell(r, d->pool_mode >= 0 ? mode_name(d->pool_mode) : NULL);
+		reply_cell_int(r, d->max_db_connections >= 0 ? d->max_db_connections : cfg->max_db_connections);
+		reply_cell_int(r, dc.n);
+		reply_cell_int(r, pool_db_paused(d->name));
+		reply_cell_int(r, pool_db_disabled(d->name));
+		reply_row_end(r);
+	}
+	reply_complete(r, "SHOW");
+}
+
+static void show_users(struct admin_reply *r)
+{
+	static const struct admin_col cols[] = { { "name", 's' }, { "pool_mode", 's' } };
+	const struct config *cfg = runtime_config();
+	reply_columns(r, cols, NCOLS(cols));
+	for (size_t i = 0; i < cfg->n_users; i++) {
+		reply_row_begin(r, 2);
+		reply_cell(r, cfg->users[i].name);
+		reply_cell(r, cfg->users[i].pool_mode >= 0 ? mode_name(cfg->users[i].pool_mode) : NULL);
+		reply_row_end(r);
+	}
+	for (size_t i = 0; i < cfg->n_auth; i++) {
+		if (config_find_user(cfg, cfg->auth[i].user))
+			continue;
+		reply_row_begin(r, 2);
+		reply_cell(r, cfg->auth[i].user);
+		reply_cell(r, NULL);
+		reply_row_end(r);
+	}
+	reply_complete(r, "SHOW");
+}
+
+static void show_config(struct admin_reply *r)
+{
+	static const struct admin_col cols[] = {
+		{ "key", 's' }, { "value", 's' }, { "default", 's' }, { "changeable", 's' },
+	};
+	const struct config *cfg = runtime_config();
+	struct config *defaults = config_defaults();
+	if (!defaults) {
+		r->oom = true;
+		return;
+	}
+	reply_columns(r, cols, NCOLS(cols));
+	for (size_t i = 0; i < config_key_count(); i++) {
+		char val[512], def[512];
+		const char *name = config_key_describe(cfg, i, val, sizeof(val));
+		config_key_describe(defaults, i, def, sizeof(def));
+		reply_row_begin(r, 4);
+		reply_cell(r, name);
+		reply_cell(r, val);
+		reply_cell(r, def);
+		reply_cell(r, config_key_needs_restart(name) ? "no" : "yes");
+		reply_row_end(r);
+	}
+	config_free(defaults);
+	reply_complete(r, "SHOW");
+}
+
+/* ---- SHOW LISTS, MEM ---- */
+
+struct list_counts {
+	int pools, servers, waiting;
+};
+
+static void count_pool(struct pool *p, void *arg)
+{
+	struct list_counts *lc = arg;
+	struct pool_counts k;
+	pool_get_counts(p, 0, &k);
+	lc->pools++;
+	lc->servers += k.sv_active + k.sv_idle + k.sv_login;
+	lc->waiting += k.cl_waiting;
+}
+
+static void show_lists(struct admin_reply *r)
+{
+	static const struct admin_col cols[] = { { "list", 's' }, { "items", 'i' } };
+	const struct config *cfg = runtime_config();
+	struct list_counts lc = { 0 };
+	pool_foreach(count_pool, &lc);
+	const struct { const char *name; int64_t n; } rows[] = {
+		{ "databases", (int64_t)cfg->n_databases }, { "users", (int64_t)(cfg->n_users + cfg->n_auth) },
+		{ "pools", lc.pools }, { "free_clients", 0 }, { "used_clients", runtime_clients_add(0) },
+		{ "login_clients", 0 }, { "free_servers", 0 }, { "used_servers", lc.servers },
+		{ "dns_names", 0 }, { "dns_zones", 0 }, { "dns_queries", 0 }, { "dns_pending", 0 },
+	};
+	reply_columns(r, cols, NCOLS(cols));
+	for (int i = 0; i < NCOLS(rows); i++) {
+		reply_row_begin(r, 2);
+		reply_cell(r, rows[i].name);
+		reply_cell_int(r, rows[i].n);
+		reply_row_end(r);
+	}
+	reply_complete(r, "SHOW");
+}
+
+static void show_mem(struct admin_reply *r)
+{
+	static const struct admin_col cols[] = {
+		{ "name", 's' }, { "size", 'i' }, { "used", 'i' }, { "free", 'i' }, { "memtotal", 'i' },
+	};
+	struct list_counts lc = { 0 };
+	pool_foreach(count_pool, &lc);
+	int64_t clients = runtime_clients_add(0);
+	/* sluice allocates objects one by one (no slab caches): "free" is 0.
+	 * Network buffers come from per-thread block caches, shown as iobuf. */
+	const struct { const char *name; int64_t size, used; } rows[] = {
+		{ "client_cache", (int64_t)sizeof(struct client), clients },
+		{ "server_cache", (int64_t)sizeof(struct server), lc.servers },
+		{ "pool_cache", (int64_t)sizeof(struct pool), lc.pools },
+		{ "iobuf_block", (int64_t)iobuf_block_size(), 0 },
+	};
+	reply_columns(r, cols, NCOLS(cols));
+	for (int i = 0; i < NCOLS(rows); i++) {
+		reply_row_begin(r, 5);
+		reply_cell(r, rows[i].name);
+		reply_cell_int(r, rows[i].size);
+		reply_cell_int(r, rows[i].used);
+		reply_cell_int(r, 0);
+		reply_cell_int(r, rows[i].size * rows[i].used);
+		reply_row_end(r);
+	}
+	reply_complete(r, "SHOW");
+}
+
+/* ---- SHOW CLIENTS, SERVERS, FDS (collected on every worker) ---- */
+
+static const struct admin_col conn_cols[] = {
+	{ "type", 's' }, { "user", 's' }, { "database", 's' }, { "state", 's' }, { "addr", 's' },
+	{ "port", 'i' }, { "local_addr", 's' }, { "local_port", 'i' }, { "connect_time", 's' },
+	{ "request_time", 's' }, { "wait", 'i' }, { "wait_us", 'i' }, { "close_needed", 'i' },
+	{ "ptr", 's' }, { "link", 's' }, { "remote_pid", 'i' }, { "tls", 's' },
+	{ "application_name", 's' }, { "id", 'i' },
+};
+
+static const struct admin_col fds_cols[] = {
+	{ "fd", 'i' }, { "task", 's' }, { "user", 's' }, { "database", 's' }, { "addr", 's' },
+	{ "port", 'i' }, { "cancel", 'i' }, { "link", 'i' }, { "client_encoding", 's' },
+	{ "std_strings", 's' }, { "datestyle", 's' }, { "timezone", 's' }, { "password", 's' },
+	{ "scram_client_key", 's' }, { "scram_server_key", 's' },
+};
+
+void admin_show_header(int kind, struct admin_reply *r)
+{
+	if (kind == JOB_SHOW_FDS)
+		reply_columns(r, fds_cols, NCOLS(fds_cols));
+	else
+		reply_columns(r, conn_cols, NCOLS(conn_cols));
+}
+
+/* Split a socket address into text address and port. */
+static void sock_name(int fd, bool local, char *addr, size_t len, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int rc = local ? getsockname(fd, (struct sockaddr *)&ss, &sl) : getpeername(fd, (struct sockaddr *)&ss, &sl);
+	*port = 0;
+	snprintf(addr, len, "unix");
+	if (rc < 0) {
+		snprintf(addr, len, "%s", "");
+		return;
+	}
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &in->sin_addr, addr, (socklen_t)len);
+		*port = ntohs(in->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, addr, (socklen_t)len);
+		*port = ntohs(in6->sin6_port);
+	}
+}
+
+/* A monotonic time as "YYYY-MM-DD HH:MM:SS UTC" (PgBouncer's format). */
+static void wall_time(const struct admin_job *job, int64_t mono_us, char *out, size_t len)
+{
+	int64_t wall_us = job->now_wall_us - (loop_now_us() - mono_us);
+	time_t t = (time_t)(wall_us / 1000000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+static const char *client_state_name(const struct client *c)
+{
+	switch (c->state) {
+	case CLIENT_STARTUP:
+	case CLIENT_AUTH: return "login";
+	case CLIENT_LOGIN_WAIT:
+	case CLIENT_WAITING: return "waiting";
+	case CLIENT_ACTIVE: return "active";
+	default: return "active"; /* logged in, no request waiting (PgBouncer's meaning) */
+	}
+}
+
+static void client_row(struct admin_reply *r, const struct admin_job *job, const struct client *c, int64_t now)
+{
+	char addr[64], laddr[64], t1[40], t2[40];
+	int port, lport;
+	sock_name(c->sock.h.fd, false, addr, sizeof(addr), &port);
+	sock_name(c->sock.h.fd, true, laddr, sizeof(laddr), &lport);
+	wall_time(job, c->connect_us, t1, sizeof(t1));
+	wall_time(job, c->last_active_us, t2, sizeof(t2));
+	int64_t wait = c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT ? now - c->state_since_us : 0;
+	reply_row_begin(r, NCOLS(conn_cols));
+	reply_cell(r, "C");
+	reply_cell(r, c->user);
+	reply_cell(r, c->db);
+	reply_cell(r, client_state_name(c));
+	reply_cell(r, addr);
+	reply_cell_int(r, port);
+	reply_cell(r, laddr);
+	reply_cell_int(r, lport);
+	reply_cell(r, t1);
+	reply_cell(r, t2);
+	reply_cell_int(r, wait / 1000000);
+	reply_cell_int(r, wait % 1000000);
+	reply_cell_int(r, 0);
+	reply_cellf(r, "%llx", (unsigned long long)c->id);
+	if (c->server)
+		reply_cellf(r, "%llx", (unsigned long long)c->server->id);
+	else
+		reply_cell(r, "");
+	reply_cell_int(r, 0);
+	reply_cell(r, "");
+	reply_cell(r, c->params[5] ? c->params[5] : "");
+	reply_cell_int(r, (int64_t)c->id);
+	reply_row_end(r);
+}
+
+static const char *server_state_name(const struct server *s)
+{
+	switch (s->state) {
+	case SERVER_CONNECTING:
+	case SERVER_LOGIN: return "login";
+	case SERVER_IDLE: return "idle";
+	case SERVER_RESET: return "used";
+	default: return "active";
+	}
+}
+
+static void server_row(struct admin_reply *r, const struct admin_job *job, const struct server *s)
+{
+	char addr[64], laddr[64], t1[40], t2[40];
+	int port, lport;
+	sock_name(s->sock.h.fd, false, addr, sizeof(addr), &port);
+	sock_name(s->sock.h.fd, true, laddr, sizeof(laddr), &lport);
+	wall_time(job, s->connect_time_us, t1, sizeof(t1));
+	wall_time(job, s->state_since_us, t2, sizeof(t2));
+	reply_row_begin(r, NCOLS(conn_cols));
+	reply_cell(r, "S");
+	reply_cell(r, s->pool->server_user);
+	reply_cell(r, s->pool->db_name);
+	reply_cell(r, server_state_name(s));
+	reply_cell(r, addr);
+	reply_cell_int(r, port);
+	reply_cell(r, laddr);
+	reply_cell_int(r, lport);
+	reply_cell(r, t1);
+	reply_cell(r, t2);
+	reply_cell_int(r, 0);
+	reply_cell_int(r, 0);
+	reply_cell_int(r, pool_server_outdated(s));
+	reply_cellf(r, "%llx", (unsigned long long)s->id);
+	if (s->client)
+		reply_cellf(r, "%llx", (unsigned long long)s->client->id);
+	else
+		reply_cell(r, "");
+	reply_cell_int(r, s->backend_pid);
+	reply_cell(r, "");
+	reply_cell(r, s->params[5] ? s->params[5] : "");
+	reply_cell_int(r, (int64_t)s->id);
+	reply_row_end(r);
+}
+
+static void fd_row(struct admin_reply *r, int fd, const char *task, const char *user, const char *db,
+		   uint64_t cancel, int link, char *const *params)
+{
+	char addr[64];
+	int port;
+	sock_name(fd, false, addr, sizeof(addr), &port);
+	reply_row_begin(r, NCOLS(fds_cols));
+	reply_cell_int(r, fd);
+	reply_cell(r, task);
+	reply_cell(r, user);
+	reply_cell(r, db);
+	reply_cell(r, addr);
+	reply_cell_int(r, port);
+	reply_cell_int(r, (int64_t)cancel);
+	reply_cell_int(r, link);
+	reply_cell(r, params[0]);   /* client_encoding */
+	reply_cell(r, params[4]);   /* standard_conforming_strings */
+	reply_cell(r, params[1]);   /* DateStyle */
+	reply_cell(r, params[2]);   /* TimeZone */
+	reply_cell(r, "");          /* never a password or key */
+	reply_cell(r, "");
+	reply_cell(r, "");
+	reply_row_end(r);
+}
+
+void admin_show_collect(struct worker *w, struct admin_job *job)
+{
+	struct admin_reply rows = { 0 };
+	int64_t now = loop_now_us();
+	struct list *pos, *tmp;
+	if (job->kind == JOB_SHOW_CLIENTS || job->kind == JOB_SHOW_FDS) {
+		list_for_each_safe(pos, tmp, &w->clients) {
+			struct client *c = list_entry(pos, struct client, node);
+			if (c->closing)
+				continue;
+			if (job->kind == JOB_SHOW_CLIENTS)
+				client_row(&rows, job, c, now);
+			else
+				fd_row(&rows, c->sock.h.fd, "client", c->user, c->db,
+				       (uint64_t)c->cancel_pid << 32 | c->cancel_key,
+				       c->server ? c->server->sock.h.fd : 0, c->params);
+		}
+	}
+	if (job->kind == JOB_SHOW_SERVERS || job->kind == JOB_SHOW_FDS) {
+		list_for_each_safe(pos, tmp, &w->servers) {
+			struct server *s = list_entry(pos, struct server, node);
+			if (s->closed)
+				continue;
+			if (job->kind == JOB_SHOW_SERVERS)
+				server_row(&rows, job, s);
+			else
+				fd_row(&rows, s->sock.h.fd, "server", s->pool->server_user, s->pool->db_name,
+				       (uint64_t)s->backend_pid << 32 | s->backend_key,
+				       s->client ? s->client->sock.h.fd : 0, s->params);
+		}
+	}
+	pthread_mutex_lock(&job->lock);
+	reply_append(&job->rows, rows.data, rows.len);
+	if (rows.oom)
+		job->rows.oom = true;
+	pthread_mutex_unlock(&job->lock);
+	reply_free(&rows);
+}
+
+bool admin_show(struct client *c, const char *what, struct admin_reply *r, int *job_kind)
+{
+	(void)c;
+	*job_kind = -1;
+	if (strcasecmp(what, "HELP") == 0)
+		show_help(r);
+	else if (strcasecmp(what, "VERSION") == 0)
+		show_version(r);
+	else if (strcasecmp(what, "STATE") == 0)
+		show_state(r);
+	else if (strcasecmp(what, "POOLS") == 0)
+		show_pools(r);
+	else if (strcasecmp(what, "STATS") == 0)
+		show_stats(r, STATS_BOTH);
+	else if (strcasecmp(what, "STATS_TOTALS") == 0)
+		show_stats(r, STATS_TOTALS_ONLY);
+	else if (strcasecmp(what, "STATS_AVERAGES") == 0)
+		show_stats(r, STATS_AVERAGES_ONLY);
+	else if (strcasecmp(what, "DATABASES") == 0)
+		show_databases(r);
+	else if (strcasecmp(what, "USERS") == 0)
+		show_users(r);
+	else if (strcasecmp(what, "CONFIG") == 0)
+		show_config(r);
+	else if (strcasecmp(what, "LISTS") == 0)
+		show_lists(r);
+	else if (strcasecmp(what, "MEM") == 0)
+		show_mem(r);
+	else if (strcasecmp(what, "CLIENTS") == 0)
+		*job_kind = JOB_SHOW_CLIENTS;
+	else if (strcasecmp(what, "SERVERS") == 0)
+		*job_kind = JOB_SHOW_SERVERS;
+	else if (strcasecmp(what, "FDS") == 0)
+		*job_kind = JOB_SHOW_FDS;
+	else
+		return false;
+	return true;
+}
