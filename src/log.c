@@ -40,7 +40,7 @@ int log_open(const char *path, int level, int quiet)
 	return 0;
 }
 
-int log_get_level(void) { return log_level; }
+int log_get_level(void) { return __atomic_load_n(&log_level, __ATOMIC_RELAXED); }
 
 void log_set_verbose(int verbose)
 {
@@ -49,7 +49,8 @@ void log_set_verbose(int verbose)
 		level = log_base_level;
 	if (level > LOG_LEVEL_NOISE)
 		level = LOG_LEVEL_NOISE;
-	log_level = level;
+	/* Worker threads read it on every line; RELOAD changes it. */
+	__atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
 }
 
 int log_open_syslog(const char *ident, const char *facility)
@@ -85,7 +86,7 @@ static const char *const level_names[] = { "ERROR", "WARNING", "LOG", "DEBUG", "
 
 void log_write(int level, const char *fmt, ...)
 {
-	if (level > log_level)
+	if (level > log_get_level())
 		return;
 	char line[2048];
 	struct timeval tv;
