@@ -25,6 +25,7 @@
 #include "pool.h"
 #include "runtime.h"
 #include "server.h"
+#include "tls.h"
 #include "version.h"
 #include "worker.h"
 
@@ -512,7 +513,9 @@ static void client_row(struct admin_reply *r, const struct admin_job *job, const
 	else
 		reply_cell(r, "");
 	reply_cell_int(r, 0);
-	reply_cell(r, "");
+	char tls[96];
+	tls_describe(c->sock.ssl, tls, sizeof(tls));
+	reply_cell(r, tls);
 	reply_cell(r, c->params[5] ? c->params[5] : "");
 	reply_cell_int(r, (int64_t)c->id);
 	reply_row_end(r);
@@ -557,7 +560,9 @@ static void server_row(struct admin_reply *r, const struct admin_job *job, const
 	else
 		reply_cell(r, "");
 	reply_cell_int(r, s->backend_pid);
-	reply_cell(r, "");
+	char tls[96];
+	tls_describe(s->sock.ssl, tls, sizeof(tls));
+	reply_cell(r, tls);
 	reply_cell(r, s->params[5] ? s->params[5] : "");
 	reply_cell_int(r, (int64_t)s->id);
 	reply_row_end(r);

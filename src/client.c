@@ -9,7 +9,9 @@
 #include "client.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +29,8 @@
 #include "runtime.h"
 #include "scram_cache.h"
 #include "server.h"
+#include "hba.h"
+#include "tls.h"
 #include "track.h"
 #include "worker.h"
 
@@ -47,6 +51,11 @@ static void client_pump(struct client *c);
 #define CLOG(c, lvl, fmt, ...) \
 	log_write(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, \
 		  (c)->db[0] ? (c)->db : "-", (c)->user[0] ? (c)->user : "-", (c)->peer, ##__VA_ARGS__)
+
+static bool client_is_unix(const struct client *c)
+{
+	return strcmp(c->peer, "unix") == 0;
+}
 
 static void client_set_state(struct client *c, int state)
 {
@@ -148,7 +157,8 @@ void client_close(struct client *c, const char *reason)
 		return;
 	c->closing = true;
 	bool zombie = false;
-	if ((c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT) && c->pool && !c->server)
+	if ((c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT || c->state == CLIENT_AUTH) &&
+	    c->pool && !c->server)
 		zombie = !pool_dequeue(c->pool, c) && c->handoff_pending;
 	/* A console job holds c: its completion reaps. */
 	if (admin_job_pending(c))
@@ -183,6 +193,10 @@ void client_free(struct client *c)
 {
 	list_del(&c->node);
 	admin_free(c);
+	if (c->lookup_secret) {
+		OPENSSL_cleanse(c->lookup_secret, strlen(c->lookup_secret));
+		free(c->lookup_secret);
+	}
 	client_stmts_clear(&c->stmts);
 	free(c->scram);
 	for (int i = 0; i < TRACKED_PARAMS; i++)
@@ -205,6 +219,7 @@ static bool startup_param_allowed(const char *name)
 }
 
 static void auth_begin(struct client *c);
+static void auth_with(struct client *c, int method);
 
 static void handle_startup(struct client *c, const struct pg_startup *st)
 {
@@ -224,6 +239,11 @@ static void handle_startup(struct client *c, const struct pg_startup *st)
 	}
 	if (c->over_limit) {
 		client_fail(c, "53300", "no more connections allowed (max_client_conn)");
+		return;
+	}
+	const struct config *tcfg = runtime_config();
+	if (tcfg->client_tls_sslmode >= TLS_MODE_REQUIRE && !c->sock.ssl && !client_is_unix(c)) {
+		client_fail(c, "28000", "SSL required: this server accepts only TLS connections (client_tls_sslmode)");
 		return;
 	}
 	for (int i = 0; i < st->n_params; i++) {
@@ -277,11 +297,173 @@ static void auth_failed(struct client *c)
 
 static void login_finish(struct client *c);
 
+/* auth_type = hba: the method of the first matching line, as PostgreSQL
+ * picks it. Returns -1 after refusing the client. */
+static int hba_method_for(struct client *c)
+{
+	const struct config *cfg = runtime_config();
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	bool is_unix = client_is_unix(c);
+	bool have_addr = !is_unix && getpeername(c->sock.h.fd, (struct sockaddr *)&ss, &sl) == 0;
+	struct hba_request req = {
+		.is_unix = is_unix,
+		.tls = c->sock.ssl != NULL,
+		.addr = have_addr ? (const struct sockaddr *)&ss : NULL,
+		.database = c->db,
+		.user = c->user,
+	};
+	int line = 0;
+	enum hba_method m = hba_match(cfg->hba, &req, &line);
+	char host[64];
+	snprintf(host, sizeof(host), "%s", is_unix ? "[local]" : c->peer);
+	char *colon = strrchr(host, ':');
+	if (colon && !is_unix)
+		*colon = '\0'; /* the port is not part of PostgreSQL's message */
+	if (m == HBA_REJECT) {
+		char msg[400];
+		if (line)
+			snprintf(msg, sizeof(msg), "pg_hba.conf rejects connection for host \"%s\", user \"%s\", database \"%s\", %s",
+				 host, c->user, c->db, c->sock.ssl ? "SSL encryption" : "no encryption");
+		else
+			snprintf(msg, sizeof(msg), "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\", %s",
+				 host, c->user, c->db, c->sock.ssl ? "SSL encryption" : "no encryption");
+		client_fail(c, "28000", msg);
+		return -1;
+	}
+	CLOG(c, LOG_LEVEL_DEBUG, "auth_hba_file line %d: %s", line, hba_method_name(m));
+	switch (m) {
+	case HBA_TRUST: return AUTH_TYPE_ANY;
+	case HBA_PASSWORD: return AUTH_TYPE_PLAIN;
+	case HBA_MD5: return AUTH_TYPE_MD5;
+	case HBA_SCRAM: return AUTH_TYPE_SCRAM;
+	case HBA_CERT: return AUTH_TYPE_CERT;
+	case HBA_PEER: return AUTH_TYPE_PEER;
+	default: break;
+	}
+	client_fail(c, "28000", "unsupported method in auth_hba_file");
+	return -1;
+}
+
+/* TLS client certificate: verified by OpenSSL against client_tls_ca_file;
+ * its common name must be the user name (PostgreSQL's cert method). */
+static void auth_cert(struct client *c)
+{
+	char cn[256], msg[200];
+	if (!c->sock.ssl || !tls_peer_cn(c->sock.ssl, cn, sizeof(cn))) {
+		client_fail(c, "28000", "connection requires a valid client certificate");
+		return;
+	}
+	if (strcmp(cn, c->user) != 0) {
+		snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%s\"", c->user);
+		client_fail(c, "28000", msg);
+		return;
+	}
+	login_finish(c);
+}
+
+/* Unix-socket peer credentials: the client's OS user must be the user
+ * name, as PostgreSQL's peer method without an ident map. */
+static void auth_peer(struct client *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char buf[1024], msg[200];
+	struct passwd pw, *res = NULL;
+	if (client_is_unix(c) && getsockopt(c->sock.h.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+	    getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) == 0 && res && strcmp(res->pw_name, c->user) == 0) {
+		login_finish(c);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "peer authentication failed for user \"%s\"", c->user);
+	client_fail(c, "28000", msg);
+}
+
 static void auth_begin(struct client *c)
 {
 	const struct config *cfg = runtime_config();
-	const char *secret = config_find_secret(cfg, c->user);
-	switch (cfg->auth_type) {
+	int method = cfg->auth_type;
+	if (method == AUTH_TYPE_HBA && (method = hba_method_for(c)) < 0)
+		return;
+	auth_with(c, method);
+}
+
+/* The user's secret: auth_file first, then what auth_query found. */
+static const char *client_secret(const struct client *c)
+{
+	const char *secret = config_find_secret(runtime_config(), c->user);
+	return secret ? secret : c->lookup_secret;
+}
+
+/* Users not in auth_file are looked up with auth_query on a server of the
+ * (auth_dbname, auth_user) pool; the client waits in the pool's queue like
+ * any other, so a slow lookup holds only its own client. Returns true when
+ * the lookup started (or the client was failed). */
+static bool lookup_start(struct client *c, int method)
+{
+	const struct config *cfg = runtime_config();
+	char err[200];
+	const char *db = cfg->auth_dbname ? cfg->auth_dbname : c->db;
+	struct pool *p = pool_get(cfg, db, cfg->auth_user, err, sizeof(err));
+	if (!p) {
+		client_fail(c, "08P01", err);
+		return true;
+	}
+	c->lookup_method = (uint8_t)method;
+	c->pool = p; /* the lookup pool until login_finish picks the real one */
+	c->sock.want_read = false;
+	client_update_events(c);
+	const char *fail = NULL;
+	struct server *s = pool_acquire(p, c, &fail);
+	if (fail) {
+		client_fail(c, "08P01", fail);
+		return true;
+	}
+	if (s)
+		client_on_server(c, s);
+	return true;
+}
+
+void client_lookup_done(struct client *c, const char *secret, const char *error)
+{
+	c->lookup_done = true;
+	c->pool = NULL;
+	if (error) {
+		CLOG(c, LOG_LEVEL_WARNING, "auth_query failed: %s", error);
+		client_fail(c, "28000", "authentication lookup failed (auth_query); see the sluice log");
+		return;
+	}
+	if (secret) {
+		c->lookup_secret = strdup(secret);
+		if (!c->lookup_secret) {
+			client_fail(c, "53200", "out of memory");
+			return;
+		}
+	}
+	c->sock.want_read = true;
+	auth_with(c, c->lookup_method);
+	if (!c->closing) {
+		client_pump(c);
+		client_process(c);
+	}
+}
+
+static void auth_with(struct client *c, int method)
+{
+	const struct config *cfg = runtime_config();
+	const char *secret = client_secret(c);
+	bool needs_secret = method == AUTH_TYPE_PLAIN || method == AUTH_TYPE_MD5 ||
+			    method == AUTH_TYPE_SCRAM || method == AUTH_TYPE_TRUST;
+	if (!secret && needs_secret && cfg->auth_user && !c->lookup_done &&
+	    strcmp(c->user, cfg->auth_user) != 0 && lookup_start(c, method))
+		return;
+	switch (method) {
+	case AUTH_TYPE_CERT:
+		auth_cert(c);
+		return;
+	case AUTH_TYPE_PEER:
+		auth_peer(c);
+		return;
 	case AUTH_TYPE_ANY:
 		login_finish(c);
 		return;
@@ -349,8 +531,7 @@ static void auth_begin(struct client *c)
 /* A password message ('p') arrived during authentication. */
 static void auth_message(struct client *c, const struct pg_msg *m)
 {
-	const struct config *cfg = runtime_config();
-	const char *secret = config_find_secret(cfg, c->user);
+	const char *secret = client_secret(c);
 	struct pg_reader r;
 	pg_reader_init(&r, m->body, m->body_len);
 
@@ -498,11 +679,13 @@ static void login_finish(struct client *c)
 		client_fail(c, "08P01", err);
 		return;
 	}
+	if (c->lookup_secret)
+		pool_set_lookup_secret(c->pool, c->lookup_secret);
 	if (c->scram) {
 		/* Authenticated against a verifier: the same keys log in to the
 		 * server when it holds the same verifier (no plain password
 		 * stored anywhere). Only for the pool's own user. */
-		const char *secret = config_find_secret(runtime_config(), c->user);
+		const char *secret = client_secret(c);
 		if (c->scram->have_client_key && secret && pg_secret_is_scram(secret) &&
 		    strcmp(c->pool->server_user, c->user) == 0)
 			pool_set_scram_keys(c->pool, c->scram->client_key, c->scram->v.server_key);
@@ -543,6 +726,10 @@ void client_on_server(struct client *c, struct server *s)
 		/* Closed while the handoff was in flight: give the server back. */
 		pool_release(s);
 		worker_bury_client(c->worker, c);
+		return;
+	}
+	if (c->state == CLIENT_AUTH) {
+		server_lookup(s, c, c->user);
 		return;
 	}
 	if (c->state == CLIENT_LOGIN_WAIT) {
@@ -621,6 +808,63 @@ static bool client_repool(struct client *c)
 	return true;
 }
 
+/* TLS is offered over TCP when client_tls_sslmode is not disable (unix
+ * sockets answer 'N', as PostgreSQL does). */
+static bool tls_offered(const struct client *c)
+{
+	return runtime_config()->client_tls_sslmode != TLS_MODE_DISABLE && !client_is_unix(c) && !c->sock.ssl;
+}
+
+static void tls_step(struct client *c)
+{
+	char why[240];
+	bool want_write = false;
+	int rc = tls_handshake(c->sock.ssl, &want_write, why, sizeof(why));
+	if (rc == -EAGAIN) {
+		bool rd = c->sock.want_read;
+		c->sock.want_read = !want_write;
+		if (pgsock_update(&c->worker->loop, &c->sock, want_write) < 0)
+			client_close(c, "epoll failure");
+		c->sock.want_read = rd;
+		return;
+	}
+	if (rc < 0) {
+		/* Nothing readable can be sent mid-handshake: log and close. */
+		CLOG(c, LOG_LEVEL_WARNING, "%s", why);
+		client_close(c, why);
+		return;
+	}
+	c->tls_handshaking = false;
+	c->sock.want_read = true;
+	CLOG(c, LOG_LEVEL_DEBUG, "TLS established");
+	client_update_events(c);
+}
+
+/* SSLRequest accepted: 'S', then the handshake. */
+static void start_tls(struct client *c)
+{
+	if (pgsock_unexamined(&c->sock) > 0) {
+		/* Bytes sent after the SSLRequest before the handshake are
+		 * plaintext a man in the middle could have injected; they must
+		 * not be read as part of the encrypted session (CVE-2021-3935). */
+		client_fail(c, "08P01", "received unencrypted data after SSL request");
+		return;
+	}
+	iobuf_append(&c->sock.wbuf, "S", 1);
+	if (pgsock_flush(&c->sock, NULL) != 0) {
+		client_close(c, "cannot answer the SSL request");
+		return;
+	}
+	c->sock.ssl = tls_new_for_client(c->sock.h.fd);
+	if (!c->sock.ssl) {
+		client_close(c, "cannot start TLS");
+		return;
+	}
+	c->tls_handshaking = true;
+	iobuf_release(&c->sock.rbuf);
+	tls_step(c);
+}
+
 /* Examine client bytes: while linked, mark whole or partial messages for
  * forwarding; while idle, ask the pool for a server. Stops at a message
  * that cannot go yet. */
@@ -639,8 +883,12 @@ static void client_process(struct client *c)
 				return;
 			}
 			pgsock_drop(sk, (uint32_t)n);
+			if (st.code == PG_SSL_REQUEST && tls_offered(c)) {
+				start_tls(c);
+				return;
+			}
 			if (st.code == PG_SSL_REQUEST || st.code == PG_GSSENC_REQUEST) {
-				/* No TLS yet: refuse, the client may go on in plain text. */
+				/* Refused; the client may go on in plain text. */
 				iobuf_append(&sk->wbuf, "N", 1);
 				continue;
 			}
@@ -853,6 +1101,10 @@ static void client_pump(struct client *c)
 static void client_cb(struct loop_handle *h, uint32_t revents)
 {
 	struct client *c = list_entry(h, struct client, sock.h);
+	if (c->tls_handshaking) {
+		tls_step(c);
+		return;
+	}
 	if (revents & EPOLLOUT) {
 		/* Bytes towards the client: its own wbuf and its server's examined bytes. */
 		if (c->server) {

@@ -62,6 +62,10 @@ struct client {
 	struct client *cancel_next; /* chain in the cancel registry (its lock) */
 	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
 	bool counted;              /* counted in pool->n_clients */
+	bool tls_handshaking;      /* answered 'S' to SSLRequest; handshake running */
+	bool lookup_done;          /* auth_query answered (lookup_secret may still be NULL) */
+	uint8_t lookup_method;     /* auth method to resume with after the lookup */
+	char *lookup_secret;       /* secret found by auth_query (heap, wiped on free) */
 	uint8_t admin_level;       /* console login in progress: enum admin_level */
 	struct admin_session *adm; /* console session (heap), NULL for pooled clients */
 	int64_t connect_us;        /* accepted (monotonic), for SHOW CLIENTS */
@@ -103,6 +107,10 @@ void client_resume_parse(struct client *c);
 
 /* The console answered a command that was waiting: read on. */
 void client_resume_admin(struct client *c);
+
+/* auth_query finished on the lookup server: secret found (NULL when the
+ * user is unknown) or error set. Authentication goes on. */
+void client_lookup_done(struct client *c, const char *secret, const char *error);
 
 /* Recompute the client socket's epoll interest. */
 void client_update_events(struct client *c);

@@ -23,6 +23,7 @@
  *   was started). Absolute paths behave the same in both.
  */
 #include "config.h"
+#include "hba.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -311,6 +312,21 @@ int config_parse_pool_mode(const char *s, int *out)
 	return 0;
 }
 
+static const char *const sslmode_names[] = {
+	"disable", "allow", "prefer", "require", "verify-ca", "verify-full",
+};
+
+int config_parse_sslmode(const char *s, int *out)
+{
+	for (size_t i = 0; s && i < sizeof(sslmode_names) / sizeof(sslmode_names[0]); i++) {
+		if (strcasecmp(s, sslmode_names[i]) == 0) {
+			*out = (int)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 int config_parse_auth_type(const char *s, int *out)
 {
 	static const struct { const char *name; int type; } types[] = {
@@ -320,6 +336,8 @@ int config_parse_auth_type(const char *s, int *out)
 		{ "password", AUTH_TYPE_PLAIN }, /* PostgreSQL's name for it */
 		{ "md5", AUTH_TYPE_MD5 },
 		{ "scram-sha-256", AUTH_TYPE_SCRAM },
+		{ "cert", AUTH_TYPE_CERT },
+		{ "hba", AUTH_TYPE_HBA },
 	};
 	size_t i;
 
@@ -345,6 +363,7 @@ enum config_key_type {
 	KT_DURATION,  /* int64_t microseconds, within [min, max] */
 	KT_POOL_MODE, /* int, enum pool_mode */
 	KT_AUTH_TYPE, /* int, enum auth_type */
+	KT_SSLMODE,   /* int, enum tls_mode */
 };
 
 struct config_key {
@@ -414,6 +433,22 @@ static const struct config_key main_keys[] = {
 	DUR("shutdown_timeout", shutdown_timeout_us),
 	KEY("metrics_port", KT_INT, metrics_port, 0, 65535),
 	KEY("metrics_addr", KT_STR_OPT, metrics_addr, 0, 0),
+	KEY("client_tls_sslmode", KT_SSLMODE, client_tls_sslmode, 0, 0),
+	KEY("client_tls_cert_file", KT_STR_OPT, client_tls_cert_file, 0, 0),
+	KEY("client_tls_key_file", KT_STR_OPT, client_tls_key_file, 0, 0),
+	KEY("client_tls_ca_file", KT_STR_OPT, client_tls_ca_file, 0, 0),
+	KEY("client_tls_protocols", KT_STR_OPT, client_tls_protocols, 0, 0),
+	KEY("client_tls_ciphers", KT_STR_OPT, client_tls_ciphers, 0, 0),
+	KEY("server_tls_sslmode", KT_SSLMODE, server_tls_sslmode, 0, 0),
+	KEY("server_tls_cert_file", KT_STR_OPT, server_tls_cert_file, 0, 0),
+	KEY("server_tls_key_file", KT_STR_OPT, server_tls_key_file, 0, 0),
+	KEY("server_tls_ca_file", KT_STR_OPT, server_tls_ca_file, 0, 0),
+	KEY("server_tls_protocols", KT_STR_OPT, server_tls_protocols, 0, 0),
+	KEY("server_tls_ciphers", KT_STR_OPT, server_tls_ciphers, 0, 0),
+	KEY("auth_hba_file", KT_STR_OPT, auth_hba_file, 0, 0),
+	KEY("auth_user", KT_STR_OPT, auth_user, 0, 0),
+	KEY("auth_query", KT_STR_OPT, auth_query, 0, 0),
+	KEY("auth_dbname", KT_STR_OPT, auth_dbname, 0, 0),
 };
 
 /* Keys read only at start-up: SET refuses them, RELOAD keeps the old value
@@ -429,20 +464,14 @@ static const char *const restart_keys[] = {
  * yet. Accepted with a warning so an existing pgbouncer.ini keeps loading.
  */
 static const char *const unsupported_main_keys[] = {
-	"application_name_add_host", "auth_dbname", "auth_hba_file",
-	"auth_ident_file", "auth_ldap_options", "auth_query", "auth_user",
+	"application_name_add_host", "auth_ident_file", "auth_ldap_options",
 	"autodb_idle_timeout", "cancel_wait_timeout", "client_tls13_ciphers",
-	"client_tls_ca_file", "client_tls_cert_file", "client_tls_ciphers",
-	"client_tls_dheparams", "client_tls_ecdhcurve", "client_tls_key_file",
-	"client_tls_protocols", "client_tls_sslmode", "conffile",
+	"client_tls_dheparams", "client_tls_ecdhcurve", "conffile",
 	"disable_pqexec", "dns_max_ttl", "dns_nxdomain_ttl",
-	"dns_zone_check_period", "job_name",
-	"max_db_client_connections", "max_packet_size",
-"max_user_client_connections", "peer_id",
+	"dns_zone_check_period", "job_name", "max_db_client_connections",
+	"max_packet_size", "max_user_client_connections", "peer_id",
 	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
 	"server_fast_close", "server_round_robin", "server_tls13_ciphers",
-	"server_tls_ca_file", "server_tls_cert_file", "server_tls_ciphers",
-	"server_tls_key_file", "server_tls_protocols", "server_tls_sslmode",
 	"service_name", "so_reuseport", "suspend_timeout", "tcp_defer_accept",
 	"tcp_socket_buffer", "track_extra_parameters", "unix_socket_group",
 	"user",
@@ -538,17 +567,22 @@ static int set_main_key(struct config_parser *p, const char *key, const char *va
 				       k->name, CONFIG_ECHO_MAX, val);
 		*(int *)(void *)field = e;
 		return 0;
+	case KT_SSLMODE:
+		if (config_parse_sslmode(val, &e) < 0)
+			return fail_at(p, -EINVAL, "key '%s': '%.*s' is not an sslmode (disable, allow, prefer, require, verify-ca, verify-full)",
+				       k->name, CONFIG_ECHO_MAX, val);
+		*(int *)(void *)field = e;
+		return 0;
 	case KT_AUTH_TYPE:
 		if (config_parse_auth_type(val, &e) == 0) {
 			*(int *)(void *)field = e;
 			return 0;
 		}
 		/* Valid in PgBouncer, so say "not yet" rather than "unknown". */
-		if (strcasecmp(val, "hba") == 0 || strcasecmp(val, "cert") == 0 ||
-		    strcasecmp(val, "pam") == 0 || strcasecmp(val, "ldap") == 0)
+		if (strcasecmp(val, "pam") == 0 || strcasecmp(val, "ldap") == 0)
 			return fail_at(p, -EINVAL, "key '%s': auth_type '%s' is not supported by sluice yet",
 				       k->name, val);
-		return fail_at(p, -EINVAL, "key '%s': '%.*s' is not an auth type (trust, any, plain, password, md5, scram-sha-256)",
+		return fail_at(p, -EINVAL, "key '%s': '%.*s' is not an auth type (trust, any, plain, password, md5, scram-sha-256, cert, hba)",
 			       k->name, CONFIG_ECHO_MAX, val);
 	}
 	return 0;
@@ -1093,6 +1127,15 @@ static int set_defaults(struct config *cfg)
 	cfg->tcp_keepalive = true;
 	cfg->stats_period_us = 60 * 1000000LL;
 	cfg->log_stats = true;
+	cfg->server_tls_sslmode = TLS_MODE_PREFER;
+	cfg->client_tls_protocols = strdup("secure");
+	cfg->server_tls_protocols = strdup("secure");
+	cfg->client_tls_ciphers = strdup("fast");
+	cfg->server_tls_ciphers = strdup("fast");
+	cfg->auth_query = strdup("SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
+	if (!cfg->client_tls_protocols || !cfg->server_tls_protocols || !cfg->client_tls_ciphers ||
+	    !cfg->server_tls_ciphers || !cfg->auth_query)
+		return -ENOMEM;
 	cfg->shutdown_timeout_us = 30 * 1000000LL;
 	cfg->metrics_addr = strdup("127.0.0.1");
 	cfg->syslog_ident = strdup("sluice");
@@ -1115,6 +1158,8 @@ static const char *auth_type_name(int t)
 	case AUTH_TYPE_PLAIN: return "plain";
 	case AUTH_TYPE_MD5: return "md5";
 	case AUTH_TYPE_SCRAM: return "scram-sha-256";
+	case AUTH_TYPE_CERT: return "cert";
+	case AUTH_TYPE_HBA: return "hba";
 	}
 	return "?";
 }
@@ -1168,8 +1213,31 @@ int config_load_with(const char *path, const struct config_override *ov, size_t 
 			goto fail;
 	}
 
-	/* Every auth type except "any" checks the user against auth_file. */
-	if (!cfg->auth_file && cfg->auth_type != AUTH_TYPE_ANY) {
+	if (cfg->auth_type == AUTH_TYPE_HBA && !cfg->auth_hba_file) {
+		set_err(&p, "%s: key 'auth_type': 'hba' needs auth_hba_file to be set", path);
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (cfg->client_tls_sslmode != TLS_MODE_DISABLE &&
+	    (!cfg->client_tls_cert_file || !cfg->client_tls_key_file)) {
+		set_err(&p, "%s: key 'client_tls_sslmode': TLS towards clients needs client_tls_cert_file and client_tls_key_file", path);
+		rc = -EINVAL;
+		goto fail;
+	}
+	if ((cfg->client_tls_sslmode >= TLS_MODE_VERIFY_CA || cfg->auth_type == AUTH_TYPE_CERT) &&
+	    !cfg->client_tls_ca_file) {
+		set_err(&p, "%s: client certificates (client_tls_sslmode verify-ca/verify-full or auth_type cert) need client_tls_ca_file", path);
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (cfg->auth_type == AUTH_TYPE_CERT && cfg->client_tls_sslmode == TLS_MODE_DISABLE) {
+		set_err(&p, "%s: key 'auth_type': 'cert' needs client_tls_sslmode other than disable", path);
+		rc = -EINVAL;
+		goto fail;
+	}
+	/* Every auth type except "any", "cert" and "hba" checks the user against auth_file. */
+	if (!cfg->auth_file && cfg->auth_type != AUTH_TYPE_ANY && cfg->auth_type != AUTH_TYPE_CERT &&
+	    cfg->auth_type != AUTH_TYPE_HBA) {
 		set_err(&p, "%s: key 'auth_type': '%s' needs auth_file to be set",
 			path, auth_type_name(cfg->auth_type));
 		rc = -EINVAL;
@@ -1177,6 +1245,11 @@ int config_load_with(const char *path, const struct config_override *ov, size_t 
 	}
 	if (cfg->auth_file) {
 		rc = load_auth_file(&p, cfg->auth_file);
+		if (rc < 0)
+			goto fail;
+	}
+	if (cfg->auth_type == AUTH_TYPE_HBA) {
+		rc = hba_load(cfg->auth_hba_file, &cfg->hba, err, errlen);
 		if (rc < 0)
 			goto fail;
 	}
@@ -1195,6 +1268,7 @@ void config_free(struct config *cfg)
 	if (!cfg)
 		return;
 	free(cfg->path);
+	hba_free(cfg->hba);
 	for (i = 0; i < sizeof(main_keys) / sizeof(main_keys[0]); i++)
 		if (main_keys[i].type == KT_STR || main_keys[i].type == KT_STR_OPT)
 			free(*(char **)(void *)((char *)cfg + main_keys[i].off));
@@ -1347,6 +1421,9 @@ const char *config_key_describe(const struct config *cfg, size_t i, char *val, s
 		break;
 	case KT_AUTH_TYPE:
 		snprintf(val, vlen, "%s", auth_type_name(*(const int *)(const void *)field));
+		break;
+	case KT_SSLMODE:
+		snprintf(val, vlen, "%s", sslmode_names[*(const int *)(const void *)field]);
 		break;
 	}
 	return k->name;

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+struct hba_rules;
+
 enum pool_mode {
 	POOL_MODE_SESSION = 0,     /* server held for the whole client session */
 	POOL_MODE_TRANSACTION = 1, /* server returned at ReadyForQuery 'I' */
@@ -26,6 +28,19 @@ enum auth_type {
 	AUTH_TYPE_PLAIN,     /* cleartext password exchange ("plain" / "password") */
 	AUTH_TYPE_MD5,       /* md5 challenge; falls back to SCRAM when only a verifier is known */
 	AUTH_TYPE_SCRAM,     /* scram-sha-256 */
+	AUTH_TYPE_CERT,      /* TLS client certificate whose CN is the user name */
+	AUTH_TYPE_HBA,       /* per connection, from auth_hba_file (pg_hba.conf syntax) */
+	AUTH_TYPE_PEER,      /* unix socket peer user = user name (only from auth_hba_file) */
+};
+
+/* client_tls_sslmode / server_tls_sslmode, libpq's names and order. */
+enum tls_mode {
+	TLS_MODE_DISABLE,
+	TLS_MODE_ALLOW,
+	TLS_MODE_PREFER,
+	TLS_MODE_REQUIRE,
+	TLS_MODE_VERIFY_CA,
+	TLS_MODE_VERIFY_FULL,
 };
 
 /* One line of [databases]: "name = host=... port=... dbname=... ..." */
@@ -118,6 +133,18 @@ struct config {
 	int64_t shutdown_timeout_us; /* graceful shutdown deadline, default 30 s; 0 = none */
 	int metrics_port;       /* Prometheus endpoint; 0 = off (default) */
 	char *metrics_addr;     /* default "127.0.0.1" */
+	int client_tls_sslmode; /* enum tls_mode, default disable */
+	char *client_tls_cert_file, *client_tls_key_file, *client_tls_ca_file;
+	char *client_tls_protocols; /* "secure" (default), "all", "legacy" or a list like "tlsv1.2,tlsv1.3" */
+	char *client_tls_ciphers;   /* "fast" (default), "secure", "normal", "all", or an OpenSSL cipher list */
+	int server_tls_sslmode; /* enum tls_mode, default prefer */
+	char *server_tls_cert_file, *server_tls_key_file, *server_tls_ca_file;
+	char *server_tls_protocols, *server_tls_ciphers;
+	char *auth_hba_file;    /* pg_hba.conf-style rules for auth_type = hba */
+	char *auth_user;        /* runs auth_query; NULL = no lookup */
+	char *auth_query;       /* default "SELECT usename, passwd FROM pg_shadow WHERE usename=$1" */
+	char *auth_dbname;      /* database for auth_query; NULL = the client's */
+	struct hba_rules *hba;  /* parsed auth_hba_file (auth_type = hba), owned */
 
 	struct config_database *databases; /* [databases], in file order */
 	size_t n_databases;
@@ -184,5 +211,6 @@ int config_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 int config_parse_duration_us(const char *s, int64_t *out);
 int config_parse_pool_mode(const char *s, int *out);
 int config_parse_auth_type(const char *s, int *out);
+int config_parse_sslmode(const char *s, int *out);
 
 #endif

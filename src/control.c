@@ -17,6 +17,7 @@
 #include "runtime.h"
 #include "server.h"
 #include "takeover.h"
+#include "tls.h"
 #include "worker.h"
 
 int control_phase_now = PHASE_RUNNING;
@@ -66,6 +67,10 @@ static int reload_locked(char *err, size_t errlen)
 	int rc = config_load_with(old->path, overrides, n_overrides, &cfg, err, errlen, log_config_warning);
 	if (rc == 0)
 		rc = config_keep_restart_keys(cfg, old, restart_needed);
+	/* New certificates and keys apply to new connections only; a bad
+	 * file fails the whole reload. */
+	if (rc == 0)
+		rc = tls_configure(cfg, err, errlen);
 	if (rc < 0) {
 		config_free(cfg);
 		__atomic_add_fetch(&n_reload_failures, 1, __ATOMIC_RELAXED);

@@ -44,13 +44,48 @@ void loop_forget(struct loop *l, struct loop_handle *h)
 	if (h->events && h->fd >= 0)
 		epoll_ctl(l->epfd, EPOLL_CTL_DEL, h->fd, NULL);
 	h->events = 0;
+	if (h->deferred) {
+		for (struct loop_handle **pp = &l->deferred; *pp; pp = &(*pp)->defer_next) {
+			if (*pp == h) {
+				*pp = h->defer_next;
+				break;
+			}
+		}
+		h->deferred = false;
+	}
 	for (int i = l->cur + 1; i < l->n_ready; i++)
 		if (l->ready[i].data.ptr == h)
 			l->ready[i].data.ptr = NULL;
 }
 
+void loop_defer(struct loop *l, struct loop_handle *h)
+{
+	if (h->deferred)
+		return;
+	h->deferred = true;
+	h->defer_next = l->deferred;
+	l->deferred = h;
+}
+
+/* One pass over the deferred handles present now; a callback that defers
+ * again waits for the next wakeup (which then does not block). */
+static void run_deferred(struct loop *l)
+{
+	int n = 0;
+	for (struct loop_handle *h = l->deferred; h; h = h->defer_next)
+		n++;
+	while (n-- > 0 && l->deferred) {
+		struct loop_handle *h = l->deferred;
+		l->deferred = h->defer_next;
+		h->deferred = false;
+		h->cb(h, EPOLLIN);
+	}
+}
+
 int loop_run_once(struct loop *l, int timeout_ms)
 {
+	if (l->deferred)
+		timeout_ms = 0;
 	int n = epoll_wait(l->epfd, l->ready, LOOP_BATCH, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
@@ -63,6 +98,7 @@ int loop_run_once(struct loop *l, int timeout_ms)
 	}
 	l->n_ready = 0;
 	l->cur = 0;
+	run_deferred(l);
 	return n;
 }
 

@@ -23,6 +23,8 @@ struct loop_handle {
 	int fd;          /* file descriptor watched, -1 when none */
 	uint32_t events; /* events currently registered (0 = not registered) */
 	loop_cb cb;      /* called with the ready events */
+	struct loop_handle *defer_next; /* in loop->deferred (loop_defer) */
+	bool deferred;   /* on loop->deferred */
 };
 
 #define LOOP_BATCH 128
@@ -33,6 +35,9 @@ struct loop {
 	int n_ready;                          /* valid entries in ready[] */
 	int cur;                              /* index being dispatched */
 	int64_t now_us;                       /* monotonic time of the current wakeup */
+	struct loop_handle *deferred;         /* handles to call with EPOLLIN without
+					       * an epoll event (TLS bytes already
+					       * decrypted inside OpenSSL) */
 };
 
 int loop_init(struct loop *l);
@@ -42,6 +47,10 @@ void loop_deinit(struct loop *l);
 int loop_set(struct loop *l, struct loop_handle *h, uint32_t events);
 /* Remove from epoll and drop pending events of this batch for h. */
 void loop_forget(struct loop *l, struct loop_handle *h);
+
+/* Call h's callback with EPOLLIN at the end of this wakeup even though the
+ * kernel has nothing for it (data waits inside OpenSSL, not the socket). */
+void loop_defer(struct loop *l, struct loop_handle *h);
 
 /* Wait up to timeout_ms and dispatch. Returns number of events or -errno. */
 int loop_run_once(struct loop *l, int timeout_ms);

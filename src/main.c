@@ -28,6 +28,7 @@
 #include "pool.h"
 #include "runtime.h"
 #include "takeover.h"
+#include "tls.h"
 #include "worker.h"
 
 #include "version.h"
@@ -232,6 +233,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	control_init();
+	if ((rc = tls_configure(cfg, err, sizeof(err))) < 0) {
+		log_error("TLS: %s", err);
+		if (cfg->pidfile)
+			unlink(cfg->pidfile);
+		return 1;
+	}
 	if (cfg->syslog && log_open_syslog(cfg->syslog_ident, cfg->syslog_facility) < 0)
 		log_warning("syslog_facility '%s' is unknown; not logging to syslog", cfg->syslog_facility);
 	int *inherited = NULL, n_inherited = 0, inherited_unix = -1;
@@ -265,6 +272,7 @@ int main(int argc, char **argv)
 	worker_stop_all();
 	takeover_receive_stop();
 	pool_free_all();
+	tls_cleanup();
 	cfg = (struct config *)runtime_config();
 	if (cfg->pidfile)
 		unlink(cfg->pidfile);

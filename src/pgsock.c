@@ -8,6 +8,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 void pgsock_init(struct pgsock *s, int fd, loop_cb cb)
 {
 	*s = (struct pgsock){ 0 };
@@ -18,12 +21,84 @@ void pgsock_init(struct pgsock *s, int fd, loop_cb cb)
 void pgsock_close(struct loop *l, struct pgsock *s)
 {
 	loop_forget(l, &s->h);
+	if (s->ssl) {
+		/* A polite close_notify when it fits; never wait for it. */
+		if (s->h.fd >= 0 && SSL_is_init_finished(s->ssl))
+			SSL_shutdown(s->ssl);
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+		ERR_clear_error();
+	}
 	if (s->h.fd >= 0)
 		close(s->h.fd);
 	s->h.fd = -1;
 	iobuf_release(&s->rbuf);
 	iobuf_release(&s->wbuf);
 	s->fwd = s->skip = 0;
+}
+
+/* SSL_read into rbuf's free space (room was made by pgsock_read). */
+static int tls_read(struct pgsock *s)
+{
+	ERR_clear_error();
+	int n = SSL_read(s->ssl, s->rbuf.data + s->rbuf.end, (int)iobuf_space(&s->rbuf));
+	if (n > 0) {
+		s->rbuf.end += (uint32_t)n;
+		return n;
+	}
+	switch (SSL_get_error(s->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		if (iobuf_len(&s->rbuf) == 0)
+			iobuf_release(&s->rbuf);
+		return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		return errno ? -errno : 0;
+	default:
+		ERR_clear_error();
+		return -EPROTO;
+	}
+}
+
+/* SSL_write of one piece; returns bytes written, -EAGAIN or -errno. */
+static int tls_write(SSL *ssl, const uint8_t *p, uint32_t len)
+{
+	ERR_clear_error();
+	int n = SSL_write(ssl, p, (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return -EAGAIN;
+	case SSL_ERROR_SYSCALL:
+		return errno ? -errno : -EPIPE;
+	default:
+		ERR_clear_error();
+		return -EPROTO;
+	}
+}
+
+/* pgsock_flush over TLS: no writev, so the two parts go one after the
+ * other (OpenSSL makes one record per write of up to 16 KiB). */
+static int tls_flush(struct pgsock *dst, struct pgsock *src)
+{
+	while (iobuf_len(&dst->wbuf)) {
+		int n = tls_write(dst->ssl, iobuf_head(&dst->wbuf), iobuf_len(&dst->wbuf));
+		if (n < 0)
+			return n;
+		iobuf_consume(&dst->wbuf, (uint32_t)n);
+	}
+	while (src && src->fwd) {
+		int n = tls_write(dst->ssl, iobuf_head(&src->rbuf), src->fwd);
+		if (n < 0)
+			return n;
+		src->fwd -= (uint32_t)n;
+		iobuf_consume(&src->rbuf, (uint32_t)n);
+	}
+	return 0;
 }
 
 int pgsock_read(struct pgsock *s)
@@ -38,6 +113,8 @@ int pgsock_read(struct pgsock *s)
 		if (rc)
 			return rc;
 	}
+	if (s->ssl)
+		return tls_read(s);
 	ssize_t n = recv(s->h.fd, s->rbuf.data + s->rbuf.end, iobuf_space(&s->rbuf), 0);
 	if (n > 0) {
 		s->rbuf.end += (uint32_t)n;
@@ -55,6 +132,8 @@ int pgsock_read(struct pgsock *s)
 
 int pgsock_flush(struct pgsock *dst, struct pgsock *src)
 {
+	if (dst->ssl)
+		return tls_flush(dst, src);
 	for (;;) {
 		struct iovec iov[2];
 		int n_iov = 0;
@@ -101,5 +180,8 @@ int pgsock_update(struct loop *l, struct pgsock *s, bool want_write)
 		ev |= EPOLLIN;
 	if (want_write)
 		ev |= EPOLLOUT;
+	/* Bytes OpenSSL has decrypted already raise no epoll event. */
+	if (s->ssl && (ev & EPOLLIN) && SSL_pending(s->ssl) > 0)
+		loop_defer(l, &s->h);
 	return loop_set(l, &s->h, ev);
 }

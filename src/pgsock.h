@@ -21,6 +21,8 @@
 #include "iobuf.h"
 #include "loop.h"
 
+typedef struct ssl_st SSL;
+
 struct pgsock {
 	struct loop_handle h; /* fd + registered events; h.cb set by owner */
 	struct iobuf rbuf;    /* received bytes not yet consumed */
@@ -29,6 +31,7 @@ struct pgsock {
 			       * that are forwarded unexamined as they arrive */
 	struct iobuf wbuf;    /* bytes sluice generated for this socket; sent
 			       * before any forwarded bytes */
+	SSL *ssl;             /* TLS session once the handshake began, else NULL (owned) */
 	bool want_read;       /* owner wants EPOLLIN when there is room */
 	bool parse_blocked;   /* parsing stopped until the forward part is sent */
 };

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include <openssl/crypto.h>
+
 #include "client.h"
 #include "config.h"
 #include "log.h"
@@ -88,6 +90,7 @@ static int resolve_address(struct pool *p, const struct config_database *d, char
 	p->addr_len = res->ai_addrlen;
 	freeaddrinfo(res);
 	snprintf(p->addr_text, sizeof(p->addr_text), "%s:%d", host, port);
+	snprintf(p->host, sizeof(p->host), "%s", host);
 	return 0;
 }
 
@@ -164,6 +167,7 @@ static void pool_destroy(struct pool *p)
 {
 	if (!p)
 		return;
+	OPENSSL_cleanse(p->lookup_secret, sizeof(p->lookup_secret));
 	free(p->idle);
 	free(p->slots);
 	free(p->server_password);
@@ -476,6 +480,23 @@ void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bo
 		snprintf(m->message, sizeof(m->message), "%s", msg);
 		worker_post(c->worker, m);
 	}
+}
+
+void pool_set_lookup_secret(struct pool *p, const char *secret)
+{
+	pthread_mutex_lock(&p->lock);
+	snprintf(p->lookup_secret, sizeof(p->lookup_secret), "%s", secret);
+	pthread_mutex_unlock(&p->lock);
+}
+
+bool pool_get_lookup_secret(struct pool *p, char *out, size_t len)
+{
+	pthread_mutex_lock(&p->lock);
+	bool have = p->lookup_secret[0] != '\0';
+	if (have)
+		snprintf(out, len, "%s", p->lookup_secret);
+	pthread_mutex_unlock(&p->lock);
+	return have;
 }
 
 void pool_set_scram_keys(struct pool *p, const uint8_t client_key[32], const uint8_t server_key[32])

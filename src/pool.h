@@ -48,6 +48,7 @@ struct pool {
 	struct sockaddr_storage addr; /* server address */
 	socklen_t addr_len;
 	char addr_text[128];        /* for log lines */
+	char host[128];             /* host name as configured (TLS SNI, verify-full); "" for unix */
 	int mode;                   /* enum pool_mode */
 	int pool_size;              /* servers normally allowed */
 	int min_pool_size;
@@ -70,6 +71,7 @@ struct pool {
 	bool have_scram_keys;       /* keys below learned from a client's SCRAM proof */
 	uint8_t scram_client_key[32]; /* for SCRAM pass-through to the server */
 	uint8_t scram_server_key[32];
+	char lookup_secret[512];    /* secret auth_query found for user ("" = none) */
 	uint8_t *welcome;           /* ParameterStatus messages of the first server */
 	uint32_t welcome_len;
 
@@ -120,6 +122,12 @@ void pool_set_welcome(struct pool *p, const uint8_t *params, uint32_t len);
 /* Copy the welcome set into out (iobuf). Returns false when not known yet. */
 struct iobuf;
 bool pool_copy_welcome(struct pool *p, struct iobuf *out);
+
+/* auth_query: the secret found for the pool's user, used to log in to the
+ * server (md5 hash; a SCRAM verifier goes with pass-through keys). The
+ * get copies into out and returns false when none is known. */
+void pool_set_lookup_secret(struct pool *p, const char *secret);
+bool pool_get_lookup_secret(struct pool *p, char *out, size_t len);
 
 /* SCRAM pass-through: remember / fetch the keys of the pool's user. */
 void pool_set_scram_keys(struct pool *p, const uint8_t client_key[32], const uint8_t server_key[32]);

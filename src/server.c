@@ -30,6 +30,7 @@
 #include "pool.h"
 #include "runtime.h"
 #include "sockopt.h"
+#include "tls.h"
 #include "track.h"
 #include "worker.h"
 
@@ -48,7 +49,7 @@ static void server_set_state(struct server *s, int state)
 
 static void server_update_events(struct server *s)
 {
-	bool want_write = s->state == SERVER_CONNECTING || iobuf_len(&s->sock.wbuf) ||
+	bool want_write = (s->state == SERVER_CONNECTING && s->tls_step == 0) || iobuf_len(&s->sock.wbuf) ||
 			  (s->client && s->client->sock.fwd);
 	if (pgsock_update(&s->worker->loop, &s->sock, want_write) < 0)
 		server_close(s, "epoll failure");
@@ -93,6 +94,7 @@ void server_free(struct server *s)
 	for (int i = 0; i < TRACKED_PARAMS; i++)
 		free(s->params[i]);
 	iobuf_release(&s->login_params);
+	free(s->lookup_secret);
 	track_server_free(s);
 	free(s->scram);
 	free(s);
@@ -171,7 +173,83 @@ static void connect_done(struct server *s)
 		login_fail(s, "08006", msg, false);
 		return;
 	}
+	const struct config *cfg = runtime_config();
+	if (cfg->server_tls_sslmode != TLS_MODE_DISABLE && s->pool->addr.ss_family != AF_UNIX) {
+		/* SSLRequest: int32 8, int32 80877103 (protocol docs 55.2.10). */
+		static const uint8_t req[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+		iobuf_append(&s->sock.wbuf, req, sizeof(req));
+		s->tls_step = 1;
+		s->sock.want_read = true;
+		server_send_pending(s);
+		return;
+	}
 	send_startup(s);
+	server_send_pending(s);
+}
+
+/* The SSLRequest's answer and the handshake (state CONNECTING, tls_step 1-2). */
+static void tls_progress(struct server *s)
+{
+	const struct config *cfg = runtime_config();
+	char why[240];
+	if (s->tls_step == 1) {
+		if (iobuf_len(&s->sock.wbuf)) {
+			server_send_pending(s);
+			return;
+		}
+		uint8_t b[16];
+		ssize_t n = recv(s->sock.h.fd, b, sizeof(b), 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			login_fail(s, "08006", "server closed the connection during the TLS request", false);
+			return;
+		}
+		if (n > 1) {
+			/* Bytes after the answer, before the handshake, would be
+			 * read as if encrypted: a man in the middle's injection
+			 * (the CVE-2021-23222 class). */
+			login_fail(s, "08006", "server sent unencrypted data after the TLS answer", false);
+			return;
+		}
+		if (b[0] == 'N') {
+			if (cfg->server_tls_sslmode >= TLS_MODE_REQUIRE) {
+				login_fail(s, "08006", "server does not support TLS, but server_tls_sslmode requires it", false);
+				return;
+			}
+			s->tls_step = 0;
+			send_startup(s);
+			server_send_pending(s);
+			return;
+		}
+		if (b[0] != 'S') {
+			login_fail(s, "08006", "unexpected answer to the TLS request", false);
+			return;
+		}
+		s->sock.ssl = tls_new_for_server(s->sock.h.fd, s->pool->host, cfg->server_tls_sslmode);
+		if (!s->sock.ssl) {
+			login_fail(s, "08006", "cannot start TLS towards the server", false);
+			return;
+		}
+		s->tls_step = 2;
+	}
+	bool want_write = false;
+	int rc = tls_handshake(s->sock.ssl, &want_write, why, sizeof(why));
+	if (rc == -EAGAIN) {
+		if (pgsock_update(&s->worker->loop, &s->sock, want_write) < 0)
+			server_close(s, "epoll failure");
+		return;
+	}
+	if (rc < 0) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "TLS towards server %s: %s", s->pool->addr_text, why);
+		login_fail(s, "08006", msg, false);
+		return;
+	}
+	s->tls_step = 3;
+	SLOG(s, LOG_LEVEL_DEBUG, "TLS established");
+	send_startup(s);
+	server_send_pending(s);
 }
 
 /* Remember a reported parameter (tracked ones only). */
@@ -197,9 +275,13 @@ static void note_param(struct server *s, const char *name, const char *value)
 
 static const char *server_password(struct server *s)
 {
+	static __thread char looked_up[512];
 	if (s->pool->server_password)
 		return s->pool->server_password;
-	return config_find_secret(runtime_config(), s->pool->server_user);
+	const char *pw = config_find_secret(runtime_config(), s->pool->server_user);
+	if (!pw && pool_get_lookup_secret(s->pool, looked_up, sizeof(looked_up)))
+		pw = looked_up;
+	return pw;
 }
 
 /* One complete message during login. Returns false when s was closed. */
@@ -356,6 +438,105 @@ static bool login_message(struct server *s, const struct pg_msg *m)
 	}
 	login_fail(s, "08P01", "unexpected message from server during login", false);
 	return false;
+}
+
+static void server_give_back(struct server *s);
+
+/* ---- auth_query ---- */
+
+void server_lookup(struct server *s, struct client *c, const char *user)
+{
+	const struct config *cfg = runtime_config();
+	s->client = c;
+	c->server = s;
+	s->lookup = true;
+	s->lookup_error[0] = '\0';
+	server_set_state(s, SERVER_ACTIVE);
+	s->sock.want_read = true;
+	/* Extended protocol: the user name travels as a parameter, never
+	 * spliced into the SQL (protocol docs 55.2.3). */
+	struct pg_builder b;
+	pg_build_init(&b, &s->sock.wbuf);
+	pg_build_begin(&b, 'P');
+	pg_build_str(&b, "");
+	pg_build_str(&b, cfg->auth_query);
+	pg_build_u16(&b, 0);
+	pg_build_end(&b);
+	pg_build_begin(&b, 'B');
+	pg_build_str(&b, "");
+	pg_build_str(&b, "");
+	pg_build_u16(&b, 0);
+	pg_build_u16(&b, 1);
+	pg_build_u32(&b, (uint32_t)strlen(user));
+	pg_build_bytes(&b, user, strlen(user));
+	pg_build_u16(&b, 0);
+	pg_build_end(&b);
+	pg_build_begin(&b, 'E');
+	pg_build_str(&b, "");
+	pg_build_u32(&b, 0);
+	pg_build_end(&b);
+	pg_build_begin(&b, 'S');
+	pg_build_end(&b);
+	if (pg_build_done(&b) < 0) {
+		server_close(s, "out of memory");
+		return;
+	}
+	SLOG(s, LOG_LEVEL_DEBUG, "auth_query for C-%llu", (unsigned long long)c->id);
+	server_send_pending(s);
+}
+
+/* One whole message answering auth_query. Returns false when s closed. */
+static bool lookup_message(struct server *s, const struct pg_msg *m)
+{
+	switch (m->type) {
+	case 'D': {
+		/* Row: usename, passwd (NULL when the role has no password). */
+		struct pg_reader r;
+		pg_reader_init(&r, m->body, m->body_len);
+		uint16_t n = pg_read_u16(&r);
+		uint32_t len0 = pg_read_u32(&r);
+		if (!r.err && len0 != 0xffffffff)
+			pg_read_bytes(&r, len0);
+		uint32_t len1 = n >= 2 ? pg_read_u32(&r) : 0xffffffff;
+		const uint8_t *pw = !r.err && len1 != 0xffffffff && len1 < 512 ? pg_read_bytes(&r, len1) : NULL;
+		if (n < 2 || r.err) {
+			snprintf(s->lookup_error, sizeof(s->lookup_error), "auth_query must return two columns (name, password)");
+		} else if (pw && !s->lookup_secret) {
+			s->lookup_secret = strndup((const char *)pw, len1);
+		}
+		return true;
+	}
+	case 'E': {
+		struct pg_error_fields f;
+		pg_be_error_parse(m->body, m->body_len, &f);
+		snprintf(s->lookup_error, sizeof(s->lookup_error), "%s", *f.message ? f.message : "error");
+		return true;
+	}
+	case 'Z': {
+		struct client *c = s->client;
+		char *secret = s->lookup_secret;
+		char status = m->body_len ? (char)m->body[0] : 'I';
+		/* Consumed before s goes back: the next user must not see it. */
+		pgsock_drop(&s->sock, m->len);
+		char error[160];
+		snprintf(error, sizeof(error), "%s", s->lookup_error);
+		s->lookup_secret = NULL;
+		s->lookup = false;
+		s->tx_status = status;
+		s->last_was_ready = true;
+		s->client = NULL;
+		c->server = NULL;
+		server_give_back(s);
+		client_lookup_done(c, error[0] ? NULL : secret, error[0] ? error : NULL);
+		if (secret) {
+			OPENSSL_cleanse(secret, strlen(secret));
+			free(secret);
+		}
+		return false; /* s belongs to the pool again */
+	}
+	default:
+		return true; /* ParseComplete, BindComplete, CommandComplete, notices */
+	}
 }
 
 /* ---- linked: server -> client ---- */
@@ -561,6 +742,19 @@ static void server_process(struct server *s)
 			server_close(s, "invalid message length from server");
 			return;
 		}
+		if (s->lookup) {
+			if (m.len > avail) {
+				if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
+					server_close(s, "auth_query answer too large");
+					return;
+				}
+				break;
+			}
+			if (!lookup_message(s, &m))
+				return;
+			pgsock_drop(sk, m.len);
+			continue;
+		}
 		if (s->state == SERVER_ACTIVE && s->tracking && !s->internal) {
 			if ((m.type == '1' || m.type == '3') && m.len > avail)
 				break; /* 5 bytes: the rest is on its way */
@@ -700,6 +894,11 @@ void server_client_gone(struct server *s)
 {
 	const struct config *cfg = runtime_config();
 	s->client = NULL;
+	if (s->lookup) {
+		/* auth_query answers are still on their way. */
+		server_close(s, "client left during auth_query");
+		return;
+	}
 	iobuf_release(&s->sock.wbuf); /* internal SETs not sent yet are moot */
 	s->internal = 0;
 	bool clean = !s->dirty && s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready &&
@@ -748,11 +947,10 @@ static void server_cb(struct loop_handle *h, uint32_t revents)
 {
 	struct server *s = list_entry(h, struct server, sock.h);
 	if (s->state == SERVER_CONNECTING) {
-		if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+		if (s->tls_step)
+			tls_progress(s);
+		else if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			connect_done(s);
-		if (s->state == SERVER_CONNECTING)
-			return;
-		server_send_pending(s);
 		return;
 	}
 	if (revents & EPOLLOUT) {

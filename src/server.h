@@ -47,6 +47,8 @@ struct server {
 	struct client *client;     /* linked client (ACTIVE) */
 	struct scram_client *scram; /* heap, only during login */
 	uint8_t state;             /* enum server_state */
+	uint8_t tls_step;          /* while CONNECTING: 0 = plain, 1 = SSLRequest sent,
+				    * 2 = handshaking, 3 = TLS up */
 	char tx_status;            /* status byte of the last ReadyForQuery */
 	bool last_was_ready;       /* last examined message was ReadyForQuery */
 	bool dirty;                /* must not be reused (protocol surprise) */
@@ -72,6 +74,9 @@ struct server {
 	bool tracking;             /* expect queue in use for the current client */
 	bool pinned;               /* its client did something session-bound: no sharing, reset after */
 	bool resume_client;        /* a held client may read on once this is delivered */
+	bool lookup;               /* running auth_query for the linked client (answers consumed) */
+	char *lookup_secret;       /* what the lookup found so far (heap) */
+	char lookup_error[160];    /* the lookup's ErrorResponse, "" = none */
 };
 
 /* Start connecting a new server for pool p on worker w. The pool already
@@ -97,6 +102,10 @@ void server_send_pending(struct server *s);
 /* Send what waits towards the linked client: the client's wbuf, then the
  * server's examined bytes; returns the server to the pool when clean. */
 void server_deliver_pending(struct server *s);
+
+/* Run auth_query for user on clean server s, for client c (in AUTH).
+ * Answers go to client_lookup_done, then s goes back to its pool. */
+void server_lookup(struct server *s, struct client *c, const char *user);
 
 /* Between transactions with nothing in flight either way (a session-mode
  * client could leave or move now). */

@@ -396,7 +396,8 @@ bool takeover_give_client(struct client *c)
 		client_fail(c, "57P01", "sluice is restarting (online restart); please reconnect");
 		return true;
 	}
-	bool movable = c->pool && c->pool->mode != POOL_MODE_SESSION && c->state == CLIENT_IDLE &&
+	/* A TLS session's state lives in OpenSSL: it cannot move (docs). */
+	bool movable = c->pool && c->pool->mode != POOL_MODE_SESSION && c->state == CLIENT_IDLE && !c->sock.ssl &&
 		       !c->server && iobuf_len(&c->sock.wbuf) == 0 && c->sock.fwd == 0 &&
 		       c->sock.skip == 0 && !c->hold_for_sync && !c->skip_until_sync && !c->queued;
 	if (!movable)
