@@ -63,6 +63,8 @@ static void reply_reserve(struct admin_reply *r, size_t n)
 
 void reply_append(struct admin_reply *r, const void *p, size_t n)
 {
+	if (n == 0)
+		return; /* p may be NULL (an empty reply) */
 	reply_reserve(r, n);
 	if (r->oom)
 		return;

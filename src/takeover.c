@@ -157,7 +157,7 @@ struct enc {
 
 static void enc_bytes(struct enc *e, const void *p, size_t n)
 {
-	if (e->oom)
+	if (e->oom || n == 0)
 		return;
 	if (e->len + n > e->cap) {
 		size_t cap = e->cap ? e->cap : 512;
