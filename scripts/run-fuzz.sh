@@ -19,7 +19,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 
-ALL_TARGETS="startup framer scram config"
+ALL_TARGETS="startup framer scram config hba"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SECONDS_PER=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
@@ -57,7 +57,8 @@ srcs_of() {
 	case $1 in
 	startup|framer) echo "src/pg_proto.c src/iobuf.c" ;;
 	scram) echo "src/auth_crypto.c" ;;
-	config) echo "src/config.c" ;;
+	config) echo "src/config.c src/hba.c" ;;
+	hba) echo "src/hba.c" ;;
 	*) return 1 ;;
 	esac
 }
@@ -73,7 +74,8 @@ build_one() {
 	if [ "$t" = config ]; then
 		# Only config.c's fopen goes to the harness's in-memory files
 		# (see tests/fuzz/fuzz_config.c); libFuzzer's own I/O is untouched.
-		objcopy --redefine-sym fopen=fuzz_config_fopen "$OUT/obj-$t/config.o" || return 1
+		objcopy --redefine-sym fopen=fuzz_config_fopen \
+			--redefine-sym hba_load=fuzz_config_hba_load "$OUT/obj-$t/config.o" || return 1
 	fi
 	$CC $CFLAGS $WARN -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" "${objs[@]}" $LIBS
 }

@@ -181,6 +181,8 @@ void client_close(struct client *c, const char *reason)
 	if (c->cancel_pid || c->cancel_key)
 		cancel_unregister(c);
 	c->cancel_pid = c->cancel_key = 0;
+	pool_client_limits_put(c->db_clients, c->user_clients);
+	c->db_clients = c->user_clients = NULL;
 	pgsock_close(&c->worker->loop, &c->sock);
 	runtime_clients_add(-1);
 	/* A server or failure is on its way by mail: the mail handler reaps. */
@@ -244,6 +246,13 @@ static void handle_startup(struct client *c, const struct pg_startup *st)
 	const struct config *tcfg = runtime_config();
 	if (tcfg->client_tls_sslmode >= TLS_MODE_REQUIRE && !c->sock.ssl && !client_is_unix(c)) {
 		client_fail(c, "28000", "SSL required: this server accepts only TLS connections (client_tls_sslmode)");
+		return;
+	}
+	/* Before any password work, so a flood of logins costs no crypto. */
+	if (!pool_client_limits_take(db, user, tcfg->max_db_client_connections, tcfg->max_user_client_connections,
+				     &c->db_clients, &c->user_clients)) {
+		client_fail(c, "53300", "too many client connections for this database or user "
+					"(max_db_client_connections, max_user_client_connections)");
 		return;
 	}
 	for (int i = 0; i < st->n_params; i++) {

@@ -27,6 +27,7 @@ struct pool;
 struct server;
 struct scram_server;
 struct admin_session;
+struct limit_counter;
 
 enum client_state {
 	CLIENT_STARTUP,    /* reading the startup packet (SSL/GSS requests answered 'N') */
@@ -62,6 +63,7 @@ struct client {
 	struct client *cancel_next; /* chain in the cancel registry (its lock) */
 	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
 	bool counted;              /* counted in pool->n_clients */
+	struct limit_counter *db_clients, *user_clients; /* client limits taken (pool.c) */
 	bool tls_handshaking;      /* answered 'S' to SSLRequest; handshake running */
 	bool lookup_done;          /* auth_query answered (lookup_secret may still be NULL) */
 	uint8_t lookup_method;     /* auth method to resume with after the lookup */

@@ -93,6 +93,8 @@ struct config {
 	int max_client_conn;    /* default 100 */
 	int max_db_connections; /* 0 = unlimited (default) */
 	int max_user_connections; /* 0 = unlimited (default) */
+	int max_db_client_connections;   /* clients per database; 0 = unlimited (default) */
+	int max_user_client_connections; /* clients per user; 0 = unlimited (default) */
 	char *server_reset_query; /* default "DISCARD ALL"; "" = none */
 	bool server_reset_query_always; /* default false: only in session mode */
 	char *server_check_query; /* default "select 1"; "" = none */

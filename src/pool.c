@@ -59,6 +59,34 @@ static void limit_put(struct limit_counter *l)
 	__atomic_sub_fetch(&l->count, 1, __ATOMIC_ACQ_REL);
 }
 
+bool pool_client_limits_take(const char *db, const char *user, int max_db, int max_user,
+			     struct limit_counter **db_out, struct limit_counter **user_out)
+{
+	pthread_mutex_lock(&pools_lock);
+	struct limit_counter *d = limit_get("client-db", db);
+	struct limit_counter *u = limit_get("client-user", user);
+	pthread_mutex_unlock(&pools_lock);
+	if (!d || !u)
+		return false;
+	if (!limit_take(d, max_db))
+		return false;
+	if (!limit_take(u, max_user)) {
+		limit_put(d);
+		return false;
+	}
+	*db_out = d;
+	*user_out = u;
+	return true;
+}
+
+void pool_client_limits_put(struct limit_counter *db, struct limit_counter *user)
+{
+	if (db)
+		limit_put(db);
+	if (user)
+		limit_put(user);
+}
+
 static int resolve_address(struct pool *p, const struct config_database *d, char *err, size_t errlen)
 {
 	int port = d->port > 0 ? d->port : 5432;

@@ -99,6 +99,13 @@ struct pool_counts {
 	int64_t maxwait_us;         /* wait of the oldest waiting client */
 };
 
+/* max_db_client_connections / max_user_client_connections: count one
+ * client of db and user, checked right after the startup packet, before
+ * any authentication work. Returns false when a limit is reached. */
+bool pool_client_limits_take(const char *db, const char *user, int max_db, int max_user,
+			     struct limit_counter **db_out, struct limit_counter **user_out);
+void pool_client_limits_put(struct limit_counter *db, struct limit_counter *user);
+
 /* Find or create the pool for (database config name, user). Returns NULL
  * and writes a message when the database is unknown or unusable. */
 struct pool *pool_get(const struct config *cfg, const char *db, const char *user,

@@ -96,3 +96,10 @@ put("config", "include",
 put("config", "errors", b"[sluice]\nlisten_port = 99999\n")
 put("config", "unknown", b"\xef\xbb\xbf[sluice]\nauth_type = any\nfoo = bar\nserver_round_robin = 1\n"
     b"[databases]\nd = host=x timezone=UTC bogus=1\n[users]\nu = query_timeout=1 pool_size=2\n")
+
+# ---- fuzz_hba ----
+put("hba", "basic", b"local all all trust\nhost all all 127.0.0.1/32 md5\n")
+put("hba", "lists", b'host db1,db2 "user one",bob 10.0.0.0 255.0.0.0 scram-sha-256\n')
+put("hba", "ssl", b"hostssl all all ::1/128 cert\nhostnossl sameuser all all reject\n")
+put("hba", "comments", b"# comment\n\nhost all all 0.0.0.0/0 password # end\n")
+put("hba", "continuation", b"host all \\\n all ::ffff:10.0.0.1/120 md5\n")

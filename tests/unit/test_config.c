@@ -214,8 +214,9 @@ static void test_parse_enums(void)
 		{ "md5", AUTH_TYPE_MD5 },
 		{ "MD5", AUTH_TYPE_MD5 },
 		{ "scram-sha-256", AUTH_TYPE_SCRAM },
-		{ "hba", -1 },
-		{ "cert", -1 },
+		{ "hba", AUTH_TYPE_HBA },
+		{ "cert", AUTH_TYPE_CERT },
+		{ "pam", -1 },
 		{ "scram", -1 },
 		{ "", -1 },
 	};
@@ -595,13 +596,33 @@ static void test_users(void)
 	config_free(cfg);
 }
 
+/* Settings that only make sense together are checked after the file. */
+static void test_tls_auth_dependencies(void)
+{
+	static const struct { const char *ini; const char *want; } cases[] = {
+		{ "[sluice]\nauth_type = hba\n", "'hba' needs auth_hba_file" },
+		{ "[sluice]\nauth_type = any\nclient_tls_sslmode = require\n", "needs client_tls_cert_file and client_tls_key_file" },
+		{ "[sluice]\nauth_type = cert\nclient_tls_sslmode = require\nclient_tls_cert_file = a\nclient_tls_key_file = b\n",
+		  "need client_tls_ca_file" },
+		{ "[sluice]\nauth_type = cert\nclient_tls_ca_file = c\n", "'cert' needs client_tls_sslmode other than disable" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg = NULL;
+		CHECK(load_str(cases[i].ini, &cfg) == -EINVAL);
+		CHECK(cfg == NULL);
+		if (!strstr(err, cases[i].want))
+			fprintf(stderr, "tls/auth case %zu: err='%s' want '%s'\n", i, err, cases[i].want);
+		CHECK(strstr(err, cases[i].want) != NULL);
+	}
+}
+
 static void test_warnings(void)
 {
 	static const char ini[] =
 		"[pgbouncer]\n"
 		"auth_type = any\n"
 		"frobnicate = 1\n"
-		"server_tls_sslmode = prefer\n"
+		"server_round_robin = 1\n"
 		"Max_Prepared_Statements = 100\n"
 		"listen_port = 7000\n"
 		"[peers]\n"
@@ -618,7 +639,7 @@ static void test_warnings(void)
 	CHECK(n_warns == 4);
 	snprintf(want, sizeof(want), "%s:3: unknown key 'frobnicate' ignored", last_path);
 	CHECK(n_warns > 0 && strcmp(warns[0], want) == 0);
-	snprintf(want, sizeof(want), "%s:4: key 'server_tls_sslmode' is not supported by sluice yet, ignored", last_path);
+	snprintf(want, sizeof(want), "%s:4: key 'server_round_robin' is not supported by sluice yet, ignored", last_path);
 	CHECK(n_warns > 1 && strcmp(warns[1], want) == 0);
 	CHECK(!any_warn_contains("Max_Prepared_Statements"));
 	CHECK(any_warn_contains(":7: section [peers] is not supported by sluice yet"));
@@ -707,8 +728,9 @@ static void test_errors(void)
 		{ "[sluice]\nlisten_port =\n", 2, "key 'listen_port'", NULL },
 		{ "[sluice]\nmax_client_conn = 12x\n", 2, "key 'max_client_conn'", NULL },
 		{ "[sluice]\npool_mode = bogus\n", 2, "key 'pool_mode'", NULL },
-		{ "[sluice]\nauth_type = hba\n", 2, "key 'auth_type': auth_type 'hba' is not supported by sluice yet", NULL },
-		{ "[sluice]\nauth_type = cert\n", 2, "key 'auth_type': auth_type 'cert' is not supported by sluice yet", NULL },
+		{ "[sluice]\nauth_type = pam\n", 2, "key 'auth_type': auth_type 'pam' is not supported by sluice yet", NULL },
+		{ "[sluice]\nauth_type = ldap\n", 2, "key 'auth_type': auth_type 'ldap' is not supported by sluice yet", NULL },
+		{ "[sluice]\nclient_tls_sslmode = sometimes\n", 2, "key 'client_tls_sslmode': 'sometimes' is not an sslmode", NULL },
 		{ "[sluice]\nauth_type = kerberos\n", 2, "key 'auth_type'", NULL },
 		{ "[sluice]\nworkers = 0\n", 2, "key 'workers'", NULL },
 		{ "[sluice]\nworkers = 257\n", 2, "key 'workers'", NULL },
@@ -929,6 +951,7 @@ UNIT_MAIN(
 	test_fallback_database();
 	test_users();
 	test_warnings();
+	test_tls_auth_dependencies();
 	test_include();
 	test_errors();
 	test_missing_file();
