@@ -892,6 +892,10 @@ static void client_process(struct client *c)
 				return;
 			}
 			pgsock_drop(sk, (uint32_t)n);
+			if (st.code == PG_SSL_REQUEST && c->sock.ssl) {
+				client_fail(c, "08P01", "SSL request on an already encrypted connection");
+				return;
+			}
 			if (st.code == PG_SSL_REQUEST && tls_offered(c)) {
 				start_tls(c);
 				return;

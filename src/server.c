@@ -214,7 +214,7 @@ static void tls_progress(struct server *s)
 		}
 		if (b[0] == 'N') {
 			if (cfg->server_tls_sslmode >= TLS_MODE_REQUIRE) {
-				login_fail(s, "08006", "server does not support TLS, but server_tls_sslmode requires it", false);
+				login_fail(s, "08006", "server does not support TLS, but server_tls_sslmode requires it", true);
 				return;
 			}
 			s->tls_step = 0;
@@ -243,7 +243,9 @@ static void tls_progress(struct server *s)
 	if (rc < 0) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "TLS towards server %s: %s", s->pool->addr_text, why);
-		login_fail(s, "08006", msg, false);
+		/* A certificate that does not verify will not verify on retry:
+		 * waiting clients get the reason now, as for a refused login. */
+		login_fail(s, "08006", msg, true);
 		return;
 	}
 	s->tls_step = 3;
