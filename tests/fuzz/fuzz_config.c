@@ -106,7 +106,8 @@ static void check_snapshot(const struct config *cfg, const char *path)
 	FUZZ_CHECK(cfg->stats_period_us >= 1);
 	FUZZ_CHECK(cfg->unix_socket_mode >= 0 && cfg->unix_socket_mode <= 07777);
 	FUZZ_CHECK(cfg->server_reset_query && cfg->server_check_query);
-	FUZZ_CHECK(cfg->auth_file || cfg->auth_type == AUTH_TYPE_ANY);
+	FUZZ_CHECK(cfg->auth_file || cfg->auth_type == AUTH_TYPE_ANY || cfg->auth_type == AUTH_TYPE_CERT ||
+		   cfg->auth_type == AUTH_TYPE_HBA);
 	for (size_t i = 0; i < cfg->n_databases; i++) {
 		const struct config_database *db = &cfg->databases[i];
 
@@ -164,7 +165,7 @@ static void check_value_parsers(const uint8_t *data, size_t size)
 	if (config_parse_pool_mode(s, &e) == 0)
 		FUZZ_CHECK(e >= POOL_MODE_SESSION && e <= POOL_MODE_STATEMENT);
 	if (config_parse_auth_type(s, &e) == 0)
-		FUZZ_CHECK(e >= AUTH_TYPE_TRUST && e <= AUTH_TYPE_SCRAM);
+		FUZZ_CHECK(e >= AUTH_TYPE_TRUST && e <= AUTH_TYPE_HBA);
 	(void)config_list_contains(s, "a");
 	(void)config_list_contains(s, "");
 	free(s);
