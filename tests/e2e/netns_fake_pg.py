@@ -1,6 +1,6 @@
 """A minimal PostgreSQL stand-in for the half-open test, run inside the
 test's own network namespace (`ip netns exec NS python3 netns_fake_pg.py
-ADDR PORT`): it trusts every login and answers each simple Query with
+ADDR PORT`): it refuses TLS ('N'), trusts every login and answers each simple Query with
 CommandComplete + ReadyForQuery. Nothing else."""
 
 import socket
@@ -16,7 +16,12 @@ def msg(typ, body=b""):
 def serve(conn):
     try:
         n = struct.unpack("!I", conn.recv(4))[0]
-        conn.recv(n - 4)
+        rest = conn.recv(n - 4)
+        if n == 8 and rest == struct.pack("!I", 80877103):
+            # SSLRequest: no TLS here, as a PostgreSQL with ssl = off says.
+            conn.sendall(b"N")
+            n = struct.unpack("!I", conn.recv(4))[0]
+            conn.recv(n - 4)
         conn.sendall(msg(b"R", struct.pack("!I", 0))
                      + msg(b"S", b"server_version\x0015.0\x00")
                      + msg(b"S", b"client_encoding\x00UTF8\x00")

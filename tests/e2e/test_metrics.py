@@ -283,7 +283,9 @@ def test_stale_pool_is_merged_after_reload(sluice, pg):
         with inst.connect() as fresh:  # logs in to the new pool
             for _ in range(3):
                 fresh.execute("SELECT 1")
-            smp = wait_for(inst, lambda s: pool_value(s, "sluice_pool_queries_total") >= q0 + 3)
+            # The server goes idle just after its last answer is counted.
+            smp = wait_for(inst, lambda s: pool_value(s, "sluice_pool_queries_total") >= q0 + 3
+                           and pool_value(s, "sluice_pool_servers", state="idle") >= 1)
         # samples() fails on a label set seen twice.
         assert pool_value(smp, "sluice_pool_queries_total") >= q0 + 3
         assert pool_value(smp, "sluice_pool_servers", state="active") >= 1
