@@ -789,6 +789,17 @@ static void request_started(struct server *s, int64_t now)
 		s->xact_begin_us = now;
 }
 
+/* Bytes to wait for before a tracked message can be judged. A Bind names
+ * its statement first: a bounded prefix tells whether the whole (maybe
+ * huge) message is needed at all (track_wants_whole). */
+static uint32_t tracked_wait(const struct pg_msg *m, uint32_t avail)
+{
+	enum { BIND_PREFIX = 4096 };
+	if (m->type == 'B' && avail < BIND_PREFIX && m->len > BIND_PREFIX)
+		return BIND_PREFIX - avail;
+	return m->len - avail;
+}
+
 /* A message that must be examined whole is not complete yet: make room for
  * the missing bytes. Returns false when the client was failed instead. */
 static bool await_rest(struct client *c, uint32_t missing, const char *sqlstate, const char *too_big)
@@ -992,8 +1003,8 @@ static void client_process(struct client *c)
 			/* A message that must be examined whole is awaited before
 			 * taking a server: a server taken for half a message would
 			 * look idle and go straight back. */
-			if (track_enabled(c->pool) && track_wants_whole(c, &m) && m.len > avail) {
-				if (!await_rest(c, m.len - avail, "54000", TOO_BIG_TO_TRACK))
+			if (track_enabled(c->pool) && track_wants_whole(c, &m, avail) && m.len > avail) {
+				if (!await_rest(c, tracked_wait(&m, avail), "54000", TOO_BIG_TO_TRACK))
 					return;
 				break;
 			}
@@ -1020,8 +1031,8 @@ static void client_process(struct client *c)
 				sk->parse_blocked = true;
 				break;
 			}
-			if (track_wants_whole(c, &m) && m.len > avail) {
-				if (!await_rest(c, m.len - avail, "54000", TOO_BIG_TO_TRACK))
+			if (track_wants_whole(c, &m, avail) && m.len > avail) {
+				if (!await_rest(c, tracked_wait(&m, avail), "54000", TOO_BIG_TO_TRACK))
 					return;
 				break;
 			}

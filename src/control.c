@@ -171,6 +171,12 @@ static bool client_quiet(const struct client *c)
 		return control_phase() != PHASE_HANDOVER;
 	case CLIENT_IDLE:
 		return !c->server;
+	case CLIENT_WAITING:
+	case CLIENT_LOGIN_WAIT: {
+		/* Waiting on a pool that cannot log in: nothing will finish. */
+		char why[8];
+		return control_phase() != PHASE_HANDOVER && c->pool && pool_login_failing(c->pool, why, sizeof(why));
+	}
 	case CLIENT_ACTIVE:
 		return c->server && server_at_boundary(c->server);
 	default:

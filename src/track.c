@@ -29,12 +29,29 @@ bool track_enabled(const struct pool *p)
 	return p->mode != POOL_MODE_SESSION && runtime_config()->max_prepared_statements > 0;
 }
 
-bool track_wants_whole(const struct client *c, const struct pg_msg *m)
+/* A Bind of the unnamed statement needs no rewriting: once its portal and
+ * statement names are in, the rest (parameters, possibly megabytes) may
+ * stream through like any other message. */
+static bool bind_of_unnamed(const struct pg_msg *m, uint32_t avail)
+{
+	uint32_t have = avail > 5 ? avail - 5 : 0;
+	if (have > m->body_len)
+		have = m->body_len;
+	const uint8_t *nul = memchr(m->body, '\0', have);
+	if (!nul)
+		return false;
+	uint32_t at = (uint32_t)(nul - m->body) + 1;
+	return at < have && m->body[at] == '\0';
+}
+
+bool track_wants_whole(const struct client *c, const struct pg_msg *m, uint32_t avail)
 {
 	if (c->skip_until_sync && m->type != 'S')
 		return m->len <= QUERY_INSPECT_MAX;
 	switch (m->type) {
-	case 'P': case 'B': case 'D': case 'C':
+	case 'B':
+		return !bind_of_unnamed(m, avail);
+	case 'P': case 'D': case 'C':
 		return true;
 	case 'Q':
 		return m->len <= QUERY_INSPECT_MAX;

@@ -32,7 +32,7 @@ bool track_enabled(const struct pool *p);
 
 /* Must this client message be complete in the buffer before
  * track_client_msg can decide? */
-bool track_wants_whole(const struct client *c, const struct pg_msg *m);
+bool track_wants_whole(const struct client *c, const struct pg_msg *m, uint32_t avail);
 
 /* One client message (complete when track_wants_whole said so). */
 int track_client_msg(struct client *c, struct server *s, const struct pg_msg *m);

@@ -836,3 +836,15 @@ def test_jdbc_prepared_statements(sluice, mode):
         assert f"SERVERPREPARE {tid} true" in lines, r.stdout[-2000:]
         assert f"TX {tid} ok" in lines, r.stdout[-2000:]
     assert "DONE" in lines
+
+
+def test_large_bind_streams_through_transaction_pool(sluice):
+    """A Bind of the unnamed statement is not held whole for tracking: a
+    3 MB parameter passes a transaction pool (statements are tracked
+    there), where only named statements need their Bind rewritten."""
+    s = sluice({"pool_mode": "transaction"})
+    with s.connect() as c:
+        v = "x" * 3_000_000
+        assert c.execute("select length(%s::text)", (v,)).fetchone()[0] == 3_000_000
+        assert c.execute("select length(%s::text), %s::int", (v, 7)).fetchone() == (3_000_000, 7)
+        assert c.execute("select 1").fetchone()[0] == 1
