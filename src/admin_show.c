@@ -632,41 +632,37 @@ void admin_show_collect(struct worker *w, struct admin_job *job)
 	reply_free(&rows);
 }
 
+static void show_stats_both(struct admin_reply *r) { show_stats(r, STATS_BOTH); }
+static void show_stats_totals(struct admin_reply *r) { show_stats(r, STATS_TOTALS_ONLY); }
+static void show_stats_averages(struct admin_reply *r) { show_stats(r, STATS_AVERAGES_ONLY); }
+
 bool admin_show(struct client *c, const char *what, struct admin_reply *r, int *job_kind)
 {
+	/* Answered here from the pools, or by a job on every worker. */
+	static const struct {
+		const char *name;
+		void (*show)(struct admin_reply *r);
+		int job;
+	} subjects[] = {
+		{ "HELP", show_help, -1 },         { "VERSION", show_version, -1 },
+		{ "STATE", show_state, -1 },       { "POOLS", show_pools, -1 },
+		{ "STATS", show_stats_both, -1 },  { "STATS_TOTALS", show_stats_totals, -1 },
+		{ "STATS_AVERAGES", show_stats_averages, -1 },
+		{ "DATABASES", show_databases, -1 }, { "USERS", show_users, -1 },
+		{ "CONFIG", show_config, -1 },     { "LISTS", show_lists, -1 },
+		{ "MEM", show_mem, -1 },           { "CLIENTS", NULL, JOB_SHOW_CLIENTS },
+		{ "SERVERS", NULL, JOB_SHOW_SERVERS }, { "FDS", NULL, JOB_SHOW_FDS },
+	};
 	(void)c;
 	*job_kind = -1;
-	if (strcasecmp(what, "HELP") == 0)
-		show_help(r);
-	else if (strcasecmp(what, "VERSION") == 0)
-		show_version(r);
-	else if (strcasecmp(what, "STATE") == 0)
-		show_state(r);
-	else if (strcasecmp(what, "POOLS") == 0)
-		show_pools(r);
-	else if (strcasecmp(what, "STATS") == 0)
-		show_stats(r, STATS_BOTH);
-	else if (strcasecmp(what, "STATS_TOTALS") == 0)
-		show_stats(r, STATS_TOTALS_ONLY);
-	else if (strcasecmp(what, "STATS_AVERAGES") == 0)
-		show_stats(r, STATS_AVERAGES_ONLY);
-	else if (strcasecmp(what, "DATABASES") == 0)
-		show_databases(r);
-	else if (strcasecmp(what, "USERS") == 0)
-		show_users(r);
-	else if (strcasecmp(what, "CONFIG") == 0)
-		show_config(r);
-	else if (strcasecmp(what, "LISTS") == 0)
-		show_lists(r);
-	else if (strcasecmp(what, "MEM") == 0)
-		show_mem(r);
-	else if (strcasecmp(what, "CLIENTS") == 0)
-		*job_kind = JOB_SHOW_CLIENTS;
-	else if (strcasecmp(what, "SERVERS") == 0)
-		*job_kind = JOB_SHOW_SERVERS;
-	else if (strcasecmp(what, "FDS") == 0)
-		*job_kind = JOB_SHOW_FDS;
-	else
-		return false;
-	return true;
+	for (size_t i = 0; i < sizeof(subjects) / sizeof(subjects[0]); i++) {
+		if (strcasecmp(what, subjects[i].name) != 0)
+			continue;
+		if (subjects[i].show)
+			subjects[i].show(r);
+		else
+			*job_kind = subjects[i].job;
+		return true;
+	}
+	return false;
 }

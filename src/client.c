@@ -885,6 +885,20 @@ static void start_tls(struct client *c)
 	tls_step(c);
 }
 
+/* A message sluice answers itself (password, console command) must be
+ * whole and at most 64 KiB. Returns 1 when it is in, 0 when more bytes are
+ * needed, -1 when the client was failed. */
+static int await_small(struct client *c, const struct pg_msg *m, uint32_t avail, const char *too_long)
+{
+	if (m->len <= avail)
+		return 1;
+	if (m->len > 65536) {
+		client_fail(c, "08P01", too_long);
+		return -1;
+	}
+	return await_rest(c, m->len - avail, "53200", "out of memory") ? 0 : -1;
+}
+
 /* Examine client bytes: while linked, mark whole or partial messages for
  * forwarding; while idle, ask the pool for a server. Stops at a message
  * that cannot go yet. */
@@ -949,12 +963,9 @@ static void client_process(struct client *c)
 				client_fail(c, "08P01", "expected password message");
 				return;
 			}
-			if (m.len > avail) {
-				if (m.len > 65536) {
-					client_fail(c, "08P01", "password message too long");
-					return;
-				}
-				if (!await_rest(c, m.len - avail, "53200", "out of memory"))
+			int whole = await_small(c, &m, avail, "password message too long");
+			if (whole <= 0) {
+				if (whole < 0)
 					return;
 				break;
 			}
@@ -973,12 +984,9 @@ static void client_process(struct client *c)
 				client_close(c, "client terminated");
 				return;
 			}
-			if (m.len > avail) {
-				if (m.len > 65536) {
-					client_fail(c, "08P01", "admin console command too long");
-					return;
-				}
-				if (!await_rest(c, m.len - avail, "53200", "out of memory"))
+			int whole = await_small(c, &m, avail, "admin console command too long");
+			if (whole <= 0) {
+				if (whole < 0)
 					return;
 				break;
 			}

@@ -208,19 +208,32 @@ static void drain_fn(struct worker *w, void *arg)
 		struct client *c = list_entry(pos, struct client, node);
 		if (c->closing)
 			continue;
-		if (c->adm && !keep_listeners)
-			client_fail(c, "57P01", "sluice is shutting down");
-		else
+		if (!c->adm || keep_listeners)
 			control_at_boundary(c);
 	}
 	(void)arg;
 }
 
+static void close_consoles_fn(struct worker *w, void *arg)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (!c->closing && c->adm)
+			client_fail(c, "57P01", "sluice is shutting down");
+	}
+	(void)arg;
+}
+
+/* Every worker has stopped accepting. Console clients close only now, so
+ * an operator who sees the console go away knows no new login can get in. */
 static void drain_done(void *arg)
 {
 	(void)arg;
-	if (control_phase() != PHASE_HANDOVER)
-		worker_close_shared_listeners();
+	if (control_phase() == PHASE_HANDOVER)
+		return;
+	worker_close_shared_listeners();
+	worker_run_all(close_consoles_fn, NULL, NULL);
 }
 
 void control_begin(int phase)
