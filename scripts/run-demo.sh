@@ -150,6 +150,10 @@ cat <<MSG
 
     psql "$CONNSTR"
 
+  The admin console (SHOW POOLS, SHOW STATS, PAUSE, RELOAD, ...):
+
+    psql "${CONNSTR/dbname=demo/dbname=sluice}"
+
   (pool_mode and other settings: $INI)
   Press Ctrl-C to stop; everything is removed on exit.
 

@@ -278,8 +278,11 @@ def test_show_pools_states(sluice):
             assert 0.4 <= waited < 30, f"maxwait {p['maxwait']}.{p['maxwait_us']}"
             holder.execute("COMMIT")
             assert w.get(timeout=10) == "served"
+            # The waiter's Terminate is processed asynchronously: wait for
+            # its client to be gone as well.
             p = poll(lambda: [x for x in [pool()] if x["cl_waiting"] == "0"
-                              and x["sv_active"] == "0"], what="pool at rest")[0]
+                              and x["sv_active"] == "0" and x["cl_active"] == "1"],
+                     what="pool at rest")[0]
             v = ints(p, POOLS_COLUMNS[2:15])
             assert v["cl_active"] == 1, p          # the holder, idle
             assert v["sv_idle"] + v["sv_used"] == 1, p
