@@ -30,6 +30,8 @@ enum admin_wait {
 	WAIT_NONE,
 	WAIT_PAUSE,      /* PAUSE: until the paused pools have no server open */
 	WAIT_CLOSE,      /* WAIT_CLOSE: until no outdated server is left */
+	WAIT_SHUTDOWN,   /* SHUTDOWN: no answer; the console closes once nothing
+			  * can log in any more (or with the process) */
 };
 
 struct admin_session {
@@ -732,11 +734,11 @@ static bool run_command(struct client *c, struct command *cmd)
 	}
 	log_info("SHUTDOWN%s%s by admin C-%llu", cmd->n > 1 ? " " : "", cmd->n > 1 ? cmd->words[1] : "",
 		 (unsigned long long)c->id);
-	reply_complete(r, "SHUTDOWN");
-	reply_ready(r);
-	admin_pump(c);
+	/* No answer, as PgBouncer: the console closes when the listeners are
+	 * closed, so the operator knows no new login can get in after it. */
+	a->wait = WAIT_SHUTDOWN;
 	control_begin(phase);
-	return false; /* no more answers: the connection ends with the process */
+	return false;
 }
 
 void admin_message(struct client *c, const struct pg_msg *m)
