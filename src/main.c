@@ -269,8 +269,8 @@ int main(int argc, char **argv)
 
 	takeover_stop();
 	metrics_stop();
+	takeover_receive_stop(); /* before the workers it posts to go away */
 	worker_stop_all();
-	takeover_receive_stop();
 	pool_free_all();
 	tls_cleanup();
 	cfg = (struct config *)runtime_config();

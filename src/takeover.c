@@ -568,6 +568,8 @@ static int got_unix = -1;
 static pthread_t recv_thread;
 static bool recv_running;
 static int next_worker;
+static pthread_mutex_t recv_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool recv_stopping;               /* workers are going away (recv_lock) */
 
 int takeover_fetch_listeners(const struct config *cfg, char *err, size_t errlen)
 {
@@ -676,8 +678,12 @@ static void *receive_main(void *arg)
 			continue;
 		}
 		*a = (struct arrival){ .fd = fds[0], .data = data, .len = len };
-		struct worker *w = &workers[next_worker++ % n_workers];
-		if (worker_run_on(w, adopt_fn, a) < 0) {
+		/* Never post to workers that are being torn down. */
+		pthread_mutex_lock(&recv_lock);
+		int rc2 = recv_stopping ? -ESHUTDOWN
+					: worker_run_on(&workers[next_worker++ % n_workers], adopt_fn, a);
+		pthread_mutex_unlock(&recv_lock);
+		if (rc2 < 0) {
 			close(a->fd);
 			free(a->data);
 			free(a);
@@ -703,6 +709,9 @@ int takeover_receive_start(void)
 
 void takeover_receive_stop(void)
 {
+	pthread_mutex_lock(&recv_lock);
+	recv_stopping = true;
+	pthread_mutex_unlock(&recv_lock);
 	if (recv_running) {
 		/* Stops at EOF; at our own exit the old process may still be
 		 * sending: do not wait for it. */

@@ -552,15 +552,23 @@ void worker_stop_all(void)
 			log_error("worker %d did not stop within 10 s; exiting anyway", i);
 			_exit(1);
 		}
+	}
+	/* Only once every worker is gone: a late worker may still have posted
+	 * to one that stopped before it. */
+	for (int i = 0; i < n_workers; i++) {
+		struct worker *w = &workers[i];
 		for (int k = 0; k < w->n_listen; k++)
 			if (w->listen[k].fd >= 0 && w->listen[k].fd != unix_listen_fd)
 				close(w->listen[k].fd);
 		close(w->mailbox_h.fd);
 		loop_deinit(&w->loop);
-		/* mails left (none after join but keep it tidy) */
 		while (w->mail_head) {
 			struct mail *m = w->mail_head;
 			w->mail_head = m->next;
+			/* A broadcast that arrived too late to run: the last
+			 * worker to drop it frees it. */
+			if (m->kind == MAIL_RUN && __atomic_sub_fetch(&m->run->pending, 1, __ATOMIC_ACQ_REL) == 0)
+				free(m->run);
 			free(m);
 		}
 		pthread_mutex_destroy(&w->mail_lock);
