@@ -134,9 +134,12 @@ def test_ten_thousand_idle_clients(sluice):
         fresh.close()
         # ThreadSanitizer's shadow memory multiplies RSS: under that build
         # the figure says nothing about sluice, so it is only reported.
-        tsan_build = os.environ.get("SLUICE_BIN", "").endswith("-tsan")
-        if not COMPAT and not tsan_build:
-            assert per_client < 1024, line
+        # AddressSanitizer adds a redzone around every allocation: the
+        # 1 KiB target is for the real build, with room for that under ASan.
+        bin_name = os.environ.get("SLUICE_BIN", "")
+        limit = 1536 if bin_name.endswith("-asan") else 1024
+        if not COMPAT and not bin_name.endswith("-tsan"):
+            assert per_client < limit, line
     finally:
         for sk in socks:
             sk.close()
