@@ -266,7 +266,9 @@ static int client_encode(struct client *c, struct enc *e)
 	return e->oom ? -ENOMEM : 0;
 }
 
-static int client_decode(struct client *c, const uint8_t *p, uint32_t len)
+/* Fills c from an encoded client; the pool's SCRAM keys, when sent, go to
+ * keys (*have_keys) for the caller to apply once the pool is known. */
+static int client_decode(struct client *c, const uint8_t *p, uint32_t len, uint8_t keys[64], bool *have_keys)
 {
 	struct dec d = { p, p + len, false };
 	bool absent;
@@ -317,12 +319,16 @@ static int client_decode(struct client *c, const uint8_t *p, uint32_t len)
 		}
 		free(name);
 	}
+	*have_keys = false;
 	uint32_t have = dec_u32(&d);
 	if (have && !d.err) {
-		if (d.end - d.p < 64)
+		if (d.end - d.p < 64) {
 			d.err = true;
-		else
-			d.p += 64; /* keys: applied by the caller once the pool is known */
+		} else {
+			memcpy(keys, d.p, 64);
+			*have_keys = true;
+			d.p += 64;
+		}
 	}
 	uint32_t pending = dec_u32(&d);
 	if (!d.err && (size_t)(d.end - d.p) >= pending && pending) {
@@ -333,33 +339,6 @@ static int client_decode(struct client *c, const uint8_t *p, uint32_t len)
 		d.err = true;
 	}
 	return d.err ? -EPROTO : 0;
-}
-
-/* The SCRAM keys in an encoded client, or false. */
-static bool encoded_keys(const uint8_t *p, uint32_t len, uint8_t keys[64])
-{
-	struct dec d = { p, p + len, false };
-	bool absent;
-	for (int i = 0; i < 3; i++)
-		free(dec_str(&d, &absent));
-	dec_u32(&d);
-	dec_u32(&d);
-	uint32_t np = dec_u32(&d);
-	for (uint32_t k = 0; k < np && !d.err; k++)
-		free(dec_str(&d, &absent));
-	uint32_t ns = dec_u32(&d);
-	for (uint32_t i = 0; i < ns && !d.err; i++) {
-		free(dec_str(&d, &absent));
-		free(dec_str(&d, &absent));
-		uint32_t nt = dec_u32(&d);
-		if ((size_t)(d.end - d.p) < (size_t)nt * 4)
-			return false;
-		d.p += nt * 4;
-	}
-	if (!dec_u32(&d) || d.err || d.end - d.p < 64)
-		return false;
-	memcpy(keys, d.p, 64);
-	return true;
 }
 
 /* ---- old process ---- */
@@ -632,17 +611,17 @@ static void adopt_fn(struct worker *w, void *arg)
 	struct client *c = client_adopt(w, a->fd, "?");
 	if (c) {
 		uint8_t keys[64], known[64];
-		if (client_decode(c, a->data, a->len) < 0) {
+		bool have = false;
+		if (client_decode(c, a->data, a->len, keys, &have) < 0) {
 			client_close(c, "online restart: could not read the client's state");
 		} else {
-			bool have = encoded_keys(a->data, a->len, keys);
 			client_adopt_finish(c);
 			/* The pool may need the keys to log in (SCRAM pass-through). */
 			if (have && !c->closing && c->pool && !pool_get_scram_keys(c->pool, known, known + 32))
 				pool_set_scram_keys(c->pool, keys, keys + 32);
-			OPENSSL_cleanse(keys, sizeof(keys));
 			OPENSSL_cleanse(known, sizeof(known));
 		}
+		OPENSSL_cleanse(keys, sizeof(keys));
 	}
 	OPENSSL_cleanse(a->data, a->len);
 	free(a->data);
