@@ -9,8 +9,19 @@ CPPFLAGS += -D_GNU_SOURCE -Isrc
 LDLIBS  := -lssl -lcrypto -lpthread
 SAN     ?=
 
+# bpf_bypass (the kernel fast path) needs clang, bpftool and libbpf-dev.
+# BPF=auto builds it when they are installed; BPF=0 leaves it out, and
+# nothing else needs clang (sluice then always runs in user space).
+BPF     ?= auto
+.DEFAULT_GOAL := all
+ifeq ($(BPF),auto)
+override BPF := $(shell command -v clang >/dev/null 2>&1 && command -v bpftool >/dev/null 2>&1 && \
+	test -f /usr/include/bpf/libbpf.h && echo 1 || echo 0)
+endif
+NOBPF   := $(if $(filter 0,$(BPF)),-nobpf)
+
 SRCS    := $(wildcard src/*.c)
-OBJDIR  := build/obj$(if $(SAN),-$(SAN))
+OBJDIR  := build/obj$(if $(SAN),-$(SAN))$(NOBPF)
 OBJS    := $(patsubst src/%.c,$(OBJDIR)/%.o,$(SRCS))
 LIBOBJS := $(filter-out $(OBJDIR)/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -25,7 +36,26 @@ CFLAGS  += -fsanitize=thread
 LDFLAGS += -fsanitize=thread
 endif
 
-BIN := build/sluice$(if $(SAN),-$(SAN))
+BIN := build/sluice$(if $(SAN),-$(SAN))$(NOBPF)
+
+ifeq ($(BPF),1)
+CPPFLAGS += -DSLUICE_BPF -Ibuild/bpf
+LDLIBS  += -lbpf
+BPF_SKEL := build/bpf/bypass.skel.h
+# Every object may include the skeleton's header through bypass.c only,
+# but the dependency files know that only after a first build.
+$(OBJS): $(BPF_SKEL)
+endif
+BPF_ARCH := $(shell gcc -dumpmachine 2>/dev/null)
+
+build/bpf:
+	mkdir -p $@
+
+build/bpf/bypass.bpf.o: src/bpf/bypass.bpf.c src/bpf/bypass_shared.h src/bpf/pgframe.h | build/bpf
+	clang -O2 -g -target bpf -mcpu=v3 -D__BPF__ -I/usr/include/$(BPF_ARCH) -Isrc/bpf -Wall -c $< -o $@
+
+build/bpf/bypass.skel.h: build/bpf/bypass.bpf.o
+	bpftool gen skeleton $< name bypass_bpf > $@.tmp && mv $@.tmp $@
 
 .PHONY: all deps run test unit e2e e2e-asan e2e-tsan asan tsan clean
 all: $(BIN)

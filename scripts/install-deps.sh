@@ -11,6 +11,7 @@ required=(
 	python3-pytest python3-psycopg python3-prometheus-client
 	procps util-linux iproute2 curl
 	libpostgresql-jdbc-java
+	clang libbpf-dev bpftool
 )
 # The JDBC end-to-end test compiles a small Java program: a JDK is needed
 # unless one is already on PATH.

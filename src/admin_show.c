@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "admin.h"
+#include "bypass.h"
 #include "client.h"
 #include "config.h"
 #include "control.h"
@@ -42,7 +43,7 @@ static void show_help(struct admin_reply *r)
 {
 	reply_notice(r, "Console usage",
 		     "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION"
-		     "\n\tSHOW FDS|LISTS|MEM|STATE"
+		     "\n\tSHOW FDS|LISTS|MEM|STATE|BYPASS"
 		     "\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES"
 		     "\n\tSET key = arg"
 		     "\n\tRELOAD"
@@ -86,6 +87,48 @@ static void show_state(struct admin_reply *r)
 		reply_cell(r, rows[i][1]);
 		reply_row_end(r);
 	}
+	reply_complete(r, "SHOW");
+}
+
+/* ---- SHOW BYPASS: the kernel fast path (name | value) ---- */
+
+static void bypass_row(struct admin_reply *r, const char *name, const char *value)
+{
+	reply_row_begin(r, 2);
+	reply_cell(r, name);
+	reply_cell(r, value);
+	reply_row_end(r);
+}
+
+static void bypass_row_u(struct admin_reply *r, const char *name, uint64_t v)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+	bypass_row(r, name, buf);
+}
+
+static void show_bypass(struct admin_reply *r)
+{
+	static const struct admin_col cols[] = { { "name", 's' }, { "value", 's' } };
+	struct bypass_stats b;
+	bypass_stats(&b);
+	reply_columns(r, cols, 2);
+	bypass_row(r, "enabled", b.enabled ? "yes" : "no");
+	bypass_row(r, "reason", b.reason);
+	bypass_row_u(r, "kernel_transactions", b.kernel_transactions);
+	bypass_row_u(r, "kernel_bytes", b.kernel_bytes);
+	bypass_row_u(r, "kernel_links", b.kernel_links);
+	bypass_row_u(r, "user_transactions", b.user_transactions);
+	bypass_row_u(r, "fallbacks", b.fallbacks);
+	for (int i = 0; i < 6; i++) {
+		char name[48];
+		snprintf(name, sizeof(name), "fallbacks_%s", bypass_reason_names[i]);
+		bypass_row_u(r, name, b.fallback[i]);
+	}
+	bypass_row_u(r, "takeovers", b.takeovers);
+	bypass_row_u(r, "kernel_clients", (uint64_t)(b.kernel_clients > 0 ? b.kernel_clients : 0));
+	bypass_row_u(r, "lent_servers", (uint64_t)(b.lent_servers > 0 ? b.lent_servers : 0));
+	bypass_row_u(r, "slots_used", (uint64_t)(b.slots_used > 0 ? b.slots_used : 0));
 	reply_complete(r, "SHOW");
 }
 
@@ -652,6 +695,7 @@ bool admin_show(struct client *c, const char *what, struct admin_reply *r, int *
 		{ "CONFIG", show_config, -1 },     { "LISTS", show_lists, -1 },
 		{ "MEM", show_mem, -1 },           { "CLIENTS", NULL, JOB_SHOW_CLIENTS },
 		{ "SERVERS", NULL, JOB_SHOW_SERVERS }, { "FDS", NULL, JOB_SHOW_FDS },
+		{ "BYPASS", show_bypass, -1 },
 	};
 	(void)c;
 	*job_kind = -1;

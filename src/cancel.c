@@ -85,6 +85,15 @@ void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key)
 	uint32_t bpid = 0, bkey = 0;
 	pthread_mutex_lock(&registry_lock);
 	struct client *c = find_locked(pid, key);
+	bool in_kernel = c && c->worker == w && c->bp_kernel && !c->closing;
+	pthread_mutex_unlock(&registry_lock);
+	/* bpf_bypass: the kernel may have linked the client to a server; only
+	 * a pair in user space has a server that is surely its own. c stays
+	 * valid: only this worker frees it, at its safe point. */
+	if (in_kernel)
+		client_take_from_kernel(c);
+	pthread_mutex_lock(&registry_lock);
+	c = find_locked(pid, key);
 	if (c && c->worker == w && c->server && !c->closing) {
 		struct server *s = c->server;
 		memcpy(&addr, &s->pool->addr, s->pool->addr_len);

@@ -7,6 +7,8 @@
  * 55.2.1 (start-up), 55.2.2 (simple query), 55.2.3 (extended query).
  */
 #include "client.h"
+#include "bypass.h"
+#include "bpf/pgframe.h"
 
 #include <errno.h>
 #include <pwd.h>
@@ -65,6 +67,8 @@ static void client_set_state(struct client *c, int state)
 
 void client_update_events(struct client *c)
 {
+	if (c->state == CLIENT_IDLE && !c->bp_kernel && bypass_active())
+		bypass_client_maybe_enter(c);
 	bool want_write = iobuf_len(&c->sock.wbuf) || (c->server && c->server->sock.fwd) ||
 			  (c->adm && admin_wants_write(c));
 	/* SUSPEND: pooled clients are not read until RESUME (the console is,
@@ -142,6 +146,7 @@ void client_fail(struct client *c, const char *sqlstate, const char *msg)
 {
 	if (c->closing)
 		return;
+	client_take_from_kernel(c); /* sluice writes to the socket now */
 	pg_be_error(&c->sock.wbuf, "FATAL", sqlstate, msg);
 	pgsock_flush(&c->sock, NULL);
 	if (c->pool)
@@ -155,6 +160,7 @@ void client_close(struct client *c, const char *reason)
 {
 	if (c->closing)
 		return;
+	client_take_from_kernel(c);
 	c->closing = true;
 	bool zombie = false;
 	if ((c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT || c->state == CLIENT_AUTH) &&
@@ -183,6 +189,7 @@ void client_close(struct client *c, const char *reason)
 	c->cancel_pid = c->cancel_key = 0;
 	pool_client_limits_put(c->db_clients, c->user_clients);
 	c->db_clients = c->user_clients = NULL;
+	bypass_client_forget(c);
 	pgsock_close(&c->worker->loop, &c->sock);
 	runtime_clients_add(-1);
 	/* A server or failure is on its way by mail: the mail handler reaps. */
@@ -761,6 +768,20 @@ void client_on_server(struct client *c, struct server *s)
 	client_process(c);
 }
 
+void client_take_from_kernel(struct client *c)
+{
+	if (!c->bp_kernel)
+		return;
+	if (bypass_client_takeover(c) < 0) {
+		c->bp_kernel = false;
+		c->sock.want_read = false;
+		client_close(c, "bpf_bypass: the kernel's framing state was unusable");
+		return;
+	}
+	if (c->server && c->state != CLIENT_ACTIVE)
+		client_set_state(c, CLIENT_ACTIVE);
+}
+
 void client_unlinked(struct client *c)
 {
 	c->server = NULL;
@@ -1034,6 +1055,25 @@ static void client_process(struct client *c)
 		}
 		/* CLIENT_ACTIVE: forward; count requests that end with ReadyForQuery. */
 		struct server *s = c->server;
+		if (s->bp_retrack && !s->client_mid_batch && s->outstanding > 0) {
+			/* Taken from the kernel with answers on their way:
+			 * tracking resumes once they are in. */
+			sk->parse_blocked = true;
+			break;
+		}
+		if (s->bp_retrack && s->client_mid_batch &&
+		    (m.type == 'P' || m.type == 'B' || m.type == 'D' || m.type == 'C')) {
+			if (avail < 7 && m.len > avail)
+				break;
+			uint32_t n = m.body_len < 2 ? m.body_len : 2;
+			if (avail - 5 < n)
+				n = avail - 5;
+			if (pgf_client_verdict(m.type, m.body, n, PGF_OPT_TRACKING) != PGF_OK) {
+				client_fail(c, "0A000", "bpf_bypass: a named prepared statement inside a batch the kernel "
+					    "began cannot be tracked (send Sync first, or set bpf_bypass = off)");
+				return;
+			}
+		}
 		if (s->tracking) {
 			if (c->hold_for_sync) {
 				sk->parse_blocked = true;
@@ -1137,6 +1177,15 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 		tls_step(c);
 		return;
 	}
+	if (c->bp_kernel) {
+		/* The kernel passed bytes up (or the peer hung up): the pair is
+		 * user space's from here. */
+		client_take_from_kernel(c);
+		if (c->closing)
+			return;
+		if (c->server)
+			revents |= EPOLLIN;
+	}
 	if (revents & EPOLLOUT) {
 		/* Bytes towards the client: its own wbuf and its server's examined bytes. */
 		if (c->server) {
@@ -1207,6 +1256,12 @@ static void active_tick(struct client *c, int64_t now_us)
 void client_tick(struct client *c, int64_t now_us)
 {
 	const struct config *cfg = runtime_config();
+	/* Shutdown, online restart, SUSPEND: user space decides what happens
+	 * to the client, so it must know where the client really is. */
+	if (c->bp_kernel && (control_phase() != PHASE_RUNNING || c->worker->suspended))
+		client_take_from_kernel(c);
+	if (c->closing)
+		return;
 	if (control_phase() != PHASE_RUNNING && control_at_boundary(c))
 		return;
 	if (c->adm) {
@@ -1233,7 +1288,8 @@ void client_tick(struct client *c, int64_t now_us)
 		}
 		break;
 	case CLIENT_IDLE:
-		if (cfg->client_idle_timeout_us && now_us - c->last_active_us > cfg->client_idle_timeout_us &&
+		/* The kernel does not report activity: no idle timeout there. */
+		if (!c->bp_kernel && cfg->client_idle_timeout_us && now_us - c->last_active_us > cfg->client_idle_timeout_us &&
 		    age > cfg->client_idle_timeout_us)
 			client_fail(c, "08P01", "client_idle_timeout");
 		break;

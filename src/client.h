@@ -83,6 +83,9 @@ struct client {
 	bool batch_clears_cache;   /* this batch runs DISCARD ALL / DEALLOCATE ALL */
 	bool hold_for_sync;        /* wait for the batch's ReadyForQuery before reading on */
 	bool pinned;               /* did something a shared server cannot keep: keeps its server */
+	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
+	bool bp_kernel;            /* bpf_bypass: the kernel carries this client (bypass.h) */
+	bool bp_refused;           /* bpf_bypass: cannot go to the kernel (no slot, no group) */
 	char user[64];
 	char db[64];
 	char peer[48];             /* "ip:port" or "unix" */
@@ -119,6 +122,10 @@ void client_update_events(struct client *c);
 
 /* The linked server is gone or unusable: tell the client and close it. */
 void client_server_lost(struct client *c, const char *msg);
+
+/* bpf_bypass: take the client (and the server the kernel linked to it)
+ * back into user space before sluice reads, writes or closes it. */
+void client_take_from_kernel(struct client *c);
 
 /* The server finished the client's work (transaction mode: released). */
 void client_unlinked(struct client *c);

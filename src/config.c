@@ -414,6 +414,7 @@ static const struct config_key main_keys[] = {
 	KEY("ignore_startup_parameters", KT_STR_OPT, ignore_startup_parameters, 0, 0),
 	KEY("workers", KT_INT, workers, 1, 256),
 	KEY("max_prepared_statements", KT_INT, max_prepared_statements, 0, 100000),
+	KEY("bpf_bypass", KT_BOOL, bpf_bypass, 0, 0),
 	KEY("verbose", KT_INT, verbose, 0, 100),
 	KEY("log_connections", KT_BOOL, log_connections, 0, 0),
 	KEY("log_disconnections", KT_BOOL, log_disconnections, 0, 0),

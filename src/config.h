@@ -114,6 +114,7 @@ struct config {
 	char *stats_users;      /* comma separated list, NULL = none */
 	char *ignore_startup_parameters; /* comma separated list, NULL = none */
 	int workers;            /* default: number of online CPUs */
+	bool bpf_bypass;        /* default false: kernel fast path (eBPF sockmap) */
 	int max_prepared_statements; /* per server connection in transaction/statement mode; 0 = no tracking; default 200 */
 	int verbose;            /* 0 = info; 1+ = debug (also -v on command line) */
 	bool log_connections;   /* default true */

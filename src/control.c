@@ -2,6 +2,7 @@
  * control.c - see control.h.
  */
 #include "control.h"
+#include "bypass.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -80,6 +81,7 @@ static int reload_locked(char *err, size_t errlen)
 	runtime_set_config(cfg);
 	pool_reconfigure(cfg);
 	log_set_verbose(cfg->verbose);
+	bypass_apply(cfg);
 	if (worker_run_all(noop_fn, free_old_config, (void *)old) < 0)
 		log_warning("RELOAD: out of memory; the old configuration is kept in memory");
 	__atomic_add_fetch(&n_reloads, 1, __ATOMIC_RELAXED);

@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "bypass.h"
 #include "iobuf.h"
 #include "log.h"
 #include "loop.h"
@@ -251,6 +252,7 @@ int main(int argc, char **argv)
 		}
 		n_inherited = takeover_listener_fds(&inherited, &inherited_unix);
 	}
+	bypass_apply(cfg); /* bpf_bypass: load and probe; falls back to user space */
 	if (worker_start_all(cfg, inherited, n_inherited, inherited_unix) < 0) {
 		log_error("start-up failed");
 		if (cfg->pidfile)
@@ -271,6 +273,7 @@ int main(int argc, char **argv)
 	metrics_stop();
 	takeover_receive_stop(); /* before the workers it posts to go away */
 	worker_stop_all();
+	bypass_shutdown();
 	pool_free_all();
 	tls_cleanup();
 	cfg = (struct config *)runtime_config();

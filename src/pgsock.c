@@ -134,6 +134,11 @@ int pgsock_flush(struct pgsock *dst, struct pgsock *src)
 {
 	if (dst->ssl)
 		return tls_flush(dst, src);
+	if (src && src->resync && src->fwd >= src->resync) {
+		iobuf_consume(&src->rbuf, src->resync);
+		src->fwd -= src->resync;
+		src->resync = 0;
+	}
 	for (;;) {
 		struct iovec iov[2];
 		int n_iov = 0;
@@ -168,6 +173,7 @@ int pgsock_flush(struct pgsock *dst, struct pgsock *src)
 
 void pgsock_drop(struct pgsock *s, uint32_t len)
 {
+	s->resync = s->resync > len ? s->resync - len : 0;
 	iobuf_consume(&s->rbuf, len);
 }
 

@@ -5,6 +5,7 @@
  * unlocking.
  */
 #include "pool.h"
+#include "bypass.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -221,6 +222,9 @@ struct pool *pool_get(const struct config *cfg, const char *db, const char *user
 	struct pool_settings st;
 	settings_from(cfg, d, db, user, &st);
 	p = calloc(1, sizeof(*p));
+	static int next_bp_index; /* under pools_lock */
+	if (p)
+		p->bp_index = next_bp_index++;
 	if (!p || !(p->idle = calloc((size_t)n_workers, sizeof(*p->idle))) ||
 	    !(p->slots = aligned_alloc(64, (size_t)n_workers * sizeof(*p->slots)))) {
 		snprintf(err, errlen, "out of memory");
@@ -320,11 +324,24 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 		server_close(s, "reconnect requested (RECONNECT or RELOAD)");
 		pthread_mutex_lock(&p->lock);
 	}
+	/* bpf_bypass: a server idle in the kernel comes back for this client. */
+	struct server *ks = list_empty(&p->waiters) && !p->paused ? bypass_server_reclaim(p, w) : NULL;
+	if (ks) {
+		pthread_mutex_unlock(&p->lock);
+		if (!pool_server_outdated(ks))
+			return ks;
+		server_close(ks, "reconnect requested (RECONNECT or RELOAD)");
+		pthread_mutex_lock(&p->lock);
+	}
 	list_add_tail(&p->waiters, &c->wait_node);
 	c->queued = true;
 	c->wait_since_us = now;
 	p->n_waiting++;
+	bypass_pool_waiters(p, p->n_waiting);
 	int poke = p->n_idle > 0 && !p->paused ? first_worker_with_idle(p) : -1;
+	for (int i = 0; poke < 0 && !p->paused && i < n_workers; i++)
+		if (bypass_lent_count(p, &workers[i]) > 0)
+			poke = i;
 	bool launch = poke < 0 && want_launch_locked(p, now, true, false);
 	if (!launch && poke < 0 && p->n_servers == 0 && p->login_auth_error && !p->paused &&
 	    now < p->login_fail_until_us) {
@@ -371,6 +388,7 @@ static struct client *pop_waiter_locked(struct pool *p, struct worker *server_wo
 	struct client *c = list_entry(n, struct client, wait_node);
 	c->queued = false;
 	p->n_waiting--;
+	bypass_pool_waiters(p, p->n_waiting);
 	if (c->worker != server_worker)
 		c->handoff_pending = true;
 	return c;
@@ -388,7 +406,9 @@ void pool_release(struct server *s)
 	/* Not linked to anyone from here on (a waiter links it again). */
 	s->state = SERVER_IDLE;
 	struct client *c = p->paused ? NULL : pop_waiter_locked(p, w);
-	if (!c) {
+	/* bpf_bypass: an idle server goes to the kernel's idle set, where
+	 * clients in the kernel take it without waking sluice. */
+	if (!c && !bypass_server_lend(s)) {
 		s->state_since_us = w->loop.now_us;
 		list_add_tail(&p->idle[w->id], &s->pool_node);
 		p->n_idle++;
@@ -404,12 +424,18 @@ void pool_serve_waiters(struct pool *p, struct worker *w)
 {
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
-		if (list_empty(&p->waiters) || list_empty(&p->idle[w->id]) || p->paused) {
+		if (list_empty(&p->waiters) || p->paused) {
 			pthread_mutex_unlock(&p->lock);
 			return;
 		}
-		struct server *s = list_entry(list_pop(&p->idle[w->id]), struct server, pool_node);
-		p->n_idle--;
+		struct server *s;
+		if (!list_empty(&p->idle[w->id])) {
+			s = list_entry(list_pop(&p->idle[w->id]), struct server, pool_node);
+			p->n_idle--;
+		} else if (!(s = bypass_server_reclaim(p, w))) {
+			pthread_mutex_unlock(&p->lock);
+			return;
+		}
 		struct client *c = pop_waiter_locked(p, w);
 		pthread_mutex_unlock(&p->lock);
 		deliver(s, c);
@@ -448,6 +474,7 @@ bool pool_dequeue(struct pool *p, struct client *c)
 		list_del(&c->wait_node);
 		c->queued = false;
 		p->n_waiting--;
+		bypass_pool_waiters(p, p->n_waiting);
 		removed = true;
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -665,9 +692,12 @@ void pool_get_counts(struct pool *p, int64_t now_us, struct pool_counts *out)
 {
 	pthread_mutex_lock(&p->lock);
 	out->cl_waiting = p->n_waiting;
-	out->sv_idle = p->n_idle;
+	int lent = 0;
+	for (int i = 0; i < n_workers; i++)
+		lent += bypass_lent_count(p, &workers[i]);
+	out->sv_idle = p->n_idle + lent;
 	out->sv_login = p->n_connecting;
-	out->sv_active = p->n_servers - p->n_idle - p->n_connecting;
+	out->sv_active = p->n_servers - out->sv_idle - p->n_connecting;
 	out->maxwait_us = 0;
 	if (!list_empty(&p->waiters)) {
 		struct client *first = list_entry(p->waiters.next, struct client, wait_node);

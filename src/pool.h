@@ -81,6 +81,7 @@ struct pool {
 				     * its clients move to the new pool at their next request */
 	uint32_t generation;        /* bumped by RECONNECT / RELOAD: older servers close when free */
 	int n_clients;              /* logged-in clients using this pool (atomic) */
+	int bp_index;               /* bpf_bypass: index of its groups of idle servers, -1 = none */
 
 	struct stats_slot *slots;   /* [n_workers] traffic counters, one writer each */
 	/* Averages over the last stats_period (pools_lock). */

@@ -9,6 +9,7 @@
  * reported parameters are.
  */
 #include "server.h"
+#include "bypass.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -57,6 +58,9 @@ static void server_update_events(struct server *s)
 
 void server_close(struct server *s, const char *reason)
 {
+	if (s->closed)
+		return;
+	bypass_server_forget(s); /* a client linked in the kernel comes back with it */
 	if (s->closed)
 		return;
 	s->closed = true;
@@ -584,6 +588,29 @@ void server_link(struct server *s, struct client *c)
 	server_update_events(s);
 }
 
+void server_link_from_kernel(struct server *s, struct client *c, int outstanding, bool mid_batch,
+			     char tx_status, bool at_boundary)
+{
+	int64_t now = s->worker->loop.now_us;
+	bool quiet = outstanding == 0 && !mid_batch;
+	s->client = c;
+	c->server = s;
+	s->outstanding = outstanding;
+	s->client_mid_batch = mid_batch;
+	s->tx_status = tx_status;
+	s->last_was_ready = at_boundary && outstanding == 0;
+	s->internal = 0;
+	s->tracking = quiet && track_enabled(s->pool);
+	s->bp_retrack = !quiet && track_enabled(s->pool);
+	s->query_start_us = now;
+	s->xact_begin_us = now;
+	s->ready_since_us = now;
+	s->xact_start_us = tx_status == 'I' ? 0 : now;
+	server_set_state(s, SERVER_ACTIVE);
+	s->sock.want_read = true;
+	server_update_events(s);
+}
+
 void server_watch_idle(struct server *s)
 {
 	s->sock.want_read = true;
@@ -877,6 +904,10 @@ static void server_process(struct server *s)
 				stats_query_done(st, now - s->query_start_us);
 				s->query_start_us = now; /* the next pipelined request runs from here */
 			}
+			if (s->bp_retrack && s->outstanding == 0 && !s->client_mid_batch) {
+				s->bp_retrack = false;
+				s->tracking = track_enabled(s->pool);
+			}
 			if (status == 'I' && s->xact_begin_us) {
 				stats_xact_done(st, now - s->xact_begin_us);
 				s->xact_begin_us = 0;
@@ -955,6 +986,19 @@ static void server_cb(struct loop_handle *h, uint32_t revents)
 			connect_done(s);
 		return;
 	}
+	bool was_lent_idle = false;
+	if (s->bp_lent) {
+		/* Bytes passed up by the kernel, or a hang-up. */
+		was_lent_idle = s->state == SERVER_IDLE;
+		if (!bypass_server_event(s)) {
+			server_close(s, "bpf_bypass: lost its client in the kernel");
+			return;
+		}
+		if (s->closed)
+			return;
+		was_lent_idle = was_lent_idle && !s->client;
+		revents |= EPOLLIN;
+	}
 	if (revents & EPOLLOUT) {
 		server_send_pending(s);
 		if (s->closed)
@@ -973,6 +1017,10 @@ static void server_cb(struct loop_handle *h, uint32_t revents)
 		else
 			server_update_events(s);
 	}
+	/* Taken back from the kernel's idle set (a notice, a spurious wake):
+	 * it is idle again once examined. */
+	if (was_lent_idle && !s->closed && s->state == SERVER_IDLE && !s->client)
+		pool_release(s);
 }
 
 void server_tick(struct server *s, int64_t now_us)
@@ -987,8 +1035,15 @@ void server_tick(struct server *s, int64_t now_us)
 		break;
 	case SERVER_IDLE:
 		if (pool_server_outdated(s)) {
-			if (pool_take_idle(s))
+			/* A lent server is closed only when the kernel does not use it. */
+			if (s->bp_lent ? bypass_server_unlend(s) : pool_take_idle(s))
 				server_close(s, s->pool->paused ? "database paused" : "reconnect requested (RECONNECT or RELOAD)");
+		} else if (s->bp_lent) {
+			/* The kernel may have used it a moment ago: the idle timeout
+			 * does not apply; server_lifetime does, when it is free. */
+			if (cfg->server_lifetime_us && now_us - s->connect_time_us > cfg->server_lifetime_us &&
+			    bypass_server_unlend(s))
+				server_close(s, "server_lifetime");
 		} else if (cfg->server_idle_timeout_us && age > cfg->server_idle_timeout_us)
 			server_close(s, "server_idle_timeout");
 		else if (cfg->server_lifetime_us && now_us - s->connect_time_us > cfg->server_lifetime_us)

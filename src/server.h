@@ -73,6 +73,11 @@ struct server {
 	struct expect_queue expect; /* answers still to come (statement tracking) */
 	bool tracking;             /* expect queue in use for the current client */
 	bool pinned;               /* its client did something session-bound: no sharing, reset after */
+	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
+	bool bp_lent;              /* bpf_bypass: in the kernel's idle set, or used by a client there */
+	bool bp_refused;           /* bpf_bypass: cannot be lent (no slot) */
+	bool bp_retrack;           /* taken from the kernel mid-batch: statement tracking
+				    * resumes once every request is answered */
 	bool resume_client;        /* a held client may read on once this is delivered */
 	bool lookup;               /* running auth_query for the linked client (answers consumed) */
 	char *lookup_secret;       /* what the lookup found so far (heap) */
@@ -86,6 +91,11 @@ void server_launch(struct worker *w, struct pool *p);
 /* Link a clean idle server (already in c's loop) to client c and make it
  * ready to forward (sends SETs to match the client's parameters). */
 void server_link(struct server *s, struct client *c);
+
+/* bpf_bypass: the kernel handed over a pair it had linked; s goes on
+ * forwarding for c with the kernel's count of unanswered requests. */
+void server_link_from_kernel(struct server *s, struct client *c, int outstanding, bool mid_batch,
+			     char tx_status, bool at_boundary);
 
 /* The pool made s idle: watch it for an unexpected close or message. */
 void server_watch_idle(struct server *s);

@@ -378,7 +378,8 @@ bool takeover_give_client(struct client *c)
 	/* A TLS session's state lives in OpenSSL: it cannot move (docs). */
 	bool movable = c->pool && c->pool->mode != POOL_MODE_SESSION && c->state == CLIENT_IDLE && !c->sock.ssl &&
 		       !c->server && iobuf_len(&c->sock.wbuf) == 0 && c->sock.fwd == 0 &&
-		       c->sock.skip == 0 && !c->hold_for_sync && !c->skip_until_sync && !c->queued;
+		       c->sock.skip == 0 && !c->hold_for_sync && !c->skip_until_sync && !c->queued &&
+		       !c->bp_slot; /* a socket in the kernel's sockhash stays with this process */
 	if (!movable)
 		return false;
 	struct enc e = { 0 };

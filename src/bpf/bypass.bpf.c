@@ -1,0 +1,496 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bypass.bpf.c - the kernel fast path (Tigger's "user bypass"): stream
+ * verdict programs that move a transaction's bytes from a client socket to
+ * its server socket and back inside the kernel.
+ *
+ * Two sockhashes keyed by socket cookie: bp_clients (client_verdict runs on
+ * what a client sends) and bp_servers (server_verdict runs on what a server
+ * answers). A client message that finds its client unlinked takes an idle
+ * server of its group; the server's ReadyForQuery 'I' that answers the last
+ * outstanding request, at the end of an skb, puts the server back. Anything
+ * else sluice must see makes the program pass the skb up (SK_PASS) and hand
+ * the pair to user space, which goes on from the framing state left here.
+ *
+ * Each socket's verdict runs serialised (socket lock); the two directions of
+ * a pair meet under the client slot's spin lock; sluice meets the programs
+ * through compare-and-swap on the client's control word and the server's
+ * owner word (bypass_shared.h).
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "bypass_shared.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, BP_MAX_SOCKS);
+	__type(key, __u64);
+	__type(value, __u64);
+} bp_clients SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, BP_MAX_SOCKS);
+	__type(key, __u64);
+	__type(value, __u64);
+} bp_servers SEC(".maps");
+
+/* socket cookie -> slot */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * BP_MAX_SOCKS);
+	__type(key, __u64);
+	__type(value, __u32);
+} bp_slot_of SEC(".maps");
+
+struct bp_lock {
+	struct bpf_spin_lock l;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BP_MAX_SOCKS);
+	__type(key, __u32);
+	__type(value, struct bp_lock);
+} bp_locks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bp_stats);
+} bp_stats_map SEC(".maps");
+
+struct sql_buf {
+	__u8 b[PGF_SQL_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sql_buf);
+} bp_scratch SEC(".maps");
+
+/* Shared with sluice through the mapped .bss. */
+struct bp_sock bp_socks[BP_MAX_SOCKS];
+struct bp_group bp_groups[BP_MAX_GROUPS];
+__u32 bp_enabled;
+
+/* What one skb holds, judged before the pair is locked. */
+struct skb_scan {
+	__u32 requests;   /* client: Query/Sync/FunctionCall messages */
+	__u32 z_count;    /* server: ReadyForQuery messages completed */
+	__u32 z_idle;     /* server: of which with status 'I' */
+	__s32 mid_batch;  /* client: -1 unchanged, else batch open after this skb */
+	__u8 z_status;    /* server: status of the last one */
+	__u8 ends_on_z;   /* server: the skb ends right after a ReadyForQuery */
+	__u8 user;        /* a message sluice must see */
+	__u8 bad;         /* framing error, or too much to examine */
+	__u32 q_off;      /* client: offset of the Query text to inspect (0 = none) */
+	__u32 q_len;
+};
+
+static __always_inline struct bp_stats *stats(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&bp_stats_map, &zero);
+}
+
+static __always_inline void count_fallback(__u32 reason)
+{
+	struct bp_stats *st = stats();
+	if (st && reason < BPR_COUNT)
+		st->fallbacks[reason]++;
+}
+
+/* Feed up to 5 header bytes at off. Returns bytes consumed, or -1. */
+static __always_inline int feed_header(struct __sk_buff *skb, struct pgframe *fr, __u32 off,
+				       __u32 len, int *done)
+{
+	__u8 b[8] = {};
+	__u32 need = pgf_hdr_need(fr);
+	__u32 n = len - off < need ? len - off : need;
+	*done = PGF_MORE;
+	if (n < 1 || n > 5)
+		return -1;
+	if (bpf_skb_load_bytes(skb, off, b, n) < 0)
+		return -1;
+	for (__u32 k = 0; k < 5; k++) {
+		if (k >= n)
+			break;
+		int rc = pgf_hdr_byte(fr, b[k]);
+		if (rc == PGF_BAD)
+			return -1;
+		if (rc == PGF_HEADER)
+			*done = PGF_HEADER;
+	}
+	return (int)n;
+}
+
+/* bpf_loop state: the verifier checks a callback once instead of every
+ * turn of a bounded loop, which keeps these scans within its budget. */
+struct scan_ctx {
+	struct __sk_buff *skb;
+	struct pgframe fr;
+	struct skb_scan r;
+	__u32 off, len, opts, z_end;
+	const __u8 *sql;    /* Query text inspection: scratch buffer */
+	__u32 sql_len;
+	__u64 w, hit;       /* rolling window of the text scan */
+};
+
+static int client_step(__u32 i, void *arg)
+{
+	struct scan_ctx *x = arg;
+	struct pgframe *fr = &x->fr;
+	struct skb_scan *r = &x->r;
+	__u32 len = x->len, off = x->off;
+	if (off >= len)
+		return 1;
+	if (fr->hdr_len == 5) {
+		x->off = off + pgf_body(fr, len - off);
+		return 0;
+	}
+	int fresh = fr->hdr_len == 0; /* the type byte is in this skb */
+	int done;
+	int n = feed_header(x->skb, fr, off, len, &done);
+	if (n < 0) {
+		r->bad = 1;
+		return 1;
+	}
+	off += (__u32)n;
+	x->off = off;
+	if (!fresh) {
+		if (done == PGF_HEADER)
+			pgf_finish_empty(fr);
+		return 0;
+	}
+	__u8 type = fr->hdr[0];
+	__u8 first[2] = {};
+	__u32 nfirst = 0;
+	if (done == PGF_HEADER && off < len) {
+		nfirst = fr->left < 2 ? fr->left : 2;
+		if (len - off < nfirst)
+			nfirst = len - off;
+		if (nfirst == 1) {
+			if (bpf_skb_load_bytes(x->skb, off, first, 1) < 0)
+				nfirst = 0;
+		} else if (nfirst == 2) {
+			if (bpf_skb_load_bytes(x->skb, off, first, 2) < 0)
+				nfirst = 0;
+		}
+	}
+	if (pgf_client_verdict(type, first, nfirst, x->opts) != PGF_OK) {
+		r->user = 1;
+		return 1;
+	}
+	if (type == 'Q' && (x->opts & PGF_OPT_TRACKING)) {
+		/* The whole text must be here, once per skb. */
+		if (done != PGF_HEADER || r->q_off || off + fr->left > len || fr->left < 1 ||
+		    fr->left - 1 > PGF_SQL_MAX) {
+			r->user = 1;
+			return 1;
+		}
+		r->q_off = off;
+		r->q_len = fr->left - 1;
+	}
+	int eff = pgf_client_effect(type);
+	if (eff == PGF_REQUEST) {
+		r->requests++;
+		r->mid_batch = 0;
+	} else if (eff == PGF_BATCH) {
+		r->mid_batch = 1;
+	}
+	if (done == PGF_HEADER)
+		pgf_finish_empty(fr);
+	return 0;
+}
+
+static int server_step(__u32 i, void *arg)
+{
+	struct scan_ctx *x = arg;
+	struct pgframe *fr = &x->fr;
+	struct skb_scan *r = &x->r;
+	__u32 len = x->len, off = x->off;
+	if (off >= len)
+		return 1;
+	if (fr->hdr_len == 5) {
+		if (fr->type == 'Z' && fr->left == 1) {
+			__u8 st = 0;
+			if (bpf_skb_load_bytes(x->skb, off, &st, 1) < 0 ||
+			    (st != 'I' && st != 'T' && st != 'E')) {
+				r->bad = 1;
+				return 1;
+			}
+			r->z_count++;
+			if (st == 'I')
+				r->z_idle++;
+			r->z_status = st;
+			x->z_end = off + 1;
+		}
+		x->off = off + pgf_body(fr, len - off);
+		return 0;
+	}
+	int fresh = fr->hdr_len == 0;
+	int done;
+	int n = feed_header(x->skb, fr, off, len, &done);
+	if (n < 0) {
+		r->bad = 1;
+		return 1;
+	}
+	x->off = off + (__u32)n;
+	if (fresh && pgf_server_verdict(fr->hdr[0]) != PGF_OK) {
+		r->user = 1;
+		return 1;
+	}
+	if (done == PGF_HEADER) {
+		if (fr->type == 'Z' && fr->left != 1) {
+			r->bad = 1;
+			return 1;
+		}
+		pgf_finish_empty(fr);
+	}
+	return 0;
+}
+
+/* One byte of the Query text scan (pgf_sql_needs_user, one turn). */
+static int sql_step(__u32 i, void *arg)
+{
+	struct scan_ctx *x = arg;
+	if (i >= x->sql_len)
+		return 1;
+	x->w = (x->w << 8) | (__u8)(x->sql[i & (PGF_SQL_MAX - 1)] | 0x20);
+	x->hit |= pgf_sql_window_hit(x->w);
+	return 0;
+}
+
+static __always_inline void scan(struct __sk_buff *skb, struct scan_ctx *x, int client)
+{
+	x->skb = skb;
+	x->len = skb->len;
+	x->off = 0;
+	if (client)
+		bpf_loop(BP_MAX_MSGS, client_step, x, 0);
+	else
+		bpf_loop(BP_MAX_MSGS, server_step, x, 0);
+	if (!x->r.user && !x->r.bad && x->off < x->len)
+		x->r.bad = 1; /* more messages than we examine per skb */
+	if (!client)
+		x->r.ends_on_z = x->z_end != 0 && x->z_end == x->len;
+}
+
+/* Query text inspection (tracking on): sluice reacts to some words. */
+static __always_inline int sql_needs_user(struct __sk_buff *skb, struct scan_ctx *x)
+{
+	__u32 zero = 0, len = x->r.q_len;
+	struct sql_buf *buf = bpf_map_lookup_elem(&bp_scratch, &zero);
+	if (!buf || len > PGF_SQL_MAX)
+		return 1;
+	if (len == 0)
+		return 0;
+	if (bpf_skb_load_bytes(skb, x->r.q_off, buf->b, len) < 0)
+		return 1;
+	x->sql = buf->b;
+	x->sql_len = len;
+	x->w = 0;
+	x->hit = 0;
+	bpf_loop(PGF_SQL_MAX, sql_step, x, 0);
+	return x->hit != 0;
+}
+
+static __always_inline __u32 slot_of(struct __sk_buff *skb, int *ok)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	__u32 *p = bpf_map_lookup_elem(&bp_slot_of, &cookie);
+	*ok = p && *p < BP_MAX_SOCKS;
+	return p ? *p & (BP_MAX_SOCKS - 1) : 0;
+}
+
+/* User space has the pair: pass, and let sluice see that bytes went up
+ * (the generation moves) so it does not hand the client back too early. */
+static __always_inline int pass_user(struct bp_sock *c)
+{
+	for (int i = 0; i < 4; i++) {
+		__u64 old = c->ctl;
+		if (BP_CTL_MODE(old) != BP_USER)
+			return 0;
+		if (__sync_val_compare_and_swap(&c->ctl, old, BP_CTL(BP_USER, BP_CTL_GEN(old) + 1)) == old)
+			return 1;
+	}
+	return 1;
+}
+
+SEC("sk_skb/stream_verdict")
+int client_verdict(struct __sk_buff *skb)
+{
+	int ok;
+	__u32 x = slot_of(skb, &ok);
+	if (!ok)
+		return SK_PASS;
+	struct bp_sock *c = &bp_socks[x];
+	if (BP_CTL_MODE(c->ctl) == BP_USER && pass_user(c))
+		return SK_PASS;
+
+	struct scan_ctx x_ = { .fr = c->fr, .opts = c->opts, .r = { .mid_batch = -1 } };
+	scan(skb, &x_, 1);
+	if (!x_.r.user && !x_.r.bad && x_.r.q_off && sql_needs_user(skb, &x_))
+		x_.r.user = 1;
+	struct skb_scan r = x_.r;
+	struct pgframe fr = x_.fr;
+
+	struct bp_lock *lk = bpf_map_lookup_elem(&bp_locks, &x);
+	if (!lk)
+		return SK_PASS;
+	__u32 reason = BPR_COUNT;
+	__u64 peer_cookie = 0;
+	__u32 links = 0;
+	bpf_spin_lock(&lk->l);
+	__u64 old = c->ctl;
+	if (BP_CTL_MODE(old) != BP_KERNEL ||
+	    __sync_val_compare_and_swap(&c->ctl, old, BP_CTL(BP_BUSY, BP_CTL_GEN(old))) != old) {
+		bpf_spin_unlock(&lk->l);
+		pass_user(c);
+		return SK_PASS;
+	}
+	__u32 gen = BP_CTL_GEN(old) + 1;
+	__u32 srv = c->peer;
+	if (!bp_enabled)
+		reason = BPR_DISABLED;
+	else if (r.user)
+		reason = BPR_MESSAGE;
+	else if (r.bad)
+		reason = BPR_FRAMING;
+	else if (srv == 0) {
+		struct bp_group *g = &bp_groups[c->group & (BP_MAX_GROUPS - 1)];
+		if (!pgf_at_boundary(&c->fr))
+			reason = BPR_FRAMING;
+		else if (g->waiters)
+			reason = BPR_WAITERS;
+		else {
+			for (__u32 i = 0; i < BP_GROUP_SERVERS; i++) {
+				__u32 cand = g->srv[i];
+				if (cand == 0 || cand > BP_MAX_SOCKS)
+					continue;
+				struct bp_sock *s = &bp_socks[(cand - 1) & (BP_MAX_SOCKS - 1)];
+				if (s->owner == BP_OWNER_IDLE && s->pkey == c->pkey &&
+				    __sync_val_compare_and_swap(&s->owner, BP_OWNER_IDLE, x + 1) == BP_OWNER_IDLE) {
+					srv = cand;
+					break;
+				}
+			}
+			if (srv == 0)
+				reason = BPR_NO_SERVER;
+			else {
+				c->peer = srv;
+				links = 1;
+			}
+		}
+	}
+	if (reason != BPR_COUNT) {
+		c->reason = (__u8)reason;
+		c->ctl = BP_CTL(BP_USER, gen);
+		bpf_spin_unlock(&lk->l);
+		count_fallback(reason);
+		return SK_PASS;
+	}
+	c->fr = fr;
+	c->pending += (__s32)r.requests;
+	if (r.mid_batch >= 0)
+		c->mid_batch = (__u8)r.mid_batch;
+	peer_cookie = bp_socks[(srv - 1) & (BP_MAX_SOCKS - 1)].cookie;
+	c->ctl = BP_CTL(BP_KERNEL, gen);
+	bpf_spin_unlock(&lk->l);
+
+	struct bp_stats *st = stats();
+	if (st) {
+		st->kernel_bytes += skb->len;
+		st->kernel_links += links;
+	}
+	return bpf_sk_redirect_hash(skb, &bp_servers, &peer_cookie, 0);
+}
+
+SEC("sk_skb/stream_verdict")
+int server_verdict(struct __sk_buff *skb)
+{
+	int ok;
+	__u32 x = slot_of(skb, &ok);
+	if (!ok)
+		return SK_PASS;
+	struct bp_sock *s = &bp_socks[x];
+	__u32 owner = s->owner;
+	if (owner == BP_OWNER_USER)
+		return SK_PASS;
+	if (owner == BP_OWNER_IDLE) {
+		/* Nobody asked: a notice, or the server going away. Sluice
+		 * decides; no client may take this server meanwhile. */
+		if (__sync_val_compare_and_swap(&s->owner, BP_OWNER_IDLE, BP_OWNER_USER) == BP_OWNER_IDLE) {
+			count_fallback(BPR_SERVER_MSG);
+			return SK_PASS;
+		}
+		owner = s->owner;
+		if (owner == BP_OWNER_USER || owner == BP_OWNER_IDLE)
+			return SK_PASS;
+	}
+	__u32 cx = (owner - 1) & (BP_MAX_SOCKS - 1);
+	struct bp_sock *c = &bp_socks[cx];
+
+	struct scan_ctx x_ = { .fr = s->fr, .r = { .mid_batch = -1 } };
+	scan(skb, &x_, 0);
+	struct skb_scan r = x_.r;
+	struct pgframe fr = x_.fr;
+
+	struct bp_lock *lk = bpf_map_lookup_elem(&bp_locks, &cx);
+	if (!lk)
+		return SK_PASS;
+	bpf_spin_lock(&lk->l);
+	__u64 old = c->ctl;
+	if (BP_CTL_MODE(old) != BP_KERNEL || c->peer != x + 1 ||
+	    __sync_val_compare_and_swap(&c->ctl, old, BP_CTL(BP_BUSY, BP_CTL_GEN(old))) != old) {
+		bpf_spin_unlock(&lk->l);
+		return SK_PASS;
+	}
+	__u32 gen = BP_CTL_GEN(old) + 1;
+	__u32 reason = BPR_COUNT;
+	__s32 pending = c->pending - (__s32)r.z_count;
+	if (pending < 0)
+		pending = 0;
+	int release = !(c->opts & PGF_OPT_SESSION) && r.z_count && r.ends_on_z && pending == 0 &&
+		      !c->mid_batch && r.z_status == 'I';
+	if (!bp_enabled)
+		reason = BPR_DISABLED;
+	else if (r.user)
+		reason = BPR_SERVER_MSG;
+	else if (r.bad)
+		reason = BPR_FRAMING;
+	else if (release && bp_groups[s->group & (BP_MAX_GROUPS - 1)].waiters)
+		reason = BPR_WAITERS;
+	if (reason != BPR_COUNT) {
+		c->reason = (__u8)reason;
+		c->ctl = BP_CTL(BP_USER, gen);
+		bpf_spin_unlock(&lk->l);
+		count_fallback(reason);
+		return SK_PASS;
+	}
+	s->fr = fr;
+	c->pending = pending;
+	if (r.z_count)
+		c->status = r.z_status;
+	__u64 client_cookie = c->cookie;
+	if (release) {
+		c->peer = 0;
+		s->owner = BP_OWNER_IDLE;
+	}
+	c->ctl = BP_CTL(BP_KERNEL, gen);
+	bpf_spin_unlock(&lk->l);
+
+	struct bp_stats *st = stats();
+	if (st) {
+		st->kernel_bytes += skb->len;
+		st->kernel_transactions += r.z_idle;
+	}
+	return bpf_sk_redirect_hash(skb, &bp_clients, &client_cookie, 0);
+}

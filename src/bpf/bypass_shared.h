@@ -1,0 +1,102 @@
+/*
+ * bypass_shared.h - the state the kernel fast path and sluice share, laid
+ * out once for both: the eBPF programs keep it in global arrays (.bss),
+ * which sluice maps into its own memory through the skeleton, so either
+ * side reads it directly and hands things over with compare-and-swap.
+ *
+ * Slots: every socket sluice puts into the sockhash gets a slot (index into
+ * bp_socks). A client slot holds the pair: its link to a server slot, the
+ * count of requests the server still owes, the control word. A server slot
+ * says who owns the server (user space, the kernel's idle set, a client).
+ *
+ * Control word of a client slot (ctl): mode in the low byte, a generation
+ * in the high 32 bits. Transitions:
+ *   USER   -> KERNEL  sluice, by CAS, only when the generation is the one it
+ *                     saw before checking that no byte waits in user space
+ *   KERNEL -> BUSY    a verdict program while it works on the pair
+ *   BUSY   -> KERNEL  the program, done (generation + 1)
+ *   BUSY   -> USER    the program hands the pair to user space (gen + 1)
+ *   KERNEL -> USER    sluice takes the pair back (switch off, close, kill)
+ * Sluice never holds BUSY; it spins (briefly) until the program is done.
+ */
+#ifndef SLUICE_BYPASS_SHARED_H
+#define SLUICE_BYPASS_SHARED_H
+
+#include "pgframe.h"
+
+#ifdef __BPF__
+typedef __u64 bp_u64;
+#else
+typedef uint64_t bp_u64;
+#endif
+
+#define BP_MAX_SOCKS 16384u       /* slots; sockets beyond stay in user space */
+#define BP_MAX_GROUPS 1024u       /* (pool, worker) groups of idle servers */
+#define BP_GROUP_SERVERS 32u      /* idle servers the kernel can take per group */
+#define BP_MAX_MSGS 65536u        /* messages examined per skb (bpf_loop turns); more = user space */
+
+enum bp_mode {
+	BP_FREE = 0,   /* slot unused */
+	BP_USER = 1,   /* user space has the pair: programs pass bytes up */
+	BP_KERNEL = 2, /* the kernel carries the pair */
+	BP_BUSY = 3,   /* a program is working on the pair */
+};
+
+enum bp_role {
+	BP_CLIENT = 1,
+	BP_SERVER = 2,
+};
+
+/* Owner of a server slot. */
+#define BP_OWNER_USER 0u          /* sluice has it (not in the idle set) */
+#define BP_OWNER_IDLE 0xffffffffu /* in its group's idle set, free to take */
+/* any other value: slot + 1 of the client it serves in the kernel */
+
+#define BP_CTL(mode, gen) (((bp_u64)(gen) << 32) | (bp_u64)(mode))
+#define BP_CTL_MODE(ctl) ((pgf_u32)((ctl) & 0xff))
+#define BP_CTL_GEN(ctl) ((pgf_u32)((ctl) >> 32))
+
+/* Why the kernel handed a pair to user space (counted in bp_stats). */
+enum bp_reason {
+	BPR_MESSAGE = 0,    /* a message sluice must see (named statement, Terminate, ...) */
+	BPR_NO_SERVER = 1,  /* no idle server in the group */
+	BPR_FRAMING = 2,    /* framing error or too many messages in one skb */
+	BPR_WAITERS = 3,    /* clients wait in user space: the server goes to them */
+	BPR_DISABLED = 4,   /* bypass switched off */
+	BPR_SERVER_MSG = 5, /* the server sent something sluice must see */
+	BPR_COUNT = 6,
+};
+
+struct bp_sock {
+	bp_u64 cookie;      /* socket cookie = key in the sockhash */
+	bp_u64 ctl;         /* client: control word (see above) */
+	pgf_u32 role;       /* enum bp_role, 0 when free */
+	pgf_u32 group;      /* (pool, worker) group */
+	pgf_u32 peer;       /* client: slot + 1 of its server, 0 = none */
+	pgf_u32 owner;      /* server: BP_OWNER_* or client slot + 1 */
+	pgf_u32 opts;       /* client: PGF_OPT_* */
+	pgf_u32 pkey;       /* hash of the reported parameters the client expects, or
+			     * the server has: the kernel links only equal keys */
+	pgf_s32 pending;    /* client: Query/Sync/FunctionCall not yet answered */
+	pgf_u8 mid_batch;   /* client: extended-protocol messages since the last Sync */
+	pgf_u8 status;      /* client: status of the last ReadyForQuery it got */
+	pgf_u8 reason;      /* client: enum bp_reason of the last hand-over */
+	pgf_u8 pad;
+	struct pgframe fr;  /* framing of the bytes this socket receives */
+};
+
+struct bp_group {
+	pgf_u32 srv[BP_GROUP_SERVERS]; /* server slot + 1, 0 = empty; written by sluice only */
+	pgf_u32 waiters;    /* clients of the pool queued in user space: a server the
+			     * kernel frees goes to them instead of the idle set */
+};
+
+/* Counters the programs keep per CPU (one PERCPU_ARRAY element). */
+struct bp_stats {
+	bp_u64 kernel_transactions;  /* ended with ReadyForQuery 'I' in the kernel */
+	bp_u64 kernel_bytes;         /* bytes redirected socket to socket */
+	bp_u64 kernel_links;         /* servers taken from an idle set */
+	bp_u64 fallbacks[BPR_COUNT]; /* pairs handed to user space, by reason */
+};
+
+#endif

@@ -1,0 +1,777 @@
+/*
+ * bypass.c - see bypass.h. The protocol between sluice and the verdict
+ * programs is described in bpf/bypass_shared.h.
+ */
+#include "bypass.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <linux/sockios.h>
+
+#include "client.h"
+#include "config.h"
+#include "control.h"
+#include "log.h"
+#include "pg_proto.h"
+#include "pool.h"
+#include "runtime.h"
+#include "server.h"
+#include "stats.h"
+#include "track.h"
+#include "worker.h"
+
+const char *const bypass_reason_names[6] = {
+	"message", "no_server", "framing", "waiters", "disabled", "server_message",
+};
+
+#ifdef SLUICE_BPF
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "bpf/bypass_shared.h"
+#include "bypass.skel.h"
+
+static struct bypass_bpf *skel;
+static struct bp_sock *socks;      /* mapped .bss: shared with the programs */
+static struct bp_group *groups;
+static uint32_t *kernel_enabled;
+static int fd_clients = -1, fd_servers = -1, fd_slot_of = -1, fd_stats = -1;
+static bool active;                /* atomic: switched on and loaded */
+static bool load_failed;           /* never try again */
+static char why_not[160] = "bpf_bypass = off";
+
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t free_slots[BP_MAX_SOCKS];
+static uint32_t n_free;
+static void *slot_obj[BP_MAX_SOCKS]; /* struct client * or struct server * */
+
+static int64_t n_kernel_clients, n_lent, n_slots, n_takeovers; /* atomics */
+
+static int64_t counter_add(int64_t *c, int64_t v)
+{
+	return __atomic_add_fetch(c, v, __ATOMIC_RELAXED);
+}
+
+/* ---- slots ---- */
+
+static int slot_alloc(void *obj)
+{
+	int slot = -1;
+	pthread_mutex_lock(&slot_lock);
+	if (n_free > 0) {
+		slot = (int)free_slots[--n_free];
+		slot_obj[slot] = obj;
+	}
+	pthread_mutex_unlock(&slot_lock);
+	if (slot >= 0)
+		counter_add(&n_slots, 1);
+	return slot;
+}
+
+static void slot_free(uint32_t slot)
+{
+	struct bp_sock *st = &socks[slot];
+	if (bpf_map_delete_elem(fd_slot_of, &st->cookie) < 0 && errno != ENOENT)
+		log_debug("bypass: slot %u: %s", slot, strerror(errno));
+	/* The programs look the slot up by cookie first: from here on they
+	 * pass this socket's bytes up untouched. */
+	__atomic_store_n(&st->ctl, BP_CTL(BP_FREE, 0), __ATOMIC_RELEASE);
+	st->role = 0;
+	st->peer = 0;
+	__atomic_store_n(&st->owner, BP_OWNER_USER, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&slot_lock);
+	slot_obj[slot] = NULL;
+	free_slots[n_free++] = slot;
+	pthread_mutex_unlock(&slot_lock);
+	counter_add(&n_slots, -1);
+}
+
+/* Give fd a slot and put it into the sockhash map_fd. Returns slot + 1 or 0. */
+static uint32_t slot_attach(int fd, int map_fd, int role, void *obj)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0)
+		return 0;
+	int slot = slot_alloc(obj);
+	if (slot < 0)
+		return 0;
+	struct bp_sock *st = &socks[slot];
+	memset(&st->fr, 0, sizeof(st->fr));
+	st->cookie = cookie;
+	st->role = (uint32_t)role;
+	st->peer = 0;
+	st->pending = 0;
+	st->mid_batch = 0;
+	st->status = 'I';
+	__atomic_store_n(&st->owner, BP_OWNER_USER, __ATOMIC_RELEASE);
+	__atomic_store_n(&st->ctl, BP_CTL(BP_USER, 0), __ATOMIC_RELEASE);
+	uint32_t s32 = (uint32_t)slot;
+	uint64_t fd64 = (uint64_t)fd;
+	if (bpf_map_update_elem(fd_slot_of, &cookie, &s32, BPF_ANY) < 0) {
+		slot_free(s32);
+		return 0;
+	}
+	if (bpf_map_update_elem(map_fd, &cookie, &fd64, BPF_NOEXIST) < 0) {
+		log_debug("bypass: cannot add socket to the sockhash: %s", strerror(errno));
+		slot_free(s32);
+		return 0;
+	}
+	return s32 + 1;
+}
+
+/* ---- groups: (pool, worker) ---- */
+
+static int group_of(const struct pool *p, const struct worker *w)
+{
+	if (p->bp_index < 0)
+		return -1;
+	long g = (long)p->bp_index * n_workers + w->id;
+	return g < (long)BP_MAX_GROUPS ? (int)g : -1;
+}
+
+static void group_remove(int g, uint32_t slot1)
+{
+	for (uint32_t i = 0; i < BP_GROUP_SERVERS; i++)
+		if (__atomic_load_n(&groups[g].srv[i], __ATOMIC_RELAXED) == slot1)
+			__atomic_store_n(&groups[g].srv[i], 0, __ATOMIC_RELEASE);
+}
+
+static bool group_add(int g, uint32_t slot1)
+{
+	for (uint32_t i = 0; i < BP_GROUP_SERVERS; i++)
+		if (__atomic_load_n(&groups[g].srv[i], __ATOMIC_RELAXED) == 0) {
+			__atomic_store_n(&groups[g].srv[i], slot1, __ATOMIC_RELEASE);
+			return true;
+		}
+	return false;
+}
+
+/* ---- reported parameters: the kernel links a client only to a server
+ * whose values are the ones the client expects ---- */
+
+static uint32_t fnv(uint32_t h, const char *s)
+{
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return (h ^ 0xff) * 16777619u;
+}
+
+/* The value the pool's first server reported for name (the client saw it
+ * at login), or "". */
+static void welcome_value(struct pool *p, const char *name, char *out, size_t len)
+{
+	out[0] = '\0';
+	struct iobuf b = { 0 };
+	if (!pool_copy_welcome(p, &b))
+		return;
+	const uint8_t *at = iobuf_head(&b);
+	uint32_t left = iobuf_len(&b);
+	struct pg_msg m;
+	while (pg_msg_peek(at, left, &m) > 0 && m.len <= left) {
+		const char *n, *v;
+		if (m.type == 'S' && pg_be_param_parse(m.body, m.body_len, &n, &v) == 0 && strcasecmp(n, name) == 0) {
+			snprintf(out, len, "%s", v);
+			break;
+		}
+		at += m.len;
+		left -= m.len;
+	}
+	iobuf_release(&b);
+}
+
+static uint32_t client_pkey(struct client *c)
+{
+	uint32_t h = 2166136261u;
+	char def[256];
+	for (int k = 0; k < TRACKED_PARAMS; k++) {
+		const char *v = c->params[k];
+		if (!v) {
+			welcome_value(c->pool, tracked_param_names[k], def, sizeof(def));
+			v = def;
+		}
+		h = fnv(h, v);
+	}
+	return h ? h : 1;
+}
+
+static uint32_t server_pkey(const struct server *s)
+{
+	uint32_t h = 2166136261u;
+	for (int k = 0; k < TRACKED_PARAMS; k++)
+		h = fnv(h, s->params[k] ? s->params[k] : "");
+	return h ? h : 1;
+}
+
+/* ---- clients ---- */
+
+void bypass_client_maybe_enter(struct client *c)
+{
+	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || c->bp_kernel || c->bp_refused)
+		return;
+	if (c->state != CLIENT_IDLE || c->server || c->adm || c->sock.ssl || c->pinned || c->closing ||
+	    c->queued || c->handoff_pending || !c->pool || c->pool->mode != POOL_MODE_TRANSACTION)
+		return;
+	if (iobuf_len(&c->sock.rbuf) || iobuf_len(&c->sock.wbuf) || c->sock.fwd || c->sock.skip ||
+	    c->hold_for_sync || c->skip_until_sync || c->worker->suspended || control_phase() != PHASE_RUNNING)
+		return;
+	int g = group_of(c->pool, c->worker);
+	if (g < 0) {
+		c->bp_refused = true;
+		return;
+	}
+	if (!c->bp_slot) {
+		c->bp_slot = slot_attach(c->sock.h.fd, fd_clients, BP_CLIENT, c);
+		if (!c->bp_slot) {
+			c->bp_refused = true;
+			return;
+		}
+	}
+	struct bp_sock *st = &socks[c->bp_slot - 1];
+	uint64_t ctl = __atomic_load_n(&st->ctl, __ATOMIC_ACQUIRE);
+	if (BP_CTL_MODE(ctl) != BP_USER)
+		return;
+	/* Bytes that came before the socket joined the map, or that the
+	 * programs passed up since: user space reads them first. */
+	char b;
+	ssize_t n = recv(c->sock.h.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+		return;
+	memset(&st->fr, 0, sizeof(st->fr));
+	st->peer = 0;
+	st->pending = 0;
+	st->mid_batch = 0;
+	st->status = 'I';
+	st->group = (uint32_t)g;
+	st->pkey = client_pkey(c);
+	st->opts = track_enabled(c->pool) ? PGF_OPT_TRACKING : 0;
+	/* Fails when a program passed bytes up after the peek: then they are
+	 * on their way to user space and the client stays here. */
+	if (!__atomic_compare_exchange_n(&st->ctl, &ctl, BP_CTL(BP_KERNEL, BP_CTL_GEN(ctl)), false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return;
+	c->bp_kernel = true;
+	counter_add(&n_kernel_clients, 1);
+}
+
+/* Bytes the kernel redirected to a socket are sent by a kernel worker
+ * after the program returns (the psock backlog). Before sluice writes to
+ * that socket itself, let them go out first: wait (briefly) until the
+ * socket has nothing unsent or unacknowledged. */
+static void wait_kernel_sent(int fd)
+{
+	for (int i = 0; i < 200; i++) {
+		int outq = 0;
+		if (ioctl(fd, SIOCOUTQ, &outq) < 0 || outq == 0)
+			return;
+		struct timespec ts = { 0, 100000 }; /* 0.1 ms, at most 20 ms in all */
+		nanosleep(&ts, NULL);
+	}
+	log_debug("bypass: socket %d still has unsent bytes after 20 ms", fd);
+}
+
+/* Continue a message the kernel already began to forward. */
+static void resume_frame(struct pgsock *sk, const struct pgframe *fr, bool server_side)
+{
+	if (pgf_at_boundary(fr) || fr->bad)
+		return;
+	if (fr->hdr_len == 5 && !(server_side && fr->type == 'Z')) {
+		sk->skip = fr->left; /* the rest of the body goes through unexamined */
+		return;
+	}
+	/* A header cut short, or a ReadyForQuery whose status byte is still
+	 * to come: sluice must read the whole message, so the header bytes
+	 * the kernel sent are put back in front and not sent again. */
+	iobuf_append(&sk->rbuf, fr->hdr, fr->hdr_len);
+	sk->resync = fr->hdr_len;
+}
+
+int bypass_client_takeover(struct client *c)
+{
+	if (!c->bp_kernel)
+		return 0;
+	struct bp_sock *st = &socks[c->bp_slot - 1];
+	uint64_t ctl;
+	for (int spins = 0;; spins++) {
+		ctl = __atomic_load_n(&st->ctl, __ATOMIC_ACQUIRE);
+		uint32_t mode = BP_CTL_MODE(ctl);
+		if (mode == BP_USER)
+			break;
+		if (mode == BP_KERNEL &&
+		    __atomic_compare_exchange_n(&st->ctl, &ctl, BP_CTL(BP_USER, BP_CTL_GEN(ctl) + 1), false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			counter_add(&n_takeovers, 1);
+			break;
+		}
+		if (spins > 64)
+			sched_yield(); /* a program holds the pair for a moment */
+	}
+	c->bp_kernel = false;
+	counter_add(&n_kernel_clients, -1);
+	/* Mode is USER: the programs leave the pair's state alone now. */
+	uint32_t peer = st->peer;
+	struct pgframe cfr = st->fr;
+	int32_t pending = st->pending;
+	bool mid_batch = st->mid_batch;
+	char status = (char)st->status;
+	st->peer = 0;
+	if (cfr.bad)
+		return -1;
+	if (!peer) {
+		resume_frame(&c->sock, &cfr, false);
+		wait_kernel_sent(c->sock.h.fd);
+		return 0;
+	}
+	struct server *s = peer <= BP_MAX_SOCKS ? slot_obj[peer - 1] : NULL;
+	struct bp_sock *ss = s ? &socks[peer - 1] : NULL;
+	if (!s || s->bp_slot != peer || s->worker != c->worker || s->closed || ss->fr.bad)
+		return -1;
+	__atomic_store_n(&ss->owner, BP_OWNER_USER, __ATOMIC_RELEASE);
+	int g = group_of(s->pool, s->worker);
+	if (g >= 0)
+		group_remove(g, peer);
+	if (s->bp_lent) {
+		s->bp_lent = false;
+		counter_add(&n_lent, -1);
+	}
+	/* A client message whose header the kernel cut is read again whole
+	 * here: do not count it twice. */
+	if (cfr.hdr_len > 0 && cfr.hdr_len < 5 && pgf_client_effect(cfr.hdr[0]) == PGF_REQUEST && pending > 0)
+		pending--;
+	struct pgframe sfr = ss->fr;
+	resume_frame(&c->sock, &cfr, false);
+	resume_frame(&s->sock, &sfr, true);
+	wait_kernel_sent(c->sock.h.fd);
+	wait_kernel_sent(s->sock.h.fd);
+	server_link_from_kernel(s, c, pending, mid_batch, status, pgf_at_boundary(&sfr));
+	return 0;
+}
+
+void bypass_client_forget(struct client *c)
+{
+	if (!c->bp_slot || !socks)
+		return;
+	if (c->bp_kernel) {
+		c->bp_kernel = false;
+		counter_add(&n_kernel_clients, -1);
+	}
+	slot_free(c->bp_slot - 1);
+	c->bp_slot = 0;
+}
+
+/* ---- servers ---- */
+
+static void server_unlent(struct server *s)
+{
+	int g = group_of(s->pool, s->worker);
+	if (g >= 0)
+		group_remove(g, s->bp_slot);
+	if (s->bp_lent) {
+		s->bp_lent = false;
+		counter_add(&n_lent, -1);
+	}
+}
+
+bool bypass_server_lend(struct server *s)
+{
+	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || s->bp_refused || s->bp_lent)
+		return false;
+	if (s->pool->mode != POOL_MODE_TRANSACTION || s->sock.ssl || s->state != SERVER_IDLE || s->client ||
+	    s->closed || s->lookup || s->pinned || iobuf_len(&s->sock.rbuf) || iobuf_len(&s->sock.wbuf) ||
+	    s->sock.skip || s->sock.fwd || !s->worker || s->worker->suspended)
+		return false;
+	int g = group_of(s->pool, s->worker);
+	if (g < 0)
+		return false;
+	if (!s->bp_slot) {
+		s->bp_slot = slot_attach(s->sock.h.fd, fd_servers, BP_SERVER, s);
+		if (!s->bp_slot) {
+			s->bp_refused = true;
+			return false;
+		}
+	}
+	struct bp_sock *ss = &socks[s->bp_slot - 1];
+	memset(&ss->fr, 0, sizeof(ss->fr));
+	ss->group = (uint32_t)g;
+	ss->pkey = server_pkey(s);
+	ss->peer = 0;
+	if (!group_add(g, s->bp_slot))
+		return false;
+	__atomic_store_n(&ss->owner, BP_OWNER_IDLE, __ATOMIC_RELEASE);
+	s->bp_lent = true;
+	counter_add(&n_lent, 1);
+	return true;
+}
+
+bool bypass_server_unlend(struct server *s)
+{
+	if (!s->bp_lent)
+		return true;
+	struct bp_sock *ss = &socks[s->bp_slot - 1];
+	uint32_t o = BP_OWNER_IDLE;
+	if (!__atomic_compare_exchange_n(&ss->owner, &o, BP_OWNER_USER, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
+	    o != BP_OWNER_USER)
+		return false;
+	server_unlent(s);
+	return true;
+}
+
+bool bypass_server_event(struct server *s)
+{
+	while (s->bp_lent && !s->closed) {
+		struct bp_sock *ss = &socks[s->bp_slot - 1];
+		uint32_t o = __atomic_load_n(&ss->owner, __ATOMIC_ACQUIRE);
+		if (o == BP_OWNER_IDLE || o == BP_OWNER_USER) {
+			if (bypass_server_unlend(s))
+				return true;
+			continue;
+		}
+		struct client *c = o <= BP_MAX_SOCKS ? slot_obj[o - 1] : NULL;
+		if (c && c->bp_slot == o && c->worker == s->worker)
+			client_take_from_kernel(c);
+		if (s->bp_lent) {
+			/* The pair could not be rebuilt (the client was closed):
+			 * the server's state is unknown. */
+			__atomic_store_n(&ss->owner, BP_OWNER_USER, __ATOMIC_RELEASE);
+			server_unlent(s);
+			return false;
+		}
+	}
+	return true;
+}
+
+struct server *bypass_server_reclaim(struct pool *p, struct worker *w)
+{
+	if (!socks)
+		return NULL;
+	int g = group_of(p, w);
+	if (g < 0)
+		return NULL;
+	for (uint32_t i = 0; i < BP_GROUP_SERVERS; i++) {
+		uint32_t slot1 = __atomic_load_n(&groups[g].srv[i], __ATOMIC_ACQUIRE);
+		if (!slot1)
+			continue;
+		struct server *s = slot_obj[slot1 - 1];
+		if (!s || s->bp_slot != slot1 || s->closed)
+			continue;
+		if (bypass_server_unlend(s))
+			return s;
+	}
+	return NULL;
+}
+
+int bypass_lent_count(struct pool *p, struct worker *w)
+{
+	if (!socks)
+		return 0;
+	int g = group_of(p, w), n = 0;
+	if (g < 0)
+		return 0;
+	for (uint32_t i = 0; i < BP_GROUP_SERVERS; i++) {
+		uint32_t slot1 = __atomic_load_n(&groups[g].srv[i], __ATOMIC_ACQUIRE);
+		if (slot1 && __atomic_load_n(&socks[slot1 - 1].owner, __ATOMIC_RELAXED) == BP_OWNER_IDLE)
+			n++;
+	}
+	return n;
+}
+
+void bypass_server_forget(struct server *s)
+{
+	if (!s->bp_slot || !socks)
+		return;
+	if (s->bp_lent)
+		bypass_server_event(s); /* take it back, with its client if it has one */
+	slot_free(s->bp_slot - 1);
+	s->bp_slot = 0;
+}
+
+void bypass_pool_waiters(struct pool *p, int n_waiting)
+{
+	if (!groups || p->bp_index < 0)
+		return;
+	for (int w = 0; w < n_workers; w++) {
+		long g = (long)p->bp_index * n_workers + w;
+		if (g < (long)BP_MAX_GROUPS)
+			__atomic_store_n(&groups[g].waiters, (uint32_t)(n_waiting > 0 ? n_waiting : 0),
+					 __ATOMIC_RELEASE);
+	}
+}
+
+/* ---- loading, probing, switching ---- */
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_WARN && log_get_level() >= LOG_LEVEL_DEBUG) {
+		char line[512];
+		vsnprintf(line, sizeof(line), fmt, ap);
+		line[strcspn(line, "\n")] = '\0';
+		log_debug("libbpf: %s", line);
+	}
+	return 0;
+}
+
+/* Two loopback connections linked through the programs: a Query written
+ * on one must come out of the other, and the answer back, in the kernel. */
+static int self_test(char *why, size_t len)
+{
+	int lfd = -1, fds[4] = { -1, -1, -1, -1 };
+	uint32_t cs = 0, ss = 0;
+	int rc = -1;
+	snprintf(why, len, "self-test: loopback sockets failed");
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(lfd, 4) < 0 ||
+	    getsockname(lfd, (struct sockaddr *)&a, &al) < 0)
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		fds[2 * i] = socket(AF_INET, SOCK_STREAM, 0);
+		if (fds[2 * i] < 0 || connect(fds[2 * i], (struct sockaddr *)&a, sizeof(a)) < 0)
+			goto out;
+		fds[2 * i + 1] = accept(lfd, NULL, NULL);
+		if (fds[2 * i + 1] < 0)
+			goto out;
+	}
+	/* fds[1]: "client" socket in sluice; fds[2]: "server" socket in sluice. */
+	cs = slot_attach(fds[1], fd_clients, BP_CLIENT, NULL);
+	ss = slot_attach(fds[2], fd_servers, BP_SERVER, NULL);
+	if (!cs || !ss) {
+		snprintf(why, len, "cannot add sockets to the sockhash: %s", strerror(errno));
+		goto out;
+	}
+	struct bp_sock *c = &socks[cs - 1], *s = &socks[ss - 1];
+	c->group = s->group = BP_MAX_GROUPS - 1;
+	c->pkey = s->pkey = 1;
+	groups[BP_MAX_GROUPS - 1].srv[0] = ss;
+	__atomic_store_n(&s->owner, BP_OWNER_IDLE, __ATOMIC_RELEASE);
+	__atomic_store_n(&c->ctl, BP_CTL(BP_KERNEL, 0), __ATOMIC_RELEASE);
+	__atomic_store_n(kernel_enabled, 1, __ATOMIC_RELEASE);
+	struct timeval tv = { .tv_sec = 1 };
+	setsockopt(fds[3], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fds[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	static const uint8_t q[] = { 'Q', 0, 0, 0, 7, 'x', ';', 0 };
+	static const uint8_t z[] = { 'Z', 0, 0, 0, 5, 'I' };
+	uint8_t got[sizeof(q)];
+	if (send(fds[0], q, sizeof(q), 0) != (ssize_t)sizeof(q) ||
+	    recv(fds[3], got, sizeof(q), MSG_WAITALL) != (ssize_t)sizeof(q) || memcmp(got, q, sizeof(q)) != 0) {
+		snprintf(why, len, "self-test: a request did not cross the kernel link");
+		goto out;
+	}
+	if (send(fds[3], z, sizeof(z), 0) != (ssize_t)sizeof(z) ||
+	    recv(fds[0], got, sizeof(z), MSG_WAITALL) != (ssize_t)sizeof(z) || memcmp(got, z, sizeof(z)) != 0) {
+		snprintf(why, len, "self-test: an answer did not cross the kernel link");
+		goto out;
+	}
+	if (__atomic_load_n(&c->peer, __ATOMIC_ACQUIRE) != 0 ||
+	    __atomic_load_n(&s->owner, __ATOMIC_ACQUIRE) != BP_OWNER_IDLE) {
+		snprintf(why, len, "self-test: the pair was not unlinked at ReadyForQuery");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (kernel_enabled)
+		__atomic_store_n(kernel_enabled, 0, __ATOMIC_RELEASE);
+	if (cs)
+		slot_free(cs - 1);
+	if (ss)
+		slot_free(ss - 1);
+	groups[BP_MAX_GROUPS - 1].srv[0] = 0;
+	for (int i = 0; i < 4; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (lfd >= 0)
+		close(lfd);
+	return rc;
+}
+
+static int load(char *why, size_t len)
+{
+	libbpf_set_print(libbpf_log);
+	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_SOCKHASH, NULL) != 1 ||
+	    libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_SKB, NULL) != 1) {
+		snprintf(why, len, "the kernel refuses sockhash maps or sk_skb programs (root or CAP_BPF needed)");
+		return -1;
+	}
+	skel = bypass_bpf__open();
+	if (!skel) {
+		snprintf(why, len, "cannot open the BPF object: %s", strerror(errno));
+		return -1;
+	}
+	int err = bypass_bpf__load(skel);
+	if (err) {
+		snprintf(why, len, "the kernel refused the BPF programs: %s", strerror(-err));
+		goto fail;
+	}
+	fd_clients = bpf_map__fd(skel->maps.bp_clients);
+	fd_servers = bpf_map__fd(skel->maps.bp_servers);
+	fd_slot_of = bpf_map__fd(skel->maps.bp_slot_of);
+	fd_stats = bpf_map__fd(skel->maps.bp_stats_map);
+	if (bpf_prog_attach(bpf_program__fd(skel->progs.client_verdict), fd_clients, BPF_SK_SKB_STREAM_VERDICT, 0) < 0 ||
+	    bpf_prog_attach(bpf_program__fd(skel->progs.server_verdict), fd_servers, BPF_SK_SKB_STREAM_VERDICT, 0) < 0) {
+		snprintf(why, len, "cannot attach the stream verdict programs: %s", strerror(errno));
+		goto fail;
+	}
+	if (!skel->bss) {
+		snprintf(why, len, "the kernel cannot map BPF global data");
+		goto fail;
+	}
+	socks = skel->bss->bp_socks;
+	groups = skel->bss->bp_groups;
+	kernel_enabled = &skel->bss->bp_enabled;
+	n_free = 0;
+	for (uint32_t i = BP_MAX_SOCKS; i-- > 0;)
+		free_slots[n_free++] = i;
+	if (self_test(why, len) < 0)
+		goto fail;
+	return 0;
+fail:
+	bypass_bpf__destroy(skel);
+	skel = NULL;
+	socks = NULL;
+	groups = NULL;
+	kernel_enabled = NULL;
+	return -1;
+}
+
+static void switch_off_worker(struct worker *w, void *arg)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (c->bp_kernel && !c->closing)
+			client_take_from_kernel(c);
+	}
+	/* Closed objects stay on the lists until the loop's safe point. */
+	list_for_each_safe(pos, tmp, &w->servers) {
+		struct server *s = list_entry(pos, struct server, node);
+		if (s->bp_lent && !s->closed && bypass_server_unlend(s))
+			pool_release(s);
+	}
+}
+
+void bypass_apply(const struct config *cfg)
+{
+	bool want = cfg->bpf_bypass;
+	bool was = __atomic_load_n(&active, __ATOMIC_RELAXED);
+	if (want && !skel && !load_failed) {
+		char why[160];
+		if (load(why, sizeof(why)) < 0) {
+			load_failed = true;
+			snprintf(why_not, sizeof(why_not), "%s", why);
+			log_warning("bpf_bypass: %s; running in user space", why);
+			return;
+		}
+		log_info("bpf_bypass: kernel fast path loaded (sockhash + stream verdict programs)");
+	}
+	if (want && skel) {
+		__atomic_store_n(kernel_enabled, 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&active, true, __ATOMIC_RELEASE);
+		why_not[0] = '\0';
+		return;
+	}
+	if (!want && !load_failed)
+		snprintf(why_not, sizeof(why_not), "bpf_bypass = off");
+	if (!skel || !was)
+		return;
+	/* Switching off: the programs hand every pair up at its next byte;
+	 * the workers take back the quiet ones and their lent servers now. */
+	__atomic_store_n(kernel_enabled, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&active, false, __ATOMIC_RELEASE);
+	if (worker_run_all(switch_off_worker, NULL, NULL) < 0)
+		log_warning("bpf_bypass: out of memory while switching off; pairs return at their next byte");
+	log_info("bpf_bypass: switched off; every pair returns to user space");
+}
+
+void bypass_shutdown(void)
+{
+	if (skel)
+		bypass_bpf__destroy(skel);
+	skel = NULL;
+	socks = NULL;
+	groups = NULL;
+	__atomic_store_n(&active, false, __ATOMIC_RELEASE);
+}
+
+bool bypass_active(void)
+{
+	return __atomic_load_n(&active, __ATOMIC_RELAXED);
+}
+
+static void add_totals(struct pool *p, void *arg)
+{
+	struct stats_totals t;
+	pool_get_totals(p, &t);
+	*(uint64_t *)arg += t.xacts;
+}
+
+void bypass_stats(struct bypass_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->built = true;
+	out->enabled = bypass_active();
+	snprintf(out->reason, sizeof(out->reason), "%s", out->enabled ? "" : why_not);
+	pool_foreach(add_totals, &out->user_transactions);
+	out->takeovers = (uint64_t)__atomic_load_n(&n_takeovers, __ATOMIC_RELAXED);
+	out->kernel_clients = __atomic_load_n(&n_kernel_clients, __ATOMIC_RELAXED);
+	out->lent_servers = __atomic_load_n(&n_lent, __ATOMIC_RELAXED);
+	out->slots_used = __atomic_load_n(&n_slots, __ATOMIC_RELAXED);
+	if (!skel)
+		return;
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0 || ncpu > 4096)
+		return;
+	struct bp_stats *per = calloc((size_t)ncpu, sizeof(*per));
+	uint32_t zero = 0;
+	if (per && bpf_map_lookup_elem(fd_stats, &zero, per) == 0) {
+		for (int i = 0; i < ncpu; i++) {
+			out->kernel_transactions += per[i].kernel_transactions;
+			out->kernel_bytes += per[i].kernel_bytes;
+			out->kernel_links += per[i].kernel_links;
+			for (int r = 0; r < BPR_COUNT; r++)
+				out->fallback[r] += per[i].fallbacks[r];
+		}
+	}
+	free(per);
+	for (int r = 0; r < BPR_COUNT; r++)
+		out->fallbacks += out->fallback[r];
+}
+
+#else /* !SLUICE_BPF */
+
+void bypass_apply(const struct config *cfg)
+{
+	static bool warned;
+	if (cfg->bpf_bypass && !warned) {
+		warned = true;
+		log_warning("bpf_bypass: this sluice was built without BPF support (make BPF=0); running in user space");
+	}
+}
+void bypass_shutdown(void) {}
+bool bypass_active(void) { return false; }
+void bypass_client_maybe_enter(struct client *c) { (void)c; }
+int bypass_client_takeover(struct client *c) { (void)c; return 0; }
+void bypass_client_forget(struct client *c) { (void)c; }
+bool bypass_server_lend(struct server *s) { (void)s; return false; }
+bool bypass_server_unlend(struct server *s) { (void)s; return true; }
+bool bypass_server_event(struct server *s) { (void)s; return true; }
+struct server *bypass_server_reclaim(struct pool *p, struct worker *w) { (void)p; (void)w; return NULL; }
+int bypass_lent_count(struct pool *p, struct worker *w) { (void)p; (void)w; return 0; }
+void bypass_server_forget(struct server *s) { (void)s; }
+void bypass_pool_waiters(struct pool *p, int n) { (void)p; (void)n; }
+void bypass_stats(struct bypass_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->reason, sizeof(out->reason), "built without BPF support (make BPF=0)");
+}
+
+#endif

@@ -1,0 +1,268 @@
+"""bpf_bypass = on: the kernel fast path (eBPF sockmap) carries transactions
+between client and server sockets. Skips with the reason when this machine
+cannot load BPF programs (not root, no CAP_BPF, old kernel); runs in CI here.
+
+Each test compares with bypass off where results could differ, and reads
+SHOW BYPASS to make sure the kernel really carried the traffic."""
+
+import re
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+import conftest
+from conftest import is_pgbouncer_compat
+
+pytestmark = [pytest.mark.timeout(180),
+              pytest.mark.skipif(is_pgbouncer_compat(), reason="sluice-only feature")]
+
+SCALE = 1
+
+
+def bypass_rows(s):
+    with s.connect(db="sluice", user="sluice_test") as c:
+        rows = c.execute("SHOW BYPASS").fetchall()
+    return {k: v for k, v in rows}
+
+
+def start(sluice, pg, db="sluicedb", bypass="on", **extra):
+    main = {"pool_mode": "transaction", "default_pool_size": 4, "reserve_pool_size": 0,
+            "max_client_conn": 400, "admin_users": "sluice_test", "bpf_bypass": bypass}
+    main.update(extra)
+    s = sluice(main, databases={db: pg.db_line(db)}, workers=2)
+    if bypass == "on":
+        rows = bypass_rows(s)
+        if rows["enabled"] != "yes":
+            s.stop()
+            pytest.skip(f"BPF unavailable here: {rows['reason']}")
+    return s
+
+
+def check_pgbench(r):
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, f"pgbench exit {r.returncode}:\n{out[-3000:]}"
+    m = re.search(r"number of transactions actually processed: (\d+)", out)
+    assert m and int(m.group(1)) > 0, out[-3000:]
+    m = re.search(r"number of failed transactions: (\d+)", out)
+    assert m is None or int(m.group(1)) == 0, out[-3000:]
+    assert "pgbench: error" not in out, out[-3000:]
+    return int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
+
+
+@pytest.fixture(scope="module")
+def bench_db(pg):
+    name = "e2e_bypass_bench"
+    pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    pg.sql(f"CREATE DATABASE {name} OWNER sluice_test")
+    r = subprocess.run([conftest.PGBENCH, "-i", "-q", "-s", str(SCALE), "-h", pg.host,
+                        "-p", str(pg.port), "-U", "sluice_test", name],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=120, env=conftest.client_env(PGPASSWORD="test_pw"))
+    assert r.returncode == 0, r.stdout
+    yield name
+    pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_show_bypass_off_by_default(sluice, pg):
+    s = sluice({"pool_mode": "transaction", "admin_users": "sluice_test"}, workers=2)
+    rows = bypass_rows(s)
+    for key in ("enabled", "reason", "kernel_transactions", "kernel_bytes",
+                "user_transactions", "fallbacks"):
+        assert key in rows, rows
+    assert rows["enabled"] == "no"
+    assert "off" in rows["reason"]
+
+
+def test_select_only_mostly_in_kernel(sluice, pg, bench_db):
+    # As many servers as clients: a client that finds no idle server waits
+    # in user space (the kernel has no queue).
+    s = start(sluice, pg, db=bench_db, default_pool_size=8)
+    n = check_pgbench(s.pgbench("-S", "-c", "8", "-j", "2", "-T", "4", db=bench_db))
+    rows = bypass_rows(s)
+    kernel = int(rows["kernel_transactions"])
+    user = int(rows["user_transactions"])
+    assert kernel + user >= n, rows
+    assert kernel >= 0.8 * n, f"only {kernel} of {n} transactions in the kernel: {rows}"
+    assert int(rows["kernel_bytes"]) > 0
+
+
+@pytest.mark.parametrize("args", [["-M", "extended"], ["-M", "simple"], ["-M", "prepared"], []],
+                         ids=["extended", "simple-tpcb", "prepared", "tpcb"])
+def test_pgbench_modes(sluice, pg, bench_db, args):
+    s = start(sluice, pg, db=bench_db)
+    check_pgbench(s.pgbench(*args, "-c", "6", "-j", "2", "-T", "3", db=bench_db))
+    rows = bypass_rows(s)
+    if args != ["-M", "prepared"]:
+        assert int(rows["kernel_transactions"]) > 0, rows
+
+
+def test_many_clients_few_servers(sluice, pg, bench_db):
+    """32 clients over 2 servers: the kernel's idle set runs dry and clients
+    queue in user space; freed servers must reach them."""
+    s = start(sluice, pg, db=bench_db, default_pool_size=2)
+    check_pgbench(s.pgbench("-S", "-c", "32", "-j", "2", "-T", "4", db=bench_db))
+    rows = bypass_rows(s)
+    assert int(rows["kernel_transactions"]) > 0, rows
+
+
+QUERIES = [
+    "select 1",
+    "select generate_series(1, 20000) as n, repeat('x', 50) as pad",
+    "select 'a''b' as q, null::int as n, now() is not null as t",
+    "begin; select 1; commit",
+]
+
+
+def run_script(conn):
+    out = []
+    for q in QUERIES:
+        cur = conn.execute(q)
+        out.append(cur.fetchall() if cur.description else cur.statusmessage)
+    with conn.transaction():
+        conn.execute("create temporary table if not exists t_bp(x int) on commit drop")
+    try:
+        conn.execute("select 1/0")
+    except psycopg.errors.DivisionByZero as e:
+        out.append(("error", e.sqlstate))
+    out.append(conn.execute("select %s::int + %s::int", (2, 3)).fetchall())
+    out.append(conn.execute("select %s::text", ("x" * 100000,)).fetchall()[0][0][:10])
+    return out
+
+
+def test_results_same_as_user_space(sluice, pg):
+    on = start(sluice, pg)
+    off = start(sluice, pg, bypass="off")
+    with on.connect() as a, off.connect() as b:
+        got_on = run_script(a)
+        got_off = run_script(b)
+    assert got_on[0] == got_off[0]
+    assert got_on[1] == got_off[1]
+    assert got_on[3:] == got_off[3:]
+    assert int(bypass_rows(on)["kernel_transactions"]) > 0
+
+
+def test_copy_in_and_out(sluice, pg, fresh_db):
+    s = start(sluice, pg, db=fresh_db)
+    with s.connect(db=fresh_db) as c:
+        c.execute("create table cp(a int, b text)")
+        with c.cursor().copy("copy cp from stdin") as cp:
+            for i in range(5000):
+                cp.write_row((i, f"row {i}"))
+        assert c.execute("select count(*), sum(a) from cp").fetchone() == (5000, sum(range(5000)))
+        rows = []
+        with c.cursor().copy("copy cp to stdout") as cp:
+            for row in cp.rows():
+                rows.append(row)
+        assert len(rows) == 5000
+
+
+def test_pipelining(sluice, pg):
+    s = start(sluice, pg)
+    with s.connect() as c:
+        with c.pipeline():
+            curs = [c.execute("select %s::int * 2", (i,)) for i in range(200)]
+        assert [cur.fetchone()[0] for cur in curs] == [i * 2 for i in range(200)]
+
+
+def test_cancel_in_kernel(sluice, pg):
+    s = start(sluice, pg)
+    with s.connect() as c:
+        c.execute("select 1")
+        t0 = time.monotonic()
+        timer = threading.Timer(0.5, c.cancel)
+        timer.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("select pg_sleep(20)")
+        timer.join()
+        assert time.monotonic() - t0 < 10
+        assert c.execute("select 2").fetchone() == (2,)
+
+
+def test_named_statements_tracked(sluice, pg):
+    """Named prepared statements need sluice's bookkeeping: the kernel hands
+    them up, and a shared server still runs them right."""
+    s = start(sluice, pg)
+    conns = [s.connect(prepare_threshold=0) for _ in range(6)]
+    try:
+        for _ in range(5):
+            for i, c in enumerate(conns):
+                assert c.execute("select %s::int + 1", (i,)).fetchone() == (i + 1,)
+    finally:
+        for c in conns:
+            c.close()
+    rows = bypass_rows(s)
+    assert int(rows["fallbacks_message"]) > 0, rows
+
+
+def test_set_parameter_is_kept(sluice, pg):
+    s = start(sluice, pg)
+    with s.connect() as a, s.connect() as b:
+        a.execute("set timezone = 'Asia/Tokyo'")
+        for _ in range(20):
+            assert b.execute("show timezone").fetchone()[0] != "Asia/Tokyo"
+            assert a.execute("show timezone").fetchone()[0] == "Asia/Tokyo"
+
+
+def test_switch_off_under_load(sluice, pg, bench_db):
+    s = start(sluice, pg, db=bench_db)
+    holder = {}
+
+    def bench():
+        holder["r"] = s.pgbench("-c", "8", "-j", "2", "-T", "8", db=bench_db)
+
+    t = threading.Thread(target=bench)
+    t.start()
+    time.sleep(3)
+    with s.connect(db="sluice", user="sluice_test") as c:
+        c.execute("SET bpf_bypass = off")
+    time.sleep(1)
+    rows_mid = bypass_rows(s)
+    t.join(timeout=60)
+    check_pgbench(holder["r"])
+    assert rows_mid["enabled"] == "no"
+    assert rows_mid["kernel_clients"] == "0", rows_mid
+    assert rows_mid["lent_servers"] == "0", rows_mid
+    # and on again
+    with s.connect(db="sluice", user="sluice_test") as c:
+        c.execute("SET bpf_bypass = on")
+    check_pgbench(s.pgbench("-S", "-c", "4", "-T", "2", db=bench_db))
+    assert bypass_rows(s)["enabled"] == "yes"
+
+
+def test_server_loss(sluice, pg):
+    """A server PostgreSQL ends while it idles in the kernel's set: sluice
+    notices, and the client (transaction mode) goes on with another one."""
+    s = start(sluice, pg)
+    with s.connect() as c:
+        pid = c.execute("select pg_backend_pid()").fetchone()[0]
+        pg.sql(f"select pg_terminate_backend({pid})")
+        time.sleep(0.5)
+        for i in range(10):
+            assert c.execute("select %s::int", (i,)).fetchone() == (i,)
+    assert "terminating connection" in s.log_text() or "closing because" in s.log_text()
+
+
+def test_client_leaves_mid_query(sluice, pg):
+    """A client that disconnects while the kernel carries its query: the
+    server is cancelled and dropped, and the pool still serves others."""
+    s = start(sluice, pg)
+    c = s.connect()
+    c.execute("select 1")
+    t = threading.Thread(target=lambda: pytest.raises(Exception, c.execute, "select pg_sleep(5)"))
+    t.start()
+    time.sleep(0.5)
+    c.pgconn.finish()
+    t.join(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        n = pg.sql("select count(*) from pg_stat_activity where query = 'select pg_sleep(5)' "
+                   "and state = 'active'")[0][0]
+        if n == 0:
+            break
+        time.sleep(0.2)
+    assert n == 0, "the abandoned query still runs"
+    with s.connect() as c2:
+        assert c2.execute("select 7").fetchone() == (7,)
