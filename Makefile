@@ -118,6 +118,17 @@ bench: deps
 	$(MAKE) all
 	bench/bench.sh
 
+# bpf_bypass on vs off vs PgBouncer in one interleaved run (bench/README.md).
+# WORKLOADS, TARGETS and SLUICE_BIN from the environment or the command line
+# win over these defaults.
+.PHONY: bench-bypass
+bench-bypass: deps
+	$(MAKE) all
+	SLUICE_BIN="$${SLUICE_BIN:-$(abspath $(BIN))}" \
+	WORKLOADS="$${WORKLOADS:-rate_c8 select_c1 select_c16}" \
+	TARGETS="$${TARGETS:-direct pgbouncer sluice sluice_bypass}" \
+	bench/bench.sh
+
 # libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS per target; clang 14 needed.
 .PHONY: fuzz
 fuzz:

@@ -1,20 +1,42 @@
 #!/usr/bin/env bash
 # bench/bench.sh: compare sluice with PgBouncer (and a direct connection) on
-# this machine. `make bench` builds sluice first and then runs this script.
+# this machine. `make bench` builds sluice first and then runs this script;
+# `make bench-bypass` runs it on the workloads that compare sluice's kernel
+# fast path (bpf_bypass = on) with sluice in user space and PgBouncer.
 #
 # What it does, all on 127.0.0.1 and all torn down again on exit:
 #   1. starts a throwaway PostgreSQL 15 (fsync=off, max_connections=300,
 #      md5 passwords), creates user bench / password bench and database bench
 #      and loads it with `pgbench -i -s $SCALE`;
-#   2. starts PgBouncer (/usr/sbin/pgbouncer) and sluice ($SLUICE_BIN), both
+#   2. starts the poolers among TARGETS: PgBouncer (/usr/sbin/pgbouncer),
+#      sluice ($SLUICE_BIN) and a second sluice with bpf_bypass = on, all
 #      with pool_mode=transaction, default_pool_size=20, auth_type=md5;
 #   3. runs ROUNDS rounds; in each round every workload is run against every
 #      target, the target order rotating from round to round (direct pgbouncer
-#      sluice, then pgbouncer sluice direct, ...), so slow drift of the machine
-#      is spread evenly; the figures reported are medians over rounds;
+#      sluice sluice_bypass, then pgbouncer sluice sluice_bypass direct, ...),
+#      so slow drift of the machine is spread evenly; the figures reported
+#      are medians over rounds;
 #   4. measures pooler memory per idle client once, at the end;
-#   5. prints a table and writes build/bench/results.csv (medians),
-#      build/bench/runs.csv (every single figure) and build/bench/table.txt.
+#   5. prints a table (and, with both sluice targets, a "bypass" summary:
+#      bpf_bypass on/off ratios from the same run) and writes
+#      build/bench/results.csv (medians), build/bench/runs.csv (every single
+#      figure) and build/bench/table.txt.
+#
+# Targets (TARGETS, space- or comma-separated, default: all of them):
+#   direct        PostgreSQL itself, no pooler
+#   pgbouncer     PgBouncer
+#   sluice        sluice, bpf_bypass = off (its default)
+#   sluice_bypass a second sluice with the same configuration plus
+#                 bpf_bypass = on and admin_users = bench. After start-up the
+#                 script asks its console for SHOW BYPASS; if the kernel path
+#                 is not enabled (no BPF support built in, not root, old
+#                 kernel...) it prints the reason and drops the target, and
+#                 the run goes on without it. In every run it records the
+#                 change of kernel_transactions and user_transactions (and
+#                 fallbacks, kernel_bytes) and prints the share of
+#                 transactions the kernel carried.
+#   other         the extra pooler of OTHER_POOLER_* below (in the default
+#                 only when OTHER_POOLER_PORT is set)
 #
 # Workloads (WORKLOADS, space- or comma-separated, default: all of them):
 #   select_c16    pgbench -S -c 16 -j 2: TPS; for the poolers also the CPU
@@ -52,6 +74,7 @@
 #   (idle_rss is accepted as an old name of idle_c8.)
 #
 # Environment:
+#   TARGETS=...       subset of the targets above, in column order
 #   ROUNDS=3          rounds (medians are taken over them)
 #   DURATION=5        seconds per pgbench run
 #   WORKLOADS=...     subset of the workloads above
@@ -94,9 +117,10 @@
 #     OTHER_POOLER_CMD='sed "s/@PGPORT@/$BENCH_PG_PORT/" ~/ody.conf >$BENCH_DIR/ody.conf && exec odyssey $BENCH_DIR/ody.conf' \
 #     bench/bench.sh
 #
-# With the defaults the whole run takes about 9 minutes on 2 CPUs (9 timed
-# workloads x 3 targets x 3 rounds x 5 s, plus set-up, opening the idle
-# clients and the strace runs).
+# With the defaults the whole run takes about 11-12 minutes on 2 CPUs (9 timed
+# workloads x 4 targets x 3 rounds x 5 s, plus set-up, opening the idle
+# clients and the strace runs); `make bench-bypass` (3 workloads x 4
+# targets) about 4 minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -130,6 +154,14 @@ BENCH_DIR=$REPO/bench
 OTHER_POOLER_PORT=${OTHER_POOLER_PORT:-}
 OTHER_POOLER_CMD=${OTHER_POOLER_CMD:-}
 OTHER_POOLER_NAME=${OTHER_POOLER_NAME:-other}
+ALL_TARGETS="direct pgbouncer sluice sluice_bypass other"
+DEFAULT_TARGETS="direct pgbouncer sluice sluice_bypass"
+[ -n "$OTHER_POOLER_PORT" ] && DEFAULT_TARGETS+=" other"
+# TARGETS arrives as a string; from the set-up on, TARGETS is the array of
+# the targets that started.
+WANT_TARGETS=${TARGETS:-$DEFAULT_TARGETS}
+WANT_TARGETS=${WANT_TARGETS//,/ }
+unset TARGETS
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -143,6 +175,18 @@ note() { echo "bench: $*" >&2; }
 for w in $WORKLOADS; do
 	[[ " $ALL_WORKLOADS " == *" $w "* ]] || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
 done
+wanted=
+for t in $WANT_TARGETS; do
+	[[ " $ALL_TARGETS " == *" $t "* ]] || die "unknown target '$t' (known: $ALL_TARGETS)"
+	[[ " $wanted " == *" $t "* ]] || wanted+=" $t"
+done
+WANT_TARGETS=${wanted# }
+[ -n "$WANT_TARGETS" ] || die "TARGETS is empty"
+if [[ " $WANT_TARGETS " == *" other "* ]] && [ -z "$OTHER_POOLER_PORT" ]; then
+	die "target 'other' needs OTHER_POOLER_PORT (see the top of bench/bench.sh)"
+fi
+# wants TARGET: is TARGET among TARGETS?
+wants() { [[ " $WANT_TARGETS " == *" $1 "* ]]; }
 [ -x "$SLUICE_BIN" ] || die "sluice binary not found: $SLUICE_BIN (run make first)"
 [ -x "$PGBIN/initdb" ] || die "PostgreSQL 15 not found in $PGBIN (run scripts/install-deps.sh)"
 [ -x "$PGBOUNCER_BIN" ] || die "PgBouncer not found: $PGBOUNCER_BIN (run scripts/install-deps.sh)"
@@ -215,6 +259,7 @@ PGDATA_DIR=$WORK/pgdata
 PG_STARTED=
 PGB_PID=
 SLUICE_PID=
+BYPASS_PID=
 OTHER_PID=
 OTHER_PGID=
 IDLE_PID=
@@ -236,6 +281,7 @@ cleanup() {
 		kill -KILL -- "-$OTHER_PGID" 2>/dev/null || true
 	fi
 	stop_pid "$SLUICE_PID" 10
+	stop_pid "$BYPASS_PID" 10
 	stop_pid "$PGB_PID" 10
 	if [ -n "$PG_STARTED" ]; then
 		# pg_ctl -t bounds the wait.
@@ -266,8 +312,7 @@ echo "round,workload,target,metric,value" >"$RUNS_CSV"
 
 n_pgbench_workloads=0
 for w in $WORKLOADS; do [ "$w" != syscalls ] && n_pgbench_workloads=$((n_pgbench_workloads + 1)); done
-n_targets=3
-[ -n "$OTHER_POOLER_PORT" ] && n_targets=4
+n_targets=$(wc -w <<<"$WANT_TARGETS")
 note "$ROUNDS round(s) x $n_pgbench_workloads workload(s) x $n_targets targets x ${DURATION}s" \
 	"= about $(((ROUNDS * n_pgbench_workloads * n_targets * (DURATION + 1) + 59) / 60)) min of pgbench, plus set-up"
 
@@ -323,11 +368,17 @@ smoke_query() {
 }
 [ "$(smoke_query "$PG_PORT")" = 1 ] || die "md5 login to PostgreSQL failed"
 
+declare -A PORT=([direct]=$PG_PORT)
+declare -A PID=()
+declare -A LABEL=([direct]=direct [pgbouncer]=pgbouncer [sluice]=sluice [sluice_bypass]=sluice_bypass
+	[other]=$OTHER_POOLER_NAME)
+
 # --- PgBouncer
-PGB_PORT=$(free_port)
-mkdir -p "$WORK/pgbouncer"
-printf '"bench" "bench"\n' >"$WORK/pgbouncer/userlist.txt"
-cat >"$WORK/pgbouncer/pgbouncer.ini" <<INI
+if wants pgbouncer; then
+	PGB_PORT=$(free_port)
+	mkdir -p "$WORK/pgbouncer"
+	printf '"bench" "bench"\n' >"$WORK/pgbouncer/userlist.txt"
+	cat >"$WORK/pgbouncer/pgbouncer.ini" <<INI
 [databases]
 bench = host=127.0.0.1 port=$PG_PORT dbname=bench
 bench_session = host=127.0.0.1 port=$PG_PORT dbname=bench pool_mode=session
@@ -344,54 +395,105 @@ max_client_conn = $((IDLE_CLIENTS + 200))
 logfile = $WORK/pgbouncer/pgbouncer.log
 pidfile = $WORK/pgbouncer/pgbouncer.pid
 INI
-[ $IS_ROOT -eq 1 ] && chown -R postgres: "$WORK/pgbouncer"
-note "starting PgBouncer on 127.0.0.1:$PGB_PORT"
-(exec_as_pg "$PGBOUNCER_BIN" -q "$WORK/pgbouncer/pgbouncer.ini") >"$WORK/pgbouncer-stderr.log" 2>&1 &
-PGB_PID=$!
-wait_port "$PGB_PORT" 30 "$PGB_PID" ||
-	{ cat "$WORK/pgbouncer-stderr.log" "$WORK/pgbouncer/pgbouncer.log" >&2 2>/dev/null; die "PgBouncer did not start"; }
-[ "$(smoke_query "$PGB_PORT")" = 1 ] ||
-	{ tail -20 "$WORK/pgbouncer/pgbouncer.log" >&2; die "query through PgBouncer failed"; }
-[ "$(smoke_query "$PGB_PORT" bench_session)" = 1 ] ||
-	{ tail -20 "$WORK/pgbouncer/pgbouncer.log" >&2; die "query through PgBouncer (bench_session) failed"; }
+	[ $IS_ROOT -eq 1 ] && chown -R postgres: "$WORK/pgbouncer"
+	note "starting PgBouncer on 127.0.0.1:$PGB_PORT"
+	(exec_as_pg "$PGBOUNCER_BIN" -q "$WORK/pgbouncer/pgbouncer.ini") >"$WORK/pgbouncer-stderr.log" 2>&1 &
+	PGB_PID=$!
+	wait_port "$PGB_PORT" 30 "$PGB_PID" ||
+		{ cat "$WORK/pgbouncer-stderr.log" "$WORK/pgbouncer/pgbouncer.log" >&2 2>/dev/null; die "PgBouncer did not start"; }
+	[ "$(smoke_query "$PGB_PORT")" = 1 ] ||
+		{ tail -20 "$WORK/pgbouncer/pgbouncer.log" >&2; die "query through PgBouncer failed"; }
+	[ "$(smoke_query "$PGB_PORT" bench_session)" = 1 ] ||
+		{ tail -20 "$WORK/pgbouncer/pgbouncer.log" >&2; die "query through PgBouncer (bench_session) failed"; }
+	PORT[pgbouncer]=$PGB_PORT
+	PID[pgbouncer]=$PGB_PID
+fi
 
 # --- sluice
-SL_PORT=$(free_port)
-mkdir -p "$WORK/sluice"
-printf '"bench" "bench"\n' >"$WORK/sluice/userlist.txt"
-{
-	cat <<INI
+BYPASS_DROPPED=
+# start_sluice NAME PIDVAR [LINE...]: start a sluice with the common
+# configuration plus LINEs in its [sluice] section ($WORK/NAME/sluice.ini,
+# log $WORK/NAME.log), and check that it serves both databases. The pid goes
+# into the variable PIDVAR as soon as it exists, so that cleanup stops the
+# process whatever fails next; the port goes into PORT[NAME].
+start_sluice() {
+	local name=$1 pidvar=$2 port pid line
+	shift 2
+	port=$(free_port)
+	mkdir -p "$WORK/$name"
+	printf '"bench" "bench"\n' >"$WORK/$name/userlist.txt"
+	{
+		cat <<INI
 [databases]
 bench = host=127.0.0.1 port=$PG_PORT dbname=bench
 bench_session = host=127.0.0.1 port=$PG_PORT dbname=bench pool_mode=session
 
 [sluice]
 listen_addr = 127.0.0.1
-listen_port = $SL_PORT
+listen_port = $port
 unix_socket_dir =
 auth_type = md5
-auth_file = $WORK/sluice/userlist.txt
+auth_file = $WORK/$name/userlist.txt
 pool_mode = transaction
 default_pool_size = $POOL_SIZE
 max_client_conn = $((IDLE_CLIENTS + 200))
 INI
-	[ -n "${SLUICE_WORKERS:-}" ] && echo "workers = $SLUICE_WORKERS"
-	true
-} >"$WORK/sluice/sluice.ini"
-note "starting sluice ($SLUICE_BIN) on 127.0.0.1:$SL_PORT"
-"$SLUICE_BIN" -q "$WORK/sluice/sluice.ini" >"$WORK/sluice.log" 2>&1 &
-SLUICE_PID=$!
-wait_port "$SL_PORT" 30 "$SLUICE_PID" || { cat "$WORK/sluice.log" >&2; die "sluice did not start"; }
-[ "$(smoke_query "$SL_PORT")" = 1 ] || { tail -20 "$WORK/sluice.log" >&2; die "query through sluice failed"; }
-[ "$(smoke_query "$SL_PORT" bench_session)" = 1 ] ||
-	{ tail -20 "$WORK/sluice.log" >&2; die "query through sluice (bench_session) failed"; }
+		[ -n "${SLUICE_WORKERS:-}" ] && echo "workers = $SLUICE_WORKERS"
+		for line in "$@"; do echo "$line"; done
+	} >"$WORK/$name/sluice.ini"
+	local extra=
+	for line in "$@"; do extra+=", $line"; done
+	note "starting $name ($SLUICE_BIN$extra) on 127.0.0.1:$port"
+	"$SLUICE_BIN" -q "$WORK/$name/sluice.ini" >"$WORK/$name.log" 2>&1 &
+	pid=$!
+	printf -v "$pidvar" '%s' "$pid"
+	wait_port "$port" 30 "$pid" || { cat "$WORK/$name.log" >&2; die "$name did not start"; }
+	[ "$(smoke_query "$port")" = 1 ] || { tail -20 "$WORK/$name.log" >&2; die "query through $name failed"; }
+	[ "$(smoke_query "$port" bench_session)" = 1 ] ||
+		{ tail -20 "$WORK/$name.log" >&2; die "query through $name (bench_session) failed"; }
+	PORT[$name]=$port
+	PID[$name]=$pid
+}
+
+# bypass_show PORT: SHOW BYPASS on the admin console of the sluice at PORT,
+# as "name|value" lines (on failure: psql's error message, and status 1).
+bypass_show() {
+	timeout 20 "$PGBIN/psql" -X -q -At -p "$1" -d sluice -c "SHOW BYPASS" 2>&1
+}
+
+# bypass_value TEXT NAME: the value of row NAME in bypass_show's output.
+bypass_value() {
+	awk -F'|' -v n="$2" '$1 == n {print $2; exit}' <<<"$1"
+}
+
+if wants sluice; then
+	start_sluice sluice SLUICE_PID
+fi
+
+# The same sluice with the kernel fast path. admin_users lets the script
+# read SHOW BYPASS as user bench.
+if wants sluice_bypass; then
+	start_sluice sluice_bypass BYPASS_PID "bpf_bypass = on" "admin_users = bench"
+	drop_why=
+	bp=
+	if ! bp=$(bypass_show "${PORT[sluice_bypass]}"); then
+		drop_why="SHOW BYPASS failed: $bp"
+	elif [ "$(bypass_value "$bp" enabled)" != yes ]; then
+		drop_why="SHOW BYPASS says enabled = $(bypass_value "$bp" enabled), reason: $(bypass_value "$bp" reason)"
+	fi
+	if [ -n "$drop_why" ]; then
+		BYPASS_DROPPED="sluice_bypass was dropped: the kernel fast path is not active ($drop_why)"
+		note "$BYPASS_DROPPED (see build/bench/logs/sluice_bypass.log)"
+		stop_pid "$BYPASS_PID" 10
+		BYPASS_PID=
+		unset 'PORT[sluice_bypass]' 'PID[sluice_bypass]'
+	else
+		note "sluice_bypass: SHOW BYPASS says enabled = yes"
+	fi
+fi
 
 # --- optional other pooler
-TARGETS=(direct pgbouncer sluice)
-declare -A PORT=([direct]=$PG_PORT [pgbouncer]=$PGB_PORT [sluice]=$SL_PORT)
-declare -A PID=([pgbouncer]=$PGB_PID [sluice]=$SLUICE_PID)
-declare -A LABEL=([direct]=direct [pgbouncer]=pgbouncer [sluice]=sluice [other]=$OTHER_POOLER_NAME)
-if [ -n "$OTHER_POOLER_PORT" ]; then
+if wants other; then
 	[[ $OTHER_POOLER_PORT =~ ^[0-9]+$ ]] || die "OTHER_POOLER_PORT must be a port number"
 	if [ -n "$OTHER_POOLER_CMD" ]; then
 		mkdir -p "$WORK/other"
@@ -409,10 +511,18 @@ if [ -n "$OTHER_POOLER_PORT" ]; then
 		OTHER_PID=$(ss -ltnpH "sport = :$OTHER_POOLER_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
 	fi
 	[ -n "$OTHER_PID" ] || note "pid of $OTHER_POOLER_NAME unknown: no CPU or memory figures for it"
-	TARGETS+=(other)
 	PORT[other]=$OTHER_POOLER_PORT
 	PID[other]=$OTHER_PID
+elif [ -n "$OTHER_POOLER_PORT" ]; then
+	note "OTHER_POOLER_PORT is set but TARGETS does not name 'other': it is left out"
 fi
+
+# The targets that are up, in the order TARGETS gave them.
+TARGETS=()
+for t in $WANT_TARGETS; do
+	[ -n "${PORT[$t]:-}" ] && TARGETS+=("$t")
+done
+note "targets: ${TARGETS[*]}"
 
 # --- measuring helpers
 record() { echo "$1,$2,$3,$4,$5" >>"$RUNS_CSV"; }
@@ -539,6 +649,13 @@ run_one() {
 		fi
 	fi
 
+	# sluice_bypass: the console's counters before and after the run, read
+	# outside the measured window (psql's own work is not counted).
+	local bp0= bp1= bypass_msg=
+	if [ "$t" = sluice_bypass ]; then
+		bp0=$(bypass_show "$port") || { note "round $round $w $t: SHOW BYPASS failed: $bp0"; bp0=; }
+	fi
+
 	local before= after= rc=0 j0 j1
 	[ -n "$pid" ] && before=$(cpu_ticks "$pid" || true)
 	j0=$(busy_jiffies)
@@ -551,11 +668,42 @@ run_one() {
 	[ -n "$pid" ] && after=$(cpu_ticks "$pid" || true)
 	[ -n "$IDLE_PID" ] && idle_close
 
+	local k_tx= u_tx= k_share= k_bytes= k_fb=
+	if [ -n "$bp0" ]; then
+		bp1=$(bypass_show "$port") || { note "round $round $w $t: SHOW BYPASS failed: $bp1"; bp1=; }
+	fi
+	if [ -n "$bp0" ] && [ -n "$bp1" ]; then
+		local name
+		for name in kernel_transactions user_transactions kernel_bytes fallbacks; do
+			[[ $(bypass_value "$bp0" $name) =~ ^[0-9]+$ && $(bypass_value "$bp1" $name) =~ ^[0-9]+$ ]] ||
+				{ note "round $round $w $t: SHOW BYPASS has no number for $name"; k_tx=; break; }
+			case $name in
+			kernel_transactions) k_tx=$(($(bypass_value "$bp1" $name) - $(bypass_value "$bp0" $name))) ;;
+			user_transactions) u_tx=$(($(bypass_value "$bp1" $name) - $(bypass_value "$bp0" $name))) ;;
+			kernel_bytes) k_bytes=$(($(bypass_value "$bp1" $name) - $(bypass_value "$bp0" $name))) ;;
+			fallbacks) k_fb=$(($(bypass_value "$bp1" $name) - $(bypass_value "$bp0" $name))) ;;
+			esac
+		done
+		if [ -n "$k_tx" ]; then
+			if [ $((k_tx + u_tx)) -gt 0 ]; then
+				k_share=$("$PY" -c "import sys; print('%.1f' % (100.0 * int(sys.argv[1]) / int(sys.argv[2])))" \
+					"$k_tx" "$((k_tx + u_tx))")
+			fi
+			bypass_msg=$(printf '  kernel %s%% of tx (kernel %d, user %d, fallbacks %d)' \
+				"${k_share:--}" "$k_tx" "$u_tx" "$k_fb")
+		fi
+	fi
+
 	local tps tx
 	tps=$(awk '/^tps = / {print $3; exit}' "$out")
 	tx=$(awk -F': *' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$out")
 	if [ $rc -ne 0 ] || [ -z "$tps" ]; then
-		note "round $round $w $t: pgbench failed (exit $rc); last lines:"
+		note "round $round $w $t: pgbench failed (exit $rc)${bypass_msg:+;$bypass_msg}"
+		if grep -q -E 'error|abort|FATAL|ERROR' "$out"; then
+			note "  pgbench's errors (first 8):"
+			grep -E -m 8 'error|abort|FATAL|ERROR' "$out" | sed 's/^/    /' >&2
+		fi
+		note "  last lines of $(basename "$out"):"
 		tail -5 "$out" | sed 's/^/    /' >&2
 		if ! alive "$t"; then
 			note "$t (pid $pid) has exited; it is skipped from now on"
@@ -565,8 +713,15 @@ run_one() {
 	fi
 	record "$round" "$w" "$t" tps "$tps"
 	record "$round" "$w" "$t" transactions "$tx"
+	if [ -n "$k_tx" ]; then
+		record "$round" "$w" "$t" kernel_transactions "$k_tx"
+		record "$round" "$w" "$t" user_transactions "$u_tx"
+		record "$round" "$w" "$t" kernel_bytes "$k_bytes"
+		record "$round" "$w" "$t" fallbacks "$k_fb"
+		[ -n "$k_share" ] && record "$round" "$w" "$t" kernel_share_pct "$k_share"
+	fi
 	local msg
-	msg=$(printf '%-13s %-10s %10.0f tps' "$w" "${LABEL[$t]}" "$tps")
+	msg=$(printf '%-13s %-13s %10.0f tps' "$w" "${LABEL[$t]}" "$tps")
 
 	if [ "$w" = stream_c2 ]; then
 		local mbs
@@ -613,7 +768,7 @@ PYEOF
 		record "$round" "$w" "$t" cpu_sys_us_per_tx "$sys"
 		msg+=$(printf '  cpu %6.1f us/tx (user %.1f, sys %.1f)' "$total" "$user" "$sys")
 	fi
-	note "round $round/$ROUNDS $msg$idle_msg"
+	note "round $round/$ROUNDS $msg$idle_msg$bypass_msg"
 	if ! alive "$t"; then
 		note "$t (pid $pid) has exited; it is skipped from now on"
 		DEAD[$t]=1
@@ -678,7 +833,7 @@ syscalls() {
 			record 1 syscalls "$t" "sc_$name" "$val"
 		fi
 	done <<<"$rows"
-	note "syscalls      $(printf '%-10s' "${LABEL[$t]}") $tx transactions under strace: ${total:-?} system calls per transaction"
+	note "syscalls      $(printf '%-13s' "${LABEL[$t]}") $tx transactions under strace: ${total:-?} system calls per transaction"
 }
 
 # --- rounds
@@ -719,6 +874,7 @@ for t in "${!DEAD[@]}"; do
 	echo "WARNING: $t exited during the benchmark; its figures are incomplete (see build/bench/logs)." |
 		tee -a "$OUT_DIR/table.txt"
 done
+[ -n "$BYPASS_DROPPED" ] && echo "NOTE: $BYPASS_DROPPED." | tee -a "$OUT_DIR/table.txt"
 
 # --- optional chart
 rm -f "$OUT_DIR/chart.png"

@@ -14,7 +14,9 @@
         per run). Takes the median over rounds of each figure, prints the
         table (and the table of system calls per transaction) and writes
         RESULTS_CSV. TARGET is a list of name=label pairs in column order; the
-        names "direct", "pgbouncer" and "sluice" get the ratio columns.
+        names "direct", "pgbouncer" and "sluice" get the ratio columns. With
+        both "sluice" and "sluice_bypass" (bpf_bypass = on) there is also a
+        "bypass/sluice" column and, below the table, the "bypass" summary.
         Environment: BENCH_IDLE_CLIENTS, BENCH_RATE, BENCH_STREAM_BYTES (only
         for the row labels and notes).
 
@@ -130,6 +132,104 @@ def print_table(header, table):
         print(line(r))
 
 
+# Workloads whose kernel share the bypass summary lists, in this order.
+BYPASS_WORKLOADS = ["rate_c8", "select_c1", "select_c16", "extended_c16", "prepared_c16", "tpcb_c16",
+                    "connect_c4", "idle_c8", "stream_c2"]
+
+# The issue's goal for machine CPU per transaction, bypass on / off. Printed
+# for reference only: the benchmark reports, it does not judge.
+BYPASS_CPU_GOAL = 0.85
+
+
+def bypass_summary(names, med, by_round, csv_rows):
+    """The "bypass" lines: sluice with bpf_bypass = on (sluice_bypass) against
+    sluice with it off and PgBouncer, all medians of the same run. Adds the
+    kernel share rows to csv_rows."""
+    on, off, pgb, direct = "sluice_bypass", "sluice", "pgbouncer", "direct"
+    lines = []
+
+    def per_round(workload, metric):
+        """on/off per round, for rounds where both ran."""
+        a = by_round.get((workload, metric, on), {})
+        b = by_round.get((workload, metric, off), {})
+        rs = [a[r] / b[r] for r in sorted(a, key=int) if r in b and b[r]]
+        return " (per round: %s)" % " ".join("%.2f" % r for r in rs) if len(rs) > 1 else ""
+
+    def figures(workload, metric, dec):
+        """'on X, off Y, pgbouncer Z' for the targets that have the figure."""
+        parts = []
+        for t, label in ((on, "on"), (off, "off"), (pgb, "pgbouncer")):
+            v = med(workload, metric, t)
+            if v is not None:
+                parts.append("%s %s" % (label, fmt(v, dec)))
+        return ", ".join(parts)
+
+    shares = []
+    low_share = False
+    for w in BYPASS_WORKLOADS:
+        share = med(w, "kernel_share_pct", on)
+        if share is None:
+            continue
+        k, u = med(w, "kernel_transactions", on), med(w, "user_transactions", on)
+        fb = med(w, "fallbacks", on)
+        shares.append("%s %.1f%% (kernel %s, user %s, fallbacks %s)"
+                      % (w, share, fmt(k, 0), fmt(u, 0), fmt(fb, 0)))
+        if w in ("rate_c8", "select_c1") and share < 50:
+            low_share = True
+        csv_rows.append({"metric": "bypass_kernel_share_pct_" + w, "better": "higher",
+                         on: "%.1f" % share, on + "_samples": len(by_round.get((w, "kernel_share_pct", on), {}))})
+    if shares:
+        lines.append("transactions carried in the kernel: " + "; ".join(shares))
+
+    mcpu = {t: med("rate_c8", "machine_cpu_us_per_tx", t) for t in (on, off, pgb, direct)}
+    if mcpu[on] is not None:
+        line = "machine CPU us/tx at %s tx/s -c8: %s" % (RATE, figures("rate_c8", "machine_cpu_us_per_tx", 1))
+        r = ratio(mcpu[on], mcpu[off])
+        if r is not None:
+            line += "; on/off %.2f (issue's target <= %.2f)%s" % (r, BYPASS_CPU_GOAL,
+                                                                   per_round("rate_c8", "machine_cpu_us_per_tx"))
+        r = ratio(mcpu[pgb], mcpu[off])
+        if r is not None:
+            line += "; pgbouncer/off %.2f" % r
+        lines.append(line)
+        if mcpu[direct] is not None:
+            added = ["%s %+.1f us" % (label, mcpu[t] - mcpu[direct])
+                     for t, label in ((off, "off"), (on, "on"), (pgb, "pgbouncer")) if mcpu[t] is not None]
+            lines.append("  added machine CPU per tx vs direct: " + ", ".join(added))
+
+    p50 = {t: med("select_c1", "p50_us", t) for t in (on, off, pgb, direct)}
+    if p50[on] is not None:
+        line = "-c1 p50 latency us: %s" % figures("select_c1", "p50_us", 0)
+        r = ratio(p50[on], p50[off])
+        if r is not None:
+            line += "; on/off %.2f%s" % (r, per_round("select_c1", "p50_us"))
+        lines.append(line)
+        if p50[direct] is not None:
+            added = ["%s %+.0f us" % (label, p50[t] - p50[direct])
+                     for t, label in ((off, "off"), (on, "on"), (pgb, "pgbouncer")) if p50[t] is not None]
+            lines.append("  added p50 latency at -c1 vs direct (%.0f us): %s" % (p50[direct], ", ".join(added)))
+    for workload, metric, what, dec in (("select_c1", "p99_us", "-c1 p99 latency us", 0),
+                                        ("select_c1", "tps", "-c1 TPS", 0),
+                                        ("select_c16", "tps", "-c16 TPS", 0)):
+        if med(workload, metric, on) is None:
+            continue
+        line = "%s: %s" % (what, figures(workload, metric, dec))
+        r = ratio(med(workload, metric, on), med(workload, metric, off))
+        if r is not None:
+            line += "; on/off %.2f" % r
+        lines.append(line)
+    if low_share:
+        lines.append("NOTE: the kernel carried under half of the transactions of rate_c8 or select_c1: "
+                     "on/off there compares mostly user space with user space")
+    if not lines:
+        return
+    print()
+    print("bypass: sluice bpf_bypass = on (sluice_bypass) vs off (sluice), medians of this run "
+          "(latency, CPU: lower is better; TPS: higher):")
+    for line in lines:
+        print("  " + line)
+
+
 def cmd_summary(runs_csv, results_csv, target_specs):
     targets = []
     for spec in target_specs:
@@ -138,6 +238,7 @@ def cmd_summary(runs_csv, results_csv, target_specs):
     names = [t[0] for t in targets]
 
     samples = {}
+    by_round = {}  # (workload, metric, target) -> {round: value}
     rounds = set()
     with open(runs_csv) as f:
         for row in csv.DictReader(f):
@@ -147,8 +248,12 @@ def cmd_summary(runs_csv, results_csv, target_specs):
                 continue
             if math.isnan(v):
                 continue
-            samples.setdefault((row["workload"], row["metric"], row["target"]), []).append(v)
+            key = (row["workload"], row["metric"], row["target"])
+            samples.setdefault(key, []).append(v)
+            by_round.setdefault(key, {})[row["round"]] = v
             rounds.add(row["round"])
+    # bpf_bypass on (sluice_bypass) over off (sluice), as its own column.
+    bypass_col = "sluice" in names and "sluice_bypass" in names
 
     def med(workload, metric, target):
         vals = samples.get((workload, metric, target))
@@ -162,18 +267,22 @@ def cmd_summary(runs_csv, results_csv, target_specs):
             continue
         r_pgb = ratio(vals.get("sluice"), vals.get("pgbouncer"))
         r_dir = ratio(vals.get("sluice"), vals.get("direct"))
+        r_bp = ratio(vals.get("sluice_bypass"), vals.get("sluice"))
         counts = {t: len(samples.get((workload, metric, t), [])) for t in names}
         table.append([label] + [fmt(vals[t], dec) for t in names]
-                     + [fmt(r_pgb, 2), fmt(r_dir, 2), better])
+                     + [fmt(r_pgb, 2), fmt(r_dir, 2)] + ([fmt(r_bp, 2)] if bypass_col else []) + [better])
         csv_row = {"metric": key, "better": better}
         for t in names:
             csv_row[t] = "" if vals[t] is None else "%.*f" % (max(dec, 1), vals[t])
             csv_row[t + "_samples"] = counts[t]
         csv_row["sluice_over_pgbouncer"] = "" if r_pgb is None else "%.3f" % r_pgb
         csv_row["sluice_over_direct"] = "" if r_dir is None else "%.3f" % r_dir
+        if bypass_col:
+            csv_row["bypass_over_sluice"] = "" if r_bp is None else "%.3f" % r_bp
         csv_rows.append(csv_row)
 
-    header = ["workload"] + [t[1] for t in targets] + ["sluice/pgbouncer", "sluice/direct", "better"]
+    header = ["workload"] + [t[1] for t in targets] + ["sluice/pgbouncer", "sluice/direct"] \
+        + (["bypass/sluice"] if bypass_col else []) + ["better"]
     print_table(header, table)
 
     notes = []
@@ -205,6 +314,9 @@ def cmd_summary(runs_csv, results_csv, target_specs):
         print()
         for n in notes:
             print(n)
+
+    if "sluice_bypass" in names:
+        bypass_summary(names, med, by_round, csv_rows)
 
     # Second table: system calls per transaction, the most frequent ones.
     sc_names = {}
@@ -238,7 +350,8 @@ def cmd_summary(runs_csv, results_csv, target_specs):
         print("system calls per transaction, select-only -c16 under strace -c -f (one run, not timed):")
         print_table(["syscall"] + [label for _, label in sc_targets] + ["sluice/pgbouncer"], sc_table)
 
-    fields = ["metric"] + names + ["sluice_over_pgbouncer", "sluice_over_direct", "better"] \
+    fields = ["metric"] + names + ["sluice_over_pgbouncer", "sluice_over_direct"] \
+        + (["bypass_over_sluice"] if bypass_col else []) + ["better"] \
         + [t + "_samples" for t in names]
     with open(results_csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
