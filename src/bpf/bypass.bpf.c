@@ -188,15 +188,20 @@ static int client_step(__u32 i, void *arg)
 		r->user = 1;
 		return 1;
 	}
-	if (type == 'Q' && (x->opts & PGF_OPT_TRACKING)) {
-		/* The whole text must be here, once per skb. */
-		if (done != PGF_HEADER || r->q_off || off + fr->left > len || fr->left < 1 ||
-		    fr->left - 1 > PGF_SQL_MAX) {
+	if ((type == 'Q' || type == 'P') && (x->opts & PGF_OPT_TRACKING)) {
+		/* sluice reads SQL texts (pinning, DISCARD, DEALLOCATE): the
+		 * whole text must be here, one per skb. A Parse of the unnamed
+		 * statement (the only one that gets here) has its text after
+		 * the empty name; the parameter types after it are scanned
+		 * too, which can only send more to user space. */
+		__u32 skip = type == 'P' ? 1 : 0;
+		if (done != PGF_HEADER || r->q_off || off + fr->left > len || fr->left < skip + 1 ||
+		    fr->left - skip - 1 > PGF_SQL_MAX) {
 			r->user = 1;
 			return 1;
 		}
-		r->q_off = off;
-		r->q_len = fr->left - 1;
+		r->q_off = off + skip;
+		r->q_len = fr->left - skip - 1;
 	}
 	int eff = pgf_client_effect(type);
 	if (eff == PGF_REQUEST) {

@@ -497,6 +497,13 @@ class SluiceFactory:
         }
         if not compat:
             main["workers"] = workers
+            # SLUICE_E2E_INI_EXTRA="key=value;key=value" adds settings to every
+            # sluice the tests start (make e2e-bypass: bpf_bypass=on); a test's
+            # own settings win.
+            for item in os.environ.get("SLUICE_E2E_INI_EXTRA", "").split(";"):
+                if "=" in item:
+                    k, v = item.split("=", 1)
+                    main[k.strip()] = v.strip()
         for k, v in (ini_main or {}).items():
             if v is None:
                 main.pop(k, None)
