@@ -19,7 +19,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 
-ALL_TARGETS="startup framer scram config hba"
+ALL_TARGETS="startup framer scram config hba pgframe"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SECONDS_PER=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
@@ -55,7 +55,7 @@ LIBS="-lssl -lcrypto"
 # src files each harness links (nothing else from src/).
 srcs_of() {
 	case $1 in
-	startup|framer) echo "src/pg_proto.c src/iobuf.c" ;;
+	startup|framer|pgframe) echo "src/pg_proto.c src/iobuf.c" ;;
 	scram) echo "src/auth_crypto.c" ;;
 	config) echo "src/config.c src/hba.c" ;;
 	hba) echo "src/hba.c" ;;

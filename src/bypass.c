@@ -252,6 +252,8 @@ void bypass_client_maybe_enter(struct client *c)
 	st->pending = 0;
 	st->mid_batch = 0;
 	st->status = 'I';
+	st->busy_ns = st->ready_ns = st->xact_ns = 0;
+	st->active_ns = (uint64_t)c->last_active_us * 1000;
 	st->group = (uint32_t)g;
 	st->pkey = client_pkey(c);
 	st->opts = track_enabled(c->pool) ? PGF_OPT_TRACKING : 0;
@@ -325,6 +327,8 @@ int bypass_client_takeover(struct client *c)
 	bool mid_batch = st->mid_batch;
 	char status = (char)st->status;
 	st->peer = 0;
+	if ((int64_t)(st->active_ns / 1000) > c->last_active_us)
+		c->last_active_us = (int64_t)(st->active_ns / 1000);
 	if (cfr.bad)
 		return -1;
 	if (!peer) {
@@ -353,8 +357,46 @@ int bypass_client_takeover(struct client *c)
 	resume_frame(&s->sock, &sfr, true);
 	wait_kernel_sent(c->sock.h.fd);
 	wait_kernel_sent(s->sock.h.fd);
-	server_link_from_kernel(s, c, pending, mid_batch, status, pgf_at_boundary(&sfr));
+	struct server_kernel_times t = {
+		.query_start_us = (int64_t)(st->busy_ns / 1000),
+		.ready_since_us = (int64_t)(st->ready_ns / 1000),
+		.xact_start_us = (int64_t)(st->xact_ns / 1000),
+	};
+	server_link_from_kernel(s, c, pending, mid_batch, status, pgf_at_boundary(&sfr), &t);
 	return 0;
+}
+
+bool bypass_client_timeout_due(const struct client *c, int64_t now_us)
+{
+	if (!c->bp_kernel || !socks)
+		return false;
+	const struct config *cfg = runtime_config();
+	const struct bp_sock *st = &socks[c->bp_slot - 1];
+	int64_t last = (int64_t)(__atomic_load_n(&st->active_ns, __ATOMIC_RELAXED) / 1000);
+	int64_t busy = (int64_t)(__atomic_load_n(&st->busy_ns, __ATOMIC_RELAXED) / 1000);
+	int64_t ready = (int64_t)(__atomic_load_n(&st->ready_ns, __ATOMIC_RELAXED) / 1000);
+	int64_t xact = (int64_t)(__atomic_load_n(&st->xact_ns, __ATOMIC_RELAXED) / 1000);
+	int32_t pending = __atomic_load_n(&st->pending, __ATOMIC_RELAXED);
+	uint8_t status = __atomic_load_n(&st->status, __ATOMIC_RELAXED);
+	bool linked = __atomic_load_n(&st->peer, __ATOMIC_RELAXED) != 0;
+	if (last < c->last_active_us)
+		last = c->last_active_us;
+	if (cfg->query_timeout_us && linked && pending > 0 && busy && now_us - busy > cfg->query_timeout_us)
+		return true;
+	if (cfg->transaction_timeout_us && linked && xact && now_us - xact > cfg->transaction_timeout_us)
+		return true;
+	if (cfg->idle_transaction_timeout_us && linked && status != 'I' && pending == 0 &&
+	    now_us - (ready > last ? ready : last) > cfg->idle_transaction_timeout_us)
+		return true;
+	return cfg->client_idle_timeout_us && now_us - last > cfg->client_idle_timeout_us &&
+	       now_us - c->state_since_us > cfg->client_idle_timeout_us;
+}
+
+int64_t bypass_server_last_used_us(const struct server *s)
+{
+	if (!s->bp_slot || !socks)
+		return 0;
+	return (int64_t)(__atomic_load_n(&socks[s->bp_slot - 1].active_ns, __ATOMIC_RELAXED) / 1000);
 }
 
 void bypass_client_forget(struct client *c)
@@ -767,6 +809,8 @@ bool bypass_server_event(struct server *s) { (void)s; return true; }
 struct server *bypass_server_reclaim(struct pool *p, struct worker *w) { (void)p; (void)w; return NULL; }
 int bypass_lent_count(struct pool *p, struct worker *w) { (void)p; (void)w; return 0; }
 void bypass_server_forget(struct server *s) { (void)s; }
+bool bypass_client_timeout_due(const struct client *c, int64_t now_us) { (void)c; (void)now_us; return false; }
+int64_t bypass_server_last_used_us(const struct server *s) { (void)s; return 0; }
 void bypass_pool_waiters(struct pool *p, int n) { (void)p; (void)n; }
 void bypass_stats(struct bypass_stats *out)
 {

@@ -47,6 +47,13 @@ void bypass_client_maybe_enter(struct client *c);
 /* Take the client (and its server, if the kernel linked one) back into
  * user space. Returns 0, or -1 when the client must be closed. */
 int bypass_client_takeover(struct client *c);
+/* Would one of sluice's timeouts (query_timeout, transaction_timeout,
+ * idle_transaction_timeout, client_idle_timeout) fire for this client in
+ * the kernel? Then the tick takes it back and applies it. */
+bool bypass_client_timeout_due(const struct client *c, int64_t now_us);
+/* When the kernel last gave this lent server back (monotonic us), 0 = never. */
+int64_t bypass_server_last_used_us(const struct server *s);
+
 /* The client is closing: release its slot. */
 void bypass_client_forget(struct client *c);
 

@@ -1258,7 +1258,8 @@ void client_tick(struct client *c, int64_t now_us)
 	const struct config *cfg = runtime_config();
 	/* Shutdown, online restart, SUSPEND: user space decides what happens
 	 * to the client, so it must know where the client really is. */
-	if (c->bp_kernel && (control_phase() != PHASE_RUNNING || c->worker->suspended))
+	if (c->bp_kernel && (control_phase() != PHASE_RUNNING || c->worker->suspended ||
+			     bypass_client_timeout_due(c, now_us)))
 		client_take_from_kernel(c);
 	if (c->closing)
 		return;
@@ -1288,7 +1289,7 @@ void client_tick(struct client *c, int64_t now_us)
 		}
 		break;
 	case CLIENT_IDLE:
-		/* The kernel does not report activity: no idle timeout there. */
+		/* In the kernel: bypass_client_timeout_due decided above. */
 		if (!c->bp_kernel && cfg->client_idle_timeout_us && now_us - c->last_active_us > cfg->client_idle_timeout_us &&
 		    age > cfg->client_idle_timeout_us)
 			client_fail(c, "08P01", "client_idle_timeout");

@@ -589,7 +589,7 @@ void server_link(struct server *s, struct client *c)
 }
 
 void server_link_from_kernel(struct server *s, struct client *c, int outstanding, bool mid_batch,
-			     char tx_status, bool at_boundary)
+			     char tx_status, bool at_boundary, const struct server_kernel_times *t)
 {
 	int64_t now = s->worker->loop.now_us;
 	bool quiet = outstanding == 0 && !mid_batch;
@@ -602,10 +602,10 @@ void server_link_from_kernel(struct server *s, struct client *c, int outstanding
 	s->internal = 0;
 	s->tracking = quiet && track_enabled(s->pool);
 	s->bp_retrack = !quiet && track_enabled(s->pool);
-	s->query_start_us = now;
+	s->query_start_us = t->query_start_us ? t->query_start_us : now;
 	s->xact_begin_us = now;
-	s->ready_since_us = now;
-	s->xact_start_us = tx_status == 'I' ? 0 : now;
+	s->ready_since_us = t->ready_since_us ? t->ready_since_us : now;
+	s->xact_start_us = tx_status == 'I' ? 0 : (t->xact_start_us ? t->xact_start_us : now);
 	server_set_state(s, SERVER_ACTIVE);
 	s->sock.want_read = true;
 	server_update_events(s);
@@ -1039,10 +1039,14 @@ void server_tick(struct server *s, int64_t now_us)
 			if (s->bp_lent ? bypass_server_unlend(s) : pool_take_idle(s))
 				server_close(s, s->pool->paused ? "database paused" : "reconnect requested (RECONNECT or RELOAD)");
 		} else if (s->bp_lent) {
-			/* The kernel may have used it a moment ago: the idle timeout
-			 * does not apply; server_lifetime does, when it is free. */
-			if (cfg->server_lifetime_us && now_us - s->connect_time_us > cfg->server_lifetime_us &&
-			    bypass_server_unlend(s))
+			/* Idle since the kernel last gave it back, and only closed
+			 * when no client has it at this moment. */
+			int64_t used = bypass_server_last_used_us(s);
+			int64_t idle = now_us - (used > s->state_since_us ? used : s->state_since_us);
+			if (cfg->server_idle_timeout_us && idle > cfg->server_idle_timeout_us && bypass_server_unlend(s))
+				server_close(s, "server_idle_timeout");
+			else if (cfg->server_lifetime_us && now_us - s->connect_time_us > cfg->server_lifetime_us &&
+				 bypass_server_unlend(s))
 				server_close(s, "server_lifetime");
 		} else if (cfg->server_idle_timeout_us && age > cfg->server_idle_timeout_us)
 			server_close(s, "server_idle_timeout");

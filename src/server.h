@@ -94,8 +94,13 @@ void server_link(struct server *s, struct client *c);
 
 /* bpf_bypass: the kernel handed over a pair it had linked; s goes on
  * forwarding for c with the kernel's count of unanswered requests. */
+struct server_kernel_times {
+	int64_t query_start_us; /* oldest unanswered request (0 = unknown) */
+	int64_t ready_since_us; /* last ReadyForQuery */
+	int64_t xact_start_us;  /* transaction began, 0 = none */
+};
 void server_link_from_kernel(struct server *s, struct client *c, int outstanding, bool mid_batch,
-			     char tx_status, bool at_boundary);
+			     char tx_status, bool at_boundary, const struct server_kernel_times *t);
 
 /* The pool made s idle: watch it for an unexpected close or message. */
 void server_watch_idle(struct server *s);

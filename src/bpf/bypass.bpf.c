@@ -350,6 +350,7 @@ int client_verdict(struct __sk_buff *skb)
 	struct bp_lock *lk = bpf_map_lookup_elem(&bp_locks, &x);
 	if (!lk)
 		return SK_PASS;
+	__u64 now = bpf_ktime_get_ns();
 	__u32 reason = BPR_COUNT;
 	__u64 peer_cookie = 0;
 	__u32 links = 0;
@@ -403,6 +404,9 @@ int client_verdict(struct __sk_buff *skb)
 		return SK_PASS;
 	}
 	c->fr = fr;
+	c->active_ns = now;
+	if (c->pending == 0 && r.requests)
+		c->busy_ns = now;
 	c->pending += (__s32)r.requests;
 	if (r.mid_batch >= 0)
 		c->mid_batch = (__u8)r.mid_batch;
@@ -451,6 +455,7 @@ int server_verdict(struct __sk_buff *skb)
 	struct bp_lock *lk = bpf_map_lookup_elem(&bp_locks, &cx);
 	if (!lk)
 		return SK_PASS;
+	__u64 now = bpf_ktime_get_ns();
 	bpf_spin_lock(&lk->l);
 	__u64 old = c->ctl;
 	if (BP_CTL_MODE(old) != BP_KERNEL || c->peer != x + 1 ||
@@ -482,11 +487,19 @@ int server_verdict(struct __sk_buff *skb)
 	}
 	s->fr = fr;
 	c->pending = pending;
-	if (r.z_count)
+	if (r.z_count) {
+		if (r.z_status == 'I')
+			c->xact_ns = 0;
+		else if (c->status == 'I')
+			c->xact_ns = now;
 		c->status = r.z_status;
+		c->ready_ns = now;
+		c->busy_ns = now; /* a pipelined request runs from here */
+	}
 	__u64 client_cookie = c->cookie;
 	if (release) {
 		c->peer = 0;
+		s->active_ns = now;
 		s->owner = BP_OWNER_IDLE;
 	}
 	c->ctl = BP_CTL(BP_KERNEL, gen);

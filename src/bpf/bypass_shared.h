@@ -83,6 +83,11 @@ struct bp_sock {
 	pgf_u8 reason;      /* client: enum bp_reason of the last hand-over */
 	pgf_u8 pad;
 	struct pgframe fr;  /* framing of the bytes this socket receives */
+	/* CLOCK_MONOTONIC ns, for sluice's timeouts (0 = never): */
+	bp_u64 active_ns;   /* client: last bytes from it; server: last unlinked */
+	bp_u64 busy_ns;     /* client: oldest unanswered request sent */
+	bp_u64 ready_ns;    /* client: last ReadyForQuery it got */
+	bp_u64 xact_ns;     /* client: its transaction began (status left 'I') */
 };
 
 struct bp_group {

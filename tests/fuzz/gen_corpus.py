@@ -58,6 +58,27 @@ put("framer", "sasl", sasl)
 put("framer", "partial", params + msg(b"S", b"TimeZone\x00UTC\x00")[:9])
 put("framer", "bad_len", b"Z\x00\x00\x00\x03I")
 
+# ---- fuzz_pgframe: mode byte (1 = server, 2 = tracking), k, k chunk sizes - 1, stream ----
+def pgframe(mode, sizes, stream):
+    return bytes([mode, len(sizes)]) + bytes(sizes) + stream
+
+
+parse = msg(b"P", b"\0SELECT abalance FROM pgbench_accounts WHERE aid = $1\0\0\0")
+bind = msg(b"B", b"\0\0\0\0\0\x01" + struct.pack("!I", 2) + b"42\0\0")
+batch = parse + bind + msg(b"D", b"P\0") + msg(b"E", b"\0\0\0\0\0") + msg(b"S", b"")
+put("pgframe", "client_query", pgframe(2, [2, 6], msg(b"Q", b"SELECT 1;\0") + msg(b"Q", b"LISTEN chan;\0")))
+put("pgframe", "client_batch", pgframe(2, [0, 3, 10], batch + batch))
+put("pgframe", "client_named", pgframe(2, [4], msg(b"P", b"s1\0SELECT 1\0\0\0") +
+                                       msg(b"B", b"\0s1\0\0\0\0\0\0\0") + msg(b"C", b"Ss1\0") +
+                                       msg(b"S", b"") + msg(b"X", b"")))
+put("pgframe", "client_copy", pgframe(0, [], msg(b"Q", b"COPY t FROM STDIN\0") + msg(b"d", b"1\t2\n") +
+                                      msg(b"c", b"") + msg(b"H", b"")))
+put("pgframe", "server_rows", pgframe(1, [4, 0], rowdesc + datarow * 4 + complete + ready))
+put("pgframe", "server_extended", pgframe(1, [5, 5], msg(b"1", b"") + msg(b"2", b"") + rowdesc + datarow +
+                                          complete + msg(b"Z", b"T") + notice + msg(b"Z", b"E") + ready))
+put("pgframe", "server_z_split", pgframe(1, [4], ready + ready))
+put("pgframe", "bad_len", pgframe(0, [1], msg(b"S", b"") + b"Q\x00\x00\x00\x03"))
+
 # ---- fuzz_scram: byte 0 = mode | flags, parts split at '\n' ----
 proof = base64.b64encode(hashlib.sha256(b"proof").digest())
 sig = base64.b64encode(hashlib.sha256(b"sig").digest())
