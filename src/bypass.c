@@ -215,12 +215,68 @@ static uint32_t server_pkey(const struct server *s)
 
 /* ---- clients ---- */
 
+/* Is there a byte to read on fd (or the end of the stream)? Bytes that came
+ * before the socket joined the map, or that the programs passed up. */
+static bool input_waiting(int fd)
+{
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* Session mode: the client keeps its server; the pair goes to the kernel
+ * whole, when both sides are quiet, and stays there until Terminate (or
+ * anything else sluice must see). */
+static void session_enter(struct client *c, int g)
+{
+	struct server *s = c->server;
+	if (!server_at_boundary(s) || s->sock.ssl || s->bp_refused || s->bp_lent || s->lookup)
+		return;
+	if (!s->bp_slot) {
+		s->bp_slot = slot_attach(s->sock.h.fd, fd_servers, BP_SERVER, s);
+		if (!s->bp_slot) {
+			s->bp_refused = true;
+			return;
+		}
+	}
+	struct bp_sock *st = &socks[c->bp_slot - 1], *ss = &socks[s->bp_slot - 1];
+	uint64_t ctl = __atomic_load_n(&st->ctl, __ATOMIC_ACQUIRE);
+	if (BP_CTL_MODE(ctl) != BP_USER || input_waiting(c->sock.h.fd) || input_waiting(s->sock.h.fd))
+		return;
+	memset(&st->fr, 0, sizeof(st->fr));
+	memset(&ss->fr, 0, sizeof(ss->fr));
+	st->pending = 0;
+	st->mid_batch = 0;
+	st->status = (uint8_t)s->tx_status;
+	st->busy_ns = st->ready_ns = 0;
+	st->xact_ns = s->xact_start_us > 0 ? (uint64_t)s->xact_start_us * 1000 : 0;
+	st->active_ns = (uint64_t)c->last_active_us * 1000;
+	st->group = ss->group = (uint32_t)g;
+	st->opts = PGF_OPT_SESSION;
+	st->peer = s->bp_slot;
+	__atomic_store_n(&ss->owner, c->bp_slot, __ATOMIC_RELEASE);
+	/* Fails when either program passed bytes up meanwhile. */
+	if (!__atomic_compare_exchange_n(&st->ctl, &ctl, BP_CTL(BP_KERNEL, BP_CTL_GEN(ctl)), false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		st->peer = 0;
+		__atomic_store_n(&ss->owner, BP_OWNER_USER, __ATOMIC_RELEASE);
+		return;
+	}
+	c->bp_kernel = true;
+	s->bp_lent = true;
+	counter_add(&n_kernel_clients, 1);
+	counter_add(&n_lent, 1);
+}
+
 void bypass_client_maybe_enter(struct client *c)
 {
 	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || c->bp_kernel || c->bp_refused)
 		return;
-	if (c->state != CLIENT_IDLE || c->server || c->adm || c->sock.ssl || c->pinned || c->closing ||
-	    c->queued || c->handoff_pending || !c->pool || c->pool->mode != POOL_MODE_TRANSACTION)
+	if (!c->pool || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending)
+		return;
+	bool session = c->pool->mode == POOL_MODE_SESSION;
+	if (session ? c->state != CLIENT_ACTIVE || !c->server
+		    : c->state != CLIENT_IDLE || c->server || c->pinned || c->pool->mode != POOL_MODE_TRANSACTION)
 		return;
 	if (iobuf_len(&c->sock.rbuf) || iobuf_len(&c->sock.wbuf) || c->sock.fwd || c->sock.skip ||
 	    c->hold_for_sync || c->skip_until_sync || c->worker->suspended || control_phase() != PHASE_RUNNING)
@@ -237,15 +293,13 @@ void bypass_client_maybe_enter(struct client *c)
 			return;
 		}
 	}
+	if (session) {
+		session_enter(c, g);
+		return;
+	}
 	struct bp_sock *st = &socks[c->bp_slot - 1];
 	uint64_t ctl = __atomic_load_n(&st->ctl, __ATOMIC_ACQUIRE);
-	if (BP_CTL_MODE(ctl) != BP_USER)
-		return;
-	/* Bytes that came before the socket joined the map, or that the
-	 * programs passed up since: user space reads them first. */
-	char b;
-	ssize_t n = recv(c->sock.h.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+	if (BP_CTL_MODE(ctl) != BP_USER || input_waiting(c->sock.h.fd))
 		return;
 	memset(&st->fr, 0, sizeof(st->fr));
 	st->peer = 0;

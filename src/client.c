@@ -67,7 +67,7 @@ static void client_set_state(struct client *c, int state)
 
 void client_update_events(struct client *c)
 {
-	if (c->state == CLIENT_IDLE && !c->bp_kernel && bypass_active())
+	if ((c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) && !c->bp_kernel && bypass_active())
 		bypass_client_maybe_enter(c);
 	bool want_write = iobuf_len(&c->sock.wbuf) || (c->server && c->server->sock.fwd) ||
 			  (c->adm && admin_wants_write(c));
@@ -1295,7 +1295,7 @@ void client_tick(struct client *c, int64_t now_us)
 			client_fail(c, "08P01", "client_idle_timeout");
 		break;
 	case CLIENT_ACTIVE:
-		if (c->server)
+		if (c->server && !c->bp_kernel) /* in the kernel: see above */
 			active_tick(c, now_us);
 		break;
 	default:

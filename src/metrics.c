@@ -29,6 +29,7 @@
  * at a time (pool_get_counts takes each briefly).
  */
 #include "metrics.h"
+#include "bypass.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -354,6 +355,31 @@ static void render_process(struct outbuf *b)
 	out_printf(b, "sluice_clients %d\n", clients < 0 ? 0 : clients);
 }
 
+/* The kernel fast path: the same figures as SHOW BYPASS. */
+static void render_bypass(struct outbuf *b)
+{
+	struct bypass_stats st;
+	bypass_stats(&st);
+	out_family(b, "sluice_bypass_enabled", "gauge", "1 when bpf_bypass is on and the kernel path works.");
+	out_printf(b, "sluice_bypass_enabled %d\n", st.enabled ? 1 : 0);
+	out_family(b, "sluice_bypass_kernel_transactions_total", "counter",
+		   "Transactions carried entirely in the kernel (ended with ReadyForQuery 'I' there).");
+	out_printf(b, "sluice_bypass_kernel_transactions_total %" PRIu64 "\n", st.kernel_transactions);
+	out_family(b, "sluice_bypass_user_transactions_total", "counter", "Transactions that ended in user space.");
+	out_printf(b, "sluice_bypass_user_transactions_total %" PRIu64 "\n", st.user_transactions);
+	out_family(b, "sluice_bypass_kernel_bytes_total", "counter", "Bytes the kernel moved socket to socket.");
+	out_printf(b, "sluice_bypass_kernel_bytes_total %" PRIu64 "\n", st.kernel_bytes);
+	out_family(b, "sluice_bypass_fallbacks_total", "counter",
+		   "Pairs the kernel handed to user space, by reason.");
+	for (int i = 0; i < 6; i++)
+		out_printf(b, "sluice_bypass_fallbacks_total{reason=\"%s\"} %" PRIu64 "\n", bypass_reason_names[i],
+			   st.fallback[i]);
+	out_family(b, "sluice_bypass_kernel_clients", "gauge", "Clients the kernel carries now.");
+	out_printf(b, "sluice_bypass_kernel_clients %lld\n", (long long)(st.kernel_clients > 0 ? st.kernel_clients : 0));
+	out_family(b, "sluice_bypass_lent_servers", "gauge", "Servers lent to the kernel's idle sets now.");
+	out_printf(b, "sluice_bypass_lent_servers %lld\n", (long long)(st.lent_servers > 0 ? st.lent_servers : 0));
+}
+
 static void render_pools(struct outbuf *b, const struct pool_set *set)
 {
 	const struct metrics_pool *v = set->v;
@@ -442,6 +468,7 @@ char *metrics_render(void)
 	pool_foreach(collect_pool, &set);
 	merge_pools(&set);
 	render_process(&b);
+	render_bypass(&b);
 	render_pools(&b, &set);
 	bool failed = set.failed || b.failed || !out_reserve(&b, 0);
 	free(set.v);

@@ -461,6 +461,7 @@ int server_verdict(struct __sk_buff *skb)
 	if (BP_CTL_MODE(old) != BP_KERNEL || c->peer != x + 1 ||
 	    __sync_val_compare_and_swap(&c->ctl, old, BP_CTL(BP_BUSY, BP_CTL_GEN(old))) != old) {
 		bpf_spin_unlock(&lk->l);
+		pass_user(c); /* sluice may be linking the pair: it must see this */
 		return SK_PASS;
 	}
 	__u32 gen = BP_CTL_GEN(old) + 1;

@@ -266,3 +266,34 @@ def test_client_leaves_mid_query(sluice, pg):
     assert n == 0, "the abandoned query still runs"
     with s.connect() as c2:
         assert c2.execute("select 7").fetchone() == (7,)
+
+
+def test_session_mode_whole_session_in_kernel(sluice, pg, bench_db):
+    s = start(sluice, pg, db=bench_db, pool_mode="session", default_pool_size=6)
+    check_pgbench(s.pgbench("-c", "4", "-j", "2", "-T", "3", db=bench_db))
+    check_pgbench(s.pgbench("-S", "-M", "prepared", "-c", "4", "-j", "2", "-T", "2", db=bench_db))
+    rows = bypass_rows(s)
+    assert int(rows["kernel_transactions"]) > 0, rows
+    with s.connect(db=bench_db) as c:
+        c.execute("prepare p1 as select $1::int * 3")
+        for i in range(20):
+            assert c.execute(f"execute p1({i})").fetchone() == (i * 3,)
+        c.execute("set application_name = 'bp_session'")
+        assert c.execute("show application_name").fetchone() == ("bp_session",)
+
+
+def test_metrics(sluice, pg):
+    import urllib.request
+    from prometheus_client.parser import text_string_to_metric_families
+    port = conftest.free_port()
+    s = start(sluice, pg, metrics_port=port, metrics_addr="127.0.0.1")
+    with s.connect() as c:
+        for i in range(50):
+            c.execute("select %s::int", (i,))
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    assert fams["sluice_bypass_enabled"].samples[0].value == 1
+    kt = fams["sluice_bypass_kernel_transactions"].samples[0].value
+    assert kt >= 40, kt
+    reasons = {smp.labels["reason"] for smp in fams["sluice_bypass_fallbacks"].samples}
+    assert "no_server" in reasons and "message" in reasons

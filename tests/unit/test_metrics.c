@@ -50,6 +50,10 @@ static void test_render_without_pools(void)
 		"sluice_pool_query_duration_seconds histogram",
 		"sluice_pool_transaction_duration_seconds histogram",
 		"sluice_pool_errors_total counter",
+		"sluice_bypass_enabled gauge", "sluice_bypass_kernel_transactions_total counter",
+		"sluice_bypass_user_transactions_total counter", "sluice_bypass_kernel_bytes_total counter",
+		"sluice_bypass_fallbacks_total counter", "sluice_bypass_kernel_clients gauge",
+		"sluice_bypass_lent_servers gauge",
 	};
 	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
 		char line[128];
@@ -58,8 +62,11 @@ static void test_render_without_pools(void)
 	}
 	CHECK(count(body, "# TYPE ") == (int)(sizeof(families) / sizeof(families[0])));
 	CHECK(count(body, "# HELP ") == count(body, "# TYPE "));
-	/* No pools: no per-pool sample. */
-	CHECK(strstr(body, "{") == NULL);
+	/* No pools: no per-pool sample (the only labels are the bypass
+	 * fallback reasons). */
+	CHECK(strstr(body, "sluice_pool_clients{") == NULL && strstr(body, "sluice_pool_transactions_total{") == NULL);
+	CHECK(strstr(body, "\nsluice_bypass_enabled 0\n") != NULL);
+	CHECK(count(body, "sluice_bypass_fallbacks_total{reason=") == 6);
 	CHECK(body[strlen(body) - 1] == '\n');
 	free(body);
 }
