@@ -297,3 +297,49 @@ def test_metrics(sluice, pg):
     assert kt >= 40, kt
     reasons = {smp.labels["reason"] for smp in fams["sluice_bypass_fallbacks"].samples}
     assert "no_server" in reasons and "message" in reasons
+
+
+@pytest.mark.skipif(not conftest.IS_ROOT, reason="needs root to start sluice as an unprivileged user")
+def test_falls_back_without_privileges(sluice, pg, tmp_path):
+    """Built with BPF, run where BPF is refused (an ordinary user without
+    CAP_BPF): one log line, SHOW BYPASS says why, queries work."""
+    import os
+    import pwd
+    import shutil
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) not installed")
+    d, ini, port = sluice.write_config(
+        {"pool_mode": "transaction", "admin_users": "sluice_test", "bpf_bypass": "on",
+         "unix_socket_dir": ""}, workers=1)
+    pw = pwd.getpwnam("postgres")
+    for p in [d] + list(d.iterdir()):
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+    log = d / "unpriv.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+                                 "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+                                 conftest.default_bin(), str(ini)],
+                                stdout=logf, stderr=logf, cwd=str(d), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 15
+        while not conftest.port_open("127.0.0.1", port):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        dsn = f"host=127.0.0.1 port={port} user=sluice_test password=test_pw"
+        with psycopg.connect(dsn + " dbname=sluicedb", autocommit=True) as c:
+            assert c.execute("select 41 + 1").fetchone() == (42,)
+        with psycopg.connect(dsn + " dbname=sluice", autocommit=True) as c:
+            rows = dict(c.execute("SHOW BYPASS").fetchall())
+        assert rows["enabled"] == "no"
+        assert rows["reason"], rows
+        text = log.read_text()
+        assert text.count("bpf_bypass:") == 1, text
+        assert "running in user space" in text, text
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
