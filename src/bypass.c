@@ -383,16 +383,16 @@ int bypass_client_takeover(struct client *c)
 	st->peer = 0;
 	if ((int64_t)(st->active_ns / 1000) > c->last_active_us)
 		c->last_active_us = (int64_t)(st->active_ns / 1000);
-	if (cfr.bad)
-		return -1;
 	if (!peer) {
+		if (cfr.bad)
+			return -1;
 		resume_frame(&c->sock, &cfr, false);
 		wait_kernel_sent(c->sock.h.fd);
 		return 0;
 	}
 	struct server *s = peer <= BP_MAX_SOCKS ? slot_obj[peer - 1] : NULL;
 	struct bp_sock *ss = s ? &socks[peer - 1] : NULL;
-	if (!s || s->bp_slot != peer || s->worker != c->worker || s->closed || ss->fr.bad)
+	if (!s || s->bp_slot != peer || s->worker != c->worker || s->closed)
 		return -1;
 	__atomic_store_n(&ss->owner, BP_OWNER_USER, __ATOMIC_RELEASE);
 	int g = group_of(s->pool, s->worker);
@@ -401,6 +401,12 @@ int bypass_client_takeover(struct client *c)
 	if (s->bp_lent) {
 		s->bp_lent = false;
 		counter_add(&n_lent, -1);
+	}
+	if (cfr.bad || ss->fr.bad) {
+		/* Cannot happen (the programs commit only good framing); if it
+		 * does, neither side's position in the stream is known. */
+		server_close(s, "bpf_bypass: framing state lost");
+		return -1;
 	}
 	/* A client message whose header the kernel cut is read again whole
 	 * here: do not count it twice. */

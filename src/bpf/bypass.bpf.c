@@ -143,27 +143,36 @@ struct scan_ctx {
 	__u64 w, hit;       /* rolling window of the text scan */
 };
 
+/* Header bytes at the cursor: *fresh says whether the type byte is in
+ * this skb, *done whether the header completed. Returns 1 to stop. */
+static __always_inline int step_header(struct scan_ctx *x, int *fresh, int *done)
+{
+	*fresh = x->fr.hdr_len == 0;
+	int n = feed_header(x->skb, &x->fr, x->off, x->len, done);
+	if (n < 0) {
+		x->r.bad = 1;
+		return 1;
+	}
+	x->off += (__u32)n;
+	return 0;
+}
+
 static int client_step(__u32 i, void *arg)
 {
 	struct scan_ctx *x = arg;
 	struct pgframe *fr = &x->fr;
 	struct skb_scan *r = &x->r;
-	__u32 len = x->len, off = x->off;
-	if (off >= len)
+	__u32 len = x->len;
+	if (x->off >= len)
 		return 1;
 	if (fr->hdr_len == 5) {
-		x->off = off + pgf_body(fr, len - off);
+		x->off += pgf_body(fr, len - x->off);
 		return 0;
 	}
-	int fresh = fr->hdr_len == 0; /* the type byte is in this skb */
-	int done;
-	int n = feed_header(x->skb, fr, off, len, &done);
-	if (n < 0) {
-		r->bad = 1;
+	int fresh, done;
+	if (step_header(x, &fresh, &done))
 		return 1;
-	}
-	off += (__u32)n;
-	x->off = off;
+	__u32 off = x->off;
 	if (!fresh) {
 		if (done == PGF_HEADER)
 			pgf_finish_empty(fr);
@@ -240,14 +249,9 @@ static int server_step(__u32 i, void *arg)
 		x->off = off + pgf_body(fr, len - off);
 		return 0;
 	}
-	int fresh = fr->hdr_len == 0;
-	int done;
-	int n = feed_header(x->skb, fr, off, len, &done);
-	if (n < 0) {
-		r->bad = 1;
+	int fresh, done;
+	if (step_header(x, &fresh, &done))
 		return 1;
-	}
-	x->off = off + (__u32)n;
 	if (fresh && pgf_server_verdict(fr->hdr[0]) != PGF_OK) {
 		r->user = 1;
 		return 1;
