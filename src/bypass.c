@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <linux/sockios.h>
@@ -115,6 +116,7 @@ static uint32_t slot_attach(int fd, int map_fd, int role, void *obj)
 	st->mid_batch = 0;
 	st->status = 'I';
 	__atomic_store_n(&st->owner, BP_OWNER_USER, __ATOMIC_RELEASE);
+	st->reason = BPR_COUNT;
 	__atomic_store_n(&st->ctl, BP_CTL(BP_USER, 0), __ATOMIC_RELEASE);
 	uint32_t s32 = (uint32_t)slot;
 	uint64_t fd64 = (uint64_t)fd;
@@ -214,6 +216,27 @@ static uint32_t server_pkey(const struct server *s)
 }
 
 /* ---- clients ---- */
+
+/* A socket of a pair in the kernel woke sluice. The kernel itself wakes
+ * readers after each skb it redirected, and epoll may see an skb the
+ * program has not run on yet: only a hand-over (mode USER), a hang-up or
+ * the end of the stream mean sluice must act. */
+static bool wake_is_real(int fd, uint32_t revents, uint64_t ctl)
+{
+	if (BP_CTL_MODE(ctl) == BP_USER || (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
+		return true;
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+bool bypass_client_wake(struct client *c, uint32_t revents)
+{
+	if (!c->bp_kernel || !socks)
+		return true;
+	return wake_is_real(c->sock.h.fd, revents,
+			    __atomic_load_n(&socks[c->bp_slot - 1].ctl, __ATOMIC_ACQUIRE));
+}
 
 /* Is there a byte to read on fd (or the end of the stream)? Bytes that came
  * before the socket joined the map, or that the programs passed up. */
@@ -320,22 +343,6 @@ void bypass_client_maybe_enter(struct client *c)
 	counter_add(&n_kernel_clients, 1);
 }
 
-/* Bytes the kernel redirected to a socket are sent by a kernel worker
- * after the program returns (the psock backlog). Before sluice writes to
- * that socket itself, let them go out first: wait (briefly) until the
- * socket has nothing unsent or unacknowledged. */
-static void wait_kernel_sent(int fd)
-{
-	for (int i = 0; i < 200; i++) {
-		int outq = 0;
-		if (ioctl(fd, SIOCOUTQ, &outq) < 0 || outq == 0)
-			return;
-		struct timespec ts = { 0, 100000 }; /* 0.1 ms, at most 20 ms in all */
-		nanosleep(&ts, NULL);
-	}
-	log_debug("bypass: socket %d still has unsent bytes after 20 ms", fd);
-}
-
 /* Continue a message the kernel already began to forward. */
 static void resume_frame(struct pgsock *sk, const struct pgframe *fr, bool server_side)
 {
@@ -381,13 +388,19 @@ int bypass_client_takeover(struct client *c)
 	bool mid_batch = st->mid_batch;
 	char status = (char)st->status;
 	st->peer = 0;
+	log_debug("bypass: C-%llu back to user space (reason %s): server slot %u, %d unanswered%s, "
+		  "client stream %s (left %u, header %u), status %c",
+		  (unsigned long long)c->id, st->reason < 6 ? bypass_reason_names[st->reason] : "?", peer, pending,
+		  mid_batch ? ", batch open" : "", pgf_at_boundary(&cfr) ? "at a boundary" : "mid-message",
+		  cfr.left, cfr.hdr_len, status ? status : '?');
 	if ((int64_t)(st->active_ns / 1000) > c->last_active_us)
 		c->last_active_us = (int64_t)(st->active_ns / 1000);
 	if (!peer) {
-		if (cfr.bad)
+		/* Unlinked only between messages (the programs release a
+		 * server only then): anything else is a lost stream. */
+		if (cfr.bad || !pgf_at_boundary(&cfr))
 			return -1;
-		resume_frame(&c->sock, &cfr, false);
-		wait_kernel_sent(c->sock.h.fd);
+		c->sock.bp_settle = true;
 		return 0;
 	}
 	struct server *s = peer <= BP_MAX_SOCKS ? slot_obj[peer - 1] : NULL;
@@ -415,8 +428,11 @@ int bypass_client_takeover(struct client *c)
 	struct pgframe sfr = ss->fr;
 	resume_frame(&c->sock, &cfr, false);
 	resume_frame(&s->sock, &sfr, true);
-	wait_kernel_sent(c->sock.h.fd);
-	wait_kernel_sent(s->sock.h.fd);
+	/* Bytes the kernel redirected are sent by a kernel worker after the
+	 * program returns (the psock backlog): sluice's own writes to these
+	 * sockets wait until they are out (pgsock_flush). */
+	c->sock.bp_settle = true;
+	s->sock.bp_settle = true;
 	struct server_kernel_times t = {
 		.query_start_us = (int64_t)(st->busy_ns / 1000),
 		.ready_since_us = (int64_t)(st->ready_ns / 1000),
@@ -526,6 +542,19 @@ bool bypass_server_unlend(struct server *s)
 		return false;
 	server_unlent(s);
 	return true;
+}
+
+bool bypass_server_wake(struct server *s, uint32_t revents)
+{
+	if (!s->bp_lent || !socks)
+		return true;
+	uint32_t o = __atomic_load_n(&socks[s->bp_slot - 1].owner, __ATOMIC_ACQUIRE);
+	uint64_t ctl = BP_CTL(BP_KERNEL, 0);
+	if (o == BP_OWNER_USER)
+		ctl = BP_CTL(BP_USER, 0);
+	else if (o != BP_OWNER_IDLE && o <= BP_MAX_SOCKS)
+		ctl = __atomic_load_n(&socks[o - 1].ctl, __ATOMIC_ACQUIRE);
+	return wake_is_real(s->sock.h.fd, revents, ctl);
 }
 
 bool bypass_server_event(struct server *s)
@@ -866,6 +895,8 @@ void bypass_client_forget(struct client *c) { (void)c; }
 bool bypass_server_lend(struct server *s) { (void)s; return false; }
 bool bypass_server_unlend(struct server *s) { (void)s; return true; }
 bool bypass_server_event(struct server *s) { (void)s; return true; }
+bool bypass_client_wake(struct client *c, uint32_t revents) { (void)c; (void)revents; return true; }
+bool bypass_server_wake(struct server *s, uint32_t revents) { (void)s; (void)revents; return true; }
 struct server *bypass_server_reclaim(struct pool *p, struct worker *w) { (void)p; (void)w; return NULL; }
 int bypass_lent_count(struct pool *p, struct worker *w) { (void)p; (void)w; return 0; }
 void bypass_server_forget(struct server *s) { (void)s; }

@@ -54,6 +54,12 @@ bool bypass_client_timeout_due(const struct client *c, int64_t now_us);
 /* When the kernel last gave this lent server back (monotonic us), 0 = never. */
 int64_t bypass_server_last_used_us(const struct server *s);
 
+/* A socket of a pair in the kernel woke up: must sluice take the pair
+ * back (the kernel handed it up, or the peer hung up)? False for the
+ * kernel's own wake-ups after it redirected bytes. */
+bool bypass_client_wake(struct client *c, uint32_t revents);
+bool bypass_server_wake(struct server *s, uint32_t revents);
+
 /* The client is closing: release its slot. */
 void bypass_client_forget(struct client *c);
 

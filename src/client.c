@@ -768,10 +768,11 @@ void client_on_server(struct client *c, struct server *s)
 	client_process(c);
 }
 
-void client_take_from_kernel(struct client *c)
+void client_take_from_kernel_at(struct client *c, const char *where)
 {
 	if (!c->bp_kernel)
 		return;
+	CLOG(c, LOG_LEVEL_DEBUG, "bpf_bypass: taken back into user space by %s", where);
 	if (bypass_client_takeover(c) < 0) {
 		c->bp_kernel = false;
 		c->sock.want_read = false;
@@ -1178,6 +1179,8 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 		return;
 	}
 	if (c->bp_kernel) {
+		if (!bypass_client_wake(c, revents))
+			return;
 		/* The kernel passed bytes up (or the peer hung up): the pair is
 		 * user space's from here. */
 		client_take_from_kernel(c);

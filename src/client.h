@@ -125,7 +125,8 @@ void client_server_lost(struct client *c, const char *msg);
 
 /* bpf_bypass: take the client (and the server the kernel linked to it)
  * back into user space before sluice reads, writes or closes it. */
-void client_take_from_kernel(struct client *c);
+#define client_take_from_kernel(c) client_take_from_kernel_at((c), __func__)
+void client_take_from_kernel_at(struct client *c, const char *where);
 
 /* The server finished the client's work (transaction mode: released). */
 void client_unlinked(struct client *c);

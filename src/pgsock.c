@@ -3,6 +3,9 @@
  */
 #include "pgsock.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
 #include <errno.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -134,6 +137,15 @@ int pgsock_flush(struct pgsock *dst, struct pgsock *src)
 {
 	if (dst->ssl)
 		return tls_flush(dst, src);
+	if (dst->bp_settle) {
+		/* The kernel's backlog for this socket first: nothing unsent
+		 * and nothing unacknowledged. Until then the caller waits for
+		 * EPOLLOUT (rare: only right after a hand-over). */
+		int outq = 0;
+		if (ioctl(dst->h.fd, SIOCOUTQ, &outq) == 0 && outq > 0)
+			return -EAGAIN;
+		dst->bp_settle = false;
+	}
 	if (src && src->resync && src->fwd >= src->resync) {
 		iobuf_consume(&src->rbuf, src->resync);
 		src->fwd -= src->resync;

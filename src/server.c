@@ -988,6 +988,8 @@ static void server_cb(struct loop_handle *h, uint32_t revents)
 	}
 	bool was_lent_idle = false;
 	if (s->bp_lent) {
+		if (!bypass_server_wake(s, revents))
+			return;
 		/* Bytes passed up by the kernel, or a hang-up. */
 		was_lent_idle = s->state == SERVER_IDLE;
 		if (!bypass_server_event(s)) {

@@ -473,8 +473,10 @@ int server_verdict(struct __sk_buff *skb)
 	__s32 pending = c->pending - (__s32)r.z_count;
 	if (pending < 0)
 		pending = 0;
+	/* The client must be between messages too: one still sending COPY
+	 * data after the server's error keeps its server until it is done. */
 	int release = !(c->opts & PGF_OPT_SESSION) && r.z_count && r.ends_on_z && pending == 0 &&
-		      !c->mid_batch && r.z_status == 'I';
+		      !c->mid_batch && r.z_status == 'I' && pgf_at_boundary(&c->fr);
 	if (!bp_enabled)
 		reason = BPR_DISABLED;
 	else if (r.user)
