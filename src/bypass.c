@@ -55,6 +55,14 @@ static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t free_slots[BP_MAX_SOCKS];
 static uint32_t n_free;
 static void *slot_obj[BP_MAX_SOCKS]; /* struct client * or struct server * */
+static int slot_worker[BP_MAX_SOCKS];  /* worker owning slot_obj (slot_lock) */
+static uint64_t slot_serial[BP_MAX_SOCKS]; /* bumped at each allocation (slot_lock) */
+static uint64_t next_serial;
+
+/* Hand-over events from the programs, read on worker 0. */
+static struct ring_buffer *events;
+static struct loop_handle events_h = { .fd = -1 };
+static bool events_on;
 
 static int64_t n_kernel_clients, n_lent, n_slots, n_takeovers; /* atomics */
 
@@ -65,13 +73,15 @@ static int64_t counter_add(int64_t *c, int64_t v)
 
 /* ---- slots ---- */
 
-static int slot_alloc(void *obj)
+static int slot_alloc(void *obj, int worker_id)
 {
 	int slot = -1;
 	pthread_mutex_lock(&slot_lock);
 	if (n_free > 0) {
 		slot = (int)free_slots[--n_free];
 		slot_obj[slot] = obj;
+		slot_worker[slot] = worker_id;
+		slot_serial[slot] = ++next_serial;
 	}
 	pthread_mutex_unlock(&slot_lock);
 	if (slot >= 0)
@@ -98,13 +108,13 @@ static void slot_free(uint32_t slot)
 }
 
 /* Give fd a slot and put it into the sockhash map_fd. Returns slot + 1 or 0. */
-static uint32_t slot_attach(int fd, int map_fd, int role, void *obj)
+static uint32_t slot_attach(int fd, int map_fd, int role, void *obj, int worker_id)
 {
 	uint64_t cookie = 0;
 	socklen_t len = sizeof(cookie);
 	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0)
 		return 0;
-	int slot = slot_alloc(obj);
+	int slot = slot_alloc(obj, worker_id);
 	if (slot < 0)
 		return 0;
 	struct bp_sock *st = &socks[slot];
@@ -217,6 +227,15 @@ static uint32_t server_pkey(const struct server *s)
 
 /* ---- clients ---- */
 
+/* While the kernel carries a socket, epoll watches only for a hang-up:
+ * hand-overs arrive as bp_events. */
+static void set_quiet(struct pgsock *sk, struct worker *w, bool quiet)
+{
+	sk->bp_quiet = quiet;
+	if (pgsock_update(&w->loop, sk, false) < 0)
+		log_debug("bypass: epoll update failed: %s", strerror(errno));
+}
+
 /* A socket of a pair in the kernel woke sluice. The kernel itself wakes
  * readers after each skb it redirected, and epoll may see an skb the
  * program has not run on yet: only a hand-over (mode USER), a hang-up or
@@ -256,7 +275,7 @@ static void session_enter(struct client *c, int g)
 	if (!server_at_boundary(s) || s->sock.ssl || s->bp_refused || s->bp_lent || s->lookup)
 		return;
 	if (!s->bp_slot) {
-		s->bp_slot = slot_attach(s->sock.h.fd, fd_servers, BP_SERVER, s);
+		s->bp_slot = slot_attach(s->sock.h.fd, fd_servers, BP_SERVER, s, s->worker->id);
 		if (!s->bp_slot) {
 			s->bp_refused = true;
 			return;
@@ -289,6 +308,8 @@ static void session_enter(struct client *c, int g)
 	s->bp_lent = true;
 	counter_add(&n_kernel_clients, 1);
 	counter_add(&n_lent, 1);
+	set_quiet(&c->sock, c->worker, true);
+	set_quiet(&s->sock, s->worker, true);
 }
 
 void bypass_client_maybe_enter(struct client *c)
@@ -310,7 +331,7 @@ void bypass_client_maybe_enter(struct client *c)
 		return;
 	}
 	if (!c->bp_slot) {
-		c->bp_slot = slot_attach(c->sock.h.fd, fd_clients, BP_CLIENT, c);
+		c->bp_slot = slot_attach(c->sock.h.fd, fd_clients, BP_CLIENT, c, c->worker->id);
 		if (!c->bp_slot) {
 			c->bp_refused = true;
 			return;
@@ -341,6 +362,7 @@ void bypass_client_maybe_enter(struct client *c)
 		return;
 	c->bp_kernel = true;
 	counter_add(&n_kernel_clients, 1);
+	set_quiet(&c->sock, c->worker, true);
 }
 
 /* Continue a message the kernel already began to forward. */
@@ -380,6 +402,7 @@ int bypass_client_takeover(struct client *c)
 			sched_yield(); /* a program holds the pair for a moment */
 	}
 	c->bp_kernel = false;
+	c->sock.bp_quiet = false;
 	counter_add(&n_kernel_clients, -1);
 	/* Mode is USER: the programs leave the pair's state alone now. */
 	uint32_t peer = st->peer;
@@ -415,6 +438,7 @@ int bypass_client_takeover(struct client *c)
 		s->bp_lent = false;
 		counter_add(&n_lent, -1);
 	}
+	s->sock.bp_quiet = false;
 	if (cfr.bad || ss->fr.bad) {
 		/* Cannot happen (the programs commit only good framing); if it
 		 * does, neither side's position in the stream is known. */
@@ -491,6 +515,8 @@ void bypass_client_forget(struct client *c)
 
 static void server_unlent(struct server *s)
 {
+	if (s->sock.bp_quiet && s->worker)
+		set_quiet(&s->sock, s->worker, false);
 	int g = group_of(s->pool, s->worker);
 	if (g >= 0)
 		group_remove(g, s->bp_slot);
@@ -512,7 +538,7 @@ bool bypass_server_lend(struct server *s)
 	if (g < 0)
 		return false;
 	if (!s->bp_slot) {
-		s->bp_slot = slot_attach(s->sock.h.fd, fd_servers, BP_SERVER, s);
+		s->bp_slot = slot_attach(s->sock.h.fd, fd_servers, BP_SERVER, s, s->worker->id);
 		if (!s->bp_slot) {
 			s->bp_refused = true;
 			return false;
@@ -527,6 +553,7 @@ bool bypass_server_lend(struct server *s)
 		return false;
 	__atomic_store_n(&ss->owner, BP_OWNER_IDLE, __ATOMIC_RELEASE);
 	s->bp_lent = true;
+	s->sock.bp_quiet = true; /* the caller's server_watch_idle sets epoll */
 	counter_add(&n_lent, 1);
 	return true;
 }
@@ -638,6 +665,95 @@ void bypass_pool_waiters(struct pool *p, int n_waiting)
 	}
 }
 
+/* ---- hand-over events: worker 0 reads the ring buffer, the worker that
+ * owns the socket acts ---- */
+
+/* Runs on the owning worker: the object is alive if the slot still has
+ * the serial the event was posted with. */
+static void deliver_event(struct worker *w, void *arg)
+{
+	uintptr_t v = (uintptr_t)arg;
+	uint32_t slot = (uint32_t)(v & 0xffff);
+	uint64_t serial = (uint64_t)(v >> 16);
+	pthread_mutex_lock(&slot_lock);
+	void *obj = (slot_serial[slot] & 0xffffffffffffULL) == serial && slot_worker[slot] == w->id ? slot_obj[slot]
+												     : NULL;
+	pthread_mutex_unlock(&slot_lock);
+	if (!obj)
+		return;
+	if (socks[slot].role == BP_CLIENT) {
+		struct client *c = obj;
+		if (c->bp_kernel && !c->closing)
+			c->sock.h.cb(&c->sock.h, EPOLLIN);
+	} else {
+		struct server *s = obj;
+		if (s->bp_lent && !s->closed)
+			s->sock.h.cb(&s->sock.h, EPOLLIN);
+	}
+}
+
+static int on_event(void *ctx, void *data, size_t size)
+{
+	(void)ctx;
+	const struct bp_event *ev = data;
+	if (size < sizeof(*ev) || ev->slot >= BP_MAX_SOCKS)
+		return 0;
+	uint32_t slot = ev->slot;
+	pthread_mutex_lock(&slot_lock);
+	int wid = slot_worker[slot];
+	uint64_t serial = slot_serial[slot] & 0xffffffffffffULL;
+	bool live = slot_obj[slot] != NULL;
+	pthread_mutex_unlock(&slot_lock);
+	if (!live || wid < 0 || wid >= n_workers)
+		return 0;
+	void *arg = (void *)(uintptr_t)((serial << 16) | slot);
+	struct worker *self = worker_self();
+	if (self && self->id == wid)
+		deliver_event(self, arg);
+	else if (worker_run_on(&workers[wid], deliver_event, arg) < 0)
+		log_debug("bypass: out of memory posting a hand-over; the tick takes it");
+	return 0;
+}
+
+static void events_cb(struct loop_handle *h, uint32_t revents)
+{
+	(void)h;
+	(void)revents;
+	if (ring_buffer__consume(events) < 0)
+		log_debug("bypass: reading hand-over events failed");
+}
+
+static void events_register(struct worker *w, void *arg)
+{
+	(void)arg;
+	if (events_on || !events || w->id != 0)
+		return;
+	events_h.fd = ring_buffer__epoll_fd(events);
+	events_h.cb = events_cb;
+	if (loop_set(&w->loop, &events_h, EPOLLIN) == 0)
+		events_on = true;
+	else
+		log_warning("bpf_bypass: cannot watch hand-over events; the tick takes pairs back (slower)");
+}
+
+void bypass_worker_started(struct worker *w)
+{
+	if (w->id == 0)
+		events_register(w, NULL);
+}
+
+bool bypass_client_handed_up(const struct client *c)
+{
+	return c->bp_kernel && socks &&
+	       BP_CTL_MODE(__atomic_load_n(&socks[c->bp_slot - 1].ctl, __ATOMIC_ACQUIRE)) == BP_USER;
+}
+
+bool bypass_server_handed_up(const struct server *s)
+{
+	return s->bp_lent && socks &&
+	       __atomic_load_n(&socks[s->bp_slot - 1].owner, __ATOMIC_ACQUIRE) == BP_OWNER_USER;
+}
+
 /* ---- loading, probing, switching ---- */
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -674,8 +790,8 @@ static int self_test(char *why, size_t len)
 			goto out;
 	}
 	/* fds[1]: "client" socket in sluice; fds[2]: "server" socket in sluice. */
-	cs = slot_attach(fds[1], fd_clients, BP_CLIENT, NULL);
-	ss = slot_attach(fds[2], fd_servers, BP_SERVER, NULL);
+	cs = slot_attach(fds[1], fd_clients, BP_CLIENT, NULL, -1);
+	ss = slot_attach(fds[2], fd_servers, BP_SERVER, NULL, -1);
 	if (!cs || !ss) {
 		snprintf(why, len, "cannot add sockets to the sockhash: %s", strerror(errno));
 		goto out;
@@ -802,6 +918,11 @@ void bypass_apply(const struct config *cfg)
 			log_warning("bpf_bypass: %s; running in user space", why);
 			return;
 		}
+		events = ring_buffer__new(bpf_map__fd(skel->maps.bp_events), on_event, NULL, NULL);
+		if (!events)
+			log_warning("bpf_bypass: no hand-over event ring; the tick takes pairs back (slower)");
+		else if (n_workers > 0 && workers)
+			worker_run_on(&workers[0], events_register, NULL); /* started later: bypass_worker_started */
 		log_info("bpf_bypass: kernel fast path loaded (sockhash + stream verdict programs)");
 	}
 	if (want && skel) {
@@ -825,6 +946,10 @@ void bypass_apply(const struct config *cfg)
 
 void bypass_shutdown(void)
 {
+	if (events)
+		ring_buffer__free(events);
+	events = NULL;
+	events_on = false;
 	if (skel)
 		bypass_bpf__destroy(skel);
 	skel = NULL;
@@ -903,6 +1028,9 @@ void bypass_server_forget(struct server *s) { (void)s; }
 bool bypass_client_timeout_due(const struct client *c, int64_t now_us) { (void)c; (void)now_us; return false; }
 int64_t bypass_server_last_used_us(const struct server *s) { (void)s; return 0; }
 void bypass_pool_waiters(struct pool *p, int n) { (void)p; (void)n; }
+void bypass_worker_started(struct worker *w) { (void)w; }
+bool bypass_client_handed_up(const struct client *c) { (void)c; return false; }
+bool bypass_server_handed_up(const struct server *s) { (void)s; return false; }
 void bypass_stats(struct bypass_stats *out)
 {
 	memset(out, 0, sizeof(*out));

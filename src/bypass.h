@@ -60,6 +60,13 @@ int64_t bypass_server_last_used_us(const struct server *s);
 bool bypass_client_wake(struct client *c, uint32_t revents);
 bool bypass_server_wake(struct server *s, uint32_t revents);
 
+/* A worker thread began (worker 0 reads the kernel's hand-over events). */
+void bypass_worker_started(struct worker *w);
+/* Did the kernel hand this pair up (the tick's safety net, should an
+ * event be lost)? */
+bool bypass_client_handed_up(const struct client *c);
+bool bypass_server_handed_up(const struct server *s);
+
 /* The client is closing: release its slot. */
 void bypass_client_forget(struct client *c);
 

@@ -65,10 +65,18 @@ static void client_set_state(struct client *c, int state)
 	c->state_since_us = c->worker->loop.now_us;
 }
 
+static void client_set_events(struct client *c);
+
 void client_update_events(struct client *c)
 {
 	if ((c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) && !c->bp_kernel && bypass_active())
 		bypass_client_maybe_enter(c);
+	client_set_events(c);
+}
+
+/* Epoll interest from the client's buffers and state. */
+static void client_set_events(struct client *c)
+{
 	bool want_write = iobuf_len(&c->sock.wbuf) || (c->server && c->server->sock.fwd) ||
 			  (c->adm && admin_wants_write(c));
 	/* SUSPEND: pooled clients are not read until RESUME (the console is,
@@ -781,6 +789,9 @@ void client_take_from_kernel_at(struct client *c, const char *where)
 	}
 	if (c->server && c->state != CLIENT_ACTIVE)
 		client_set_state(c, CLIENT_ACTIVE);
+	/* Watch for input again (not client_update_events: the client must
+	 * not go straight back to the kernel before the caller acts). */
+	client_set_events(c);
 }
 
 void client_unlinked(struct client *c)
@@ -1261,6 +1272,12 @@ void client_tick(struct client *c, int64_t now_us)
 	const struct config *cfg = runtime_config();
 	/* Shutdown, online restart, SUSPEND: user space decides what happens
 	 * to the client, so it must know where the client really is. */
+	if (bypass_client_handed_up(c)) {
+		/* Its hand-over event was lost (ring full): act now. */
+		client_cb(&c->sock.h, EPOLLIN);
+		if (c->closing)
+			return;
+	}
 	if (c->bp_kernel && (control_phase() != PHASE_RUNNING || c->worker->suspended ||
 			     bypass_client_timeout_due(c, now_us)))
 		client_take_from_kernel(c);

@@ -192,6 +192,8 @@ void pgsock_drop(struct pgsock *s, uint32_t len)
 int pgsock_update(struct loop *l, struct pgsock *s, bool want_write)
 {
 	uint32_t ev = 0;
+	if (s->bp_quiet)
+		return loop_set(l, &s->h, EPOLLRDHUP);
 	/* Read while there is room; with a half-full buffer of bytes still
 	 * waiting for the peer, wait for the peer to drain first (watermark). */
 	if (s->want_read && (s->fwd == 0 || !s->rbuf.data || s->fwd < s->rbuf.cap / 2))

@@ -36,6 +36,8 @@ struct pgsock {
 			       * before any forwarded bytes */
 	SSL *ssl;             /* TLS session once the handshake began, else NULL (owned) */
 	bool want_read;       /* owner wants EPOLLIN when there is room */
+	bool bp_quiet;        /* bpf_bypass: the kernel carries this socket; only a
+			       * hang-up is watched (hand-overs come as events) */
 	bool bp_settle;       /* bpf_bypass: just taken back from the kernel; bytes it
 			       * redirected here may still be on their way out */
 	bool parse_blocked;   /* parsing stopped until the forward part is sent */

@@ -1028,6 +1028,12 @@ static void server_cb(struct loop_handle *h, uint32_t revents)
 void server_tick(struct server *s, int64_t now_us)
 {
 	const struct config *cfg = runtime_config();
+	if (bypass_server_handed_up(s)) {
+		/* Its hand-over event was lost (ring full): act now. */
+		server_cb(&s->sock.h, EPOLLIN);
+		if (s->closed)
+			return;
+	}
 	int64_t age = now_us - s->state_since_us;
 	switch (s->state) {
 	case SERVER_CONNECTING:

@@ -4,6 +4,7 @@
  * reported at start-up with a non-zero exit.
  */
 #include "worker.h"
+#include "bypass.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -326,6 +327,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	current_worker = w;
+	bypass_worker_started(w);
 	w->loop.now_us = loop_now_us();
 	w->next_tick_us = w->loop.now_us + TICK_US;
 	while (!w->stopping) {

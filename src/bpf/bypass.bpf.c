@@ -46,6 +46,11 @@ struct {
 	__type(value, __u32);
 } bp_slot_of SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} bp_events SEC(".maps");
+
 struct bp_lock {
 	struct bpf_spin_lock l;
 };
@@ -100,11 +105,14 @@ static __always_inline struct bp_stats *stats(void)
 	return bpf_map_lookup_elem(&bp_stats_map, &zero);
 }
 
-static __always_inline void count_fallback(__u32 reason)
+/* Count a hand-over and tell sluice which slot to look at. */
+static __always_inline void count_fallback(__u32 slot, __u32 reason)
 {
 	struct bp_stats *st = stats();
 	if (st && reason < BPR_COUNT)
 		st->fallbacks[reason]++;
+	struct bp_event ev = { .slot = slot, .reason = reason };
+	bpf_ringbuf_output(&bp_events, &ev, sizeof(ev), 0);
 }
 
 /* Feed up to 5 header bytes at off. Returns bytes consumed, or -1. */
@@ -404,7 +412,7 @@ int client_verdict(struct __sk_buff *skb)
 		c->reason = (__u8)reason;
 		c->ctl = BP_CTL(BP_USER, gen);
 		bpf_spin_unlock(&lk->l);
-		count_fallback(reason);
+		count_fallback(x, reason);
 		return SK_PASS;
 	}
 	c->fr = fr;
@@ -441,7 +449,7 @@ int server_verdict(struct __sk_buff *skb)
 		/* Nobody asked: a notice, or the server going away. Sluice
 		 * decides; no client may take this server meanwhile. */
 		if (__sync_val_compare_and_swap(&s->owner, BP_OWNER_IDLE, BP_OWNER_USER) == BP_OWNER_IDLE) {
-			count_fallback(BPR_SERVER_MSG);
+			count_fallback(x, BPR_SERVER_MSG);
 			return SK_PASS;
 		}
 		owner = s->owner;
@@ -489,7 +497,7 @@ int server_verdict(struct __sk_buff *skb)
 		c->reason = (__u8)reason;
 		c->ctl = BP_CTL(BP_USER, gen);
 		bpf_spin_unlock(&lk->l);
-		count_fallback(reason);
+		count_fallback(cx, reason);
 		return SK_PASS;
 	}
 	s->fr = fr;

@@ -90,6 +90,14 @@ struct bp_sock {
 	bp_u64 xact_ns;     /* client: its transaction began (status left 'I') */
 };
 
+/* A hand-over, told to sluice through the bp_events ring buffer: sockets
+ * of pairs in the kernel are not watched for input (the kernel's own
+ * wake-ups after each redirect would cost a thread switch each). */
+struct bp_event {
+	pgf_u32 slot;       /* the client slot of the pair, or an idle server's slot */
+	pgf_u32 reason;     /* enum bp_reason */
+};
+
 struct bp_group {
 	pgf_u32 srv[BP_GROUP_SERVERS]; /* server slot + 1, 0 = empty; written by sluice only */
 	pgf_u32 waiters;    /* clients of the pool queued in user space: a server the
