@@ -78,7 +78,7 @@ def test_select_only_mostly_in_kernel(sluice, pg, bench_db):
     # As many servers as clients: a client that finds no idle server waits
     # in user space (the kernel has no queue).
     s = start(sluice, pg, db=bench_db, default_pool_size=8)
-    n = check_pgbench(s.pgbench("-S", "-c", "8", "-j", "2", "-T", "4", db=bench_db))
+    n = check_pgbench(s.pgbench("-S", "-c", "8", "-j", "2", "-T", "3", db=bench_db))
     rows = bypass_rows(s)
     kernel = int(rows["kernel_transactions"])
     user = int(rows["user_transactions"])
@@ -91,7 +91,7 @@ def test_select_only_mostly_in_kernel(sluice, pg, bench_db):
                          ids=["extended", "simple-tpcb", "prepared", "tpcb"])
 def test_pgbench_modes(sluice, pg, bench_db, args):
     s = start(sluice, pg, db=bench_db)
-    check_pgbench(s.pgbench(*args, "-c", "6", "-j", "2", "-T", "3", db=bench_db))
+    check_pgbench(s.pgbench(*args, "-c", "6", "-j", "2", "-T", "2", db=bench_db))
     rows = bypass_rows(s)
     if args != ["-M", "prepared"]:
         assert int(rows["kernel_transactions"]) > 0, rows
@@ -101,7 +101,7 @@ def test_many_clients_few_servers(sluice, pg, bench_db):
     """32 clients over 2 servers: the kernel's idle set runs dry and clients
     queue in user space; freed servers must reach them."""
     s = start(sluice, pg, db=bench_db, default_pool_size=2)
-    check_pgbench(s.pgbench("-S", "-c", "32", "-j", "2", "-T", "4", db=bench_db))
+    check_pgbench(s.pgbench("-S", "-c", "32", "-j", "2", "-T", "3", db=bench_db))
     rows = bypass_rows(s)
     assert int(rows["kernel_transactions"]) > 0, rows
 
@@ -195,6 +195,20 @@ def test_named_statements_tracked(sluice, pg):
     assert int(rows["fallbacks_message"]) > 0, rows
 
 
+def test_pinning_words_go_to_user_space(sluice, pg):
+    """An advisory lock taken through the kernel path still pins the client
+    to its server: the kernel hands such texts to sluice."""
+    s = start(sluice, pg)
+    with s.connect() as a, s.connect() as b:
+        pid = a.execute("select pg_backend_pid()").fetchone()[0]
+        a.execute("select pg_advisory_lock(4242)")
+        for _ in range(10):
+            assert a.execute("select pg_backend_pid()").fetchone()[0] == pid
+            assert b.execute("select pg_backend_pid()").fetchone()[0] != pid
+        a.execute("select pg_advisory_unlock(4242)")
+    assert int(bypass_rows(s)["fallbacks_message"]) > 0
+
+
 def test_set_parameter_is_kept(sluice, pg):
     s = start(sluice, pg)
     with s.connect() as a, s.connect() as b:
@@ -209,7 +223,7 @@ def test_switch_off_under_load(sluice, pg, bench_db):
     holder = {}
 
     def bench():
-        holder["r"] = s.pgbench("-c", "8", "-j", "2", "-T", "8", db=bench_db)
+        holder["r"] = s.pgbench("-c", "8", "-j", "2", "-T", "6", db=bench_db)
 
     t = threading.Thread(target=bench)
     t.start()
