@@ -89,6 +89,13 @@ static int slot_alloc(void *obj, int worker_id)
 	return slot;
 }
 
+static void slot_set_worker(uint32_t slot, int worker_id)
+{
+	pthread_mutex_lock(&slot_lock);
+	slot_worker[slot] = worker_id;
+	pthread_mutex_unlock(&slot_lock);
+}
+
 static void slot_free(uint32_t slot)
 {
 	struct bp_sock *st = &socks[slot];
@@ -281,6 +288,7 @@ static void session_enter(struct client *c, int g)
 			return;
 		}
 	}
+	slot_set_worker(s->bp_slot - 1, s->worker->id);
 	struct bp_sock *st = &socks[c->bp_slot - 1], *ss = &socks[s->bp_slot - 1];
 	uint64_t ctl = __atomic_load_n(&st->ctl, __ATOMIC_ACQUIRE);
 	if (BP_CTL_MODE(ctl) != BP_USER || input_waiting(c->sock.h.fd) || input_waiting(s->sock.h.fd))
@@ -544,6 +552,7 @@ bool bypass_server_lend(struct server *s)
 			return false;
 		}
 	}
+	slot_set_worker(s->bp_slot - 1, s->worker->id); /* servers move between workers */
 	struct bp_sock *ss = &socks[s->bp_slot - 1];
 	memset(&ss->fr, 0, sizeof(ss->fr));
 	ss->group = (uint32_t)g;
@@ -683,11 +692,11 @@ static void deliver_event(struct worker *w, void *arg)
 		return;
 	if (socks[slot].role == BP_CLIENT) {
 		struct client *c = obj;
-		if (c->bp_kernel && !c->closing)
+		if (c->worker == w && c->bp_kernel && !c->closing)
 			c->sock.h.cb(&c->sock.h, EPOLLIN);
 	} else {
 		struct server *s = obj;
-		if (s->bp_lent && !s->closed)
+		if (s->worker == w && s->bp_lent && !s->closed)
 			s->sock.h.cb(&s->sock.h, EPOLLIN);
 	}
 }

@@ -137,10 +137,11 @@ int pgsock_flush(struct pgsock *dst, struct pgsock *src)
 {
 	if (dst->ssl)
 		return tls_flush(dst, src);
-	if (dst->bp_settle) {
+	if (dst->bp_settle && (iobuf_len(&dst->wbuf) || (src && src->fwd))) {
 		/* The kernel's backlog for this socket first: nothing unsent
 		 * and nothing unacknowledged. Until then the caller waits for
-		 * EPOLLOUT (rare: only right after a hand-over). */
+		 * EPOLLOUT (rare: only right after a hand-over). Nothing to
+		 * send is not a wait. */
 		int outq = 0;
 		if (ioctl(dst->h.fd, SIOCOUTQ, &outq) == 0 && outq > 0)
 			return -EAGAIN;
