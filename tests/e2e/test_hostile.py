@@ -247,7 +247,7 @@ EVIL_SERVER = {
 
 def _evil_config(fake_port, pg, hold):
     cfg = {"pool_mode": "transaction", "server_login_retry": 0.5,
-           "query_wait_timeout": 2}
+           "query_wait_timeout": 1}
     if hold:
         # the impostor keeps the connection open: only sluice's own check of
         # the malformed message ends that server connection before 15 s

@@ -17,7 +17,7 @@ from conftest import tail
 ACCOUNTS = 20
 START_BALANCE = 1000
 CLIENTS = 8
-DURATION = 20.0
+DURATION = 12.0
 KILL_EVERY = 0.3
 
 
