@@ -120,7 +120,7 @@ static void show_bypass(struct admin_reply *r)
 	bypass_row_u(r, "kernel_links", b.kernel_links);
 	bypass_row_u(r, "user_transactions", b.user_transactions);
 	bypass_row_u(r, "fallbacks", b.fallbacks);
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < BYPASS_REASONS; i++) {
 		char name[48];
 		snprintf(name, sizeof(name), "fallbacks_%s", bypass_reason_names[i]);
 		bypass_row_u(r, name, b.fallback[i]);
@@ -540,6 +540,8 @@ static void client_row(struct admin_reply *r, const struct admin_job *job, const
 	reply_cell(r, "C");
 	reply_cell(r, c->user);
 	reply_cell(r, c->db);
+	/* In the kernel: linked there to a server, or idle (PgBouncer's "active"). */
+	const struct server *link = c->server ? c->server : bypass_client_kernel_server(c);
 	reply_cell(r, client_state_name(c));
 	reply_cell(r, addr);
 	reply_cell_int(r, port);
@@ -551,8 +553,8 @@ static void client_row(struct admin_reply *r, const struct admin_job *job, const
 	reply_cell_int(r, wait % 1000000);
 	reply_cell_int(r, 0);
 	reply_cellf(r, "%llx", (unsigned long long)c->id);
-	if (c->server)
-		reply_cellf(r, "%llx", (unsigned long long)c->server->id);
+	if (link)
+		reply_cellf(r, "%llx", (unsigned long long)link->id);
 	else
 		reply_cell(r, "");
 	reply_cell_int(r, 0);
@@ -587,7 +589,8 @@ static void server_row(struct admin_reply *r, const struct admin_job *job, const
 	reply_cell(r, "S");
 	reply_cell(r, s->pool->server_user);
 	reply_cell(r, s->pool->db_name);
-	reply_cell(r, server_state_name(s));
+	const struct client *link = s->client ? s->client : bypass_server_kernel_client(s);
+	reply_cell(r, link && !s->client ? "active" : server_state_name(s)); /* linked in the kernel */
 	reply_cell(r, addr);
 	reply_cell_int(r, port);
 	reply_cell(r, laddr);
@@ -598,8 +601,8 @@ static void server_row(struct admin_reply *r, const struct admin_job *job, const
 	reply_cell_int(r, 0);
 	reply_cell_int(r, pool_server_outdated(s));
 	reply_cellf(r, "%llx", (unsigned long long)s->id);
-	if (s->client)
-		reply_cellf(r, "%llx", (unsigned long long)s->client->id);
+	if (link)
+		reply_cellf(r, "%llx", (unsigned long long)link->id);
 	else
 		reply_cell(r, "");
 	reply_cell_int(r, s->backend_pid);

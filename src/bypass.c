@@ -27,8 +27,8 @@
 #include "track.h"
 #include "worker.h"
 
-const char *const bypass_reason_names[6] = {
-	"message", "no_server", "framing", "waiters", "disabled", "server_message",
+const char *const bypass_reason_names[BYPASS_REASONS] = {
+	"message", "no_server", "framing", "waiters", "disabled", "server_message", "large",
 };
 
 #ifdef SLUICE_BPF
@@ -42,9 +42,12 @@ const char *const bypass_reason_names[6] = {
 #include "bpf/bypass_shared.h"
 #include "bypass.skel.h"
 
+_Static_assert(BYPASS_REASONS == BPR_COUNT, "bypass_reason_names follows enum bp_reason");
+
 static struct bypass_bpf *skel;
 static struct bp_sock *socks;      /* mapped .bss: shared with the programs */
 static struct bp_group *groups;
+static struct bp_traffic *traffic; /* mapped .bss: what the kernel carried, by client slot */
 static uint32_t *kernel_enabled;
 static int fd_clients = -1, fd_servers = -1, fd_slot_of = -1, fd_stats = -1;
 static bool active;                /* atomic: switched on and loaded */
@@ -65,6 +68,7 @@ static struct loop_handle events_h = { .fd = -1 };
 static bool events_on;
 
 static int64_t n_kernel_clients, n_lent, n_slots, n_takeovers; /* atomics */
+static int64_t n_kernel_xacts_counted; /* atomic: kernel transactions moved into pool counters */
 
 static int64_t counter_add(int64_t *c, int64_t v)
 {
@@ -134,6 +138,8 @@ static uint32_t slot_attach(int fd, int map_fd, int role, void *obj, int worker_
 	st->status = 'I';
 	__atomic_store_n(&st->owner, BP_OWNER_USER, __ATOMIC_RELEASE);
 	st->reason = BPR_COUNT;
+	st->redir = 0;
+	st->burst = 0;
 	__atomic_store_n(&st->ctl, BP_CTL(BP_USER, 0), __ATOMIC_RELEASE);
 	uint32_t s32 = (uint32_t)slot;
 	uint64_t fd64 = (uint64_t)fd;
@@ -147,6 +153,24 @@ static uint32_t slot_attach(int fd, int map_fd, int role, void *obj, int worker_
 		return 0;
 	}
 	return s32 + 1;
+}
+
+/* slot_attach for a socket sluice also writes to: record where its byte
+ * stream stands, so that after a hand-over its writes can wait until the
+ * kernel has written what it redirected (pgsock_flush). TCP only. */
+static uint32_t sock_attach(struct pgsock *sk, int map_fd, int role, void *obj, int worker_id)
+{
+	int64_t queued = pgsock_tcp_queued(sk->h.fd);
+	if (queued < 0)
+		return 0;
+	uint32_t slot1 = slot_attach(sk->h.fd, map_fd, role, obj, worker_id);
+	if (!slot1)
+		return 0;
+	/* Quiet at attach: every byte so far is sluice's or an earlier
+	 * process's (online restart), none the kernel's. */
+	sk->bp_base = queued - (int64_t)sk->sent;
+	sk->bp_redir = &socks[slot1 - 1].redir;
+	return slot1;
 }
 
 /* ---- groups: (pool, worker) ---- */
@@ -276,13 +300,45 @@ static bool input_waiting(int fd)
 /* Session mode: the client keeps its server; the pair goes to the kernel
  * whole, when both sides are quiet, and stays there until Terminate (or
  * anything else sluice must see). */
+static uint64_t take64(bp_u64 *v)
+{
+	return __atomic_exchange_n(v, 0, __ATOMIC_RELAXED);
+}
+
+/* Move what the kernel carried for c into its pool's counters (SHOW STATS,
+ * /metrics, log_stats). The programs add with atomic instructions; taking
+ * each counter with an exchange to zero loses nothing between the two. */
+void bypass_client_count(struct client *c)
+{
+	if (!c->bp_slot || !traffic || !c->pool)
+		return;
+	struct bp_traffic *t = &traffic[c->bp_slot - 1];
+	/* Every tick asks: four loads when nothing moved. */
+	if (!__atomic_load_n(&t->bytes_in, __ATOMIC_RELAXED) && !__atomic_load_n(&t->bytes_out, __ATOMIC_RELAXED) &&
+	    !__atomic_load_n(&t->queries, __ATOMIC_RELAXED) && !__atomic_load_n(&t->xacts, __ATOMIC_RELAXED))
+		return;
+	struct stats_slot *st = pool_stats(c->pool, c->worker);
+	uint64_t xacts = take64(&t->xacts);
+	stats_add(&st->xacts, xacts);
+	stats_add(&st->queries, take64(&t->queries));
+	stats_add(&st->bytes_in, take64(&t->bytes_in));
+	stats_add(&st->bytes_out, take64(&t->bytes_out));
+	stats_add(&st->xact_us, take64(&t->xact_us));
+	stats_add(&st->query_us, take64(&t->query_us));
+	for (int i = 0; i < STATS_BUCKETS; i++) {
+		stats_add(&st->query_hist[i], __atomic_exchange_n(&t->query_hist[i], 0, __ATOMIC_RELAXED));
+		stats_add(&st->xact_hist[i], __atomic_exchange_n(&t->xact_hist[i], 0, __ATOMIC_RELAXED));
+	}
+	counter_add(&n_kernel_xacts_counted, (int64_t)xacts);
+}
+
 static void session_enter(struct client *c, int g)
 {
 	struct server *s = c->server;
 	if (!server_at_boundary(s) || s->sock.ssl || s->bp_refused || s->bp_lent || s->lookup)
 		return;
 	if (!s->bp_slot) {
-		s->bp_slot = slot_attach(s->sock.h.fd, fd_servers, BP_SERVER, s, s->worker->id);
+		s->bp_slot = sock_attach(&s->sock, fd_servers, BP_SERVER, s, s->worker->id);
 		if (!s->bp_slot) {
 			s->bp_refused = true;
 			return;
@@ -297,10 +353,12 @@ static void session_enter(struct client *c, int g)
 	memset(&ss->fr, 0, sizeof(ss->fr));
 	st->pending = 0;
 	st->mid_batch = 0;
+	st->burst = ss->burst = 0;
 	st->status = (uint8_t)s->tx_status;
 	st->busy_ns = st->ready_ns = 0;
 	st->xact_ns = s->xact_start_us > 0 ? (uint64_t)s->xact_start_us * 1000 : 0;
 	st->active_ns = (uint64_t)c->last_active_us * 1000;
+	traffic[c->bp_slot - 1].begin_ns = s->xact_begin_us > 0 ? (uint64_t)s->xact_begin_us * 1000 : 0;
 	st->group = ss->group = (uint32_t)g;
 	st->opts = PGF_OPT_SESSION;
 	st->peer = s->bp_slot;
@@ -324,7 +382,8 @@ void bypass_client_maybe_enter(struct client *c)
 {
 	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || c->bp_kernel || c->bp_refused)
 		return;
-	if (!c->pool || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending)
+	if (!c->pool || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending ||
+	    __atomic_load_n(&c->pool->paused, __ATOMIC_RELAXED) || __atomic_load_n(&c->pool->stale, __ATOMIC_RELAXED))
 		return;
 	bool session = c->pool->mode == POOL_MODE_SESSION;
 	if (session ? c->state != CLIENT_ACTIVE || !c->server
@@ -339,7 +398,7 @@ void bypass_client_maybe_enter(struct client *c)
 		return;
 	}
 	if (!c->bp_slot) {
-		c->bp_slot = slot_attach(c->sock.h.fd, fd_clients, BP_CLIENT, c, c->worker->id);
+		c->bp_slot = sock_attach(&c->sock, fd_clients, BP_CLIENT, c, c->worker->id);
 		if (!c->bp_slot) {
 			c->bp_refused = true;
 			return;
@@ -357,8 +416,10 @@ void bypass_client_maybe_enter(struct client *c)
 	st->peer = 0;
 	st->pending = 0;
 	st->mid_batch = 0;
+	st->burst = 0;
 	st->status = 'I';
 	st->busy_ns = st->ready_ns = st->xact_ns = 0;
+	traffic[c->bp_slot - 1].begin_ns = 0;
 	st->active_ns = (uint64_t)c->last_active_us * 1000;
 	st->group = (uint32_t)g;
 	st->pkey = client_pkey(c);
@@ -418,10 +479,12 @@ int bypass_client_takeover(struct client *c)
 	int32_t pending = st->pending;
 	bool mid_batch = st->mid_batch;
 	char status = (char)st->status;
+	uint64_t begin_ns = traffic[c->bp_slot - 1].begin_ns;
 	st->peer = 0;
+	bypass_client_count(c); /* user space counts from here */
 	log_debug("bypass: C-%llu back to user space (reason %s): server slot %u, %d unanswered%s, "
 		  "client stream %s (left %u, header %u), status %c",
-		  (unsigned long long)c->id, st->reason < 6 ? bypass_reason_names[st->reason] : "?", peer, pending,
+		  (unsigned long long)c->id, st->reason < BYPASS_REASONS ? bypass_reason_names[st->reason] : "?", peer, pending,
 		  mid_batch ? ", batch open" : "", pgf_at_boundary(&cfr) ? "at a boundary" : "mid-message",
 		  cfr.left, cfr.hdr_len, status ? status : '?');
 	if ((int64_t)(st->active_ns / 1000) > c->last_active_us)
@@ -469,6 +532,7 @@ int bypass_client_takeover(struct client *c)
 		.query_start_us = (int64_t)(st->busy_ns / 1000),
 		.ready_since_us = (int64_t)(st->ready_ns / 1000),
 		.xact_start_us = (int64_t)(st->xact_ns / 1000),
+		.xact_begin_us = (int64_t)(begin_ns / 1000),
 	};
 	server_link_from_kernel(s, c, pending, mid_batch, status, pgf_at_boundary(&sfr), &t);
 	return 0;
@@ -507,6 +571,29 @@ int64_t bypass_server_last_used_us(const struct server *s)
 	return (int64_t)(__atomic_load_n(&socks[s->bp_slot - 1].active_ns, __ATOMIC_RELAXED) / 1000);
 }
 
+struct server *bypass_client_kernel_server(const struct client *c)
+{
+	if (!c->bp_kernel || !c->bp_slot || !socks)
+		return NULL;
+	uint32_t peer = __atomic_load_n(&socks[c->bp_slot - 1].peer, __ATOMIC_ACQUIRE);
+	if (!peer || peer > BP_MAX_SOCKS)
+		return NULL;
+	/* A group's servers are on the client's worker: alive while we run. */
+	struct server *s = __atomic_load_n(&slot_obj[peer - 1], __ATOMIC_ACQUIRE);
+	return s && s->bp_slot == peer && s->worker == c->worker ? s : NULL;
+}
+
+struct client *bypass_server_kernel_client(const struct server *s)
+{
+	if (!s->bp_lent || !s->bp_slot || !socks)
+		return NULL;
+	uint32_t owner = __atomic_load_n(&socks[s->bp_slot - 1].owner, __ATOMIC_ACQUIRE);
+	if (owner == BP_OWNER_USER || owner == BP_OWNER_IDLE || owner > BP_MAX_SOCKS)
+		return NULL;
+	struct client *c = __atomic_load_n(&slot_obj[owner - 1], __ATOMIC_ACQUIRE);
+	return c && c->bp_slot == owner && c->worker == s->worker ? c : NULL;
+}
+
 void bypass_client_forget(struct client *c)
 {
 	if (!c->bp_slot || !socks)
@@ -516,6 +603,9 @@ void bypass_client_forget(struct client *c)
 		counter_add(&n_kernel_clients, -1);
 	}
 	slot_free(c->bp_slot - 1);
+	c->sock.bp_redir = NULL;
+	bypass_client_count(c); /* and the slot starts from zero for its next socket */
+	traffic[c->bp_slot - 1].begin_ns = 0;
 	c->bp_slot = 0;
 }
 
@@ -538,7 +628,8 @@ bool bypass_server_lend(struct server *s)
 {
 	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || s->bp_refused || s->bp_lent)
 		return false;
-	if (s->pool->mode != POOL_MODE_TRANSACTION || s->sock.ssl || s->state != SERVER_IDLE || s->client ||
+	if (s->pool->mode != POOL_MODE_TRANSACTION || pool_server_outdated(s) || s->sock.ssl ||
+	    s->state != SERVER_IDLE || s->client ||
 	    s->closed || s->lookup || s->pinned || iobuf_len(&s->sock.rbuf) || iobuf_len(&s->sock.wbuf) ||
 	    s->sock.skip || s->sock.fwd || !s->worker || s->worker->suspended)
 		return false;
@@ -546,7 +637,7 @@ bool bypass_server_lend(struct server *s)
 	if (g < 0)
 		return false;
 	if (!s->bp_slot) {
-		s->bp_slot = slot_attach(s->sock.h.fd, fd_servers, BP_SERVER, s, s->worker->id);
+		s->bp_slot = sock_attach(&s->sock, fd_servers, BP_SERVER, s, s->worker->id);
 		if (!s->bp_slot) {
 			s->bp_refused = true;
 			return false;
@@ -557,6 +648,11 @@ bool bypass_server_lend(struct server *s)
 	memset(&ss->fr, 0, sizeof(ss->fr));
 	ss->group = (uint32_t)g;
 	ss->pkey = server_pkey(s);
+	ss->gen = s->generation;
+	ss->burst = 0;
+	/* A group first used after a RECONNECT learns the generation here. */
+	if (s->generation == __atomic_load_n(&s->pool->generation, __ATOMIC_RELAXED))
+		__atomic_store_n(&groups[g].gen, s->generation, __ATOMIC_RELEASE);
 	ss->peer = 0;
 	if (!group_add(g, s->bp_slot))
 		return false;
@@ -659,6 +755,7 @@ void bypass_server_forget(struct server *s)
 	if (s->bp_lent)
 		bypass_server_event(s); /* take it back, with its client if it has one */
 	slot_free(s->bp_slot - 1);
+	s->sock.bp_redir = NULL;
 	s->bp_slot = 0;
 }
 
@@ -883,6 +980,7 @@ static int load(char *why, size_t len)
 	}
 	socks = skel->bss->bp_socks;
 	groups = skel->bss->bp_groups;
+	traffic = skel->bss->bp_traffic;
 	kernel_enabled = &skel->bss->bp_enabled;
 	n_free = 0;
 	for (uint32_t i = BP_MAX_SOCKS; i-- > 0;)
@@ -895,12 +993,41 @@ fail:
 	skel = NULL;
 	socks = NULL;
 	groups = NULL;
+	traffic = NULL;
 	kernel_enabled = NULL;
 	return -1;
 }
 
-static void switch_off_worker(struct worker *w, void *arg)
+/* Tell the kernel what user space holds back: a paused or replaced pool,
+ * SUSPEND or shutdown (hold), and the pool's generation (servers lent
+ * before a RECONNECT or RELOAD are not linked again). */
+static void sync_pool(struct pool *p, void *arg)
 {
+	(void)arg;
+	if (p->bp_index < 0)
+		return;
+	bool hold = __atomic_load_n(&p->paused, __ATOMIC_RELAXED) || __atomic_load_n(&p->stale, __ATOMIC_RELAXED) ||
+		    control_suspended() || control_phase() != PHASE_RUNNING;
+	uint32_t gen = __atomic_load_n(&p->generation, __ATOMIC_RELAXED);
+	for (int w = 0; w < n_workers; w++) {
+		long g = (long)p->bp_index * n_workers + w;
+		if (g >= (long)BP_MAX_GROUPS)
+			break;
+		__atomic_store_n(&groups[g].gen, gen, __ATOMIC_RELEASE);
+		__atomic_store_n(&groups[g].hold, (uint32_t)hold, __ATOMIC_RELEASE);
+	}
+}
+
+void bypass_sync_pools(void)
+{
+	if (groups)
+		pool_foreach(sync_pool, NULL);
+}
+
+void bypass_worker_take_all(struct worker *w)
+{
+	if (!socks)
+		return;
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->clients) {
 		struct client *c = list_entry(pos, struct client, node);
@@ -913,6 +1040,12 @@ static void switch_off_worker(struct worker *w, void *arg)
 		if (s->bp_lent && !s->closed && bypass_server_unlend(s))
 			pool_release(s);
 	}
+}
+
+static void take_all_fn(struct worker *w, void *arg)
+{
+	(void)arg;
+	bypass_worker_take_all(w);
 }
 
 void bypass_apply(const struct config *cfg)
@@ -935,6 +1068,7 @@ void bypass_apply(const struct config *cfg)
 		log_info("bpf_bypass: kernel fast path loaded (sockhash + stream verdict programs)");
 	}
 	if (want && skel) {
+		bypass_sync_pools(); /* PAUSE or RECONNECT may have come while off */
 		__atomic_store_n(kernel_enabled, 1, __ATOMIC_RELEASE);
 		__atomic_store_n(&active, true, __ATOMIC_RELEASE);
 		why_not[0] = '\0';
@@ -948,7 +1082,7 @@ void bypass_apply(const struct config *cfg)
 	 * the workers take back the quiet ones and their lent servers now. */
 	__atomic_store_n(kernel_enabled, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&active, false, __ATOMIC_RELEASE);
-	if (worker_run_all(switch_off_worker, NULL, NULL) < 0)
+	if (worker_run_all(take_all_fn, NULL, NULL) < 0)
 		log_warning("bpf_bypass: out of memory while switching off; pairs return at their next byte");
 	log_info("bpf_bypass: switched off; every pair returns to user space");
 }
@@ -964,6 +1098,7 @@ void bypass_shutdown(void)
 	skel = NULL;
 	socks = NULL;
 	groups = NULL;
+	traffic = NULL;
 	__atomic_store_n(&active, false, __ATOMIC_RELEASE);
 }
 
@@ -985,7 +1120,10 @@ void bypass_stats(struct bypass_stats *out)
 	out->built = true;
 	out->enabled = bypass_active();
 	snprintf(out->reason, sizeof(out->reason), "%s", out->enabled ? "" : why_not);
-	pool_foreach(add_totals, &out->user_transactions);
+	/* The pools count the kernel's transactions too (bypass_client_count). */
+	uint64_t all = 0, counted = (uint64_t)__atomic_load_n(&n_kernel_xacts_counted, __ATOMIC_RELAXED);
+	pool_foreach(add_totals, &all);
+	out->user_transactions = all > counted ? all - counted : 0;
 	out->takeovers = (uint64_t)__atomic_load_n(&n_takeovers, __ATOMIC_RELAXED);
 	out->kernel_clients = __atomic_load_n(&n_kernel_clients, __ATOMIC_RELAXED);
 	out->lent_servers = __atomic_load_n(&n_lent, __ATOMIC_RELAXED);
@@ -1026,6 +1164,9 @@ bool bypass_active(void) { return false; }
 void bypass_client_maybe_enter(struct client *c) { (void)c; }
 int bypass_client_takeover(struct client *c) { (void)c; return 0; }
 void bypass_client_forget(struct client *c) { (void)c; }
+void bypass_client_count(struct client *c) { (void)c; }
+struct server *bypass_client_kernel_server(const struct client *c) { (void)c; return NULL; }
+struct client *bypass_server_kernel_client(const struct server *s) { (void)s; return NULL; }
 bool bypass_server_lend(struct server *s) { (void)s; return false; }
 bool bypass_server_unlend(struct server *s) { (void)s; return true; }
 bool bypass_server_event(struct server *s) { (void)s; return true; }
@@ -1037,6 +1178,8 @@ void bypass_server_forget(struct server *s) { (void)s; }
 bool bypass_client_timeout_due(const struct client *c, int64_t now_us) { (void)c; (void)now_us; return false; }
 int64_t bypass_server_last_used_us(const struct server *s) { (void)s; return 0; }
 void bypass_pool_waiters(struct pool *p, int n) { (void)p; (void)n; }
+void bypass_sync_pools(void) {}
+void bypass_worker_take_all(struct worker *w) { (void)w; }
 void bypass_worker_started(struct worker *w) { (void)w; }
 bool bypass_client_handed_up(const struct client *c) { (void)c; return false; }
 bool bypass_server_handed_up(const struct server *s) { (void)s; return false; }

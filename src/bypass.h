@@ -67,6 +67,16 @@ void bypass_worker_started(struct worker *w);
 bool bypass_client_handed_up(const struct client *c);
 bool bypass_server_handed_up(const struct server *s);
 
+/* Add what the kernel carried for the client to its pool's counters (the
+ * tick calls it; takeover and close do too). On the client's worker. */
+void bypass_client_count(struct client *c);
+
+/* SHOW CLIENTS / SHOW SERVERS: the server the kernel linked to this client,
+ * and the client a lent server serves in the kernel, or NULL. On the
+ * worker that owns them. */
+struct server *bypass_client_kernel_server(const struct client *c);
+struct client *bypass_server_kernel_client(const struct server *s);
+
 /* The client is closing: release its slot. */
 void bypass_client_forget(struct client *c);
 
@@ -88,10 +98,21 @@ int bypass_lent_count(struct pool *p, struct worker *w);
 /* The server is closing: take its kernel link back first. */
 void bypass_server_forget(struct server *s);
 
+/* PAUSE, RESUME, SUSPEND, shutdown, RECONNECT or RELOAD changed what user
+ * space holds back: tell the kernel before the command is answered, so no
+ * transaction starts in the kernel that user space would not start. Any
+ * thread. */
+void bypass_sync_pools(void);
+/* Take every client and lent server of worker w back into user space (a
+ * lent server goes back to its pool). On w's thread. */
+void bypass_worker_take_all(struct worker *w);
+
 /* Clients of p wait in user space: the kernel gives freed servers to them. */
 void bypass_pool_waiters(struct pool *p, int n_waiting);
 
-/* SHOW BYPASS and /metrics. */
+/* SHOW BYPASS and /metrics. Reasons the kernel hands a pair up (enum
+ * bp_reason in bpf/bypass_shared.h). */
+#define BYPASS_REASONS 7
 struct bypass_stats {
 	bool built;                    /* compiled with BPF support */
 	bool enabled;                  /* switched on and working */
@@ -101,13 +122,13 @@ struct bypass_stats {
 	uint64_t kernel_links;
 	uint64_t user_transactions;
 	uint64_t fallbacks;            /* sum of the below */
-	uint64_t fallback[6];          /* enum bp_reason */
+	uint64_t fallback[BYPASS_REASONS]; /* enum bp_reason */
 	uint64_t takeovers;            /* pairs taken back by sluice itself */
 	int64_t kernel_clients;        /* clients in the kernel now */
 	int64_t lent_servers;          /* servers lent now */
 	int64_t slots_used;
 };
-extern const char *const bypass_reason_names[6];
+extern const char *const bypass_reason_names[BYPASS_REASONS];
 void bypass_stats(struct bypass_stats *out);
 
 #endif

@@ -50,6 +50,14 @@ static void client_cb(struct loop_handle *h, uint32_t revents);
 static void client_process(struct client *c);
 static void client_pump(struct client *c);
 
+/* bpf_bypass: taken from the kernel while answers to requests it sent are
+ * still on their way; statement tracking resumes, and the client's next
+ * request is read, once they are in. */
+static bool waits_for_kernel_answers(const struct server *s)
+{
+	return s->bp_retrack && !s->client_mid_batch && s->outstanding > 0;
+}
+
 #define CLOG(c, lvl, fmt, ...) \
 	log_write(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, \
 		  (c)->db[0] ? (c)->db : "-", (c)->user[0] ? (c)->user : "-", (c)->peer, ##__VA_ARGS__)
@@ -1067,9 +1075,11 @@ static void client_process(struct client *c)
 		}
 		/* CLIENT_ACTIVE: forward; count requests that end with ReadyForQuery. */
 		struct server *s = c->server;
-		if (s->bp_retrack && !s->client_mid_batch && s->outstanding > 0) {
+		if (waits_for_kernel_answers(s) && m.type != 'd' && m.type != 'c' && m.type != 'f') {
 			/* Taken from the kernel with answers on their way:
-			 * tracking resumes once they are in. */
+			 * tracking resumes once they are in (the server's
+			 * ReadyForQuery resumes parsing). COPY data is no
+			 * request and goes on: the answer may wait for it. */
 			sk->parse_blocked = true;
 			break;
 		}
@@ -1151,7 +1161,8 @@ void client_resume_admin(struct client *c)
 
 void client_resume_parse(struct client *c)
 {
-	if (c->sock.parse_blocked && c->sock.fwd == 0 && !c->hold_for_sync) {
+	if (c->sock.parse_blocked && c->sock.fwd == 0 && !c->hold_for_sync &&
+	    !(c->server && waits_for_kernel_answers(c->server))) {
 		c->sock.parse_blocked = false;
 		client_process(c);
 	}
@@ -1281,6 +1292,7 @@ void client_tick(struct client *c, int64_t now_us)
 	if (c->bp_kernel && (control_phase() != PHASE_RUNNING || c->worker->suspended ||
 			     bypass_client_timeout_due(c, now_us)))
 		client_take_from_kernel(c);
+	bypass_client_count(c);
 	if (c->closing)
 		return;
 	if (control_phase() != PHASE_RUNNING && control_at_boundary(c))

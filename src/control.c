@@ -191,6 +191,12 @@ bool control_at_boundary(struct client *c)
 	int phase = control_phase();
 	if (c->closing || phase == PHASE_RUNNING || phase == PHASE_DRAIN_CLIENTS)
 		return false;
+	/* A client the kernel carries may be in a transaction there. */
+	if (c->bp_kernel) {
+		client_take_from_kernel(c);
+		if (c->closing)
+			return true;
+	}
 	if (!client_quiet(c))
 		return false;
 	if (phase == PHASE_HANDOVER)
@@ -246,6 +252,7 @@ void control_begin(int phase)
 	if (cur != PHASE_RUNNING && phase != PHASE_EXIT)
 		return;
 	__atomic_store_n(&control_phase_now, phase, __ATOMIC_RELAXED);
+	bypass_sync_pools(); /* the kernel starts no more transactions */
 	const struct config *cfg = runtime_config();
 	int64_t dl = cfg->shutdown_timeout_us ? loop_now_us() + cfg->shutdown_timeout_us : 0;
 	__atomic_store_n(&deadline_us, dl, __ATOMIC_RELAXED);
@@ -297,6 +304,8 @@ static void suspend_fn(struct worker *w, void *arg)
 {
 	bool on = arg != NULL;
 	w->suspended = on;
+	if (on)
+		bypass_worker_take_all(w); /* pairs in the kernel stop too */
 	if (control_phase() == PHASE_RUNNING)
 		worker_set_accepting(w, !on);
 	struct list *pos, *tmp;
@@ -310,6 +319,7 @@ static void suspend_fn(struct worker *w, void *arg)
 void control_suspend(bool on)
 {
 	__atomic_store_n(&suspended, on, __ATOMIC_RELAXED);
+	bypass_sync_pools(); /* before SUSPEND is answered: no new transaction in the kernel */
 	worker_run_all(suspend_fn, NULL, on ? (void *)1 : NULL);
 }
 

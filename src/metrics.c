@@ -371,7 +371,7 @@ static void render_bypass(struct outbuf *b)
 	out_printf(b, "sluice_bypass_kernel_bytes_total %" PRIu64 "\n", st.kernel_bytes);
 	out_family(b, "sluice_bypass_fallbacks_total", "counter",
 		   "Pairs the kernel handed to user space, by reason.");
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < BYPASS_REASONS; i++)
 		out_printf(b, "sluice_bypass_fallbacks_total{reason=\"%s\"} %" PRIu64 "\n", bypass_reason_names[i],
 			   st.fallback[i]);
 	out_family(b, "sluice_bypass_kernel_clients", "gauge", "Clients the kernel carries now.");

@@ -4,6 +4,9 @@
 #include "pgsock.h"
 
 #include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <sys/ioctl.h>
 
 #include <errno.h>
@@ -133,17 +136,43 @@ int pgsock_read(struct pgsock *s)
 	return -errno;
 }
 
+int64_t pgsock_tcp_queued(int fd)
+{
+	/* Acknowledged bytes first, then the queue: an ACK between the two
+	 * calls makes the sum smaller, never larger, than the truth. */
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+		return -1;
+	int outq = 0;
+	if (ioctl(fd, SIOCOUTQ, &outq) < 0 || outq < 0)
+		return -1;
+	return (int64_t)ti.tcpi_bytes_acked + outq;
+}
+
+/* bpf_bypass: has the kernel written everything it redirected to dst?
+ * It does so from a work queue after the program returns (the psock
+ * backlog), so right after a hand-over some may still be on the way;
+ * sluice's bytes must come after them. */
+static bool kernel_backlog_written(const struct pgsock *dst)
+{
+	if (!dst->bp_redir)
+		return true;
+	int64_t expect = dst->bp_base + (int64_t)dst->sent + (int64_t)__atomic_load_n(dst->bp_redir, __ATOMIC_ACQUIRE);
+	int64_t queued = pgsock_tcp_queued(dst->h.fd);
+	return queued < 0 || queued >= expect;
+}
+
 int pgsock_flush(struct pgsock *dst, struct pgsock *src)
 {
 	if (dst->ssl)
 		return tls_flush(dst, src);
 	if (dst->bp_settle && (iobuf_len(&dst->wbuf) || (src && src->fwd))) {
-		/* The kernel's backlog for this socket first: nothing unsent
-		 * and nothing unacknowledged. Until then the caller waits for
-		 * EPOLLOUT (rare: only right after a hand-over). Nothing to
-		 * send is not a wait. */
-		int outq = 0;
-		if (ioctl(dst->h.fd, SIOCOUTQ, &outq) == 0 && outq > 0)
+		/* Until then the caller waits for EPOLLOUT (rare: only right
+		 * after a hand-over, for microseconds). Nothing to send is not
+		 * a wait. */
+		if (!kernel_backlog_written(dst))
 			return -EAGAIN;
 		dst->bp_settle = false;
 	}
@@ -170,6 +199,7 @@ int pgsock_flush(struct pgsock *dst, struct pgsock *src)
 				continue;
 			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 		}
+		dst->sent += (uint64_t)n;
 		uint32_t sent = (uint32_t)n;
 		uint32_t w = sent < wlen ? sent : wlen;
 		if (w)

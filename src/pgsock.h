@@ -40,6 +40,11 @@ struct pgsock {
 			       * hang-up is watched (hand-overs come as events) */
 	bool bp_settle;       /* bpf_bypass: just taken back from the kernel; bytes it
 			       * redirected here may still be on their way out */
+	uint64_t sent;        /* bytes sluice wrote to this socket */
+	/* bpf_bypass: the socket's byte stream is bp_base + sent + *bp_redir
+	 * once the kernel's backlog for it is written (set at attach). */
+	int64_t bp_base;
+	const uint64_t *bp_redir; /* the kernel's count of bytes it redirected here */
 	bool parse_blocked;   /* parsing stopped until the forward part is sent */
 };
 
@@ -51,6 +56,10 @@ void pgsock_close(struct loop *l, struct pgsock *s);
  * first full read). Returns bytes read (>0), 0 on EOF, -EAGAIN when
  * nothing is there, -ENOBUFS when rbuf is full, or another -errno. */
 int pgsock_read(struct pgsock *s);
+
+/* Bytes ever queued on a TCP socket, by anyone: acknowledged plus still in
+ * the send queue. -1 when fd is not TCP (or the kernel does not say). */
+int64_t pgsock_tcp_queued(int fd);
 
 /* Bytes of rbuf not yet examined. */
 static inline uint32_t pgsock_unexamined(const struct pgsock *s) { return iobuf_len(&s->rbuf) - s->fwd; }

@@ -781,6 +781,7 @@ int pool_set_paused(const char *db, bool paused)
 		n++;
 	}
 	pthread_mutex_unlock(&pools_lock);
+	bypass_sync_pools(); /* before PAUSE or RESUME is answered */
 	return n;
 }
 
@@ -835,6 +836,7 @@ int pool_reconnect(const char *db)
 		pthread_mutex_unlock(&p->lock);
 		n++;
 	}
+	bypass_sync_pools(); /* servers lent before are not linked again */
 	return n;
 }
 
@@ -893,6 +895,7 @@ void pool_reconfigure(const struct config *cfg)
 			log_info("pool %s/%s: server settings changed; its connections are replaced", p->db_name, p->user);
 	}
 	pthread_mutex_unlock(&pools_lock);
+	bypass_sync_pools();
 }
 
 struct pool *pool_current(struct pool *p, char *err, size_t errlen)

@@ -60,6 +60,7 @@ void server_close(struct server *s, const char *reason)
 {
 	if (s->closed)
 		return;
+	bool was_in_sockhash = s->bp_slot != 0;
 	bypass_server_forget(s); /* a client linked in the kernel comes back with it */
 	if (s->closed)
 		return;
@@ -86,6 +87,15 @@ void server_close(struct server *s, const char *reason)
 		uint8_t bye[5] = { 'X', 0, 0, 0, 4 };
 		if (send(s->sock.h.fd, bye, sizeof(bye), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			(void)0;
+	}
+	if (was_in_sockhash && s->outstanding > 0 && s->sock.h.fd >= 0) {
+		/* Bytes the server sent that nobody read sit in the sockhash's
+		 * queue, where close() does not see them: it would end with a
+		 * FIN, and a backend blocked on a full window would notice only
+		 * at its next window probe (seconds). Reset, as close() does for
+		 * unread bytes elsewhere. */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		(void)setsockopt(s->sock.h.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
 	pgsock_close(&s->worker->loop, &s->sock);
 	pool_server_gone(s->pool, was_connecting);
@@ -603,7 +613,7 @@ void server_link_from_kernel(struct server *s, struct client *c, int outstanding
 	s->tracking = quiet && track_enabled(s->pool);
 	s->bp_retrack = !quiet && track_enabled(s->pool);
 	s->query_start_us = t->query_start_us ? t->query_start_us : now;
-	s->xact_begin_us = now;
+	s->xact_begin_us = t->xact_begin_us ? t->xact_begin_us : (quiet && tx_status == 'I' ? 0 : now);
 	s->ready_since_us = t->ready_since_us ? t->ready_since_us : now;
 	s->xact_start_us = tx_status == 'I' ? 0 : (t->xact_start_us ? t->xact_start_us : now);
 	server_set_state(s, SERVER_ACTIVE);

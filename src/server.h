@@ -98,6 +98,7 @@ struct server_kernel_times {
 	int64_t query_start_us; /* oldest unanswered request (0 = unknown) */
 	int64_t ready_since_us; /* last ReadyForQuery */
 	int64_t xact_start_us;  /* transaction began, 0 = none */
+	int64_t xact_begin_us;  /* its first request (SHOW STATS), 0 = none open */
 };
 void server_link_from_kernel(struct server *s, struct client *c, int outstanding, bool mid_batch,
 			     char tx_status, bool at_boundary, const struct server_kernel_times *t);

@@ -5,9 +5,7 @@
 
 #include <string.h>
 
-const int64_t stats_bucket_us[STATS_BUCKETS - 1] = {
-	100, 500, 1000, 5000, 10000, 50000, 100000, 500000, 1000000, 5000000, 10000000,
-};
+const int64_t stats_bucket_us[STATS_BUCKETS - 1] = { STATS_BUCKET_BOUNDS_US };
 
 static int bucket_of(int64_t us)
 {

@@ -13,9 +13,10 @@
 
 #include <stdint.h>
 
+#include "stats_buckets.h"
+
 /* Upper bounds of the duration histogram buckets, in microseconds; the last
- * bucket (+Inf) has no bound. */
-#define STATS_BUCKETS 12
+ * bucket (+Inf) has no bound (stats_buckets.h). */
 extern const int64_t stats_bucket_us[STATS_BUCKETS - 1];
 
 /* Distinct SQLSTATE classes counted per slot; more land in class "??". */

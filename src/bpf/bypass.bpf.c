@@ -83,7 +83,10 @@ struct {
 /* Shared with sluice through the mapped .bss. */
 struct bp_sock bp_socks[BP_MAX_SOCKS];
 struct bp_group bp_groups[BP_MAX_GROUPS];
+struct bp_traffic bp_traffic[BP_MAX_SOCKS]; /* by client slot */
 __u32 bp_enabled;
+
+static const __u64 bucket_bound_us[STATS_BUCKETS - 1] = { STATS_BUCKET_BOUNDS_US };
 
 /* What one skb holds, judged before the pair is locked. */
 struct skb_scan {
@@ -103,6 +106,53 @@ static __always_inline struct bp_stats *stats(void)
 {
 	__u32 zero = 0;
 	return bpf_map_lookup_elem(&bp_stats_map, &zero);
+}
+
+/* The histogram bucket of a duration (stats_buckets.h). */
+static __always_inline __u32 bucket_of(__u64 us)
+{
+	__u32 b = 0;
+#pragma unroll
+	for (__u32 k = 0; k < STATS_BUCKETS - 1; k++)
+		if (us > bucket_bound_us[k])
+			b = k + 1;
+	return b < STATS_BUCKETS ? b : STATS_BUCKETS - 1;
+}
+
+/* Count what a server's answer carried for client slot cx: queries and
+ * transactions, with durations as user space measures them. Called under
+ * the pair's lock, with the client's busy_ns before this answer and the
+ * requests still unanswered after it. The transaction and query counts go
+ * last: sluice takes them first (bypass_client_count), so whatever it
+ * finds of an answer's other figures, the rest follows with a count it
+ * checks on its next look. */
+static __always_inline void count_answer(__u32 cx, const struct skb_scan *r, __u64 busy_ns,
+					 __s32 pending, __u64 now, __u32 len)
+{
+	struct bp_traffic *t = &bp_traffic[cx & (BP_MAX_SOCKS - 1)];
+	__sync_fetch_and_add(&t->bytes_out, len);
+	if (!r->z_count)
+		return;
+	/* Pipelined answers in one skb: the first ran from the oldest
+	 * request, the others from the answer before them (no time). */
+	__u64 q_us = busy_ns && now > busy_ns ? (now - busy_ns) / 1000 : 0;
+	__sync_fetch_and_add(&t->query_us, q_us);
+	__sync_fetch_and_add(&t->query_hist[bucket_of(q_us)], 1);
+	if (r->z_count > 1)
+		__sync_fetch_and_add(&t->query_hist[0], r->z_count - 1);
+	if (r->z_idle) {
+		__u64 begin = t->begin_ns;
+		__u64 x_us = begin && now > begin ? (now - begin) / 1000 : 0;
+		__sync_fetch_and_add(&t->xact_us, x_us);
+		__sync_fetch_and_add(&t->xact_hist[bucket_of(x_us)], 1);
+		if (r->z_idle > 1)
+			__sync_fetch_and_add(&t->xact_hist[0], r->z_idle - 1);
+		/* Still in a transaction, or pipelined requests unanswered:
+		 * the next one runs from here. */
+		t->begin_ns = r->z_status == 'I' && pending == 0 ? 0 : now;
+		__sync_fetch_and_add(&t->xacts, r->z_idle);
+	}
+	__sync_fetch_and_add(&t->queries, r->z_count);
 }
 
 /* Count a hand-over and tell sluice which slot to look at. */
@@ -386,7 +436,7 @@ int client_verdict(struct __sk_buff *skb)
 		struct bp_group *g = &bp_groups[c->group & (BP_MAX_GROUPS - 1)];
 		if (!pgf_at_boundary(&c->fr))
 			reason = BPR_FRAMING;
-		else if (g->waiters)
+		else if (g->waiters || g->hold)
 			reason = BPR_WAITERS;
 		else {
 			for (__u32 i = 0; i < BP_GROUP_SERVERS; i++) {
@@ -394,7 +444,7 @@ int client_verdict(struct __sk_buff *skb)
 				if (cand == 0 || cand > BP_MAX_SOCKS)
 					continue;
 				struct bp_sock *s = &bp_socks[(cand - 1) & (BP_MAX_SOCKS - 1)];
-				if (s->owner == BP_OWNER_IDLE && s->pkey == c->pkey &&
+				if (s->owner == BP_OWNER_IDLE && s->pkey == c->pkey && s->gen == g->gen &&
 				    __sync_val_compare_and_swap(&s->owner, BP_OWNER_IDLE, x + 1) == BP_OWNER_IDLE) {
 					srv = cand;
 					break;
@@ -408,6 +458,9 @@ int client_verdict(struct __sk_buff *skb)
 			}
 		}
 	}
+	struct bp_sock *target = &bp_socks[(srv - 1) & (BP_MAX_SOCKS - 1)];
+	if (reason == BPR_COUNT && target->burst + skb->len > BP_BURST_MAX)
+		reason = BPR_LARGE; /* the server is not reading: user space's buffers limit it */
 	if (reason != BPR_COUNT) {
 		c->reason = (__u8)reason;
 		c->ctl = BP_CTL(BP_USER, gen);
@@ -419,10 +472,19 @@ int client_verdict(struct __sk_buff *skb)
 	c->active_ns = now;
 	if (c->pending == 0 && r.requests)
 		c->busy_ns = now;
+	struct bp_traffic *t = &bp_traffic[x & (BP_MAX_SOCKS - 1)];
+	__sync_fetch_and_add(&t->bytes_in, skb->len);
+	if (r.requests && !t->begin_ns)
+		t->begin_ns = now;
 	c->pending += (__s32)r.requests;
 	if (r.mid_batch >= 0)
 		c->mid_batch = (__u8)r.mid_batch;
-	peer_cookie = bp_socks[(srv - 1) & (BP_MAX_SOCKS - 1)].cookie;
+	peer_cookie = target->cookie;
+	/* Counted before the pair is unlocked: sluice, once it has the
+	 * pair, must find every redirected byte here. */
+	__sync_fetch_and_add(&target->redir, skb->len);
+	target->burst += skb->len;
+	c->burst = 0;
 	c->ctl = BP_CTL(BP_KERNEL, gen);
 	bpf_spin_unlock(&lk->l);
 
@@ -491,8 +553,13 @@ int server_verdict(struct __sk_buff *skb)
 		reason = BPR_SERVER_MSG;
 	else if (r.bad)
 		reason = BPR_FRAMING;
-	else if (release && bp_groups[s->group & (BP_MAX_GROUPS - 1)].waiters)
-		reason = BPR_WAITERS;
+	else if (release) {
+		struct bp_group *g = &bp_groups[s->group & (BP_MAX_GROUPS - 1)];
+		if (g->waiters || g->hold || s->gen != g->gen)
+			reason = BPR_WAITERS;
+	}
+	if (reason == BPR_COUNT && c->burst + skb->len > BP_BURST_MAX)
+		reason = BPR_LARGE; /* the client is not reading: see BP_BURST_MAX */
 	if (reason != BPR_COUNT) {
 		c->reason = (__u8)reason;
 		c->ctl = BP_CTL(BP_USER, gen);
@@ -501,6 +568,7 @@ int server_verdict(struct __sk_buff *skb)
 		return SK_PASS;
 	}
 	s->fr = fr;
+	count_answer(cx, &r, c->busy_ns, pending, now, skb->len);
 	c->pending = pending;
 	if (r.z_count) {
 		if (r.z_status == 'I')
@@ -512,6 +580,9 @@ int server_verdict(struct __sk_buff *skb)
 		c->busy_ns = now; /* a pipelined request runs from here */
 	}
 	__u64 client_cookie = c->cookie;
+	__sync_fetch_and_add(&c->redir, skb->len); /* see client_verdict */
+	c->burst += skb->len;
+	s->burst = 0;
 	if (release) {
 		c->peer = 0;
 		s->active_ns = now;

@@ -23,6 +23,7 @@
 #define SLUICE_BYPASS_SHARED_H
 
 #include "pgframe.h"
+#include "../stats_buckets.h"
 
 #ifdef __BPF__
 typedef __u64 bp_u64;
@@ -34,6 +35,12 @@ typedef uint64_t bp_u64;
 #define BP_MAX_GROUPS 1024u       /* (pool, worker) groups of idle servers */
 #define BP_GROUP_SERVERS 32u      /* idle servers the kernel can take per group */
 #define BP_MAX_MSGS 65536u        /* messages examined per skb (bpf_loop turns); more = user space */
+/* Bytes the kernel redirects to a socket that has sent nothing since: past
+ * this, the pair goes to user space, whose buffers stop reading the sender
+ * when the receiver does not keep up. The kernel's own queue of redirected
+ * bytes has no such limit (a client that stops reading during a large
+ * result would make it hold the whole result). */
+#define BP_BURST_MAX (256u * 1024u)
 
 enum bp_mode {
 	BP_FREE = 0,   /* slot unused */
@@ -61,10 +68,12 @@ enum bp_reason {
 	BPR_MESSAGE = 0,    /* a message sluice must see (named statement, Terminate, ...) */
 	BPR_NO_SERVER = 1,  /* no idle server in the group */
 	BPR_FRAMING = 2,    /* framing error or too many messages in one skb */
-	BPR_WAITERS = 3,    /* clients wait in user space: the server goes to them */
+	BPR_WAITERS = 3,    /* clients wait in user space, or sluice holds the pool
+			     * (PAUSE, SUSPEND, shutdown, RECONNECT): the server goes to it */
 	BPR_DISABLED = 4,   /* bypass switched off */
 	BPR_SERVER_MSG = 5, /* the server sent something sluice must see */
-	BPR_COUNT = 6,
+	BPR_LARGE = 6,      /* more than BP_BURST_MAX bytes one way without an answer */
+	BPR_COUNT = 7,
 };
 
 struct bp_sock {
@@ -77,6 +86,8 @@ struct bp_sock {
 	pgf_u32 opts;       /* client: PGF_OPT_* */
 	pgf_u32 pkey;       /* hash of the reported parameters the client expects, or
 			     * the server has: the kernel links only equal keys */
+	pgf_u32 gen;        /* server: its pool's generation (RECONNECT, RELOAD) */
+	pgf_u32 burst;      /* bytes redirected to this socket since it last sent (BP_BURST_MAX) */
 	pgf_s32 pending;    /* client: Query/Sync/FunctionCall not yet answered */
 	pgf_u8 mid_batch;   /* client: extended-protocol messages since the last Sync */
 	pgf_u8 status;      /* client: status of the last ReadyForQuery it got */
@@ -88,6 +99,9 @@ struct bp_sock {
 	bp_u64 busy_ns;     /* client: oldest unanswered request sent */
 	bp_u64 ready_ns;    /* client: last ReadyForQuery it got */
 	bp_u64 xact_ns;     /* client: its transaction began (status left 'I') */
+	bp_u64 redir;       /* bytes the programs redirected to this socket: the kernel
+			     * writes them from a work queue after the program returns,
+			     * and sluice's own writes after a hand-over wait for them */
 };
 
 /* A hand-over, told to sluice through the bp_events ring buffer: sockets
@@ -102,6 +116,25 @@ struct bp_group {
 	pgf_u32 srv[BP_GROUP_SERVERS]; /* server slot + 1, 0 = empty; written by sluice only */
 	pgf_u32 waiters;    /* clients of the pool queued in user space: a server the
 			     * kernel frees goes to them instead of the idle set */
+	pgf_u32 hold;       /* PAUSE, SUSPEND, shutdown: the kernel starts no
+			     * transaction and hands every freed server up */
+	pgf_u32 gen;        /* the pool's generation: a server lent before a
+			     * RECONNECT or RELOAD is not linked again */
+};
+
+/* What the kernel carried for one client slot, for SHOW STATS and the pool
+ * counters: the programs add to it (atomically, under the pair's lock);
+ * the client's worker takes it with atomic exchanges to zero and adds it
+ * to its pool (bypass_client_count). Durations as sluice measures them in
+ * user space: a query from its request to its ReadyForQuery, a transaction
+ * from its first request to ReadyForQuery 'I'. */
+struct bp_traffic {
+	bp_u64 xacts, queries;
+	bp_u64 bytes_in;      /* from the client */
+	bp_u64 bytes_out;     /* from the server, for the client */
+	bp_u64 xact_us, query_us;
+	bp_u64 begin_ns;      /* the open transaction's first request, 0 = none */
+	pgf_u32 query_hist[STATS_BUCKETS], xact_hist[STATS_BUCKETS];
 };
 
 /* Counters the programs keep per CPU (one PERCPU_ARRAY element). */

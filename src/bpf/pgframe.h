@@ -166,13 +166,15 @@ static inline int pgf_client_verdict(pgf_u8 type, const pgf_u8 *first, pgf_u32 n
 static inline int pgf_server_verdict(pgf_u8 type)
 {
 	switch (type) {
-	case '1': case '2': case '3': case 'A': case 'C': case 'D': case 'E':
+	case '1': case '2': case '3': case 'A': case 'C': case 'D':
 	case 'I': case 'N': case 'T': case 'V': case 'Z': case 'n': case 's':
 	case 't': case 'G': case 'H': case 'W': case 'd': case 'c':
 		return PGF_OK;
 	default:
 		/* ParameterStatus ('S') changes what sluice must keep in step;
-		 * authentication or unknown messages are not for the fast path. */
+		 * an ErrorResponse ('E') is counted by SQLSTATE class (SHOW STATS,
+		 * /metrics) and may end a pin; authentication or unknown messages
+		 * are not for the fast path. */
 		return PGF_USER;
 	}
 }

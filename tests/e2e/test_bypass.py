@@ -87,6 +87,44 @@ def test_select_only_mostly_in_kernel(sluice, pg, bench_db):
     assert int(rows["kernel_bytes"]) > 0
 
 
+def stats_row(s, db):
+    with s.connect(db="sluice", user="sluice_test") as c:
+        cur = c.execute("SHOW STATS")
+        names = [d.name for d in cur.description]
+        for row in cur.fetchall():
+            r = dict(zip(names, row))
+            if r["database"] == db:
+                return r
+    return None
+
+
+def test_show_stats_counts_kernel_transactions(sluice, pg, bench_db):
+    """SHOW STATS (and the pool counters behind /metrics and log_stats)
+    include what the kernel carried: a PgBouncer user reading them sees the
+    same totals with bypass on as off."""
+    s = start(sluice, pg, db=bench_db, default_pool_size=4)
+    n = check_pgbench(s.pgbench("-S", "-c", "4", "-j", "2", "-T", "2", db=bench_db))
+    rows = bypass_rows(s)
+    assert int(rows["kernel_transactions"]) >= 0.8 * n, rows
+    # The workers' tick moves the kernel's counts into the pool's.
+    deadline = time.monotonic() + 5
+    while True:
+        st = stats_row(s, bench_db)
+        if st and int(st["total_xact_count"]) >= n or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert st is not None
+    assert n <= int(st["total_xact_count"]) <= n + 20, (n, st)
+    assert int(st["total_query_count"]) >= n, (n, st)
+    # pgbench -S sends a ~60-byte Query and gets a ~100-byte answer per
+    # transaction.
+    assert int(st["total_received"]) >= 30 * n, (n, st)
+    assert int(st["total_sent"]) >= 50 * n, (n, st)
+    assert int(st["total_xact_time"]) > 0 and int(st["total_query_time"]) > 0, st
+    # Most of them came from the kernel, not from user space.
+    assert int(bypass_rows(s)["user_transactions"]) <= 0.2 * n + 20
+
+
 @pytest.mark.parametrize("args", [["-M", "extended"], ["-M", "simple"], ["-M", "prepared"], []],
                          ids=["extended", "simple-tpcb", "prepared", "tpcb"])
 def test_pgbench_modes(sluice, pg, bench_db, args):

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bypass.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -66,7 +67,7 @@ static void test_render_without_pools(void)
 	 * fallback reasons). */
 	CHECK(strstr(body, "sluice_pool_clients{") == NULL && strstr(body, "sluice_pool_transactions_total{") == NULL);
 	CHECK(strstr(body, "\nsluice_bypass_enabled 0\n") != NULL);
-	CHECK(count(body, "sluice_bypass_fallbacks_total{reason=") == 6);
+	CHECK(count(body, "sluice_bypass_fallbacks_total{reason=") == BYPASS_REASONS);
 	CHECK(body[strlen(body) - 1] == '\n');
 	free(body);
 }

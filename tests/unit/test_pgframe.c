@@ -571,12 +571,12 @@ static void test_client_effect(void)
 
 static void test_server_verdict(void)
 {
-	static const char ok[] = "123ACDEINTVZnstGHWdc";
+	static const char ok[] = "123ACDINTVZnstGHWdc";
 	for (const char *t = ok; *t; t++)
 		CHECK(pgf_server_verdict((uint8_t)*t) == PGF_OK);
-	/* ParameterStatus, authentication, BackendKeyData,
+	/* ParameterStatus, ErrorResponse, authentication, BackendKeyData,
 	 * NegotiateProtocolVersion, and bytes that are no type */
-	static const uint8_t user[] = { 'S', 'R', 'K', 'v', 'X', 'Q', 0, 0xff };
+	static const uint8_t user[] = { 'S', 'E', 'R', 'K', 'v', 'X', 'Q', 0, 0xff };
 	for (size_t i = 0; i < sizeof(user); i++)
 		CHECK(pgf_server_verdict(user[i]) == PGF_USER);
 }
