@@ -126,6 +126,7 @@ static void show_bypass(struct admin_reply *r)
 		bypass_row_u(r, name, b.fallback[i]);
 	}
 	bypass_row_u(r, "takeovers", b.takeovers);
+	bypass_row_u(r, "resent_bytes", b.resent_bytes);
 	bypass_row_u(r, "kernel_clients", (uint64_t)(b.kernel_clients > 0 ? b.kernel_clients : 0));
 	bypass_row_u(r, "lent_servers", (uint64_t)(b.lent_servers > 0 ? b.lent_servers : 0));
 	bypass_row_u(r, "slots_used", (uint64_t)(b.slots_used > 0 ? b.slots_used : 0));

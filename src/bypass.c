@@ -28,7 +28,7 @@
 #include "worker.h"
 
 const char *const bypass_reason_names[BYPASS_REASONS] = {
-	"message", "no_server", "framing", "waiters", "disabled", "server_message", "large",
+	"message", "no_server", "framing", "waiters", "disabled", "server_message", "large", "resent",
 };
 
 #ifdef SLUICE_BPF
@@ -140,6 +140,8 @@ static uint32_t slot_attach(int fd, int map_fd, int role, void *obj, int worker_
 	st->reason = BPR_COUNT;
 	st->redir = 0;
 	st->burst = 0;
+	st->rx_seen = 0;
+	st->resent = 0;
 	__atomic_store_n(&st->ctl, BP_CTL(BP_USER, 0), __ATOMIC_RELEASE);
 	uint32_t s32 = (uint32_t)slot;
 	uint64_t fd64 = (uint64_t)fd;
@@ -170,7 +172,14 @@ static uint32_t sock_attach(struct pgsock *sk, int map_fd, int role, void *obj, 
 	 * process's (online restart), none the kernel's. */
 	sk->bp_base = queued - (int64_t)sk->sent;
 	sk->bp_redir = &socks[slot1 - 1].redir;
+	sk->bp_in = &socks[slot1 - 1];
 	return slot1;
+}
+
+bool bypass_sock_resent(const struct pgsock *sk)
+{
+	const struct bp_sock *st = sk->bp_in;
+	return st && __atomic_load_n(&st->resent, __ATOMIC_ACQUIRE);
 }
 
 /* ---- groups: (pool, worker) ---- */
@@ -604,6 +613,7 @@ void bypass_client_forget(struct client *c)
 	}
 	slot_free(c->bp_slot - 1);
 	c->sock.bp_redir = NULL;
+	c->sock.bp_in = NULL;
 	bypass_client_count(c); /* and the slot starts from zero for its next socket */
 	traffic[c->bp_slot - 1].begin_ns = 0;
 	c->bp_slot = 0;
@@ -756,6 +766,7 @@ void bypass_server_forget(struct server *s)
 		bypass_server_event(s); /* take it back, with its client if it has one */
 	slot_free(s->bp_slot - 1);
 	s->sock.bp_redir = NULL;
+	s->sock.bp_in = NULL;
 	s->bp_slot = 0;
 }
 
@@ -1140,6 +1151,7 @@ void bypass_stats(struct bypass_stats *out)
 			out->kernel_transactions += per[i].kernel_transactions;
 			out->kernel_bytes += per[i].kernel_bytes;
 			out->kernel_links += per[i].kernel_links;
+			out->resent_bytes += per[i].resent_bytes;
 			for (int r = 0; r < BPR_COUNT; r++)
 				out->fallback[r] += per[i].fallbacks[r];
 		}
@@ -1150,6 +1162,12 @@ void bypass_stats(struct bypass_stats *out)
 }
 
 #else /* !SLUICE_BPF */
+
+bool bypass_sock_resent(const struct pgsock *sk)
+{
+	(void)sk;
+	return false;
+}
 
 void bypass_apply(const struct config *cfg)
 {

@@ -112,7 +112,7 @@ void bypass_pool_waiters(struct pool *p, int n_waiting);
 
 /* SHOW BYPASS and /metrics. Reasons the kernel hands a pair up (enum
  * bp_reason in bpf/bypass_shared.h). */
-#define BYPASS_REASONS 7
+#define BYPASS_REASONS 8
 struct bypass_stats {
 	bool built;                    /* compiled with BPF support */
 	bool enabled;                  /* switched on and working */
@@ -124,11 +124,17 @@ struct bypass_stats {
 	uint64_t fallbacks;            /* sum of the below */
 	uint64_t fallback[BYPASS_REASONS]; /* enum bp_reason */
 	uint64_t takeovers;            /* pairs taken back by sluice itself */
+	uint64_t resent_bytes;         /* bytes TCP handed over twice, removed (BP_CUTS) */
 	int64_t kernel_clients;        /* clients in the kernel now */
 	int64_t lent_servers;          /* servers lent now */
 	int64_t slots_used;
 };
 extern const char *const bypass_reason_names[BYPASS_REASONS];
 void bypass_stats(struct bypass_stats *out);
+
+/* pgsock_read: did TCP hand the kernel path bytes of this socket twice
+ * ("Resent bytes" in bpf/bypass_shared.h)? Then the stream cannot go on. */
+struct pgsock;
+bool bypass_sock_resent(const struct pgsock *sk);
 
 #endif

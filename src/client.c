@@ -1239,7 +1239,7 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 			return;
 		int n = pgsock_read(&c->sock);
 		if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
-			client_close(c, n == 0 ? "client closed connection" : "read failed");
+			client_close(c, n == 0 ? "client closed connection" : pgsock_read_failure(n, "read failed"));
 			return;
 		}
 		if (n > 0) {

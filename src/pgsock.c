@@ -2,6 +2,7 @@
  * pgsock.c - see pgsock.h.
  */
 #include "pgsock.h"
+#include "bypass.h"
 
 #include <linux/sockios.h>
 #include <linux/tcp.h>
@@ -122,6 +123,8 @@ int pgsock_read(struct pgsock *s)
 	if (s->ssl)
 		return tls_read(s);
 	ssize_t n = recv(s->h.fd, s->rbuf.data + s->rbuf.end, iobuf_space(&s->rbuf), 0);
+	if (n > 0 && bypass_sock_resent(s))
+		return PGSOCK_ERESENT;
 	if (n > 0) {
 		s->rbuf.end += (uint32_t)n;
 		return (int)n;
@@ -134,6 +137,14 @@ int pgsock_read(struct pgsock *s)
 		return -EAGAIN;
 	}
 	return -errno;
+}
+
+const char *pgsock_read_failure(int n, const char *what)
+{
+	if (n == PGSOCK_ERESENT)
+		return "bpf_bypass: TCP delivered retransmitted bytes twice to the kernel fast path; "
+		       "the connection cannot go on";
+	return what;
 }
 
 int64_t pgsock_tcp_queued(int fd)

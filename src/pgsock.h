@@ -15,6 +15,7 @@
 #ifndef SLUICE_PGSOCK_H
 #define SLUICE_PGSOCK_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -45,6 +46,7 @@ struct pgsock {
 	 * once the kernel's backlog for it is written (set at attach). */
 	int64_t bp_base;
 	const uint64_t *bp_redir; /* the kernel's count of bytes it redirected here */
+	void *bp_in;          /* bpf_bypass: the socket's slot (bypass_sock_resent) */
 	bool parse_blocked;   /* parsing stopped until the forward part is sent */
 };
 
@@ -54,8 +56,13 @@ void pgsock_close(struct loop *l, struct pgsock *s);
 
 /* recv() as much as fits into rbuf (at most one call per wakeup beyond the
  * first full read). Returns bytes read (>0), 0 on EOF, -EAGAIN when
- * nothing is there, -ENOBUFS when rbuf is full, or another -errno. */
+ * nothing is there, -ENOBUFS when rbuf is full, PGSOCK_ERESENT, or
+ * another -errno. */
 int pgsock_read(struct pgsock *s);
+/* bpf_bypass: TCP gave the kernel path bytes twice; the stream is lost. */
+#define PGSOCK_ERESENT (-EBADMSG)
+/* Why a pgsock_read result n < 0 ends the connection, for the log. */
+const char *pgsock_read_failure(int n, const char *what);
 
 /* Bytes ever queued on a TCP socket, by anyone: acknowledged plus still in
  * the send queue. -1 when fd is not TCP (or the kernel does not say). */

@@ -1019,7 +1019,8 @@ static void server_cb(struct loop_handle *h, uint32_t revents)
 	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 		int n = pgsock_read(&s->sock);
 		if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
-			server_close(s, n == 0 ? "server closed the connection unexpectedly" : "read from server failed");
+			server_close(s, n == 0 ? "server closed the connection unexpectedly"
+					    : pgsock_read_failure(n, "read from server failed"));
 			return;
 		}
 		if (n > 0 && s->client)

@@ -377,6 +377,35 @@ static __always_inline __u32 slot_of(struct __sk_buff *skb, int *ok)
 	return p ? *p & (BP_MAX_SOCKS - 1) : 0;
 }
 
+/* Bytes at the head of skb that TCP handed to the programs before (see
+ * "Resent bytes" in bypass_shared.h), from the sequence number TCP keeps
+ * in the skb's control block (its first word). Verdicts for one socket
+ * run one at a time. */
+static __always_inline __u32 resent_bytes(struct __sk_buff *skb, struct bp_sock *me)
+{
+	__u32 seq = skb->cb[0], end = seq + skb->len, dup = 0;
+	if (me->rx_seen && (__s32)(me->rx_next - seq) > 0)
+		dup = me->rx_next - seq;
+	if (!me->rx_seen || (__s32)(end - me->rx_next) > 0) {
+		me->rx_next = end;
+		me->rx_seen = 1;
+	}
+	if (dup) {
+		struct bp_stats *st = stats();
+		if (st)
+			st->resent_bytes += dup < skb->len ? dup : skb->len;
+	}
+	return dup;
+}
+
+/* The skb goes up to user space; one that repeats bytes marks the socket. */
+static __always_inline int pass_up(struct bp_sock *me, __u32 dup)
+{
+	if (dup)
+		me->resent = 1; /* before the bytes reach the queue sluice reads */
+	return SK_PASS;
+}
+
 /* User space has the pair: pass, and let sluice see that bytes went up
  * (the generation moves) so it does not hand the client back too early. */
 static __always_inline int pass_user(struct bp_sock *c)
@@ -399,8 +428,9 @@ int client_verdict(struct __sk_buff *skb)
 	if (!ok)
 		return SK_PASS;
 	struct bp_sock *c = &bp_socks[x];
+	__u32 dup = resent_bytes(skb, c);
 	if (BP_CTL_MODE(c->ctl) == BP_USER && pass_user(c))
-		return SK_PASS;
+		return pass_up(c, dup);
 
 	struct scan_ctx x_ = { .fr = c->fr, .opts = c->opts, .r = { .mid_batch = -1 } };
 	scan(skb, &x_, 1);
@@ -411,7 +441,7 @@ int client_verdict(struct __sk_buff *skb)
 
 	struct bp_lock *lk = bpf_map_lookup_elem(&bp_locks, &x);
 	if (!lk)
-		return SK_PASS;
+		return pass_up(c, dup);
 	__u64 now = bpf_ktime_get_ns();
 	__u32 reason = BPR_COUNT;
 	__u64 peer_cookie = 0;
@@ -422,12 +452,14 @@ int client_verdict(struct __sk_buff *skb)
 	    __sync_val_compare_and_swap(&c->ctl, old, BP_CTL(BP_BUSY, BP_CTL_GEN(old))) != old) {
 		bpf_spin_unlock(&lk->l);
 		pass_user(c);
-		return SK_PASS;
+		return pass_up(c, dup);
 	}
 	__u32 gen = BP_CTL_GEN(old) + 1;
 	__u32 srv = c->peer;
 	if (!bp_enabled)
 		reason = BPR_DISABLED;
+	else if (dup)
+		reason = BPR_RESENT; /* never to the peer */
 	else if (r.user)
 		reason = BPR_MESSAGE;
 	else if (r.bad)
@@ -466,7 +498,7 @@ int client_verdict(struct __sk_buff *skb)
 		c->ctl = BP_CTL(BP_USER, gen);
 		bpf_spin_unlock(&lk->l);
 		count_fallback(x, reason);
-		return SK_PASS;
+		return pass_up(c, dup);
 	}
 	c->fr = fr;
 	c->active_ns = now;
@@ -504,19 +536,20 @@ int server_verdict(struct __sk_buff *skb)
 	if (!ok)
 		return SK_PASS;
 	struct bp_sock *s = &bp_socks[x];
+	__u32 dup = resent_bytes(skb, s);
 	__u32 owner = s->owner;
 	if (owner == BP_OWNER_USER)
-		return SK_PASS;
+		return pass_up(s, dup);
 	if (owner == BP_OWNER_IDLE) {
 		/* Nobody asked: a notice, or the server going away. Sluice
 		 * decides; no client may take this server meanwhile. */
 		if (__sync_val_compare_and_swap(&s->owner, BP_OWNER_IDLE, BP_OWNER_USER) == BP_OWNER_IDLE) {
 			count_fallback(x, BPR_SERVER_MSG);
-			return SK_PASS;
+			return pass_up(s, dup);
 		}
 		owner = s->owner;
 		if (owner == BP_OWNER_USER || owner == BP_OWNER_IDLE)
-			return SK_PASS;
+			return pass_up(s, dup);
 	}
 	__u32 cx = (owner - 1) & (BP_MAX_SOCKS - 1);
 	struct bp_sock *c = &bp_socks[cx];
@@ -528,7 +561,7 @@ int server_verdict(struct __sk_buff *skb)
 
 	struct bp_lock *lk = bpf_map_lookup_elem(&bp_locks, &cx);
 	if (!lk)
-		return SK_PASS;
+		return pass_up(s, dup);
 	__u64 now = bpf_ktime_get_ns();
 	bpf_spin_lock(&lk->l);
 	__u64 old = c->ctl;
@@ -536,7 +569,7 @@ int server_verdict(struct __sk_buff *skb)
 	    __sync_val_compare_and_swap(&c->ctl, old, BP_CTL(BP_BUSY, BP_CTL_GEN(old))) != old) {
 		bpf_spin_unlock(&lk->l);
 		pass_user(c); /* sluice may be linking the pair: it must see this */
-		return SK_PASS;
+		return pass_up(s, dup);
 	}
 	__u32 gen = BP_CTL_GEN(old) + 1;
 	__u32 reason = BPR_COUNT;
@@ -549,6 +582,8 @@ int server_verdict(struct __sk_buff *skb)
 		      !c->mid_batch && r.z_status == 'I' && pgf_at_boundary(&c->fr);
 	if (!bp_enabled)
 		reason = BPR_DISABLED;
+	else if (dup)
+		reason = BPR_RESENT; /* never to the peer */
 	else if (r.user)
 		reason = BPR_SERVER_MSG;
 	else if (r.bad)
@@ -565,7 +600,7 @@ int server_verdict(struct __sk_buff *skb)
 		c->ctl = BP_CTL(BP_USER, gen);
 		bpf_spin_unlock(&lk->l);
 		count_fallback(cx, reason);
-		return SK_PASS;
+		return pass_up(s, dup);
 	}
 	s->fr = fr;
 	count_answer(cx, &r, c->busy_ns, pending, now, skb->len);

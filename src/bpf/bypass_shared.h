@@ -41,6 +41,15 @@ typedef uint64_t bp_u64;
  * bytes has no such limit (a client that stops reading during a large
  * result would make it hold the whole result). */
 #define BP_BURST_MAX (256u * 1024u)
+/* Resent bytes: the kernel's stream verdict path takes whole skbs from the
+ * TCP receive queue, and a retransmitted segment that overlaps bytes
+ * already received can be queued whole (a plain recv() skips the overlap;
+ * the verdict path does not, and counts the repeated bytes as read, so the
+ * socket's wake-ups stop working for small answers after). The programs
+ * track each socket's TCP sequence number; an skb that repeats bytes goes
+ * up to user space marked (bp_sock.resent), never to the peer, and sluice
+ * closes that connection with a clear error instead of a wrong answer or
+ * a hang. */
 
 enum bp_mode {
 	BP_FREE = 0,   /* slot unused */
@@ -73,7 +82,8 @@ enum bp_reason {
 	BPR_DISABLED = 4,   /* bypass switched off */
 	BPR_SERVER_MSG = 5, /* the server sent something sluice must see */
 	BPR_LARGE = 6,      /* more than BP_BURST_MAX bytes one way without an answer */
-	BPR_COUNT = 7,
+	BPR_RESENT = 7,     /* TCP handed the program bytes it had handed it before */
+	BPR_COUNT = 8,
 };
 
 struct bp_sock {
@@ -102,6 +112,10 @@ struct bp_sock {
 	bp_u64 redir;       /* bytes the programs redirected to this socket: the kernel
 			     * writes them from a work queue after the program returns,
 			     * and sluice's own writes after a hand-over wait for them */
+	/* Receiving side, whatever the mode (see "Resent bytes"): */
+	pgf_u32 rx_next;    /* TCP sequence number after the last byte seen */
+	pgf_u32 rx_seen;    /* rx_next is set */
+	pgf_u32 resent;     /* TCP repeated bytes: the stream cannot go on */
 };
 
 /* A hand-over, told to sluice through the bp_events ring buffer: sockets
@@ -143,6 +157,7 @@ struct bp_stats {
 	bp_u64 kernel_bytes;         /* bytes redirected socket to socket */
 	bp_u64 kernel_links;         /* servers taken from an idle set */
 	bp_u64 fallbacks[BPR_COUNT]; /* pairs handed to user space, by reason */
+	bp_u64 resent_bytes;         /* bytes TCP handed over twice (see "Resent bytes") */
 };
 
 #endif

@@ -571,7 +571,9 @@ class SluiceFactory:
             for p in inst.stop():
                 problems.append(f"[port {inst.port}] {p}\nlog tail:\n{tail(inst.log_text())}")
         for d in self.dirs:
-            shutil.rmtree(d, ignore_errors=True)
+            # SLUICE_E2E_KEEP=1 keeps each instance's directory (config, log) for a post-mortem.
+            if not os.environ.get("SLUICE_E2E_KEEP"):
+                shutil.rmtree(d, ignore_errors=True)
         return problems
 
 

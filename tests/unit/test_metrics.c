@@ -53,7 +53,8 @@ static void test_render_without_pools(void)
 		"sluice_pool_errors_total counter",
 		"sluice_bypass_enabled gauge", "sluice_bypass_kernel_transactions_total counter",
 		"sluice_bypass_user_transactions_total counter", "sluice_bypass_kernel_bytes_total counter",
-		"sluice_bypass_fallbacks_total counter", "sluice_bypass_kernel_clients gauge",
+		"sluice_bypass_fallbacks_total counter", "sluice_bypass_resent_bytes_total counter",
+		"sluice_bypass_kernel_clients gauge",
 		"sluice_bypass_lent_servers gauge",
 	};
 	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
