@@ -124,7 +124,7 @@ struct bypass_stats {
 	uint64_t fallbacks;            /* sum of the below */
 	uint64_t fallback[BYPASS_REASONS]; /* enum bp_reason */
 	uint64_t takeovers;            /* pairs taken back by sluice itself */
-	uint64_t resent_bytes;         /* bytes TCP handed over twice, removed (BP_CUTS) */
+	uint64_t resent_bytes;         /* bytes TCP handed over twice (their connections closed) */
 	int64_t kernel_clients;        /* clients in the kernel now */
 	int64_t lent_servers;          /* servers lent now */
 	int64_t slots_used;

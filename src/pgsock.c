@@ -123,7 +123,7 @@ int pgsock_read(struct pgsock *s)
 	if (s->ssl)
 		return tls_read(s);
 	ssize_t n = recv(s->h.fd, s->rbuf.data + s->rbuf.end, iobuf_space(&s->rbuf), 0);
-	if (n > 0 && bypass_sock_resent(s))
+	if (n > 0 && s->bp_in && bypass_sock_resent(s)) /* no call for sockets outside the sockhash */
 		return PGSOCK_ERESENT;
 	if (n > 0) {
 		s->rbuf.end += (uint32_t)n;
