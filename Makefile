@@ -81,26 +81,20 @@ unit: $(UNIT_BINS)
 e2e: $(BIN)
 	SLUICE_BIN=$(abspath $(BIN)) scripts/run-e2e.sh
 
-# The same end-to-end suite under the sanitizers; a sanitizer report in
-# sluice's log fails the test that caused it.
 # The core of the suite again with the kernel fast path on (bpf_bypass):
 # every sluice the tests start gets bpf_bypass = on. Where BPF cannot be
 # loaded sluice runs in user space and the tests still pass (test_bypass.py
 # says why it skips).
 # (pgbench and pinning under bypass are in test_bypass.py.) test_online_restart
 # is left out: clients that have been in the kernel do not move (docs/bypass.md).
-# So are the tests that move 100 MB and more over one connection: under
-# loopback reordering TCP sometimes hands the kernel path a retransmitted
-# segment twice, and sluice then closes that connection with an error
-# ("Resent bytes" in docs/bypass.md) - a kernel limit, not a test to flake.
 BYPASS_CORE := test_basic test_copy test_cancel test_prepared test_pool_modes test_params \
 	test_admin test_metrics test_memory
-BYPASS_BULK := not test_large_result_streams and not test_large_copy \
-	and not test_stalled_reader_does_not_grow_memory
 e2e-bypass: $(BIN)
 	SLUICE_BIN=$(abspath $(BIN)) SLUICE_E2E_INI_EXTRA="bpf_bypass=on" \
-		scripts/run-e2e.sh $(patsubst %,tests/e2e/%.py,$(BYPASS_CORE)) -k "$(BYPASS_BULK)"
+		scripts/run-e2e.sh $(patsubst %,tests/e2e/%.py,$(BYPASS_CORE))
 
+# The same end-to-end suite under the sanitizers; a sanitizer report in
+# sluice's log fails the test that caused it.
 e2e-asan:
 	$(MAKE) SAN=asan all
 	SLUICE_BIN=$(abspath build/sluice-asan) scripts/run-e2e.sh

@@ -65,9 +65,11 @@
 #                 result)
 #   rate_c8       pgbench -S -c 8 -j 2 -R RATE (4000 tx/s, a fixed offered
 #                 load): busy jiffies of the whole machine from /proc/stat
-#                 (user+nice+system+irq+softirq+steal) per transaction, so it
+#                 (user+nice+system+irq+softirq) per transaction, so it
 #                 includes PostgreSQL, pgbench and the kernel's work for the
-#                 pooler
+#                 pooler. Steal (time the hypervisor gave to other guests
+#                 while ours wanted to run) is not work done here and varies
+#                 with the neighbours: it is recorded apart (steal_us_per_tx)
 #   syscalls      once, after the rounds, not timed: strace -c -f on each
 #                 pooler during pgbench -S -c 16 -t SYSCALL_TX; system calls
 #                 per transaction, in total and per call (second table)
@@ -555,11 +557,11 @@ declare -A DEAD=()
 # memory and reuses it in later rounds, so VmRSS no longer grows.
 declare -A RSS_DONE=()
 
-# busy_jiffies: busy time of the whole machine so far, in clock ticks
-# (user + nice + system + irq + softirq + steal; guest time is already part of
-# user and nice).
+# busy_jiffies: busy time of the whole machine so far and, after a space, the
+# steal time, in clock ticks (busy = user + nice + system + irq + softirq;
+# guest time is already part of user and nice).
 busy_jiffies() {
-	awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+	awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $9; exit}' /proc/stat
 }
 
 # idle_open TARGET N: open N idle authenticated connections to TARGET in the
@@ -731,11 +733,16 @@ run_one() {
 	fi
 
 	if [ "$w" = rate_c8 ] && [ "${tx:-0}" -gt 0 ]; then
-		local mcpu
-		mcpu=$("$PY" -c "import sys; print('%.1f' % ((int(sys.argv[2]) - int(sys.argv[1])) * 1e6 / int(sys.argv[3]) / int(sys.argv[4])))" \
-			"$j0" "$j1" "$CLK_TCK" "$tx")
+		local mcpu steal
+		# j0/j1: "busy steal" in ticks
+		read -r mcpu steal < <("$PY" -c "
+import sys
+b0, s0, b1, s1 = map(int, sys.argv[1:5])
+per = 1e6 / int(sys.argv[5]) / int(sys.argv[6])
+print('%.1f %.1f' % ((b1 - b0) * per, (s1 - s0) * per))" $j0 $j1 "$CLK_TCK" "$tx")
 		record "$round" "$w" "$t" machine_cpu_us_per_tx "$mcpu"
-		msg+="  machine cpu $mcpu us/tx"
+		record "$round" "$w" "$t" steal_us_per_tx "$steal"
+		msg+="  machine cpu $mcpu us/tx (steal $steal)"
 	fi
 
 	if [ -n "$latdir" ]; then

@@ -100,6 +100,7 @@ ROWS = [
     ("cpu_sys_us_per_tx", "  of which system us/tx", "select_c16", "cpu_sys_us_per_tx", "lower", 1),
     ("machine_cpu_us_per_tx", "machine CPU us/tx at %s tx/s -c8" % RATE, "rate_c8",
      "machine_cpu_us_per_tx", "lower", 1),
+    ("steal_us_per_tx", "  steal us/tx (not counted above)", "rate_c8", "steal_us_per_tx", "lower", 1),
     ("syscalls_per_tx", "proxy syscalls/tx (select -c16, strace)", "syscalls", "syscalls_per_tx",
      "lower", 2),
     ("rss_bytes_per_idle_client", "RSS bytes per idle client", "idle_c8", "rss_bytes_per_client",

@@ -124,7 +124,7 @@ struct bypass_stats {
 	uint64_t fallbacks;            /* sum of the below */
 	uint64_t fallback[BYPASS_REASONS]; /* enum bp_reason */
 	uint64_t takeovers;            /* pairs taken back by sluice itself */
-	uint64_t resent_bytes;         /* bytes TCP handed over twice (their connections closed) */
+	uint64_t resent_bytes;         /* bytes TCP handed over twice, cut off by the programs */
 	int64_t kernel_clients;        /* clients in the kernel now */
 	int64_t lent_servers;          /* servers lent now */
 	int64_t slots_used;
@@ -133,7 +133,8 @@ extern const char *const bypass_reason_names[BYPASS_REASONS];
 void bypass_stats(struct bypass_stats *out);
 
 /* pgsock_read: did TCP hand the kernel path bytes of this socket twice
- * ("Resent bytes" in bpf/bypass_shared.h)? Then the stream cannot go on. */
+ * that the programs could not cut off ("Resent bytes" in
+ * bpf/bypass_shared.h)? Then the stream cannot go on. */
 struct pgsock;
 bool bypass_sock_resent(const struct pgsock *sk);
 

@@ -375,7 +375,7 @@ static void render_bypass(struct outbuf *b)
 		out_printf(b, "sluice_bypass_fallbacks_total{reason=\"%s\"} %" PRIu64 "\n", bypass_reason_names[i],
 			   st.fallback[i]);
 	out_family(b, "sluice_bypass_resent_bytes_total", "counter",
-		   "Bytes TCP handed the kernel path twice (retransmitted overlaps); their connections were closed.");
+		   "Bytes TCP handed the kernel path twice (retransmitted overlaps), cut off by the programs.");
 	out_printf(b, "sluice_bypass_resent_bytes_total %" PRIu64 "\n", st.resent_bytes);
 	out_family(b, "sluice_bypass_kernel_clients", "gauge", "Clients the kernel carries now.");
 	out_printf(b, "sluice_bypass_kernel_clients %lld\n", (long long)(st.kernel_clients > 0 ? st.kernel_clients : 0));

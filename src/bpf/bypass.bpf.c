@@ -398,7 +398,32 @@ static __always_inline __u32 resent_bytes(struct __sk_buff *skb, struct bp_sock 
 	return dup;
 }
 
-/* The skb goes up to user space; one that repeats bytes marks the socket. */
+/* Find bytes of slot's socket TCP handed before and cut them off the head
+ * of skb, so that the peer or sluice gets each byte once. The kernel
+ * counts as read what is left of the skb after the program (tcp_eat_skb
+ * on a redirect, recvmsg on a pass), so the socket's count of read bytes
+ * stays right too. Returns 0 when nothing is repeated any more; else the
+ * skb must not go on (pass_up marks the socket). A global function: the
+ * verifier checks it once, not on every path of both programs. */
+__noinline int cut_resent(struct __sk_buff *skb, __u32 slot)
+{
+	struct bp_sock *me = &bp_socks[slot & (BP_MAX_SOCKS - 1)];
+	__u32 dup = resent_bytes(skb, me);
+	if (dup == 0)
+		return 0;
+	if (dup >= skb->len)
+		return 1; /* TCP does not queue a whole old segment */
+	for (int i = 0; i < BP_CUT_CALLS && dup; i++) {
+		__u32 n = dup < BP_CUT_MAX ? dup : BP_CUT_MAX;
+		if (bpf_skb_adjust_room(skb, -(__s32)n, 0, 0) < 0)
+			return 1;
+		dup -= n;
+	}
+	return dup != 0;
+}
+
+/* The skb goes up to user space; one with repeated bytes left in it marks
+ * the socket. */
 static __always_inline int pass_up(struct bp_sock *me, __u32 dup)
 {
 	if (dup)
@@ -428,7 +453,7 @@ int client_verdict(struct __sk_buff *skb)
 	if (!ok)
 		return SK_PASS;
 	struct bp_sock *c = &bp_socks[x];
-	__u32 dup = resent_bytes(skb, c);
+	__u32 dup = cut_resent(skb, x); /* repeated bytes left */
 	if (BP_CTL_MODE(c->ctl) == BP_USER && pass_user(c))
 		return pass_up(c, dup);
 
@@ -536,7 +561,7 @@ int server_verdict(struct __sk_buff *skb)
 	if (!ok)
 		return SK_PASS;
 	struct bp_sock *s = &bp_socks[x];
-	__u32 dup = resent_bytes(skb, s);
+	__u32 dup = cut_resent(skb, x); /* repeated bytes left */
 	__u32 owner = s->owner;
 	if (owner == BP_OWNER_USER)
 		return pass_up(s, dup);

@@ -46,10 +46,14 @@ typedef uint64_t bp_u64;
  * already received can be queued whole (a plain recv() skips the overlap;
  * the verdict path does not, and counts the repeated bytes as read, so the
  * socket's wake-ups stop working for small answers after). The programs
- * track each socket's TCP sequence number; an skb that repeats bytes goes
- * up to user space marked (bp_sock.resent), never to the peer, and sluice
- * closes that connection with a clear error instead of a wrong answer or
- * a hang. */
+ * track each socket's TCP sequence number and cut the repeated bytes off
+ * the skb's head (bpf_skb_adjust_room, BP_CUT_MAX bytes a call, at most
+ * BP_CUT_CALLS calls) before anything else looks at it. Should that fail,
+ * the skb goes up to user space marked (bp_sock.resent), never to the
+ * peer, and sluice closes that connection with a clear error instead of a
+ * wrong answer or a hang. */
+#define BP_CUT_MAX 4095u  /* the kernel's limit for one sk_skb adjust_room */
+#define BP_CUT_CALLS 64   /* up to 262,080 bytes (four 64 KiB segments) */
 
 enum bp_mode {
 	BP_FREE = 0,   /* slot unused */
@@ -82,7 +86,7 @@ enum bp_reason {
 	BPR_DISABLED = 4,   /* bypass switched off */
 	BPR_SERVER_MSG = 5, /* the server sent something sluice must see */
 	BPR_LARGE = 6,      /* more than BP_BURST_MAX bytes one way without an answer */
-	BPR_RESENT = 7,     /* TCP handed the program bytes it had handed it before */
+	BPR_RESENT = 7,     /* TCP handed the program bytes again and they could not be cut */
 	BPR_COUNT = 8,
 };
 
@@ -157,7 +161,8 @@ struct bp_stats {
 	bp_u64 kernel_bytes;         /* bytes redirected socket to socket */
 	bp_u64 kernel_links;         /* servers taken from an idle set */
 	bp_u64 fallbacks[BPR_COUNT]; /* pairs handed to user space, by reason */
-	bp_u64 resent_bytes;         /* bytes TCP handed over twice (see "Resent bytes") */
+	bp_u64 resent_bytes;         /* bytes TCP handed over twice (see "Resent bytes"): cut, or
+				      * their connection closed (fallbacks[BPR_RESENT]) */
 };
 
 #endif

@@ -268,6 +268,7 @@ log_min_messages = warning
         (self.data / "pg_hba.conf").write_text(
             "# sluice e2e\n"
             "local all postgres trust\n"
+            "local all all scram-sha-256\n"  # tests that reach PG from their own netns
             "host all trustuser 127.0.0.1/32 trust\n"
             "host all md5user 127.0.0.1/32 md5\n"
             "host all all 127.0.0.1/32 scram-sha-256\n")

@@ -3,10 +3,10 @@ test's own network namespace (`ip netns exec NS python3 netns_fake_pg.py
 ADDR PORT`): it refuses TLS ('N'), trusts every login and answers each simple Query with
 CommandComplete + ReadyForQuery. Nothing else."""
 
-import socket
 import struct
 import sys
-import threading
+
+from netns_helpers import serve_forever
 
 
 def msg(typ, body=b""):
@@ -49,15 +49,7 @@ def serve(conn):
 
 
 def main():
-    addr, port = sys.argv[1], int(sys.argv[2])
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((addr, port))
-    ls.listen(16)
-    print("ready", flush=True)
-    while True:
-        conn, _ = ls.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    serve_forever(sys.argv[1], int(sys.argv[2]), serve)
 
 
 if __name__ == "__main__":

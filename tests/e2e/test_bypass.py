@@ -9,18 +9,21 @@ import re
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
 
 import conftest
 from conftest import is_pgbouncer_compat
+from netns_helpers import NEEDS, ip, veth_namespace
 from test_pgbench import check_run
 
 pytestmark = [pytest.mark.timeout(180),
               pytest.mark.skipif(is_pgbouncer_compat(), reason="sluice-only feature")]
 
 SCALE = 1
+HERE = Path(__file__).resolve().parent
 
 
 def bypass_rows(s):
@@ -29,11 +32,11 @@ def bypass_rows(s):
     return {k: v for k, v in rows}
 
 
-def start(sluice, pg, db="sluicedb", bypass="on", verbose=False, **extra):
+def start(sluice, pg, db="sluicedb", bypass="on", verbose=False, db_line=None, **extra):
     main = {"pool_mode": "transaction", "default_pool_size": 4, "reserve_pool_size": 0,
             "max_client_conn": 400, "admin_users": "sluice_test", "bpf_bypass": bypass}
     main.update(extra)
-    s = sluice(main, databases={db: pg.db_line(db)}, workers=2, verbose=verbose)
+    s = sluice(main, databases={db: db_line or pg.db_line(db)}, workers=2, verbose=verbose)
     if bypass == "on":
         rows = bypass_rows(s)
         if rows["enabled"] != "yes":
@@ -283,6 +286,53 @@ def test_switch_off_under_load(sluice, pg, bench_db):
         c.execute("SET bpf_bypass = on")
     check_pgbench(s.pgbench("-S", "-c", "4", "-T", "2", db=bench_db))
     assert bypass_rows(s)["enabled"] == "yes"
+
+
+@pytest.fixture
+def lossy_server_link(pg):
+    """PostgreSQL behind a link that drops packets, with SACK off on the
+    far side: TCP then retransmits ranges the receiver partly has, which
+    queues segments that overlap bytes already received ("Resent bytes" in
+    docs/bypass.md). The far end is a forwarder in the test's own network
+    namespace to PostgreSQL's unix socket; tbf on its side of the veth
+    drops what exceeds its queue."""
+    if not NEEDS[0]:
+        pytest.skip(NEEDS[1])
+    path = f"{pg.sockdir}/.s.PGSQL.{pg.port}"
+    with veth_namespace("slrs", 150, ["/usr/bin/python3", str(HERE / "netns_forward.py"),
+                                      "{addr}", "5432", path]) as far:
+        r = ip("netns", "exec", far["ns"], "tc", "qdisc", "add", "dev", far["ns_link"], "root",
+               "tbf", "rate", "1gbit", "burst", "64k", "limit", "200k", check=False)
+        if r.returncode != 0:
+            pytest.skip(f"tc cannot add a tbf qdisc here: {r.stderr.strip()}")
+        ip("netns", "exec", far["ns"], "sysctl", "-q", "-w", "net.ipv4.tcp_sack=0")
+        yield far
+
+
+def test_retransmitted_bytes_are_cut(sluice, pg, lossy_server_link):
+    """Bytes TCP hands the programs twice are cut off, in the kernel path
+    (answers under BP_BURST_MAX) and in user space (a 20 MB answer): every
+    answer is right, no connection is closed, and small answers still wake
+    the socket after (the 'after' query)."""
+    far = lossy_server_link
+    s = start(sluice, pg, db_line=f"host={far['addr']} port=5432 dbname=sluicedb")
+    small, big = 150, 20000
+    rows = {}
+    for _ in range(8):
+        with s.connect() as c:
+            for _ in range(20):
+                got = c.execute(f"select repeat('x', 1000) from generate_series(1, {small})").fetchall()
+                assert got == [("x" * 1000,)] * small
+            got = c.execute(f"select repeat('y', 1000) from generate_series(1, {big})").fetchall()
+            assert len(got) == big and all(r == ("y" * 1000,) for r in got)
+            assert c.execute("select 'after'").fetchone() == ("after",)
+        rows = bypass_rows(s)
+        if int(rows["resent_bytes"]) > 0:
+            break
+    assert int(rows["resent_bytes"]) > 0, f"the lossy link made no overlapping segment: {rows}"
+    assert rows["fallbacks_resent"] == "0", rows
+    assert int(rows["kernel_transactions"]) >= 20, rows
+    assert "retransmitted bytes twice" not in s.log_text()
 
 
 def test_server_loss(sluice, pg):

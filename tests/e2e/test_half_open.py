@@ -9,63 +9,26 @@ connected route (NO-CARRIER), so packets for the vanished host are dropped
 on this machine and never follow the default route off it. Every step
 checks that route before it sends anything."""
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import RawConn
+from netns_helpers import NEEDS, ip, veth_namespace
 from reliability_helpers import raw_login, wait_for
 
 HERE = Path(__file__).resolve().parent
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
-                                reason="needs root and iproute2 for a network namespace")
-
-
-def ip(*args, check=True):
-    return subprocess.run(["ip", *args], check=check, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=10)
+pytestmark = pytest.mark.skipif(not NEEDS[0], reason=NEEDS[1])
 
 
 @pytest.fixture
 def far_host():
     """A namespace reachable over a veth pair, with the stand-in server."""
-    tag = f"{os.getpid() % 100000}"
-    ns, host_if, ns_if = f"slho{tag}", f"slh{tag}a", f"slh{tag}b"
-    subnet = 200 + os.getpid() % 50
-    host_ip, ns_ip = f"10.213.{subnet}.1", f"10.213.{subnet}.2"
-    ip("netns", "add", ns)
-    # A safety net under the veth's own route: if that route ever goes away
-    # (veth deleted while sluice still reconnects), packets for the test
-    # subnet are dropped here instead of following the default route.
-    ip("route", "add", "blackhole", f"10.213.{subnet}.0/30", "metric", "4000")
-    proc = None
-    try:
-        ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-        ip("link", "set", ns_if, "netns", ns)
-        ip("addr", "add", f"{host_ip}/30", "dev", host_if)
-        ip("link", "set", host_if, "up")
-        ip("netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/30", "dev", ns_if)
-        ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
-        ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3",
-                                 str(HERE / "netns_fake_pg.py"), ns_ip, "5432"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout.readline().strip() == "ready"
-        yield {"addr": ns_ip, "link": host_if, "ns": ns, "ns_link": ns_if}
-    finally:
-        if proc:
-            proc.kill()
-            proc.wait(timeout=5)
-        ip("link", "del", host_if, check=False)
-        ip("netns", "del", ns, check=False)
-        ip("route", "del", "blackhole", f"10.213.{subnet}.0/30", check=False)
+    with veth_namespace("slh", 200, ["/usr/bin/python3", str(HERE / "netns_fake_pg.py"),
+                                     "{addr}", "5432"]) as far:
+        yield far
 
 
 def _route_is_local(far):
