@@ -171,15 +171,20 @@ static uint32_t sock_attach(struct pgsock *sk, int map_fd, int role, void *obj, 
 	/* Quiet at attach: every byte so far is sluice's or an earlier
 	 * process's (online restart), none the kernel's. */
 	sk->bp_base = queued - (int64_t)sk->sent;
-	sk->bp_redir = &socks[slot1 - 1].redir;
-	sk->bp_in = &socks[slot1 - 1];
+	sk->bp_slot = &socks[slot1 - 1];
 	return slot1;
 }
 
 bool bypass_sock_resent(const struct pgsock *sk)
 {
-	const struct bp_sock *st = sk->bp_in;
+	const struct bp_sock *st = sk->bp_slot;
 	return st && __atomic_load_n(&st->resent, __ATOMIC_ACQUIRE);
+}
+
+uint64_t bypass_sock_redirected(const struct pgsock *sk)
+{
+	const struct bp_sock *st = sk->bp_slot;
+	return st ? __atomic_load_n(&st->redir, __ATOMIC_ACQUIRE) : 0;
 }
 
 /* ---- groups: (pool, worker) ---- */
@@ -612,8 +617,7 @@ void bypass_client_forget(struct client *c)
 		counter_add(&n_kernel_clients, -1);
 	}
 	slot_free(c->bp_slot - 1);
-	c->sock.bp_redir = NULL;
-	c->sock.bp_in = NULL;
+	c->sock.bp_slot = NULL;
 	bypass_client_count(c); /* and the slot starts from zero for its next socket */
 	traffic[c->bp_slot - 1].begin_ns = 0;
 	c->bp_slot = 0;
@@ -765,8 +769,7 @@ void bypass_server_forget(struct server *s)
 	if (s->bp_lent)
 		bypass_server_event(s); /* take it back, with its client if it has one */
 	slot_free(s->bp_slot - 1);
-	s->sock.bp_redir = NULL;
-	s->sock.bp_in = NULL;
+	s->sock.bp_slot = NULL;
 	s->bp_slot = 0;
 }
 
@@ -1167,6 +1170,12 @@ bool bypass_sock_resent(const struct pgsock *sk)
 {
 	(void)sk;
 	return false;
+}
+
+uint64_t bypass_sock_redirected(const struct pgsock *sk)
+{
+	(void)sk;
+	return 0;
 }
 
 void bypass_apply(const struct config *cfg)

@@ -137,5 +137,7 @@ void bypass_stats(struct bypass_stats *out);
  * bpf/bypass_shared.h)? Then the stream cannot go on. */
 struct pgsock;
 bool bypass_sock_resent(const struct pgsock *sk);
+/* The bytes the kernel has redirected to this socket so far. */
+uint64_t bypass_sock_redirected(const struct pgsock *sk);
 
 #endif

@@ -123,7 +123,7 @@ int pgsock_read(struct pgsock *s)
 	if (s->ssl)
 		return tls_read(s);
 	ssize_t n = recv(s->h.fd, s->rbuf.data + s->rbuf.end, iobuf_space(&s->rbuf), 0);
-	if (n > 0 && s->bp_in && bypass_sock_resent(s)) /* no call for sockets outside the sockhash */
+	if (n > 0 && s->bp_slot && bypass_sock_resent(s)) /* no call for sockets outside the sockhash */
 		return PGSOCK_ERESENT;
 	if (n > 0) {
 		s->rbuf.end += (uint32_t)n;
@@ -168,9 +168,9 @@ int64_t pgsock_tcp_queued(int fd)
  * sluice's bytes must come after them. */
 static bool kernel_backlog_written(const struct pgsock *dst)
 {
-	if (!dst->bp_redir)
+	if (!dst->bp_slot)
 		return true;
-	int64_t expect = dst->bp_base + (int64_t)dst->sent + (int64_t)__atomic_load_n(dst->bp_redir, __ATOMIC_ACQUIRE);
+	int64_t expect = dst->bp_base + (int64_t)dst->sent + (int64_t)bypass_sock_redirected(dst);
 	int64_t queued = pgsock_tcp_queued(dst->h.fd);
 	return queued < 0 || queued >= expect;
 }

@@ -42,11 +42,12 @@ struct pgsock {
 	bool bp_settle;       /* bpf_bypass: just taken back from the kernel; bytes it
 			       * redirected here may still be on their way out */
 	uint64_t sent;        /* bytes sluice wrote to this socket */
-	/* bpf_bypass: the socket's byte stream is bp_base + sent + *bp_redir
-	 * once the kernel's backlog for it is written (set at attach). */
+	/* bpf_bypass: the socket's byte stream is bp_base + sent + the bytes
+	 * the kernel redirected here (bypass_sock_redirected), once the
+	 * kernel's backlog for it is written (set at attach). */
 	int64_t bp_base;
-	const uint64_t *bp_redir; /* the kernel's count of bytes it redirected here */
-	void *bp_in;          /* bpf_bypass: the socket's slot (bypass_sock_resent) */
+	const void *bp_slot;  /* bpf_bypass: the socket's slot while it is in the
+			       * sockhash, else NULL; only bypass.c looks inside */
 	bool parse_blocked;   /* parsing stopped until the forward part is sent */
 };
 

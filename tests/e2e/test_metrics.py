@@ -248,7 +248,9 @@ def test_pool_gauges_follow_a_held_server(sluice):
         assert pool_value(smp, "sluice_pool_servers", state="idle") >= 1
     finally:
         conn.close()
-    smp = wait_for(inst, lambda s: get(s, "sluice_clients") == 0)
+    # The two gauges drop at different moments of the close: wait for both.
+    smp = wait_for(inst, lambda s: get(s, "sluice_clients") == 0
+                   and pool_value(s, "sluice_pool_clients", state="active") == 0)
     assert get(smp, "sluice_clients") == 0
     assert pool_value(smp, "sluice_pool_clients", state="active") == 0
 
