@@ -424,9 +424,9 @@ __noinline int cut_resent(struct __sk_buff *skb, __u32 slot)
 
 /* The skb goes up to user space; one with repeated bytes left in it marks
  * the socket. */
-static __always_inline int pass_up(struct bp_sock *me, __u32 dup)
+static __always_inline int pass_up(struct bp_sock *me, int repeated)
 {
-	if (dup)
+	if (repeated)
 		me->resent = 1; /* before the bytes reach the queue sluice reads */
 	return SK_PASS;
 }
@@ -453,9 +453,9 @@ int client_verdict(struct __sk_buff *skb)
 	if (!ok)
 		return SK_PASS;
 	struct bp_sock *c = &bp_socks[x];
-	__u32 dup = cut_resent(skb, x); /* repeated bytes left */
+	int repeated = cut_resent(skb, x); /* bytes TCP gave twice are left in skb */
 	if (BP_CTL_MODE(c->ctl) == BP_USER && pass_user(c))
-		return pass_up(c, dup);
+		return pass_up(c, repeated);
 
 	struct scan_ctx x_ = { .fr = c->fr, .opts = c->opts, .r = { .mid_batch = -1 } };
 	scan(skb, &x_, 1);
@@ -466,7 +466,7 @@ int client_verdict(struct __sk_buff *skb)
 
 	struct bp_lock *lk = bpf_map_lookup_elem(&bp_locks, &x);
 	if (!lk)
-		return pass_up(c, dup);
+		return pass_up(c, repeated);
 	__u64 now = bpf_ktime_get_ns();
 	__u32 reason = BPR_COUNT;
 	__u64 peer_cookie = 0;
@@ -477,13 +477,13 @@ int client_verdict(struct __sk_buff *skb)
 	    __sync_val_compare_and_swap(&c->ctl, old, BP_CTL(BP_BUSY, BP_CTL_GEN(old))) != old) {
 		bpf_spin_unlock(&lk->l);
 		pass_user(c);
-		return pass_up(c, dup);
+		return pass_up(c, repeated);
 	}
 	__u32 gen = BP_CTL_GEN(old) + 1;
 	__u32 srv = c->peer;
 	if (!bp_enabled)
 		reason = BPR_DISABLED;
-	else if (dup)
+	else if (repeated)
 		reason = BPR_RESENT; /* never to the peer */
 	else if (r.user)
 		reason = BPR_MESSAGE;
@@ -523,7 +523,7 @@ int client_verdict(struct __sk_buff *skb)
 		c->ctl = BP_CTL(BP_USER, gen);
 		bpf_spin_unlock(&lk->l);
 		count_fallback(x, reason);
-		return pass_up(c, dup);
+		return pass_up(c, repeated);
 	}
 	c->fr = fr;
 	c->active_ns = now;
@@ -561,20 +561,20 @@ int server_verdict(struct __sk_buff *skb)
 	if (!ok)
 		return SK_PASS;
 	struct bp_sock *s = &bp_socks[x];
-	__u32 dup = cut_resent(skb, x); /* repeated bytes left */
+	int repeated = cut_resent(skb, x); /* bytes TCP gave twice are left in skb */
 	__u32 owner = s->owner;
 	if (owner == BP_OWNER_USER)
-		return pass_up(s, dup);
+		return pass_up(s, repeated);
 	if (owner == BP_OWNER_IDLE) {
 		/* Nobody asked: a notice, or the server going away. Sluice
 		 * decides; no client may take this server meanwhile. */
 		if (__sync_val_compare_and_swap(&s->owner, BP_OWNER_IDLE, BP_OWNER_USER) == BP_OWNER_IDLE) {
 			count_fallback(x, BPR_SERVER_MSG);
-			return pass_up(s, dup);
+			return pass_up(s, repeated);
 		}
 		owner = s->owner;
 		if (owner == BP_OWNER_USER || owner == BP_OWNER_IDLE)
-			return pass_up(s, dup);
+			return pass_up(s, repeated);
 	}
 	__u32 cx = (owner - 1) & (BP_MAX_SOCKS - 1);
 	struct bp_sock *c = &bp_socks[cx];
@@ -586,7 +586,7 @@ int server_verdict(struct __sk_buff *skb)
 
 	struct bp_lock *lk = bpf_map_lookup_elem(&bp_locks, &cx);
 	if (!lk)
-		return pass_up(s, dup);
+		return pass_up(s, repeated);
 	__u64 now = bpf_ktime_get_ns();
 	bpf_spin_lock(&lk->l);
 	__u64 old = c->ctl;
@@ -594,7 +594,7 @@ int server_verdict(struct __sk_buff *skb)
 	    __sync_val_compare_and_swap(&c->ctl, old, BP_CTL(BP_BUSY, BP_CTL_GEN(old))) != old) {
 		bpf_spin_unlock(&lk->l);
 		pass_user(c); /* sluice may be linking the pair: it must see this */
-		return pass_up(s, dup);
+		return pass_up(s, repeated);
 	}
 	__u32 gen = BP_CTL_GEN(old) + 1;
 	__u32 reason = BPR_COUNT;
@@ -607,7 +607,7 @@ int server_verdict(struct __sk_buff *skb)
 		      !c->mid_batch && r.z_status == 'I' && pgf_at_boundary(&c->fr);
 	if (!bp_enabled)
 		reason = BPR_DISABLED;
-	else if (dup)
+	else if (repeated)
 		reason = BPR_RESENT; /* never to the peer */
 	else if (r.user)
 		reason = BPR_SERVER_MSG;
@@ -625,7 +625,7 @@ int server_verdict(struct __sk_buff *skb)
 		c->ctl = BP_CTL(BP_USER, gen);
 		bpf_spin_unlock(&lk->l);
 		count_fallback(cx, reason);
-		return pass_up(s, dup);
+		return pass_up(s, repeated);
 	}
 	s->fr = fr;
 	count_answer(cx, &r, c->busy_ns, pending, now, skb->len);

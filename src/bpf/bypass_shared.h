@@ -119,7 +119,8 @@ struct bp_sock {
 	/* Receiving side, whatever the mode (see "Resent bytes"): */
 	pgf_u32 rx_next;    /* TCP sequence number after the last byte seen */
 	pgf_u32 rx_seen;    /* rx_next is set */
-	pgf_u32 resent;     /* TCP repeated bytes: the stream cannot go on */
+	pgf_u32 resent;     /* TCP repeated bytes the programs could not cut: the stream
+			     * cannot go on */
 };
 
 /* A hand-over, told to sluice through the bp_events ring buffer: sockets
