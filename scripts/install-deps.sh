@@ -8,7 +8,7 @@ required=(
 	gcc make libc6-dev libssl-dev pkg-config
 	postgresql-15 postgresql-client-15 postgresql-contrib
 	pgbouncer
-	python3-pytest python3-psycopg python3-prometheus-client
+	python3-pytest python3-pytest-xdist python3-psycopg python3-prometheus-client
 	procps util-linux iproute2 curl
 	libpostgresql-jdbc-java
 	clang libbpf-dev bpftool

@@ -20,7 +20,20 @@ if ! "$PY" -c 'import pytest, psycopg' 2>/dev/null; then
 	exit 1
 fi
 
-echo "e2e: testing $SLUICE_BIN"
+# Tests run in E2E_JOBS processes at once (pytest-xdist, Debian's
+# python3-pytest-xdist), each with its own PostgreSQL: the tests mostly wait
+# on sockets and timers, so three share two CPUs well. E2E_JOBS=1, or no
+# xdist, runs them one after the other.
+jobs="${E2E_JOBS:-3}"
+case "$jobs" in
+''|*[!0-9]*) echo "run-e2e: E2E_JOBS must be a whole number, not '$jobs'" >&2; exit 2 ;;
+esac
+parallel=()
+if [ "$jobs" -gt 1 ] && "$PY" -c 'import xdist' 2>/dev/null; then
+	parallel=(-n "$jobs")
+fi
+
+echo "e2e: testing $SLUICE_BIN${parallel[*]:+ (${jobs} at once)}"
 # Each test has its own limit (tests/e2e/pytest.ini); this bounds the whole run.
 # Test paths given on the command line replace the default tests/e2e.
 paths=(tests/e2e)
@@ -30,4 +43,5 @@ for a in "$@"; do
 	*) if [ -e "${a%%::*}" ]; then paths=(); break; fi ;;
 	esac
 done
-exec timeout --kill-after=30 1200 "$PY" -m pytest -q -p no:cacheprovider ${paths[@]+"${paths[@]}"} "$@"
+exec timeout --kill-after=30 1200 "$PY" -m pytest -q -p no:cacheprovider ${parallel[@]+"${parallel[@]}"} \
+	${paths[@]+"${paths[@]}"} "$@"

@@ -26,13 +26,25 @@ def veth_namespace(prefix, subnet_base, server_argv):
     must print "ready" once it listens."""
     tag = f"{os.getpid() % 100000}"
     ns, host_if, ns_if = f"{prefix}o{tag}", f"{prefix}{tag}a", f"{prefix}{tag}b"
-    subnet = subnet_base + os.getpid() % 50
-    host_ip, ns_ip = f"10.213.{subnet}.1", f"10.213.{subnet}.2"
-    ip("netns", "add", ns)
     # A safety net under the veth's own route: if that route ever goes away
     # (veth deleted while sluice still reconnects), packets for the test
     # subnet are dropped here instead of following the default route.
-    ip("route", "add", "blackhole", f"10.213.{subnet}.0/30", "metric", "4000")
+    # Adding it also claims the subnet: tests running at the same time
+    # (E2E_JOBS) get "File exists" and try the next one.
+    subnet = None
+    for i in range(50):
+        cand = subnet_base + (os.getpid() + i) % 50
+        if ip("route", "add", "blackhole", f"10.213.{cand}.0/30", "metric", "4000",
+              check=False).returncode == 0:
+            subnet = cand
+            break
+    assert subnet is not None, "no free 10.213.x.0/30 subnet for the test's namespace"
+    host_ip, ns_ip = f"10.213.{subnet}.1", f"10.213.{subnet}.2"
+    try:
+        ip("netns", "add", ns)
+    except Exception:
+        ip("route", "del", "blackhole", f"10.213.{subnet}.0/30", check=False)
+        raise
     proc = None
     try:
         ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
