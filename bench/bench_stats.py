@@ -149,9 +149,9 @@ def bypass_summary(names, med, by_round, csv_rows):
     on, off, pgb, direct = "sluice_bypass", "sluice", "pgbouncer", "direct"
     lines = []
 
-    def per_round(workload, metric):
-        """on/off per round, for rounds where both ran."""
-        a = by_round.get((workload, metric, on), {})
+    def per_round(workload, metric, num=on):
+        """num/off per round, for rounds where both ran."""
+        a = by_round.get((workload, metric, num), {})
         b = by_round.get((workload, metric, off), {})
         rs = [a[r] / b[r] for r in sorted(a, key=int) if r in b and b[r]]
         return " (per round: %s)" % " ".join("%.2f" % r for r in rs) if len(rs) > 1 else ""
@@ -197,6 +197,12 @@ def bypass_summary(names, med, by_round, csv_rows):
             added = ["%s %+.1f us" % (label, mcpu[t] - mcpu[direct])
                      for t, label in ((off, "off"), (on, "on"), (pgb, "pgbouncer")) if mcpu[t] is not None]
             lines.append("  added machine CPU per tx vs direct: " + ", ".join(added))
+            r = ratio(mcpu[direct], mcpu[off])
+            if r is not None:
+                # No pooler, in the kernel or not, costs less than none: this
+                # is the lowest on/off the run could have shown.
+                lines.append("  floor: direct/off %.2f%s (what a pooler that cost no CPU at all would score)"
+                             % (r, per_round("rate_c8", "machine_cpu_us_per_tx", direct)))
 
     p50 = {t: med("select_c1", "p50_us", t) for t in (on, off, pgb, direct)}
     if p50[on] is not None:
