@@ -24,14 +24,12 @@ import hashlib
 import hmac
 import os
 import pwd
-import re
 import secrets
 import shutil
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -350,6 +348,20 @@ def pg():
     finally:
         cluster.stop()
         atexit.unregister(cluster.stop)
+
+
+def pgbench_database(pg, name, scale):
+    """Generator for a module fixture: database `name` initialised with
+    `pgbench -i -s scale` directly on PostgreSQL, dropped afterwards."""
+    pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    pg.sql(f"CREATE DATABASE {name} OWNER sluice_test")
+    r = subprocess.run([PGBENCH, "-i", "-q", "-s", str(scale), "-h", pg.host,
+                        "-p", str(pg.port), "-U", "sluice_test", name],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=120, env=client_env(PGPASSWORD="test_pw"))
+    assert r.returncode == 0, r.stdout
+    yield name
+    pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

@@ -54,16 +54,7 @@ def check_pgbench(r):
 
 @pytest.fixture(scope="module")
 def bench_db(pg):
-    name = "e2e_bypass_bench"
-    pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    pg.sql(f"CREATE DATABASE {name} OWNER sluice_test")
-    r = subprocess.run([conftest.PGBENCH, "-i", "-q", "-s", str(SCALE), "-h", pg.host,
-                        "-p", str(pg.port), "-U", "sluice_test", name],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=120, env=conftest.client_env(PGPASSWORD="test_pw"))
-    assert r.returncode == 0, r.stdout
-    yield name
-    pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from conftest.pgbench_database(pg, "e2e_bypass_bench", SCALE)
 
 
 def test_show_bypass_off_by_default(sluice, pg):

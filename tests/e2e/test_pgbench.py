@@ -2,7 +2,6 @@
 workloads in transaction, session and statement pooling."""
 
 import re
-import subprocess
 
 import pytest
 
@@ -29,17 +28,8 @@ def check_run(r):
 @pytest.fixture(scope="module")
 def bench_db(pg):
     """A database initialised with pgbench -i directly on PostgreSQL."""
-    name = "e2e_bench_mod"
-    pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    pg.sql(f"CREATE DATABASE {name} OWNER sluice_test")
     import conftest  # harness module (already loaded by pytest)
-    r = subprocess.run([conftest.PGBENCH, "-i", "-q", "-s", str(SCALE), "-h", pg.host,
-                        "-p", str(pg.port), "-U", "sluice_test", name],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=120, env=conftest.client_env(PGPASSWORD="test_pw"))
-    assert r.returncode == 0, r.stdout
-    yield name
-    pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from conftest.pgbench_database(pg, "e2e_bench_mod", SCALE)
 
 
 def _bench_sluice(sluice, pg, db, mode):
