@@ -40,13 +40,9 @@ def veth_namespace(prefix, subnet_base, server_argv):
             break
     assert subnet is not None, "no free 10.213.x.0/30 subnet for the test's namespace"
     host_ip, ns_ip = f"10.213.{subnet}.1", f"10.213.{subnet}.2"
-    try:
-        ip("netns", "add", ns)
-    except Exception:
-        ip("route", "del", "blackhole", f"10.213.{subnet}.0/30", check=False)
-        raise
     proc = None
     try:
+        ip("netns", "add", ns)
         ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
         ip("link", "set", ns_if, "netns", ns)
         ip("addr", "add", f"{host_ip}/30", "dev", host_if)
