@@ -901,6 +901,20 @@ static void tls_step(struct client *c)
 	client_update_events(c);
 }
 
+/* PostgreSQL's negotiation rule (postmaster.c, ProcessStartupPacket): one
+ * SSLRequest and one GSSENCRequest at most, in either order, and none
+ * once TLS is up. Anything else is read as an unsupported protocol. */
+static bool encryption_request_allowed(struct client *c, uint32_t code)
+{
+	if (code != PG_SSL_REQUEST && code != PG_GSSENC_REQUEST)
+		return false;
+	uint8_t bit = code == PG_SSL_REQUEST ? CLIENT_ASKED_SSL : CLIENT_ASKED_GSS;
+	if (c->sock.ssl || (c->asked_encryption & bit))
+		return false;
+	c->asked_encryption |= bit;
+	return true;
+}
+
 /* SSLRequest accepted: 'S', then the handshake. */
 static void start_tls(struct client *c)
 {
@@ -958,15 +972,11 @@ static void client_process(struct client *c)
 				return;
 			}
 			pgsock_drop(sk, (uint32_t)n);
-			if (st.code == PG_SSL_REQUEST && c->sock.ssl) {
-				client_fail(c, "08P01", "SSL request on an already encrypted connection");
-				return;
-			}
-			if (st.code == PG_SSL_REQUEST && tls_offered(c)) {
-				start_tls(c);
-				return;
-			}
-			if (st.code == PG_SSL_REQUEST || st.code == PG_GSSENC_REQUEST) {
+			if (encryption_request_allowed(c, st.code)) {
+				if (st.code == PG_SSL_REQUEST && tls_offered(c)) {
+					start_tls(c);
+					return;
+				}
 				/* Refused; the client may go on in plain text. */
 				iobuf_append(&sk->wbuf, "N", 1);
 				continue;
@@ -976,8 +986,13 @@ static void client_process(struct client *c)
 				client_close(c, "cancel request handled");
 				return;
 			}
-			if (st.code >> 16 != 3) {
-				client_fail(c, "08P01", "unsupported frontend protocol");
+			if (st.code >> 16 != 3 || (st.code & 0xffff) != 0) {
+				/* Also a second SSLRequest or GSSENCRequest: PostgreSQL
+				 * reads it as a startup packet of protocol 1234.567x. */
+				char msg[120];
+				snprintf(msg, sizeof(msg), "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+					 st.code >> 16, st.code & 0xffff);
+				client_fail(c, "0A000", msg);
 				return;
 			}
 			handle_startup(c, &st);

@@ -29,6 +29,9 @@ struct scram_server;
 struct admin_session;
 struct limit_counter;
 
+#define CLIENT_ASKED_SSL 1 /* an SSLRequest was answered */
+#define CLIENT_ASKED_GSS 2 /* a GSSENCRequest was answered */
+
 enum client_state {
 	CLIENT_STARTUP,    /* reading the startup packet (SSL/GSS requests answered 'N') */
 	CLIENT_AUTH,       /* password exchange in progress */
@@ -65,6 +68,7 @@ struct client {
 	bool counted;              /* counted in pool->n_clients */
 	struct limit_counter *db_clients, *user_clients; /* client limits taken (pool.c) */
 	bool tls_handshaking;      /* answered 'S' to SSLRequest; handshake running */
+	uint8_t asked_encryption;  /* CLIENT_ASKED_*: negotiation requests already answered */
 	bool lookup_done;          /* auth_query answered (lookup_secret may still be NULL) */
 	uint8_t lookup_method;     /* auth method to resume with after the lookup */
 	char *lookup_secret;       /* secret found by auth_query (heap, wiped on free) */

@@ -260,17 +260,24 @@ def test_plaintext_instead_of_handshake_closed(sluice, pki):
         assert c.execute("select 1").fetchone() == (1,)
 
 
-def test_ssl_request_inside_tls_refused(sluice, pki):
-    """A second SSLRequest inside the TLS session is refused (error and/or
-    close), not answered with another handshake."""
+@pytest.mark.parametrize("request_code", [80877103, 80877104], ids=["ssl", "gssenc"])
+def test_ssl_request_inside_tls_refused(sluice, pki, request_code):
+    """A second SSLRequest, or a GSSENCRequest, inside the TLS session is
+    refused as PostgreSQL refuses it (FATAL 0A000 "unsupported frontend
+    protocol 1234.5679"), not answered with another handshake or 'N'."""
     s = sluice(client_tls_ini(pki, "require"))
     c = tls_raw(s.host, s.port, ca=pki.ca)
     try:
-        c.sock.sendall(SSL_REQUEST)
+        c.sock.sendall(struct.pack("!II", 8, request_code))
         out = read_until_close(c, timeout=4)
         assert out.closed or out.errors, out.describe()
         assert not any(t == "R" for t, _ in out.messages), out.describe()
-        assert out.raw[:1] != b"S", out.describe()
+        assert out.raw[:1] not in (b"S", b"N"), out.describe()
+        if not COMPAT:
+            minor = request_code & 0xffff
+            assert [(e.get("C"), e.get("M")) for e in out.errors] == [
+                ("0A000", f"unsupported frontend protocol 1234.{minor}: server supports 3.0 to 3.0")], \
+                out.describe()
     finally:
         c.close()
     with tls_connect(s, pki, "verify-full") as conn:
