@@ -337,6 +337,13 @@ static void render_process(struct outbuf *b)
 		   "Configuration reloads refused by validation.");
 	out_printf(b, "sluice_config_reload_failures_total %" PRIu64 "\n", control_reload_failures());
 
+	out_family(b, "sluice_accept_failures_total", "counter",
+		   "accept() calls that failed because the process or the system ran out of file descriptors "
+		   "or memory, by errno; each made a worker pause accepting for a while.");
+	for (int i = 0; i < RUNTIME_ACCEPT_ERRNOS; i++)
+		out_printf(b, "sluice_accept_failures_total{errno=\"%s\"} %" PRIu64 "\n", runtime_accept_errno_names[i],
+			   runtime_accept_failures(i));
+
 	out_family(b, "sluice_open_fds", "gauge", "Open file descriptors.");
 	long fds = count_open_fds();
 	if (fds >= 0)

@@ -2,12 +2,25 @@
  * worker.c - see worker.h. Listening sockets are opened on the main
  * thread before the workers start so that a bad address or a busy port is
  * reported at start-up with a non-zero exit.
+ *
+ * When accept() runs out of file descriptors (or the kernel of memory),
+ * the connection stays in the kernel's queue and the listener stays
+ * readable, so a level-triggered loop would call accept() again at once,
+ * and fail again, for as long as the shortage lasts. Instead the worker
+ * stops polling its listeners for a pause that doubles while the failures
+ * go on (ACCEPT_BACKOFF_MIN_US up to ACCEPT_BACKOFF_MAX_US) and starts
+ * short again after an accept that works; a client of ours that goes
+ * away ends the pause early, since it just gave back an fd. PgBouncer
+ * does the same with its pooler suspend/resume. The queued connections
+ * wait in the kernel meanwhile; clients already connected are not
+ * affected. The log line is rate-limited process-wide (runtime.c).
  */
 #include "worker.h"
 #include "bypass.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,6 +45,9 @@
 
 #define TICK_US 100000       /* periodic checks: timeouts, reserve pool */
 #define ACCEPTS_PER_WAKEUP 64 /* bound so one listener cannot starve the rest */
+#define ACCEPT_BACKOFF_MIN_US 100000  /* first pause after accept() ran short */
+#define ACCEPT_BACKOFF_MAX_US 2000000 /* longest pause: how late, at worst, a queued
+				       * client is noticed once fds are free again */
 
 struct worker *workers;
 int n_workers;
@@ -180,8 +196,13 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t len
 	snprintf(out, len, "%s:%d", host, port);
 }
 
-static void set_listeners(struct worker *w, bool on)
+/* Poll the listeners exactly when nothing holds them off: neither a pause
+ * for want of fds (accept_paused) nor SUSPEND, shutdown or takeover
+ * (suspended_accept). While off, new connections wait in the kernel's
+ * accept queue (up to listen_backlog). */
+static void update_listeners(struct worker *w)
 {
+	bool on = !w->accept_paused && !w->suspended_accept;
 	for (int i = 0; i < w->n_listen; i++) {
 		if (w->listen[i].fd < 0)
 			continue;
@@ -193,13 +214,12 @@ static void set_listeners(struct worker *w, bool on)
 			continue;
 		loop_set(&w->loop, &w->listen[i], ev);
 	}
-	w->accept_paused = !on;
 }
 
 void worker_set_accepting(struct worker *w, bool on)
 {
 	w->suspended_accept = !on;
-	set_listeners(w, on);
+	update_listeners(w);
 }
 
 void worker_close_listeners(struct worker *w)
@@ -252,20 +272,58 @@ void worker_close_shared_listeners(void)
 	}
 }
 
+/* accept() failed with err (EMFILE, ENFILE, ENOBUFS or ENOMEM): pause
+ * every listener of w, for twice as long as the previous pause if there
+ * was no successful accept since (see the file comment). */
+static void accept_pause(struct worker *w, int err)
+{
+	int64_t now = w->loop.now_us;
+	int64_t b = w->accept_backoff_us ? 2 * w->accept_backoff_us : ACCEPT_BACKOFF_MIN_US;
+	w->accept_backoff_us = b < ACCEPT_BACKOFF_MAX_US ? b : ACCEPT_BACKOFF_MAX_US;
+	w->accept_resume_us = now + w->accept_backoff_us;
+	w->accept_paused = true;
+	update_listeners(w);
+	/* Every worker fails at the same rate in a shortage of the process's
+	 * fds: one line now and then for all of them says enough, and the
+	 * metric has the exact count. */
+	uint64_t unlogged = 0;
+	if (!runtime_accept_failed(err, now, &unlogged))
+		return;
+	if (unlogged)
+		log_error("accept failed: %s; pausing new connections (%" PRIu64 " more failure%s since the last message)",
+			  strerror(err), unlogged, unlogged == 1 ? "" : "s");
+	else
+		log_error("accept failed: %s; pausing new connections", strerror(err));
+}
+
+/* The pause is over, or an fd was freed (reap): listen again. If the
+ * shortage goes on, the next accept fails and pauses for longer. */
+static void accept_resume_if_due(struct worker *w)
+{
+	if (!w->accept_paused || w->loop.now_us < w->accept_resume_us)
+		return;
+	w->accept_paused = false;
+	update_listeners(w);
+}
+
 static void listen_cb(struct loop_handle *h, uint32_t revents)
 {
 	struct worker *w = current_worker;
+	/* Another of our listeners paused accepting earlier in this wakeup;
+	 * its event for this one was fetched before that. */
+	if (w->accept_paused)
+		return;
 	for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int fd = accept4(h->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				log_error("accept failed: %s; pausing new connections for a moment", strerror(errno));
-				set_listeners(w, false);
-			}
+			int err = errno;
+			if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+				accept_pause(w, err);
 			return;
 		}
+		w->accept_backoff_us = 0; /* the shortage is over: a new one starts with a short pause */
 		if (ss.ss_family != AF_UNIX)
 			sockopt_tune_tcp(fd, runtime_config());
 		char peer[48];
@@ -291,6 +349,13 @@ void worker_bury_server(struct worker *w, struct server *s)
 
 static void reap(struct worker *w)
 {
+	/* Each of these clients has closed its socket: while accepting is
+	 * paused for want of fds, one is free now, so try again without
+	 * waiting out the pause. Never a busy loop: at most one try per
+	 * wakeup in which a client went away, and a try that fails pauses
+	 * again, for longer. */
+	if (w->dead_clients && w->accept_paused)
+		w->accept_resume_us = w->loop.now_us;
 	while (w->dead_clients) {
 		struct client *c = w->dead_clients;
 		w->dead_clients = c->dead_next;
@@ -319,8 +384,6 @@ static void tick(struct worker *w)
 	}
 	pool_tick(w, now);
 	cancel_tick(w, now, false);
-	if (w->accept_paused && !w->suspended_accept)
-		set_listeners(w, true);
 }
 
 static void *worker_main(void *arg)
@@ -331,7 +394,10 @@ static void *worker_main(void *arg)
 	w->loop.now_us = loop_now_us();
 	w->next_tick_us = w->loop.now_us + TICK_US;
 	while (!w->stopping) {
-		int64_t wait = w->next_tick_us - loop_now_us();
+		int64_t due = w->next_tick_us;
+		if (w->accept_paused && w->accept_resume_us < due)
+			due = w->accept_resume_us;
+		int64_t wait = due - loop_now_us();
 		int timeout_ms = wait <= 0 ? 0 : (int)((wait + 999) / 1000);
 		int rc = loop_run_once(&w->loop, timeout_ms);
 		if (rc < 0) {
@@ -339,6 +405,7 @@ static void *worker_main(void *arg)
 			break;
 		}
 		reap(w);
+		accept_resume_if_due(w);
 		if (w->loop.now_us >= w->next_tick_us) {
 			tick(w);
 			reap(w);
@@ -519,7 +586,7 @@ int worker_start_all(const struct config *cfg, const int *inherited, int n_inher
 			log_error("nothing to listen on: set listen_addr or unix_socket_dir");
 			return -EINVAL;
 		}
-		set_listeners(w, true);
+		update_listeners(w);
 	}
 	for (int i = 0; i < n_workers; i++) {
 		if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {

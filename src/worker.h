@@ -55,7 +55,13 @@ struct worker {
 	struct loop loop;             /* this thread's epoll */
 	struct loop_handle listen[WORKER_MAX_LISTEN]; /* listening sockets */
 	int n_listen;
-	bool accept_paused;           /* fd exhaustion: listeners removed until tick */
+	bool accept_paused;           /* accept() ran out of fds or memory: listeners
+				       * off until accept_resume_us (or a client of
+				       * ours closes, freeing an fd) */
+	int64_t accept_resume_us;     /* when accept_paused ends (loop clock) */
+	int64_t accept_backoff_us;    /* length of the last pause; doubled by each
+				       * failure that follows it, 0 again after a
+				       * successful accept */
 	struct loop_handle mailbox_h; /* eventfd, readable when mail waits */
 	pthread_mutex_t mail_lock;    /* protects mail_head/tail only */
 	struct mail *mail_head, *mail_tail;
@@ -70,7 +76,9 @@ struct worker {
 	uint64_t next_conn_id;        /* local part of connection ids */
 	int stopping;                 /* leave the loop soon */
 	bool suspended;               /* SUSPEND: no reading from clients */
-	bool suspended_accept;        /* SUSPEND, shutdown, takeover: listeners off */
+	bool suspended_accept;        /* SUSPEND, shutdown, takeover: listeners off
+				       * (independent of accept_paused: listening
+				       * needs both false) */
 };
 
 /* Global set of workers, fixed after start-up. */
@@ -99,7 +107,8 @@ int worker_run_all(void (*fn)(struct worker *w, void *arg), void (*done)(void *a
 /* Run fn(w, arg) on worker w's thread. Returns 0 or -ENOMEM. */
 int worker_run_on(struct worker *w, void (*fn)(struct worker *w, void *arg), void *arg);
 
-/* Stop or restart accepting new connections on every listener of w. */
+/* Stop or restart accepting new connections on every listener of w. A
+ * restart during a pause for want of fds takes effect when the pause ends. */
 void worker_set_accepting(struct worker *w, bool on);
 
 /* Shutdown: close w's own listening sockets (new connections are refused

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "runtime.h"
 #include "unit.h"
 
 /* Occurrences of needle in hay. */
@@ -42,7 +43,8 @@ static void test_render_without_pools(void)
 	CHECK(strstr(body, "\nsluice_max_fds ") != NULL);
 	static const char *families[] = {
 		"sluice_up gauge", "sluice_uptime_seconds gauge", "sluice_config_reloads_total counter",
-		"sluice_config_reload_failures_total counter", "sluice_open_fds gauge",
+		"sluice_config_reload_failures_total counter", "sluice_accept_failures_total counter",
+		"sluice_open_fds gauge",
 		"sluice_max_fds gauge", "sluice_clients gauge", "sluice_pool_clients gauge",
 		"sluice_pool_servers gauge", "sluice_pool_max_wait_seconds gauge",
 		"sluice_pool_transactions_total counter", "sluice_pool_queries_total counter",
@@ -65,10 +67,12 @@ static void test_render_without_pools(void)
 	CHECK(count(body, "# TYPE ") == (int)(sizeof(families) / sizeof(families[0])));
 	CHECK(count(body, "# HELP ") == count(body, "# TYPE "));
 	/* No pools: no per-pool sample (the only labels are the bypass
-	 * fallback reasons). */
+	 * fallback reasons and the accept() errnos). */
 	CHECK(strstr(body, "sluice_pool_clients{") == NULL && strstr(body, "sluice_pool_transactions_total{") == NULL);
 	CHECK(strstr(body, "\nsluice_bypass_enabled 0\n") != NULL);
 	CHECK(count(body, "sluice_bypass_fallbacks_total{reason=") == BYPASS_REASONS);
+	CHECK(strstr(body, "\nsluice_accept_failures_total{errno=\"EMFILE\"} 0\n") != NULL);
+	CHECK(count(body, "sluice_accept_failures_total{errno=") == RUNTIME_ACCEPT_ERRNOS);
 	CHECK(body[strlen(body) - 1] == '\n');
 	free(body);
 }
