@@ -6,7 +6,7 @@ ifdef CI
 WARN    += -Werror
 endif
 CPPFLAGS += -D_GNU_SOURCE -Isrc
-LDLIBS  := -lssl -lcrypto -lpthread
+LDLIBS  := -lssl -lcrypto -lpg_query -lpthread
 SAN     ?=
 
 # bpf_bypass (the kernel fast path) needs clang, bpftool and libbpf-dev.

@@ -6,6 +6,7 @@ set -euo pipefail
 
 required=(
 	gcc make libc6-dev libssl-dev pkg-config
+	libpg-query-dev libprotobuf-c-dev
 	postgresql-15 postgresql-client-15 postgresql-contrib
 	pgbouncer
 	python3-pytest python3-pytest-xdist python3-psycopg python3-prometheus-client
