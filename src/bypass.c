@@ -135,6 +135,7 @@ static uint32_t slot_attach(int fd, int map_fd, int role, void *obj, int worker_
 	st->peer = 0;
 	st->pending = 0;
 	st->mid_batch = 0;
+	st->own_unnamed = 0;
 	st->status = 'I';
 	__atomic_store_n(&st->owner, BP_OWNER_USER, __ATOMIC_RELEASE);
 	st->reason = BPR_COUNT;
@@ -367,6 +368,7 @@ static void session_enter(struct client *c, int g)
 	memset(&ss->fr, 0, sizeof(ss->fr));
 	st->pending = 0;
 	st->mid_batch = 0;
+	st->own_unnamed = 0;
 	st->burst = ss->burst = 0;
 	st->status = (uint8_t)s->tx_status;
 	st->busy_ns = st->ready_ns = 0;
@@ -430,6 +432,7 @@ void bypass_client_maybe_enter(struct client *c)
 	st->peer = 0;
 	st->pending = 0;
 	st->mid_batch = 0;
+	st->own_unnamed = 0;
 	st->burst = 0;
 	st->status = 'I';
 	st->busy_ns = st->ready_ns = st->xact_ns = 0;
@@ -437,7 +440,7 @@ void bypass_client_maybe_enter(struct client *c)
 	st->active_ns = (uint64_t)c->last_active_us * 1000;
 	st->group = (uint32_t)g;
 	st->pkey = client_pkey(c);
-	st->opts = track_enabled(c->pool) ? PGF_OPT_TRACKING : 0;
+	st->opts = (track_renames(c->pool) ? PGF_OPT_TRACKING : 0) | (track_enabled(c->pool) ? PGF_OPT_SQL : 0);
 	/* Fails when a program passed bytes up after the peek: then they are
 	 * on their way to user space and the client stays here. */
 	if (!__atomic_compare_exchange_n(&st->ctl, &ctl, BP_CTL(BP_KERNEL, BP_CTL_GEN(ctl)), false,

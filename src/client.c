@@ -10,6 +10,7 @@
 #include "bypass.h"
 #include "bpf/pgframe.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #include "runtime.h"
 #include "scram_cache.h"
 #include "server.h"
+#include "sqlinfo.h"
 #include "hba.h"
 #include "tls.h"
 #include "track.h"
@@ -222,7 +224,7 @@ void client_free(struct client *c)
 		OPENSSL_cleanse(c->lookup_secret, strlen(c->lookup_secret));
 		free(c->lookup_secret);
 	}
-	client_stmts_clear(&c->stmts);
+	track_client_free(c);
 	free(c->scram);
 	for (int i = 0; i < TRACKED_PARAMS; i++)
 		free(c->params[i]);
@@ -240,7 +242,25 @@ static bool startup_param_allowed(const char *name)
 		if (strcasecmp(tracked_param_names[i], name) == 0)
 			return true;
 	const struct config *cfg = runtime_config();
-	return config_list_contains(cfg->ignore_startup_parameters, name);
+	return config_list_contains(cfg->ignore_startup_parameters, name) ||
+	       config_list_contains(cfg->track_extra_parameters, name);
+}
+
+/* track_extra_parameters (PgBouncer's key): a startup parameter listed
+ * there is kept for the client and set on every server it borrows, as a
+ * session setting. Returns false without memory. */
+static bool keep_extra_param(struct client *c, const char *name, const char *value)
+{
+	if (!config_list_contains(runtime_config()->track_extra_parameters, name))
+		return true;
+	char lower[64];
+	snprintf(lower, sizeof(lower), "%s", name);
+	for (char *p = lower; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	char *sql = sql_set_config_statement(lower, value);
+	bool ok = sql && session_vars_set(&c->vars, lower, sql) == 0;
+	free(sql);
+	return ok;
 }
 
 static void auth_begin(struct client *c);
@@ -290,6 +310,10 @@ static void handle_startup(struct client *c, const struct pg_startup *st)
 				free(c->params[k]);
 				c->params[k] = strdup(st->values[i]);
 			}
+		}
+		if (!keep_extra_param(c, st->names[i], st->values[i])) {
+			client_fail(c, "53200", "out of memory");
+			return;
 		}
 	}
 	const struct config *cfg = runtime_config();
@@ -1006,6 +1030,14 @@ static void client_process(struct client *c)
 				continue;
 			break;
 		}
+		if (sk->drop) {
+			uint32_t take = avail < sk->drop ? avail : sk->drop;
+			pgsock_drop(sk, take);
+			sk->drop -= take;
+			if (sk->drop)
+				break;
+			continue;
+		}
 		struct pg_msg m;
 		int rc = pg_msg_peek(pgsock_cursor(sk), avail, &m);
 		if (rc == 0)
@@ -1121,7 +1153,9 @@ static void client_process(struct client *c)
 					return;
 				break;
 			}
+			uint32_t wbuf_before = iobuf_len(&s->sock.wbuf);
 			int act = track_client_msg(c, s, &m);
+			track_journal_note(s, &m, act, avail, wbuf_before);
 			if (act == TRACK_FLUSH_FIRST) {
 				sk->parse_blocked = true;
 				break;
@@ -1133,8 +1167,14 @@ static void client_process(struct client *c)
 			if (act == TRACK_DROP || act == TRACK_DROP_QUERY) {
 				if (act == TRACK_DROP_QUERY && s->outstanding++ == 0)
 					request_started(s, c->worker->loop.now_us);
-				if (act == TRACK_DROP && m.type != 'Q')
+				if (act == TRACK_DROP && m.type != 'Q' && m.type != 'S')
 					s->client_mid_batch = true;
+				if (m.len > avail) {
+					/* Skipped after an error, and not all here yet. */
+					pgsock_drop(sk, avail);
+					sk->drop = m.len - avail;
+					break;
+				}
 				pgsock_drop(sk, m.len);
 				continue;
 			}
@@ -1143,14 +1183,19 @@ static void client_process(struct client *c)
 		case 'Q':
 		case 'F':
 		case 'S':
-			/* Each of these is answered by exactly one ReadyForQuery. */
+			/* Each of these is answered by exactly one ReadyForQuery.
+			 * Only a Sync closes an extended-protocol batch: a Query
+			 * in the middle of one leaves it open. */
 			if (s->outstanding++ == 0)
 				request_started(s, c->worker->loop.now_us);
-			s->client_mid_batch = false;
+			if (m.type == 'S')
+				s->client_mid_batch = false;
 			break;
-		default:
+		case 'P': case 'B': case 'D': case 'E': case 'C':
 			s->client_mid_batch = true;
 			break;
+		default:
+			break; /* Flush, COPY data: no batch of their own */
 		}
 		if (m.len <= avail) {
 			sk->fwd += m.len;

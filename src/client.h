@@ -21,6 +21,8 @@
 #include "list.h"
 #include "pgsock.h"
 #include "prepared.h"
+#include "session_vars.h"
+#include "track.h"
 
 struct worker;
 struct pool;
@@ -82,6 +84,12 @@ struct client {
 	int64_t last_active_us;    /* last bytes received from the client (client_idle_timeout) */
 	char *params[TRACKED_PARAMS]; /* wanted values (heap), NULL = server default */
 	struct client_stmts stmts; /* named prepared statements (transaction/statement mode) */
+	struct unnamed_stmt *unnamed; /* the unnamed statement as the client's messages so far
+				    * leave it (heap), NULL = none (track.c) */
+	uint32_t unnamed_gen;      /* bumped at each unnamed Parse sent; names its version */
+	struct portal_infos portals; /* portals whose statement does something (track.h) */
+	uint32_t batch;            /* Syncs and simple Queries read so far (track.c) */
+	struct session_vars vars;  /* settings the client SET (session_vars.h) */
 	bool skip_until_sync;      /* sluice answered an error: drop messages until Sync */
 	bool batch_changed_names;  /* this batch Parse'd or Closed a named statement */
 	bool batch_clears_cache;   /* this batch runs DISCARD ALL / DEALLOCATE ALL */

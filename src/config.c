@@ -414,6 +414,10 @@ static const struct config_key main_keys[] = {
 	KEY("ignore_startup_parameters", KT_STR_OPT, ignore_startup_parameters, 0, 0),
 	KEY("workers", KT_INT, workers, 1, 256),
 	KEY("max_prepared_statements", KT_INT, max_prepared_statements, 0, 100000),
+	KEY("max_client_prepared_statements", KT_INT, max_client_prepared_statements, 0, INT32_MAX),
+	KEY("max_client_prepared_bytes", KT_INT, max_client_prepared_bytes, 0, INT32_MAX),
+	KEY("dynamic_sql_check", KT_BOOL, dynamic_sql_check, 0, 0),
+	KEY("track_extra_parameters", KT_STR_OPT, track_extra_parameters, 0, 0),
 	KEY("bpf_bypass", KT_BOOL, bpf_bypass, 0, 0),
 	KEY("verbose", KT_INT, verbose, 0, 100),
 	KEY("log_connections", KT_BOOL, log_connections, 0, 0),
@@ -476,7 +480,7 @@ static const char *const unsupported_main_keys[] = {
 	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
 	"server_fast_close", "server_round_robin", "server_tls13_ciphers",
 	"service_name", "so_reuseport", "suspend_timeout", "tcp_defer_accept",
-	"tcp_socket_buffer", "track_extra_parameters", "unix_socket_group",
+	"tcp_socket_buffer", "unix_socket_group",
 	"user",
 };
 
@@ -1122,6 +1126,9 @@ static int set_defaults(struct config *cfg)
 	/* Clamp to the range the workers key itself accepts. */
 	cfg->workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu;
 	cfg->max_prepared_statements = 200;
+	cfg->max_client_prepared_statements = 10000;
+	cfg->max_client_prepared_bytes = 16 * 1024 * 1024;
+	cfg->dynamic_sql_check = true;
 	cfg->log_connections = true;
 	cfg->log_disconnections = true;
 	cfg->log_pooler_errors = true;

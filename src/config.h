@@ -115,7 +115,11 @@ struct config {
 	char *ignore_startup_parameters; /* comma separated list, NULL = none */
 	int workers;            /* default: number of online CPUs */
 	bool bpf_bypass;        /* default false: kernel fast path (eBPF sockmap) */
-	int max_prepared_statements; /* per server connection in transaction/statement mode; 0 = no tracking; default 200 */
+	int max_prepared_statements; /* per server connection in transaction/statement mode; 0 = names pass through; default 200 */
+	int max_client_prepared_statements; /* named statements one client may hold (0 = no limit); default 10000 */
+	int max_client_prepared_bytes;      /* bytes of their names and texts per client (0 = no limit); default 16 MiB */
+	bool dynamic_sql_check;     /* after DO/CALL, look for session state left behind and pin; default on */
+	char *track_extra_parameters; /* list: more startup parameters kept per client and set on each server */
 	int verbose;            /* 0 = info; 1+ = debug (also -v on command line) */
 	bool log_connections;   /* default true */
 	bool log_disconnections; /* default true */

@@ -26,22 +26,34 @@ enum expect_kind {
 	EXPECT_EXECUTE,     /* ends with 'C', 'I', 's' */
 	EXPECT_SYNC,        /* ends with 'Z' */
 	EXPECT_QUERY,       /* simple Query or FunctionCall: ends with 'Z' */
-	EXPECT_FLUSH_ONLY,  /* Flush/COPY data: no answer of its own (never queued) */
+	EXPECT_CHECK,       /* sluice's own query after dynamic SQL: read, not forwarded, up to 'Z' */
 	SYNTH_PARSE_DONE,   /* sluice answers ParseComplete here */
-	SYNTH_CLOSE_DONE,   /* sluice answers CloseComplete here */
-	SYNTH_ERROR,        /* sluice answers ErrorResponse here (msg in arg) */
-	SYNTH_QUERY_DONE,   /* sluice answers a whole simple query (CommandComplete + ReadyForQuery) */
+	SYNTH_COMPLETE,     /* sluice answers CommandComplete (DEALLOCATE), and ReadyForQuery
+			     * with F_READY (a whole simple query) */
 };
 
 struct expect {
 	uint8_t kind;     /* enum expect_kind */
 	uint8_t flags;    /* EXPECT_F_* */
-	uint32_t id;      /* server statement id (PARSE/PARSE_OWN/CLOSE_OWN) */
-	void *arg;        /* SYNTH_ERROR / SYNTH_QUERY_DONE: heap text; PARSE: client entry to undo */
+	uint16_t done;    /* QUERY: its statements answered so far (CommandComplete) */
+	uint32_t id;      /* server statement sluice_<id> the message names, 0 = none;
+			   * SYNC/QUERY: the client's batch it ends (track.c) */
+	uint32_t gen;     /* client->unnamed_gen after this message, when it changes the
+			   * client's unnamed statement (unnamed Parse or Close, Query); else 0 */
+	void *arg;        /* struct track_undo (track.c) or NULL */
 };
 
-#define EXPECT_F_CLEAR_CACHE 1 /* QUERY/SYNC: DISCARD ALL / DEALLOCATE ALL, server statements gone */
-#define EXPECT_F_RESUME 2      /* SYNC: the client waits for this answer before going on */
+#define EXPECT_F_JOURNAL     0x01 /* BIND/DESCRIBE that began the batch journal (track.c): if
+				   * its statement turns out lost, the batch can be sent again */
+#define EXPECT_F_RESUME      0x02 /* SYNC/QUERY: the client waits for this answer before going on */
+#define EXPECT_F_UNNAMED     0x04 /* PARSE/PARSE_OWN of the unnamed statement */
+#define EXPECT_F_PROBE       0x08 /* PARSE of a taken name, under a new server name: its '1' is
+				   * swallowed, an F_FAIL follows to say the name is taken */
+#define EXPECT_F_GOT_ERROR   0x10 /* QUERY/SYNC: an ErrorResponse came before its ReadyForQuery */
+#define EXPECT_F_OWN         0x80 /* BIND/SYNC sluice sent for itself: its answer is swallowed */
+#define EXPECT_F_READY       0x40 /* SYNTH_COMPLETE: a simple query, ReadyForQuery follows */
+#define EXPECT_F_FAIL        0x20 /* DESCRIBE/QUERY sluice sent to fail on purpose (statement
+				   * sluice_0 never exists): its 26000 is replaced by arg's error */
 
 struct expect_queue {
 	struct expect *ring; /* capacity cap, entries [head, head + len) modulo cap */
@@ -51,6 +63,8 @@ struct expect_queue {
 int expect_push(struct expect_queue *q, struct expect e);
 static inline bool expect_empty(const struct expect_queue *q) { return q->len == 0; }
 static inline struct expect *expect_head(struct expect_queue *q) { return &q->ring[q->head]; }
+/* Entry i (0 = head), i < len. */
+static inline struct expect *expect_at(struct expect_queue *q, uint32_t i) { return &q->ring[(q->head + i) % q->cap]; }
 void expect_pop(struct expect_queue *q);
 void expect_free(struct expect_queue *q);
 

@@ -30,6 +30,8 @@ struct pgsock {
 	uint32_t fwd;         /* rbuf bytes (from start) examined, to send to the peer */
 	uint32_t skip;        /* body bytes of the current message, not yet received,
 			       * that are forwarded unexamined as they arrive */
+	uint32_t drop;        /* body bytes of the current message, not yet received,
+			       * that are dropped as they arrive (PostgreSQL would skip it) */
 	uint32_t resync;      /* bpf_bypass: the first bytes of rbuf were already sent
 			       * to the peer by the kernel; drop them instead of
 			       * forwarding them again */

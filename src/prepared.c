@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "pg_proto.h"
+#include "sqlinfo.h"
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {
@@ -80,7 +81,7 @@ void pstmt_def_free(struct pstmt_def *d)
 	memset(d, 0, sizeof(*d));
 }
 
-static bool def_equal(const struct pstmt_def *a, const struct pstmt_def *b)
+bool pstmt_def_equal(const struct pstmt_def *a, const struct pstmt_def *b)
 {
 	return a->hash == b->hash && a->n_types == b->n_types &&
 	       strcmp(a->query, b->query) == 0 &&
@@ -95,7 +96,12 @@ struct client_stmt *client_stmts_find(struct client_stmts *m, const char *name)
 	return NULL;
 }
 
-int client_stmts_add(struct client_stmts *m, const char *name, struct pstmt_def *def)
+size_t pstmt_cost(const char *name, const struct pstmt_def *d)
+{
+	return sizeof(struct client_stmt) + strlen(name) + 1 + strlen(d->query) + 1 + (size_t)d->n_types * 4;
+}
+
+int client_stmts_add(struct client_stmts *m, const char *name, struct pstmt_def *def, struct sql_info *info)
 {
 	if (m->n == m->cap) {
 		uint32_t ncap = m->cap ? m->cap * 2 : 8;
@@ -110,9 +116,27 @@ int client_stmts_add(struct client_stmts *m, const char *name, struct pstmt_def 
 		return -ENOMEM;
 	m->v[m->n].name = n;
 	m->v[m->n].def = *def;
+	m->v[m->n].info = info;
 	memset(def, 0, sizeof(*def));
+	m->bytes += pstmt_cost(n, &m->v[m->n].def);
 	m->n++;
 	return 0;
+}
+
+void client_stmt_free(struct client_stmt *e)
+{
+	free(e->name);
+	pstmt_def_free(&e->def);
+	sql_info_put(e->info);
+	memset(e, 0, sizeof(*e));
+}
+
+const char *client_stmts_name_of(const struct client_stmts *m, const struct pstmt_def *def)
+{
+	for (uint32_t i = 0; i < m->n; i++)
+		if (pstmt_def_equal(&m->v[i].def, def))
+			return m->v[i].name;
+	return NULL;
 }
 
 bool client_stmts_remove(struct client_stmts *m, const char *name, struct client_stmt *out)
@@ -120,22 +144,19 @@ bool client_stmts_remove(struct client_stmts *m, const char *name, struct client
 	struct client_stmt *e = client_stmts_find(m, name);
 	if (!e)
 		return false;
-	if (out) {
+	m->bytes -= pstmt_cost(e->name, &e->def);
+	if (out)
 		*out = *e;
-	} else {
-		free(e->name);
-		pstmt_def_free(&e->def);
-	}
+	else
+		client_stmt_free(e);
 	*e = m->v[--m->n];
 	return true;
 }
 
 void client_stmts_clear(struct client_stmts *m)
 {
-	for (uint32_t i = 0; i < m->n; i++) {
-		free(m->v[i].name);
-		pstmt_def_free(&m->v[i].def);
-	}
+	for (uint32_t i = 0; i < m->n; i++)
+		client_stmt_free(&m->v[i]);
 	free(m->v);
 	memset(m, 0, sizeof(*m));
 }
@@ -143,7 +164,7 @@ void client_stmts_clear(struct client_stmts *m)
 struct server_stmt *server_stmts_find(struct server_stmts *c, const struct pstmt_def *def)
 {
 	for (uint32_t i = 0; i < c->n; i++) {
-		if (def_equal(&c->v[i].def, def)) {
+		if (pstmt_def_equal(&c->v[i].def, def)) {
 			c->v[i].last_use = ++c->clock;
 			return &c->v[i];
 		}

@@ -25,14 +25,18 @@ struct pstmt_def {
 	uint64_t hash;     /* of query and types */
 };
 
+struct sql_info;
+
 struct client_stmt {
 	char *name;              /* client's statement name (heap) */
 	struct pstmt_def def;
+	struct sql_info *info;   /* what its text does (sqlinfo.h), one reference; NULL = nothing */
 };
 
 struct client_stmts {            /* owned by one client */
 	struct client_stmt *v;
 	uint32_t n, cap;
+	size_t bytes;            /* heap bytes of names, texts and types (the client's budget) */
 };
 
 struct server_stmt {
@@ -55,12 +59,19 @@ int pstmt_parse_msg(const uint8_t *body, uint32_t len, const char **name, struct
 void pstmt_def_rehash(struct pstmt_def *d);
 int pstmt_def_copy(struct pstmt_def *dst, const struct pstmt_def *src);
 void pstmt_def_free(struct pstmt_def *d);
+bool pstmt_def_equal(const struct pstmt_def *a, const struct pstmt_def *b);
+/* Heap bytes a client statement of this name and definition holds. */
+size_t pstmt_cost(const char *name, const struct pstmt_def *d);
 
 struct client_stmt *client_stmts_find(struct client_stmts *m, const char *name);
-/* Takes ownership of *def. Returns 0 or -ENOMEM. */
-int client_stmts_add(struct client_stmts *m, const char *name, struct pstmt_def *def);
+/* Takes ownership of *def and of one reference to info. Returns 0 or -ENOMEM. */
+int client_stmts_add(struct client_stmts *m, const char *name, struct pstmt_def *def, struct sql_info *info);
 /* Removes the entry; when out is given the entry is moved there instead of freed. */
 bool client_stmts_remove(struct client_stmts *m, const char *name, struct client_stmt *out);
+/* Free an entry moved out by client_stmts_remove. */
+void client_stmt_free(struct client_stmt *e);
+/* Name of the client statement whose definition is def, or NULL. */
+const char *client_stmts_name_of(const struct client_stmts *m, const struct pstmt_def *def);
 void client_stmts_clear(struct client_stmts *m);
 
 struct server_stmt *server_stmts_find(struct server_stmts *c, const struct pstmt_def *def);

@@ -575,6 +575,7 @@ void server_link(struct server *s, struct client *c)
 			cap += 2 * strlen(c->params[k]) + strlen(tracked_param_names[k]) + 16;
 	char *sql = malloc(cap);
 	size_t n = 0;
+	s->skipping = false;
 	for (int k = 0; sql && k < TRACKED_PARAMS; k++) {
 		const char *want = c->params[k];
 		if (!want || (s->params[k] && strcmp(s->params[k], want) == 0))
@@ -590,9 +591,23 @@ void server_link(struct server *s, struct client *c)
 		}
 		n += (size_t)sprintf(sql + n, "';");
 	}
-	if (sql && n > 0) {
+	/* Then the other settings the client SET (track.c). */
+	if (sql)
+		sql[n] = '\0';
+	if (sql && s->tracking && track_restore_sql(s, c, &sql, &n, &cap) < 0) {
+		free(sql);
+		sql = NULL;
+	}
+	if (!sql) {
+		/* Its settings cannot be restored: better no answer than one
+		 * computed under another client's settings. */
+		server_close(s, "out of memory restoring the client's settings");
+		return;
+	}
+	if (n > 0) {
 		pg_fe_query(&s->sock.wbuf, sql);
 		s->internal++;
+		s->unnamed_owner = 0; /* a simple Query drops the unnamed statement */
 	}
 	free(sql);
 	server_update_events(s);
@@ -644,7 +659,7 @@ void server_detach(struct server *s)
 static bool server_is_clean(const struct server *s)
 {
 	const struct client *c = s->client;
-	return s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready &&
+	return s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready && !s->skipping &&
 	       expect_empty(&s->expect) && !s->pinned &&
 	       s->tx_status == 'I' && s->internal == 0 && iobuf_len(&s->sock.rbuf) == 0 &&
 	       s->sock.skip == 0 && iobuf_len(&s->sock.wbuf) == 0 &&
@@ -716,6 +731,11 @@ void server_deliver_pending(struct server *s)
 		return;
 	}
 	if (rc == 0 && s->pool->mode != POOL_MODE_SESSION && server_is_clean(s)) {
+		if (track_check_before_release(s)) {
+			/* Dynamic SQL ran: look at the session first (track.c). */
+			server_send_pending(s);
+			return;
+		}
 		client_update_events(c);
 		server_unlink_release(s);
 		return;
@@ -795,12 +815,21 @@ static void server_process(struct server *s)
 			continue;
 		}
 		if (s->state == SERVER_ACTIVE && s->tracking && !s->internal) {
-			if ((m.type == '1' || m.type == '3') && m.len > avail)
-				break; /* 5 bytes: the rest is on its way */
+			if (m.len > avail && track_server_wants_whole(s, &m)) {
+				if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
+					server_close(s, "message from server too large to examine");
+					return;
+				}
+				break; /* the rest is on its way */
+			}
 			int act = track_server_msg(s, &m);
 			if (act == TRACK_FLUSH_FIRST) {
 				sk->parse_blocked = true;
 				break;
+			}
+			if (act == TRACK_ERROR) {
+				server_close(s, "out of memory");
+				return;
 			}
 			if (act == TRACK_DROP) {
 				pgsock_drop(sk, m.len);
@@ -965,7 +994,13 @@ void server_client_gone(struct server *s)
 		if (s->pinned && strcasestr(q, "discard all") == NULL)
 			q = "DISCARD ALL";
 		s->pinned = false;
+		s->check_due = false;
 		track_server_forget(s);
+		if (strcasestr(q, "discard all"))
+			session_vars_clear(&s->vars);
+		else if (strcasestr(q, "reset all"))
+			session_vars_reset_all(&s->vars);
+		s->unnamed_owner = 0;
 		server_set_state(s, SERVER_RESET);
 		pg_fe_query(&s->sock.wbuf, q);
 		s->internal = 1;

@@ -23,6 +23,7 @@
 #include "list.h"
 #include "pgsock.h"
 #include "prepared.h"
+#include "session_vars.h"
 
 struct worker;
 struct pool;
@@ -72,6 +73,16 @@ struct server {
 	struct server_stmts stmts; /* statements sluice prepared here */
 	struct expect_queue expect; /* answers still to come (statement tracking) */
 	bool tracking;             /* expect queue in use for the current client */
+	bool skipping;             /* PostgreSQL answered an error in the client's open batch and
+				    * discards everything up to its next Sync */
+	uint64_t unnamed_owner;    /* client whose unnamed statement this session holds, 0 = unknown */
+	uint32_t unnamed_gen;      /* that client's unnamed_gen when it was parsed here */
+	struct session_vars vars;  /* settings sluice knows this session holds (session_vars.h) */
+	struct track_pending *pending; /* setting changes answered, not yet committed (track.c) */
+	bool check_due;            /* dynamic SQL ran: look at the session before lending it on */
+	uint32_t parses_in_flight; /* expect entries that prepare a statement sluice_<id> */
+	struct track_journal *journal; /* the current batch as sent, to send again (track.c) */
+	bool batch_ran;            /* something of the client's current batch runs on the server */
 	bool pinned;               /* its client did something session-bound: no sharing, reset after */
 	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
 	bool bp_lent;              /* bpf_bypass: in the kernel's idle set, or used by a client there */

@@ -33,6 +33,8 @@
 #include "log.h"
 #include "pool.h"
 #include "runtime.h"
+#include "sqlinfo.h"
+#include "track.h"
 #include "worker.h"
 
 #define HELLO "SLUICE-TAKEOVER 1\n"
@@ -234,7 +236,8 @@ static char *dec_str(struct dec *d, bool *absent)
  * A client, as: user, db, peer, cancel pid, cancel key, the tracked
  * parameters (absent = server default), the prepared statements (name,
  * query, parameter types), the pool's SCRAM pass-through keys (flag + 64
- * bytes), the bytes the client already sent that were not examined.
+ * bytes), the bytes the client already sent that were not examined, then
+ * the unnamed statement and the session settings.
  */
 static int client_encode(struct client *c, struct enc *e)
 {
@@ -263,7 +266,48 @@ static int client_encode(struct client *c, struct enc *e)
 	OPENSSL_cleanse(keys, sizeof(keys));
 	enc_u32(e, iobuf_len(&c->sock.rbuf));
 	enc_bytes(e, iobuf_head(&c->sock.rbuf), iobuf_len(&c->sock.rbuf));
+	/* Added later, so a process that does not know them ignores them:
+	 * the unnamed statement (flag, query, types) and the settings. */
+	enc_u32(e, c->unnamed != NULL);
+	if (c->unnamed) {
+		enc_str(e, c->unnamed->def.query);
+		enc_u32(e, c->unnamed->def.n_types);
+		for (uint16_t t = 0; t < c->unnamed->def.n_types; t++)
+			enc_u32(e, c->unnamed->def.types[t]);
+	}
+	enc_u32(e, c->vars.n);
+	for (uint16_t i = 0; i < c->vars.n; i++) {
+		enc_str(e, c->vars.v[i].name);
+		enc_str(e, c->vars.v[i].sql);
+	}
 	return e->oom ? -ENOMEM : 0;
+}
+
+/* A statement definition: query, type count, types. */
+static int dec_def(struct dec *d, struct pstmt_def *def)
+{
+	bool absent;
+	memset(def, 0, sizeof(*def));
+	def->query = dec_str(d, &absent);
+	uint32_t nt = dec_u32(d);
+	if (nt > 65535 || (size_t)(d->end - d->p) < (size_t)nt * 4)
+		d->err = true;
+	if (!d->err && nt) {
+		def->types = malloc(nt * sizeof(uint32_t));
+		if (!def->types)
+			d->err = true;
+		for (uint32_t t = 0; t < nt && !d->err; t++)
+			def->types[t] = dec_u32(d);
+		def->n_types = (uint16_t)nt;
+	}
+	if (d->err || !def->query) {
+		pstmt_def_free(def);
+		d->err = true;
+		return -EPROTO;
+	}
+	/* pstmt_parse_msg computes the hash; recompute it the same way. */
+	pstmt_def_rehash(def);
+	return 0;
 }
 
 /* Fills c from an encoded client; the pool's SCRAM keys, when sent, go to
@@ -296,26 +340,15 @@ static int client_decode(struct client *c, const uint8_t *p, uint32_t len, uint8
 	uint32_t ns = dec_u32(&d);
 	for (uint32_t i = 0; i < ns && !d.err; i++) {
 		char *name = dec_str(&d, &absent);
-		struct pstmt_def def = { 0 };
-		def.query = dec_str(&d, &absent);
-		uint32_t nt = dec_u32(&d);
-		if (nt > 65535 || (size_t)(d.end - d.p) < (size_t)nt * 4)
-			d.err = true;
-		if (!d.err && nt) {
-			def.types = malloc(nt * sizeof(uint32_t));
-			if (!def.types)
+		struct pstmt_def def;
+		struct sql_info *si = NULL;
+		if (dec_def(&d, &def) == 0) {
+			if (!name || sql_inspect_if_needed(def.query, strlen(def.query), &si) < 0 ||
+			    client_stmts_add(&c->stmts, name, &def, si) < 0) {
 				d.err = true;
-			for (uint32_t t = 0; t < nt && !d.err; t++)
-				def.types[t] = dec_u32(&d);
-			def.n_types = (uint16_t)nt;
-		}
-		if (!d.err && name && def.query) {
-			/* pstmt_parse_msg computes the hash; recompute it the same way. */
-			pstmt_def_rehash(&def);
-			if (client_stmts_add(&c->stmts, name, &def) < 0)
-				d.err = true;
-		} else {
-			pstmt_def_free(&def);
+				sql_info_put(si);
+				pstmt_def_free(&def);
+			}
 		}
 		free(name);
 	}
@@ -337,6 +370,28 @@ static int client_decode(struct client *c, const uint8_t *p, uint32_t len, uint8
 		d.p += pending;
 	} else if (pending) {
 		d.err = true;
+	}
+	if (d.err || d.p == d.end)
+		return d.err ? -EPROTO : 0; /* from a process without the parts below */
+	if (dec_u32(&d)) {
+		struct unnamed_stmt *u = calloc(1, sizeof(*u));
+		if (!u || dec_def(&d, &u->def) < 0 ||
+		    sql_inspect_if_needed(u->def.query, strlen(u->def.query), &u->info) < 0) {
+			d.err = true;
+			if (u)
+				pstmt_def_free(&u->def);
+			free(u);
+		} else {
+			c->unnamed = u;
+		}
+	}
+	uint32_t nv = dec_u32(&d);
+	for (uint32_t i = 0; i < nv && !d.err; i++) {
+		char *name = dec_str(&d, &absent), *sql = dec_str(&d, &absent);
+		if (!name || !sql || session_vars_set(&c->vars, name, sql) < 0)
+			d.err = true;
+		free(name);
+		free(sql);
 	}
 	return d.err ? -EPROTO : 0;
 }

@@ -1,34 +1,73 @@
 /*
- * track.h - transparent prepared statements and pinning in transaction
- * and statement mode: the client direction (rewrite Parse/Bind/Describe/
- * Close to sluice's statement names, answer what the server need not
- * see) and the server direction (match answers to the expect queue, drop
- * the ones for sluice's own messages, insert sluice's answers).
+ * track.h - what a client's session owns on the pooled servers it
+ * borrows, in transaction and statement mode: its prepared statements
+ * (named ones renamed to sluice's own, the unnamed one re-prepared where
+ * needed), its session settings, the things that pin it to one server,
+ * and PostgreSQL's skip-until-Sync rule for everything sluice answers
+ * itself.
  *
- * Owns: no state of its own; works on client->stmts, server->stmts and
- * server->expect. Runs on the pair's worker thread.
+ * Client direction: each message is judged before it goes (rewritten,
+ * answered by sluice, dropped, held). Server direction: each answer is
+ * matched to the expect queue, so sluice swallows the answers to its own
+ * messages, puts its own answers exactly where PostgreSQL would have, and
+ * undoes its bookkeeping for messages PostgreSQL skipped after an error
+ * (protocol docs 55.2.3).
+ *
+ * Owns: struct unnamed_stmt, struct track_pending and the undo records in
+ * expect entries; works on client->stmts/unnamed/vars and server->stmts/
+ * expect/vars. Runs on the pair's worker thread.
  */
 #ifndef SLUICE_TRACK_H
 #define SLUICE_TRACK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "pg_proto.h"
+#include "prepared.h"
 
 struct client;
 struct server;
 struct pool;
+struct sql_info;
+
+/* The client's unnamed statement: PostgreSQL keeps it until the next
+ * unnamed Parse or simple Query, across transactions, so sluice must be
+ * able to prepare it again on whichever server the client gets next. */
+struct unnamed_stmt {
+	struct pstmt_def def;
+	struct sql_info *info; /* what its text does, one reference, or NULL */
+};
+
+/* Portals bound from a statement that does something sluice follows
+ * (settings, DEALLOCATE, DISCARD ALL): judged when they are executed. */
+struct portal_info {
+	char *name;            /* portal name, "" = unnamed (heap) */
+	struct sql_info *info; /* one reference */
+	uint32_t batch;        /* client->batch when it was bound: the portal ends with
+				* the transaction, at a ReadyForQuery 'I' of this batch or later,
+				* or with an error there */
+	bool ran;              /* sluice answered its Execute (DEALLOCATE): it cannot run again */
+};
+struct portal_infos {
+	struct portal_info *v;
+	uint8_t n;             /* at most TRACK_MAX_PORTALS; beyond that the client is pinned */
+};
+#define TRACK_MAX_PORTALS 16
 
 enum track_action {
 	TRACK_FORWARD,       /* forward the message unchanged */
 	TRACK_DROP,          /* consumed (answered or rewritten): drop its bytes */
 	TRACK_DROP_QUERY,    /* like DROP, for a Query sluice answers whole (counts as a request) */
-	TRACK_FLUSH_FIRST,   /* send what is queued first, then call again */
-	TRACK_ERROR,         /* malformed message: close the client */
+	TRACK_FLUSH_FIRST,   /* send what is queued first (or wait for answers), then call again */
+	TRACK_ERROR,         /* malformed message or no memory: close the client */
 };
 
-/* Is tracking used for clients of this pool? */
+/* Is the expect queue used for clients of this pool (transaction and
+ * statement mode)? */
 bool track_enabled(const struct pool *p);
+/* Are named statements renamed to sluice's own (max_prepared_statements > 0)? */
+bool track_renames(const struct pool *p);
 
 /* Must this client message be complete in the buffer before
  * track_client_msg can decide? */
@@ -36,8 +75,14 @@ bool track_wants_whole(const struct client *c, const struct pg_msg *m, uint32_t 
 
 /* One client message (complete when track_wants_whole said so). */
 int track_client_msg(struct client *c, struct server *s, const struct pg_msg *m);
+/* After track_client_msg returned act for m (of which avail bytes are in):
+ * record what went to the server in the batch journal. wbuf_before is the
+ * server's wbuf length before the call. */
+void track_journal_note(struct server *s, const struct pg_msg *m, int act, uint32_t avail, uint32_t wbuf_before);
 
-/* One server message header (complete for '1' and '3'). */
+/* Must this server message be complete before track_server_msg? */
+bool track_server_wants_whole(struct server *s, const struct pg_msg *m);
+/* One server message (complete when track_server_wants_whole said so). */
 int track_server_msg(struct server *s, const struct pg_msg *m);
 
 /* Write sluice's own answers that are due now into the client's wbuf.
@@ -47,14 +92,22 @@ int track_emit(struct server *s);
 /* Is one of sluice's own answers next in line for s's client? */
 bool track_answer_due(struct server *s);
 
+/* s is clean and about to go back to the pool: true when sluice first
+ * sent its own look at the session (after dynamic SQL) and s must wait. */
+bool track_check_before_release(struct server *s);
+
+/* SQL that brings server s's session settings in line with client c's
+ * (appended to *sql as in session_vars_diff_sql); s is then taken to hold
+ * c's settings. Returns 0 or -ENOMEM. */
+int track_restore_sql(struct server *s, struct client *c, char **sql, size_t *len, size_t *cap);
+
 /* Statements prepared on s are gone (DISCARD ALL, reset). */
 void track_server_forget(struct server *s);
 /* Free the expect queue and its entries' data. */
 void track_server_free(struct server *s);
-
-/* Does this SQL text do something a shared server cannot keep for one
- * client (session advisory lock, LISTEN, temporary table, WITH HOLD
- * cursor, SQL-level PREPARE)? Conservative: may say yes needlessly. */
-bool track_sql_pins(const char *sql, size_t len);
+/* Free the client's tracked statements and settings. */
+void track_client_free(struct client *c);
+/* Heap bytes held for the client's statements and settings. */
+size_t track_client_bytes(const struct client *c);
 
 #endif

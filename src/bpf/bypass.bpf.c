@@ -100,6 +100,8 @@ struct skb_scan {
 	__u8 bad;         /* framing error, or too much to examine */
 	__u32 q_off;      /* client: offset of the Query text to inspect (0 = none) */
 	__u32 q_len;
+	__s32 unnamed;    /* client: -1 unchanged, else whether the linked server holds
+			   * its unnamed statement after this skb */
 };
 
 static __always_inline struct bp_stats *stats(void)
@@ -198,7 +200,7 @@ struct scan_ctx {
 	__u32 off, len, opts, z_end;
 	const __u8 *sql;    /* Query text inspection: scratch buffer */
 	__u32 sql_len;
-	__u64 w, hit;       /* rolling window of the text scan */
+	struct pgf_sqlscan sq; /* state of the Query text scan */
 };
 
 /* Header bytes at the cursor: *fresh says whether the type byte is in
@@ -251,11 +253,17 @@ static int client_step(__u32 i, void *arg)
 				nfirst = 0;
 		}
 	}
-	if (pgf_client_verdict(type, first, nfirst, x->opts) != PGF_OK) {
+	/* The unnamed statement is this client's once it parsed it in this
+	 * skb, or, before any change here, when the link says so. */
+	__u32 own = r->unnamed > 0 || (r->unnamed < 0 && (x->opts & PGF_OPT_OWN_UNNAMED)) ? PGF_OPT_OWN_UNNAMED : 0;
+	if (pgf_client_verdict(type, first, nfirst, (x->opts & ~PGF_OPT_OWN_UNNAMED) | own) != PGF_OK) {
 		r->user = 1;
 		return 1;
 	}
-	if ((type == 'Q' || type == 'P') && (x->opts & PGF_OPT_TRACKING)) {
+	int ue = pgf_client_unnamed_effect(type, first, nfirst);
+	if (ue >= 0)
+		r->unnamed = ue;
+	if ((type == 'Q' || type == 'P') && (x->opts & PGF_OPT_SQL)) {
 		/* sluice reads SQL texts (pinning, DISCARD, DEALLOCATE): the
 		 * whole text must be here, one per skb. A Parse of the unnamed
 		 * statement (the only one that gets here) has its text after
@@ -273,7 +281,9 @@ static int client_step(__u32 i, void *arg)
 	int eff = pgf_client_effect(type);
 	if (eff == PGF_REQUEST) {
 		r->requests++;
-		r->mid_batch = 0;
+		/* Only a Sync closes a batch; a Query inside one leaves it open. */
+		if (type == 'S')
+			r->mid_batch = 0;
 	} else if (eff == PGF_BATCH) {
 		r->mid_batch = 1;
 	}
@@ -330,8 +340,7 @@ static int sql_step(__u32 i, void *arg)
 	struct scan_ctx *x = arg;
 	if (i >= x->sql_len)
 		return 1;
-	x->w = (x->w << 8) | (__u8)(x->sql[i & (PGF_SQL_MAX - 1)] | 0x20);
-	x->hit |= pgf_sql_window_hit(x->w);
+	pgf_sql_byte(&x->sq, x->sql[i & (PGF_SQL_MAX - 1)]);
 	return 0;
 }
 
@@ -363,10 +372,11 @@ static __always_inline int sql_needs_user(struct __sk_buff *skb, struct scan_ctx
 		return 1;
 	x->sql = buf->b;
 	x->sql_len = len;
-	x->w = 0;
-	x->hit = 0;
+	if (pgf_sql_first_word_needs_user(buf->b, len < PGF_SQL_FIRST ? len : PGF_SQL_FIRST))
+		return 1;
+	pgf_sql_begin(&x->sq);
 	bpf_loop(PGF_SQL_MAX, sql_step, x, 0);
-	return x->hit != 0;
+	return pgf_sql_end(&x->sq);
 }
 
 static __always_inline __u32 slot_of(struct __sk_buff *skb, int *ok)
@@ -457,7 +467,10 @@ int client_verdict(struct __sk_buff *skb)
 	if (BP_CTL_MODE(c->ctl) == BP_USER && pass_user(c))
 		return pass_up(c, repeated);
 
-	struct scan_ctx x_ = { .fr = c->fr, .opts = c->opts, .r = { .mid_batch = -1 } };
+	/* Read outside the lock: a link that changes meanwhile is caught
+	 * below (used_unnamed on a new link goes to user space). */
+	__u32 opts = c->opts | (c->peer && c->own_unnamed ? PGF_OPT_OWN_UNNAMED : 0);
+	struct scan_ctx x_ = { .fr = c->fr, .opts = opts, .r = { .mid_batch = -1, .unnamed = -1 } };
 	scan(skb, &x_, 1);
 	if (!x_.r.user && !x_.r.bad && x_.r.q_off && sql_needs_user(skb, &x_))
 		x_.r.user = 1;
@@ -485,8 +498,8 @@ int client_verdict(struct __sk_buff *skb)
 		reason = BPR_DISABLED;
 	else if (repeated)
 		reason = BPR_RESENT; /* never to the peer */
-	else if (r.user)
-		reason = BPR_MESSAGE;
+	else if (r.user || ((x_.opts & PGF_OPT_OWN_UNNAMED) && (srv == 0 || !c->own_unnamed)))
+		reason = BPR_MESSAGE; /* the link it judged by has changed */
 	else if (r.bad)
 		reason = BPR_FRAMING;
 	else if (srv == 0) {
@@ -536,6 +549,8 @@ int client_verdict(struct __sk_buff *skb)
 	c->pending += (__s32)r.requests;
 	if (r.mid_batch >= 0)
 		c->mid_batch = (__u8)r.mid_batch;
+	if (r.unnamed >= 0)
+		c->own_unnamed = (__u8)r.unnamed;
 	peer_cookie = target->cookie;
 	/* Counted before the pair is unlocked: sluice, once it has the
 	 * pair, must find every redirected byte here. */
@@ -645,6 +660,7 @@ int server_verdict(struct __sk_buff *skb)
 	s->burst = 0;
 	if (release) {
 		c->peer = 0;
+		c->own_unnamed = 0; /* the next server may hold another client's */
 		s->active_ns = now;
 		s->owner = BP_OWNER_IDLE;
 	}

@@ -106,7 +106,8 @@ struct bp_sock {
 	pgf_u8 mid_batch;   /* client: extended-protocol messages since the last Sync */
 	pgf_u8 status;      /* client: status of the last ReadyForQuery it got */
 	pgf_u8 reason;      /* client: enum bp_reason of the last hand-over */
-	pgf_u8 pad;
+	pgf_u8 own_unnamed; /* client: its linked server holds its unnamed statement (the
+			     * kernel saw it parsed on this link) */
 	struct pgframe fr;  /* framing of the bytes this socket receives */
 	/* CLOCK_MONOTONIC ns, for sluice's timeouts (0 = never): */
 	bp_u64 active_ns;   /* client: last bytes from it; server: last unlinked */

@@ -128,38 +128,62 @@ static inline int pgf_client_effect(pgf_u8 type)
 /* Options that change what the kernel may carry for a client. */
 #define PGF_OPT_TRACKING 1u  /* prepared-statement tracking: named statements need sluice */
 #define PGF_OPT_SESSION  2u  /* session mode: the server stays until Terminate */
+#define PGF_OPT_SQL      4u  /* sluice follows Query/Parse texts and the unnamed statement
+			      * (transaction and statement mode) */
+#define PGF_OPT_OWN_UNNAMED 8u /* the linked server holds this client's unnamed statement:
+			      * the kernel saw its unnamed Parse on this link */
 
 /* Can the kernel carry this client message? first[0..n) are the first
  * body bytes available (n may be short when the body goes on in a later
  * skb: then anything that depends on them goes to user space). Query texts
- * are judged separately (pgf_sql_needs_user) when tracking is on. */
+ * are judged separately (pgf_sql_needs_user) when PGF_OPT_SQL is set. The
+ * unnamed statement outlives transactions, so a server may hold another
+ * client's: a Bind or Describe of it goes to user space unless the kernel
+ * saw this client parse it on this link (PGF_OPT_OWN_UNNAMED). */
 static inline int pgf_client_verdict(pgf_u8 type, const pgf_u8 *first, pgf_u32 n, pgf_u32 opts)
 {
+	int named = !(opts & PGF_OPT_TRACKING);  /* named statements may pass */
+	int unnamed = !(opts & PGF_OPT_SQL) || (opts & PGF_OPT_OWN_UNNAMED);
 	switch (type) {
 	case 'Q': case 'S': case 'F': case 'E': case 'H':
 	case 'd': case 'c': case 'f':
 		return PGF_OK;
 	case 'P':
 		/* Parse: statement name first; "" is the unnamed statement. */
-		if (!(opts & PGF_OPT_TRACKING))
-			return PGF_OK;
-		return n >= 1 && first[0] == 0 ? PGF_OK : PGF_USER;
+		return named || (n >= 1 && first[0] == 0) ? PGF_OK : PGF_USER;
 	case 'B':
 		/* Bind: portal name, then statement name. */
-		if (!(opts & PGF_OPT_TRACKING))
-			return PGF_OK;
-		return n >= 2 && first[0] == 0 && first[1] == 0 ? PGF_OK : PGF_USER;
+		if (n >= 2 && first[0] == 0 && first[1] == 0)
+			return unnamed ? PGF_OK : PGF_USER;
+		if (n >= 2 && first[0] == 0)
+			return named ? PGF_OK : PGF_USER;
+		return named && unnamed ? PGF_OK : PGF_USER; /* its statement is further on */
 	case 'D': case 'C':
-		/* Describe / Close: 'S' or 'P', then a name. Portals are fine. */
-		if (!(opts & PGF_OPT_TRACKING))
+		/* Describe / Close: 'S' or 'P', then a name. Portals are fine,
+		 * and so is closing the unnamed statement (it drops it). */
+		if (named && unnamed)
 			return PGF_OK;
 		if (n >= 1 && first[0] == 'P')
 			return PGF_OK;
-		return n >= 2 && first[0] == 'S' && first[1] == 0 ? PGF_OK : PGF_USER;
+		if (n >= 2 && first[0] == 'S' && first[1] == 0)
+			return type == 'C' || unnamed ? PGF_OK : PGF_USER;
+		return n >= 2 && first[0] == 'S' && named ? PGF_OK : PGF_USER;
 	default:
 		/* Terminate, and anything sluice does not know. */
 		return PGF_USER;
 	}
+}
+
+/* What a client message the kernel carries does to the client's unnamed
+ * statement on the linked server: 1 parses it, 0 drops it (a simple Query,
+ * or Close of it), -1 nothing. */
+static inline int pgf_client_unnamed_effect(pgf_u8 type, const pgf_u8 *first, pgf_u32 n)
+{
+	if (type == 'P' && n >= 1 && first[0] == 0)
+		return 1;
+	if (type == 'Q' || (type == 'C' && n >= 2 && first[0] == 'S' && first[1] == 0))
+		return 0;
+	return -1;
 }
 
 /* Can the kernel carry this server message to the client? */
@@ -202,9 +226,9 @@ static inline unsigned long long pgf_is_zero(unsigned long long y)
 #define PGF_W8(a, b, c, d, e, f, g, h) (((unsigned long long)PGF_W7(a, b, c, d, e, f, g) << 8) | (h))
 
 /* Does the rolling window (last 8 bytes of the text, each OR 0x20, newest
- * lowest) end with a word sluice reacts to? c | 0x20 equals a lower-case
- * letter only for that letter in either case, which is all the keywords
- * need. */
+ * lowest) end with a word sluice reacts to wherever it stands? c | 0x20
+ * equals a lower-case letter only for that letter in either case, which
+ * is all the keywords need. */
 static inline unsigned long long pgf_sql_window_hit(unsigned long long w)
 {
 	unsigned long long hit = 0;
@@ -215,25 +239,100 @@ static inline unsigned long long pgf_sql_window_hit(unsigned long long w)
 	hit |= pgf_is_zero((w & 0xffffffffffffffull) ^ PGF_W7('d', 'i', 's', 'c', 'a', 'r', 'd'));
 	hit |= pgf_is_zero(w ^ PGF_W8('a', 'd', 'v', 'i', 's', 'o', 'r', 'y'));
 	hit |= pgf_is_zero(w ^ PGF_W8('d', 'e', 'a', 'l', 'l', 'o', 'c', 'a'));
+	hit |= pgf_is_zero(w ^ PGF_W8('s', 'e', 't', '_' | 0x20, 'c', 'o', 'n', 'f'));
 	return hit;
 }
 
-/* Must sluice see this Query text (tracking on)? Conservative: a text that
- * contains any word sluice reacts to (session-bound things: LISTEN,
- * temporary tables, WITH HOLD cursors, PREPARE, advisory locks; statement
- * cache changes: DISCARD, DEALLOCATE) goes to user space, even inside a
- * longer word or a string. The kernel runs the same window one byte per
- * bpf_loop turn. */
+/* The window over the last bytes of the text: whitespace (1) or not (0),
+ * without a branch. */
+static inline unsigned long long pgf_is_space(pgf_u8 c)
+{
+	return pgf_is_zero(c ^ ' ') | pgf_is_zero(c ^ '\t') | pgf_is_zero(c ^ '\n') | pgf_is_zero(c ^ '\r');
+}
+
+/* State of a Query text scan, one byte at a time (no branch: the kernel
+ * runs it in a bpf_loop callback, which the verifier must see converge). */
+struct pgf_sqlscan {
+	unsigned long long w;    /* last 8 bytes, each OR 0x20, newest lowest */
+	unsigned long long hit;  /* non-zero: sluice must see the text */
+	unsigned long long semi; /* a ';' was seen: another statement may follow */
+};
+
+static inline void pgf_sql_begin(struct pgf_sqlscan *x)
+{
+	x->w = 0;
+	x->hit = 0;
+	x->semi = 0;
+}
+
+static inline void pgf_sql_byte(struct pgf_sqlscan *x, pgf_u8 c)
+{
+	unsigned long long is_semi = pgf_is_zero(c ^ ';');
+	/* Anything but blanks after a ';': a second statement. */
+	x->hit |= x->semi & (1ull ^ (pgf_is_space(c) | is_semi));
+	x->semi |= is_semi;
+	x->w = (x->w << 8) | (pgf_u8)(c | 0x20);
+	x->hit |= pgf_sql_window_hit(x->w);
+}
+
+/* Is kw (lower case, len letters) the word at s[0..n)? c | 0x20 matches
+ * a letter in either case. */
+static inline int pgf_sql_word_is(const pgf_u8 *s, pgf_u32 n, const char *kw, pgf_u32 len)
+{
+	if (n < len)
+		return 0;
+	for (pgf_u32 i = 0; i < len; i++)
+		if ((pgf_u8)(s[i] | 0x20) != (pgf_u8)kw[i])
+			return 0;
+	if (n == len)
+		return 1;
+	pgf_u8 after = (pgf_u8)(s[len] | 0x20);
+	return !((after >= 'a' && after <= 'z') || (s[len] >= '0' && s[len] <= '9') || s[len] == '_' ||
+		 s[len] >= 0x80);
+}
+
+/* Does the text begin with a statement sluice follows only where it
+ * begins one (SET, RESET, DO, CALL, LOAD, EXECUTE), or with anything
+ * that could hide one (blanks, a comment, a parenthesis)? A second
+ * statement, after ';', goes to user space whatever it is. Only the first
+ * PGF_SQL_FIRST bytes are read, at fixed offsets (no loop for the
+ * verifier to unroll). */
+#define PGF_SQL_FIRST 8u
+static inline int pgf_sql_first_word_needs_user(const pgf_u8 *s, pgf_u32 n)
+{
+	if (n == 0)
+		return 0;
+	pgf_u8 c = s[0];
+	if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '(' || c == '-' || c == '/')
+		return 1;
+	return pgf_sql_word_is(s, n, "set", 3) || pgf_sql_word_is(s, n, "reset", 5) ||
+	       pgf_sql_word_is(s, n, "do", 2) || pgf_sql_word_is(s, n, "call", 4) ||
+	       pgf_sql_word_is(s, n, "load", 4) || pgf_sql_word_is(s, n, "execute", 7);
+}
+
+static inline int pgf_sql_end(struct pgf_sqlscan *x)
+{
+	return x->hit != 0;
+}
+
+/* Must sluice see this Query text? Conservative: a text that contains a
+ * word sluice reacts to anywhere (session-bound things: LISTEN, temporary
+ * tables, WITH HOLD cursors, PREPARE, advisory locks, set_config;
+ * statement cache changes: DISCARD, DEALLOCATE), even inside a longer word
+ * or a string, or begins with SET, RESET, DO, CALL, LOAD or EXECUTE, or
+ * holds more than one statement, goes to user space. The kernel runs the
+ * same byte steps one per bpf_loop turn. */
 static inline int pgf_sql_needs_user(const pgf_u8 *s, pgf_u32 n)
 {
-	unsigned long long w = 0, hit = 0;
+	struct pgf_sqlscan x;
 	if (n > PGF_SQL_MAX)
 		return 1;
-	for (pgf_u32 i = 0; i < n; i++) {
-		w = (w << 8) | (pgf_u8)(s[i] | 0x20);
-		hit |= pgf_sql_window_hit(w);
-	}
-	return hit != 0;
+	if (pgf_sql_first_word_needs_user(s, n))
+		return 1;
+	pgf_sql_begin(&x);
+	for (pgf_u32 i = 0; i < n; i++)
+		pgf_sql_byte(&x, s[i]);
+	return pgf_sql_end(&x);
 }
 
 #endif

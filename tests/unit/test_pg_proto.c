@@ -215,7 +215,7 @@ static void test_prepared_helpers(void)
 	struct client_stmts cm = { 0 };
 	struct server_stmts sc = { 0 };
 	CHECK(pstmt_def_copy(&d2, &d) == 0);
-	CHECK(client_stmts_add(&cm, "s1", &d2) == 0);
+	CHECK(client_stmts_add(&cm, "s1", &d2, NULL) == 0);
 	CHECK(client_stmts_find(&cm, "s1") != NULL);
 	CHECK(client_stmts_find(&cm, "s2") == NULL);
 	struct server_stmt *e = server_stmts_add(&sc, &d);
@@ -267,32 +267,6 @@ static void test_expect_queue(void)
 	expect_free(&q);
 }
 
-static void test_pins(void)
-{
-	struct { const char *sql; bool pins; } cases[] = {
-		{ "select pg_advisory_lock(1)", true },
-		{ "SELECT PG_TRY_ADVISORY_LOCK_SHARED(1)", true },
-		{ "select pg_advisory_xact_lock(1)", false },
-		{ "LISTEN chan", true },
-		{ "create temp table t (a int)", true },
-		{ "CREATE TEMPORARY TABLE t (a int)", true },
-		{ "declare c cursor with hold for select 1", true },
-		{ "PREPARE q AS select 1", true },
-		{ "DEALLOCATE PREPARE q", false },
-		{ "deallocate prepare q; prepare r as select 1", true },
-		{ "select 1", false },
-		{ "select listening from t", false },
-		{ "set work_mem = '8MB'", false },
-		{ "update accounts set balance = balance - 1", false },
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		bool got = track_sql_pins(cases[i].sql, strlen(cases[i].sql));
-		if (got != cases[i].pins)
-			fprintf(stderr, "pin case '%s': got %d\n", cases[i].sql, got);
-		CHECK(got == cases[i].pins);
-	}
-}
-
 UNIT_MAIN(
 	test_startup();
 	test_framing();
@@ -301,5 +275,4 @@ UNIT_MAIN(
 	test_builders();
 	test_prepared_helpers();
 	test_expect_queue();
-	test_pins();
 )

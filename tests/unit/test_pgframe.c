@@ -22,7 +22,7 @@
 
 #include "bpf/pgframe.h"
 #include "pg_proto.h"
-#include "track.h"
+#include "sqlinfo.h"
 #include "unit.h"
 
 #define MAX_MSGS 1024
@@ -511,6 +511,25 @@ static void test_client_verdict(void)
 		CHECK(pgf_client_verdict(*t, (const uint8_t *)"xy", 2, 0) == PGF_OK);
 		CHECK(pgf_client_verdict(*t, zero, 0, 0) == PGF_OK);
 	}
+	/* the unnamed statement outlives a transaction: with PGF_OPT_SQL its
+	 * Bind or Describe stays in the kernel only after this client's own
+	 * Parse on the link; Close of it, and Parse, always pass */
+	CHECK(pgf_client_verdict('B', zero, 2, PGF_OPT_SQL) == PGF_USER);
+	CHECK(pgf_client_verdict('B', zero, 2, PGF_OPT_SQL | PGF_OPT_OWN_UNNAMED) == PGF_OK);
+	CHECK(pgf_client_verdict('D', (const uint8_t *)"S\0", 2, PGF_OPT_SQL) == PGF_USER);
+	CHECK(pgf_client_verdict('D', (const uint8_t *)"S\0", 2, PGF_OPT_SQL | PGF_OPT_OWN_UNNAMED) == PGF_OK);
+	CHECK(pgf_client_verdict('D', (const uint8_t *)"P\0", 2, PGF_OPT_SQL) == PGF_OK);
+	CHECK(pgf_client_verdict('C', (const uint8_t *)"S\0", 2, PGF_OPT_SQL) == PGF_OK);
+	CHECK(pgf_client_verdict('P', zero, 1, PGF_OPT_SQL) == PGF_OK);
+	CHECK(pgf_client_verdict('B', (const uint8_t *)"p\0", 2, PGF_OPT_SQL) == PGF_USER); /* statement unseen */
+	CHECK(pgf_client_verdict('B', (const uint8_t *)"\0s", 2, PGF_OPT_SQL) == PGF_OK);  /* named: no renames */
+	CHECK(pgf_client_unnamed_effect('P', zero, 1) == 1);
+	CHECK(pgf_client_unnamed_effect('P', (const uint8_t *)"s", 1) == -1);
+	CHECK(pgf_client_unnamed_effect('Q', zero, 0) == 0);
+	CHECK(pgf_client_unnamed_effect('C', (const uint8_t *)"S\0", 2) == 0);
+	CHECK(pgf_client_unnamed_effect('C', (const uint8_t *)"P\0", 2) == -1);
+	CHECK(pgf_client_unnamed_effect('B', zero, 2) == -1);
+
 	/* Terminate, password/SASL, copy-both, and bytes that are no type */
 	static const uint8_t never[] = { 'X', 'p', 'Z', 'T', 'A', 'K', 'R', 'W', 'G', 0, 0xff };
 	for (size_t i = 0; i < sizeof(never); i++) {
@@ -588,21 +607,11 @@ static int needs_user(const char *s)
 	return pgf_sql_needs_user((const uint8_t *)s, (uint32_t)strlen(s));
 }
 
-/* Does the text's first word (as track.c's next_word finds it) equal kw? */
-static bool first_word_is(const char *s, const char *kw)
-{
-	while (*s && !(isalnum((unsigned char)*s) || *s == '_'))
-		s++;
-	size_t n = 0;
-	while (isalnum((unsigned char)s[n]) || s[n] == '_')
-		n++;
-	return n == strlen(kw) && strncasecmp(s, kw, n) == 0;
-}
-
-/* What sluice reacts to in a Query text: pgf_sql_needs_user must catch it. */
+/* What sluice reacts to in a Query text (its own screen, sqlinfo.c):
+ * pgf_sql_needs_user must catch all of it. */
 static bool user_space_reacts(const char *s)
 {
-	return track_sql_pins(s, strlen(s)) || first_word_is(s, "discard") || first_word_is(s, "deallocate");
+	return sql_worth_parsing(s, strlen(s));
 }
 
 static void test_sql_words(void)
@@ -617,6 +626,9 @@ static void test_sql_words(void)
 		"deallocate q", "DEALLOCATE ALL", "DEALLOCATE PREPARE q", "deallocate", "DeAlLoCaTe",
 		"select 'listening'", "select tempo", "-- hold\nselect 1", "select \"Temp\"",
 		"dealloca", /* the window is 8 bytes: "dealloca" stands for "deallocate" */
+		"set work_mem = '8MB'", "SET x TO 1", " reset all", "select 1;set a=1", "do $$ $$",
+		"CALL p()", "load 'x'", "execute p", "/* c */ update t set a = 1", "-- c\nselect 1",
+		"select set_config('a', 'b', false)", "(set x)",
 	};
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
 		if (needs_user(yes[i]) != 1)
@@ -630,7 +642,7 @@ static void test_sql_words(void)
 		"UPDATE pgbench_branches SET bbalance = bbalance + 7 WHERE bid = 1;",
 		"BEGIN;", "END;", "COMMIT", "ROLLBACK", "",
 		"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, CURRENT_TIMESTAMP);",
-		"select 1", "set work_mem = '8MB'", "select lis ten, te mp, ho ld, discar d",
+		"select 1", "select lis ten, te mp, ho ld, discar d", "select 1 offset 2", "select settings",
 		"select listed, tamp, held, prepped", "dealloc", "advisor",
 	};
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
@@ -690,6 +702,8 @@ static void test_sql_conservative(void)
 		"DEALLOCATE", "discard", "Discard", "pg_advisory_lock", "PG_TRY_ADVISORY_LOCK",
 		"pg_try_advisory_lock_shared", "pg_advisory_xact_lock", "tempo", "holding", "listener",
 		"prepared", "lis", "ten", "dis", "card", "pg_", "advisory", "\xc3\xa9t\xc3\xa9",
+		"set", "SET", "Reset", "reset", "do", "DO", "call", "load", "execute", "EXECUTE",
+		"set_config", "pg_temp", "update", "offset", "settings", "dot", "--", "/*", "*/",
 	};
 	static const char *const seps[] = { " ", "", "(", ",", ";", "\n", "\"", "'", "_", "\t", "$1", "." };
 	size_t nw = sizeof(words) / sizeof(words[0]), ns = sizeof(seps) / sizeof(seps[0]);
