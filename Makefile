@@ -143,7 +143,13 @@ bench-bypass: deps
 	TARGETS="$${TARGETS:-direct pgbouncer sluice sluice_bypass}" \
 	bench/bench.sh
 
-# libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS per target; clang 14 needed.
-.PHONY: fuzz
+# libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS per target; clang 14 needed;
+# then the differential protocol fuzzer against PostgreSQL for
+# PROTOFUZZ_SECONDS (default 600; make test runs it for 30).
+.PHONY: fuzz fuzz-protocol
 fuzz:
 	scripts/run-fuzz.sh
+	$(MAKE) fuzz-protocol
+fuzz-protocol: $(BIN)
+	SLUICE_BIN=$(abspath $(BIN)) PROTOFUZZ_SECONDS="$${PROTOFUZZ_SECONDS:-600}" \
+		scripts/run-e2e.sh tests/e2e/test_protocol_fuzz.py
