@@ -465,7 +465,7 @@ static const struct admin_col conn_cols[] = {
 	{ "port", 'i' }, { "local_addr", 's' }, { "local_port", 'i' }, { "connect_time", 's' },
 	{ "request_time", 's' }, { "wait", 'i' }, { "wait_us", 'i' }, { "close_needed", 'i' },
 	{ "ptr", 's' }, { "link", 's' }, { "remote_pid", 'i' }, { "tls", 's' },
-	{ "application_name", 's' }, { "id", 'i' },
+	{ "application_name", 's' }, { "prepared_statements", 'i' }, { "id", 'i' },
 };
 
 static const struct admin_col fds_cols[] = {
@@ -563,6 +563,7 @@ static void client_row(struct admin_reply *r, const struct admin_job *job, const
 	tls_describe(c->sock.ssl, tls, sizeof(tls));
 	reply_cell(r, tls);
 	reply_cell(r, c->params[5] ? c->params[5] : "");
+	reply_cell_int(r, c->stmts.n);
 	reply_cell_int(r, (int64_t)c->id);
 	reply_row_end(r);
 }
@@ -611,6 +612,7 @@ static void server_row(struct admin_reply *r, const struct admin_job *job, const
 	tls_describe(s->sock.ssl, tls, sizeof(tls));
 	reply_cell(r, tls);
 	reply_cell(r, s->params[5] ? s->params[5] : "");
+	reply_cell_int(r, s->stmts.n);
 	reply_cell_int(r, (int64_t)s->id);
 	reply_row_end(r);
 }

@@ -198,6 +198,7 @@ void client_close(struct client *c, const char *reason)
 		s->client = NULL;
 		server_client_gone(s);
 	}
+	track_account(c, true);
 	if (c->counted) {
 		__atomic_sub_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
 		c->counted = false;
@@ -886,9 +887,11 @@ static bool client_repool(struct client *c)
 		return false;
 	}
 	if (p != c->pool) {
+		track_account(c, true);
 		__atomic_sub_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&p->n_clients, 1, __ATOMIC_RELAXED);
 		c->pool = p;
+		track_account(c, false);
 	}
 	return true;
 }
@@ -1249,8 +1252,10 @@ static void client_pump(struct client *c)
 		if (!c->closing && c->server && track_answer_due(c->server))
 			server_deliver_pending(c->server);
 	}
-	if (!c->closing)
+	if (!c->closing) {
+		track_account(c, false);
 		client_update_events(c);
+	}
 }
 
 static void client_cb(struct loop_handle *h, uint32_t revents)

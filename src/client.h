@@ -89,6 +89,8 @@ struct client {
 	uint32_t unnamed_gen;      /* bumped at each unnamed Parse sent; names its version */
 	struct portal_infos portals; /* portals whose statement does something (track.h) */
 	uint32_t batch;            /* Syncs and simple Queries read so far (track.c) */
+	uint32_t acct_prepared;    /* statements counted in pool->client_prepared (track_account) */
+	size_t acct_bytes;         /* bytes counted in pool->client_prepared_bytes */
 	struct session_vars vars;  /* settings the client SET (session_vars.h) */
 	bool skip_until_sync;      /* sluice answered an error: drop messages until Sync */
 	bool batch_changed_names;  /* this batch Parse'd or Closed a named statement */

@@ -243,6 +243,8 @@ static void merge_pools(struct pool_set *set)
 		a->counts.sv_login += m->counts.sv_login;
 		if (m->counts.maxwait_us > a->counts.maxwait_us)
 			a->counts.maxwait_us = m->counts.maxwait_us;
+		a->counts.prepared += m->counts.prepared;
+		a->counts.prepared_bytes += m->counts.prepared_bytes;
 		stats_merge(&a->totals, &m->totals);
 	}
 	set->n = out + 1;
@@ -425,6 +427,20 @@ static void render_pools(struct outbuf *b, const struct pool_set *set)
 		out_str(b, "} ");
 		out_seconds(b, (uint64_t)v[i].counts.maxwait_us);
 		out_str(b, "\n");
+	}
+
+	out_family(b, "sluice_pool_client_prepared_statements", "gauge",
+		   "Named prepared statements the pool's clients hold (transaction and statement mode).");
+	for (size_t i = 0; i < n; i++) {
+		out_pool_labels(b, "sluice_pool_client_prepared_statements", &v[i]);
+		out_printf(b, "} %lld\n", (long long)v[i].counts.prepared);
+	}
+	out_family(b, "sluice_pool_client_prepared_bytes", "gauge",
+		   "Bytes of the pool's clients' named prepared statements: names, texts, parameter types "
+		   "(bounded per client by max_client_prepared_bytes).");
+	for (size_t i = 0; i < n; i++) {
+		out_pool_labels(b, "sluice_pool_client_prepared_bytes", &v[i]);
+		out_printf(b, "} %lld\n", (long long)v[i].counts.prepared_bytes);
 	}
 
 	out_family(b, "sluice_pool_transactions_total", "counter", "Transactions finished.");

@@ -710,6 +710,8 @@ void pool_get_counts(struct pool *p, int64_t now_us, struct pool_counts *out)
 	out->cl_active = clients - out->cl_waiting;
 	if (out->cl_active < 0)
 		out->cl_active = 0;
+	out->prepared = __atomic_load_n(&p->client_prepared, __ATOMIC_RELAXED);
+	out->prepared_bytes = __atomic_load_n(&p->client_prepared_bytes, __ATOMIC_RELAXED);
 	if (out->sv_active < 0)
 		out->sv_active = 0;
 }

@@ -81,6 +81,8 @@ struct pool {
 				     * its clients move to the new pool at their next request */
 	uint32_t generation;        /* bumped by RECONNECT / RELOAD: older servers close when free */
 	int n_clients;              /* logged-in clients using this pool (atomic) */
+	int64_t client_prepared;    /* named prepared statements its clients hold (atomic) */
+	int64_t client_prepared_bytes; /* and their bytes: names, texts, types (atomic) */
 	int bp_index;               /* bpf_bypass: index of its groups of idle servers, -1 = none */
 
 	struct stats_slot *slots;   /* [n_workers] traffic counters, one writer each */
@@ -98,6 +100,8 @@ struct pool_counts {
 	int sv_idle;                /* idle in the pool */
 	int sv_login;               /* connecting or logging in */
 	int64_t maxwait_us;         /* wait of the oldest waiting client */
+	int64_t prepared;           /* named prepared statements the clients hold */
+	int64_t prepared_bytes;     /* bytes of those (names, texts, types) */
 };
 
 /* max_db_client_connections / max_user_client_connections: count one

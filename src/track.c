@@ -1698,6 +1698,18 @@ void track_client_free(struct client *c)
 	session_vars_clear(&c->vars);
 }
 
+void track_account(struct client *c, bool gone)
+{
+	uint32_t n = gone ? 0 : c->stmts.n;
+	size_t bytes = gone ? 0 : c->stmts.bytes;
+	if (!c->pool || (n == c->acct_prepared && bytes == c->acct_bytes))
+		return;
+	__atomic_add_fetch(&c->pool->client_prepared, (int64_t)n - (int64_t)c->acct_prepared, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&c->pool->client_prepared_bytes, (int64_t)bytes - (int64_t)c->acct_bytes, __ATOMIC_RELAXED);
+	c->acct_prepared = n;
+	c->acct_bytes = bytes;
+}
+
 size_t track_client_bytes(const struct client *c)
 {
 	size_t b = c->stmts.bytes + session_vars_bytes(&c->vars);

@@ -109,5 +109,8 @@ void track_server_free(struct server *s);
 void track_client_free(struct client *c);
 /* Heap bytes held for the client's statements and settings. */
 size_t track_client_bytes(const struct client *c);
+/* Bring the pool's gauges of its clients' named statements (count, bytes)
+ * up to date with c's (gone: take c's share out, it leaves its pool). */
+void track_account(struct client *c, bool gone);
 
 #endif

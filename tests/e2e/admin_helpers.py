@@ -42,13 +42,14 @@ POOLS_COLUMNS = [
     "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled",
     "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us",
     "pool_mode"]
-# SHOW CLIENTS and SHOW SERVERS share these; sluice adds `id` at the end.
+# SHOW CLIENTS and SHOW SERVERS share these; sluice adds, as PgBouncer 1.21+
+# does, `prepared_statements` and `id` at the end.
 SOCKET_COLUMNS = [
     "type", "user", "database", "state", "addr", "port", "local_addr",
     "local_port", "connect_time", "request_time", "wait", "wait_us",
     "close_needed", "ptr", "link", "remote_pid", "tls", "application_name"]
-CLIENTS_COLUMNS = SOCKET_COLUMNS + ([] if COMPAT else ["id"])
-SERVERS_COLUMNS = SOCKET_COLUMNS + ([] if COMPAT else ["id"])
+CLIENTS_COLUMNS = SOCKET_COLUMNS + ([] if COMPAT else ["prepared_statements", "id"])
+SERVERS_COLUMNS = SOCKET_COLUMNS + ([] if COMPAT else ["prepared_statements", "id"])
 DATABASES_COLUMNS = [
     "name", "host", "port", "database", "force_user", "pool_size",
     "min_pool_size", "reserve_pool", "pool_mode", "max_connections",

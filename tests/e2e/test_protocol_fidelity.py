@@ -7,10 +7,12 @@ bytes against it first and requires the same answers from sluice.
 
 import socket
 import struct
+import time
+import urllib.request
 
 import pytest
 
-from conftest import is_pgbouncer_compat, parse_error_fields, unique
+from conftest import free_port, is_pgbouncer_compat, parse_error_fields, unique
 
 COMPAT = is_pgbouncer_compat()
 SSL_REQUEST = 80877103
@@ -289,17 +291,35 @@ def test_statement_deallocated_behind_sluice_is_prepared_again(sluice, pg, batch
         pg.sql(f"DROP FUNCTION IF EXISTS {fn}()", dbname="sluicedb")
 
 
+def metric(port, name):
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith(name + "{"))
+
+
 @pytest.mark.sluice_only
 def test_prepared_statements_per_client_are_bounded(sluice, pg):
     """A client's prepared statements are bounded by count and by bytes:
     beyond them a Parse gets 53400 (and the batch is skipped as for any
-    error); closing statements makes room again."""
+    error); closing statements makes room again. SHOW CLIENTS and /metrics
+    show what clients hold."""
+    mport = free_port()
     s = shared_server(sluice, "transaction", max_client_prepared_statements=20,
-                      max_client_prepared_bytes=64 * 1024)
+                      max_client_prepared_bytes=64 * 1024, metrics_port=mport,
+                      admin_users="sluice_test")
     a = raw_connect(s.host, s.port)
     try:
         ans = run_steps([a], [(0, [msg_parse(f"p{i}", f"select {i}") for i in range(20)] + [msg_sync()])])
         assert [m[0] for m in ans[0][1]] == ["ParseComplete"] * 20 + ["ReadyForQuery"]
+        admin = raw_connect(s.host, s.port, database="sluice")
+        try:
+            rows, err = admin.simple_query("SHOW CLIENTS")
+            assert err is None, err
+            assert sorted(int(r[-2]) for r in rows) == [0, 20], rows  # prepared_statements
+        finally:
+            admin.terminate()
+        assert metric(mport, "sluice_pool_client_prepared_statements") == 20
+        assert metric(mport, "sluice_pool_client_prepared_bytes") > 20 * len("select 10")
         ans = run_steps([a], [(0, [msg_parse("p20", "select 20"), msg_bind("p0"), msg_execute(),
                                    msg_sync()])])
         assert [m[0] for m in ans[0][1]] == ["Error", "ReadyForQuery"], ans
@@ -316,3 +336,8 @@ def test_prepared_statements_per_client_are_bounded(sluice, pg):
         assert ans[2][1][0][1] == "53400", ans[2]
     finally:
         a.terminate()
+    deadline = time.monotonic() + 5
+    while metric(mport, "sluice_pool_client_prepared_statements") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(mport, "sluice_pool_client_prepared_statements") == 0
+    assert metric(mport, "sluice_pool_client_prepared_bytes") == 0
