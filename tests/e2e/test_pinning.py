@@ -1,8 +1,11 @@
 """Pinning in transaction mode: a client that creates session state a shared
 server cannot carry for it (session advisory lock, LISTEN, temporary table,
-WITH HOLD cursor, SQL PREPARE) keeps its server until it disconnects; the
-server is reset (DISCARD ALL) before the next client gets it. Transaction
-advisory locks and SET of an untracked parameter do not pin.
+also spelled pg_temp.x, WITH HOLD cursor, SQL PREPARE, and any of these made
+by dynamic SQL in a DO block, seen by dynamic_sql_check) keeps its server
+until it disconnects; the server is reset (DISCARD ALL) before the next
+client gets it. Transaction advisory locks, temporary tables dropped at
+commit, a DO block that leaves nothing behind, and SET (which follows the
+client instead, test_session_state.py) do not pin.
 
 Session mode behaves the same way by nature (the client always keeps its
 server and the server is reset afterwards), so each pinning test also runs in
@@ -104,11 +107,30 @@ def _pins(key, names):
             [f"PREPARE {pp} AS select $1::int + 1"],
             [(f"EXECUTE {pp}(41)", [["42"]]),
              (f"EXECUTE {pp}(1)", [["2"]])]),
+        # the parse tree, not the word TEMP, says it is temporary
+        "pg_temp_schema": (
+            [f"CREATE TABLE pg_temp.{tt} (a int)", f"insert into pg_temp.{tt} values (3)"],
+            [(f"select sum(a) from {tt}", [["3"]])] * 2),
+        # dynamic SQL: dynamic_sql_check looks at the session afterwards
+        "dynamic_temp_table": (
+            [f"DO $$ BEGIN EXECUTE 'CREATE TEMP TABLE {tt} AS SELECT 9 AS a'; END $$"],
+            [(f"select sum(a) from {tt}", [["9"]])] * 2),
+        "dynamic_listen": (
+            [f"DO $$ BEGIN EXECUTE 'LISTEN {ch}'; END $$"],
+            [("select pg_listening_channels()", [[ch]])] * 2),
+        "dynamic_prepare": (
+            [f"DO $$ BEGIN EXECUTE 'PREPARE {pp} AS select 5'; END $$"],
+            [(f"EXECUTE {pp}", [["5"]])] * 2),
+        "dynamic_advisory_lock": (
+            [f"DO $$ BEGIN PERFORM pg_advisory_lock({key}); END $$"],
+            [("select count(*) from pg_locks where locktype = 'advisory' "
+              f"and objid = {key} and granted and pid = pg_backend_pid()", [["1"]])] * 2),
     }
 
 
 PIN_KINDS = ["advisory_lock", "advisory_try_shared_upper_case", "listen", "temp_table",
-             "temporary_table_lower_case", "with_hold_cursor", "sql_prepare"]
+             "temporary_table_lower_case", "with_hold_cursor", "sql_prepare", "pg_temp_schema",
+             "dynamic_temp_table", "dynamic_listen", "dynamic_prepare", "dynamic_advisory_lock"]
 
 
 @pytest.mark.parametrize("proto", ["simple", "extended", "named"])
@@ -270,13 +292,49 @@ def test_transaction_advisory_lock_does_not_pin(sluice, pg, mode, proto):
 @pytest.mark.parametrize("proto", ["simple", "extended"])
 @pytest.mark.parametrize("mode", NO_PIN_MODES)
 def test_set_of_untracked_parameter_does_not_pin(sluice, mode, proto):
-    """SET work_mem in transaction mode is documented to leak to the next
-    client of that server; this only checks that it does not pin."""
+    """SET work_mem follows its client (test_session_state.py) instead of
+    pinning it."""
     s = _start(sluice, mode)
     a = raw_connect(s.host, s.port)
     try:
         pid_a = _pid(a)
         _run_sql(a, proto, "SET work_mem = '7777kB'")
+        _second_client_not_blocked(s, a, pid_a)
+    finally:
+        a.terminate()
+
+
+@pytest.mark.sluice_only
+@pytest.mark.parametrize("sql", [
+    "CREATE TEMP TABLE {tt} (a int) ON COMMIT DROP",
+    "DO $$ BEGIN EXECUTE 'CREATE TEMP TABLE {tt} (a int)'; EXECUTE 'DROP TABLE {tt}'; END $$",
+    "DO $$ BEGIN PERFORM 1; END $$",
+], ids=["on_commit_drop", "do_drops_what_it_made", "do_harmless"])
+def test_what_leaves_nothing_behind_does_not_pin(sluice, sql):
+    """A temporary table dropped at commit, or a DO block that leaves the
+    session as it found it (dynamic_sql_check looks), keep the server shared."""
+    s = _start(sluice, "transaction")
+    a = raw_connect(s.host, s.port)
+    try:
+        pid_a = _pid(a)
+        _run_sql(a, "simple", "BEGIN")
+        _run_sql(a, "simple", sql.format(tt=_name("tt")))
+        _run_sql(a, "simple", "COMMIT")
+        _second_client_not_blocked(s, a, pid_a)
+    finally:
+        a.terminate()
+
+
+@pytest.mark.sluice_only
+def test_dynamic_sql_check_off_trusts_dynamic_sql(sluice):
+    """dynamic_sql_check = off: sluice does not look after a DO block, so
+    what it leaves behind stays on the shared server (documented)."""
+    s = _start(sluice, "transaction", dynamic_sql_check=0)
+    a = raw_connect(s.host, s.port)
+    ch = _name("ch")
+    try:
+        pid_a = _pid(a)
+        _run_sql(a, "simple", f"DO $$ BEGIN EXECUTE 'LISTEN {ch}'; END $$")
         _second_client_not_blocked(s, a, pid_a)
     finally:
         a.terminate()
