@@ -49,7 +49,7 @@ static struct bp_sock *socks;      /* mapped .bss: shared with the programs */
 static struct bp_group *groups;
 static struct bp_traffic *traffic; /* mapped .bss: what the kernel carried, by client slot */
 static uint32_t *kernel_enabled;
-static int fd_clients = -1, fd_servers = -1, fd_slot_of = -1, fd_stats = -1;
+static int fd_clients = -1, fd_servers = -1, fd_slot_of = -1, fd_stats = -1, fd_unnamed = -1;
 static bool active;                /* atomic: switched on and loaded */
 static bool load_failed;           /* never try again */
 static char why_not[160] = "bpf_bypass = off";
@@ -248,6 +248,16 @@ static void welcome_value(struct pool *p, const char *name, char *out, size_t le
 	iobuf_release(&b);
 }
 
+/* The session settings (session_vars.h), whatever their order: the kernel
+ * links a client only to a server whose session holds exactly its own. */
+static uint32_t vars_key(uint32_t h, const struct session_vars *vs)
+{
+	uint32_t sum = 0;
+	for (uint16_t i = 0; i < vs->n; i++)
+		sum += fnv(fnv(2166136261u, vs->v[i].name), vs->v[i].sql);
+	return vs->n ? fnv(h, "") ^ sum : h;
+}
+
 static uint32_t client_pkey(struct client *c)
 {
 	uint32_t h = 2166136261u;
@@ -260,6 +270,7 @@ static uint32_t client_pkey(struct client *c)
 		}
 		h = fnv(h, v);
 	}
+	h = vars_key(h, &c->vars);
 	return h ? h : 1;
 }
 
@@ -268,6 +279,7 @@ static uint32_t server_pkey(const struct server *s)
 	uint32_t h = 2166136261u;
 	for (int k = 0; k < TRACKED_PARAMS; k++)
 		h = fnv(h, s->params[k] ? s->params[k] : "");
+	h = vars_key(h, &s->vars);
 	return h ? h : 1;
 }
 
@@ -443,12 +455,39 @@ void bypass_client_maybe_enter(struct client *c)
 	st->opts = (track_renames(c->pool) ? PGF_OPT_TRACKING : 0) | (track_enabled(c->pool) ? PGF_OPT_SQL : 0);
 	/* Fails when a program passed bytes up after the peek: then they are
 	 * on their way to user space and the client stays here. */
+	c->bp_unnamed_ver = __atomic_load_n(&st->unnamed_ver, __ATOMIC_ACQUIRE);
 	if (!__atomic_compare_exchange_n(&st->ctl, &ctl, BP_CTL(BP_KERNEL, BP_CTL_GEN(ctl)), false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return;
 	c->bp_kernel = true;
 	counter_add(&n_kernel_clients, 1);
 	set_quiet(&c->sock, c->worker, true);
+}
+
+/* Taking the client back: the unnamed statement the kernel carried for it
+ * (or dropped) becomes sluice's copy. A program may still be writing it
+ * when the client was taken mid-skb: unnamed_ver is odd then, or moves. */
+static void unnamed_from_kernel(struct client *c, struct bp_sock *st)
+{
+	for (int tries = 0; tries < 1000; tries++) {
+		uint32_t v1 = __atomic_load_n(&st->unnamed_ver, __ATOMIC_ACQUIRE);
+		if (v1 == c->bp_unnamed_ver)
+			return;
+		if (v1 & 1) {
+			sched_yield();
+			continue;
+		}
+		uint32_t len = __atomic_load_n(&st->unnamed_len, __ATOMIC_ACQUIRE);
+		struct bp_unnamed u;
+		uint32_t slot = c->bp_slot - 1;
+		bool have = len > 0 && len <= BP_UNNAMED_MAX && bpf_map_lookup_elem(fd_unnamed, &slot, &u) == 0;
+		if (__atomic_load_n(&st->unnamed_ver, __ATOMIC_ACQUIRE) != v1)
+			continue;
+		track_unnamed_from_kernel(c, have ? u.body : NULL, len);
+		c->bp_unnamed_ver = v1;
+		return;
+	}
+	track_unnamed_from_kernel(c, NULL, 0); /* never settled: not to be trusted */
 }
 
 /* Continue a message the kernel already began to forward. */
@@ -490,6 +529,7 @@ int bypass_client_takeover(struct client *c)
 	c->bp_kernel = false;
 	c->sock.bp_quiet = false;
 	counter_add(&n_kernel_clients, -1);
+	unnamed_from_kernel(c, st);
 	/* Mode is USER: the programs leave the pair's state alone now. */
 	uint32_t peer = st->peer;
 	struct pgframe cfr = st->fr;
@@ -552,6 +592,10 @@ int bypass_client_takeover(struct client *c)
 		.xact_begin_us = (int64_t)(begin_ns / 1000),
 	};
 	server_link_from_kernel(s, c, pending, mid_batch, status, pgf_at_boundary(&sfr), &t);
+	if (st->own_unnamed) { /* the kernel saw it parsed on this link */
+		s->unnamed_owner = c->id;
+		s->unnamed_gen = c->unnamed_gen;
+	}
 	return 0;
 }
 
@@ -661,6 +705,7 @@ bool bypass_server_lend(struct server *s)
 		}
 	}
 	slot_set_worker(s->bp_slot - 1, s->worker->id); /* servers move between workers */
+	s->unnamed_owner = 0; /* the kernel may give it to any client */
 	struct bp_sock *ss = &socks[s->bp_slot - 1];
 	memset(&ss->fr, 0, sizeof(ss->fr));
 	ss->group = (uint32_t)g;
@@ -986,6 +1031,7 @@ static int load(char *why, size_t len)
 	fd_servers = bpf_map__fd(skel->maps.bp_servers);
 	fd_slot_of = bpf_map__fd(skel->maps.bp_slot_of);
 	fd_stats = bpf_map__fd(skel->maps.bp_stats_map);
+	fd_unnamed = bpf_map__fd(skel->maps.bp_unnamed);
 	if (bpf_prog_attach(bpf_program__fd(skel->progs.client_verdict), fd_clients, BPF_SK_SKB_STREAM_VERDICT, 0) < 0 ||
 	    bpf_prog_attach(bpf_program__fd(skel->progs.server_verdict), fd_servers, BPF_SK_SKB_STREAM_VERDICT, 0) < 0) {
 		snprintf(why, len, "cannot attach the stream verdict programs: %s", strerror(errno));

@@ -98,6 +98,7 @@ struct client {
 	bool hold_for_sync;        /* wait for the batch's ReadyForQuery before reading on */
 	bool pinned;               /* did something a shared server cannot keep: keeps its server */
 	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
+	uint32_t bp_unnamed_ver;   /* bpf_bypass: the kernel's unnamed_ver sluice last read */
 	bool bp_kernel;            /* bpf_bypass: the kernel carries this client (bypass.h) */
 	bool bp_refused;           /* bpf_bypass: cannot go to the kernel (no slot, no group) */
 	char user[64];

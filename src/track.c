@@ -1698,6 +1698,20 @@ void track_client_free(struct client *c)
 	session_vars_clear(&c->vars);
 }
 
+uint32_t track_unnamed_from_kernel(struct client *c, const uint8_t *body, uint32_t len)
+{
+	struct unnamed_stmt *n = body ? calloc(1, sizeof(*n)) : NULL;
+	const char *name;
+	if (n && (pstmt_parse_msg(body, len, &name, &n->def) < 0 || *name ||
+		  sql_inspect_if_needed(n->def.query, strlen(n->def.query), &n->info) < 0)) {
+		unnamed_free(n);
+		n = NULL; /* cannot happen: the kernel took it whole */
+	}
+	unnamed_free(c->unnamed);
+	c->unnamed = n;
+	return ++c->unnamed_gen;
+}
+
 void track_account(struct client *c, bool gone)
 {
 	uint32_t n = gone ? 0 : c->stmts.n;

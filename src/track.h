@@ -101,6 +101,11 @@ bool track_check_before_release(struct server *s);
  * c's settings. Returns 0 or -ENOMEM. */
 int track_restore_sql(struct server *s, struct client *c, char **sql, size_t *len, size_t *cap);
 
+/* bpf_bypass: the kernel carried the client's unnamed Parse (its body,
+ * len bytes) or dropped the statement (body NULL): sluice's copy follows.
+ * Returns the statement's new version (client->unnamed_gen). */
+uint32_t track_unnamed_from_kernel(struct client *c, const uint8_t *body, uint32_t len);
+
 /* Statements prepared on s are gone (DISCARD ALL, reset). */
 void track_server_forget(struct server *s);
 /* Free the expect queue and its entries' data. */

@@ -80,6 +80,13 @@ struct {
 	__type(value, struct sql_buf);
 } bp_scratch SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BP_MAX_SOCKS);
+	__type(key, __u32);
+	__type(value, struct bp_unnamed);
+} bp_unnamed SEC(".maps");
+
 /* Shared with sluice through the mapped .bss. */
 struct bp_sock bp_socks[BP_MAX_SOCKS];
 struct bp_group bp_groups[BP_MAX_GROUPS];
@@ -277,6 +284,7 @@ static int client_step(__u32 i, void *arg)
 		}
 		r->q_off = off + skip;
 		r->q_len = fr->left - skip - 1;
+
 	}
 	int eff = pgf_client_effect(type);
 	if (eff == PGF_REQUEST) {
@@ -379,6 +387,25 @@ static __always_inline int sql_needs_user(struct __sk_buff *skb, struct scan_ctx
 	return pgf_sql_end(&x->sq);
 }
 
+/* Keep the client's unnamed statement where sluice can read it back
+ * (bp_unnamed, unnamed_ver/len): a Parse of it carried in this skb, or its
+ * drop. unnamed_ver is odd while the body is written. */
+static __always_inline void mirror_unnamed(struct __sk_buff *skb, __u32 x, struct bp_sock *c,
+					   const struct skb_scan *r)
+{
+	struct bp_unnamed *u = bpf_map_lookup_elem(&bp_unnamed, &x);
+	if (!u || r->unnamed < 0 || !(c->opts & PGF_OPT_SQL) || (r->unnamed > 0 && !r->q_off))
+		return; /* nothing changed, or sluice does not follow it (session mode) */
+	/* unnamed == 1: the skb's one text is that Parse's; its body starts
+	 * one byte before the text (the empty name) and is q_len + 2 long. */
+	__u32 len = r->unnamed ? r->q_len + 2 : 0;
+	__sync_fetch_and_add(&c->unnamed_ver, 1);
+	if (len > BP_UNNAMED_MAX || (len > 0 && bpf_skb_load_bytes(skb, r->q_off - 1, u->body, len) < 0))
+		len = 0xffffffff; /* unknown: sluice then forgets it */
+	c->unnamed_len = len;
+	__sync_fetch_and_add(&c->unnamed_ver, 1);
+}
+
 static __always_inline __u32 slot_of(struct __sk_buff *skb, int *ok)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
@@ -474,8 +501,14 @@ int client_verdict(struct __sk_buff *skb)
 	scan(skb, &x_, 1);
 	if (!x_.r.user && !x_.r.bad && x_.r.q_off && sql_needs_user(skb, &x_))
 		x_.r.user = 1;
+	if (x_.r.unnamed > 0 && x_.r.q_len + 2 > BP_UNNAMED_MAX)
+		x_.r.user = 1; /* sluice could not prepare it again */
 	struct skb_scan r = x_.r;
 	struct pgframe fr = x_.fr;
+	/* Before the lock (no helper may run under it). Should the skb go to
+	 * user space after all, sluice reads the same Parse again anyway. */
+	if (!r.user && !r.bad && BP_CTL_MODE(c->ctl) == BP_KERNEL)
+		mirror_unnamed(skb, x, c, &r);
 
 	struct bp_lock *lk = bpf_map_lookup_elem(&bp_locks, &x);
 	if (!lk)

@@ -32,6 +32,8 @@ typedef uint64_t bp_u64;
 #endif
 
 #define BP_MAX_SOCKS 16384u       /* slots; sockets beyond stay in user space */
+#define BP_UNNAMED_MAX 256u       /* longest unnamed Parse the kernel carries (its body):
+				   * sluice must be able to prepare the statement again */
 #define BP_MAX_GROUPS 1024u       /* (pool, worker) groups of idle servers */
 #define BP_GROUP_SERVERS 32u      /* idle servers the kernel can take per group */
 #define BP_MAX_MSGS 65536u        /* messages examined per skb (bpf_loop turns); more = user space */
@@ -102,6 +104,10 @@ struct bp_sock {
 			     * the server has: the kernel links only equal keys */
 	pgf_u32 gen;        /* server: its pool's generation (RECONNECT, RELOAD) */
 	pgf_u32 burst;      /* bytes redirected to this socket since it last sent (BP_BURST_MAX) */
+	pgf_u32 unnamed_ver; /* client: bumped (twice: odd while written) each time the kernel
+			     * carries an unnamed Parse (body in bp_unnamed) or its drop (a
+			     * Query, Close of it: unnamed_len 0) */
+	pgf_u32 unnamed_len; /* client: bytes of that Parse body, 0 = no unnamed statement */
 	pgf_s32 pending;    /* client: Query/Sync/FunctionCall not yet answered */
 	pgf_u8 mid_batch;   /* client: extended-protocol messages since the last Sync */
 	pgf_u8 status;      /* client: status of the last ReadyForQuery it got */
@@ -122,6 +128,13 @@ struct bp_sock {
 	pgf_u32 rx_seen;    /* rx_next is set */
 	pgf_u32 resent;     /* TCP repeated bytes the programs could not cut: the stream
 			     * cannot go on */
+};
+
+/* The body of the last unnamed Parse the kernel carried for a client (by
+ * client slot): the statement lives on after its transaction, so sluice
+ * may have to prepare it again on another server. */
+struct bp_unnamed {
+	pgf_u8 body[BP_UNNAMED_MAX];
 };
 
 /* A hand-over, told to sluice through the bp_events ring buffer: sockets
