@@ -288,6 +288,7 @@ def test_restart_keeps_prepared_statement_and_parameters(sluice, restarter):
     try:
         c.execute("SET application_name = 'or_client'")
         c.execute("SET TimeZone = 'Asia/Kolkata'")
+        c.execute("SET work_mem = '3MB'")  # any setting moves with the client
         q = "select %s::int + 1 as v /* or_prepared */"
         assert c.execute(q, (41,), prepare=True).fetchone() == (42,)
         # psycopg prepared it under a name and will only Bind/Execute it now
@@ -303,6 +304,7 @@ def test_restart_keeps_prepared_statement_and_parameters(sluice, restarter):
         assert c.execute(q, (99,), prepare=True).fetchone() == (100,)
         assert c.execute("show TimeZone").fetchone() == ("Asia/Kolkata",)
         assert c.execute("show application_name").fetchone() == ("or_client",)
+        assert c.execute("show work_mem").fetchone() == ("3MB",)
         c.execute("BEGIN")
         assert c.execute(q, (7,), prepare=True).fetchone() == (8,)
         assert c.execute("select current_setting('TimeZone')").fetchone() == ("Asia/Kolkata",)
