@@ -198,7 +198,8 @@ def test_client_leaving_ends_the_pause(sluice):
         typ, _ = waiting.read()
         took = time.monotonic() - t0
         assert typ == "R", typ
-        assert took < 0.7, f"the waiting connection was accepted {took:.2f} s after a client left"
+        # the pause would have lasted 1.5 s more
+        assert took < 1.2, f"the waiting connection was accepted {took:.2f} s after a client left"
         assert len(failure_lines(s)) == 1, "\n".join(failure_lines(s))
     finally:
         resource.prlimit(s.pid, resource.RLIMIT_NOFILE, (soft, hard))
