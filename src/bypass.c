@@ -467,12 +467,12 @@ void bypass_client_maybe_enter(struct client *c)
 /* Taking the client back: the unnamed statement the kernel carried for it
  * (or dropped) becomes sluice's copy. A program may still be writing it
  * when the client was taken mid-skb: unnamed_ver is odd then, or moves. */
-static void unnamed_from_kernel(struct client *c, struct bp_sock *st)
+static bool unnamed_from_kernel(struct client *c, struct bp_sock *st)
 {
 	for (int tries = 0; tries < 1000; tries++) {
 		uint32_t v1 = __atomic_load_n(&st->unnamed_ver, __ATOMIC_ACQUIRE);
 		if (v1 == c->bp_unnamed_ver)
-			return;
+			return false;
 		if (v1 & 1) {
 			sched_yield();
 			continue;
@@ -485,9 +485,10 @@ static void unnamed_from_kernel(struct client *c, struct bp_sock *st)
 			continue;
 		track_unnamed_from_kernel(c, have ? u.body : NULL, len);
 		c->bp_unnamed_ver = v1;
-		return;
+		return have;
 	}
 	track_unnamed_from_kernel(c, NULL, 0); /* never settled: not to be trusted */
+	return false;
 }
 
 /* Continue a message the kernel already began to forward. */
@@ -529,7 +530,7 @@ int bypass_client_takeover(struct client *c)
 	c->bp_kernel = false;
 	c->sock.bp_quiet = false;
 	counter_add(&n_kernel_clients, -1);
-	unnamed_from_kernel(c, st);
+	bool parsed = unnamed_from_kernel(c, st);
 	/* Mode is USER: the programs leave the pair's state alone now. */
 	uint32_t peer = st->peer;
 	struct pgframe cfr = st->fr;
@@ -595,6 +596,9 @@ int bypass_client_takeover(struct client *c)
 	if (st->own_unnamed) { /* the kernel saw it parsed on this link */
 		s->unnamed_owner = c->id;
 		s->unnamed_gen = c->unnamed_gen;
+		/* An error in its batch may have been the Parse's own: the
+		 * server is asked before it goes to anyone else. */
+		c->unnamed_doubt = parsed && (st->reason == BPR_SERVER_MSG || pending > 0 || mid_batch);
 	}
 	return 0;
 }

@@ -99,6 +99,8 @@ struct client {
 	bool pinned;               /* did something a shared server cannot keep: keeps its server */
 	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
 	uint32_t bp_unnamed_ver;   /* bpf_bypass: the kernel's unnamed_ver sluice last read */
+	bool unnamed_doubt;        /* bpf_bypass: the kernel carried an unnamed Parse whose batch
+				    * had an error: the server is asked before it is lent on */
 	bool bp_kernel;            /* bpf_bypass: the kernel carries this client (bypass.h) */
 	bool bp_refused;           /* bpf_bypass: cannot go to the kernel (no slot, no group) */
 	char user[64];

@@ -1391,7 +1391,7 @@ bool track_server_wants_whole(struct server *s, const struct pg_msg *m)
 	}
 }
 
-static void check_answer(struct server *s, const struct pg_msg *m);
+static void check_answer(struct server *s, const struct expect *e, const struct pg_msg *m);
 
 /* sluice's own error for an entry sent to fail (F_FAIL), to the client. */
 static int emit_failure(struct server *s, const struct expect *e)
@@ -1450,7 +1450,7 @@ int track_server_msg(struct server *s, const struct pg_msg *m)
 		return TRACK_FORWARD;
 	struct expect *e = expect_head(&s->expect);
 	if (e->kind == EXPECT_CHECK) {
-		check_answer(s, m);
+		check_answer(s, e, m);
 		if (m->type == 'Z') {
 			finish_entry(s, e, ENTRY_DONE);
 			expect_pop(&s->expect);
@@ -1586,8 +1586,35 @@ static const char CHECK_SQL[] =
 	" (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql),"
 	" (SELECT pg_catalog.string_agg(name, ',') FROM pg_catalog.pg_settings WHERE source = 'session')";
 
+/* bpf_bypass: whether the unnamed Parse the kernel carried worked is not
+ * known (an error came in its batch): the server knows. Ask it, with a
+ * Describe of the unnamed statement and a Sync of sluice's own. */
+static bool probe_unnamed(struct server *s)
+{
+	struct client *c = s->client;
+	if (!c || !c->unnamed_doubt)
+		return false;
+	c->unnamed_doubt = false;
+	struct pg_builder b;
+	pg_build_init(&b, &s->sock.wbuf);
+	pg_build_begin(&b, 'D');
+	pg_build_u8(&b, 'S');
+	pg_build_str(&b, "");
+	pg_build_end(&b);
+	pg_build_begin(&b, 'S');
+	pg_build_end(&b);
+	if (pg_build_done(&b) < 0 || !push(s, EXPECT_CHECK, EXPECT_F_UNNAMED, 0, NULL)) {
+		s->dirty = true; /* its bytes may be half written: the server goes */
+		s->pinned = true;
+		return false;
+	}
+	return true;
+}
+
 bool track_check_before_release(struct server *s)
 {
+	if (probe_unnamed(s))
+		return true;
 	if (!s->check_due || s->pinned)
 		return false;
 	s->check_due = false;
@@ -1609,8 +1636,21 @@ static bool setting_known(const struct server *s, const char *name, size_t len)
 	return false;
 }
 
-static void check_answer(struct server *s, const struct pg_msg *m)
+static void check_answer(struct server *s, const struct expect *e, const struct pg_msg *m)
 {
+	if (e->flags & EXPECT_F_UNNAMED) { /* probe_unnamed: there or not */
+		struct client *c = s->client;
+		if (m->type == 'E' && c) {
+			unnamed_free(c->unnamed);
+			c->unnamed = NULL;
+			c->unnamed_gen++;
+			s->unnamed_owner = 0;
+		} else if ((m->type == 'T' || m->type == 'n') && c && c->unnamed) {
+			s->unnamed_owner = c->id;
+			s->unnamed_gen = c->unnamed_gen;
+		}
+		return;
+	}
 	if (m->type == 'E') {
 		s->pinned = true;
 		if (s->client)
