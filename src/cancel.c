@@ -94,8 +94,9 @@ void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key)
 		client_take_from_kernel(c);
 	pthread_mutex_lock(&registry_lock);
 	c = find_locked(pid, key);
+	struct server *s = NULL;
 	if (c && c->worker == w && c->server && !c->closing) {
-		struct server *s = c->server;
+		s = c->server;
 		memcpy(&addr, &s->pool->addr, s->pool->addr_len);
 		len = s->pool->addr_len;
 		bpid = s->backend_pid;
@@ -103,7 +104,7 @@ void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key)
 	}
 	pthread_mutex_unlock(&registry_lock);
 	if (len)
-		cancel_send(w, (struct sockaddr *)&addr, len, bpid, bkey);
+		cancel_send(w, (struct sockaddr *)&addr, len, bpid, bkey, s);
 }
 
 void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
@@ -137,20 +138,45 @@ struct cancel_conn {
 	uint8_t pkt[16];      /* the CancelRequest */
 	uint8_t sent;         /* bytes of pkt sent */
 	int64_t start_us;     /* for the timeout */
+	struct server *hold;  /* the server that must not go to another client until
+			       * PostgreSQL has taken the cancel (it closes this
+			       * connection then), or NULL */
 };
 
 static void cancel_conn_free(struct cancel_conn *cc)
 {
+	struct server *s = cc->hold;
 	loop_forget(&cc->worker->loop, &cc->h);
 	close(cc->h.fd);
 	list_del(&cc->node);
 	free(cc);
+	if (s)
+		server_cancel_done(s);
+}
+
+void cancel_forget_server(struct worker *w, struct server *s)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->cancels) {
+		struct cancel_conn *cc = list_entry(pos, struct cancel_conn, node);
+		if (cc->hold == s)
+			cc->hold = NULL;
+	}
 }
 
 static void cancel_conn_cb(struct loop_handle *h, uint32_t revents)
 {
 	struct cancel_conn *cc = (struct cancel_conn *)h;
 	if (revents & (EPOLLERR | EPOLLHUP)) {
+		cancel_conn_free(cc);
+		return;
+	}
+	if (cc->sent == sizeof(cc->pkt)) {
+		/* PostgreSQL signalled the backend and closed: done. */
+		uint8_t b[16];
+		ssize_t n = recv(h->fd, b, sizeof(b), 0);
+		if (n > 0 || (n < 0 && errno == EAGAIN))
+			return;
 		cancel_conn_free(cc);
 		return;
 	}
@@ -163,13 +189,15 @@ static void cancel_conn_cb(struct loop_handle *h, uint32_t revents)
 		}
 		cc->sent = (uint8_t)(cc->sent + n);
 	}
-	/* Sent (or failed): PostgreSQL acts on the packet and closes; we need
-	 * not wait for that. */
+	/* Sent (or failed). PostgreSQL acts on the packet, then closes: a
+	 * server held for the cancel waits for that; else nothing to wait for. */
+	if (cc->sent == sizeof(cc->pkt) && cc->hold && loop_set(&cc->worker->loop, &cc->h, EPOLLIN | EPOLLRDHUP) == 0)
+		return;
 	cancel_conn_free(cc);
 }
 
 void cancel_send(struct worker *w, const struct sockaddr *addr, socklen_t len,
-		 uint32_t pid, uint32_t key)
+		 uint32_t pid, uint32_t key, struct server *hold)
 {
 	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -178,6 +206,10 @@ void cancel_send(struct worker *w, const struct sockaddr *addr, socklen_t len,
 	if (!cc) {
 		close(fd);
 		return;
+	}
+	if (hold) {
+		cc->hold = hold;
+		hold->cancels_pending++;
 	}
 	cc->h.fd = fd;
 	cc->h.cb = cancel_conn_cb;

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 struct client;
+struct server;
 struct worker;
 
 /* Give c a unique random (cancel_pid, cancel_key) and register it. */
@@ -27,9 +28,14 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key);
 /* MAIL_CANCEL on the client's own worker. */
 void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key);
 
-/* Open a connection to addr and send a CancelRequest for (pid, key). */
+/* Open a connection to addr and send a CancelRequest for (pid, key). With
+ * hold, that server (on worker w) is not lent to another client until
+ * PostgreSQL has taken the cancel: a late cancel must never reach another
+ * client's query (server_cancel_done ends the hold). */
 void cancel_send(struct worker *w, const struct sockaddr *addr, socklen_t len,
-		 uint32_t pid, uint32_t key);
+		 uint32_t pid, uint32_t key, struct server *hold);
+/* s is closing: its pending cancels no longer hold it. */
+void cancel_forget_server(struct worker *w, struct server *s);
 
 /* Drop cancel connections older than their timeout (all when all). */
 void cancel_tick(struct worker *w, int64_t now_us, bool all);

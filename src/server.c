@@ -98,6 +98,8 @@ void server_close(struct server *s, const char *reason)
 		(void)setsockopt(s->sock.h.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
 	pgsock_close(&s->worker->loop, &s->sock);
+	if (s->cancels_pending)
+		cancel_forget_server(s->worker, s);
 	pool_server_gone(s->pool, was_connecting);
 	worker_bury_server(s->worker, s);
 }
@@ -660,6 +662,7 @@ static bool server_is_clean(const struct server *s)
 {
 	const struct client *c = s->client;
 	return s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready && !s->skipping &&
+	       !s->cancels_pending &&
 	       expect_empty(&s->expect) && !s->pinned &&
 	       s->tx_status == 'I' && s->internal == 0 && iobuf_len(&s->sock.rbuf) == 0 &&
 	       s->sock.skip == 0 && iobuf_len(&s->sock.wbuf) == 0 &&
@@ -973,7 +976,7 @@ void server_client_gone(struct server *s)
 	}
 	iobuf_release(&s->sock.wbuf); /* internal SETs not sent yet are moot */
 	s->internal = 0;
-	bool clean = !s->dirty && s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready &&
+	bool clean = !s->dirty && !s->cancels_pending && s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready &&
 		     expect_empty(&s->expect) &&
 		     s->tx_status == 'I' && iobuf_len(&s->sock.rbuf) == 0 && s->sock.skip == 0;
 	if (!clean) {
@@ -1016,7 +1019,15 @@ void server_cancel(struct server *s)
 	if (!s->backend_pid && !s->backend_key)
 		return;
 	cancel_send(s->worker, (struct sockaddr *)&s->pool->addr, s->pool->addr_len,
-		    s->backend_pid, s->backend_key);
+		    s->backend_pid, s->backend_key, NULL);
+}
+
+void server_cancel_done(struct server *s)
+{
+	if (s->cancels_pending > 0)
+		s->cancels_pending--;
+	if (!s->cancels_pending && s->client && !s->closed)
+		server_deliver_pending(s); /* it may go back to the pool now */
 }
 
 /* ---- events ---- */

@@ -81,6 +81,8 @@ struct server {
 	struct track_pending *pending; /* setting changes answered, not yet committed (track.c) */
 	bool check_due;            /* dynamic SQL ran: look at the session before lending it on */
 	uint32_t parses_in_flight; /* expect entries that prepare a statement sluice_<id> */
+	int cancels_pending;       /* cancels of its client's query on their way to PostgreSQL:
+				    * it is not lent to another client until they are through */
 	struct track_journal *journal; /* the current batch as sent, to send again (track.c) */
 	bool batch_ran;            /* something of the client's current batch runs on the server */
 	bool pinned;               /* its client did something session-bound: no sharing, reset after */
@@ -143,6 +145,8 @@ void server_client_gone(struct server *s);
 
 /* Send a CancelRequest for whatever this server is running. */
 void server_cancel(struct server *s);
+/* A cancel sent for s's client has been taken by PostgreSQL (or given up). */
+void server_cancel_done(struct server *s);
 
 /* Periodic checks: connect timeout, idle timeout, lifetime. */
 void server_tick(struct server *s, int64_t now_us);

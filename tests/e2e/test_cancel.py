@@ -104,3 +104,92 @@ def test_cancel_idle_connection_is_harmless(sluice):
         c.cancel()
         time.sleep(0.3)
         assert c.execute("select 'idle ok'").fetchone() == ("idle ok",)
+
+
+class CancelDelayingForwarder:
+    """A TCP forwarder in front of PostgreSQL that holds back each
+    CancelRequest for `delay` seconds (every other connection passes at
+    once): a cancel that reaches PostgreSQL late, as on a busy network."""
+
+    def __init__(self, target, delay):
+        import socket
+        self.target, self.delay = target, delay
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(self.target)
+            threading.Thread(target=self._first, args=(c, u), daemon=True).start()
+
+    def _first(self, c, u):
+        try:
+            head = c.recv(16)
+            if len(head) == 16 and int.from_bytes(head[4:8], "big") == 80877102:
+                time.sleep(self.delay)
+            u.sendall(head)
+        except OSError:
+            return
+        threading.Thread(target=self._pump, args=(u, c), daemon=True).start()
+        self._pump(c, u)
+
+    @staticmethod
+    def _pump(a, b):
+        import socket
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopping = True
+        self.lsock.close()
+
+
+@pytest.mark.sluice_only
+def test_late_cancel_never_reaches_the_next_client(sluice, pg, helpers):
+    """Client 1 cancels its query; the cancel reaches PostgreSQL only after
+    that query has finished. The shared server must not have gone to client
+    2 by then: its query would be cancelled in client 1's place. sluice
+    lends the server on only once PostgreSQL has taken the cancel."""
+    from conftest import raw_connect
+    fwd = CancelDelayingForwarder((pg.host, pg.port), 0.8)
+    try:
+        s = sluice({"pool_mode": "transaction", "default_pool_size": 1, "reserve_pool_size": 0,
+                    "server_tls_sslmode": "disable"},
+                   databases={"sluicedb": f"host=127.0.0.1 port={fwd.port} dbname=sluicedb"})
+        one = raw_connect(s.host, s.port)
+        two = raw_connect(s.host, s.port)
+        try:
+            assert one.simple_query("select 1")[1] is None  # the server is up
+            one.send(b"Q", b"select pg_sleep(0.3), 'one'\0")
+            time.sleep(0.1)
+            helpers.send_cancel(s.host, s.port, *one.backend_key)
+            w = helpers.Worker(two.simple_query, "select pg_sleep(1.2), 'two'")
+            w.start()
+            while one.read()[0] != "Z":  # client 1's answer, whatever it is
+                pass
+            rows2, err2 = w.get(timeout=15)
+            assert err2 is None, f"client 2's query was cancelled: {err2}"
+            assert rows2 == [["", "two"]]
+        finally:
+            one.close()
+            two.close()
+    finally:
+        fwd.close()
