@@ -424,10 +424,9 @@ static bool login_message(struct server *s, const struct pg_msg *m)
 		return false;
 	}
 	case 'Z':
-		if (s->internal) {
-			s->internal--;
+		/* The answer to connect_query ends the login (internal back to 0). */
+		if (s->internal && --s->internal > 0)
 			return true;
-		}
 		if (s->pool->connect_query && !s->last_was_ready) {
 			/* First ReadyForQuery: run connect_query once, then finish. */
 			s->last_was_ready = true;
