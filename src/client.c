@@ -1343,6 +1343,24 @@ static void active_tick(struct client *c, int64_t now_us)
 	}
 }
 
+/* A client queued for a server, for age: query_timeout counts the wait
+ * too, then query_wait_timeout (PgBouncer's order); the message says why
+ * when server logins are failing. */
+static void wait_tick(struct client *c, const struct config *cfg, int64_t age)
+{
+	const char *what = cfg->query_timeout_us && age > cfg->query_timeout_us ? "query_timeout"
+			   : cfg->query_wait_timeout_us && age > cfg->query_wait_timeout_us ? "query_wait_timeout"
+			   : NULL;
+	if (!what || !pool_dequeue(c->pool, c))
+		return;
+	char msg[240], why[160];
+	if (pool_login_failing(c->pool, why, sizeof(why)))
+		snprintf(msg, sizeof(msg), "%s (server login failing: %s)", what, why);
+	else
+		snprintf(msg, sizeof(msg), "%s", what);
+	client_fail(c, "08P01", msg);
+}
+
 void client_tick(struct client *c, int64_t now_us)
 {
 	const struct config *cfg = runtime_config();
@@ -1372,18 +1390,12 @@ void client_tick(struct client *c, int64_t now_us)
 	case CLIENT_AUTH:
 		if (cfg->client_login_timeout_us && age > cfg->client_login_timeout_us)
 			client_fail(c, "08P01", "client_login_timeout");
+		else if (c->state == CLIENT_AUTH && c->pool && !c->lookup_done && !c->server)
+			wait_tick(c, cfg, age); /* waiting for a server to run auth_query */
 		break;
 	case CLIENT_WAITING:
 	case CLIENT_LOGIN_WAIT:
-		if (cfg->query_wait_timeout_us && age > cfg->query_wait_timeout_us &&
-		    pool_dequeue(c->pool, c)) {
-			char msg[240], why[160];
-			if (pool_login_failing(c->pool, why, sizeof(why)))
-				snprintf(msg, sizeof(msg), "query_wait_timeout (server login failing: %s)", why);
-			else
-				snprintf(msg, sizeof(msg), "query_wait_timeout");
-			client_fail(c, "08P01", msg);
-		}
+		wait_tick(c, cfg, age);
 		break;
 	case CLIENT_IDLE:
 		/* In the kernel: bypass_client_timeout_due decided above. */
