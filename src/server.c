@@ -420,7 +420,13 @@ static bool login_message(struct server *s, const struct pg_msg *m)
 		pg_be_error_parse(m->body, m->body_len, &f);
 		char msg[200];
 		snprintf(msg, sizeof(msg), "%s", *f.message ? f.message : "server refused the login");
-		login_fail(s, *f.code ? f.code : "08006", msg, true);
+		/* A refusal that passes by itself (PostgreSQL starting up or
+		 * shutting down: class 57; too many connections, no memory:
+		 * class 53) is like a failed connect: waiting clients keep
+		 * waiting for the retry. Anything else (a wrong password, no
+		 * such database) fails them now. */
+		bool passes = strncmp(f.code, "57", 2) == 0 || strncmp(f.code, "53", 2) == 0;
+		login_fail(s, *f.code ? f.code : "08006", msg, !passes);
 		return false;
 	}
 	case 'Z':

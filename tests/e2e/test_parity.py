@@ -47,3 +47,65 @@ def test_waiting_for_a_login_that_never_finishes_times_out(sluice, pg, key):
     finally:
         c.close()
         silent.close()
+
+
+@pytest.mark.sluice_only
+def test_clients_wait_through_a_server_restart(sluice, pg):
+    """While PostgreSQL starts up it refuses logins with FATAL 57P03. That
+    passes by itself: the first clients wait (query_wait_timeout) while
+    sluice retries every server_login_retry, and are served once the server
+    is back, as with PgBouncer; they are not failed at once."""
+    import socket
+    import struct
+    import threading
+    refusals = [2]
+
+    def refuse(c):
+        c.recv(1024)  # the startup packet
+        fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+        c.sendall(b"E" + struct.pack("!I", len(fields) + 4) + fields)
+        c.close()
+
+    def pump(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    front = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                c, _ = front.accept()
+            except OSError:
+                return
+            if refusals[0] > 0:
+                refusals[0] -= 1
+                threading.Thread(target=refuse, args=(c,), daemon=True).start()
+                continue
+            u = socket.create_connection((pg.host, pg.port))
+            threading.Thread(target=pump, args=(c, u), daemon=True).start()
+            threading.Thread(target=pump, args=(u, c), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        s = sluice({"pool_mode": "transaction", "server_login_retry": 1, "query_wait_timeout": 20,
+                    "server_tls_sslmode": "disable"},
+                   databases={"sluicedb": f"host=127.0.0.1 port={front.getsockname()[1]} dbname=sluicedb"})
+        with s.connect() as c:
+            assert c.execute("select 'served'").fetchone() == ("served",)
+        assert refusals[0] == 0
+        with s.connect() as c:  # and a later client too, at once
+            assert c.execute("select 1").fetchone() == (1,)
+    finally:
+        front.close()
