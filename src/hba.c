@@ -16,7 +16,8 @@
  *   word ("db#x" is "db").
  * - Fields are separated by spaces, tabs (and \r, \f, \v). A field is a
  *   comma-separated list; blanks after a comma continue the same list, so
- *   "db1, db2" is one field with two names, as in PostgreSQL.
+ *   "db1, db2" is one field with two names, as in PostgreSQL; blanks before
+ *   a comma do too ("u1 , u2"), as in PgBouncer.
  * - Double quotes protect blanks, commas and '#'; "" inside quotes is one
  *   quote character. Any quoting makes a word a plain name: "all" is the
  *   database or user called all, never the keyword.
@@ -334,8 +335,14 @@ static int lex_next(struct hba_parser *p, struct hba_token *t)
 	p->tok[n] = '\0';
 	t->text = p->tok;
 	t->len = n;
-	t->more = i < len && s[i] == ',';
+	/* blanks before a comma also continue the list ("u1 , u2" is one
+	 * field), as PgBouncer reads it */
+	size_t after = i;
+	while (after < len && is_blank(s[after]))
+		after++;
+	t->more = after < len && s[after] == ',';
 	if (t->more) {
+		i = after;
 		/* blanks after a comma continue the list; nothing after it
 		 * is an error, reported here before any caller sees "more" */
 		i++;

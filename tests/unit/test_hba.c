@@ -103,10 +103,12 @@ static void test_parse_errors(void)
 		{ "host \"db all 0.0.0.0/0 md5\n", 1, "unterminated quoted string" },
 		{ "host \"db\"\" all 0.0.0.0/0 md5\n", 1, "unterminated quoted string" },
 		{ "host db1,,db2 all 0.0.0.0/0 md5\n", 1, "empty item" },
-		{ "host ,db all 0.0.0.0/0 md5\n", 1, "empty item" },
+		{ "host db1, ,db2 all 0.0.0.0/0 md5\n", 1, "empty item" },
+		{ "host ,db all 0.0.0.0/0 md5\n", 1, "more than one connection type" },
 		{ "host \"\" all 0.0.0.0/0 md5\n", 1, "empty quoted string" },
 		{ "local db1, # comment\n", 1, "list ends with a comma" },
 		{ "local all all md5,\n", 1, "list ends with a comma" },
+		{ "local all u1 , # comment\n", 1, "list ends with a comma" },
 		/* "db1, all" is one list (blanks after a comma continue it), so
 		 * the address lands in the METHOD field, as in PostgreSQL */
 		{ "host db1, all 0.0.0.0/0 md5\n", 1, "invalid IP address \"md5\"" },
@@ -278,7 +280,8 @@ static const char rules_main[] =
 	"host    all        grace      ::ffff:198.51.100.0/120 trust\n"               /* 16 */
 	"host    all        all        10.1.0.0/16        trust\n"                    /* 17 */
 	"host    db1, db2   heidi,\tivan 2001:db8:: ffff:ffff:: md5\n"               /* 18 */
-	"local   all        all                           reject\n";                  /* 19 */
+	"local   all        all                           reject\n"                   /* 19 */
+	"host    all        user1,user2 , user3 192.0.2.0/24 trust\n";              /* 20 */
 
 /* Line numbers of rules_cidr. */
 static const char rules_cidr[] =
@@ -364,6 +367,10 @@ static void test_match(void)
 		{ rules_main, false, false, "2001:db8::1", "db1", "heidi", HBA_MD5, 18 },
 		{ rules_main, false, false, "2001:db9::1", "db1", "heidi", HBA_REJECT, 0 },
 		{ rules_main, false, false, "2001:db8::1", "db3", "heidi", HBA_REJECT, 0 },
+		/* blanks before a comma continue the list too (PgBouncer) */
+		{ rules_main, false, false, "192.0.2.7", "x", "user2", HBA_TRUST, 20 },
+		{ rules_main, false, false, "192.0.2.7", "x", "user3", HBA_TRUST, 20 },
+		{ rules_main, false, false, "192.0.2.7", "x", "user4", HBA_REJECT, 0 },
 		/* /0 and /32, and the mask form shadowing the CIDR form */
 		{ rules_cidr, false, false, "0.0.0.0", "x", "a", HBA_MD5, 1 },
 		{ rules_cidr, false, false, "255.255.255.255", "x", "a", HBA_MD5, 1 },
@@ -423,7 +430,7 @@ static void test_match(void)
 
 	/* NULL database / user / request / rules match nothing */
 	CHECK(parse_str(rules_main, &r) == 0);
-	CHECK(hba_rule_count(r) == 18);
+	CHECK(hba_rule_count(r) == 19);
 	{
 		struct hba_request req = { .is_unix = true, .database = NULL, .user = "postgres" };
 		int line = -1;
