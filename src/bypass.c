@@ -136,6 +136,7 @@ static uint32_t slot_attach(int fd, int map_fd, int role, void *obj, int worker_
 	st->pending = 0;
 	st->mid_batch = 0;
 	st->own_unnamed = 0;
+	memset(&st->cp, 0, sizeof(st->cp));
 	st->status = 'I';
 	__atomic_store_n(&st->owner, BP_OWNER_USER, __ATOMIC_RELEASE);
 	st->reason = BPR_COUNT;
@@ -381,6 +382,7 @@ static void session_enter(struct client *c, int g)
 	st->pending = 0;
 	st->mid_batch = 0;
 	st->own_unnamed = 0;
+	memset(&st->cp, 0, sizeof(st->cp));
 	st->burst = ss->burst = 0;
 	st->status = (uint8_t)s->tx_status;
 	st->busy_ns = st->ready_ns = 0;
@@ -445,6 +447,7 @@ void bypass_client_maybe_enter(struct client *c)
 	st->pending = 0;
 	st->mid_batch = 0;
 	st->own_unnamed = 0;
+	memset(&st->cp, 0, sizeof(st->cp));
 	st->burst = 0;
 	st->status = 'I';
 	st->busy_ns = st->ready_ns = st->xact_ns = 0;
@@ -593,6 +596,15 @@ int bypass_client_takeover(struct client *c)
 		.xact_begin_us = (int64_t)(begin_ns / 1000),
 	};
 	server_link_from_kernel(s, c, pending, mid_batch, status, pgf_at_boundary(&sfr), &t);
+	struct pgf_copy cp = st->cp;
+	if (cfr.hdr_len > 0 && cfr.hdr_len < 5) {
+		/* The cut message is read again whole here: it was noted. */
+		if (cfr.hdr[0] == 'S' && cp.syncs > 0)
+			cp.syncs--;
+		else if (cfr.hdr[0] == 'E' || cfr.hdr[0] == 'Q')
+			cp.flags = 0;
+	}
+	copy_watch_from_kernel(&s->copy, pending, cp.syncs, cp.end_syncs, cp.flags);
 	if (st->own_unnamed) { /* the kernel saw it parsed on this link */
 		s->unnamed_owner = c->id;
 		s->unnamed_gen = c->unnamed_gen;

@@ -848,8 +848,13 @@ void client_server_lost(struct client *c, const char *msg)
 #define TOO_BIG_TO_TRACK "message too large for prepared statement tracking"
 
 /* The first unanswered request since the last ReadyForQuery was sent. */
-static void request_started(struct server *s, int64_t now)
+/* A client request that ReadyForQuery answers (Query, Sync, FunctionCall,
+ * or a Query sluice answers itself) is on its way. */
+static void request_sent(struct server *s, int64_t now)
 {
+	copy_watch_request(&s->copy);
+	if (s->outstanding++ > 0)
+		return;
 	s->query_start_us = now;
 	if (!s->xact_begin_us)
 		s->xact_begin_us = now;
@@ -988,6 +993,18 @@ static void client_process(struct client *c)
 {
 	struct pgsock *sk = &c->sock;
 	while (!c->closing) {
+		if (c->server && copy_watch_marker_due(&c->server->copy) && !sk->skip) {
+			/* After a failed COPY (copy_watch.h): the marker goes
+			 * right behind the Sync just forwarded, nothing before. */
+			if (sk->fwd) {
+				sk->parse_blocked = true;
+				break;
+			}
+			if (!copy_watch_send_marker(c->server)) {
+				client_fail(c, "53200", "out of memory");
+				return;
+			}
+		}
 		uint32_t avail = pgsock_unexamined(sk);
 		if (c->state == CLIENT_STARTUP) {
 			struct pg_startup st;
@@ -1125,11 +1142,11 @@ static void client_process(struct client *c)
 		}
 		/* CLIENT_ACTIVE: forward; count requests that end with ReadyForQuery. */
 		struct server *s = c->server;
-		if (waits_for_kernel_answers(s) && m.type != 'd' && m.type != 'c' && m.type != 'f') {
+		if (waits_for_kernel_answers(s) && !copy_watch_passes_wait(&s->copy, m.type)) {
 			/* Taken from the kernel with answers on their way:
 			 * tracking resumes once they are in (the server's
-			 * ReadyForQuery resumes parsing). COPY data is no
-			 * request and goes on: the answer may wait for it. */
+			 * ReadyForQuery resumes parsing). What a COPY needs
+			 * goes on (copy_watch.h). */
 			sk->parse_blocked = true;
 			break;
 		}
@@ -1168,8 +1185,14 @@ static void client_process(struct client *c)
 				return;
 			}
 			if (act == TRACK_DROP || act == TRACK_DROP_QUERY) {
-				if (act == TRACK_DROP_QUERY && s->outstanding++ == 0)
-					request_started(s, c->worker->loop.now_us);
+				if (act == TRACK_DROP_QUERY)
+					request_sent(s, c->worker->loop.now_us);
+				else if (iobuf_len(&s->sock.wbuf) > wbuf_before &&
+					 copy_watch_client(s, m.type) == COPY_BROKEN) {
+					/* Sent rewritten, it is a request all the same. */
+					client_fail(c, "08P01", copy_watch_broken_reason(&s->copy));
+					return;
+				}
 				if (act == TRACK_DROP && m.type != 'Q' && m.type != 'S')
 					s->client_mid_batch = true;
 				if (m.len > avail) {
@@ -1182,6 +1205,11 @@ static void client_process(struct client *c)
 				continue;
 			}
 		}
+		int copy_verdict = copy_watch_client(s, m.type);
+		if (copy_verdict == COPY_BROKEN) {
+			client_fail(c, "08P01", copy_watch_broken_reason(&s->copy));
+			return;
+		}
 		switch (m.type) {
 		case 'Q':
 		case 'F':
@@ -1189,8 +1217,7 @@ static void client_process(struct client *c)
 			/* Each of these is answered by exactly one ReadyForQuery.
 			 * Only a Sync closes an extended-protocol batch: a Query
 			 * in the middle of one leaves it open. */
-			if (s->outstanding++ == 0)
-				request_started(s, c->worker->loop.now_us);
+			request_sent(s, c->worker->loop.now_us);
 			if (m.type == 'S')
 				s->client_mid_batch = false;
 			break;
@@ -1222,10 +1249,23 @@ void client_resume_admin(struct client *c)
 	client_process(c);
 }
 
+/* May parsing go on now that the forwarded bytes are out? */
+static bool parse_may_resume(const struct client *c)
+{
+	const struct server *s = c->server;
+	if (s && copy_watch_marker_due(&s->copy))
+		return true; /* the loop sends it first */
+	if (c->hold_for_sync)
+		return false;
+	if (!s || !waits_for_kernel_answers(s) || c->sock.skip || c->sock.drop)
+		return true;
+	/* Only what a COPY needs goes on meanwhile (copy_watch.h). */
+	return pgsock_unexamined(&c->sock) > 0 && copy_watch_passes_wait(&s->copy, pgsock_cursor(&c->sock)[0]);
+}
+
 void client_resume_parse(struct client *c)
 {
-	if (c->sock.parse_blocked && c->sock.fwd == 0 && !c->hold_for_sync &&
-	    !(c->server && waits_for_kernel_answers(c->server))) {
+	if (c->sock.parse_blocked && c->sock.fwd == 0 && parse_may_resume(c)) {
 		c->sock.parse_blocked = false;
 		client_process(c);
 	}

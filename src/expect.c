@@ -36,6 +36,17 @@ void expect_pop(struct expect_queue *q)
 		q->head = 0;
 }
 
+void expect_remove(struct expect_queue *q, uint32_t i)
+{
+	if (i >= q->len)
+		return;
+	for (uint32_t k = i; k + 1 < q->len; k++)
+		q->ring[(q->head + k) % q->cap] = q->ring[(q->head + k + 1) % q->cap];
+	q->len--;
+	if (!q->len)
+		q->head = 0;
+}
+
 void expect_free(struct expect_queue *q)
 {
 	free(q->ring);

@@ -66,6 +66,8 @@ static inline struct expect *expect_head(struct expect_queue *q) { return &q->ri
 /* Entry i (0 = head), i < len. */
 static inline struct expect *expect_at(struct expect_queue *q, uint32_t i) { return &q->ring[(q->head + i) % q->cap]; }
 void expect_pop(struct expect_queue *q);
+/* Take out entry i (0 = head), i < len; the ones behind it move up. */
+void expect_remove(struct expect_queue *q, uint32_t i);
 void expect_free(struct expect_queue *q);
 
 #endif

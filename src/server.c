@@ -570,6 +570,7 @@ void server_link(struct server *s, struct client *c)
 	c->server = s;
 	s->outstanding = 0;
 	s->client_mid_batch = false;
+	copy_watch_reset(&s->copy);
 	s->tracking = track_enabled(s->pool);
 	server_set_state(s, SERVER_ACTIVE);
 	s->sock.want_read = true;
@@ -629,6 +630,7 @@ void server_link_from_kernel(struct server *s, struct client *c, int outstanding
 	c->server = s;
 	s->outstanding = outstanding;
 	s->client_mid_batch = mid_batch;
+	copy_watch_reset(&s->copy); /* what the kernel carried is not counted */
 	s->tx_status = tx_status;
 	s->last_was_ready = at_boundary && outstanding == 0;
 	s->internal = 0;
@@ -667,7 +669,7 @@ static bool server_is_clean(const struct server *s)
 {
 	const struct client *c = s->client;
 	return s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready && !s->skipping &&
-	       !s->cancels_pending &&
+	       !s->cancels_pending && !s->copy.doubt && !s->copy.in_copy &&
 	       expect_empty(&s->expect) && !s->pinned &&
 	       s->tx_status == 'I' && s->internal == 0 && iobuf_len(&s->sock.rbuf) == 0 &&
 	       s->sock.skip == 0 && iobuf_len(&s->sock.wbuf) == 0 &&
@@ -678,7 +680,7 @@ bool server_at_boundary(const struct server *s)
 {
 	/* server_is_clean without the pin: a pinned client may leave too. */
 	const struct client *c = s->client;
-	return !s->closed && s->state == SERVER_ACTIVE && s->outstanding == 0 &&
+	return !s->closed && s->state == SERVER_ACTIVE && s->outstanding == 0 && !s->copy.doubt &&
 	       !s->client_mid_batch && s->last_was_ready && expect_empty(&s->expect) &&
 	       s->tx_status == 'I' && s->internal == 0 && iobuf_len(&s->sock.rbuf) == 0 &&
 	       s->sock.skip == 0 && iobuf_len(&s->sock.wbuf) == 0 &&
@@ -787,6 +789,25 @@ static void count_error(struct server *s, const struct pg_msg *m, uint32_t avail
 	stats_error(pool_stats(s->pool, s->worker), f.code);
 }
 
+/* A failed COPY left Syncs in doubt and the client's next Sync is
+ * forwarded (copy_watch.h): the marker goes behind it once the client's
+ * bytes are written (client_process sends it then). False when s closed. */
+static bool copy_marker_soon(struct server *s)
+{
+	struct client *c = s->client;
+	if (c->sock.fwd || c->sock.skip) {
+		if (!c->sock.skip)
+			c->sock.parse_blocked = true;
+		return true;
+	}
+	if (!copy_watch_send_marker(s)) {
+		server_close(s, "out of memory");
+		return false;
+	}
+	server_update_events(s);
+	return true;
+}
+
 /* Examine server bytes according to state. */
 static void server_process(struct server *s)
 {
@@ -821,6 +842,32 @@ static void server_process(struct server *s)
 				return;
 			pgsock_drop(sk, m.len);
 			continue;
+		}
+		if (s->state == SERVER_ACTIVE && !s->internal && copy_watch_wants(&s->copy, m.type)) {
+			/* Whole, and once: what precedes it goes first, so that
+			 * nothing below has to stop and look at it again. */
+			if (sk->fwd) {
+				sk->parse_blocked = true;
+				break;
+			}
+			if (m.len > avail) {
+				if (iobuf_reserve(&sk->rbuf, m.len - avail) < 0) {
+					server_close(s, "message from server too large to examine");
+					return;
+				}
+				break;
+			}
+			int v = copy_watch_server(s, m.type);
+			if (v == COPY_BROKEN) {
+				client_fail(s->client, "08P01", copy_watch_broken_reason(&s->copy));
+				return;
+			}
+			if (v == COPY_SWALLOW) {
+				pgsock_drop(sk, m.len);
+				continue;
+			}
+			if (copy_watch_marker_due(&s->copy) && !copy_marker_soon(s))
+				return;
 		}
 		if (s->state == SERVER_ACTIVE && s->tracking && !s->internal) {
 			if (m.len > avail && track_server_wants_whole(s, &m)) {
@@ -982,6 +1029,7 @@ void server_client_gone(struct server *s)
 	iobuf_release(&s->sock.wbuf); /* internal SETs not sent yet are moot */
 	s->internal = 0;
 	bool clean = !s->dirty && !s->cancels_pending && s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready &&
+		     !s->copy.doubt && !s->copy.in_copy &&
 		     expect_empty(&s->expect) &&
 		     s->tx_status == 'I' && iobuf_len(&s->sock.rbuf) == 0 && s->sock.skip == 0;
 	if (!clean) {

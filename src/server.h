@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "copy_watch.h"
 #include "expect.h"
 #include "list.h"
 #include "pgsock.h"
@@ -92,6 +93,7 @@ struct server {
 	bool bp_retrack;           /* taken from the kernel mid-batch: statement tracking
 				    * resumes once every request is answered */
 	bool resume_client;        /* a held client may read on once this is delivered */
+	struct copy_watch copy;    /* Syncs the client sent into a COPY FROM STDIN (copy_watch.h) */
 	bool lookup;               /* running auth_query for the linked client (answers consumed) */
 	char *lookup_secret;       /* what the lookup found so far (heap) */
 	char lookup_error[160];    /* the lookup's ErrorResponse, "" = none */

@@ -1563,6 +1563,46 @@ int track_server_msg(struct server *s, const struct pg_msg *m)
 	return action;
 }
 
+/* ---- COPY FROM STDIN (copy_watch.c) ---- */
+
+static bool is_region_sync(const struct expect *e)
+{
+	return e->kind == EXPECT_SYNC && !(e->flags & EXPECT_F_OWN);
+}
+
+bool track_copy_began(struct server *s, uint32_t region)
+{
+	struct expect_queue *q = &s->expect;
+	if (q->len < 1 + region)
+		return false;
+	uint8_t head = expect_head(q)->kind;
+	if (head != EXPECT_EXECUTE && head != EXPECT_QUERY)
+		return false;
+	for (uint32_t i = 1; i <= region; i++)
+		if (!is_region_sync(expect_at(q, i)))
+			return false;
+	if (s->client && s->client->hold_for_sync)
+		s->resume_client = true;
+	return true;
+}
+
+bool track_copy_drop_syncs(struct server *s, uint32_t at, uint32_t n)
+{
+	struct expect_queue *q = &s->expect;
+	if (q->len < at + n)
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		struct expect *e = expect_at(q, at);
+		if (!is_region_sync(e))
+			return false;
+		if (e->flags & EXPECT_F_RESUME)
+			s->resume_client = true;
+		finish_entry(s, e, ENTRY_DONE);
+		expect_remove(q, at);
+	}
+	return true;
+}
+
 bool track_answer_due(struct server *s)
 {
 	return s->tracking && !expect_empty(&s->expect) &&

@@ -106,6 +106,16 @@ int track_restore_sql(struct server *s, struct client *c, char **sql, size_t *le
  * Returns the statement's new version (client->unnamed_gen). */
 uint32_t track_unnamed_from_kernel(struct client *c, const uint8_t *body, uint32_t len);
 
+/* COPY FROM STDIN (copy_watch.h): the server began the copy of the head
+ * entry (Execute or Query), with the next region entries the Syncs the
+ * client sent inside it. False when the queue does not look like that. A
+ * client held for the batch's answer reads on: the copy data must come. */
+bool track_copy_began(struct server *s, uint32_t region);
+/* Take out n Sync entries from index at (0 = head): PostgreSQL read
+ * them inside a copy and never answers them. False when they are not
+ * there. */
+bool track_copy_drop_syncs(struct server *s, uint32_t at, uint32_t n);
+
 /* Statements prepared on s are gone (DISCARD ALL, reset). */
 void track_server_forget(struct server *s);
 /* Free the expect queue and its entries' data. */

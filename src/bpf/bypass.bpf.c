@@ -69,6 +69,17 @@ struct {
 	__type(value, struct bp_stats);
 } bp_stats_map SEC(".maps");
 
+/* The client's COPY bookkeeping while an skb is scanned: kept in map
+ * memory, whose contents the verifier does not follow, so the counts do
+ * not multiply the states it explores. Committed to bp_sock.cp when the
+ * kernel carries the skb. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pgf_copy);
+} bp_copy_scratch SEC(".maps");
+
 struct sql_buf {
 	__u8 b[PGF_SQL_MAX];
 };
@@ -286,6 +297,12 @@ static int client_step(__u32 i, void *arg)
 		r->q_len = fr->left - skip - 1;
 
 	}
+	__u32 zero = 0;
+	struct pgf_copy *cp = bpf_map_lookup_elem(&bp_copy_scratch, &zero);
+	if (cp && pgf_copy_note(cp, type) != PGF_OK) {
+		r->user = 1;
+		return 1;
+	}
 	int eff = pgf_client_effect(type);
 	if (eff == PGF_REQUEST) {
 		r->requests++;
@@ -497,6 +514,11 @@ int client_verdict(struct __sk_buff *skb)
 	/* Read outside the lock: a link that changes meanwhile is caught
 	 * below (used_unnamed on a new link goes to user space). */
 	__u32 opts = c->opts | (c->peer && c->own_unnamed ? PGF_OPT_OWN_UNNAMED : 0);
+	__u32 zero = 0;
+	struct pgf_copy *cp = bpf_map_lookup_elem(&bp_copy_scratch, &zero);
+	if (!cp)
+		return pass_up(c, repeated);
+	*cp = c->cp;
 	struct scan_ctx x_ = { .fr = c->fr, .opts = opts, .r = { .mid_batch = -1, .unnamed = -1 } };
 	scan(skb, &x_, 1);
 	if (!x_.r.user && !x_.r.bad && x_.r.q_off && sql_needs_user(skb, &x_))
@@ -572,6 +594,7 @@ int client_verdict(struct __sk_buff *skb)
 		return pass_up(c, repeated);
 	}
 	c->fr = fr;
+	c->cp = *cp;
 	c->active_ns = now;
 	if (c->pending == 0 && r.requests)
 		c->busy_ns = now;

@@ -115,6 +115,7 @@ struct bp_sock {
 	pgf_u8 own_unnamed; /* client: its linked server holds its unnamed statement (the
 			     * kernel saw it parsed on this link) */
 	struct pgframe fr;  /* framing of the bytes this socket receives */
+	struct pgf_copy cp; /* client: its latest Execute/Query and the Syncs since (COPY) */
 	/* CLOCK_MONOTONIC ns, for sluice's timeouts (0 = never): */
 	bp_u64 active_ns;   /* client: last bytes from it; server: last unlinked */
 	bp_u64 busy_ns;     /* client: oldest unanswered request sent */

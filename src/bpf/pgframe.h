@@ -125,6 +125,54 @@ static inline int pgf_client_effect(pgf_u8 type)
 	}
 }
 
+/* What the client stream says about a COPY FROM STDIN its latest
+ * Execute/Query may start (copy_watch.h): how many Syncs went since it,
+ * and how many of those before its CopyDone/CopyFail. PostgreSQL ignores
+ * a Sync it reads inside a running copy, so sluice needs these to count
+ * answers when it takes the pair back on the CopyInResponse. */
+struct pgf_copy {
+	pgf_u32 syncs;     /* Syncs since the latest Execute/Query */
+	pgf_u32 end_syncs; /* syncs at the first CopyDone/CopyFail after it */
+	pgf_u32 flags;     /* PGF_CP_* */
+};
+#define PGF_CP_STARTED 1u  /* an Execute/Query went (on this or an earlier link) */
+#define PGF_CP_QUERY   2u  /* it was a simple Query */
+#define PGF_CP_ENDED   4u  /* end_syncs is set */
+#define PGF_CP_MIXED   8u  /* another request went after it, before its end */
+
+/* Note one client message the kernel is about to carry. PGF_USER for a
+ * request behind a CopyDone/CopyFail: which Syncs that copy's answers
+ * skip is then sluice's to count, with the whole stream in view (sluice
+ * clears the note when it gives the pair back). */
+static inline int pgf_copy_note(struct pgf_copy *cp, pgf_u8 type)
+{
+	switch (type) {
+	case 'd': case 'H':
+		return PGF_OK;
+	case 'S':
+		if (cp->syncs < 0xffffu)
+			cp->syncs++;
+		return PGF_OK;
+	case 'c': case 'f':
+		if (!(cp->flags & PGF_CP_ENDED)) {
+			cp->flags |= PGF_CP_ENDED;
+			cp->end_syncs = cp->syncs;
+		}
+		return PGF_OK;
+	default:
+		if (cp->flags & PGF_CP_ENDED)
+			return PGF_USER;
+		if (type == 'E' || type == 'Q') {
+			cp->flags = PGF_CP_STARTED | (type == 'Q' ? PGF_CP_QUERY : 0);
+			cp->syncs = 0;
+			cp->end_syncs = 0;
+		} else {
+			cp->flags |= PGF_CP_MIXED;
+		}
+		return PGF_OK;
+	}
+}
+
 /* Options that change what the kernel may carry for a client. */
 #define PGF_OPT_TRACKING 1u  /* prepared-statement tracking: named statements need sluice */
 #define PGF_OPT_SESSION  2u  /* session mode: the server stays until Terminate */
@@ -192,10 +240,12 @@ static inline int pgf_server_verdict(pgf_u8 type)
 	switch (type) {
 	case '1': case '2': case '3': case 'A': case 'C': case 'D':
 	case 'I': case 'N': case 'T': case 'V': case 'Z': case 'n': case 's':
-	case 't': case 'G': case 'H': case 'W': case 'd': case 'c':
+	case 't': case 'H': case 'W': case 'd': case 'c':
 		return PGF_OK;
 	default:
-		/* ParameterStatus ('S') changes what sluice must keep in step;
+		/* CopyInResponse ('G'): sluice counts the Syncs the client sent
+		 * into the copy (copy_watch.h), PostgreSQL answers none of them
+		 * if it runs. ParameterStatus ('S') changes what sluice must keep in step;
 		 * an ErrorResponse ('E') is counted by SQLSTATE class (SHOW STATS,
 		 * /metrics) and may end a pin; authentication or unknown messages
 		 * are not for the fast path. */

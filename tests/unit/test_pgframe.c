@@ -588,14 +588,45 @@ static void test_client_effect(void)
 	CHECK(pgf_client_effect(0) == PGF_NONE && pgf_client_effect(0xff) == PGF_NONE);
 }
 
+/* The kernel's note of the latest Execute/Query and the Syncs since. */
+static void test_copy_note(void)
+{
+	struct pgf_copy cp = { 0 };
+	/* libpq: Parse, Bind, Execute, Sync, then the data and CopyDone */
+	for (const char *t = "PBES"; *t; t++)
+		CHECK(pgf_copy_note(&cp, (uint8_t)*t) == PGF_OK);
+	CHECK(cp.flags == PGF_CP_STARTED && cp.syncs == 1);
+	for (const char *t = "dddHc"; *t; t++)
+		CHECK(pgf_copy_note(&cp, (uint8_t)*t) == PGF_OK);
+	CHECK(cp.flags == (PGF_CP_STARTED | PGF_CP_ENDED) && cp.end_syncs == 1);
+	CHECK(pgf_copy_note(&cp, 'S') == PGF_OK && cp.syncs == 2 && cp.end_syncs == 1);
+	/* a second CopyDone does not move the end */
+	CHECK(pgf_copy_note(&cp, 'c') == PGF_OK && cp.end_syncs == 1);
+	/* any request behind the end goes to sluice, the note unchanged */
+	for (const char *t = "PBDCEQF"; *t; t++) {
+		struct pgf_copy before = cp;
+		CHECK(pgf_copy_note(&cp, (uint8_t)*t) == PGF_USER);
+		CHECK(memcmp(&before, &cp, sizeof(cp)) == 0);
+	}
+	/* a simple Query starts afresh; a request before its end mixes in */
+	cp = (struct pgf_copy){ 0 };
+	CHECK(pgf_copy_note(&cp, 'Q') == PGF_OK && cp.flags == (PGF_CP_STARTED | PGF_CP_QUERY) && cp.syncs == 0);
+	CHECK(pgf_copy_note(&cp, 'P') == PGF_OK && (cp.flags & PGF_CP_MIXED));
+	CHECK(pgf_copy_note(&cp, 'E') == PGF_OK && cp.flags == PGF_CP_STARTED);
+	/* the count saturates */
+	cp.syncs = 0xffffu;
+	CHECK(pgf_copy_note(&cp, 'S') == PGF_OK && cp.syncs == 0xffffu);
+}
+
 static void test_server_verdict(void)
 {
-	static const char ok[] = "123ACDINTVZnstGHWdc";
+	static const char ok[] = "123ACDINTVZnstHWdc";
 	for (const char *t = ok; *t; t++)
 		CHECK(pgf_server_verdict((uint8_t)*t) == PGF_OK);
-	/* ParameterStatus, ErrorResponse, authentication, BackendKeyData,
+	/* ParameterStatus, ErrorResponse, CopyInResponse (sluice counts the
+	 * Syncs inside the copy), authentication, BackendKeyData,
 	 * NegotiateProtocolVersion, and bytes that are no type */
-	static const uint8_t user[] = { 'S', 'E', 'R', 'K', 'v', 'X', 'Q', 0, 0xff };
+	static const uint8_t user[] = { 'S', 'E', 'G', 'R', 'K', 'v', 'X', 'Q', 0, 0xff };
 	for (size_t i = 0; i < sizeof(user); i++)
 		CHECK(pgf_server_verdict(user[i]) == PGF_USER);
 }
@@ -732,6 +763,7 @@ UNIT_MAIN(
 	test_framing_edges();
 	test_client_verdict();
 	test_client_effect();
+	test_copy_note();
 	test_server_verdict();
 	test_sql_words();
 	test_sql_conservative();
