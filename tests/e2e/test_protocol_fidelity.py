@@ -347,3 +347,50 @@ def test_prepared_statements_per_client_are_bounded(sluice, pg):
         time.sleep(0.05)
     assert metric(mport, "sluice_pool_client_prepared_statements") == 0
     assert metric(mport, "sluice_pool_client_prepared_bytes") == 0
+
+
+@pytest.mark.sluice_only
+@pytest.mark.parametrize("mode", POOLED)
+def test_named_parse_after_an_aborted_pipeline(sluice, pg, mode):
+    """A pipeline aborted by an error, its Sync, then a named Parse (with
+    Flush, or with Sync): each is answered as PostgreSQL answers it."""
+    s = shared_server(sluice, mode)
+    steps = [
+        (0, [msg_parse("", "select 1/0"), msg_bind(""), msg_execute(), msg_parse("a1", "select 2"),
+             msg_bind("a1"), msg_execute(), msg_sync()]),
+        (0, [msg_parse("n1", "select 1"), msg_flush()], 1),
+        (0, [msg_sync()]),
+        (0, [msg_parse("", "select 1/0"), msg_bind(""), msg_execute(), msg_flush()], 2),
+        (0, [msg_sync(), msg_parse("n2", "select 1"), msg_flush()], 2),
+        (0, [msg_bind("n2"), msg_execute(), msg_sync()]),
+        (0, [msg_parse("n1", "select 1"), msg_sync()]),  # already there: 42P05
+    ]
+    same_as_postgres(s, pg, steps)
+
+
+@pytest.mark.parametrize("mode", POOLED)
+def test_libpq_pipeline_named_parse_after_abort(sluice, mode):
+    """libpq pipeline mode: an aborted pipeline, then a named statement
+    prepared and executed in later pipelines."""
+    import psycopg
+    from psycopg import pq
+    s = shared_server(sluice, mode)
+    with psycopg.connect(s.dsn(), autocommit=True) as conn:
+        p = conn.pgconn
+        p.enter_pipeline_mode()
+        p.send_query_params(b"select 1/0", [])
+        p.send_query_params(b"select 2", [])
+        p.pipeline_sync()
+        p.send_prepare(b"named1", b"select 3")
+        p.pipeline_sync()
+        p.send_query_prepared(b"named1", [])
+        p.pipeline_sync()
+        p.flush()
+        got = []
+        for _ in range(11):
+            r = p.get_result()
+            got.append(None if r is None else pq.ExecStatus(r.status).name)
+        p.exit_pipeline_mode()
+        assert got == ["FATAL_ERROR", None, "PIPELINE_ABORTED", None, "PIPELINE_SYNC",
+                       "COMMAND_OK", None, "PIPELINE_SYNC", "TUPLES_OK", None, "PIPELINE_SYNC"]
+        assert conn.execute("select 4").fetchone() == (4,)
