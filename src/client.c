@@ -151,8 +151,13 @@ void client_accept(struct worker *w, int fd, const char *peer)
 		return;
 	client_set_state(c, CLIENT_STARTUP);
 	const struct config *cfg = runtime_config();
-	if (runtime_clients_add(1) > cfg->max_client_conn)
-		c->over_limit = true; /* answered properly once the startup packet is in */
+	if (runtime_clients_add(1) > cfg->max_client_conn) {
+		/* Refused properly once the startup packet is in; not counted
+		 * meanwhile, so the count (SHOW LISTS, /metrics, the limit
+		 * itself) never goes past max_client_conn. */
+		runtime_clients_add(-1);
+		c->over_limit = true;
+	}
 	c->sock.want_read = true;
 	client_update_events(c);
 	CLOG(c, LOG_LEVEL_DEBUG, "accepted");
@@ -210,7 +215,8 @@ void client_close(struct client *c, const char *reason)
 	c->db_clients = c->user_clients = NULL;
 	bypass_client_forget(c);
 	pgsock_close(&c->worker->loop, &c->sock);
-	runtime_clients_add(-1);
+	if (!c->over_limit)
+		runtime_clients_add(-1);
 	/* A server or failure is on its way by mail: the mail handler reaps. */
 	if (!zombie) {
 		worker_bury_client(c->worker, c);

@@ -49,6 +49,73 @@ def test_max_client_conn(sluice):
             c.close()
 
 
+@pytest.mark.sluice_only
+def test_max_client_conn_is_exact_under_a_burst(sluice):
+    """A burst of connections past the limit: at no moment are more than
+    max_client_conn clients counted (/metrics sluice_clients) or let in,
+    and each one past it is refused with 53300."""
+    import urllib.request
+    from conftest import free_port
+    mport = free_port()
+    limit = 4
+    s = sluice({"max_client_conn": limit, "pool_mode": "transaction", "metrics_port": mport}, workers=2)
+
+    def counted():
+        body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+        return int(next(line.split()[1] for line in body.splitlines() if line.startswith("sluice_clients ")))
+
+    held = [raw_login(s.host, s.port) for _ in range(limit - 2)]
+    try:
+        for _ in range(5):
+            logged_in, refused, errors = [], [], []
+            lock = threading.Lock()
+            go = threading.Barrier(24)
+
+            def attempt():
+                go.wait()
+                c = RawConn(s.host, s.port)
+                try:
+                    time.sleep(0.2)  # connected, startup packet not sent yet
+                    c.send_startup({"user": "sluice_test", "database": "sluicedb"})
+                    out = read_until_close(c, timeout=3, stop_on="RZ")  # refused, or asked to log in
+                    with lock:
+                        if out.error is not None:
+                            refused.append(out.error)
+                        else:
+                            logged_in.append(c)
+                            c = None
+                except Exception as e:  # noqa: BLE001
+                    with lock:
+                        errors.append(repr(e))
+                finally:
+                    if c is not None:
+                        c.close()
+
+            threads = [threading.Thread(target=attempt) for _ in range(24)]
+            for t in threads:
+                t.start()
+            peak = 0
+            while any(t.is_alive() for t in threads):
+                peak = max(peak, counted())
+            for t in threads:
+                t.join()
+            assert not errors, errors
+            assert peak <= limit, f"{peak} clients counted, max_client_conn {limit}"
+            assert len(logged_in) == 2, f"{len(logged_in)} let in, 2 slots were free"
+            assert len(refused) == 22
+            for e in refused:
+                assert_error(e, "53300", "no more connections allowed (max_client_conn)")
+            for c in logged_in:
+                c.terminate()
+            deadline = time.monotonic() + 5
+            while counted() != limit - 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert counted() == limit - 2
+    finally:
+        for c in held:
+            c.close()
+
+
 @pytest.mark.parametrize("limit", ["max_db_connections", "max_user_connections"])
 def test_shared_server_limit(sluice, pg, fresh_db, helpers, limit):
     """10 clients, pool_size 10, limit 3: never more than 3 backends.
