@@ -619,7 +619,8 @@ bool bypass_client_timeout_due(const struct client *c, int64_t now_us)
 {
 	if (!c->bp_kernel || !socks)
 		return false;
-	const struct config *cfg = runtime_config();
+	/* Per user / database (pool.h); a client in the kernel has a pool. */
+	const struct config_timeouts *cfg = &c->pool->t;
 	const struct bp_sock *st = &socks[c->bp_slot - 1];
 	int64_t last = (int64_t)(__atomic_load_n(&st->active_ns, __ATOMIC_RELAXED) / 1000);
 	int64_t busy = (int64_t)(__atomic_load_n(&st->busy_ns, __ATOMIC_RELAXED) / 1000);

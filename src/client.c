@@ -298,9 +298,15 @@ static void handle_startup(struct client *c, const struct pg_startup *st)
 		client_fail(c, "28000", "SSL required: this server accepts only TLS connections (client_tls_sslmode)");
 		return;
 	}
-	/* Before any password work, so a flood of logins costs no crypto. */
-	if (!pool_client_limits_take(db, user, tcfg->max_db_client_connections, tcfg->max_user_client_connections,
-				     &c->db_clients, &c->user_clients)) {
+	/* Before any password work, so a flood of logins costs no crypto.
+	 * [databases] and [users] may set their own limits. */
+	const struct config_database *cdb = config_find_database(tcfg, db);
+	const struct config_user *cuser = config_find_user(tcfg, user);
+	int max_db = cdb && cdb->max_db_client_connections >= 0 ? cdb->max_db_client_connections
+								 : tcfg->max_db_client_connections;
+	int max_user = cuser && cuser->max_user_client_connections >= 0 ? cuser->max_user_client_connections
+									 : tcfg->max_user_client_connections;
+	if (!pool_client_limits_take(db, user, max_db, max_user, &c->db_clients, &c->user_clients)) {
 		client_fail(c, "53300", "too many client connections for this database or user "
 					"(max_db_client_connections, max_user_client_connections)");
 		return;
@@ -1369,8 +1375,8 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 /* Timeouts of a client linked to a server (PgBouncer's names). */
 static void active_tick(struct client *c, int64_t now_us)
 {
-	const struct config *cfg = runtime_config();
 	const struct server *s = c->server;
+	const struct config_timeouts *cfg = &s->pool->t; /* per user / database (pool.h) */
 	bool in_xact = s->tx_status == 'T' || s->tx_status == 'E';
 	if (cfg->query_timeout_us && s->outstanding > 0 &&
 	    now_us - s->query_start_us > cfg->query_timeout_us) {
@@ -1392,8 +1398,9 @@ static void active_tick(struct client *c, int64_t now_us)
 /* A client queued for a server, for age: query_timeout counts the wait
  * too, then query_wait_timeout (PgBouncer's order); the message says why
  * when server logins are failing. */
-static void wait_tick(struct client *c, const struct config *cfg, int64_t age)
+static void wait_tick(struct client *c, int64_t age)
 {
+	const struct config_timeouts *cfg = &c->pool->t; /* per user / database (pool.h) */
 	const char *what = cfg->query_timeout_us && age > cfg->query_timeout_us ? "query_timeout"
 			   : cfg->query_wait_timeout_us && age > cfg->query_wait_timeout_us ? "query_wait_timeout"
 			   : NULL;
@@ -1437,18 +1444,20 @@ void client_tick(struct client *c, int64_t now_us)
 		if (cfg->client_login_timeout_us && age > cfg->client_login_timeout_us)
 			client_fail(c, "08P01", "client_login_timeout");
 		else if (c->state == CLIENT_AUTH && c->pool && !c->lookup_done && !c->server)
-			wait_tick(c, cfg, age); /* waiting for a server to run auth_query */
+			wait_tick(c, age); /* waiting for a server to run auth_query */
 		break;
 	case CLIENT_WAITING:
 	case CLIENT_LOGIN_WAIT:
-		wait_tick(c, cfg, age);
+		wait_tick(c, age);
 		break;
-	case CLIENT_IDLE:
-		/* In the kernel: bypass_client_timeout_due decided above. */
-		if (!c->bp_kernel && cfg->client_idle_timeout_us && now_us - c->last_active_us > cfg->client_idle_timeout_us &&
-		    age > cfg->client_idle_timeout_us)
+	case CLIENT_IDLE: {
+		/* In the kernel: bypass_client_timeout_due decided above. The
+		 * console has no pool: the global value. */
+		int64_t limit = c->pool ? c->pool->t.client_idle_timeout_us : cfg->client_idle_timeout_us;
+		if (!c->bp_kernel && limit && now_us - c->last_active_us > limit && age > limit)
 			client_fail(c, "08P01", "client_idle_timeout");
 		break;
+	}
 	case CLIENT_ACTIVE:
 		if (c->server && !c->bp_kernel) /* in the kernel: see above */
 			active_tick(c, now_us);

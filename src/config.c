@@ -487,16 +487,10 @@ static const char *const unsupported_main_keys[] = {
 /* PgBouncer connection-string keys of [databases] that sluice lacks so far. */
 static const char *const unsupported_db_keys[] = {
 	"auth_dbname", "auth_query", "auth_user", "client_encoding", "datestyle",
-	"load_balance_hosts", "max_db_client_connections", "query_wait_timeout",
-	"server_lifetime", "target_session_attrs", "timezone",
+	"load_balance_hosts", "target_session_attrs", "timezone",
 };
 
-/* PgBouncer [users] keys that sluice lacks so far. */
-static const char *const unsupported_user_keys[] = {
-	"client_idle_timeout", "idle_transaction_timeout",
-	"max_user_client_connections", "query_timeout", "query_wait_timeout",
-	"reserve_pool_size", "transaction_timeout",
-};
+/* Every [users] key of PgBouncer 1.25 is implemented. */
 
 static bool in_list(const char *const *list, size_t n, const char *key)
 {
@@ -699,6 +693,41 @@ static int connstr_pool_mode(struct config_parser *p, const char *owner, const c
 	return 0;
 }
 
+/* The timeouts [databases] (for_db) or [users] entries may set. */
+static const struct {
+	const char *name;
+	size_t off;       /* offsetof(struct config_timeouts, field) */
+	bool db, user;    /* where PgBouncer accepts it */
+} scoped_timeouts[] = {
+	{ "query_timeout", offsetof(struct config_timeouts, query_timeout_us), false, true },
+	{ "query_wait_timeout", offsetof(struct config_timeouts, query_wait_timeout_us), true, true },
+	{ "idle_transaction_timeout", offsetof(struct config_timeouts, idle_transaction_timeout_us), false, true },
+	{ "transaction_timeout", offsetof(struct config_timeouts, transaction_timeout_us), false, true },
+	{ "client_idle_timeout", offsetof(struct config_timeouts, client_idle_timeout_us), false, true },
+	{ "server_lifetime", offsetof(struct config_timeouts, server_lifetime_us), true, false },
+};
+
+static const struct config_timeouts timeouts_unset = { -1, -1, -1, -1, -1, -1 };
+
+/* 1 when key is one of the timeouts this section may set (then stored in
+ * t; "-1" means not set, as in PgBouncer), 0 when it is not, <0 on error. */
+static int scoped_timeout(struct config_parser *p, const char *owner, const char *key, const char *val,
+			  struct config_timeouts *t, bool for_db)
+{
+	for (size_t i = 0; i < sizeof(scoped_timeouts) / sizeof(scoped_timeouts[0]); i++) {
+		if (strcasecmp(key, scoped_timeouts[i].name) != 0 ||
+		    !(for_db ? scoped_timeouts[i].db : scoped_timeouts[i].user))
+			continue;
+		int64_t v = -1;
+		if (strcmp(val, "-1") != 0 && config_parse_duration_us(val, &v) < 0)
+			return fail_at(p, -EINVAL, "key '%s': parameter '%s': '%.*s' is not a duration",
+				       owner, key, CONFIG_ECHO_MAX, val);
+		*(int64_t *)(void *)((char *)t + scoped_timeouts[i].off) = v;
+		return 1;
+	}
+	return 0;
+}
+
 static int database_param(struct config_parser *p, void *ctx, const char *owner,
 			  const char *key, const char *val)
 {
@@ -735,6 +764,12 @@ static int database_param(struct config_parser *p, void *ctx, const char *owner,
 		return connstr_int(p, owner, "max_db_connections", val, 0, 10000000, &db->max_db_connections);
 	if (strcasecmp(key, "pool_mode") == 0)
 		return connstr_pool_mode(p, owner, "pool_mode", val, &db->pool_mode);
+	if (strcasecmp(key, "max_db_client_connections") == 0)
+		return connstr_int(p, owner, "max_db_client_connections", val, 0, 10000000,
+				   &db->max_db_client_connections);
+	int rc = scoped_timeout(p, owner, key, val, &db->t, true);
+	if (rc)
+		return rc < 0 ? rc : 0;
 	if (IN_LIST(unsupported_db_keys, key))
 		warn_at(p, "database '%s': parameter '%s' is not supported by sluice yet, ignored", owner, key);
 	else
@@ -753,10 +788,15 @@ static int user_param(struct config_parser *p, void *ctx, const char *owner,
 		return connstr_int(p, owner, "max_user_connections", val, 0, 10000000, &u->max_user_connections);
 	if (strcasecmp(key, "pool_size") == 0)
 		return connstr_int(p, owner, "pool_size", val, 0, 100000, &u->pool_size);
-	if (IN_LIST(unsupported_user_keys, key))
-		warn_at(p, "user '%s': parameter '%s' is not supported by sluice yet, ignored", owner, key);
-	else
-		warn_at(p, "user '%s': unknown parameter '%s' ignored", owner, key);
+	if (strcasecmp(key, "reserve_pool_size") == 0)
+		return connstr_int(p, owner, "reserve_pool_size", val, 0, 100000, &u->reserve_pool_size);
+	if (strcasecmp(key, "max_user_client_connections") == 0)
+		return connstr_int(p, owner, "max_user_client_connections", val, 0, 10000000,
+				   &u->max_user_client_connections);
+	int rc = scoped_timeout(p, owner, key, val, &u->t, false);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	warn_at(p, "user '%s': unknown parameter '%s' ignored", owner, key);
 	return 0;
 }
 
@@ -799,6 +839,8 @@ static int add_database(struct config_parser *p, const char *name, char *val)
 		.reserve_pool_size = -1,
 		.pool_mode = -1,
 		.max_db_connections = -1,
+		.max_db_client_connections = -1,
+		.t = timeouts_unset,
 	};
 	size_t i;
 	int rc;
@@ -838,6 +880,9 @@ static int add_user(struct config_parser *p, const char *name, char *val)
 		.pool_mode = -1,
 		.max_user_connections = -1,
 		.pool_size = -1,
+		.reserve_pool_size = -1,
+		.max_user_client_connections = -1,
+		.t = timeouts_unset,
 	};
 	size_t i;
 	int rc;

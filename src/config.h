@@ -44,6 +44,19 @@ enum tls_mode {
 };
 
 /* One line of [databases]: "name = host=... port=... dbname=... ..." */
+/* Timeouts a [databases] or [users] entry may set for its pools, as in
+ * PgBouncer 1.24+ (microseconds; -1 = not set there, 0 = off). For a pool
+ * the [users] value wins over the [databases] one, which wins over the
+ * global key of the same name. */
+struct config_timeouts {
+	int64_t query_timeout_us;            /* [users] */
+	int64_t query_wait_timeout_us;       /* [users], [databases] */
+	int64_t idle_transaction_timeout_us; /* [users] */
+	int64_t transaction_timeout_us;      /* [users] */
+	int64_t client_idle_timeout_us;      /* [users] */
+	int64_t server_lifetime_us;          /* [databases] */
+};
+
 struct config_database {
 	char *name;            /* name clients connect to; "*" is the fallback */
 	char *host;            /* server host or unix socket dir; NULL = unix default */
@@ -56,6 +69,8 @@ struct config_database {
 	int reserve_pool_size; /* -1 = global reserve_pool_size */
 	int pool_mode;         /* -1 = global pool_mode, else enum pool_mode */
 	int max_db_connections; /* -1 = global max_db_connections (0 = unlimited) */
+	int max_db_client_connections; /* -1 = global (0 = unlimited) */
+	struct config_timeouts t; /* query_wait_timeout, server_lifetime */
 	char *connect_query;   /* run once on each new server connection; NULL = none */
 	char *application_name; /* startup parameter sent to the server; NULL = client's */
 };
@@ -66,6 +81,9 @@ struct config_user {
 	int pool_mode;            /* -1 = inherit */
 	int max_user_connections; /* -1 = global */
 	int pool_size;            /* -1 = inherit (user-level pool_size, like PgBouncer 1.21) */
+	int reserve_pool_size;    /* -1 = inherit */
+	int max_user_client_connections; /* -1 = global (0 = unlimited) */
+	struct config_timeouts t; /* all but server_lifetime */
 };
 
 /* One line of auth_file: "user" "password-or-md5-hash-or-SCRAM-verifier" */

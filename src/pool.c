@@ -155,7 +155,28 @@ struct pool_settings {
 	char server_db[64], server_user[64];
 	const char *server_password, *connect_query, *application_name; /* in cfg */
 	int mode, pool_size, min_pool_size, reserve_size, max_db, max_user;
+	struct config_timeouts t;
 };
+
+static int64_t pick64(int64_t a, int64_t b) { return a >= 0 ? a : b; }
+
+/* Each timeout from [users], else [databases], else the global key. */
+static void timeouts_from(const struct config *cfg, const struct config_database *d,
+			  const struct config_user *u, struct config_timeouts *t)
+{
+	static const struct config_timeouts none = { -1, -1, -1, -1, -1, -1 };
+	const struct config_timeouts *ut = u ? &u->t : &none;
+	t->query_timeout_us = pick64(ut->query_timeout_us, pick64(d->t.query_timeout_us, cfg->query_timeout_us));
+	t->query_wait_timeout_us = pick64(ut->query_wait_timeout_us,
+					  pick64(d->t.query_wait_timeout_us, cfg->query_wait_timeout_us));
+	t->idle_transaction_timeout_us = pick64(ut->idle_transaction_timeout_us,
+						pick64(d->t.idle_transaction_timeout_us, cfg->idle_transaction_timeout_us));
+	t->transaction_timeout_us = pick64(ut->transaction_timeout_us,
+					   pick64(d->t.transaction_timeout_us, cfg->transaction_timeout_us));
+	t->client_idle_timeout_us = pick64(ut->client_idle_timeout_us,
+					   pick64(d->t.client_idle_timeout_us, cfg->client_idle_timeout_us));
+	t->server_lifetime_us = pick64(ut->server_lifetime_us, pick64(d->t.server_lifetime_us, cfg->server_lifetime_us));
+}
 
 static void settings_from(const struct config *cfg, const struct config_database *d, const char *db,
 			  const char *user, struct pool_settings *st)
@@ -169,9 +190,10 @@ static void settings_from(const struct config *cfg, const struct config_database
 	st->mode = pick(u ? u->pool_mode : -1, pick(d->pool_mode, cfg->pool_mode));
 	st->pool_size = pick(u ? u->pool_size : -1, pick(d->pool_size, cfg->default_pool_size));
 	st->min_pool_size = pick(d->min_pool_size, cfg->min_pool_size);
-	st->reserve_size = pick(d->reserve_pool_size, cfg->reserve_pool_size);
+	st->reserve_size = pick(u ? u->reserve_pool_size : -1, pick(d->reserve_pool_size, cfg->reserve_pool_size));
 	st->max_db = pick(d->max_db_connections, cfg->max_db_connections);
 	st->max_user = pick(u ? u->max_user_connections : -1, cfg->max_user_connections);
+	timeouts_from(cfg, d, u, &st->t);
 }
 
 static char *dup_opt(const char *s) { return s ? strdup(s) : NULL; }
@@ -190,6 +212,7 @@ static void apply_sizes_locked(struct pool *p, const struct pool_settings *st)
 	p->reserve_size = st->reserve_size;
 	p->max_db = st->max_db;
 	p->max_user = st->max_user;
+	p->t = st->t;
 }
 
 static void pool_destroy(struct pool *p)

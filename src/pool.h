@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "config.h"
 #include "list.h"
 #include "stats.h"
 
@@ -55,6 +56,8 @@ struct pool {
 	int reserve_size;           /* extra servers after reserve_pool_timeout */
 	int max_db;                 /* 0 = unlimited */
 	int max_user;               /* 0 = unlimited */
+	struct config_timeouts t;   /* [users] over [databases] over global; never -1. Read
+				     * without the lock: RELOAD stores each value whole */
 	struct limit_counter *db_count, *user_count;
 
 	pthread_mutex_t lock;       /* protects everything below */

@@ -690,8 +690,8 @@ bool server_at_boundary(const struct server *s)
 /* Back to the pool, unless it has lived past server_lifetime. */
 static void server_give_back(struct server *s)
 {
-	const struct config *cfg = runtime_config();
-	if (cfg->server_lifetime_us && s->worker->loop.now_us - s->connect_time_us > cfg->server_lifetime_us) {
+	int64_t lifetime = s->pool->t.server_lifetime_us; /* per database (pool.h) */
+	if (lifetime && s->worker->loop.now_us - s->connect_time_us > lifetime) {
 		server_close(s, "server_lifetime");
 		return;
 	}
@@ -1145,6 +1145,7 @@ void server_tick(struct server *s, int64_t now_us)
 			return;
 	}
 	int64_t age = now_us - s->state_since_us;
+	int64_t lifetime = s->pool->t.server_lifetime_us; /* per database (pool.h) */
 	switch (s->state) {
 	case SERVER_CONNECTING:
 	case SERVER_LOGIN:
@@ -1163,12 +1164,11 @@ void server_tick(struct server *s, int64_t now_us)
 			int64_t idle = now_us - (used > s->state_since_us ? used : s->state_since_us);
 			if (cfg->server_idle_timeout_us && idle > cfg->server_idle_timeout_us && bypass_server_unlend(s))
 				server_close(s, "server_idle_timeout");
-			else if (cfg->server_lifetime_us && now_us - s->connect_time_us > cfg->server_lifetime_us &&
-				 bypass_server_unlend(s))
+			else if (lifetime && now_us - s->connect_time_us > lifetime && bypass_server_unlend(s))
 				server_close(s, "server_lifetime");
 		} else if (cfg->server_idle_timeout_us && age > cfg->server_idle_timeout_us)
 			server_close(s, "server_idle_timeout");
-		else if (cfg->server_lifetime_us && now_us - s->connect_time_us > cfg->server_lifetime_us)
+		else if (lifetime && now_us - s->connect_time_us > lifetime)
 			server_close(s, "server_lifetime");
 		break;
 	default:

@@ -574,14 +574,18 @@ static void test_users(void)
 		"[users]\n"
 		"alice = pool_mode=transaction max_user_connections=10 pool_size=3\n"
 		"bob =\n"
-		"\"carol smith\" = pool_mode=session query_timeout=5 frob=1\n";
+		"\"carol smith\" = pool_mode=session query_timeout=5 frob=1\n"
+		"erin = reserve_pool_size=2 max_user_client_connections=7 query_wait_timeout=1.5 "
+		"idle_transaction_timeout=-1 transaction_timeout=30 client_idle_timeout=0\n"
+		"[databases]\n"
+		"d1 = host=/tmp server_lifetime=60 query_wait_timeout=3 max_db_client_connections=9\n";
 	const struct config_user *u;
 	struct config *cfg = NULL;
 
 	CHECK(load_str(ini, &cfg) == 0);
 	if (!cfg)
 		return;
-	CHECK(cfg->n_users == 3);
+	CHECK(cfg->n_users == 4);
 	u = config_find_user(cfg, "alice");
 	CHECK(u && u->pool_mode == POOL_MODE_TRANSACTION);
 	CHECK(u && u->max_user_connections == 10);
@@ -590,8 +594,16 @@ static void test_users(void)
 	CHECK(u && u->pool_mode == -1 && u->max_user_connections == -1 && u->pool_size == -1);
 	u = config_find_user(cfg, "carol smith");
 	CHECK(u && u->pool_mode == POOL_MODE_SESSION);
+	CHECK(u && u->t.query_timeout_us == 5000000 && u->t.query_wait_timeout_us == -1);
+	u = config_find_user(cfg, "erin");
+	CHECK(u && u->reserve_pool_size == 2 && u->max_user_client_connections == 7);
+	CHECK(u && u->t.query_wait_timeout_us == 1500000 && u->t.idle_transaction_timeout_us == -1);
+	CHECK(u && u->t.transaction_timeout_us == 30000000 && u->t.client_idle_timeout_us == 0);
+	CHECK(u && u->t.server_lifetime_us == -1 && u->t.query_timeout_us == -1);
+	const struct config_database *d = config_find_database(cfg, "d1");
+	CHECK(d && d->t.server_lifetime_us == 60000000 && d->t.query_wait_timeout_us == 3000000);
+	CHECK(d && d->max_db_client_connections == 9 && d->t.query_timeout_us == -1);
 	CHECK(config_find_user(cfg, "dave") == NULL);
-	CHECK(any_warn_contains("user 'carol smith': parameter 'query_timeout' is not supported by sluice yet, ignored"));
 	CHECK(any_warn_contains("user 'carol smith': unknown parameter 'frob' ignored"));
 	config_free(cfg);
 }
@@ -729,6 +741,8 @@ static void test_errors(void)
 		{ "[sluice]\nmax_client_conn = 12x\n", 2, "key 'max_client_conn'", NULL },
 		{ "[sluice]\npool_mode = bogus\n", 2, "key 'pool_mode'", NULL },
 		{ "[sluice]\nauth_type = pam\n", 2, "key 'auth_type': auth_type 'pam' is not supported by sluice yet", NULL },
+		{ "[users]\nu1 = query_timeout=soon\n", 2, "key 'u1': parameter 'query_timeout': 'soon' is not a duration", NULL },
+		{ "[databases]\nd1 = server_lifetime=1x\n", 2, "key 'd1': parameter 'server_lifetime': '1x' is not a duration", NULL },
 		{ "[sluice]\nauth_type = ldap\n", 2, "key 'auth_type': auth_type 'ldap' is not supported by sluice yet", NULL },
 		{ "[sluice]\nclient_tls_sslmode = sometimes\n", 2, "key 'client_tls_sslmode': 'sometimes' is not an sslmode", NULL },
 		{ "[sluice]\nauth_type = kerberos\n", 2, "key 'auth_type'", NULL },
