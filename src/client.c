@@ -472,8 +472,10 @@ static bool lookup_start(struct client *c, int method)
 {
 	const struct config *cfg = runtime_config();
 	char err[200];
-	const char *db = cfg->auth_dbname ? cfg->auth_dbname : c->db;
-	struct pool *p = pool_get(cfg, db, cfg->auth_user, err, sizeof(err));
+	struct config_auth_lookup how;
+	config_auth_lookup_for(cfg, c->db, &how);
+	const char *db = how.dbname ? how.dbname : c->db;
+	struct pool *p = pool_get(cfg, db, how.user, err, sizeof(err));
 	if (!p) {
 		client_fail(c, "08P01", err);
 		return true;
@@ -523,8 +525,10 @@ static void auth_with(struct client *c, int method)
 	const char *secret = client_secret(c);
 	bool needs_secret = method == AUTH_TYPE_PLAIN || method == AUTH_TYPE_MD5 ||
 			    method == AUTH_TYPE_SCRAM || method == AUTH_TYPE_TRUST;
-	if (!secret && needs_secret && cfg->auth_user && !c->lookup_done &&
-	    strcmp(c->user, cfg->auth_user) != 0 && lookup_start(c, method))
+	struct config_auth_lookup how;
+	config_auth_lookup_for(cfg, c->db, &how);
+	if (!secret && needs_secret && how.user && !c->lookup_done && strcmp(c->user, how.user) != 0 &&
+	    lookup_start(c, method))
 		return;
 	switch (method) {
 	case AUTH_TYPE_CERT:

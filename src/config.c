@@ -486,7 +486,7 @@ static const char *const unsupported_main_keys[] = {
 
 /* PgBouncer connection-string keys of [databases] that sluice lacks so far. */
 static const char *const unsupported_db_keys[] = {
-	"auth_dbname", "auth_query", "auth_user", "client_encoding", "datestyle",
+	"client_encoding", "datestyle",
 	"load_balance_hosts", "target_session_attrs", "timezone",
 };
 
@@ -746,6 +746,12 @@ static int database_param(struct config_parser *p, void *ctx, const char *owner,
 		str = &db->connect_query;
 	else if (strcasecmp(key, "application_name") == 0)
 		str = &db->application_name;
+	else if (strcasecmp(key, "auth_user") == 0)
+		str = &db->auth_user;
+	else if (strcasecmp(key, "auth_query") == 0)
+		str = &db->auth_query;
+	else if (strcasecmp(key, "auth_dbname") == 0)
+		str = &db->auth_dbname;
 	if (str) {
 		if (set_str(str, val, true) < 0)
 			return fail_oom(p);
@@ -809,6 +815,9 @@ static void database_clear(struct config_database *db)
 	free(db->password);
 	free(db->connect_query);
 	free(db->application_name);
+	free(db->auth_user);
+	free(db->auth_query);
+	free(db->auth_dbname);
 	memset(db, 0, sizeof(*db));
 }
 
@@ -1362,6 +1371,14 @@ const struct config_database *config_find_database(const struct config *cfg, con
 			fallback = &cfg->databases[i];
 	}
 	return fallback;
+}
+
+void config_auth_lookup_for(const struct config *cfg, const char *db, struct config_auth_lookup *out)
+{
+	const struct config_database *d = config_find_database(cfg, db);
+	out->user = d && d->auth_user ? d->auth_user : cfg->auth_user;
+	out->query = d && d->auth_query ? d->auth_query : cfg->auth_query;
+	out->dbname = d && d->auth_dbname ? d->auth_dbname : cfg->auth_dbname;
 }
 
 const struct config_user *config_find_user(const struct config *cfg, const char *name)

@@ -73,6 +73,9 @@ struct config_database {
 	struct config_timeouts t; /* query_wait_timeout, server_lifetime */
 	char *connect_query;   /* run once on each new server connection; NULL = none */
 	char *application_name; /* startup parameter sent to the server; NULL = client's */
+	char *auth_user;       /* overrides the global auth_user for this database; NULL = global */
+	char *auth_query;      /* overrides the global auth_query; NULL = global */
+	char *auth_dbname;     /* overrides the global auth_dbname; NULL = global */
 };
 
 /* One line of [users]: "name = pool_mode=... max_user_connections=..." */
@@ -209,6 +212,15 @@ void config_free(struct config *cfg);
  * config_find_database only when no exact match exists. */
 const struct config_database *config_find_database(const struct config *cfg, const char *name);
 const struct config_user *config_find_user(const struct config *cfg, const char *name);
+
+/* How clients of database db are looked up when auth_file lacks them:
+ * its [databases] entry's auth_user / auth_query / auth_dbname, else the
+ * global ones. user NULL = no lookup; dbname NULL = the client's database.
+ * The strings belong to cfg. */
+struct config_auth_lookup {
+	const char *user, *query, *dbname;
+};
+void config_auth_lookup_for(const struct config *cfg, const char *db, struct config_auth_lookup *out);
 const char *config_find_secret(const struct config *cfg, const char *user);
 
 /* True when name appears in the comma separated list (spaces ignored). */

@@ -469,7 +469,8 @@ static void server_give_back(struct server *s);
 
 void server_lookup(struct server *s, struct client *c, const char *user)
 {
-	const struct config *cfg = runtime_config();
+	struct config_auth_lookup how;
+	config_auth_lookup_for(runtime_config(), c->db, &how);
 	s->client = c;
 	c->server = s;
 	s->lookup = true;
@@ -482,7 +483,7 @@ void server_lookup(struct server *s, struct client *c, const char *user)
 	pg_build_init(&b, &s->sock.wbuf);
 	pg_build_begin(&b, 'P');
 	pg_build_str(&b, "");
-	pg_build_str(&b, cfg->auth_query);
+	pg_build_str(&b, how.query);
 	pg_build_u16(&b, 0);
 	pg_build_end(&b);
 	pg_build_begin(&b, 'B');

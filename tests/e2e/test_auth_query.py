@@ -421,3 +421,39 @@ def test_auth_query_over_tls_both_sides(sluice, aq, pki):
                                      "where pid = pg_backend_pid()").fetchone() == (user, True)
         a = Attempt(s, SCRAMU, "wrong")
         assert_refused(a, SCRAMU)
+
+
+def test_auth_user_per_database(sluice, aq):
+    """auth_user set on one [databases] entry only: its clients missing from
+    auth_file are looked up; the other database has no lookup and refuses
+    them."""
+    dbs = {"sluicedb": aq.db_line("sluicedb") + f" auth_user={SUPER}",
+           "plaindb": aq.db_line("sluicedb")}
+    s = sluice({"auth_type": "md5"}, databases=dbs, userlist={SUPER: SUPER_PW})
+    a = Attempt(s, "md5user", "md5_pw")
+    assert a.ok and a.user == "md5user", a
+    a = Attempt(s, "md5user", "md5_pw", db="plaindb")
+    assert not a.ok and a.error.severity == "FATAL", a
+
+
+@pytest.mark.sluice_only
+def test_auth_query_and_dbname_per_database(sluice, aq):
+    """auth_query and auth_dbname on a [databases] entry win over the global
+    ones for that database's clients (PgBouncer 1.25)."""
+    clear_calls(aq, AUTHDB)
+    clear_calls(aq)
+    per_db = (f" auth_user={LOOKUP} auth_dbname={AUTHDB}"
+              " auth_query='SELECT usename, passwd FROM public.aq_lookup_elsewhere($1)'")
+    dbs = {"sluicedb": aq.db_line("sluicedb") + per_db, AUTHDB: aq.db_line(AUTHDB),
+           "otherdb": aq.db_line("sluicedb")}
+    main = {"auth_type": "md5", "auth_user": LOOKUP,
+            "auth_query": "SELECT usename, passwd FROM public.aq_lookup($1)"}
+    s = sluice(main, databases=dbs, userlist={LOOKUP: LOOKUP_PW})
+    a = Attempt(s, "md5user", "md5_pw")
+    assert a.ok and a.user == "md5user", a
+    assert calls(aq, AUTHDB) == ["md5user"] and calls(aq) == []
+    # otherdb takes the global settings: the lookup runs in the client's
+    # database with the global query
+    a = Attempt(s, "md5user", "md5_pw", db="otherdb")
+    assert a.ok and a.user == "md5user", a
+    assert calls(aq) == ["md5user"] and calls(aq, AUTHDB) == ["md5user"]
