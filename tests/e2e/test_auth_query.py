@@ -457,3 +457,15 @@ def test_auth_query_and_dbname_per_database(sluice, aq):
     a = Attempt(s, "md5user", "md5_pw", db="otherdb")
     assert a.ok and a.user == "md5user", a
     assert calls(aq) == ["md5user"] and calls(aq, AUTHDB) == ["md5user"]
+
+
+@pytest.mark.sluice_only
+def test_trust_looks_up_users_missing_from_auth_file(sluice, aq):
+    """auth_type = trust with auth_user: a user missing from auth_file is let
+    in when auth_query finds it (its secret then logs in to PostgreSQL),
+    refused with 'no such user' when it does not."""
+    s = super_sluice(sluice, "trust")
+    a = Attempt(s, "md5user", None)
+    assert a.ok and a.user == "md5user" and a.password_sent == 0, a
+    a = Attempt(s, "aq_nobody", None)
+    assert not a.ok and "no such user" in a.error.message, a
