@@ -396,6 +396,7 @@ static const struct config_key main_keys[] = {
 	KEY("max_user_client_connections", KT_INT, max_user_client_connections, 0, 10000000),
 	KEY("server_reset_query", KT_STR, server_reset_query, 0, 0),
 	KEY("server_reset_query_always", KT_BOOL, server_reset_query_always, 0, 0),
+	KEY("server_fast_close", KT_BOOL, server_fast_close, 0, 0),
 	KEY("server_check_query", KT_STR, server_check_query, 0, 0),
 	DUR("server_check_delay", server_check_delay_us),
 	DUR("server_lifetime", server_lifetime_us),
@@ -478,7 +479,7 @@ static const char *const unsupported_main_keys[] = {
 	"dns_zone_check_period", "job_name",
 	"max_packet_size", "peer_id",
 	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
-	"server_fast_close", "server_round_robin", "server_tls13_ciphers",
+	"server_round_robin", "server_tls13_ciphers",
 	"service_name", "so_reuseport", "suspend_timeout", "tcp_defer_accept",
 	"tcp_socket_buffer", "unix_socket_group",
 	"user",
@@ -486,8 +487,7 @@ static const char *const unsupported_main_keys[] = {
 
 /* PgBouncer connection-string keys of [databases] that sluice lacks so far. */
 static const char *const unsupported_db_keys[] = {
-	"client_encoding", "datestyle",
-	"load_balance_hosts", "target_session_attrs", "timezone",
+	"load_balance_hosts", "target_session_attrs",
 };
 
 /* Every [users] key of PgBouncer 1.25 is implemented. */
@@ -728,6 +728,11 @@ static int scoped_timeout(struct config_parser *p, const char *owner, const char
 	return 0;
 }
 
+/* As the server knows them (its startup packet and ParameterStatus). */
+const char *const config_server_param_names[CONFIG_SERVER_PARAMS] = {
+	"application_name", "client_encoding", "datestyle", "timezone",
+};
+
 static int database_param(struct config_parser *p, void *ctx, const char *owner,
 			  const char *key, const char *val)
 {
@@ -744,14 +749,16 @@ static int database_param(struct config_parser *p, void *ctx, const char *owner,
 		str = &db->password;
 	else if (strcasecmp(key, "connect_query") == 0)
 		str = &db->connect_query;
-	else if (strcasecmp(key, "application_name") == 0)
-		str = &db->application_name;
 	else if (strcasecmp(key, "auth_user") == 0)
 		str = &db->auth_user;
 	else if (strcasecmp(key, "auth_query") == 0)
 		str = &db->auth_query;
 	else if (strcasecmp(key, "auth_dbname") == 0)
 		str = &db->auth_dbname;
+	for (int i = 0; !str && i < CONFIG_SERVER_PARAMS; i++) {
+		if (strcasecmp(key, config_server_param_names[i]) == 0)
+			str = &db->server_params[i];
+	}
 	if (str) {
 		if (set_str(str, val, true) < 0)
 			return fail_oom(p);
@@ -814,7 +821,8 @@ static void database_clear(struct config_database *db)
 	free(db->user);
 	free(db->password);
 	free(db->connect_query);
-	free(db->application_name);
+	for (int i = 0; i < CONFIG_SERVER_PARAMS; i++)
+		free(db->server_params[i]);
 	free(db->auth_user);
 	free(db->auth_query);
 	free(db->auth_dbname);

@@ -57,6 +57,16 @@ struct config_timeouts {
 	int64_t server_lifetime_us;          /* [databases] */
 };
 
+/* Startup parameters a [databases] entry asks of the server. */
+enum {
+	CONFIG_SP_APPLICATION_NAME,
+	CONFIG_SP_CLIENT_ENCODING,
+	CONFIG_SP_DATESTYLE,
+	CONFIG_SP_TIMEZONE,
+	CONFIG_SERVER_PARAMS
+};
+extern const char *const config_server_param_names[CONFIG_SERVER_PARAMS];
+
 struct config_database {
 	char *name;            /* name clients connect to; "*" is the fallback */
 	char *host;            /* server host or unix socket dir; NULL = unix default */
@@ -72,7 +82,8 @@ struct config_database {
 	int max_db_client_connections; /* -1 = global (0 = unlimited) */
 	struct config_timeouts t; /* query_wait_timeout, server_lifetime */
 	char *connect_query;   /* run once on each new server connection; NULL = none */
-	char *application_name; /* startup parameter sent to the server; NULL = client's */
+	char *server_params[CONFIG_SERVER_PARAMS]; /* startup parameters sent to the server
+						    * (config_server_param_names); NULL = not set */
 	char *auth_user;       /* overrides the global auth_user for this database; NULL = global */
 	char *auth_query;      /* overrides the global auth_query; NULL = global */
 	char *auth_dbname;     /* overrides the global auth_dbname; NULL = global */
@@ -118,6 +129,8 @@ struct config {
 	int max_user_client_connections; /* clients per user; 0 = unlimited (default) */
 	char *server_reset_query; /* default "DISCARD ALL"; "" = none */
 	bool server_reset_query_always; /* default false: only in session mode */
+	bool server_fast_close;        /* session mode: a server RECONNECT/RELOAD outdated closes at
+					 * its next transaction boundary, with its client */
 	char *server_check_query; /* default "select 1"; "" = none */
 	int64_t server_check_delay_us;     /* default 30 s */
 	int64_t server_lifetime_us;        /* default 3600 s; 0 = unlimited */

@@ -153,7 +153,8 @@ static struct db_flag *db_flag_get(const char *db, bool create)
 /* Settings a pool takes from the configuration (pool_get, RELOAD). */
 struct pool_settings {
 	char server_db[64], server_user[64];
-	const char *server_password, *connect_query, *application_name; /* in cfg */
+	const char *server_password, *connect_query; /* in cfg */
+	char *const *server_params;                    /* in cfg */
 	int mode, pool_size, min_pool_size, reserve_size, max_db, max_user;
 	struct config_timeouts t;
 };
@@ -186,7 +187,7 @@ static void settings_from(const struct config *cfg, const struct config_database
 	snprintf(st->server_user, sizeof(st->server_user), "%s", d->user ? d->user : user);
 	st->server_password = d->password;
 	st->connect_query = d->connect_query;
-	st->application_name = d->application_name;
+	st->server_params = d->server_params;
 	st->mode = pick(u ? u->pool_mode : -1, pick(d->pool_mode, cfg->pool_mode));
 	st->pool_size = pick(u ? u->pool_size : -1, pick(d->pool_size, cfg->default_pool_size));
 	st->min_pool_size = pick(d->min_pool_size, cfg->min_pool_size);
@@ -201,6 +202,14 @@ static char *dup_opt(const char *s) { return s ? strdup(s) : NULL; }
 static bool str_same(const char *a, const char *b)
 {
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool server_params_same(char *const *a, char *const *b)
+{
+	for (int i = 0; i < CONFIG_SERVER_PARAMS; i++)
+		if (!str_same(a[i], b[i]))
+			return false;
+	return true;
 }
 
 /* Sizes and limits: plain ints read by other threads, changed in place. */
@@ -224,7 +233,8 @@ static void pool_destroy(struct pool *p)
 	free(p->slots);
 	free(p->server_password);
 	free(p->connect_query);
-	free(p->application_name);
+	for (int i = 0; i < CONFIG_SERVER_PARAMS; i++)
+		free(p->server_params[i]);
 	free(p->welcome);
 	free(p);
 }
@@ -262,7 +272,13 @@ struct pool *pool_get(const struct config *cfg, const char *db, const char *user
 	snprintf(p->server_user, sizeof(p->server_user), "%s", st.server_user);
 	p->server_password = dup_opt(st.server_password);
 	p->connect_query = dup_opt(st.connect_query);
-	p->application_name = dup_opt(st.application_name);
+	for (int i = 0; i < CONFIG_SERVER_PARAMS; i++) {
+		p->server_params[i] = dup_opt(st.server_params[i]);
+		if (st.server_params[i] && !p->server_params[i]) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
 	apply_sizes_locked(p, &st);
 	p->db_count = limit_get("db", p->server_db);
 	p->user_count = limit_get("user", p->server_user);
@@ -906,7 +922,7 @@ void pool_reconfigure(const struct config *cfg)
 			       strcmp(st.server_user, p->server_user) != 0 ||
 			       !str_same(st.server_password, p->server_password) ||
 			       !str_same(st.connect_query, p->connect_query) ||
-			       !str_same(st.application_name, p->application_name);
+			       !server_params_same(st.server_params, p->server_params);
 		pthread_mutex_lock(&p->lock);
 		if (changed) {
 			/* A new pool is made at the next login; this one drains. */

@@ -45,7 +45,8 @@ struct pool {
 	char server_user[64];       /* user name on the server */
 	char *server_password;      /* password to log in with, NULL = none (heap) */
 	char *connect_query;        /* heap, NULL = none */
-	char *application_name;     /* heap, NULL = none */
+	char *server_params[CONFIG_SERVER_PARAMS]; /* startup parameters for its servers
+						    * (config_server_param_names); heap, NULL = none */
 	struct sockaddr_storage addr; /* server address */
 	socklen_t addr_len;
 	char addr_text[128];        /* for log lines */

@@ -127,13 +127,15 @@ static void login_fail(struct server *s, const char *sqlstate, const char *msg, 
 
 static void send_startup(struct server *s)
 {
-	const char *names[4], *values[4];
+	const char *names[2 + CONFIG_SERVER_PARAMS], *values[2 + CONFIG_SERVER_PARAMS];
 	int n = 0;
 	names[n] = "user"; values[n++] = s->pool->server_user;
 	names[n] = "database"; values[n++] = s->pool->server_db;
-	if (s->pool->application_name) {
-		names[n] = "application_name";
-		values[n++] = s->pool->application_name;
+	for (int i = 0; i < CONFIG_SERVER_PARAMS; i++) {
+		if (s->pool->server_params[i]) {
+			names[n] = config_server_param_names[i];
+			values[n++] = s->pool->server_params[i];
+		}
 	}
 	pg_fe_startup(&s->sock.wbuf, names, values, n);
 	server_set_state(s, SERVER_LOGIN);
@@ -1171,6 +1173,16 @@ void server_tick(struct server *s, int64_t now_us)
 			server_close(s, "server_idle_timeout");
 		else if (lifetime && now_us - s->connect_time_us > lifetime)
 			server_close(s, "server_lifetime");
+		break;
+	case SERVER_ACTIVE:
+		/* server_fast_close (session mode): a server RECONNECT or a
+		 * RELOAD outdated goes between transactions, and its client
+		 * with it, so the client sees its session end. */
+		if (cfg->server_fast_close && s->client && s->pool->mode == POOL_MODE_SESSION &&
+		    (s->generation != __atomic_load_n(&s->pool->generation, __ATOMIC_RELAXED) ||
+		     __atomic_load_n(&s->pool->stale, __ATOMIC_RELAXED)) &&
+		    server_at_boundary(s) && !s->client->bp_kernel)
+			client_fail(s->client, "08P01", "database configuration changed (server_fast_close)");
 		break;
 	default:
 		break;

@@ -490,7 +490,7 @@ static void test_databases(void)
 		CHECK(db->pool_mode == -1);
 		CHECK(db->max_db_connections == -1);
 		CHECK(db->connect_query == NULL);
-		CHECK(db->application_name == NULL);
+		CHECK(db->server_params[CONFIG_SP_APPLICATION_NAME] == NULL);
 	}
 	db = config_find_database(cfg, "bardb");
 	CHECK(db && db->host && strcmp(db->host, "localhost") == 0);
@@ -509,7 +509,7 @@ static void test_databases(void)
 		CHECK(db->pool_mode == POOL_MODE_STATEMENT);
 		CHECK(db->max_db_connections == 9);
 		CHECK_STR(db->connect_query, "SELECT set_config('a', 'b', false)");
-		CHECK_STR(db->application_name, "app1");
+		CHECK_STR(db->server_params[CONFIG_SP_APPLICATION_NAME], "app1");
 	}
 	db = config_find_database(cfg, "newdb");
 	CHECK(db && db->reserve_pool_size == 6);
@@ -528,8 +528,10 @@ static void test_databases(void)
 	/* Unknown connection parameters warn and are otherwise ignored. */
 	db = config_find_database(cfg, "encdb");
 	CHECK(db != NULL);
-	CHECK(n_warns == 4);
-	CHECK(any_warn_contains("parameter 'client_encoding' is not supported by sluice yet, ignored"));
+	CHECK(n_warns == 1);
+	CHECK(db && db->server_params[CONFIG_SP_CLIENT_ENCODING] &&
+	      strcmp(db->server_params[CONFIG_SP_CLIENT_ENCODING], "UTF8") == 0);
+	CHECK(db && db->server_params[CONFIG_SP_DATESTYLE] && db->server_params[CONFIG_SP_TIMEZONE]);
 	CHECK(db && db->auth_user && strcmp(db->auth_user, "x") == 0 && !db->auth_query);
 	CHECK(any_warn_contains("unknown parameter 'frobnicate' ignored"));
 	CHECK(any_warn_contains(":12: database 'encdb'"));
