@@ -109,3 +109,74 @@ def test_clients_wait_through_a_server_restart(sluice, pg):
             assert c.execute("select 1").fetchone() == (1,)
     finally:
         front.close()
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_database_entry_sets_server_startup_parameters(sluice, pg, mode, monkeypatch):
+    """timezone, datestyle, client_encoding and application_name on a
+    [databases] line go to the server in its startup packet: clients that
+    do not ask for their own see the server's session start with them (and
+    are told so in ParameterStatus); a client's own value still wins."""
+    line = pg.db_line("sluicedb") + (" timezone=Pacific/Chatham datestyle='SQL, DMY'"
+                                     " client_encoding=LATIN1 application_name=from_config")
+    s = sluice({"pool_mode": mode, "default_pool_size": 1}, databases={"sluicedb": line})
+    for var in ("PGTZ", "PGDATESTYLE", "PGCLIENTENCODING", "PGAPPNAME"):
+        monkeypatch.delenv(var, raising=False)
+    with s.connect() as c:
+        assert c.execute("show timezone").fetchone() == ("Pacific/Chatham",)
+        assert c.execute("show datestyle").fetchone() == ("SQL, DMY",)
+        assert c.execute("show client_encoding").fetchone() == ("LATIN1",)
+        assert c.info.parameter_status("TimeZone") == "Pacific/Chatham"
+        assert c.info.parameter_status("DateStyle") == "SQL, DMY"
+        assert c.execute("select to_char(date '2024-03-01', 'DD/MM')").fetchone() == ("01/03",)
+    monkeypatch.setenv("PGTZ", "UTC")
+    with s.connect() as c:
+        assert c.execute("show timezone").fetchone() == ("UTC",)
+        assert c.execute("show datestyle").fetchone() == ("SQL, DMY",)
+
+
+@pytest.mark.timeout(40)
+def test_server_fast_close_ends_session_at_transaction_end(sluice, pg):
+    """server_fast_close (session mode): after RECONNECT a client's server
+    closes at the end of its current transaction instead of at the end of
+    the session, and the client is disconnected with it, so it notices its
+    session is gone; the transaction in progress finishes first."""
+    import time
+    from admin_helpers import ADMIN, ADMIN_PW, USERLIST, console_cmd_in_thread
+    s = sluice({"pool_mode": "session", "server_fast_close": 1, "admin_users": ADMIN},
+               userlist=USERLIST)
+    idle = s.connect()
+    busy = s.connect()
+    try:
+        idle.execute("select 1")
+        busy.execute("begin")
+        busy.execute("create temp table t (x int)")
+        console_cmd_in_thread(s.port, "RECONNECT", user=ADMIN, password=ADMIN_PW).get(15)
+        time.sleep(2.5)
+        # inside its transaction the busy client goes on
+        busy.execute("insert into t values (1)")
+        assert busy.execute("select count(*) from t").fetchone() == (1,)
+        busy.execute("commit")
+        with pytest.raises(Exception):
+            idle.execute("select 1")
+        time.sleep(2.5)
+        with pytest.raises(Exception):
+            busy.execute("select 1")
+    finally:
+        idle.close()
+        busy.close()
+    # a new session gets a new server
+    with s.connect() as c:
+        assert c.execute("select 1").fetchone() == (1,)
+
+
+def test_without_server_fast_close_sessions_survive_reconnect(sluice, pg):
+    """The default: RECONNECT in session mode waits for the session's end."""
+    import time
+    from admin_helpers import ADMIN, ADMIN_PW, USERLIST, console_cmd_in_thread
+    s = sluice({"pool_mode": "session", "admin_users": ADMIN}, userlist=USERLIST)
+    with s.connect() as c:
+        pid = c.execute("select pg_backend_pid()").fetchone()[0]
+        console_cmd_in_thread(s.port, "RECONNECT", user=ADMIN, password=ADMIN_PW).get(15)
+        time.sleep(2.5)
+        assert c.execute("select pg_backend_pid()").fetchone() == (pid,)
