@@ -57,8 +57,8 @@ srcs_of() {
 	case $1 in
 	startup|framer|pgframe) echo "src/pg_proto.c src/iobuf.c" ;;
 	scram) echo "src/auth_crypto.c" ;;
-	config) echo "src/config.c src/hba.c" ;;
-	hba) echo "src/hba.c" ;;
+	config) echo "src/config.c src/hba.c src/hba_lex.c" ;;
+	hba) echo "src/hba.c src/hba_lex.c" ;;
 	*) return 1 ;;
 	esac
 }

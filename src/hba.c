@@ -8,19 +8,10 @@
  * any file but the one hba_load is handed. A rule set is immutable once
  * hba_parse returns it.
  *
- * Syntax (PostgreSQL documentation, "The pg_hba.conf File"):
- * - One record per line. A line ending in a backslash continues on the next
- *   one (PostgreSQL 15+), also inside quotes and comments; errors name the
- *   first line of the record. A logical line is at most HBA_MAX_LINE bytes.
- * - '#' outside double quotes starts a comment, also in the middle of a
- *   word ("db#x" is "db").
- * - Fields are separated by spaces, tabs (and \r, \f, \v). A field is a
- *   comma-separated list; blanks after a comma continue the same list, so
- *   "db1, db2" is one field with two names, as in PostgreSQL; blanks before
- *   a comma do too ("u1 , u2"), as in PgBouncer.
- * - Double quotes protect blanks, commas and '#'; "" inside quotes is one
- *   quote character. Any quoting makes a word a plain name: "all" is the
- *   database or user called all, never the keyword.
+ * Lexical rules (comments, quoting, comma lists, continued lines): see
+ * hba_lex.h, shared with the auth_ident_file parser. Any quoting makes a
+ * word a plain name: "all" is the database or user called all, never the
+ * keyword.
  *
  * Deliberate strictness: PgBouncer logs a line it cannot parse and skips
  * it; we refuse the whole file instead (a skipped reject line would let
@@ -57,6 +48,7 @@
  *   as in PostgreSQL. Names compare case-sensitively, keywords too.
  */
 #include "hba.h"
+#include "hba_lex.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -69,8 +61,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Longest piece of a token echoed back in an error message. */
-#define HBA_ECHO_MAX 64
 /* Longest textual IP address we try to parse (IPv6 with an IPv4 tail). */
 #define HBA_IP_TEXT_MAX 64
 
@@ -107,25 +97,10 @@ struct hba_rules {
 	size_t strings_cap;          /* bytes allocated for strings */
 };
 
-/* The parse of one hba_parse call. Heap allocated (two line buffers). */
+/* The parse of one hba_parse call. Heap allocated (the lexer's buffers). */
 struct hba_parser {
-	const char *file;            /* file name for messages, never NULL */
-	int line_no;                 /* first physical line of the current record */
-	char *err;                   /* caller's message buffer, may be NULL */
-	size_t errlen;               /* its size */
+	struct hba_lex lx;           /* tokenizer over the file's text; its err is the caller's */
 	struct hba_rules *r;         /* rules being built, owned until returned */
-	char line[HBA_MAX_LINE + 1]; /* current logical line (continuations joined) */
-	size_t line_len;             /* bytes in line */
-	size_t pos;                  /* tokenizer position in line */
-	char tok[HBA_MAX_LINE + 1];  /* unquoted text of the current token */
-};
-
-/* One comma-separated item of a field, as the tokenizer returns it. */
-struct hba_token {
-	const char *text;            /* NUL-terminated, in hba_parser.tok; valid until the next token */
-	size_t len;                  /* strlen(text), at least 1 */
-	bool quoted;                 /* had a double quote somewhere: never a keyword */
-	bool more;                   /* ended with ',': the next token is in the same field */
 };
 
 static const struct {
@@ -146,83 +121,7 @@ static const char *const unsupported_methods[] = {
 	"ident", "gss", "sspi", "pam", "ldap", "radius", "bsd", "krb5", "crypt",
 };
 
-/* ---- messages ----------------------------------------------------------- */
-
-static int fail(struct hba_parser *p, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(struct hba_parser *p, int rc, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (!p->err || p->errlen == 0)
-		return rc;
-	n = snprintf(p->err, p->errlen, "%s:%d: ", p->file, p->line_no);
-	if (n < 0 || (size_t)n >= p->errlen)
-		return rc;
-	va_start(ap, fmt);
-	vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* Printable copy of the start of s for a message: control bytes become
- * '?', so a hostile file cannot forge log lines; long text ends in "...". */
-static const char *echo(const char *s, char buf[HBA_ECHO_MAX + 4])
-{
-	size_t i;
-
-	for (i = 0; s[i] && i < HBA_ECHO_MAX; i++) {
-		unsigned char c = (unsigned char)s[i];
-		buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-	}
-	if (s[i]) {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
-	buf[i] = '\0';
-	return buf;
-}
-
 /* ---- storage ------------------------------------------------------------ */
-
-/* Make room for need elements of size elem in *buf (capacity *cap).
- * Returns 0 or -ENOMEM (then *buf is unchanged). */
-static int grow(void *bufp, size_t *cap, size_t need, size_t elem)
-{
-	void **buf = bufp;
-	size_t ncap = *cap ? *cap : 16;
-	void *nb;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need) {
-		if (ncap > SIZE_MAX / 2)
-			return -ENOMEM;
-		ncap *= 2;
-	}
-	if (ncap > SIZE_MAX / elem)
-		return -ENOMEM;
-	nb = realloc(*buf, ncap * elem);
-	if (!nb)
-		return -ENOMEM;
-	*buf = nb;
-	*cap = ncap;
-	return 0;
-}
 
 /* Append a name (len bytes, no NUL inside) to the name arena. */
 static int add_name(struct hba_rules *r, const char *s, size_t len)
@@ -230,11 +129,11 @@ static int add_name(struct hba_rules *r, const char *s, size_t len)
 	void *strings = r->strings, *names = r->names;
 	int rc;
 
-	rc = grow(&strings, &r->strings_cap, r->strings_len + len + 1, 1);
+	rc = hba_lex_grow(&strings, &r->strings_cap, r->strings_len + len + 1, 1);
 	r->strings = strings;
 	if (rc < 0)
 		return rc;
-	rc = grow(&names, &r->cap_names, r->n_names + 1, sizeof(*r->names));
+	rc = hba_lex_grow(&names, &r->cap_names, r->n_names + 1, sizeof(*r->names));
 	r->names = names;
 	if (rc < 0)
 		return rc;
@@ -250,7 +149,7 @@ static int add_rule(struct hba_rules *r, const struct hba_rule *rule)
 	void *rules = r->rules;
 	int rc;
 
-	rc = grow(&rules, &r->cap_rules, r->n_rules + 1, sizeof(*r->rules));
+	rc = hba_lex_grow(&rules, &r->cap_rules, r->n_rules + 1, sizeof(*r->rules));
 	r->rules = rules;
 	if (rc < 0)
 		return rc;
@@ -273,103 +172,6 @@ size_t hba_rule_count(const struct hba_rules *r)
 	return r ? r->n_rules : 0;
 }
 
-/* ---- tokenizer ---------------------------------------------------------- */
-
-/* pg_isblank() plus \f and \v; \n never reaches the tokenizer. */
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* The next item of the current logical line into *t. Returns 1 for a
- * token, 0 at the end of the line (or a comment), -EINVAL for an
- * unterminated quote, an empty item or a list ending in a comma. After a
- * token with t->more set, the next call returns 1 (the list's next item)
- * or an error, never 0. */
-static int lex_next(struct hba_parser *p, struct hba_token *t)
-{
-	const char *s = p->line;
-	size_t len = p->line_len, i = p->pos, n = 0;
-	bool inq = false;
-
-	while (i < len && is_blank(s[i]))
-		i++;
-	if (i >= len || s[i] == '#') {
-		p->pos = len;
-		return 0;
-	}
-	t->quoted = false;
-	/* n <= i <= len <= HBA_MAX_LINE: tok[n] stays in bounds */
-	while (i < len) {
-		char c = s[i];
-
-		if (inq) {
-			if (c == '"') {
-				if (i + 1 < len && s[i + 1] == '"') {
-					p->tok[n++] = '"';
-					i += 2;
-					continue;
-				}
-				inq = false;
-				i++;
-				continue;
-			}
-			p->tok[n++] = c;
-			i++;
-			continue;
-		}
-		if (is_blank(c) || c == ',' || c == '#')
-			break;
-		if (c == '"') {
-			inq = true;
-			t->quoted = true;
-		} else {
-			p->tok[n++] = c;
-		}
-		i++;
-	}
-	if (inq)
-		return fail(p, -EINVAL, "unterminated quoted string");
-	if (n == 0)
-		return fail(p, -EINVAL, t->quoted ? "empty quoted string" : "empty item in a comma-separated list");
-	p->tok[n] = '\0';
-	t->text = p->tok;
-	t->len = n;
-	/* blanks before a comma also continue the list ("u1 , u2" is one
-	 * field), as PgBouncer reads it */
-	size_t after = i;
-	while (after < len && is_blank(s[after]))
-		after++;
-	t->more = after < len && s[after] == ',';
-	if (t->more) {
-		i = after;
-		/* blanks after a comma continue the list; nothing after it
-		 * is an error, reported here before any caller sees "more" */
-		i++;
-		while (i < len && is_blank(s[i]))
-			i++;
-		if (i >= len || s[i] == '#')
-			return fail(p, -EINVAL, "list ends with a comma");
-	}
-	p->pos = i;
-	return 1;
-}
-
-/* The first item of the next field, which must exist ("what" names it). */
-static int lex_need(struct hba_parser *p, struct hba_token *t, const char *what)
-{
-	int rc = lex_next(p, t);
-
-	if (rc == 0)
-		return fail(p, -EINVAL, "end of line before %s", what);
-	return rc < 0 ? rc : 0;
-}
-
-static bool is_kw(const struct hba_token *t, const char *kw)
-{
-	return !t->quoted && strcmp(t->text, kw) == 0;
-}
-
 /* ---- fields ------------------------------------------------------------- */
 
 static int parse_conn_type(struct hba_parser *p, const struct hba_token *t, enum hba_conn_type *out)
@@ -377,7 +179,7 @@ static int parse_conn_type(struct hba_parser *p, const struct hba_token *t, enum
 	char e[HBA_ECHO_MAX + 4];
 
 	if (t->more)
-		return fail(p, -EINVAL, "more than one connection type");
+		return hba_lex_fail(&p->lx, -EINVAL, "more than one connection type");
 	if (strcmp(t->text, "local") == 0)
 		*out = HBA_LOCAL;
 	else if (strcmp(t->text, "host") == 0)
@@ -387,14 +189,14 @@ static int parse_conn_type(struct hba_parser *p, const struct hba_token *t, enum
 	else if (strcmp(t->text, "hostnossl") == 0)
 		*out = HBA_HOSTNOSSL;
 	else if (strcmp(t->text, "hostgssenc") == 0 || strcmp(t->text, "hostnogssenc") == 0)
-		return fail(p, -EINVAL, "connection type \"%s\" is not supported (sluice has no GSSAPI encryption)",
+		return hba_lex_fail(&p->lx, -EINVAL, "connection type \"%s\" is not supported (sluice has no GSSAPI encryption)",
 			    t->text);
 	else if (strcmp(t->text, "include") == 0 || strcmp(t->text, "include_if_exists") == 0 ||
 		 strcmp(t->text, "include_dir") == 0)
-		return fail(p, -EINVAL, "\"%s\" is not supported (put all rules in this one file)", t->text);
+		return hba_lex_fail(&p->lx, -EINVAL, "\"%s\" is not supported (put all rules in this one file)", t->text);
 	else
-		return fail(p, -EINVAL, "unknown connection type \"%s\" (expected local, host, hostssl or hostnossl)",
-			    echo(t->text, e));
+		return hba_lex_fail(&p->lx, -EINVAL, "unknown connection type \"%s\" (expected local, host, hostssl or hostnossl)",
+			    hba_lex_echo(t->text, e));
 	return 0;
 }
 
@@ -412,39 +214,39 @@ static int parse_names(struct hba_parser *p, struct hba_token *t, bool is_db,
 	*count = 0;
 	for (;;) {
 		if (++items > HBA_MAX_LIST)
-			return fail(p, -EINVAL, "more than %d names in the %s field", HBA_MAX_LIST, field);
-		if (is_kw(t, "all")) {
+			return hba_lex_fail(&p->lx, -EINVAL, "more than %d names in the %s field", HBA_MAX_LIST, field);
+		if (hba_lex_is_kw(t, "all")) {
 			*flags |= HBA_NAME_ALL;
-		} else if (is_db && is_kw(t, "sameuser")) {
+		} else if (is_db && hba_lex_is_kw(t, "sameuser")) {
 			*flags |= HBA_NAME_SAMEUSER;
-		} else if (is_db && is_kw(t, "replication")) {
+		} else if (is_db && hba_lex_is_kw(t, "replication")) {
 			/* matches nothing: sluice clients are never
 			 * physical replication connections */
-		} else if (is_db && (is_kw(t, "samerole") || is_kw(t, "samegroup"))) {
-			return fail(p, -EINVAL, "database keyword \"%s\" is not supported (sluice does not know role membership)",
+		} else if (is_db && (hba_lex_is_kw(t, "samerole") || hba_lex_is_kw(t, "samegroup"))) {
+			return hba_lex_fail(&p->lx, -EINVAL, "database keyword \"%s\" is not supported (sluice does not know role membership)",
 				    t->text);
 		} else if (!t->quoted && t->text[0] == '@') {
-			return fail(p, -EINVAL, "%s name file \"%s\" is not supported (list the names on the line instead)",
-				    field, echo(t->text, e));
+			return hba_lex_fail(&p->lx, -EINVAL, "%s name file \"%s\" is not supported (list the names on the line instead)",
+				    field, hba_lex_echo(t->text, e));
 		} else if (!is_db && !t->quoted && t->text[0] == '+') {
-			return fail(p, -EINVAL, "group \"%s\" is not supported (sluice does not know role membership)",
-				    echo(t->text, e));
+			return hba_lex_fail(&p->lx, -EINVAL, "group \"%s\" is not supported (sluice does not know role membership)",
+				    hba_lex_echo(t->text, e));
 		} else if (!t->quoted && t->text[0] == '/') {
-			return fail(p, -EINVAL, "%s regular expression \"%s\" is not supported (quote it to mean that literal name)",
-				    field, echo(t->text, e));
+			return hba_lex_fail(&p->lx, -EINVAL, "%s regular expression \"%s\" is not supported (quote it to mean that literal name)",
+				    field, hba_lex_echo(t->text, e));
 		} else {
 			rc = add_name(p->r, t->text, t->len);
 			if (rc < 0)
-				return fail(p, rc, "out of memory");
+				return hba_lex_fail(&p->lx, rc, "out of memory");
 			(*count)++;
 		}
 		if (!t->more)
 			return 0;
-		rc = lex_next(p, t);
+		rc = hba_lex_next(&p->lx, t);
 		if (rc < 0)
 			return rc;
 		if (rc == 0) /* cannot happen after t->more (see lex_next) */
-			return fail(p, -EINVAL, "list ends with a comma");
+			return hba_lex_fail(&p->lx, -EINVAL, "list ends with a comma");
 	}
 }
 
@@ -490,19 +292,19 @@ static int parse_address(struct hba_parser *p, struct hba_token *t, struct hba_r
 	int rc;
 
 	if (t->more)
-		return fail(p, -EINVAL, "more than one IP address (write one line per address)");
-	if (is_kw(t, "all")) {
+		return hba_lex_fail(&p->lx, -EINVAL, "more than one IP address (write one line per address)");
+	if (hba_lex_is_kw(t, "all")) {
 		rule->addr_all = true;
 		return 0;
 	}
-	if (is_kw(t, "samehost") || is_kw(t, "samenet"))
-		return fail(p, -EINVAL, "address keyword \"%s\" is not supported (sluice does not enumerate its interfaces; write IP/prefix)",
+	if (hba_lex_is_kw(t, "samehost") || hba_lex_is_kw(t, "samenet"))
+		return hba_lex_fail(&p->lx, -EINVAL, "address keyword \"%s\" is not supported (sluice does not enumerate its interfaces; write IP/prefix)",
 			    t->text);
 
 	slash = strchr(t->text, '/');
 	iplen = slash ? (size_t)(slash - t->text) : t->len;
 	if (iplen == 0 || iplen > HBA_IP_TEXT_MAX)
-		return fail(p, -EINVAL, "invalid IP address \"%s\"", echo(t->text, e));
+		return hba_lex_fail(&p->lx, -EINVAL, "invalid IP address \"%s\"", hba_lex_echo(t->text, e));
 	memcpy(ip, t->text, iplen);
 	ip[iplen] = '\0';
 	if (inet_pton(AF_INET, ip, rule->addr) == 1) {
@@ -512,7 +314,7 @@ static int parse_address(struct hba_parser *p, struct hba_token *t, struct hba_r
 		rule->family = AF_INET6;
 		max_bits = 128;
 	} else {
-		return fail(p, -EINVAL, "invalid IP address \"%s\" (host names are not supported)", echo(t->text, e));
+		return hba_lex_fail(&p->lx, -EINVAL, "invalid IP address \"%s\" (host names are not supported)", hba_lex_echo(t->text, e));
 	}
 
 	if (slash) {
@@ -520,30 +322,30 @@ static int parse_address(struct hba_parser *p, struct hba_token *t, struct hba_r
 		size_t nd = strlen(d);
 
 		if (nd == 0 || nd > 3)
-			return fail(p, -EINVAL, "invalid prefix length in \"%s\" (0..%u)", echo(t->text, e), max_bits);
+			return hba_lex_fail(&p->lx, -EINVAL, "invalid prefix length in \"%s\" (0..%u)", hba_lex_echo(t->text, e), max_bits);
 		for (i = 0; i < nd; i++) {
 			if (d[i] < '0' || d[i] > '9')
-				return fail(p, -EINVAL, "invalid prefix length in \"%s\" (0..%u)", echo(t->text, e), max_bits);
+				return hba_lex_fail(&p->lx, -EINVAL, "invalid prefix length in \"%s\" (0..%u)", hba_lex_echo(t->text, e), max_bits);
 			bits = bits * 10 + (unsigned)(d[i] - '0');
 		}
 		if (bits > max_bits)
-			return fail(p, -EINVAL, "invalid prefix length in \"%s\" (0..%u)", echo(t->text, e), max_bits);
+			return hba_lex_fail(&p->lx, -EINVAL, "invalid prefix length in \"%s\" (0..%u)", hba_lex_echo(t->text, e), max_bits);
 		prefix_mask(rule->mask, bits);
 	} else {
 		uint8_t other[16];
 
-		rc = lex_need(p, t, "the netmask (write IP/prefix, or IP and MASK)");
+		rc = hba_lex_need(&p->lx, t, "the netmask (write IP/prefix, or IP and MASK)");
 		if (rc < 0)
 			return rc;
 		if (t->more)
-			return fail(p, -EINVAL, "more than one IP mask");
+			return hba_lex_fail(&p->lx, -EINVAL, "more than one IP mask");
 		memset(rule->mask, 0, sizeof(rule->mask));
 		if (inet_pton(rule->family, t->text, rule->mask) != 1) {
 			if (inet_pton(rule->family == AF_INET ? AF_INET6 : AF_INET, t->text, other) == 1)
-				return fail(p, -EINVAL, "IP address and mask \"%s\" are not of the same family",
-					    echo(t->text, e));
-			return fail(p, -EINVAL, "invalid IP mask \"%s\" (an address without /prefix needs a mask field)",
-				    echo(t->text, e));
+				return hba_lex_fail(&p->lx, -EINVAL, "IP address and mask \"%s\" are not of the same family",
+					    hba_lex_echo(t->text, e));
+			return hba_lex_fail(&p->lx, -EINVAL, "invalid IP mask \"%s\" (an address without /prefix needs a mask field)",
+				    hba_lex_echo(t->text, e));
 		}
 	}
 	for (i = 0; i < sizeof(rule->addr); i++)
@@ -558,7 +360,7 @@ static int parse_method(struct hba_parser *p, const struct hba_token *t, struct 
 	size_t i;
 
 	if (t->more)
-		return fail(p, -EINVAL, "more than one authentication method");
+		return hba_lex_fail(&p->lx, -EINVAL, "more than one authentication method");
 	for (i = 0; i < sizeof(method_names) / sizeof(method_names[0]); i++) {
 		if (strcmp(t->text, method_names[i].name) == 0) {
 			rule->method = method_names[i].method;
@@ -567,14 +369,14 @@ static int parse_method(struct hba_parser *p, const struct hba_token *t, struct 
 	}
 	for (i = 0; i < sizeof(unsupported_methods) / sizeof(unsupported_methods[0]); i++) {
 		if (strcmp(t->text, unsupported_methods[i]) == 0)
-			return fail(p, -EINVAL, "authentication method \"%s\" is not supported by sluice", t->text);
+			return hba_lex_fail(&p->lx, -EINVAL, "authentication method \"%s\" is not supported by sluice", t->text);
 	}
-	return fail(p, -EINVAL, "unknown authentication method \"%s\"", echo(t->text, e));
+	return hba_lex_fail(&p->lx, -EINVAL, "unknown authentication method \"%s\"", hba_lex_echo(t->text, e));
 found:
 	if (rule->method == HBA_PEER && rule->conn != HBA_LOCAL)
-		return fail(p, -EINVAL, "peer authentication is only valid on local lines");
+		return hba_lex_fail(&p->lx, -EINVAL, "peer authentication is only valid on local lines");
 	if (rule->method == HBA_CERT && rule->conn != HBA_HOSTSSL)
-		return fail(p, -EINVAL, "cert authentication is only valid on hostssl lines");
+		return hba_lex_fail(&p->lx, -EINVAL, "cert authentication is only valid on hostssl lines");
 	return 0;
 }
 
@@ -586,22 +388,22 @@ static int parse_option(struct hba_parser *p, const struct hba_token *t, const s
 	size_t nlen;
 
 	if (!eq || eq == t->text)
-		return fail(p, -EINVAL, "authentication option \"%s\" is not in name=value form", echo(t->text, e));
+		return hba_lex_fail(&p->lx, -EINVAL, "authentication option \"%s\" is not in name=value form", hba_lex_echo(t->text, e));
 	nlen = (size_t)(eq - t->text);
 	if (nlen == 3 && memcmp(t->text, "map", 3) == 0)
-		return fail(p, -EINVAL, "option map= (user name maps) is not supported");
+		return hba_lex_fail(&p->lx, -EINVAL, "option map= (user name maps) is not supported");
 	if (nlen == 10 && memcmp(t->text, "clientcert", 10) == 0 && rule->method != HBA_CERT)
-		return fail(p, -EINVAL, "option clientcert= is only supported with the cert method (sluice cannot require a certificate in addition to %s)",
+		return hba_lex_fail(&p->lx, -EINVAL, "option clientcert= is only supported with the cert method (sluice cannot require a certificate in addition to %s)",
 			    hba_method_name(rule->method));
 	if (nlen == 10 && memcmp(t->text, "clientname", 10) == 0 && strcmp(eq + 1, "CN") != 0)
-		return fail(p, -EINVAL, "option \"%s\" is not supported (sluice matches the certificate's CN)",
-			    echo(t->text, e));
+		return hba_lex_fail(&p->lx, -EINVAL, "option \"%s\" is not supported (sluice matches the certificate's CN)",
+			    hba_lex_echo(t->text, e));
 	/* anything else (including clientcert on cert lines, where it is
 	 * implied) is accepted and ignored */
 	return 0;
 }
 
-/* The logical line in p->line: nothing for a blank or comment line, else
+/* The logical line in p->lx: nothing for a blank or comment line, else
  * one rule appended to p->r. */
 static int parse_record(struct hba_parser *p)
 {
@@ -609,43 +411,42 @@ static int parse_record(struct hba_parser *p)
 	struct hba_rule rule;
 	int rc;
 
-	p->pos = 0;
-	rc = lex_next(p, &t);
+	rc = hba_lex_next(&p->lx, &t);
 	if (rc <= 0)
 		return rc;
 	memset(&rule, 0, sizeof(rule));
-	rule.line_no = p->line_no;
+	rule.line_no = p->lx.line_no;
 
 	rc = parse_conn_type(p, &t, &rule.conn);
 	if (rc < 0)
 		return rc;
-	rc = lex_need(p, &t, "the database name");
+	rc = hba_lex_need(&p->lx, &t, "the database name");
 	if (rc < 0)
 		return rc;
 	rc = parse_names(p, &t, true, &rule.db_flags, &rule.db_first, &rule.db_count);
 	if (rc < 0)
 		return rc;
-	rc = lex_need(p, &t, "the user name");
+	rc = hba_lex_need(&p->lx, &t, "the user name");
 	if (rc < 0)
 		return rc;
 	rc = parse_names(p, &t, false, &rule.user_flags, &rule.user_first, &rule.user_count);
 	if (rc < 0)
 		return rc;
 	if (rule.conn != HBA_LOCAL) {
-		rc = lex_need(p, &t, "the IP address");
+		rc = hba_lex_need(&p->lx, &t, "the IP address");
 		if (rc < 0)
 			return rc;
 		rc = parse_address(p, &t, &rule);
 		if (rc < 0)
 			return rc;
 	}
-	rc = lex_need(p, &t, "the authentication method");
+	rc = hba_lex_need(&p->lx, &t, "the authentication method");
 	if (rc < 0)
 		return rc;
 	rc = parse_method(p, &t, &rule);
 	if (rc < 0)
 		return rc;
-	while ((rc = lex_next(p, &t)) > 0) {
+	while ((rc = hba_lex_next(&p->lx, &t)) > 0) {
 		rc = parse_option(p, &t, &rule);
 		if (rc < 0)
 			return rc;
@@ -654,7 +455,7 @@ static int parse_record(struct hba_parser *p)
 		return rc;
 	rc = add_rule(p->r, &rule);
 	if (rc < 0)
-		return fail(p, rc, "out of memory");
+		return hba_lex_fail(&p->lx, rc, "out of memory");
 	return 0;
 }
 
@@ -664,8 +465,7 @@ int hba_parse(const char *text, size_t len, const char *file_name,
 	      struct hba_rules **out, char *err, size_t errlen)
 {
 	struct hba_parser *p;
-	size_t pos = 0;
-	int phys = 0, rc = 0;
+	int rc = 0;
 
 	if (err && errlen)
 		err[0] = '\0';
@@ -673,61 +473,29 @@ int hba_parse(const char *text, size_t len, const char *file_name,
 		return -EINVAL;
 	*out = NULL;
 	if (!text && len) {
-		set_err(err, errlen, "%s: no text", file_name ? file_name : "hba");
+		hba_lex_set_err(err, errlen, "%s: no text", file_name ? file_name : "hba");
 		return -EINVAL;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
-		set_err(err, errlen, "%s: out of memory", file_name ? file_name : "hba");
+		hba_lex_set_err(err, errlen, "%s: out of memory", file_name ? file_name : "hba");
 		return -ENOMEM;
 	}
-	p->file = file_name ? file_name : "hba";
-	p->err = err;
-	p->errlen = errlen;
+	hba_lex_init(&p->lx, text, len, file_name, err, errlen);
 	p->r = calloc(1, sizeof(*p->r));
 	if (!p->r) {
-		rc = fail(p, -ENOMEM, "out of memory");
+		rc = hba_lex_fail(&p->lx, -ENOMEM, "out of memory");
 		goto out;
 	}
-
-	while (pos < len) {
-		bool cont;
-
-		/* gather one logical line: physical lines joined while they
-		 * end in a backslash */
-		p->line_no = phys + 1;
-		p->line_len = 0;
-		do {
-			const char *seg = text + pos, *nl = memchr(seg, '\n', len - pos);
-			size_t seglen = nl ? (size_t)(nl - seg) : len - pos;
-
-			phys++;
-			pos += seglen + (nl ? 1 : 0);
-			if (seglen && seg[seglen - 1] == '\r')
-				seglen--;
-			cont = seglen && seg[seglen - 1] == '\\';
-			if (cont)
-				seglen--;
-			if (memchr(seg, '\0', seglen)) {
-				p->line_no = phys;
-				rc = fail(p, -EINVAL, "NUL byte in the line");
-				goto out;
-			}
-			if (seglen > HBA_MAX_LINE - p->line_len) {
-				rc = fail(p, -EINVAL, "line longer than %d bytes", HBA_MAX_LINE);
-				goto out;
-			}
-			memcpy(p->line + p->line_len, seg, seglen);
-			p->line_len += seglen;
-		} while (cont && pos < len);
-		p->line[p->line_len] = '\0';
-
+	while ((rc = hba_lex_line(&p->lx)) > 0) {
 		rc = parse_record(p);
 		if (rc < 0)
 			goto out;
 	}
+	if (rc < 0)
+		goto out;
 	if (p->r->n_rules == 0) {
-		set_err(err, errlen, "%s: no rules (every connection would be rejected)", p->file);
+		hba_lex_set_err(err, errlen, "%s: no rules (every connection would be rejected)", p->lx.file);
 		rc = -EINVAL;
 		goto out;
 	}
@@ -743,63 +511,23 @@ out:
 
 int hba_load(const char *path, struct hba_rules **out, char *err, size_t errlen)
 {
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	int fd, rc;
+	char *buf;
+	size_t len;
+	int rc;
 
 	if (err && errlen)
 		err[0] = '\0';
 	if (out)
 		*out = NULL;
 	if (!path || !out) {
-		set_err(err, errlen, "hba: no file name");
+		hba_lex_set_err(err, errlen, "hba: no file name");
 		return -EINVAL;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		set_err(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
+	rc = hba_lex_read_file(path, &buf, &len, err, errlen);
+	if (rc < 0)
 		return rc;
-	}
-	for (;;) {
-		ssize_t n;
-
-		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 4096;
-			char *nb;
-
-			if (cap > HBA_MAX_FILE) {
-				set_err(err, errlen, "%s: larger than %d bytes", path, HBA_MAX_FILE);
-				rc = -EFBIG;
-				goto out;
-			}
-			if (ncap > (size_t)HBA_MAX_FILE + 1)
-				ncap = (size_t)HBA_MAX_FILE + 1;
-			nb = realloc(buf, ncap);
-			if (!nb) {
-				set_err(err, errlen, "%s: out of memory", path);
-				rc = -ENOMEM;
-				goto out;
-			}
-			buf = nb;
-			cap = ncap;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			set_err(err, errlen, "%s: cannot read: %s", path, strerror(-rc));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
 	rc = hba_parse(buf, len, path, out, err, errlen);
-out:
 	free(buf);
-	close(fd);
 	return rc;
 }
 

@@ -28,12 +28,10 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-/* Longest logical line (after joining "\"-continued lines), in bytes. */
-#define HBA_MAX_LINE 8192
+#include "hba_lex.h" /* HBA_MAX_LINE, HBA_MAX_FILE */
+
 /* Most names one DATABASE or USER field may list. */
 #define HBA_MAX_LIST 1024
-/* Largest file hba_load reads, in bytes. */
-#define HBA_MAX_FILE (64 * 1024 * 1024)
 
 /* What a matching line asks for. HBA_REJECT is also the answer when no line
  * matches (hba_match then reports line 0). */
