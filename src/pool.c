@@ -311,7 +311,8 @@ static bool want_launch_locked(struct pool *p, int64_t now, bool for_waiters, bo
 {
 	if (now < p->login_fail_until_us || p->paused || p->stale)
 		return false;
-	if (for_waiters && p->n_waiting <= p->n_connecting)
+	/* A server being checked is about to be handed on, as one logging in. */
+	if (for_waiters && p->n_waiting <= p->n_connecting + p->n_checking)
 		return false;
 	int limit = p->pool_size + (reserve_ok ? p->reserve_size : 0);
 	if (p->n_servers >= limit)
@@ -345,6 +346,19 @@ static void post_poke(struct pool *p, int wid)
 	worker_post(&workers[wid], m);
 }
 
+/* server_check_delay: a server idle this long runs server_check_query
+ * before a client gets it (PgBouncer's sanity check). The caller popped s
+ * from p->idle and holds p->lock; when due, s is counted as checking. */
+static bool check_due_locked(struct pool *p, const struct server *s, int64_t now)
+{
+	const struct config *cfg = runtime_config();
+	if (!cfg->server_check_query || !*cfg->server_check_query ||
+	    now - s->state_since_us < cfg->server_check_delay_us)
+		return false;
+	p->n_checking++;
+	return true;
+}
+
 struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 {
 	static __thread char fail_msg[200];
@@ -355,12 +369,15 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 	while (list_empty(&p->waiters) && !list_empty(&p->idle[w->id]) && !p->paused) {
 		struct server *s = list_entry(list_pop(&p->idle[w->id]), struct server, pool_node);
 		p->n_idle--;
+		bool check = !pool_server_outdated(s) && check_due_locked(p, s, now);
 		pthread_mutex_unlock(&p->lock);
-		if (!pool_server_outdated(s))
+		if (check)
+			server_check(s); /* comes back through pool_release */
+		else if (!pool_server_outdated(s))
 			return s;
-		/* RECONNECT or RELOAD since it went idle: the tick has not
-		 * closed it yet; do it now rather than hand it out. */
-		server_close(s, "reconnect requested (RECONNECT or RELOAD)");
+		else /* RECONNECT or RELOAD since it went idle: the tick has not
+		      * closed it yet; do it now rather than hand it out. */
+			server_close(s, "reconnect requested (RECONNECT or RELOAD)");
 		pthread_mutex_lock(&p->lock);
 	}
 	/* bpf_bypass: a server idle in the kernel comes back for this client. */
@@ -441,6 +458,8 @@ void pool_release(struct server *s)
 	if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN) {
 		p->n_connecting--;
 		p->login_error[0] = '\0'; /* a login worked: the failure is over */
+	} else if (s->state == SERVER_CHECK) {
+		p->n_checking--;
 	}
 	/* Not linked to anyone from here on (a waiter links it again). */
 	s->state = SERVER_IDLE;
@@ -471,6 +490,11 @@ void pool_serve_waiters(struct pool *p, struct worker *w)
 		if (!list_empty(&p->idle[w->id])) {
 			s = list_entry(list_pop(&p->idle[w->id]), struct server, pool_node);
 			p->n_idle--;
+			if (check_due_locked(p, s, w->loop.now_us)) {
+				pthread_mutex_unlock(&p->lock);
+				server_check(s); /* comes back through pool_release */
+				continue;
+			}
 		} else if (!(s = bypass_server_reclaim(p, w))) {
 			pthread_mutex_unlock(&p->lock);
 			return;
@@ -520,13 +544,15 @@ bool pool_dequeue(struct pool *p, struct client *c)
 	return removed;
 }
 
-void pool_server_gone(struct pool *p, bool was_connecting)
+void pool_server_gone(struct pool *p, int state)
 {
 	struct worker *w = worker_self();
 	pthread_mutex_lock(&p->lock);
 	p->n_servers--;
-	if (was_connecting)
+	if (state == SERVER_CONNECTING || state == SERVER_LOGIN)
 		p->n_connecting--;
+	else if (state == SERVER_CHECK)
+		p->n_checking--;
 	limit_put(p->db_count);
 	limit_put(p->user_count);
 	bool launch = w && want_launch_locked(p, w->loop.now_us, true, false);
@@ -677,7 +703,7 @@ void pool_tick(struct worker *w, int64_t now_us)
 		if (!launch && p->n_servers < p->min_pool_size && p->welcome)
 			launch = want_launch_locked(p, now_us, false, false);
 		bool serve = !list_empty(&p->waiters) && !list_empty(&p->idle[w->id]) && !p->paused;
-		bool starved = !launch && p->n_waiting > p->n_connecting && p->n_idle == 0 &&
+		bool starved = !launch && p->n_waiting > p->n_connecting + p->n_checking && p->n_idle == 0 &&
 			       p->n_servers < p->pool_size && now_us >= p->login_fail_until_us;
 		pthread_mutex_unlock(&p->lock);
 		if (launch)
@@ -736,7 +762,8 @@ void pool_get_counts(struct pool *p, int64_t now_us, struct pool_counts *out)
 		lent += bypass_lent_count(p, &workers[i]);
 	out->sv_idle = p->n_idle + lent;
 	out->sv_login = p->n_connecting;
-	out->sv_active = p->n_servers - out->sv_idle - p->n_connecting;
+	out->sv_tested = p->n_checking;
+	out->sv_active = p->n_servers - out->sv_idle - p->n_connecting - p->n_checking;
 	out->maxwait_us = 0;
 	if (!list_empty(&p->waiters)) {
 		struct client *first = list_entry(p->waiters.next, struct client, wait_node);

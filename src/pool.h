@@ -68,6 +68,7 @@ struct pool {
 	int n_idle;
 	int n_servers;              /* all server connections incl. connecting */
 	int n_connecting;           /* not yet logged in */
+	int n_checking;             /* running server_check_query (SERVER_CHECK) */
 	int64_t login_fail_until_us; /* no new connection before this */
 	char login_error[200];      /* last server login failure, for clients */
 	char login_sqlstate[6];
@@ -103,6 +104,7 @@ struct pool_counts {
 	int sv_active;              /* linked to a client (or being reset) */
 	int sv_idle;                /* idle in the pool */
 	int sv_login;               /* connecting or logging in */
+	int sv_tested;              /* running server_check_query */
 	int64_t maxwait_us;         /* wait of the oldest waiting client */
 	int64_t prepared;           /* named prepared statements the clients hold */
 	int64_t prepared_bytes;     /* bytes of those (names, texts, types) */
@@ -130,8 +132,9 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
  * first waiter or make it idle. Called by the server's worker. */
 void pool_release(struct server *s);
 
-/* A server connection of p went away (closed, failed login). */
-void pool_server_gone(struct pool *p, bool was_connecting);
+/* A server connection of p went away (closed, failed login) in state
+ * (enum server_state). */
+void pool_server_gone(struct pool *p, int state);
 
 /* A server logged in; remember its parameters for new clients if this is the first. */
 void pool_set_welcome(struct pool *p, const uint8_t *params, uint32_t len);

@@ -100,7 +100,7 @@ void server_close(struct server *s, const char *reason)
 	pgsock_close(&s->worker->loop, &s->sock);
 	if (s->cancels_pending)
 		cancel_forget_server(s->worker, s);
-	pool_server_gone(s->pool, was_connecting);
+	pool_server_gone(s->pool, s->state);
 	worker_bury_server(s->worker, s);
 }
 
@@ -147,7 +147,7 @@ void server_launch(struct worker *w, struct pool *p)
 	struct server *s = calloc(1, sizeof(*s));
 	if (!s) {
 		pool_login_failed(p, "53200", "out of memory", false);
-		pool_server_gone(p, true);
+		pool_server_gone(p, SERVER_CONNECTING);
 		return;
 	}
 	s->pool = p;
@@ -925,7 +925,8 @@ static void server_process(struct server *s)
 			pgsock_drop(sk, m.len);
 			continue;
 		}
-		if (s->state == SERVER_IDLE || s->state == SERVER_RESET || s->state == SERVER_CONNECTING) {
+		if (s->state == SERVER_IDLE || s->state == SERVER_RESET || s->state == SERVER_CHECK ||
+		    s->state == SERVER_CONNECTING) {
 			/* No client: swallow answers to our own queries; anything
 			 * unexpected makes the server unusable. */
 			if (m.type == 'S') {
@@ -938,12 +939,13 @@ static void server_process(struct server *s)
 				server_close(s, m.type == 'E' ? (*f.message ? f.message : "error from server")
 							      : "unexpected message from idle server");
 				return;
-			} else if (m.type == 'Z' && s->state == SERVER_RESET) {
+			} else if (m.type == 'Z' && (s->state == SERVER_RESET || s->state == SERVER_CHECK)) {
 				pgsock_drop(sk, m.len);
 				s->internal = 0;
 				s->tx_status = (char)m.body[0];
 				if (s->tx_status != 'I' || iobuf_len(&sk->rbuf)) {
-					server_close(s, "reset query left the server busy");
+					server_close(s, s->state == SERVER_CHECK ? "server_check_query left the server busy"
+										   : "reset query left the server busy");
 					return;
 				}
 				server_give_back(s);
@@ -1070,6 +1072,17 @@ void server_client_gone(struct server *s)
 	server_give_back(s);
 }
 
+void server_check(struct server *s)
+{
+	const char *q = runtime_config()->server_check_query;
+	server_set_state(s, SERVER_CHECK);
+	/* "<empty>" asks for an empty query, as PgBouncer 1.25 reads it. */
+	pg_fe_query(&s->sock.wbuf, strcmp(q, "<empty>") == 0 ? "" : q);
+	s->internal = 1;
+	s->sock.want_read = true;
+	server_send_pending(s);
+}
+
 void server_cancel(struct server *s)
 {
 	if (!s->backend_pid && !s->backend_key)
@@ -1173,6 +1186,12 @@ void server_tick(struct server *s, int64_t now_us)
 			server_close(s, "server_idle_timeout");
 		else if (lifetime && now_us - s->connect_time_us > lifetime)
 			server_close(s, "server_lifetime");
+		break;
+	case SERVER_CHECK:
+		/* A connection that does not answer its check is as good as
+		 * dead; the waiting client gets another server. */
+		if (cfg->server_connect_timeout_us && age > cfg->server_connect_timeout_us)
+			server_close(s, "server_check_query not answered within server_connect_timeout");
 		break;
 	case SERVER_ACTIVE:
 		/* server_fast_close (session mode): a server RECONNECT or a

@@ -37,6 +37,8 @@ enum server_state {
 	SERVER_IDLE,       /* clean, in pool->idle[worker] */
 	SERVER_ACTIVE,     /* linked to a client */
 	SERVER_RESET,      /* running server_reset_query, no client */
+	SERVER_CHECK,      /* running server_check_query before a client gets it
+			    * (server_check_delay), no client; counted in pool->n_checking */
 };
 
 struct server {
@@ -145,6 +147,9 @@ bool server_at_boundary(const struct server *s);
 /* The client went away. Clean the server for reuse, or close it. */
 void server_client_gone(struct server *s);
 
+/* Idle server s, taken from its pool, runs server_check_query; it goes
+ * back through pool_release when answered, or closes on an error. */
+void server_check(struct server *s);
 /* Send a CancelRequest for whatever this server is running. */
 void server_cancel(struct server *s);
 /* A cancel sent for s's client has been taken by PostgreSQL (or given up). */
