@@ -19,7 +19,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 
-ALL_TARGETS="startup framer scram config hba pgframe"
+ALL_TARGETS="startup framer scram config hba ident pgframe"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SECONDS_PER=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
@@ -57,8 +57,9 @@ srcs_of() {
 	case $1 in
 	startup|framer|pgframe) echo "src/pg_proto.c src/iobuf.c" ;;
 	scram) echo "src/auth_crypto.c" ;;
-	config) echo "src/config.c src/hba.c src/hba_lex.c" ;;
-	hba) echo "src/hba.c src/hba_lex.c" ;;
+	config) echo "src/config.c src/hba.c src/hba_lex.c src/ident.c" ;;
+	hba) echo "src/hba.c src/hba_lex.c src/ident.c" ;;
+	ident) echo "src/ident.c src/hba_lex.c" ;;
 	*) return 1 ;;
 	esac
 }
@@ -75,7 +76,8 @@ build_one() {
 		# Only config.c's fopen goes to the harness's in-memory files
 		# (see tests/fuzz/fuzz_config.c); libFuzzer's own I/O is untouched.
 		objcopy --redefine-sym fopen=fuzz_config_fopen \
-			--redefine-sym hba_load=fuzz_config_hba_load "$OUT/obj-$t/config.o" || return 1
+			--redefine-sym hba_load=fuzz_config_hba_load \
+			--redefine-sym ident_load=fuzz_config_ident_load "$OUT/obj-$t/config.o" || return 1
 	fi
 	$CC $CFLAGS $WARN -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" "${objs[@]}" $LIBS
 }

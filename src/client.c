@@ -34,6 +34,7 @@
 #include "server.h"
 #include "sqlinfo.h"
 #include "hba.h"
+#include "ident.h"
 #include "tls.h"
 #include "track.h"
 #include "worker.h"
@@ -271,7 +272,7 @@ static bool keep_extra_param(struct client *c, const char *name, const char *val
 }
 
 static void auth_begin(struct client *c);
-static void auth_with(struct client *c, int method);
+static void auth_with(struct client *c, int method, const char *map);
 
 static void handle_startup(struct client *c, const struct pg_startup *st)
 {
@@ -367,8 +368,10 @@ static void auth_failed(struct client *c)
 static void login_finish(struct client *c);
 
 /* auth_type = hba: the method of the first matching line, as PostgreSQL
- * picks it. Returns -1 after refusing the client. */
-static int hba_method_for(struct client *c)
+ * picks it, and its map= (*map, NULL for none; it lives in the config
+ * snapshot, valid while this callback runs). Returns -1 after refusing the
+ * client. */
+static int hba_method_for(struct client *c, const char **map)
 {
 	const struct config *cfg = runtime_config();
 	struct sockaddr_storage ss;
@@ -401,6 +404,7 @@ static int hba_method_for(struct client *c)
 		return -1;
 	}
 	CLOG(c, LOG_LEVEL_DEBUG, "auth_hba_file line %d: %s", line, hba_method_name(m));
+	*map = hba_map_at(cfg->hba, line);
 	switch (m) {
 	case HBA_TRUST: return AUTH_TYPE_ANY;
 	case HBA_PASSWORD: return AUTH_TYPE_PLAIN;
@@ -414,16 +418,33 @@ static int hba_method_for(struct client *c)
 	return -1;
 }
 
+/* peer and cert: may the identity the connection proved (OS user,
+ * certificate CN) log in as c->user, itself or through the map= of its
+ * auth_hba_file line (ident.c)? */
+static bool ident_ok(struct client *c, const char *map, const char *system_user)
+{
+	int line;
+	if (ident_allows(runtime_config()->ident, map, system_user, c->user, &line)) {
+		if (map)
+			CLOG(c, LOG_LEVEL_DEBUG, "auth_ident_file line %d: map \"%s\" lets \"%s\" in", line, map, system_user);
+		return true;
+	}
+	if (map)
+		CLOG(c, LOG_LEVEL_INFO, "no match in map \"%s\" for system user \"%s\"", map, system_user);
+	return false;
+}
+
 /* TLS client certificate: verified by OpenSSL against client_tls_ca_file;
- * its common name must be the user name (PostgreSQL's cert method). */
-static void auth_cert(struct client *c)
+ * its common name must be the user name, or map to it (PostgreSQL's cert
+ * method). */
+static void auth_cert(struct client *c, const char *map)
 {
 	char cn[256], msg[200];
 	if (!c->sock.ssl || !tls_peer_cn(c->sock.ssl, cn, sizeof(cn))) {
 		client_fail(c, "28000", "connection requires a valid client certificate");
 		return;
 	}
-	if (strcmp(cn, c->user) != 0) {
+	if (!ident_ok(c, map, cn)) {
 		snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%s\"", c->user);
 		client_fail(c, "28000", msg);
 		return;
@@ -432,15 +453,15 @@ static void auth_cert(struct client *c)
 }
 
 /* Unix-socket peer credentials: the client's OS user must be the user
- * name, as PostgreSQL's peer method without an ident map. */
-static void auth_peer(struct client *c)
+ * name, or map to it, as in PostgreSQL's peer method. */
+static void auth_peer(struct client *c, const char *map)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	char buf[1024], msg[200];
 	struct passwd pw, *res = NULL;
 	if (client_is_unix(c) && getsockopt(c->sock.h.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
-	    getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) == 0 && res && strcmp(res->pw_name, c->user) == 0) {
+	    getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) == 0 && res && ident_ok(c, map, res->pw_name)) {
 		login_finish(c);
 		return;
 	}
@@ -452,9 +473,10 @@ static void auth_begin(struct client *c)
 {
 	const struct config *cfg = runtime_config();
 	int method = cfg->auth_type;
-	if (method == AUTH_TYPE_HBA && (method = hba_method_for(c)) < 0)
+	const char *map = NULL;
+	if (method == AUTH_TYPE_HBA && (method = hba_method_for(c, &map)) < 0)
 		return;
-	auth_with(c, method);
+	auth_with(c, method, map);
 }
 
 /* The user's secret: auth_file first, then what auth_query found. */
@@ -512,14 +534,15 @@ void client_lookup_done(struct client *c, const char *secret, const char *error)
 		}
 	}
 	c->sock.want_read = true;
-	auth_with(c, c->lookup_method);
+	auth_with(c, c->lookup_method, NULL); /* never peer or cert: they need no lookup */
 	if (!c->closing) {
 		client_pump(c);
 		client_process(c);
 	}
 }
 
-static void auth_with(struct client *c, int method)
+/* map: the auth_hba_file line's map= for peer and cert, else NULL. */
+static void auth_with(struct client *c, int method, const char *map)
 {
 	const struct config *cfg = runtime_config();
 	const char *secret = client_secret(c);
@@ -532,10 +555,10 @@ static void auth_with(struct client *c, int method)
 		return;
 	switch (method) {
 	case AUTH_TYPE_CERT:
-		auth_cert(c);
+		auth_cert(c, map);
 		return;
 	case AUTH_TYPE_PEER:
-		auth_peer(c);
+		auth_peer(c, map);
 		return;
 	case AUTH_TYPE_ANY:
 		login_finish(c);

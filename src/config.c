@@ -24,6 +24,7 @@
  */
 #include "config.h"
 #include "hba.h"
+#include "ident.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -454,6 +455,7 @@ static const struct config_key main_keys[] = {
 	KEY("server_tls_protocols", KT_STR_OPT, server_tls_protocols, 0, 0),
 	KEY("server_tls_ciphers", KT_STR_OPT, server_tls_ciphers, 0, 0),
 	KEY("auth_hba_file", KT_STR_OPT, auth_hba_file, 0, 0),
+	KEY("auth_ident_file", KT_STR_OPT, auth_ident_file, 0, 0),
 	KEY("auth_user", KT_STR_OPT, auth_user, 0, 0),
 	KEY("auth_query", KT_STR_OPT, auth_query, 0, 0),
 	KEY("auth_dbname", KT_STR_OPT, auth_dbname, 0, 0),
@@ -472,7 +474,7 @@ static const char *const restart_keys[] = {
  * yet. Accepted with a warning so an existing pgbouncer.ini keeps loading.
  */
 static const char *const unsupported_main_keys[] = {
-	"application_name_add_host", "auth_ident_file", "auth_ldap_options",
+	"application_name_add_host", "auth_ldap_options",
 	"autodb_idle_timeout", "cancel_wait_timeout", "client_tls13_ciphers",
 	"client_tls_dheparams", "client_tls_ecdhcurve", "conffile",
 	"disable_pqexec", "dns_max_ttl", "dns_nxdomain_ttl",
@@ -1322,8 +1324,19 @@ int config_load_with(const char *path, const struct config_override *ov, size_t 
 	}
 	if (cfg->auth_type == AUTH_TYPE_HBA) {
 		rc = hba_load(cfg->auth_hba_file, &cfg->hba, err, errlen);
+		if (rc == 0 && cfg->auth_ident_file)
+			rc = ident_load(cfg->auth_ident_file, &cfg->ident, err, errlen);
 		if (rc < 0)
 			goto fail;
+		/* An undefined map fails its logins, as in PostgreSQL; say so now. */
+		int map_line;
+		const char *map = hba_unknown_map(cfg->hba, cfg->ident, &map_line);
+		if (map) {
+			p.file = cfg->auth_hba_file;
+			p.line = map_line;
+			warn_at(&p, "map \"%s\" is not defined in auth_ident_file%s; logins through this line fail",
+				map, cfg->auth_ident_file ? "" : " (not set)");
+		}
 	}
 	*out = cfg;
 	return 0;
@@ -1341,6 +1354,7 @@ void config_free(struct config *cfg)
 		return;
 	free(cfg->path);
 	hba_free(cfg->hba);
+	ident_free(cfg->ident);
 	for (i = 0; i < sizeof(main_keys) / sizeof(main_keys[0]); i++)
 		if (main_keys[i].type == KT_STR || main_keys[i].type == KT_STR_OPT)
 			free(*(char **)(void *)((char *)cfg + main_keys[i].off));

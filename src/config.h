@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 struct hba_rules;
+struct ident_maps;
 
 enum pool_mode {
 	POOL_MODE_SESSION = 0,     /* server held for the whole client session */
@@ -182,10 +183,12 @@ struct config {
 	char *server_tls_cert_file, *server_tls_key_file, *server_tls_ca_file;
 	char *server_tls_protocols, *server_tls_ciphers;
 	char *auth_hba_file;    /* pg_hba.conf-style rules for auth_type = hba */
+	char *auth_ident_file;  /* pg_ident.conf-style user name maps for map= in auth_hba_file */
 	char *auth_user;        /* runs auth_query; NULL = no lookup */
 	char *auth_query;       /* default "SELECT usename, passwd FROM pg_shadow WHERE usename=$1" */
 	char *auth_dbname;      /* database for auth_query; NULL = the client's */
 	struct hba_rules *hba;  /* parsed auth_hba_file (auth_type = hba), owned */
+	struct ident_maps *ident; /* parsed auth_ident_file (auth_type = hba and the key set), owned */
 
 	struct config_database *databases; /* [databases], in file order */
 	size_t n_databases;

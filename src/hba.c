@@ -26,7 +26,8 @@
  * - unquoted names starting with '/' (PostgreSQL 16 regular expressions);
  * - hostgssenc/hostnogssenc, and the methods ident, gss, sspi, pam, ldap,
  *   radius, bsd;
- * - options: map= (user name maps); clientcert= on any method but cert
+ * - options: map= on any method but peer and cert (the only methods that
+ *   have a system user name to map); clientcert= on any method but cert
  *   (sluice cannot demand a certificate on top of a password, and dropping
  *   the demand silently would weaken the rule; with cert it is implied);
  *   clientname=DN (sluice matches the certificate's CN). Every other
@@ -49,6 +50,7 @@
  */
 #include "hba.h"
 #include "hba_lex.h"
+#include "ident.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -83,6 +85,8 @@ struct hba_rule {
 	int family;                  /* host* without addr_all: AF_INET or AF_INET6; else 0 */
 	uint8_t addr[16];            /* network, already masked (IPv4: first 4 bytes) */
 	uint8_t mask[16];            /* netmask (IPv4: first 4 bytes) */
+	bool has_map;                /* peer/cert with map=NAME (auth_ident_file) */
+	size_t map_name;             /* has_map: the name is hba_rules.names[map_name] */
 };
 
 struct hba_rules {
@@ -381,7 +385,7 @@ found:
 }
 
 /* One name=value item after the method. */
-static int parse_option(struct hba_parser *p, const struct hba_token *t, const struct hba_rule *rule)
+static int parse_option(struct hba_parser *p, const struct hba_token *t, struct hba_rule *rule)
 {
 	char e[HBA_ECHO_MAX + 4];
 	const char *eq = strchr(t->text, '=');
@@ -390,8 +394,23 @@ static int parse_option(struct hba_parser *p, const struct hba_token *t, const s
 	if (!eq || eq == t->text)
 		return hba_lex_fail(&p->lx, -EINVAL, "authentication option \"%s\" is not in name=value form", hba_lex_echo(t->text, e));
 	nlen = (size_t)(eq - t->text);
-	if (nlen == 3 && memcmp(t->text, "map", 3) == 0)
-		return hba_lex_fail(&p->lx, -EINVAL, "option map= (user name maps) is not supported");
+	if (nlen == 3 && memcmp(t->text, "map", 3) == 0) {
+		int rc;
+
+		if (rule->method != HBA_PEER && rule->method != HBA_CERT)
+			return hba_lex_fail(&p->lx, -EINVAL, "option map= is only supported with the peer and cert methods, not %s",
+					    hba_method_name(rule->method));
+		if (rule->has_map)
+			return hba_lex_fail(&p->lx, -EINVAL, "more than one map= option");
+		if (eq[1] == '\0')
+			return hba_lex_fail(&p->lx, -EINVAL, "option map= needs a map name");
+		rule->map_name = p->r->n_names;
+		rc = add_name(p->r, eq + 1, strlen(eq + 1));
+		if (rc < 0)
+			return hba_lex_fail(&p->lx, rc, "out of memory");
+		rule->has_map = true;
+		return 0;
+	}
 	if (nlen == 10 && memcmp(t->text, "clientcert", 10) == 0 && rule->method != HBA_CERT)
 		return hba_lex_fail(&p->lx, -EINVAL, "option clientcert= is only supported with the cert method (sluice cannot require a certificate in addition to %s)",
 			    hba_method_name(rule->method));
@@ -513,19 +532,13 @@ int hba_load(const char *path, struct hba_rules **out, char *err, size_t errlen)
 {
 	char *buf;
 	size_t len;
-	int rc;
+	int rc = hba_lex_read_file(path, &buf, &len, err, errlen);
 
-	if (err && errlen)
-		err[0] = '\0';
-	if (out)
-		*out = NULL;
-	if (!path || !out) {
-		hba_lex_set_err(err, errlen, "hba: no file name");
-		return -EINVAL;
-	}
-	rc = hba_lex_read_file(path, &buf, &len, err, errlen);
-	if (rc < 0)
+	if (rc < 0) {
+		if (out)
+			*out = NULL;
 		return rc;
+	}
 	rc = hba_parse(buf, len, path, out, err, errlen);
 	free(buf);
 	return rc;
@@ -634,6 +647,42 @@ enum hba_method hba_match(const struct hba_rules *r, const struct hba_request *r
 		return rule->method;
 	}
 	return HBA_REJECT;
+}
+
+const char *hba_map_at(const struct hba_rules *r, int line_no)
+{
+	size_t lo = 0, hi = r ? r->n_rules : 0;
+
+	/* rules are in file order: line numbers strictly increase */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct hba_rule *rule = &r->rules[mid];
+
+		if (rule->line_no == line_no)
+			return rule->has_map ? r->strings + r->names[rule->map_name] : NULL;
+		if (rule->line_no < line_no)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+const char *hba_unknown_map(const struct hba_rules *r, const struct ident_maps *maps, int *line_no)
+{
+	if (line_no)
+		*line_no = 0;
+	for (size_t i = 0; r && i < r->n_rules; i++) {
+		const struct hba_rule *rule = &r->rules[i];
+		const char *name = rule->has_map ? r->strings + r->names[rule->map_name] : NULL;
+
+		if (name && !ident_has_map(maps, name)) {
+			if (line_no)
+				*line_no = rule->line_no;
+			return name;
+		}
+	}
+	return NULL;
 }
 
 const char *hba_method_name(enum hba_method m)

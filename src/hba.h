@@ -17,9 +17,11 @@
  *   hostnossl  DATABASE USER ADDRESS METHOD [OPTIONS]
  * ADDRESS is IP/PREFIX, IP MASK (two fields) or all. METHOD is trust,
  * reject, password, md5, scram-sha-256, cert (hostssl only) or peer (local
- * only). Anything sluice cannot honour exactly (host names, samehost,
- * samenet, +group, @file, regular expressions, map=, ...) refuses to load
- * with a message naming the line, never silently matches differently.
+ * only); peer and cert accept map=NAME, a user name map of auth_ident_file
+ * (ident.h). Anything sluice cannot honour exactly (host names, samehost,
+ * samenet, +group, @file, regular expressions, map= on other methods, ...)
+ * refuses to load with a message naming the line, never silently matches
+ * differently.
  */
 #ifndef SLUICE_HBA_H
 #define SLUICE_HBA_H
@@ -93,6 +95,19 @@ size_t hba_rule_count(const struct hba_rules *r);
  * *line_no (when line_no is not NULL) gets that line's number in the file,
  * 0 when no line matched. r == NULL or req == NULL matches nothing. */
 enum hba_method hba_match(const struct hba_rules *r, const struct hba_request *req, int *line_no);
+
+/* The map=NAME of the rule at line line_no (as hba_match reports it), or
+ * NULL when that rule has none (or there is no such rule). The string
+ * lives as long as r. */
+const char *hba_map_at(const struct hba_rules *r, int line_no);
+
+struct ident_maps;
+
+/* The first map= name of r that maps (may be NULL: no auth_ident_file)
+ * does not define, with its rule's line in *line_no; NULL when every
+ * name is defined. Such a rule is kept, and logins through it fail, as
+ * in PostgreSQL; the caller warns. */
+const char *hba_unknown_map(const struct hba_rules *r, const struct ident_maps *maps, int *line_no);
 
 /* The pg_hba.conf keyword of m ("md5", "scram-sha-256", ...); "unknown"
  * for a value outside the enum. */

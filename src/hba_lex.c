@@ -238,6 +238,12 @@ int hba_lex_read_file(const char *path, char **out, size_t *out_len, char *err, 
 
 	*out = NULL;
 	*out_len = 0;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!path) {
+		hba_lex_set_err(err, errlen, "no file name");
+		return -EINVAL;
+	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;

@@ -101,8 +101,8 @@ int hba_lex_grow(void *bufp, size_t *cap, size_t need, size_t elem);
 
 /* Read the whole file at path (at most HBA_MAX_FILE bytes) into a new heap
  * block *buf (not NUL-terminated; free() it) of *len bytes. Returns 0, or
- * a negative errno (open/read error, -EFBIG, -ENOMEM) with err saying
- * "PATH: what". */
+ * a negative errno (open/read error, -EFBIG, -ENOMEM; -EINVAL for a
+ * NULL path) with err saying "PATH: what". */
 int hba_lex_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen);
 
 #endif

@@ -47,6 +47,19 @@ int fuzz_config_hba_load(const char *path, struct hba_rules **out, char *err, si
 	return -ENOENT;
 }
 
+struct ident_maps;
+int fuzz_config_ident_load(const char *path, struct ident_maps **out, char *err, size_t errlen);
+
+/* The same for auth_ident_file (never reached while hba_load fails, but a
+ * real file must not be read even then). */
+int fuzz_config_ident_load(const char *path, struct ident_maps **out, char *err, size_t errlen)
+{
+	(void)path;
+	*out = NULL;
+	snprintf(err, errlen, "auth_ident_file: not available while fuzzing");
+	return -ENOENT;
+}
+
 #define FUZZ_MAX_OPENS 32
 
 /* The two in-memory files of the current input. */

@@ -8,6 +8,7 @@
  * must get. hba_load is exercised on a private mkdtemp() file.
  */
 #include "hba.h"
+#include "ident.h"
 #include "unit.h"
 
 #include <arpa/inet.h>
@@ -92,8 +93,10 @@ static void test_parse_errors(void)
 		{ "host all all 0.0.0.0/0 cert\n", 1, "cert authentication is only valid on hostssl lines" },
 		{ "host all all 0.0.0.0/0 ldap ldapserver=x\n", 1, "\"ldap\" is not supported by sluice" },
 		{ "local all all ident\n", 1, "\"ident\" is not supported by sluice" },
-		{ "hostssl all all 0.0.0.0/0 md5 map=x\n", 1, "map= (user name maps) is not supported" },
-		{ "local all all peer map=omicron\n", 1, "map=" },
+		{ "hostssl all all 0.0.0.0/0 md5 map=x\n", 1, "map= is only supported with the peer and cert methods, not md5" },
+		{ "local all all trust map=omicron\n", 1, "map= is only supported with the peer and cert methods" },
+		{ "local all all peer map=\n", 1, "map= needs a map name" },
+		{ "local all all peer map=a map=b\n", 1, "more than one map= option" },
 		{ "hostssl all all 0.0.0.0/0 md5 clientcert=verify-full\n", 1, "clientcert= is only supported with the cert method" },
 		{ "hostssl all all all cert clientname=DN\n", 1, "clientname=DN" },
 		{ "host all all 0.0.0.0/0 md5 foo\n", 1, "\"foo\" is not in name=value form" },
@@ -256,6 +259,47 @@ static void test_parse_edge(void)
 	}
 	CHECK(hba_rule_count(NULL) == 0);
 	hba_free(NULL);
+}
+
+/* ---- map= -------------------------------------------------------------- */
+
+static void test_maps(void)
+{
+	static const char text[] =
+		"# maps\n"                                               /* 1 */
+		"local all root peer map=admins\n"                       /* 2 */
+		"local all all peer\n"                                   /* 3 */
+		"hostssl all all 10.0.0.0/8 cert map=\"by cn\" clientcert=verify-full\n" /* 4 */
+		"hostssl all all all cert map=undefined\n"               /* 5 */
+		"host all all all md5\n";                                /* 6 */
+	struct hba_rules *r;
+	struct ident_maps *m;
+	int line = -1;
+
+	CHECK(parse_str(text, &r) == 0);
+	CHECK_STR(hba_map_at(r, 2), "admins");
+	CHECK(hba_map_at(r, 3) == NULL);
+	CHECK_STR(hba_map_at(r, 4), "by cn");
+	CHECK_STR(hba_map_at(r, 5), "undefined");
+	CHECK(hba_map_at(r, 6) == NULL);
+	CHECK(hba_map_at(r, 1) == NULL);   /* a comment line */
+	CHECK(hba_map_at(r, 0) == NULL);   /* no match */
+	CHECK(hba_map_at(r, 99) == NULL);
+	CHECK(hba_map_at(NULL, 2) == NULL);
+
+	/* without auth_ident_file every map is unknown: the first one is named */
+	CHECK_STR(hba_unknown_map(r, NULL, &line), "admins");
+	CHECK(line == 2);
+	CHECK(ident_parse("admins root alice\n\"by cn\" x y\n", 30, "i.conf", &m, err, sizeof(err)) == 0);
+	CHECK_STR(hba_unknown_map(r, m, &line), "undefined");
+	CHECK(line == 5);
+	ident_free(m);
+	CHECK(ident_parse("admins root alice\n\"by cn\" x y\nundefined a b\n", 44, "i.conf", &m, err,
+			  sizeof(err)) == 0);
+	CHECK(hba_unknown_map(r, m, &line) == NULL);
+	CHECK(line == 0);
+	ident_free(m);
+	hba_free(r);
 }
 
 /* ---- matching ---------------------------------------------------------- */
@@ -534,5 +578,6 @@ UNIT_MAIN(
 	test_parse_edge();
 	test_match();
 	test_method_names();
+	test_maps();
 	test_load();
 )
