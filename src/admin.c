@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "config.h"
@@ -30,8 +32,10 @@ enum admin_wait {
 	WAIT_NONE,
 	WAIT_PAUSE,      /* PAUSE: until the paused pools have no server open */
 	WAIT_CLOSE,      /* WAIT_CLOSE: until no outdated server is left */
-	WAIT_SHUTDOWN,   /* SHUTDOWN: no answer; the console closes once nothing
-			  * can log in any more (or with the process) */
+	WAIT_SHUTDOWN,   /* SHUTDOWN: no answer; the console closes with the
+			  * process */
+	WAIT_SHUTDOWN_ANSWER, /* SHUTDOWN WAIT_FOR_*: answered once every listener
+			       * is closed (admin_shutdown_begun) */
 };
 
 struct admin_session {
@@ -41,7 +45,11 @@ struct admin_session {
 	int wait;                  /* enum admin_wait */
 	char wait_db[64];          /* its database, "" = all */
 	struct admin_job *job;     /* cross-worker job in flight (origin owns) */
+	int db_index;              /* its database in admin_console_dbs */
 };
+
+/* Console sessions logged in, per admin_console_dbs entry (atomic). */
+static int n_sessions[ADMIN_CONSOLE_DBS];
 
 #define ADM(c) ((struct admin_session *)(c)->adm)
 
@@ -208,9 +216,45 @@ void reply_free(struct admin_reply *r)
 
 /* ---- who may use the console ---- */
 
+const char *const admin_console_dbs[ADMIN_CONSOLE_DBS] = { "pgbouncer", "sluice" };
+
+static int console_index(const char *db)
+{
+	for (int i = 0; i < ADMIN_CONSOLE_DBS; i++)
+		if (strcmp(db, admin_console_dbs[i]) == 0)
+			return i;
+	return -1;
+}
+
 bool admin_is_console_db(const char *db)
 {
-	return strcmp(db, "sluice") == 0 || strcmp(db, "pgbouncer") == 0;
+	return console_index(db) >= 0;
+}
+
+bool admin_peer_is_own_user(int fd, const char *user)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	/* PgBouncer compares with the real uid (getuid), as here. */
+	return strcmp(user, ADMIN_CONSOLE_USER) == 0 &&
+	       getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX &&
+	       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 && cred.uid == getuid();
+}
+
+int admin_console_sessions(const char *db)
+{
+	int i = console_index(db);
+	return i < 0 ? 0 : __atomic_load_n(&n_sessions[i], __ATOMIC_RELAXED);
+}
+
+int admin_console_clients(void)
+{
+	int n = 0;
+	for (int i = 0; i < ADMIN_CONSOLE_DBS; i++)
+		n += pool_limit_count("client-db", admin_console_dbs[i]);
+	return n;
 }
 
 int admin_level_for(const struct config *cfg, const char *user)
@@ -228,6 +272,9 @@ int admin_start(struct client *c, int level)
 	if (!a)
 		return -ENOMEM;
 	a->level = level;
+	a->db_index = console_index(c->db);
+	if (a->db_index >= 0)
+		__atomic_add_fetch(&n_sessions[a->db_index], 1, __ATOMIC_RELAXED);
 	c->adm = a;
 	struct iobuf *w = &c->sock.wbuf;
 	pg_be_param_status(w, "server_version", SLUICE_VERSION "/sluice");
@@ -248,6 +295,8 @@ void admin_free(struct client *c)
 	struct admin_session *a = ADM(c);
 	if (!a)
 		return;
+	if (a->db_index >= 0)
+		__atomic_sub_fetch(&n_sessions[a->db_index], 1, __ATOMIC_RELAXED);
 	reply_free(&a->reply);
 	free(a);
 	c->adm = NULL;
@@ -322,24 +371,35 @@ static void job_free(struct admin_job *job)
 	free(job);
 }
 
+/* KILL_CLIENT finds, as PgBouncer's, any client past its password
+ * exchange, console sessions included (what SHOW CLIENTS lists); KILL
+ * never touches the console. */
+static bool kill_matches(const struct client *c, const struct admin_job *job)
+{
+	if (job->kind == JOB_KILL_CLIENT)
+		return c->id == job->id && c->state >= CLIENT_LOGIN_WAIT;
+	if (c->adm || admin_is_console_db(c->db))
+		return false;
+	return !job->db[0] || strcmp(c->db, job->db) == 0;
+}
+
 static void kill_fn(struct worker *w, struct admin_job *job)
 {
 	int n = 0;
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->clients) {
 		struct client *c = list_entry(pos, struct client, node);
-		if (c->closing || c->adm)
+		if (c->closing || !kill_matches(c, job))
 			continue;
-		if (job->kind == JOB_KILL_CLIENT ? c->id == job->id : strcmp(c->db, job->db) == 0) {
-			client_fail(c, "08P01", job->kind == JOB_KILL_CLIENT ? "client killed by admin (KILL_CLIENT)"
-									       : "database killed by admin (KILL)");
-			n++;
-		}
+		/* PgBouncer's words and code (FATAL 08P01) for KILL_CLIENT. */
+		client_fail(c, "08P01", job->kind == JOB_KILL_CLIENT ? "admin forced disconnect"
+								       : "database killed by admin (KILL)");
+		n++;
 	}
 	if (job->kind == JOB_KILL_DB) {
 		list_for_each_safe(pos, tmp, &w->servers) {
 			struct server *s = list_entry(pos, struct server, node);
-			if (s->closed || strcmp(s->pool->db_name, job->db) != 0)
+			if (s->closed || (job->db[0] && strcmp(s->pool->db_name, job->db) != 0))
 				continue;
 			if (s->state == SERVER_IDLE && !pool_take_idle(s))
 				continue;
@@ -416,7 +476,7 @@ static void job_finish(struct worker *w, void *arg)
 		break;
 	case JOB_KILL_CLIENT:
 		if (job->count == 0)
-			reply_error(r, "42704", "no such client");
+			reply_error(r, "42704", "client not found"); /* PgBouncer's words */
 		else
 			reply_complete(r, "KILL_CLIENT");
 		break;
@@ -615,10 +675,10 @@ static bool run_command(struct client *c, struct command *cmd)
 		reply_error(r, "42501", "admin access needed");
 		return true;
 	}
-	bool needs_db = strcasecmp(verb, "DISABLE") == 0 || strcasecmp(verb, "ENABLE") == 0 ||
-			strcasecmp(verb, "KILL") == 0;
+	bool needs_db = strcasecmp(verb, "DISABLE") == 0 || strcasecmp(verb, "ENABLE") == 0;
 	bool takes_db = needs_db || strcasecmp(verb, "PAUSE") == 0 || strcasecmp(verb, "RESUME") == 0 ||
-			strcasecmp(verb, "RECONNECT") == 0 || strcasecmp(verb, "WAIT_CLOSE") == 0;
+			strcasecmp(verb, "RECONNECT") == 0 || strcasecmp(verb, "WAIT_CLOSE") == 0 ||
+			strcasecmp(verb, "KILL") == 0;
 	if (takes_db) {
 		if (needs_db && !arg1) {
 			snprintf(err, sizeof(err), "%s needs a database name", verb);
@@ -662,8 +722,9 @@ static bool run_command(struct client *c, struct command *cmd)
 		return true;
 	}
 	if (strcasecmp(verb, "KILL") == 0) {
+		/* Without a database (PgBouncer 1.25): every database. */
 		pool_set_paused(arg1, true);
-		log_info("KILL %s by admin C-%llu", arg1, (unsigned long long)c->id);
+		log_info("KILL %s by admin C-%llu", arg1 ? arg1 : "(all)", (unsigned long long)c->id);
 		if (!start_job(c, JOB_KILL_DB, arg1, 0)) {
 			reply_error(r, "53200", "out of memory");
 			return true;
@@ -672,9 +733,10 @@ static bool run_command(struct client *c, struct command *cmd)
 	}
 	if (strcasecmp(verb, "KILL_CLIENT") == 0) {
 		char *end = NULL;
-		unsigned long long id = arg1 ? strtoull(arg1, &end, 0) : 0;
-		if (!arg1 || !*arg1 || *end || cmd->n > 2) {
-			reply_error(r, "42601", "usage: KILL_CLIENT id (the id column of SHOW CLIENTS)");
+		unsigned long long id = arg1 && isdigit((unsigned char)arg1[0]) ? strtoull(arg1, &end, 10) : 0;
+		if (!end || *end || cmd->n > 2) {
+			/* PgBouncer's words: the id was once a pointer. */
+			reply_error(r, "42601", "invalid client pointer supplied");
 			return true;
 		}
 		if (!start_job(c, JOB_KILL_CLIENT, NULL, id)) {
@@ -734,11 +796,36 @@ static bool run_command(struct client *c, struct command *cmd)
 	}
 	log_info("SHUTDOWN%s%s by admin C-%llu", cmd->n > 1 ? " " : "", cmd->n > 1 ? cmd->words[1] : "",
 		 (unsigned long long)c->id);
-	/* No answer, as PgBouncer: the console closes when the listeners are
-	 * closed, so the operator knows no new login can get in after it. */
-	a->wait = WAIT_SHUTDOWN;
-	control_begin(phase);
-	return false;
+	if (phase == PHASE_EXIT) {
+		/* No answer, as PgBouncer: the console closes with the process. */
+		a->wait = WAIT_SHUTDOWN;
+		control_begin(phase);
+		return false;
+	}
+	/* WAIT_FOR_*: answered, as PgBouncer, once the listeners are closed;
+	 * the session goes on until the process exits. */
+	switch (control_phase()) {
+	case PHASE_RUNNING:
+		a->wait = WAIT_SHUTDOWN_ANSWER;
+		control_begin(phase);
+		return false;
+	case PHASE_HANDOVER:
+		reply_error(r, "55000", "an online restart is in progress; SHUTDOWN (without WAIT_FOR) ends it now");
+		return true;
+	default:
+		reply_complete(r, "SHUTDOWN"); /* a graceful shutdown is already under way */
+		return true;
+	}
+}
+
+void admin_shutdown_begun(struct client *c)
+{
+	struct admin_session *a = ADM(c);
+	if (!a || a->wait != WAIT_SHUTDOWN_ANSWER)
+		return;
+	a->wait = WAIT_NONE;
+	reply_complete(&a->reply, "SHUTDOWN");
+	finish_later(c);
 }
 
 void admin_message(struct client *c, const struct pg_msg *m)

@@ -28,9 +28,27 @@ enum admin_level {
 	ADMIN_FULL = 2,  /* admin_users: everything */
 };
 
+/* The console's database names, in name order ("pgbouncer", "sluice"). */
+#define ADMIN_CONSOLE_DBS 2
+extern const char *const admin_console_dbs[ADMIN_CONSOLE_DBS];
+/* The user name PgBouncer gives its console (its forced user). */
+#define ADMIN_CONSOLE_USER "pgbouncer"
+
 bool admin_is_console_db(const char *db);
 /* What user may do on the console under cfg. */
 int admin_level_for(const struct config *cfg, const char *user);
+/* PgBouncer's rule for its own console user: user "pgbouncer" connected
+ * over the unix socket (fd) by a process of the OS user sluice runs as
+ * (peer credentials) is an admin without a password. */
+bool admin_peer_is_own_user(int fd, const char *user);
+/* Console sessions logged in to db now (SHOW POOLS). Any thread. */
+int admin_console_sessions(const char *db);
+/* Connections to a console database, logged in or not: what a shutdown
+ * does not wait for (control_exit_due). Any thread. */
+int admin_console_clients(void);
+/* A SHUTDOWN WAIT_FOR_SERVERS / WAIT_FOR_CLIENTS has closed every
+ * listener: the console that asked gets its answer (on c's worker). */
+void admin_shutdown_begun(struct client *c);
 
 /* The client logged in to the console: write the welcome (parameters,
  * BackendKeyData, ReadyForQuery). Returns 0 or -ENOMEM. */
@@ -82,7 +100,7 @@ enum admin_job_kind {
 	JOB_SHOW_SERVERS,
 	JOB_SHOW_FDS,
 	JOB_KILL_CLIENT,  /* close client id */
-	JOB_KILL_DB,      /* close every client and server of db */
+	JOB_KILL_DB,      /* close every client and server of db ("" = every database) */
 	JOB_COUNT_OLD,    /* count servers outdated by RECONNECT/RELOAD (WAIT_CLOSE) */
 };
 

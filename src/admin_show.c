@@ -1,7 +1,9 @@
 /*
  * admin_show.c - the SHOW commands of the admin console. Column names and
- * order follow PgBouncer 1.18 so existing dashboards and scripts keep
- * working; SHOW CLIENTS and SHOW SERVERS add an id column at the end.
+ * order are PgBouncer 1.25's, so tools that read rows by position
+ * (pgbouncer_exporter, pgbouncer_fdw) work; a column sluice adds may only
+ * ever go at the end of a row. Figures sluice does not keep (cancel
+ * queues, prepared statement counters) are sent as 0, never left out.
  *
  * Pool-level answers (POOLS, STATS, ...) are read from the pools directly;
  * connection lists (CLIENTS, SERVERS, FDS) are collected by each worker
@@ -52,10 +54,11 @@ static void show_help(struct admin_reply *r)
 		     "\n\tDISABLE <db>"
 		     "\n\tENABLE <db>"
 		     "\n\tRECONNECT [<db>]"
-		     "\n\tKILL <db>"
-		     "\n\tKILL_CLIENT <id>"
+		     "\n\tKILL [<db>]"
+		     "\n\tKILL_CLIENT <client_id>"
 		     "\n\tSUSPEND"
-		     "\n\tSHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]"
+		     "\n\tSHUTDOWN"
+		     "\n\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS"
 		     "\n\tWAIT_CLOSE [<db>]");
 	reply_complete(r, "SHOW");
 }
@@ -135,6 +138,42 @@ static void show_bypass(struct admin_reply *r)
 
 /* ---- SHOW POOLS ---- */
 
+static const struct admin_col pools_cols[] = {
+	{ "database", 's' }, { "user", 's' }, { "cl_active", 'i' }, { "cl_waiting", 'i' },
+	{ "cl_active_cancel_req", 'i' }, { "cl_waiting_cancel_req", 'i' }, { "sv_active", 'i' },
+	{ "sv_active_cancel", 'i' }, { "sv_being_canceled", 'i' }, { "sv_idle", 'i' },
+	{ "sv_used", 'i' }, { "sv_tested", 'i' }, { "sv_login", 'i' }, { "maxwait", 'i' },
+	{ "maxwait_us", 'i' }, { "pool_mode", 's' }, { "load_balance_hosts", 's' },
+};
+
+/* One SHOW POOLS row. Cancel requests travel on their own short
+ * connections (cancel.c), not counted per pool: the four cancel columns
+ * are 0. sv_used and sv_tested are 0: sluice keeps no such server lists.
+ * load_balance_hosts is NULL, as PgBouncer sends it for a single host. */
+static void pools_row(struct admin_reply *r, const char *db, const char *user, const struct pool_counts *k,
+		      int mode)
+{
+	reply_row_begin(r, NCOLS(pools_cols));
+	reply_cell(r, db);
+	reply_cell(r, user);
+	reply_cell_int(r, k->cl_active);
+	reply_cell_int(r, k->cl_waiting);
+	reply_cell_int(r, 0); /* cl_active_cancel_req */
+	reply_cell_int(r, 0); /* cl_waiting_cancel_req */
+	reply_cell_int(r, k->sv_active);
+	reply_cell_int(r, 0); /* sv_active_cancel */
+	reply_cell_int(r, 0); /* sv_being_canceled */
+	reply_cell_int(r, k->sv_idle);
+	reply_cell_int(r, 0); /* sv_used */
+	reply_cell_int(r, 0); /* sv_tested */
+	reply_cell_int(r, k->sv_login);
+	reply_cell_int(r, k->maxwait_us / 1000000);
+	reply_cell_int(r, k->maxwait_us % 1000000);
+	reply_cell(r, mode_name(mode));
+	reply_cell(r, NULL); /* load_balance_hosts */
+	reply_row_end(r);
+}
+
 static void pool_row(struct pool *p, void *arg)
 {
 	struct admin_reply *r = arg;
@@ -142,36 +181,19 @@ static void pool_row(struct pool *p, void *arg)
 	pool_get_counts(p, loop_now_us(), &k);
 	if (p->stale && k.cl_active + k.cl_waiting + k.sv_active + k.sv_idle + k.sv_login == 0)
 		return;
-	reply_row_begin(r, 16);
-	reply_cell(r, p->db_name);
-	reply_cell(r, p->user);
-	reply_cell_int(r, k.cl_active);
-	reply_cell_int(r, k.cl_waiting);
-	reply_cell_int(r, 0); /* cl_active_cancel_req */
-	reply_cell_int(r, 0); /* cl_waiting_cancel_req */
-	reply_cell_int(r, k.sv_active);
-	reply_cell_int(r, 0); /* sv_active_cancel */
-	reply_cell_int(r, 0); /* sv_being_canceled */
-	reply_cell_int(r, k.sv_idle);
-	reply_cell_int(r, 0); /* sv_used: sluice does not run server_check_query */
-	reply_cell_int(r, 0); /* sv_tested */
-	reply_cell_int(r, k.sv_login);
-	reply_cell_int(r, k.maxwait_us / 1000000);
-	reply_cell_int(r, k.maxwait_us % 1000000);
-	reply_cell(r, mode_name(p->mode));
-	reply_row_end(r);
+	pools_row(r, p->db_name, p->user, &k, p->mode);
 }
 
 static void show_pools(struct admin_reply *r)
 {
-	static const struct admin_col cols[] = {
-		{ "database", 's' }, { "user", 's' }, { "cl_active", 'i' }, { "cl_waiting", 'i' },
-		{ "cl_active_cancel_req", 'i' }, { "cl_waiting_cancel_req", 'i' }, { "sv_active", 'i' },
-		{ "sv_active_cancel", 'i' }, { "sv_being_canceled", 'i' }, { "sv_idle", 'i' },
-		{ "sv_used", 'i' }, { "sv_tested", 'i' }, { "sv_login", 'i' }, { "maxwait", 'i' },
-		{ "maxwait_us", 'i' }, { "pool_mode", 's' },
-	};
-	reply_columns(r, cols, NCOLS(cols));
+	reply_columns(r, pools_cols, NCOLS(pools_cols));
+	/* The console's own pools first, as PgBouncer lists its admin pool:
+	 * every console session counts as an active client of user
+	 * "pgbouncer" in statement mode. */
+	for (int i = 0; i < ADMIN_CONSOLE_DBS; i++) {
+		struct pool_counts k = { .cl_active = admin_console_sessions(admin_console_dbs[i]) };
+		pools_row(r, admin_console_dbs[i], ADMIN_CONSOLE_USER, &k, POOL_MODE_STATEMENT);
+	}
 	pool_foreach(pool_row, r);
 	reply_complete(r, "SHOW");
 }
@@ -228,8 +250,13 @@ static int by_name(const void *a, const void *b)
 	return strcmp(((const struct db_stats *)a)->name, ((const struct db_stats *)b)->name);
 }
 
+/* The prepared statement counters (client_parse_count, server_parse_count,
+ * bind_count) are not kept yet: 0 in both the totals and the averages. */
+enum { STATS_PS_COUNTERS = 3 };
+
 static void stats_cells_totals(struct admin_reply *r, const struct stats_totals *t)
 {
+	reply_cell_int(r, (int64_t)t->assigns);
 	reply_cell_int(r, (int64_t)t->xacts);
 	reply_cell_int(r, (int64_t)t->queries);
 	reply_cell_int(r, (int64_t)t->bytes_in);
@@ -237,6 +264,8 @@ static void stats_cells_totals(struct admin_reply *r, const struct stats_totals 
 	reply_cell_int(r, (int64_t)t->xact_us);
 	reply_cell_int(r, (int64_t)t->query_us);
 	reply_cell_int(r, (int64_t)t->wait_us);
+	for (int i = 0; i < STATS_PS_COUNTERS; i++)
+		reply_cell_int(r, 0);
 }
 
 /* Per-second rates and per-transaction / per-query times of the last
@@ -245,6 +274,7 @@ static void stats_cells_averages(struct admin_reply *r, const struct db_stats *d
 {
 	const struct stats_totals *t = &d->delta;
 	double secs = d->period_us > 0 ? (double)d->period_us / 1e6 : 0;
+	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->assigns / secs) : 0);
 	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->xacts / secs) : 0);
 	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->queries / secs) : 0);
 	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->bytes_in / secs) : 0);
@@ -252,6 +282,8 @@ static void stats_cells_averages(struct admin_reply *r, const struct db_stats *d
 	reply_cell_int(r, t->xacts ? (int64_t)(t->xact_us / t->xacts) : 0);
 	reply_cell_int(r, t->queries ? (int64_t)(t->query_us / t->queries) : 0);
 	reply_cell_int(r, t->xacts ? (int64_t)(t->wait_us / t->xacts) : 0);
+	for (int i = 0; i < STATS_PS_COUNTERS; i++)
+		reply_cell_int(r, 0);
 }
 
 enum { STATS_BOTH, STATS_TOTALS_ONLY, STATS_AVERAGES_ONLY };
@@ -259,16 +291,22 @@ enum { STATS_BOTH, STATS_TOTALS_ONLY, STATS_AVERAGES_ONLY };
 static void show_stats(struct admin_reply *r, int which)
 {
 	static const struct admin_col both[] = {
-		{ "database", 's' }, { "total_xact_count", 'i' }, { "total_query_count", 'i' },
-		{ "total_received", 'i' }, { "total_sent", 'i' }, { "total_xact_time", 'i' },
-		{ "total_query_time", 'i' }, { "total_wait_time", 'i' }, { "avg_xact_count", 'i' },
-		{ "avg_query_count", 'i' }, { "avg_recv", 'i' }, { "avg_sent", 'i' },
-		{ "avg_xact_time", 'i' }, { "avg_query_time", 'i' }, { "avg_wait_time", 'i' },
+		{ "database", 's' }, { "total_server_assignment_count", 'i' }, { "total_xact_count", 'i' },
+		{ "total_query_count", 'i' }, { "total_received", 'i' }, { "total_sent", 'i' },
+		{ "total_xact_time", 'i' }, { "total_query_time", 'i' }, { "total_wait_time", 'i' },
+		{ "total_client_parse_count", 'i' }, { "total_server_parse_count", 'i' },
+		{ "total_bind_count", 'i' }, { "avg_server_assignment_count", 'i' },
+		{ "avg_xact_count", 'i' }, { "avg_query_count", 'i' }, { "avg_recv", 'i' },
+		{ "avg_sent", 'i' }, { "avg_xact_time", 'i' }, { "avg_query_time", 'i' },
+		{ "avg_wait_time", 'i' }, { "avg_client_parse_count", 'i' },
+		{ "avg_server_parse_count", 'i' }, { "avg_bind_count", 'i' },
 	};
+	/* STATS_TOTALS and STATS_AVERAGES share these names. */
 	static const struct admin_col half[] = {
-		{ "database", 's' }, { "xact_count", 'i' }, { "query_count", 'i' },
-		{ "bytes_received", 'i' }, { "bytes_sent", 'i' }, { "xact_time", 'i' },
-		{ "query_time", 'i' }, { "wait_time", 'i' },
+		{ "database", 's' }, { "server_assignment_count", 'i' }, { "xact_count", 'i' },
+		{ "query_count", 'i' }, { "bytes_received", 'i' }, { "bytes_sent", 'i' },
+		{ "xact_time", 'i' }, { "query_time", 'i' }, { "wait_time", 'i' },
+		{ "client_parse_count", 'i' }, { "server_parse_count", 'i' }, { "bind_count", 'i' },
 	};
 	struct stats_collect sc = { 0 };
 	pool_foreach(stats_of_pool, &sc);
@@ -309,58 +347,170 @@ static void count_db_servers(struct pool *p, void *arg)
 	}
 }
 
+static const struct admin_col databases_cols[] = {
+	{ "name", 's' }, { "host", 's' }, { "port", 'i' }, { "database", 's' },
+	{ "force_user", 's' }, { "pool_size", 'i' }, { "min_pool_size", 'i' },
+	{ "reserve_pool_size", 'i' }, { "server_lifetime", 'i' }, { "pool_mode", 's' },
+	{ "load_balance_hosts", 's' }, { "max_connections", 'i' }, { "current_connections", 'i' },
+	{ "max_client_connections", 'i' }, { "current_client_connections", 'i' },
+	{ "paused", 'i' }, { "disabled", 'i' },
+};
+
+/* A SHOW DATABASES row to be: a [databases] entry, or a console database
+ * (d NULL). */
+struct db_entry {
+	const char *name;
+	const struct config_database *d;
+};
+
+static int db_entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct db_entry *)a)->name, ((const struct db_entry *)b)->name);
+}
+
+static int or_global(int v, int global)
+{
+	return v >= 0 ? v : global;
+}
+
+/* PgBouncer's console database: port is sluice's own, pool_size 2,
+ * statement mode, forced user "pgbouncer", never paused or disabled. */
+static void console_db_row(struct admin_reply *r, const struct config *cfg, const char *name)
+{
+	reply_row_begin(r, NCOLS(databases_cols));
+	reply_cell(r, name);
+	reply_cell(r, NULL);
+	reply_cell_int(r, cfg->listen_port);
+	reply_cell(r, name);
+	reply_cell(r, ADMIN_CONSOLE_USER);
+	reply_cell_int(r, 2);
+	reply_cell_int(r, 0);
+	reply_cell_int(r, 0);
+	reply_cell_int(r, cfg->server_lifetime_us / 1000000);
+	reply_cell(r, mode_name(POOL_MODE_STATEMENT));
+	reply_cell(r, NULL);
+	reply_cell_int(r, cfg->max_db_connections);
+	reply_cell_int(r, 0);
+	reply_cell_int(r, cfg->max_db_client_connections);
+	reply_cell_int(r, pool_limit_count("client-db", name));
+	reply_cell_int(r, 0);
+	reply_cell_int(r, 0);
+	reply_row_end(r);
+}
+
+static void config_db_row(struct admin_reply *r, const struct config *cfg, const struct config_database *d)
+{
+	struct db_conns dc = { d->name, 0 };
+	pool_foreach(count_db_servers, &dc);
+	int64_t lifetime = d->t.server_lifetime_us >= 0 ? d->t.server_lifetime_us : cfg->server_lifetime_us;
+	reply_row_begin(r, NCOLS(databases_cols));
+	reply_cell(r, d->name);
+	reply_cell(r, d->host);
+	reply_cell_int(r, d->port > 0 ? d->port : 5432);
+	reply_cell(r, d->dbname ? d->dbname : d->name);
+	reply_cell(r, d->user);
+	reply_cell_int(r, or_global(d->pool_size, cfg->default_pool_size));
+	reply_cell_int(r, or_global(d->min_pool_size, cfg->min_pool_size));
+	reply_cell_int(r, or_global(d->reserve_pool_size, cfg->reserve_pool_size));
+	reply_cell_int(r, lifetime / 1000000); /* seconds, as PgBouncer */
+	reply_cell(r, d->pool_mode >= 0 ? mode_name(d->pool_mode) : NULL);
+	reply_cell(r, NULL); /* load_balance_hosts: one host per entry */
+	reply_cell_int(r, or_global(d->max_db_connections, cfg->max_db_connections));
+	reply_cell_int(r, dc.n);
+	reply_cell_int(r, or_global(d->max_db_client_connections, cfg->max_db_client_connections));
+	reply_cell_int(r, pool_limit_count("client-db", d->name));
+	reply_cell_int(r, pool_db_paused(d->name));
+	reply_cell_int(r, pool_db_disabled(d->name));
+	reply_row_end(r);
+}
+
+/* In name order, the console databases among them, as PgBouncer keeps its
+ * database list. */
 static void show_databases(struct admin_reply *r)
 {
-	static const struct admin_col cols[] = {
-		{ "name", 's' }, { "host", 's' }, { "port", 'i' }, { "database", 's' },
-		{ "force_user", 's' }, { "pool_size", 'i' }, { "min_pool_size", 'i' },
-		{ "reserve_pool", 'i' }, { "pool_mode", 's' }, { "max_connections", 'i' },
-		{ "current_connections", 'i' }, { "paused", 'i' }, { "disabled", 'i' },
-	};
 	const struct config *cfg = runtime_config();
-	reply_columns(r, cols, NCOLS(cols));
-	for (size_t i = 0; i < cfg->n_databases; i++) {
-		const struct config_database *d = &cfg->databases[i];
-		struct db_conns dc = { d->name, 0 };
-		pool_foreach(count_db_servers, &dc);
-		reply_row_begin(r, NCOLS(cols));
-		reply_cell(r, d->name);
-		reply_cell(r, d->host);
-		reply_cell_int(r, d->port > 0 ? d->port : 5432);
-		reply_cell(r, d->dbname ? d->dbname : d->name);
-		reply_cell(r, d->user);
-		reply_cell_int(r, d->pool_size >= 0 ? d->pool_size : cfg->default_pool_size);
-		reply_cell_int(r, d->min_pool_size >= 0 ? d->min_pool_size : cfg->min_pool_size);
-		reply_cell_int(r, d->reserve_pool_size >= 0 ? d->reserve_pool_size : cfg->reserve_pool_size);
-		reply_cell(r, d->pool_mode >= 0 ? mode_name(d->pool_mode) : NULL);
-		reply_cell_int(r, d->max_db_connections >= 0 ? d->max_db_connections : cfg->max_db_connections);
-		reply_cell_int(r, dc.n);
-		reply_cell_int(r, pool_db_paused(d->name));
-		reply_cell_int(r, pool_db_disabled(d->name));
-		reply_row_end(r);
+	size_t n = 0;
+	struct db_entry *v = calloc(cfg->n_databases + ADMIN_CONSOLE_DBS, sizeof(*v));
+	if (!v) {
+		r->oom = true;
+		return;
 	}
+	for (size_t i = 0; i < cfg->n_databases; i++)
+		if (!admin_is_console_db(cfg->databases[i].name))
+			v[n++] = (struct db_entry){ cfg->databases[i].name, &cfg->databases[i] };
+	for (int i = 0; i < ADMIN_CONSOLE_DBS; i++)
+		v[n++] = (struct db_entry){ admin_console_dbs[i], NULL };
+	qsort(v, n, sizeof(*v), db_entry_cmp);
+	reply_columns(r, databases_cols, NCOLS(databases_cols));
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].d)
+			config_db_row(r, cfg, v[i].d);
+		else
+			console_db_row(r, cfg, v[i].name);
+	}
+	free(v);
 	reply_complete(r, "SHOW");
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A per-user size: the [users] value, or NULL where the user sets none
+ * (PgBouncer sends these two as text). */
+static void user_size_cell(struct admin_reply *r, const struct config_user *u, int v)
+{
+	if (u && v >= 0)
+		reply_cell_int(r, v);
+	else
+		reply_cell(r, NULL);
+}
+
+/* Every user sluice knows by name: [users], auth_file and the console's
+ * "pgbouncer", in name order, as PgBouncer lists them. Users known only
+ * through auth_query are not listed (PgBouncer keeps those apart too). */
 static void show_users(struct admin_reply *r)
 {
-	static const struct admin_col cols[] = { { "name", 's' }, { "pool_mode", 's' } };
+	static const struct admin_col cols[] = {
+		{ "name", 's' }, { "pool_size", 's' }, { "reserve_pool_size", 's' }, { "pool_mode", 's' },
+		{ "max_user_connections", 'i' }, { "current_connections", 'i' },
+		{ "max_user_client_connections", 'i' }, { "current_client_connections", 'i' },
+	};
 	const struct config *cfg = runtime_config();
+	size_t n = 0;
+	const char **names = calloc(cfg->n_users + cfg->n_auth + 1, sizeof(*names));
+	if (!names) {
+		r->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_users; i++)
+		names[n++] = cfg->users[i].name;
+	for (size_t i = 0; i < cfg->n_auth; i++)
+		if (!config_find_user(cfg, cfg->auth[i].user))
+			names[n++] = cfg->auth[i].user;
+	bool have_console_user = false;
+	for (size_t i = 0; i < n; i++)
+		have_console_user |= strcmp(names[i], ADMIN_CONSOLE_USER) == 0;
+	if (!have_console_user)
+		names[n++] = ADMIN_CONSOLE_USER;
+	qsort(names, n, sizeof(*names), str_cmp);
 	reply_columns(r, cols, NCOLS(cols));
-	for (size_t i = 0; i < cfg->n_users; i++) {
-		reply_row_begin(r, 2);
-		reply_cell(r, cfg->users[i].name);
-		reply_cell(r, cfg->users[i].pool_mode >= 0 ? mode_name(cfg->users[i].pool_mode) : NULL);
+	for (size_t i = 0; i < n; i++) {
+		const struct config_user *u = config_find_user(cfg, names[i]);
+		reply_row_begin(r, NCOLS(cols));
+		reply_cell(r, names[i]);
+		user_size_cell(r, u, u ? u->pool_size : -1);
+		user_size_cell(r, u, u ? u->reserve_pool_size : -1);
+		reply_cell(r, u && u->pool_mode >= 0 ? mode_name(u->pool_mode) : NULL);
+		reply_cell_int(r, or_global(u ? u->max_user_connections : -1, cfg->max_user_connections));
+		reply_cell_int(r, pool_limit_count("user", names[i]));
+		reply_cell_int(r, or_global(u ? u->max_user_client_connections : -1,
+					    cfg->max_user_client_connections));
+		reply_cell_int(r, pool_limit_count("client-user", names[i]));
 		reply_row_end(r);
 	}
-	for (size_t i = 0; i < cfg->n_auth; i++) {
-		if (config_find_user(cfg, cfg->auth[i].user))
-			continue;
-		reply_row_begin(r, 2);
-		reply_cell(r, cfg->auth[i].user);
-		reply_cell(r, NULL);
-		reply_row_end(r);
-	}
+	free(names);
 	reply_complete(r, "SHOW");
 }
 
@@ -461,7 +611,8 @@ static void show_mem(struct admin_reply *r)
 /* ---- SHOW CLIENTS, SERVERS, FDS (collected on every worker) ---- */
 
 static const struct admin_col conn_cols[] = {
-	{ "type", 's' }, { "user", 's' }, { "database", 's' }, { "state", 's' }, { "addr", 's' },
+	{ "type", 's' }, { "user", 's' }, { "database", 's' }, { "replication", 's' },
+	{ "state", 's' }, { "addr", 's' },
 	{ "port", 'i' }, { "local_addr", 's' }, { "local_port", 'i' }, { "connect_time", 's' },
 	{ "request_time", 's' }, { "wait", 'i' }, { "wait_us", 'i' }, { "close_needed", 'i' },
 	{ "ptr", 's' }, { "link", 's' }, { "remote_pid", 'i' }, { "tls", 's' },
@@ -516,15 +667,16 @@ static void wall_time(const struct admin_job *job, int64_t mono_us, char *out, s
 	strftime(out, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
-static const char *client_state_name(const struct client *c)
+/* PgBouncer 1.25's words: "active" when linked to a server (here or in
+ * the kernel), "idle" when logged in with no request waiting. */
+static const char *client_state_name(const struct client *c, bool linked)
 {
 	switch (c->state) {
 	case CLIENT_STARTUP:
 	case CLIENT_AUTH: return "login";
 	case CLIENT_LOGIN_WAIT:
 	case CLIENT_WAITING: return "waiting";
-	case CLIENT_ACTIVE: return "active";
-	default: return "active"; /* logged in, no request waiting (PgBouncer's meaning) */
+	default: return linked ? "active" : "idle";
 	}
 }
 
@@ -541,9 +693,9 @@ static void client_row(struct admin_reply *r, const struct admin_job *job, const
 	reply_cell(r, "C");
 	reply_cell(r, c->user);
 	reply_cell(r, c->db);
-	/* In the kernel: linked there to a server, or idle (PgBouncer's "active"). */
+	reply_cell(r, "none"); /* replication: not passed through yet */
 	const struct server *link = c->server ? c->server : bypass_client_kernel_server(c);
-	reply_cell(r, client_state_name(c));
+	reply_cell(r, client_state_name(c, link != NULL));
 	reply_cell(r, addr);
 	reply_cell_int(r, port);
 	reply_cell(r, laddr);
@@ -591,6 +743,7 @@ static void server_row(struct admin_reply *r, const struct admin_job *job, const
 	reply_cell(r, "S");
 	reply_cell(r, s->pool->server_user);
 	reply_cell(r, s->pool->db_name);
+	reply_cell(r, "none"); /* replication */
 	const struct client *link = s->client ? s->client : bypass_server_kernel_client(s);
 	reply_cell(r, link && !s->client ? "active" : server_state_name(s)); /* linked in the kernel */
 	reply_cell(r, addr);

@@ -332,6 +332,16 @@ static void handle_startup(struct client *c, const struct pg_startup *st)
 	}
 	const struct config *cfg = runtime_config();
 	if (admin_is_console_db(db)) {
+		/* PgBouncer's rule: user "pgbouncer" over the unix socket, from
+		 * the OS user sluice runs as, is an admin without a password. */
+		if (admin_peer_is_own_user(c->sock.h.fd, user)) {
+			c->admin_level = ADMIN_FULL;
+			if (cfg->log_connections)
+				CLOG(c, LOG_LEVEL_INFO, "console login from the unix socket by sluice's own OS user");
+			client_set_state(c, CLIENT_AUTH);
+			auth_with(c, AUTH_TYPE_ANY, NULL);
+			return;
+		}
 		c->admin_level = (uint8_t)admin_level_for(cfg, user);
 		if (c->admin_level == ADMIN_NONE) {
 			char msg[160];

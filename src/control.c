@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
@@ -175,9 +176,12 @@ static bool client_quiet(const struct client *c)
 		return !c->server;
 	case CLIENT_WAITING:
 	case CLIENT_LOGIN_WAIT: {
-		/* Waiting on a pool that cannot log in: nothing will finish. */
+		/* SHUTDOWN WAIT_FOR_SERVERS closes waiting clients at once, as
+		 * PgBouncer does: their request has not reached a server. Else
+		 * only when the pool cannot log in: nothing will finish. */
 		char why[8];
-		return control_phase() != PHASE_HANDOVER && c->pool && pool_login_failing(c->pool, why, sizeof(why));
+		return control_phase() == PHASE_DRAIN_SERVERS ||
+		       (control_phase() != PHASE_HANDOVER && c->pool && pool_login_failing(c->pool, why, sizeof(why)));
 	}
 	case CLIENT_ACTIVE:
 		return c->server && server_at_boundary(c->server);
@@ -189,7 +193,8 @@ static bool client_quiet(const struct client *c)
 bool control_at_boundary(struct client *c)
 {
 	int phase = control_phase();
-	if (c->closing || phase == PHASE_RUNNING || phase == PHASE_DRAIN_CLIENTS)
+	/* Console sessions stay until the process exits, as PgBouncer's do. */
+	if (c->closing || phase == PHASE_RUNNING || phase == PHASE_DRAIN_CLIENTS || (c->adm && phase != PHASE_HANDOVER))
 		return false;
 	/* A client the kernel carries may be in a transaction there. */
 	if (c->bp_kernel) {
@@ -228,13 +233,14 @@ static void close_consoles_fn(struct worker *w, void *arg)
 	list_for_each_safe(pos, tmp, &w->clients) {
 		struct client *c = list_entry(pos, struct client, node);
 		if (!c->closing && c->adm)
-			client_fail(c, "57P01", "sluice is shutting down");
+			admin_shutdown_begun(c);
 	}
 	(void)arg;
 }
 
-/* Every worker has stopped accepting. Console clients close only now, so
- * an operator who sees the console go away knows no new login can get in. */
+/* Every worker has stopped accepting. The console that asked for the
+ * shutdown is answered only now, so an operator who sees SHUTDOWN knows no
+ * new login can get in; console sessions stay open until the exit. */
 static void drain_done(void *arg)
 {
 	(void)arg;
@@ -274,6 +280,11 @@ bool control_exit_due(int64_t now_us)
 	if (phase == PHASE_EXIT)
 		return true;
 	int clients = runtime_clients_add(0);
+	/* Console sessions do not hold a shutdown up. Read after the total:
+	 * a closing console leaves this count before the total, so a
+	 * console that goes meanwhile cannot make real clients look gone. */
+	if (phase != PHASE_HANDOVER)
+		clients -= admin_console_clients();
 	int64_t dl = __atomic_load_n(&deadline_us, __ATOMIC_RELAXED);
 	/* Handed-over clients still queued for sending keep us here. */
 	if (clients <= 0 && (phase != PHASE_HANDOVER || !takeover_busy() || (dl && now_us >= dl)))

@@ -449,6 +449,10 @@ static void render_pools(struct outbuf *b, const struct pool_set *set)
 	out_family(b, "sluice_pool_queries_total", "counter", "Queries answered.");
 	for (size_t i = 0; i < n; i++)
 		out_pool_u64(b, "sluice_pool_queries_total", &v[i], v[i].totals.queries);
+	out_family(b, "sluice_pool_server_assignments_total", "counter",
+		   "Times a server was handed to a client (SHOW STATS total_server_assignment_count).");
+	for (size_t i = 0; i < n; i++)
+		out_pool_u64(b, "sluice_pool_server_assignments_total", &v[i], v[i].totals.assigns);
 	out_family(b, "sluice_pool_received_bytes_total", "counter", "Bytes received from clients.");
 	for (size_t i = 0; i < n; i++)
 		out_pool_u64(b, "sluice_pool_received_bytes_total", &v[i], v[i].totals.bytes_in);

@@ -88,6 +88,19 @@ void pool_client_limits_put(struct limit_counter *db, struct limit_counter *user
 		limit_put(user);
 }
 
+int pool_limit_count(const char *kind, const char *name)
+{
+	char key[64];
+	snprintf(key, sizeof(key), "%s:%s", kind, name);
+	int n = 0;
+	pthread_mutex_lock(&pools_lock);
+	for (struct limit_counter *l = limits; l; l = l->next)
+		if (strcmp(l->name, key) == 0)
+			n = __atomic_load_n(&l->count, __ATOMIC_ACQUIRE);
+	pthread_mutex_unlock(&pools_lock);
+	return n;
+}
+
 static int resolve_address(struct pool *p, const struct config_database *d, char *err, size_t errlen)
 {
 	int port = d->port > 0 ? d->port : 5432;
@@ -813,6 +826,7 @@ void pool_roll_period(int64_t period_us)
 		DELTA(xact_us);
 		DELTA(query_us);
 		DELTA(wait_us);
+		DELTA(assigns);
 		p->period_delta = d;
 		p->period_start = now;
 		p->period_us = period_us;

@@ -116,6 +116,11 @@ struct pool_counts {
 bool pool_client_limits_take(const char *db, const char *user, int max_db, int max_user,
 			     struct limit_counter **db_out, struct limit_counter **user_out);
 void pool_client_limits_put(struct limit_counter *db, struct limit_counter *user);
+/* What a shared counter holds now, whatever its limit: kind "db" / "user"
+ * counts server connections (by server database / user name),
+ * "client-db" / "client-user" clients (pool_client_limits_take). For the
+ * admin console's current_connections columns. Any thread. */
+int pool_limit_count(const char *kind, const char *name);
 
 /* Find or create the pool for (database config name, user). Returns NULL
  * and writes a message when the database is unknown or unusable. */

@@ -571,6 +571,7 @@ void server_link(struct server *s, struct client *c)
 {
 	s->client = c;
 	c->server = s;
+	stats_add(&pool_stats(s->pool, s->worker)->assigns, 1); /* SHOW STATS server_assignment_count */
 	s->outstanding = 0;
 	s->client_mid_batch = false;
 	copy_watch_reset(&s->copy);

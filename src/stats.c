@@ -83,6 +83,7 @@ void stats_accumulate(struct stats_totals *t, const struct stats_slot *s)
 	t->xact_us += LOAD(s->xact_us);
 	t->query_us += LOAD(s->query_us);
 	t->wait_us += LOAD(s->wait_us);
+	t->assigns += LOAD(s->assigns);
 	for (int i = 0; i < STATS_BUCKETS; i++) {
 		t->query_hist[i] += LOAD(s->query_hist[i]);
 		t->xact_hist[i] += LOAD(s->xact_hist[i]);
@@ -104,6 +105,7 @@ void stats_merge(struct stats_totals *a, const struct stats_totals *b)
 	a->xact_us += b->xact_us;
 	a->query_us += b->query_us;
 	a->wait_us += b->wait_us;
+	a->assigns += b->assigns;
 	for (int i = 0; i < STATS_BUCKETS; i++) {
 		a->query_hist[i] += b->query_hist[i];
 		a->xact_hist[i] += b->xact_hist[i];

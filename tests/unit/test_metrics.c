@@ -49,6 +49,7 @@ static void test_render_without_pools(void)
 		"sluice_pool_servers gauge", "sluice_pool_max_wait_seconds gauge",
 		"sluice_pool_client_prepared_statements gauge", "sluice_pool_client_prepared_bytes gauge",
 		"sluice_pool_transactions_total counter", "sluice_pool_queries_total counter",
+		"sluice_pool_server_assignments_total counter",
 		"sluice_pool_received_bytes_total counter", "sluice_pool_sent_bytes_total counter",
 		"sluice_pool_wait_seconds_total counter",
 		"sluice_pool_query_duration_seconds histogram",
