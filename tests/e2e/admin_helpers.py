@@ -26,35 +26,72 @@ USERLIST = dict(DEFAULT_USERLIST, **{ADMIN: ADMIN_PW, STATS: STATS_PW})
 ADMIN_DB = "pgbouncer"
 
 # --------------------------------------------------------------------------
-# Column lists, as PgBouncer 1.18.0 sends them (taken from the real binary).
+# Column lists. sluice sends PgBouncer 1.25's (checked against its
+# src/admin.c and src/stats.c and pgbouncer_fdw's 1.24+ queries); under
+# SLUICE_BIN=pgbouncer (1.18 here) the lists are 1.18's, taken from the
+# real binary. Both in order: tools read rows by position.
 
-STATS_COLUMNS = [
+STATS_COLUMNS_118 = [
     "database", "total_xact_count", "total_query_count", "total_received",
     "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
     "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent",
     "avg_xact_time", "avg_query_time", "avg_wait_time"]
-STATS_TOTALS_COLUMNS = [
+STATS_COLUMNS_125 = [
+    "database", "total_server_assignment_count", "total_xact_count",
+    "total_query_count", "total_received", "total_sent", "total_xact_time",
+    "total_query_time", "total_wait_time", "total_client_parse_count",
+    "total_server_parse_count", "total_bind_count",
+    "avg_server_assignment_count", "avg_xact_count", "avg_query_count",
+    "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time",
+    "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count"]
+STATS_TOTALS_COLUMNS_118 = [
     "database", "xact_count", "query_count", "bytes_received", "bytes_sent",
     "xact_time", "query_time", "wait_time"]
-STATS_AVERAGES_COLUMNS = list(STATS_TOTALS_COLUMNS)
-POOLS_COLUMNS = [
+STATS_TOTALS_COLUMNS_125 = [
+    "database", "server_assignment_count", "xact_count", "query_count",
+    "bytes_received", "bytes_sent", "xact_time", "query_time", "wait_time",
+    "client_parse_count", "server_parse_count", "bind_count"]
+POOLS_COLUMNS_118 = [
     "database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
     "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled",
     "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us",
     "pool_mode"]
-# SHOW CLIENTS and SHOW SERVERS share these; sluice adds, as PgBouncer 1.21+
-# does, `prepared_statements` and `id` at the end.
-SOCKET_COLUMNS = [
+POOLS_COLUMNS_125 = POOLS_COLUMNS_118 + ["load_balance_hosts"]
+SOCKET_COLUMNS_118 = [
     "type", "user", "database", "state", "addr", "port", "local_addr",
     "local_port", "connect_time", "request_time", "wait", "wait_us",
     "close_needed", "ptr", "link", "remote_pid", "tls", "application_name"]
-CLIENTS_COLUMNS = SOCKET_COLUMNS + ([] if COMPAT else ["prepared_statements", "id"])
-SERVERS_COLUMNS = SOCKET_COLUMNS + ([] if COMPAT else ["prepared_statements", "id"])
-DATABASES_COLUMNS = [
+SOCKET_COLUMNS_125 = (SOCKET_COLUMNS_118[:3] + ["replication"] + SOCKET_COLUMNS_118[3:]
+                      + ["prepared_statements", "id"])
+DATABASES_COLUMNS_118 = [
     "name", "host", "port", "database", "force_user", "pool_size",
     "min_pool_size", "reserve_pool", "pool_mode", "max_connections",
     "current_connections", "paused", "disabled"]
-USERS_COLUMNS = ["name", "pool_mode"]
+DATABASES_COLUMNS_125 = [
+    "name", "host", "port", "database", "force_user", "pool_size",
+    "min_pool_size", "reserve_pool_size", "server_lifetime", "pool_mode",
+    "load_balance_hosts", "max_connections", "current_connections",
+    "max_client_connections", "current_client_connections", "paused",
+    "disabled"]
+USERS_COLUMNS_118 = ["name", "pool_mode"]
+USERS_COLUMNS_125 = [
+    "name", "pool_size", "reserve_pool_size", "pool_mode",
+    "max_user_connections", "current_connections",
+    "max_user_client_connections", "current_client_connections"]
+
+# What the binary under test sends.
+STATS_COLUMNS = STATS_COLUMNS_118 if COMPAT else STATS_COLUMNS_125
+STATS_TOTALS_COLUMNS = STATS_TOTALS_COLUMNS_118 if COMPAT else STATS_TOTALS_COLUMNS_125
+STATS_AVERAGES_COLUMNS = list(STATS_TOTALS_COLUMNS)
+POOLS_COLUMNS = POOLS_COLUMNS_118 if COMPAT else POOLS_COLUMNS_125
+CLIENTS_COLUMNS = SOCKET_COLUMNS_118 if COMPAT else SOCKET_COLUMNS_125
+SERVERS_COLUMNS = list(CLIENTS_COLUMNS)
+DATABASES_COLUMNS = DATABASES_COLUMNS_118 if COMPAT else DATABASES_COLUMNS_125
+USERS_COLUMNS = USERS_COLUMNS_118 if COMPAT else USERS_COLUMNS_125
+# Columns whose name changed in 1.23+ (reserve_pool -> reserve_pool_size).
+RESERVE_POOL_COLUMN = "reserve_pool" if COMPAT else "reserve_pool_size"
+# An idle logged-in client: "active" up to 1.2x, "idle" in 1.25.
+IDLE_CLIENT_STATE = "active" if COMPAT else "idle"
 CONFIG_COLUMNS = ["key", "value", "default", "changeable"]
 LISTS_COLUMNS = ["list", "items"]
 # PgBouncer 1.18 rows of SHOW LISTS, in order:
@@ -318,6 +355,13 @@ def accept_exit(inst):
     for pat in SANITIZER_PATTERNS:
         assert pat not in log, f"sanitizer report in log:\n{tail(log)}"
     assert rc == 0, f"exit status {rc} after a requested shutdown:\n{tail(log)}"
+
+
+def assert_exits(inst, timeout, after):
+    """The process exits cleanly within timeout seconds (after: what the
+    test just did, for the message)."""
+    assert wait_exit(inst, timeout) is not None, f"still running {timeout} s after {after}"
+    accept_exit(inst)
 
 
 def send_until_closed(console, sql, timeout=5.0):

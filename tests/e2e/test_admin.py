@@ -15,6 +15,7 @@ import pytest
 
 from admin_helpers import (ADMIN, ADMIN_DB, ADMIN_PW, CLIENTS_COLUMNS, COMPAT,
                            CONFIG_COLUMNS, DATABASES_COLUMNS, FDS_COLUMNS,
+                           IDLE_CLIENT_STATE, RESERVE_POOL_COLUMN,
                            FDS_REQUIRED, FDS_SECRET_COLUMNS, LISTS_COLUMNS,
                            MEM_COLUMNS, POOLS_COLUMNS, SERVERS_COLUMNS, STATE_COLUMNS,
                            STATS, STATS_AVERAGES_COLUMNS, STATS_COLUMNS, STATS_PW,
@@ -349,7 +350,7 @@ def test_show_clients(sluice):
             for r, app in ((r1, "adm_c1"), (r2, "adm_c2")):
                 assert r["type"] == "C", r
                 assert r["user"] == "sluice_test" and r["database"] == "sluicedb", r
-                assert r["state"] == "active", r     # idle clients count as active
+                assert r["state"] == IDLE_CLIENT_STATE, r   # logged in, no request
                 assert r["local_addr"] == "127.0.0.1", r
                 assert r["local_port"] == str(s.port), r
                 assert TIMESTAMP_RE.match(r["connect_time"] or ""), r
@@ -375,8 +376,8 @@ def test_show_clients(sluice):
             assert r1["state"] == "active" and not empty(r1["link"]), r1
             c1.execute("COMMIT")
             assert w.get(timeout=10) == "c2"
-            poll(lambda: find(con.show("CLIENTS"), port=str(p2), state="active"),
-                 what="c2 active again")
+            poll(lambda: find(con.show("CLIENTS"), port=str(p2), state=IDLE_CLIENT_STATE),
+                 what="c2 idle again")
             # a client that leaves disappears
             c2.close()
             poll(lambda: not find(con.show("CLIENTS"), port=str(p2)),
@@ -456,10 +457,10 @@ def test_show_databases(sluice, pg):
         assert d["max_connections"] == "0", d
         assert d["current_connections"] == "1", d    # one idle server
         assert d["paused"] == "0" and d["disabled"] == "0", d
-        ints(d, ["reserve_pool"])
+        ints(d, [RESERVE_POOL_COLUMN])
         z = one(rows, name="sized")
         assert z["pool_size"] == "7" and z["pool_mode"] == "session", z
-        assert z["reserve_pool"] == "2" and z["max_connections"] == "9", z
+        assert z[RESERVE_POOL_COLUMN] == "2" and z["max_connections"] == "9", z
         assert z["database"] == "sluicedb" and z["current_connections"] == "0", z
         f = one(rows, name="forced")
         assert f["force_user"] == "sluice_test", f
