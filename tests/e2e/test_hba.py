@@ -326,3 +326,150 @@ def test_hba_fails_closed(pg, hba_file, case):
             assert res.sqlstate == ("08P01" if COMPAT else "28000"), res
     finally:
         factory.finish()
+
+
+# --------------------------------------------------------------------------
+# auth_ident_file: user name maps for peer and cert (PgBouncer 1.23+, so
+# sluice only: PgBouncer 1.18 refuses map=). The harness runs as root, so a
+# unix-socket client's OS user is root.
+
+def _ident_sluice(hba_sluice, hba_file, hba_text, ident_text, ini=None):
+    """(Sluice, hba path, ident path); the ident file is made by hba_file
+    too (its own directory, removed after the test)."""
+    ident = hba_file(ident_text)
+    main = {"auth_ident_file": str(ident)}
+    main.update(ini or {})
+    s, f = hba_sluice(hba_text, ini=main)
+    return s, f, ident
+
+
+def _peer_login(s, user):
+    """Log in over the unix socket (no password): the current_user, or the
+    psycopg error."""
+    try:
+        with psycopg.connect(host=str(s.dir), port=s.port, dbname="sluicedb", user=user,
+                             autocommit=True, connect_timeout=10) as c:
+            return c.execute("select current_user").fetchone()[0]
+    except psycopg.OperationalError as e:
+        return e
+
+
+@pytest.mark.sluice_only
+def test_ident_peer_map(hba_sluice, hba_file):
+    """peer with map=: the OS user (root) may log in as the database users
+    its map lines name, and only as those; a regular expression with \\1
+    and a '/' database user work as in PostgreSQL. Without map= peer still
+    needs the same name (root is no database user)."""
+    s, _, _ = _ident_sluice(
+        hba_sluice, hba_file,
+        "local sluicedb sluice_test peer map=admins\n"
+        "local sluicedb md5user     peer map=rx\n"
+        "local sluicedb trustuser   peer map=byname\n"
+        "local sluicedb all         peer\n",
+        "# MAP   SYSTEM-USER     DATABASE-USER\n"
+        "admins  root            sluice_test\n"
+        "admins  toor            md5user\n"
+        "rx      /^(r)oot$       md5use\\1\n"
+        "byname  /^ro+t$         /^trust\n")
+    assert _peer_login(s, "sluice_test") == "sluice_test"
+    assert _peer_login(s, "md5user") == "md5user"
+    assert _peer_login(s, "trustuser") == "trustuser"
+    err = _peer_login(s, "nomatch_user")
+    assert isinstance(err, psycopg.OperationalError), err
+    assert 'peer authentication failed for user "nomatch_user"' in str(err), err
+    assert 'no match in map' not in str(err)   # the reason is only logged
+    assert "root" not in str(err)
+
+
+@pytest.mark.sluice_only
+def test_ident_peer_unmapped_user_refused(hba_sluice, hba_file):
+    """A map line for another system user, or a map that does not exist,
+    lets nobody in; the undefined map is named in a warning at start."""
+    s, _, _ = _ident_sluice(
+        hba_sluice, hba_file,
+        "local sluicedb sluice_test peer map=admins\n"
+        "local sluicedb md5user     peer map=nosuchmap\n",
+        "admins toor sluice_test\n"
+        "admins root md5user\n")
+    for user in ("sluice_test", "md5user"):
+        err = _peer_login(s, user)
+        assert isinstance(err, psycopg.OperationalError), (user, err)
+        assert f'peer authentication failed for user "{user}"' in str(err), err
+    log = s.log_text()
+    assert 'map "nosuchmap" is not defined in auth_ident_file' in log, log
+    assert 'no match in map "admins" for system user "root"' in log, log
+
+
+@pytest.mark.sluice_only
+def test_ident_reload(hba_sluice, hba_file):
+    """SIGHUP re-reads auth_ident_file with the hba file; a broken ident
+    file fails the reload and the running maps stay."""
+    s, _, ident = _ident_sluice(hba_sluice, hba_file, "local all all peer map=m\n", "m root md5user\n")
+    assert isinstance(_peer_login(s, "sluice_test"), psycopg.OperationalError)
+    assert _peer_login(s, "md5user") == "md5user"
+    ident.write_text("m root sluice_test\n")
+    os.kill(s.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while _peer_login(s, "sluice_test") != "sluice_test" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _peer_login(s, "sluice_test") == "sluice_test"
+    assert isinstance(_peer_login(s, "md5user"), psycopg.OperationalError)
+    ident.write_text("m root sluice_test\nm root\n")
+    os.kill(s.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while f"{ident}:2: end of line before the database user name" not in s.log_text():
+        assert time.monotonic() < deadline, s.log_text()
+        time.sleep(0.1)
+    assert _peer_login(s, "sluice_test") == "sluice_test"
+
+
+@pytest.mark.sluice_only
+@pytest.mark.parametrize("case", ["bad_line", "missing", "map_on_md5"])
+def test_ident_bad_file_refuses_start(run_sluice_raw, hba_file, case):
+    """An ident file that cannot be read or has a bad line, or map= on a
+    method other than peer and cert, stops sluice at start with FILE:LINE."""
+    hba = hba_file("local all all peer map=m\n" if case != "map_on_md5"
+                   else "local all all peer map=m\nhost all all all md5 map=m\n")
+    ident = hba.parent / "ident.conf"
+    ident.write_text("m root sluice_test\nm /^(root bob\n")
+    if case == "missing":
+        ident = hba.parent / "missing.conf"
+    if case == "map_on_md5":
+        ident.write_text("m root sluice_test\n")
+    r, _, _ = run_sluice_raw("[databases]\nsluicedb = host=127.0.0.1\n[pgbouncer]\n"
+                             "listen_addr = 127.0.0.1\nlisten_port = 1\nauth_type = hba\n"
+                             f"auth_hba_file = {hba}\nauth_ident_file = {ident}\n")
+    out = r.stdout + r.stderr
+    assert r.returncode not in (0, None), out
+    want = {"bad_line": f"{ident}:2: invalid regular expression",
+            "missing": f"{ident}: cannot open",
+            "map_on_md5": f"{hba}:2: option map= is only supported with the peer and cert methods"}[case]
+    assert want in out, out
+
+
+@pytest.mark.sluice_only
+def test_ident_cert_map(hba_sluice, hba_file, pki):
+    """cert with map=: the certificate's CN is mapped; with a map the CN
+    equal to the user name is not enough by itself (as in PostgreSQL)."""
+    s, _, _ = _ident_sluice(
+        hba_sluice, hba_file,
+        "hostssl all all 127.0.0.1/32 cert map=certs\n",
+        "certs someoneelse sluice_test\n"
+        "certs /^(md5)u    \\1user\n",
+        ini=client_tls_ini(pki, "require"))
+    cert, key = pki.client("someoneelse")
+    kind, methods, c = tls_login_outcome(s.host, s.port, "sluice_test", ca=pki.ca, cert=cert, key=key)
+    assert (kind, methods) == ("ok", [AUTH_OK]), (kind, methods)
+    assert c.simple_query("select current_user") == ([["sluice_test"]], None)
+    c.close()
+    kind, err, _ = tls_login_outcome(s.host, s.port, "md5user", ca=pki.ca, cert=cert, key=key)
+    assert kind == "error" and err.sqlstate == "28000", (kind, err)
+    assert 'certificate authentication failed for user "md5user"' in err.message, err
+    # the regular expression line: CN md5user, \1 = "md5"
+    cert, key = pki.client("md5user")
+    kind, methods, c = tls_login_outcome(s.host, s.port, "md5user", ca=pki.ca, cert=cert, key=key)
+    assert (kind, methods) == ("ok", [AUTH_OK]), (kind, methods)
+    c.close()
+    cert, key = pki.client("sluice_test")
+    kind, err, _ = tls_login_outcome(s.host, s.port, "sluice_test", ca=pki.ca, cert=cert, key=key)
+    assert kind == "error" and err.sqlstate == "28000", (kind, err)
