@@ -30,7 +30,9 @@ case "$jobs" in
 esac
 parallel=()
 if [ "$jobs" -gt 1 ] && "$PY" -c 'import xdist' 2>/dev/null; then
-	parallel=(-n "$jobs")
+	# loadgroup: tests marked xdist_group(name) share one process (and
+	# whatever module fixture it builds); the rest spread as before.
+	parallel=(-n "$jobs" --dist loadgroup)
 fi
 
 echo "e2e: testing $SLUICE_BIN${parallel[*]:+ (${jobs} at once)}"

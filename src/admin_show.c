@@ -26,6 +26,7 @@
 #include "control.h"
 #include "loop.h"
 #include "pool.h"
+#include "replication.h"
 #include "runtime.h"
 #include "server.h"
 #include "tls.h"
@@ -148,7 +149,8 @@ static const struct admin_col pools_cols[] = {
 
 /* One SHOW POOLS row. Cancel requests travel on their own short
  * connections (cancel.c), not counted per pool: the four cancel columns
- * are 0. sv_used and sv_tested are 0: sluice keeps no such server lists.
+ * are 0. sv_used is 0: sluice keeps no such server list (a server due a
+ * check is checked when taken, and counted in sv_tested meanwhile).
  * load_balance_hosts is NULL, as PgBouncer sends it for a single host. */
 static void pools_row(struct admin_reply *r, const char *db, const char *user, const struct pool_counts *k,
 		      int mode)
@@ -165,7 +167,7 @@ static void pools_row(struct admin_reply *r, const char *db, const char *user, c
 	reply_cell_int(r, 0); /* sv_being_canceled */
 	reply_cell_int(r, k->sv_idle);
 	reply_cell_int(r, 0); /* sv_used */
-	reply_cell_int(r, 0); /* sv_tested */
+	reply_cell_int(r, k->sv_tested); /* running server_check_query */
 	reply_cell_int(r, k->sv_login);
 	reply_cell_int(r, k->maxwait_us / 1000000);
 	reply_cell_int(r, k->maxwait_us % 1000000);
@@ -693,7 +695,7 @@ static void client_row(struct admin_reply *r, const struct admin_job *job, const
 	reply_cell(r, "C");
 	reply_cell(r, c->user);
 	reply_cell(r, c->db);
-	reply_cell(r, "none"); /* replication: not passed through yet */
+	reply_cell(r, repl_kind_name(c->replication));
 	const struct server *link = c->server ? c->server : bypass_client_kernel_server(c);
 	reply_cell(r, client_state_name(c, link != NULL));
 	reply_cell(r, addr);
@@ -727,6 +729,7 @@ static const char *server_state_name(const struct server *s)
 	case SERVER_LOGIN: return "login";
 	case SERVER_IDLE: return "idle";
 	case SERVER_RESET: return "used";
+	case SERVER_CHECK: return "tested";
 	default: return "active";
 	}
 }
@@ -743,7 +746,7 @@ static void server_row(struct admin_reply *r, const struct admin_job *job, const
 	reply_cell(r, "S");
 	reply_cell(r, s->pool->server_user);
 	reply_cell(r, s->pool->db_name);
-	reply_cell(r, "none"); /* replication */
+	reply_cell(r, repl_kind_name(s->pool->replication));
 	const struct client *link = s->client ? s->client : bypass_server_kernel_client(s);
 	reply_cell(r, link && !s->client ? "active" : server_state_name(s)); /* linked in the kernel */
 	reply_cell(r, addr);

@@ -412,7 +412,8 @@ void bypass_client_maybe_enter(struct client *c)
 {
 	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || c->bp_kernel || c->bp_refused)
 		return;
-	if (!c->pool || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending ||
+	/* Replication streams (CopyBoth) stay in user space. */
+	if (!c->pool || c->pool->replication || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending ||
 	    __atomic_load_n(&c->pool->paused, __ATOMIC_RELAXED) || __atomic_load_n(&c->pool->stale, __ATOMIC_RELAXED))
 		return;
 	bool session = c->pool->mode == POOL_MODE_SESSION;

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "pg_proto.h"
 #include "pool.h"
+#include "replication.h"
 #include "runtime.h"
 #include "scram_cache.h"
 #include "server.h"
@@ -236,6 +237,7 @@ void client_free(struct client *c)
 	free(c->scram);
 	for (int i = 0; i < TRACKED_PARAMS; i++)
 		free(c->params[i]);
+	free(c->repl_startup);
 	free(c);
 }
 
@@ -312,8 +314,27 @@ static void handle_startup(struct client *c, const struct pg_startup *st)
 					"(max_db_client_connections, max_user_client_connections)");
 		return;
 	}
+	char repl_err[160];
+	int repl = repl_kind_of(st, repl_err, sizeof(repl_err));
+	if (repl < 0) {
+		client_fail(c, "22023", repl_err);
+		return;
+	}
+	if (repl != REPL_NONE) {
+		/* Every parameter goes to the client's own server (replication.h),
+		 * which judges them as PostgreSQL does. */
+		if (admin_is_console_db(db)) {
+			client_fail(c, "08P01", "replication connections to the admin console are not supported");
+			return;
+		}
+		c->replication = (uint8_t)repl;
+		if (!(c->repl_startup = repl_startup_pack(st, &c->repl_startup_len))) {
+			client_fail(c, "53200", "out of memory");
+			return;
+		}
+	}
 	for (int i = 0; i < st->n_params; i++) {
-		if (!startup_param_allowed(st->names[i])) {
+		if (!repl && !startup_param_allowed(st->names[i])) {
 			char msg[160];
 			snprintf(msg, sizeof(msg), "unsupported startup parameter: %.100s", st->names[i]);
 			client_fail(c, "08P01", msg);
@@ -780,7 +801,9 @@ static void login_finish(struct client *c)
 		CLOG(c, LOG_LEVEL_DEBUG, "admin console login");
 		return;
 	}
-	c->pool = pool_get(runtime_config(), c->db, c->user, err, sizeof(err));
+	c->pool = c->replication ? pool_get_replication(runtime_config(), c->db, c->user, c->replication,
+							c->repl_startup, c->repl_startup_len, err, sizeof(err))
+				 : pool_get(runtime_config(), c->db, c->user, err, sizeof(err));
 	if (!c->pool) {
 		client_fail(c, "08P01", err);
 		return;

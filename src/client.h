@@ -83,6 +83,9 @@ struct client {
 	int64_t wait_since_us;     /* when it joined pool->waiters (pool lock) */
 	int64_t last_active_us;    /* last bytes received from the client (client_idle_timeout) */
 	char *params[TRACKED_PARAMS]; /* wanted values (heap), NULL = server default */
+	uint8_t replication;       /* enum repl_kind asked for in the startup packet */
+	char *repl_startup;        /* then its startup parameters, packed (replication.h; heap) */
+	uint32_t repl_startup_len;
 	struct client_stmts stmts; /* named prepared statements (transaction/statement mode) */
 	struct unnamed_stmt *unnamed; /* the unnamed statement as the client's messages so far
 				    * leave it (heap), NULL = none (track.c) */

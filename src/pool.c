@@ -8,6 +8,7 @@
 #include "bypass.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "replication.h"
 #include "runtime.h"
 #include "server.h"
 #include "worker.h"
@@ -228,9 +230,11 @@ static bool server_params_same(char *const *a, char *const *b)
 /* Sizes and limits: plain ints read by other threads, changed in place. */
 static void apply_sizes_locked(struct pool *p, const struct pool_settings *st)
 {
-	__atomic_store_n(&p->mode, st->mode, __ATOMIC_RELAXED);
+	/* A replication connection is a session of its own: never shared,
+	 * never opened ahead of its client. */
+	__atomic_store_n(&p->mode, p->replication ? POOL_MODE_SESSION : st->mode, __ATOMIC_RELAXED);
 	p->pool_size = st->pool_size;
-	p->min_pool_size = st->min_pool_size;
+	p->min_pool_size = p->replication ? 0 : st->min_pool_size;
 	p->reserve_size = st->reserve_size;
 	p->max_db = st->max_db;
 	p->max_user = st->max_user;
@@ -248,17 +252,25 @@ static void pool_destroy(struct pool *p)
 	free(p->connect_query);
 	for (int i = 0; i < CONFIG_SERVER_PARAMS; i++)
 		free(p->server_params[i]);
+	free(p->repl_startup);
 	free(p->welcome);
 	free(p);
 }
 
-struct pool *pool_get(const struct config *cfg, const char *db, const char *user,
-		      char *err, size_t errlen)
+static bool same_replication(const struct pool *p, int kind, const char *startup, uint32_t len)
+{
+	return p->replication == kind &&
+	       (kind == REPL_NONE || (p->repl_startup_len == len && memcmp(p->repl_startup, startup, len) == 0));
+}
+
+static struct pool *find_or_make(const struct config *cfg, const char *db, const char *user, int kind,
+				 const char *startup, uint32_t startup_len, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&pools_lock);
 	struct pool *p;
 	for (p = pools; p; p = p->next)
-		if (!p->stale && strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0)
+		if (!p->stale && strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0 &&
+		    same_replication(p, kind, startup, startup_len))
 			goto out;
 	const struct config_database *d = config_find_database(cfg, db);
 	if (!d) {
@@ -279,6 +291,16 @@ struct pool *pool_get(const struct config *cfg, const char *db, const char *user
 	memset(p->slots, 0, (size_t)n_workers * sizeof(*p->slots));
 	if (resolve_address(p, d, err, errlen) < 0)
 		goto fail;
+	if (kind != REPL_NONE) {
+		p->replication = kind;
+		p->repl_startup = malloc(startup_len ? startup_len : 1);
+		if (!p->repl_startup) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		memcpy(p->repl_startup, startup, startup_len);
+		p->repl_startup_len = startup_len;
+	}
 	snprintf(p->db_name, sizeof(p->db_name), "%s", db);
 	snprintf(p->user, sizeof(p->user), "%s", user);
 	snprintf(p->server_db, sizeof(p->server_db), "%s", st.server_db);
@@ -319,6 +341,18 @@ out:
 	return p;
 }
 
+struct pool *pool_get(const struct config *cfg, const char *db, const char *user,
+		      char *err, size_t errlen)
+{
+	return find_or_make(cfg, db, user, REPL_NONE, NULL, 0, err, errlen);
+}
+
+struct pool *pool_get_replication(const struct config *cfg, const char *db, const char *user, int kind,
+				  const char *startup, uint32_t startup_len, char *err, size_t errlen)
+{
+	return find_or_make(cfg, db, user, kind, startup, startup_len, err, errlen);
+}
+
 /* Decide under p->lock whether to open one more server; counts it. */
 static bool want_launch_locked(struct pool *p, int64_t now, bool for_waiters, bool reserve_ok)
 {
@@ -327,7 +361,9 @@ static bool want_launch_locked(struct pool *p, int64_t now, bool for_waiters, bo
 	/* A server being checked is about to be handed on, as one logging in. */
 	if (for_waiters && p->n_waiting <= p->n_connecting + p->n_checking)
 		return false;
-	int limit = p->pool_size + (reserve_ok ? p->reserve_size : 0);
+	/* Replication connections pair with their clients one to one: only
+	 * max_db_connections and max_user_connections bound them. */
+	int limit = p->replication ? INT_MAX : p->pool_size + (reserve_ok ? p->reserve_size : 0);
 	if (p->n_servers >= limit)
 		return false;
 	if (!limit_take(p->db_count, p->max_db))

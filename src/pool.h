@@ -47,6 +47,9 @@ struct pool {
 	char *connect_query;        /* heap, NULL = none */
 	char *server_params[CONFIG_SERVER_PARAMS]; /* startup parameters for its servers
 						    * (config_server_param_names); heap, NULL = none */
+	int replication;            /* enum repl_kind: a pool of replication connections */
+	char *repl_startup;         /* their startup parameters, packed (replication.h; heap) */
+	uint32_t repl_startup_len;
 	struct sockaddr_storage addr; /* server address */
 	socklen_t addr_len;
 	char addr_text[128];        /* for log lines */
@@ -126,6 +129,11 @@ int pool_limit_count(const char *kind, const char *name);
  * and writes a message when the database is unknown or unusable. */
 struct pool *pool_get(const struct config *cfg, const char *db, const char *user,
 		      char *err, size_t errlen);
+/* The same for a replication client (replication.h): the pool is keyed by
+ * its kind and packed startup parameters too, which its servers log in
+ * with. */
+struct pool *pool_get_replication(const struct config *cfg, const char *db, const char *user, int kind,
+				  const char *startup, uint32_t startup_len, char *err, size_t errlen);
 
 /* A logged-in client needs a server. Returns the server (now linked to
  * client; it is in the caller's loop), or NULL when the client was queued

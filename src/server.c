@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 #include "log.h"
 #include "pg_proto.h"
 #include "pool.h"
+#include "replication.h"
 #include "runtime.h"
 #include "sockopt.h"
 #include "tls.h"
@@ -125,14 +127,27 @@ static void login_fail(struct server *s, const char *sqlstate, const char *msg, 
 	server_close(s, msg);
 }
 
+static bool names_contain(const char *const *names, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcasecmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
 static void send_startup(struct server *s)
 {
-	const char *names[2 + CONFIG_SERVER_PARAMS], *values[2 + CONFIG_SERVER_PARAMS];
+	enum { MAX = 2 + CONFIG_SERVER_PARAMS + PG_STARTUP_MAX_PARAMS };
+	const char *names[MAX], *values[MAX];
 	int n = 0;
 	names[n] = "user"; values[n++] = s->pool->server_user;
 	names[n] = "database"; values[n++] = s->pool->server_db;
+	/* A replication client's own parameters, replication included. */
+	if (s->pool->repl_startup)
+		n += repl_startup_unpack(s->pool->repl_startup, s->pool->repl_startup_len, names + n, values + n,
+					 PG_STARTUP_MAX_PARAMS);
 	for (int i = 0; i < CONFIG_SERVER_PARAMS; i++) {
-		if (s->pool->server_params[i]) {
+		if (s->pool->server_params[i] && !names_contain(names, n, config_server_param_names[i])) {
 			names[n] = config_server_param_names[i];
 			values[n++] = s->pool->server_params[i];
 		}
@@ -435,7 +450,7 @@ static bool login_message(struct server *s, const struct pg_msg *m)
 		/* The answer to connect_query ends the login (internal back to 0). */
 		if (s->internal && --s->internal > 0)
 			return true;
-		if (s->pool->connect_query && !s->last_was_ready) {
+		if (s->pool->connect_query && !s->pool->replication && !s->last_was_ready) {
 			/* First ReadyForQuery: run connect_query once, then finish. */
 			s->last_was_ready = true;
 			pg_fe_query(&s->sock.wbuf, s->pool->connect_query);
@@ -588,7 +603,9 @@ void server_link(struct server *s, struct client *c)
 	char *sql = malloc(cap);
 	size_t n = 0;
 	s->skipping = false;
-	for (int k = 0; sql && k < TRACKED_PARAMS; k++) {
+	/* A replication server logged in with its client's own parameters,
+	 * and a physical walsender would refuse a SET. */
+	for (int k = 0; sql && k < TRACKED_PARAMS && !s->pool->replication; k++) {
 		const char *want = c->params[k];
 		if (!want || (s->params[k] && strcmp(s->params[k], want) == 0))
 			continue;
@@ -1030,6 +1047,13 @@ void server_client_gone(struct server *s)
 	if (s->lookup) {
 		/* auth_query answers are still on their way. */
 		server_close(s, "client left during auth_query");
+		return;
+	}
+	if (s->pool->replication) {
+		/* Its own client's session only (replication.h). */
+		if (s->outstanding)
+			server_cancel(s);
+		server_close(s, "replication client disconnected");
 		return;
 	}
 	iobuf_release(&s->sock.wbuf); /* internal SETs not sent yet are moot */

@@ -84,3 +84,24 @@ def test_unanswered_check_closes_server_after_connect_timeout(sluice, pg):
         second = c.execute("select pg_backend_pid()").fetchone()[0]
         assert second != first
         assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.sluice_only
+def test_server_being_checked_is_counted_in_sv_tested(sluice, pg):
+    """SHOW POOLS counts a server running its check in sv_tested, and the
+    waiting client in cl_waiting, as PgBouncer does."""
+    import time
+    from admin_helpers import ADMIN, ADMIN_PW, USERLIST, Console
+    from conftest import Worker
+    s = sluice({"pool_mode": "transaction", "default_pool_size": 1, "server_check_delay": 0,
+                "server_check_query": "select pg_sleep(1.5)", "admin_users": ADMIN}, userlist=USERLIST)
+    with s.connect() as c:
+        c.execute("select 1")  # the new server is checked once, then idles
+        w = Worker(lambda: c.execute("select 2").fetchone())
+        w.start()
+        time.sleep(0.5)
+        with Console(s.port, ADMIN, ADMIN_PW) as con:
+            row = [r for r in con.show("POOLS") if r["database"] == "sluicedb"][0]
+        assert int(row["sv_tested"]) == 1, row
+        assert int(row["cl_waiting"]) == 1, row
+        assert w.get(15) == (2,)
