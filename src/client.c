@@ -415,6 +415,7 @@ static int hba_method_for(struct client *c, const char **map)
 		.addr = have_addr ? (const struct sockaddr *)&ss : NULL,
 		.database = c->db,
 		.user = c->user,
+		.physical_replication = c->replication == REPL_PHYSICAL,
 	};
 	int line = 0;
 	enum hba_method m = hba_match(cfg->hba, &req, &line);

@@ -37,9 +37,10 @@
  * - A file without a single rule is an error (PostgreSQL refuses it too).
  *
  * Matching notes:
- * - The database keyword "replication" is accepted but matches nothing:
- *   it is about physical replication connections, and sluice's clients are
- *   never those. "all" matches every database sluice sees.
+ * - The database keyword "replication" matches physical replication
+ *   connections (replication=true) and only those; "all" and database
+ *   names match every other connection, logical replication included, as
+ *   in PostgreSQL.
  * - An IPv4-mapped IPv6 client (::ffff:a.b.c.d, from a dual-stack socket)
  *   is treated exactly as the IPv4 client a.b.c.d: it matches IPv4 rules and
  *   no IPv6 rule, so the policy does not depend on how sluice listens. For
@@ -69,13 +70,14 @@
 /* Name-list flags (struct hba_rule db_flags / user_flags). */
 #define HBA_NAME_ALL      0x1u  /* keyword all: every name matches */
 #define HBA_NAME_SAMEUSER 0x2u  /* keyword sameuser: database name == user name */
+#define HBA_NAME_REPLICATION 0x4u /* keyword replication: physical replication connections */
 
 /* One record of the file. */
 struct hba_rule {
 	int line_no;                 /* first physical line of the record, 1-based */
 	enum hba_conn_type conn;     /* local / host / hostssl / hostnossl */
 	enum hba_method method;      /* what a match asks for */
-	unsigned db_flags;           /* HBA_NAME_ALL | HBA_NAME_SAMEUSER */
+	unsigned db_flags;           /* HBA_NAME_ALL | HBA_NAME_SAMEUSER | HBA_NAME_REPLICATION */
 	unsigned user_flags;         /* HBA_NAME_ALL */
 	size_t db_first;             /* database names: hba_rules.names[db_first ..] */
 	size_t db_count;             /* ... this many of them */
@@ -224,8 +226,7 @@ static int parse_names(struct hba_parser *p, struct hba_token *t, bool is_db,
 		} else if (is_db && hba_lex_is_kw(t, "sameuser")) {
 			*flags |= HBA_NAME_SAMEUSER;
 		} else if (is_db && hba_lex_is_kw(t, "replication")) {
-			/* matches nothing: sluice clients are never
-			 * physical replication connections */
+			*flags |= HBA_NAME_REPLICATION;
 		} else if (is_db && (hba_lex_is_kw(t, "samerole") || hba_lex_is_kw(t, "samegroup"))) {
 			return hba_lex_fail(&p->lx, -EINVAL, "database keyword \"%s\" is not supported (sluice does not know role membership)",
 				    t->text);
@@ -635,9 +636,10 @@ enum hba_method hba_match(const struct hba_rules *r, const struct hba_request *r
 			continue;
 		if (rule->conn != HBA_LOCAL && !addr_matches(rule, &peer))
 			continue;
-		if (!(rule->db_flags & HBA_NAME_ALL) &&
-		    !((rule->db_flags & HBA_NAME_SAMEUSER) && strcmp(req->database, req->user) == 0) &&
-		    !name_listed(r, rule->db_first, rule->db_count, req->database))
+		if (req->physical_replication ? !(rule->db_flags & HBA_NAME_REPLICATION)
+					      : !(rule->db_flags & HBA_NAME_ALL) &&
+						!((rule->db_flags & HBA_NAME_SAMEUSER) && strcmp(req->database, req->user) == 0) &&
+						!name_listed(r, rule->db_first, rule->db_count, req->database))
 			continue;
 		if (!(rule->user_flags & HBA_NAME_ALL) &&
 		    !name_listed(r, rule->user_first, rule->user_count, req->user))

@@ -70,6 +70,8 @@ struct hba_request {
 	                               * NULL or another family: only "all" addresses match. */
 	const char *database;         /* database from the startup packet; NULL matches no line */
 	const char *user;             /* user from the startup packet; NULL matches no line */
+	bool physical_replication;    /* replication=true: only the database keyword
+	                               * "replication" matches, as in PostgreSQL */
 };
 
 /* Parse text[0..len) (the whole file; a NUL byte in it is an error).

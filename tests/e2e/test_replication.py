@@ -191,3 +191,23 @@ def test_console_shows_replication_kind(sluice, rpg):
     finally:
         logical.close()
         plain.close()
+
+
+def test_hba_replication_keyword(sluice, rpg, tmp_path):
+    """auth_type = hba: the database keyword "replication" admits physical
+    replication connections and nothing else; "all" does not admit them;
+    a logical replication connection matches by database name."""
+    hba = tmp_path / "hba.conf"
+    hba.write_text("host replication sluice_test 127.0.0.1/32 scram-sha-256\n"
+                   "host sluicedb md5user 127.0.0.1/32 scram-sha-256\n")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(hba, 0o644)
+    s = sluice({"auth_type": "hba", "auth_hba_file": str(hba)},
+               databases={"sluicedb": rpg.db_line("sluicedb"), "replication": rpg.db_line("postgres")},
+               userlist={"sluice_test": "test_pw", "md5user": "md5_pw"})
+    r = _repl_psql(s, "IDENTIFY_SYSTEM", db="replication")
+    assert r.returncode == 0, r.stderr
+    r = _repl_psql(s, "IDENTIFY_SYSTEM", mode="database")
+    assert r.returncode != 0 and "no pg_hba.conf entry" in r.stderr, r.stderr
+    with pytest.raises(Exception, match="no pg_hba.conf entry"):
+        s.connect()

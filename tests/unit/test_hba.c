@@ -336,6 +336,26 @@ static const char rules_cidr[] =
 	"host all d 10.0.0.0 255.0.0.0 md5\n" /* 5 */
 	"host all d 10.0.0.0/8 trust\n";      /* 6: shadowed by 5 */
 
+/* A physical replication connection matches only the database keyword
+ * "replication"; "all" and names match every other connection. */
+static void test_physical_replication(void)
+{
+	struct hba_rules *r = NULL;
+	CHECK(parse_str("host all all 10.0.0.0/8 md5\n"
+			"host replication repl 10.0.0.0/8 scram-sha-256\n"
+			"host \"replication\" all 0.0.0.0/0 trust\n", &r) == 0);
+	struct sockaddr_storage ss;
+	CHECK(sockaddr_of("10.1.2.3", &ss));
+	struct hba_request req = { .addr = (const struct sockaddr *)&ss, .database = "replication", .user = "repl" };
+	int line = 0;
+	CHECK(hba_match(r, &req, &line) == HBA_MD5 && line == 1);
+	req.physical_replication = true;
+	CHECK(hba_match(r, &req, &line) == HBA_SCRAM && line == 2);
+	req.user = "other"; /* the quoted name is a database, not the keyword */
+	CHECK(hba_match(r, &req, &line) == HBA_REJECT && line == 0);
+	hba_free(r);
+}
+
 static void test_match(void)
 {
 	static const struct {
@@ -387,7 +407,8 @@ static void test_match(void)
 		{ rules_main, false, false, "203.0.113.8", "x", "erin", HBA_REJECT, 0 },
 		{ rules_main, false, false, "::ffff:203.0.113.7", "x", "erin", HBA_MD5, 11 },
 		{ rules_main, false, false, "::ffff:203.0.113.8", "x", "erin", HBA_REJECT, 0 },
-		/* replication matches nothing, not even a db called replication */
+		/* the keyword replication is not a database called replication
+		 * (physical replication: test_physical_replication) */
 		{ rules_main, false, false, "1.2.3.4", "replication", "zed", HBA_REJECT, 0 },
 		/* fe80::/10, hostssl all + cert, no address */
 		{ rules_main, false, false, "fe80::1", "x", "frank", HBA_PASSWORD, 13 },
@@ -577,6 +598,7 @@ UNIT_MAIN(
 	test_parse_errors();
 	test_parse_edge();
 	test_match();
+	test_physical_replication();
 	test_method_names();
 	test_maps();
 	test_load();
