@@ -17,6 +17,9 @@
 #include "log.h"
 #include "pg_proto.h"
 #include "pool.h"
+#include "peer.h"
+#include "runtime.h"
+#include "config.h"
 #include "server.h"
 #include "worker.h"
 
@@ -52,6 +55,7 @@ void cancel_register(struct client *c)
 			abort(); /* no randomness: cancel keys would be guessable */
 		/* PostgreSQL's pids are positive; keep ours looking like one. */
 		v[0] &= 0x7fffffff;
+		peer_shape_key(&v[0], &v[1]);
 		if ((v[0] == 0 && v[1] == 0) || find_locked(v[0], v[1]))
 			continue;
 		c->cancel_pid = v[0];
@@ -111,10 +115,13 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 {
 	pthread_mutex_lock(&registry_lock);
 	struct client *c = find_locked(pid, key);
+	if (!c && runtime_config()->peer_id && (c = find_locked(pid, peer_issued_key(key))) != NULL)
+		key = c->cancel_key; /* forwarded by a peer: hops used up */
 	struct worker *target = c ? c->worker : NULL;
 	pthread_mutex_unlock(&registry_lock);
 	if (!target) {
-		log_debug("cancel request with unknown key ignored");
+		if (!peer_forward_cancel(w, pid, key))
+			log_debug("cancel request with unknown key ignored");
 		return;
 	}
 	if (target == w) {
@@ -141,6 +148,7 @@ struct cancel_conn {
 	struct server *hold;  /* the server that must not go to another client until
 			       * PostgreSQL has taken the cancel (it closes this
 			       * connection then), or NULL */
+	int *inflight;        /* a peer's count of forwarded requests (peer.c), or NULL */
 };
 
 static void cancel_conn_free(struct cancel_conn *cc)
@@ -149,6 +157,8 @@ static void cancel_conn_free(struct cancel_conn *cc)
 	loop_forget(&cc->worker->loop, &cc->h);
 	close(cc->h.fd);
 	list_del(&cc->node);
+	if (cc->inflight)
+		__atomic_sub_fetch(cc->inflight, 1, __ATOMIC_RELAXED);
 	free(cc);
 	if (s)
 		server_cancel_done(s);
@@ -196,17 +206,19 @@ static void cancel_conn_cb(struct loop_handle *h, uint32_t revents)
 	cancel_conn_free(cc);
 }
 
-void cancel_send(struct worker *w, const struct sockaddr *addr, socklen_t len,
-		 uint32_t pid, uint32_t key, struct server *hold)
+static void send_request(struct worker *w, const struct sockaddr *addr, socklen_t len,
+			 uint32_t pid, uint32_t key, struct server *hold, int *inflight)
 {
 	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return;
-	struct cancel_conn *cc = calloc(1, sizeof(*cc));
+	struct cancel_conn *cc = fd >= 0 ? calloc(1, sizeof(*cc)) : NULL;
 	if (!cc) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
+		if (inflight)
+			__atomic_sub_fetch(inflight, 1, __ATOMIC_RELAXED);
 		return;
 	}
+	cc->inflight = inflight;
 	if (hold) {
 		cc->hold = hold;
 		hold->cancels_pending++;
@@ -223,6 +235,18 @@ void cancel_send(struct worker *w, const struct sockaddr *addr, socklen_t len,
 	}
 	if (loop_set(&w->loop, &cc->h, EPOLLOUT) < 0)
 		cancel_conn_free(cc);
+}
+
+void cancel_send(struct worker *w, const struct sockaddr *addr, socklen_t len,
+		 uint32_t pid, uint32_t key, struct server *hold)
+{
+	send_request(w, addr, len, pid, key, hold, NULL);
+}
+
+void cancel_forward(struct worker *w, const struct sockaddr *addr, socklen_t len,
+		    uint32_t pid, uint32_t key, int *inflight)
+{
+	send_request(w, addr, len, pid, key, NULL, inflight);
 }
 
 void cancel_tick(struct worker *w, int64_t now_us, bool all)

@@ -34,6 +34,10 @@ void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key);
  * client's query (server_cancel_done ends the hold). */
 void cancel_send(struct worker *w, const struct sockaddr *addr, socklen_t len,
 		 uint32_t pid, uint32_t key, struct server *hold);
+/* Pass a CancelRequest on to a peer process (peer.h); *inflight is
+ * decremented when its connection ends. */
+void cancel_forward(struct worker *w, const struct sockaddr *addr, socklen_t len,
+		    uint32_t pid, uint32_t key, int *inflight);
 /* s is closing: its pending cancels no longer hold it. */
 void cancel_forget_server(struct worker *w, struct server *s);
 

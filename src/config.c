@@ -46,7 +46,8 @@ enum config_section {
 	SECT_MAIN,      /* [sluice] or [pgbouncer] */
 	SECT_DATABASES, /* [databases] */
 	SECT_USERS,     /* [users] */
-	SECT_IGNORED,   /* [peers] or an unknown section: lines skipped */
+	SECT_PEERS,     /* [peers] */
+	SECT_IGNORED,   /* an unknown section: lines skipped */
 };
 
 /* State of one config_load(); lives on its stack. */
@@ -61,6 +62,7 @@ struct config_parser {
 	int depth;               /* %include nesting, 0 = top-level file */
 	size_t cap_databases;    /* allocated slots in cfg->databases */
 	size_t cap_users;        /* allocated slots in cfg->users */
+	size_t cap_peers;        /* allocated slots in cfg->peers */
 	size_t cap_auth;         /* allocated slots in cfg->auth */
 };
 
@@ -415,6 +417,8 @@ static const struct config_key main_keys[] = {
 	KEY("stats_users", KT_STR_OPT, stats_users, 0, 0),
 	KEY("ignore_startup_parameters", KT_STR_OPT, ignore_startup_parameters, 0, 0),
 	KEY("workers", KT_INT, workers, 1, 256),
+	KEY("peer_id", KT_INT, peer_id, 0, CONFIG_MAX_PEER_ID),
+	KEY("so_reuseport", KT_BOOL, so_reuseport, 0, 0),
 	KEY("max_prepared_statements", KT_INT, max_prepared_statements, 0, 100000),
 	KEY("max_client_prepared_statements", KT_INT, max_client_prepared_statements, 0, INT32_MAX),
 	KEY("max_client_prepared_bytes", KT_INT, max_client_prepared_bytes, 0, INT32_MAX),
@@ -479,10 +483,10 @@ static const char *const unsupported_main_keys[] = {
 	"client_tls_dheparams", "client_tls_ecdhcurve", "conffile",
 	"disable_pqexec", "dns_max_ttl", "dns_nxdomain_ttl",
 	"dns_zone_check_period", "job_name",
-	"max_packet_size", "peer_id",
+	"max_packet_size",
 	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
 	"server_round_robin", "server_tls13_ciphers",
-	"service_name", "so_reuseport", "suspend_timeout", "tcp_defer_accept",
+	"service_name", "suspend_timeout", "tcp_defer_accept",
 	"tcp_socket_buffer", "unix_socket_group",
 	"user",
 };
@@ -927,6 +931,60 @@ static int add_user(struct config_parser *p, const char *name, char *val)
 	return 0;
 }
 
+static int peer_param(struct config_parser *p, void *ctx, const char *owner,
+		      const char *key, const char *val)
+{
+	struct config_peer *peer = ctx;
+
+	if (strcasecmp(key, "host") == 0) {
+		if (set_str(&peer->host, val, true) < 0)
+			return fail_oom(p);
+		return 0;
+	}
+	if (strcasecmp(key, "port") == 0)
+		return connstr_int(p, owner, "port", val, 1, 65535, &peer->port);
+	if (strcasecmp(key, "pool_size") == 0)
+		return connstr_int(p, owner, "pool_size", val, 0, 100000, &peer->pool_size);
+	warn_at(p, "peer %s: unknown parameter '%s' ignored", owner, key);
+	return 0;
+}
+
+/* [peers] "ID = host=... port=... pool_size=...": PgBouncer 1.19's cancel
+ * forwarding between processes (peer.h). */
+static int add_peer(struct config_parser *p, const char *name, char *val)
+{
+	struct config *cfg = p->cfg;
+	struct config_peer peer = { .port = 6432, .pool_size = -1 };
+	char *end = NULL;
+	long id = strtol(name, &end, 10);
+	if (!*name || *end || id < 1 || id > CONFIG_MAX_PEER_ID)
+		return fail_at(p, -EINVAL, "peer '%.*s': the key must be a peer_id from 1 to %d",
+			       CONFIG_ECHO_MAX, name, CONFIG_MAX_PEER_ID);
+	peer.id = (int)id;
+	int rc = parse_connstr(p, name, val, peer_param, &peer);
+	if (rc < 0) {
+		free(peer.host);
+		return rc;
+	}
+	if (!peer.host) {
+		free(peer.host);
+		return fail_at(p, -EINVAL, "peer %ld: host is required", id);
+	}
+	for (size_t i = 0; i < cfg->n_peers; i++) {
+		if (cfg->peers[i].id == peer.id) {
+			free(cfg->peers[i].host);
+			cfg->peers[i] = peer;
+			return 0;
+		}
+	}
+	if (grow((void **)&cfg->peers, &p->cap_peers, cfg->n_peers, sizeof(*cfg->peers)) < 0) {
+		free(peer.host);
+		return fail_oom(p);
+	}
+	cfg->peers[cfg->n_peers++] = peer;
+	return 0;
+}
+
 /* ---- the INI reader ---------------------------------------------------- */
 
 static int parse_file(struct config_parser *p, const char *path);
@@ -988,8 +1046,7 @@ static int parse_line(struct config_parser *p, char *line)
 		} else if (strcasecmp(key, "users") == 0) {
 			p->section = SECT_USERS;
 		} else if (strcasecmp(key, "peers") == 0) {
-			warn_at(p, "section [peers] is not supported by sluice yet, ignored");
-			p->section = SECT_IGNORED;
+			p->section = SECT_PEERS;
 		} else {
 			warn_at(p, "unknown section [%.*s] ignored", CONFIG_ECHO_MAX, key);
 			p->section = SECT_IGNORED;
@@ -1036,6 +1093,8 @@ static int parse_line(struct config_parser *p, char *line)
 		return add_database(p, key, val);
 	case SECT_USERS:
 		return add_user(p, key, val);
+	case SECT_PEERS:
+		return add_peer(p, key, val);
 	case SECT_IGNORED:
 		return 0;
 	}
@@ -1368,6 +1427,9 @@ void config_free(struct config *cfg)
 	for (i = 0; i < cfg->n_users; i++)
 		free(cfg->users[i].name);
 	free(cfg->users);
+	for (i = 0; i < cfg->n_peers; i++)
+		free(cfg->peers[i].host);
+	free(cfg->peers);
 	for (i = 0; i < cfg->n_auth; i++) {
 		free(cfg->auth[i].user);
 		explicit_bzero(cfg->auth[i].secret, strlen(cfg->auth[i].secret));

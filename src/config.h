@@ -68,6 +68,15 @@ enum {
 };
 extern const char *const config_server_param_names[CONFIG_SERVER_PARAMS];
 
+/* One [peers] line: where cancel requests for peer_id go (peer.h). */
+struct config_peer {
+	int id;                /* 1..CONFIG_MAX_PEER_ID */
+	char *host;            /* IP address, host name or unix socket directory */
+	int port;              /* default 6432 */
+	int pool_size;         /* cancels in flight to it at once; -1 = default_pool_size */
+};
+#define CONFIG_MAX_PEER_ID 16383
+
 struct config_database {
 	char *name;            /* name clients connect to; "*" is the fallback */
 	char *host;            /* server host or unix socket dir; NULL = unix default */
@@ -149,6 +158,8 @@ struct config {
 	char *stats_users;      /* comma separated list, NULL = none */
 	char *ignore_startup_parameters; /* comma separated list, NULL = none */
 	int workers;            /* default: number of online CPUs */
+	int peer_id;            /* this process in a group of peers ([peers], peer.h); 0 = none */
+	bool so_reuseport;      /* accepted: sluice always shares its port among its workers */
 	bool bpf_bypass;        /* default false: kernel fast path (eBPF sockmap) */
 	int max_prepared_statements; /* per server connection in transaction/statement mode; 0 = names pass through; default 200 */
 	int max_client_prepared_statements; /* named statements one client may hold (0 = no limit); default 10000 */
@@ -194,6 +205,8 @@ struct config {
 	size_t n_databases;
 	struct config_user *users;         /* [users], in file order */
 	size_t n_users;
+	struct config_peer *peers;         /* [peers], in file order (peer.h) */
+	size_t n_peers;
 	struct config_auth_entry *auth;    /* auth_file entries */
 	size_t n_auth;
 };

@@ -495,7 +495,7 @@ class SluiceFactory:
         return d
 
     def write_config(self, ini_main=None, databases=None, users=None, userlist=None,
-                     workers=2, section=None, port=None):
+                     workers=2, section=None, port=None, peers=None):
         """Write config + userlist into a new temp dir; returns (dir, ini path, port)."""
         compat = is_pgbouncer_compat(self.bin)
         d = self._mkdir()
@@ -532,6 +532,9 @@ class SluiceFactory:
         if users:
             lines += ["", "[users]"]
             lines += [f"{k} = {v}" for k, v in users.items()]
+        if peers:
+            lines += ["", "[peers]"]
+            lines += [f"{k} = {v}" for k, v in peers.items()]
         lines += ["", f"[{section}]"]
         lines += [f"{k} = {v}" for k, v in main.items()]
         ini = d / "sluice.ini"
@@ -543,11 +546,12 @@ class SluiceFactory:
         return d, ini, port
 
     def __call__(self, ini_main=None, databases=None, users=None, userlist=None,
-                 workers=2, section=None, args=(), verbose=False):
+                 workers=2, section=None, args=(), verbose=False, peers=None):
         if not os.path.isfile(self.bin) or not os.access(self.bin, os.X_OK):
             pytest.fail(f"sluice binary not found or not executable: {self.bin} "
                         f"(build it with `make`, or set SLUICE_BIN)", pytrace=False)
-        d, ini, port = self.write_config(ini_main, databases, users, userlist, workers, section)
+        d, ini, port = self.write_config(ini_main, databases, users, userlist, workers, section,
+                                         port=(ini_main or {}).get("listen_port"), peers=peers)
         logpath = d / "sluice.log"
         cmd = [self.bin] + list(args)
         if verbose or os.environ.get("SLUICE_E2E_VERBOSE"):

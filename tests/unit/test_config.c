@@ -630,6 +630,32 @@ static void test_tls_auth_dependencies(void)
 	}
 }
 
+/* peer_id and [peers] (PgBouncer 1.19's cancel forwarding). */
+static void test_peers(void)
+{
+	struct config *cfg = NULL;
+	CHECK(load_str("[sluice]\nauth_type=any\npeer_id = 2\nso_reuseport = 1\n[peers]\n"
+		       "1 = host=127.0.0.1 port=7001 pool_size=3\n2 = host=/tmp/b\n1 = host=::1\n", &cfg) == 0);
+	CHECK(cfg && cfg->peer_id == 2 && cfg->so_reuseport && cfg->n_peers == 2);
+	/* a repeated id replaces the earlier line */
+	CHECK(cfg && cfg->n_peers == 2 && strcmp(cfg->peers[0].host, "::1") == 0 && cfg->peers[0].port == 6432);
+	CHECK(n_warns == 0);
+	config_free(cfg);
+	static const char *const bad[] = {
+		"[sluice]\npeer_id = 16384\n",
+		"[peers]\n0 = host=/tmp/a\n",
+		"[peers]\n16384 = host=/tmp/a\n",
+		"[peers]\nx1 = host=/tmp/a\n",
+		"[peers]\n1 = port=7000\n",
+		"[peers]\n1 = host=/tmp/a port=0\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cfg = NULL;
+		CHECK(load_str(bad[i], &cfg) < 0 && !cfg && err[0]);
+	}
+	CHECK(load_str("[peers]\n1 = port=7000\n", &cfg) < 0 && strstr(err, "peer 1: host is required"));
+}
+
 static void test_warnings(void)
 {
 	static const char ini[] =
@@ -640,7 +666,7 @@ static void test_warnings(void)
 		"Max_Prepared_Statements = 100\n"
 		"listen_port = 7000\n"
 		"[peers]\n"
-		"1 = host=/tmp/a\n"
+		"1 = host=/tmp/a frob=1\n"
 		"[whatever]\n"
 		"x = y\n";
 	char want[700];
@@ -656,7 +682,9 @@ static void test_warnings(void)
 	snprintf(want, sizeof(want), "%s:4: key 'server_round_robin' is not supported by sluice yet, ignored", last_path);
 	CHECK(n_warns > 1 && strcmp(warns[1], want) == 0);
 	CHECK(!any_warn_contains("Max_Prepared_Statements"));
-	CHECK(any_warn_contains(":7: section [peers] is not supported by sluice yet"));
+	CHECK(any_warn_contains(":8: peer 1: unknown parameter 'frob' ignored"));
+	CHECK(cfg && cfg->n_peers == 1 && cfg->peers[0].id == 1 && strcmp(cfg->peers[0].host, "/tmp/a") == 0 &&
+	      cfg->peers[0].port == 6432 && cfg->peers[0].pool_size == -1);
 	CHECK(any_warn_contains(":9: unknown section [whatever] ignored"));
 	config_free(cfg);
 
@@ -793,10 +821,9 @@ static void test_pgbouncer_125_keys(void)
 			n_db_unsupported++;
 	}
 	CHECK(!any_warn_contains("unknown"));
-	snprintf(want, sizeof(want), "%s:%d: section [peers] is not supported by sluice yet, ignored", last_path, peers_line);
-	CHECK(any_warn_contains(want));
-	/* Nothing else: no [users] warning, one per unsupported key, one for [peers]. */
-	CHECK(n_warns == n_unsupported + n_db_unsupported + 1);
+	(void)peers_line; /* [peers] is implemented: no warning */
+	/* Nothing else: no [users] or [peers] warning, one per unsupported key. */
+	CHECK(n_warns == n_unsupported + n_db_unsupported);
 	/* Today: load_balance_hosts is the one 1.25 [databases] parameter sluice lacks. */
 	CHECK(n_db_unsupported <= 1);
 	CHECK(n_unsupported > 0 && n_unsupported < MAX_WARNS - 2);
@@ -1102,6 +1129,7 @@ UNIT_MAIN(
 	test_fallback_database();
 	test_users();
 	test_warnings();
+	test_peers();
 	test_pgbouncer_125_keys();
 	test_tls_auth_dependencies();
 	test_include();
