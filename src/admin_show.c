@@ -151,9 +151,9 @@ static const struct admin_col pools_cols[] = {
  * connections (cancel.c), not counted per pool: the four cancel columns
  * are 0. sv_used is 0: sluice keeps no such server list (a server due a
  * check is checked when taken, and counted in sv_tested meanwhile).
- * load_balance_hosts is NULL, as PgBouncer sends it for a single host. */
+ * load_balance_hosts is NULL for a single host, as PgBouncer sends it. */
 static void pools_row(struct admin_reply *r, const char *db, const char *user, const struct pool_counts *k,
-		      int mode)
+		      int mode, const char *load_balance)
 {
 	reply_row_begin(r, NCOLS(pools_cols));
 	reply_cell(r, db);
@@ -172,7 +172,7 @@ static void pools_row(struct admin_reply *r, const char *db, const char *user, c
 	reply_cell_int(r, k->maxwait_us / 1000000);
 	reply_cell_int(r, k->maxwait_us % 1000000);
 	reply_cell(r, mode_name(mode));
-	reply_cell(r, NULL); /* load_balance_hosts */
+	reply_cell(r, load_balance);
 	reply_row_end(r);
 }
 
@@ -183,7 +183,8 @@ static void pool_row(struct pool *p, void *arg)
 	pool_get_counts(p, loop_now_us(), &k);
 	if (p->stale && k.cl_active + k.cl_waiting + k.sv_active + k.sv_idle + k.sv_login == 0)
 		return;
-	pools_row(r, p->db_name, p->user, &k, p->mode);
+	pools_row(r, p->db_name, p->user, &k, p->mode,
+		  p->hosts.n > 1 ? (p->lb_disable ? "disable" : "round-robin") : NULL);
 }
 
 static void show_pools(struct admin_reply *r)
@@ -194,7 +195,7 @@ static void show_pools(struct admin_reply *r)
 	 * "pgbouncer" in statement mode. */
 	for (int i = 0; i < ADMIN_CONSOLE_DBS; i++) {
 		struct pool_counts k = { .cl_active = admin_console_sessions(admin_console_dbs[i]) };
-		pools_row(r, admin_console_dbs[i], ADMIN_CONSOLE_USER, &k, POOL_MODE_STATEMENT);
+		pools_row(r, admin_console_dbs[i], ADMIN_CONSOLE_USER, &k, POOL_MODE_STATEMENT, NULL);
 	}
 	pool_foreach(pool_row, r);
 	reply_complete(r, "SHOW");
@@ -416,7 +417,7 @@ static void config_db_row(struct admin_reply *r, const struct config *cfg, const
 	reply_cell_int(r, or_global(d->reserve_pool_size, cfg->reserve_pool_size));
 	reply_cell_int(r, lifetime / 1000000); /* seconds, as PgBouncer */
 	reply_cell(r, d->pool_mode >= 0 ? mode_name(d->pool_mode) : NULL);
-	reply_cell(r, NULL); /* load_balance_hosts: one host per entry */
+	reply_cell(r, config_database_hosts(d) > 1 ? (d->lb_disable ? "disable" : "round-robin") : NULL);
 	reply_cell_int(r, or_global(d->max_db_connections, cfg->max_db_connections));
 	reply_cell_int(r, dc.n);
 	reply_cell_int(r, or_global(d->max_db_client_connections, cfg->max_db_client_connections));

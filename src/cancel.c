@@ -101,8 +101,9 @@ void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key)
 	struct server *s = NULL;
 	if (c && c->worker == w && c->server && !c->closing) {
 		s = c->server;
-		memcpy(&addr, &s->pool->addr, s->pool->addr_len);
-		len = s->pool->addr_len;
+		const struct pool_host *h = &s->pool->hosts.h[s->host_index];
+		memcpy(&addr, &h->addr, h->addr_len);
+		len = h->addr_len;
 		bpid = s->backend_pid;
 		bkey = s->backend_key;
 	}

@@ -493,7 +493,7 @@ static const char *const unsupported_main_keys[] = {
 
 /* PgBouncer connection-string keys of [databases] that sluice lacks so far. */
 static const char *const unsupported_db_keys[] = {
-	"load_balance_hosts", "target_session_attrs",
+	"target_session_attrs",
 };
 
 /* Every [users] key of PgBouncer 1.25 is implemented. */
@@ -739,6 +739,37 @@ const char *const config_server_param_names[CONFIG_SERVER_PARAMS] = {
 	"application_name", "client_encoding", "datestyle", "timezone",
 };
 
+/* "port=5432" or "port=5432,5433,...": one port per host of a host list. */
+static int connstr_ports(struct config_parser *p, const char *owner, const char *val, struct config_database *db)
+{
+	char buf[256];
+	if (strlen(val) >= sizeof(buf))
+		return fail_at(p, -EINVAL, "database '%s': port list too long", owner);
+	snprintf(buf, sizeof(buf), "%s", val);
+	db->n_ports = 0;
+	for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (db->n_ports == CONFIG_MAX_HOSTS)
+			return fail_at(p, -EINVAL, "database '%s': more than %d ports", owner, CONFIG_MAX_HOSTS);
+		int rc = connstr_int(p, owner, "port", trim(tok), 1, 65535, &db->ports[db->n_ports]);
+		if (rc < 0)
+			return rc;
+		db->n_ports++;
+	}
+	if (db->n_ports == 0)
+		return connstr_int(p, owner, "port", val, 1, 65535, &db->port); /* its message */
+	db->port = db->ports[0];
+	return 0;
+}
+
+/* Hosts in "host=a,b,c" (1 for none: the unix socket default). */
+int config_database_hosts(const struct config_database *db)
+{
+	int n = 1;
+	for (const char *s = db->host; s && *s; s++)
+		n += *s == ',';
+	return n;
+}
+
 static int database_param(struct config_parser *p, void *ctx, const char *owner,
 			  const char *key, const char *val)
 {
@@ -771,7 +802,15 @@ static int database_param(struct config_parser *p, void *ctx, const char *owner,
 		return 0;
 	}
 	if (strcasecmp(key, "port") == 0)
-		return connstr_int(p, owner, "port", val, 1, 65535, &db->port);
+		return connstr_ports(p, owner, val, db);
+	if (strcasecmp(key, "load_balance_hosts") == 0) {
+		if (strcasecmp(val, "round-robin") == 0 || strcasecmp(val, "disable") == 0) {
+			db->lb_disable = strcasecmp(val, "disable") == 0;
+			return 0;
+		}
+		return fail_at(p, -EINVAL, "database '%s': load_balance_hosts must be round-robin or disable, not '%.*s'",
+			       owner, CONFIG_ECHO_MAX, val);
+	}
 	if (strcasecmp(key, "pool_size") == 0)
 		return connstr_int(p, owner, "pool_size", val, 0, 100000, &db->pool_size);
 	if (strcasecmp(key, "min_pool_size") == 0)
@@ -875,6 +914,11 @@ static int add_database(struct config_parser *p, const char *name, char *val)
 	if (!db.name)
 		return fail_oom(p);
 	rc = parse_connstr(p, name, val, database_param, &db);
+	if (rc == 0 && config_database_hosts(&db) > CONFIG_MAX_HOSTS)
+		rc = fail_at(p, -EINVAL, "database '%s': more than %d hosts", name, CONFIG_MAX_HOSTS);
+	if (rc == 0 && db.n_ports > 1 && db.n_ports != config_database_hosts(&db))
+		rc = fail_at(p, -EINVAL, "database '%s': %d ports for %d hosts (give one port, or one per host)",
+			     name, db.n_ports, config_database_hosts(&db));
 	if (rc < 0) {
 		database_clear(&db);
 		return rc;

@@ -68,6 +68,9 @@ enum {
 };
 extern const char *const config_server_param_names[CONFIG_SERVER_PARAMS];
 
+/* Hosts a [databases] entry may list ("host=a,b,c"). */
+#define CONFIG_MAX_HOSTS 16
+
 /* One [peers] line: where cancel requests for peer_id go (peer.h). */
 struct config_peer {
 	int id;                /* 1..CONFIG_MAX_PEER_ID */
@@ -80,7 +83,10 @@ struct config_peer {
 struct config_database {
 	char *name;            /* name clients connect to; "*" is the fallback */
 	char *host;            /* server host or unix socket dir; NULL = unix default */
-	int port;              /* server port, default 5432 */
+	int port;              /* server port, default 5432 (the first of ports) */
+	int ports[CONFIG_MAX_HOSTS]; /* "port=a,b": one per host, or one for all */
+	int n_ports;           /* entries in ports (0 = port only) */
+	bool lb_disable;       /* load_balance_hosts = disable: stay on one host until it fails */
 	char *dbname;          /* real database name; NULL = same as name */
 	char *user;            /* forced server user; NULL = client's user */
 	char *password;        /* password for the forced user or client's user; NULL = from auth_file */
@@ -240,6 +246,8 @@ void config_free(struct config *cfg);
 /* Lookups; NULL when absent. The "*" database is returned by
  * config_find_database only when no exact match exists. */
 const struct config_database *config_find_database(const struct config *cfg, const char *name);
+/* Hosts in its "host=a,b,c" (1 when none: the unix socket default). */
+int config_database_hosts(const struct config_database *db);
 const struct config_user *config_find_user(const struct config *cfg, const char *name);
 
 /* How clients of database db are looked up when auth_file lacks them:

@@ -103,22 +103,25 @@ int pool_limit_count(const char *kind, const char *name)
 	return n;
 }
 
-static int resolve_address(struct pool *p, const struct config_database *d, char *err, size_t errlen)
+static int resolve_host(struct pool_host *h, const char *host, int port, const char *db_name,
+			char *err, size_t errlen)
 {
-	int port = d->port > 0 ? d->port : 5432;
-	const char *host = d->host;
-	if (!host || !*host || host[0] == '/') {
-		const char *dir = host && *host ? host : "/var/run/postgresql";
-		struct sockaddr_un *un = (struct sockaddr_un *)&p->addr;
+	if (!*host || host[0] == '/') {
+		const char *dir = *host ? host : "/var/run/postgresql";
+		struct sockaddr_un *un = (struct sockaddr_un *)&h->addr;
 		un->sun_family = AF_UNIX;
 		int n = snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", dir, port);
 		if (n < 0 || (size_t)n >= sizeof(un->sun_path)) {
-			snprintf(err, errlen, "unix socket path too long for database %s", d->name);
+			snprintf(err, errlen, "unix socket path too long for database %s", db_name);
 			return -ENAMETOOLONG;
 		}
-		p->addr_len = sizeof(*un);
-		snprintf(p->addr_text, sizeof(p->addr_text), "%s", un->sun_path);
+		h->addr_len = sizeof(*un);
+		snprintf(h->addr_text, sizeof(h->addr_text), "%s", un->sun_path);
 		return 0;
+	}
+	if (strlen(host) >= sizeof(h->name)) {
+		snprintf(err, errlen, "host name too long for database %s", db_name);
+		return -ENAMETOOLONG;
 	}
 	/* Resolved once per pool; a slow DNS answer delays only this first login. */
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
@@ -127,15 +130,53 @@ static int resolve_address(struct pool *p, const struct config_database *d, char
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	int rc = getaddrinfo(host, portstr, &hints, &res);
 	if (rc || !res) {
-		snprintf(err, errlen, "cannot resolve host \"%s\" of database %s: %s", host, d->name, gai_strerror(rc));
+		snprintf(err, errlen, "cannot resolve host \"%s\" of database %s: %s", host, db_name, gai_strerror(rc));
 		return -EHOSTUNREACH;
 	}
-	memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
-	p->addr_len = res->ai_addrlen;
+	memcpy(&h->addr, res->ai_addr, res->ai_addrlen);
+	h->addr_len = res->ai_addrlen;
 	freeaddrinfo(res);
-	snprintf(p->addr_text, sizeof(p->addr_text), "%s:%d", host, port);
-	snprintf(p->host, sizeof(p->host), "%s", host);
+	snprintf(h->name, sizeof(h->name), "%s", host);
+	snprintf(h->addr_text, sizeof(h->addr_text), "%.100s:%d", host, port);
 	return 0;
+}
+
+/* Every host of d ("host=a,b,c", ports one for all or one each). */
+static int resolve_hosts(struct pool_hosts *hs, const struct config_database *d, char *err, size_t errlen)
+{
+	char list[1024];
+	if (d->host && strlen(d->host) >= sizeof(list)) {
+		snprintf(err, errlen, "host list too long for database %s", d->name);
+		return -ENAMETOOLONG;
+	}
+	snprintf(list, sizeof(list), "%s", d->host ? d->host : "");
+	memset(hs, 0, sizeof(*hs));
+	char *rest = list;
+	for (;;) {
+		char *comma = strchr(rest, ',');
+		if (comma)
+			*comma = '\0';
+		int i = hs->n;
+		int port = d->n_ports > 1 ? d->ports[i] : d->port > 0 ? d->port : 5432;
+		int rc = resolve_host(&hs->h[i], rest, port, d->name, err, errlen);
+		if (rc < 0)
+			return rc;
+		hs->n++;
+		if (!comma || hs->n == CONFIG_MAX_HOSTS)
+			return 0;
+		rest = comma + 1;
+	}
+}
+
+static bool hosts_same(const struct pool_hosts *a, const struct pool_hosts *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (int i = 0; i < a->n; i++)
+		if (a->h[i].addr_len != b->h[i].addr_len || memcmp(&a->h[i].addr, &b->h[i].addr, a->h[i].addr_len) != 0 ||
+		    strcmp(a->h[i].name, b->h[i].name) != 0)
+			return false;
+	return true;
 }
 
 static int pick(int a, int b) { return a >= 0 ? a : b; }
@@ -289,8 +330,9 @@ static struct pool *find_or_make(const struct config *cfg, const char *db, const
 		goto fail;
 	}
 	memset(p->slots, 0, (size_t)n_workers * sizeof(*p->slots));
-	if (resolve_address(p, d, err, errlen) < 0)
+	if (resolve_hosts(&p->hosts, d, err, errlen) < 0)
 		goto fail;
+	p->lb_disable = d->lb_disable;
 	if (kind != REPL_NONE) {
 		p->replication = kind;
 		p->repl_startup = malloc(startup_len ? startup_len : 1);
@@ -330,8 +372,8 @@ static struct pool *find_or_make(const struct config *cfg, const char *db, const
 		list_init(&p->idle[i]);
 	p->next = pools;
 	pools = p;
-	log_info("pool %s/%s created: server %s db=%s user=%s mode=%d size=%d", db, user,
-		 p->addr_text, p->server_db, p->server_user, p->mode, p->pool_size);
+	log_info("pool %s/%s created: server %s%s db=%s user=%s mode=%d size=%d", db, user,
+		 p->hosts.h[0].addr_text, p->hosts.n > 1 ? " (and more)" : "", p->server_db, p->server_user, p->mode, p->pool_size);
 	goto out;
 fail:
 	pool_destroy(p);
@@ -507,6 +549,7 @@ void pool_release(struct server *s)
 	if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN) {
 		p->n_connecting--;
 		p->login_error[0] = '\0'; /* a login worked: the failure is over */
+		p->hosts_failed = 0;
 	} else if (s->state == SERVER_CHECK) {
 		p->n_checking--;
 	}
@@ -649,6 +692,31 @@ void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bo
 		snprintf(m->message, sizeof(m->message), "%s", msg);
 		worker_post(c->worker, m);
 	}
+}
+
+int pool_pick_host(struct pool *p)
+{
+	if (p->hosts.n <= 1)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	int i = p->lb_disable ? p->cur_host : p->next_host;
+	p->next_host = (p->next_host + 1) % p->hosts.n;
+	pthread_mutex_unlock(&p->lock);
+	return i;
+}
+
+bool pool_host_failed(struct pool *p, int i)
+{
+	if (p->hosts.n <= 1)
+		return true;
+	pthread_mutex_lock(&p->lock);
+	if (p->lb_disable && p->cur_host == i)
+		p->cur_host = (i + 1) % p->hosts.n;
+	bool all = ++p->hosts_failed >= p->hosts.n;
+	if (all)
+		p->hosts_failed = 0;
+	pthread_mutex_unlock(&p->lock);
+	return all;
 }
 
 void pool_set_lookup_secret(struct pool *p, const char *secret)
@@ -990,11 +1058,10 @@ void pool_reconfigure(const struct config *cfg)
 			continue; /* removed: no new logins (client.c checks); old clients go on */
 		struct pool_settings st;
 		settings_from(cfg, d, p->db_name, p->user, &st);
-		struct pool probe;
+		struct pool_hosts probe;
 		char err[200];
-		memset(&probe, 0, sizeof(probe));
-		bool moved = resolve_address(&probe, d, err, sizeof(err)) < 0 ||
-			     probe.addr_len != p->addr_len || memcmp(&probe.addr, &p->addr, p->addr_len) != 0;
+		bool moved = resolve_hosts(&probe, d, err, sizeof(err)) < 0 || !hosts_same(&probe, &p->hosts) ||
+			     d->lb_disable != p->lb_disable;
 		bool changed = moved || strcmp(st.server_db, p->server_db) != 0 ||
 			       strcmp(st.server_user, p->server_user) != 0 ||
 			       !str_same(st.server_password, p->server_password) ||

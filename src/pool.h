@@ -30,6 +30,20 @@ struct server;
 struct worker;
 struct config;
 
+/* One server address of a pool. */
+struct pool_host {
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	char addr_text[128];        /* for log lines */
+	char name[128];             /* host name as configured (TLS SNI, verify-full); "" for unix */
+};
+
+/* The addresses of a [databases] entry, in its order. */
+struct pool_hosts {
+	struct pool_host h[CONFIG_MAX_HOSTS];
+	int n;
+};
+
 /* Shared connection counters for max_db_connections / max_user_connections. */
 struct limit_counter {
 	struct limit_counter *next; /* in the global list */
@@ -50,10 +64,8 @@ struct pool {
 	int replication;            /* enum repl_kind: a pool of replication connections */
 	char *repl_startup;         /* their startup parameters, packed (replication.h; heap) */
 	uint32_t repl_startup_len;
-	struct sockaddr_storage addr; /* server address */
-	socklen_t addr_len;
-	char addr_text[128];        /* for log lines */
-	char host[128];             /* host name as configured (TLS SNI, verify-full); "" for unix */
+	struct pool_hosts hosts;    /* server addresses ("host=a,b,c"); fixed for the pool's life */
+	bool lb_disable;            /* load_balance_hosts = disable */
 	int mode;                   /* enum pool_mode */
 	int pool_size;              /* servers normally allowed */
 	int min_pool_size;
@@ -72,6 +84,9 @@ struct pool {
 	int n_servers;              /* all server connections incl. connecting */
 	int n_connecting;           /* not yet logged in */
 	int n_checking;             /* running server_check_query (SERVER_CHECK) */
+	int next_host;              /* round-robin: the host the next server connects to */
+	int cur_host;               /* load_balance_hosts = disable: the host in use */
+	int hosts_failed;           /* connections failed in a row (host lists) */
 	int64_t login_fail_until_us; /* no new connection before this */
 	char login_error[200];      /* last server login failure, for clients */
 	char login_sqlstate[6];
@@ -144,6 +159,15 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 /* The server is clean (ReadyForQuery 'I', nothing pending): serve the
  * first waiter or make it idle. Called by the server's worker. */
 void pool_release(struct server *s);
+
+/* The host (index in p->hosts) a new server connection goes to:
+ * load_balance_hosts round-robin takes the next, disable the current. */
+int pool_pick_host(struct pool *p);
+/* A connection or login to host i failed (not for an auth error). With a
+ * host list, disable mode moves on to the next host; returns true when
+ * every host has failed in a row (then the server_login_retry pause
+ * starts), false when another host is worth trying at once. */
+bool pool_host_failed(struct pool *p, int i);
 
 /* A server connection of p went away (closed, failed login) in state
  * (enum server_state). */

@@ -39,7 +39,7 @@
 
 #define SLOG(s, lvl, fmt, ...) \
 	log_write(lvl, "S-%llu %s/%s@%s " fmt, (unsigned long long)(s)->id, \
-		  (s)->pool->db_name, (s)->pool->user, (s)->pool->addr_text, ##__VA_ARGS__)
+		  (s)->pool->db_name, (s)->pool->user, (s)->pool->hosts.h[(s)->host_index].addr_text, ##__VA_ARGS__)
 
 static void server_cb(struct loop_handle *h, uint32_t revents);
 static void server_process(struct server *s);
@@ -58,6 +58,8 @@ static void server_update_events(struct server *s)
 		server_close(s, "epoll failure");
 }
 
+static void host_failed(struct server *s, const char *sqlstate, const char *msg, bool auth_error);
+
 void server_close(struct server *s, const char *reason)
 {
 	if (s->closed)
@@ -71,10 +73,8 @@ void server_close(struct server *s, const char *reason)
 	SLOG(s, was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO, "closing because: %s", reason);
 	/* Any end before login completes is a failed login: without the
 	 * server_login_retry pause the pool would reconnect in a tight loop. */
-	if (was_connecting && !s->login_failure_reported) {
-		s->login_failure_reported = true;
-		pool_login_failed(s->pool, "08006", reason, false);
-	}
+	if (was_connecting && !s->login_failure_reported)
+		host_failed(s, "08006", reason, false);
 	if (s->state == SERVER_IDLE)
 		pool_take_idle(s);
 	struct client *c = s->client;
@@ -120,10 +120,21 @@ void server_free(struct server *s)
 
 /* ---- connect and log in ---- */
 
-static void login_fail(struct server *s, const char *sqlstate, const char *msg, bool auth_error)
+/* A failed connection or login. With a host list the next host is tried
+ * at once; clients hear of it, and the server_login_retry pause starts,
+ * when every host failed in a row, or at once for a refused password. */
+static void host_failed(struct server *s, const char *sqlstate, const char *msg, bool auth_error)
 {
 	s->login_failure_reported = true;
-	pool_login_failed(s->pool, sqlstate, msg, auth_error);
+	if (auth_error || pool_host_failed(s->pool, s->host_index))
+		pool_login_failed(s->pool, sqlstate, msg, auth_error);
+	else
+		SLOG(s, LOG_LEVEL_WARNING, "trying the next host: %s", msg);
+}
+
+static void login_fail(struct server *s, const char *sqlstate, const char *msg, bool auth_error)
+{
+	host_failed(s, sqlstate, msg, auth_error);
 	server_close(s, msg);
 }
 
@@ -174,7 +185,9 @@ void server_launch(struct worker *w, struct pool *p)
 	list_add_tail(&w->servers, &s->node);
 	s->connect_time_us = w->loop.now_us;
 	server_set_state(s, SERVER_CONNECTING);
-	int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	s->host_index = pool_pick_host(p);
+	const struct pool_host *h = &p->hosts.h[s->host_index];
+	int fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	pgsock_init(&s->sock, fd, server_cb);
 	if (fd < 0) {
 		char msg[120];
@@ -182,12 +195,12 @@ void server_launch(struct worker *w, struct pool *p)
 		login_fail(s, "08006", msg, false);
 		return;
 	}
-	if (p->addr.ss_family != AF_UNIX)
+	if (h->addr.ss_family != AF_UNIX)
 		sockopt_tune_tcp(fd, runtime_config());
 	SLOG(s, LOG_LEVEL_DEBUG, "connecting");
-	if (connect(fd, (struct sockaddr *)&p->addr, p->addr_len) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, (struct sockaddr *)&h->addr, h->addr_len) < 0 && errno != EINPROGRESS) {
 		char msg[160];
-		snprintf(msg, sizeof(msg), "could not connect to server %s: %s", p->addr_text, strerror(errno));
+		snprintf(msg, sizeof(msg), "could not connect to server %s: %s", h->addr_text, strerror(errno));
 		login_fail(s, "08006", msg, false);
 		return;
 	}
@@ -202,12 +215,12 @@ static void connect_done(struct server *s)
 		err = errno;
 	if (err) {
 		char msg[160];
-		snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->pool->addr_text, strerror(err));
+		snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->pool->hosts.h[s->host_index].addr_text, strerror(err));
 		login_fail(s, "08006", msg, false);
 		return;
 	}
 	const struct config *cfg = runtime_config();
-	if (cfg->server_tls_sslmode != TLS_MODE_DISABLE && s->pool->addr.ss_family != AF_UNIX) {
+	if (cfg->server_tls_sslmode != TLS_MODE_DISABLE && s->pool->hosts.h[s->host_index].addr.ss_family != AF_UNIX) {
 		/* SSLRequest: int32 8, int32 80877103 (protocol docs 55.2.10). */
 		static const uint8_t req[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
 		iobuf_append(&s->sock.wbuf, req, sizeof(req));
@@ -259,7 +272,7 @@ static void tls_progress(struct server *s)
 			login_fail(s, "08006", "unexpected answer to the TLS request", false);
 			return;
 		}
-		s->sock.ssl = tls_new_for_server(s->sock.h.fd, s->pool->host, cfg->server_tls_sslmode);
+		s->sock.ssl = tls_new_for_server(s->sock.h.fd, s->pool->hosts.h[s->host_index].name, cfg->server_tls_sslmode);
 		if (!s->sock.ssl) {
 			login_fail(s, "08006", "cannot start TLS towards the server", false);
 			return;
@@ -275,7 +288,7 @@ static void tls_progress(struct server *s)
 	}
 	if (rc < 0) {
 		char msg[400];
-		snprintf(msg, sizeof(msg), "TLS towards server %s: %s", s->pool->addr_text, why);
+		snprintf(msg, sizeof(msg), "TLS towards server %s: %s", s->pool->hosts.h[s->host_index].addr_text, why);
 		/* A certificate that does not verify will not verify on retry:
 		 * waiting clients get the reason now, as for a refused login. */
 		login_fail(s, "08006", msg, true);
@@ -1112,7 +1125,8 @@ void server_cancel(struct server *s)
 {
 	if (!s->backend_pid && !s->backend_key)
 		return;
-	cancel_send(s->worker, (struct sockaddr *)&s->pool->addr, s->pool->addr_len,
+	const struct pool_host *h = &s->pool->hosts.h[s->host_index];
+	cancel_send(s->worker, (struct sockaddr *)&h->addr, h->addr_len,
 		    s->backend_pid, s->backend_key, NULL);
 }
 

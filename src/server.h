@@ -48,6 +48,7 @@ struct server {
 	struct server *dead_next;  /* in worker->dead_servers once closed */
 	struct list pool_node;     /* in pool->idle[worker] (pool lock) */
 	struct pool *pool;
+	int host_index;             /* its address in pool->hosts (pool_pick_host) */
 	struct client *client;     /* linked client (ACTIVE) */
 	struct scram_client *scram; /* heap, only during login */
 	uint8_t state;             /* enum server_state */

@@ -630,6 +630,32 @@ static void test_tls_auth_dependencies(void)
 	}
 }
 
+/* Host lists and load_balance_hosts (PgBouncer 1.24). */
+static void test_host_lists(void)
+{
+	struct config *cfg = NULL;
+	CHECK(load_str("[sluice]\nauth_type=any\n[databases]\n"
+		       "a = host=h1,h2,/tmp port=5001,5002,5003 load_balance_hosts=disable\n"
+		       "b = host=h1,h2 port=6000\n", &cfg) == 0);
+	const struct config_database *d = cfg ? config_find_database(cfg, "a") : NULL;
+	CHECK(d && config_database_hosts(d) == 3 && d->n_ports == 3 && d->ports[2] == 5003 && d->port == 5001 &&
+	      d->lb_disable);
+	d = cfg ? config_find_database(cfg, "b") : NULL;
+	CHECK(d && config_database_hosts(d) == 2 && d->n_ports == 1 && d->port == 6000 && !d->lb_disable);
+	CHECK(n_warns == 0);
+	config_free(cfg);
+	static const char *const bad[] = {
+		"[databases]\na = host=h1,h2,h3 port=1,2\n",
+		"[databases]\na = host=h1 port=1,x\n",
+		"[databases]\na = host=h1 load_balance_hosts=random\n",
+		"[databases]\na = host=a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cfg = NULL;
+		CHECK(load_str(bad[i], &cfg) < 0 && !cfg && err[0]);
+	}
+}
+
 /* peer_id and [peers] (PgBouncer 1.19's cancel forwarding). */
 static void test_peers(void)
 {
@@ -1130,6 +1156,7 @@ UNIT_MAIN(
 	test_users();
 	test_warnings();
 	test_peers();
+	test_host_lists();
 	test_pgbouncer_125_keys();
 	test_tls_auth_dependencies();
 	test_include();
