@@ -172,6 +172,25 @@ def free_port():
         return s.getsockname()[1]
 
 
+def pump(a, b):
+    """Copy bytes from socket a to socket b until either side ends, then
+    shut both down (for the small TCP forwarders tests put in front of
+    PostgreSQL)."""
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def port_open(host, port, timeout=0.2):
     try:
         with socket.create_connection((host, port), timeout=timeout):

@@ -10,6 +10,8 @@ import psycopg
 import psycopg.errors
 import pytest
 
+from conftest import pump
+
 MODES = ["session", "transaction"]
 
 
@@ -140,22 +142,7 @@ class CancelDelayingForwarder:
         threading.Thread(target=self._pump, args=(u, c), daemon=True).start()
         self._pump(c, u)
 
-    @staticmethod
-    def _pump(a, b):
-        import socket
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    _pump = staticmethod(pump)
 
     def close(self):
         self.stopping = True

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import Worker, free_port
+from conftest import Worker, free_port, pump
 
 pytestmark = pytest.mark.sluice_only
 
@@ -39,21 +39,7 @@ class Forwarder:
             for a, b in ((c, u), (u, c)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(a, b):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                b.sendall(d)
-        except OSError:
-            pass
-        for x in (a, b):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    _pump = staticmethod(pump)
 
     def close(self):
         self.lsock.close()

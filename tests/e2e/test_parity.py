@@ -66,20 +66,7 @@ def test_clients_wait_through_a_server_restart(sluice, pg):
         c.sendall(b"E" + struct.pack("!I", len(fields) + 4) + fields)
         c.close()
 
-    def pump(a, b):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                b.sendall(d)
-        except OSError:
-            pass
-        for x in (a, b):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    from conftest import pump
 
     front = socket.create_server(("127.0.0.1", 0))
 
