@@ -273,6 +273,61 @@ static bool keep_extra_param(struct client *c, const char *name, const char *val
 	return ok;
 }
 
+/* A startup parameter sluice keeps for the client: the tracked ones and
+ * track_extra_parameters; others (ignore_startup_parameters) are dropped.
+ * Returns 0 or -ENOMEM. */
+static int take_startup_param(struct client *c, const char *name, const char *value)
+{
+	for (int k = 0; k < TRACKED_PARAMS; k++) {
+		if (strcasecmp(tracked_param_names[k], name) == 0) {
+			free(c->params[k]);
+			if (!(c->params[k] = strdup(value)))
+				return -ENOMEM;
+		}
+	}
+	return keep_extra_param(c, name, value) ? 0 : -ENOMEM;
+}
+
+struct options_walk {
+	struct client *c;
+	bool ignore_unknown; /* "options" is in ignore_startup_parameters */
+	char bad[128];       /* the setting or word refused */
+};
+
+static int take_option_setting(void *ctx, const char *name, const char *value)
+{
+	struct options_walk *ow = ctx;
+	if (startup_param_allowed(name))
+		return take_startup_param(ow->c, name, value);
+	if (ow->ignore_unknown)
+		return 0;
+	snprintf(ow->bad, sizeof(ow->bad), "%s", name);
+	return -EINVAL;
+}
+
+/* The settings inside "options" (-c name=value ...) are judged one by one
+ * as startup parameters, as PgBouncer 1.20+ does; with "options" in
+ * ignore_startup_parameters what is not kept is dropped. false: c failed. */
+static bool take_startup_options(struct client *c, const char *opts)
+{
+	struct options_walk ow = {
+		.c = c,
+		.ignore_unknown = config_list_contains(runtime_config()->ignore_startup_parameters, "options"),
+	};
+	int rc = pg_options_parse(opts, take_option_setting, &ow, ow.bad, sizeof(ow.bad));
+	if (rc == -ENOMEM) {
+		client_fail(c, "53200", "out of memory");
+		return false;
+	}
+	if (rc < 0 && !ow.ignore_unknown) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "unsupported options startup parameter: %.100s", ow.bad);
+		client_fail(c, "08P01", msg);
+		return false;
+	}
+	return true;
+}
+
 static void auth_begin(struct client *c);
 static void auth_with(struct client *c, int method, const char *map);
 
@@ -334,19 +389,18 @@ static void handle_startup(struct client *c, const struct pg_startup *st)
 		}
 	}
 	for (int i = 0; i < st->n_params; i++) {
+		if (!repl && strcmp(st->names[i], "options") == 0) {
+			if (!take_startup_options(c, st->values[i]))
+				return;
+			continue;
+		}
 		if (!repl && !startup_param_allowed(st->names[i])) {
 			char msg[160];
 			snprintf(msg, sizeof(msg), "unsupported startup parameter: %.100s", st->names[i]);
 			client_fail(c, "08P01", msg);
 			return;
 		}
-		for (int k = 0; k < TRACKED_PARAMS; k++) {
-			if (strcasecmp(tracked_param_names[k], st->names[i]) == 0) {
-				free(c->params[k]);
-				c->params[k] = strdup(st->values[i]);
-			}
-		}
-		if (!keep_extra_param(c, st->names[i], st->values[i])) {
+		if (take_startup_param(c, st->names[i], st->values[i]) < 0) {
 			client_fail(c, "53200", "out of memory");
 			return;
 		}

@@ -5,6 +5,7 @@
 #include "pg_proto.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 int pg_msg_peek(const uint8_t *p, size_t avail, struct pg_msg *m)
@@ -78,6 +79,59 @@ const char *pg_startup_get(const struct pg_startup *s, const char *name)
 		if (strcmp(s->names[i], name) == 0)
 			return s->values[i];
 	return NULL;
+}
+
+/* Next word of opts into w (at most wlen - 1 bytes kept); NULL at the end. */
+static const char *next_option_word(const char *opts, char *w, size_t wlen)
+{
+	while (*opts == ' ' || *opts == '\t' || *opts == '\n' || *opts == '\r')
+		opts++;
+	if (!*opts)
+		return NULL;
+	size_t n = 0;
+	while (*opts && *opts != ' ' && *opts != '\t' && *opts != '\n' && *opts != '\r') {
+		if (*opts == '\\' && opts[1])
+			opts++;
+		if (n + 1 < wlen)
+			w[n++] = *opts;
+		opts++;
+	}
+	w[n] = '\0';
+	return opts;
+}
+
+int pg_options_parse(const char *opts, int (*fn)(void *ctx, const char *name, const char *value), void *ctx,
+		     char *bad, size_t badlen)
+{
+	char w[1024];
+	while ((opts = next_option_word(opts, w, sizeof(w))) != NULL) {
+		char *setting = NULL;
+		char arg[1024];
+		if (strcmp(w, "-c") == 0) {
+			const char *after = next_option_word(opts, arg, sizeof(arg));
+			if (after) {
+				opts = after;
+				setting = arg;
+			}
+		} else if (strncmp(w, "-c", 2) == 0) {
+			setting = w + 2;
+		} else if (strncmp(w, "--", 2) == 0) {
+			setting = w + 2;
+		}
+		char *eq = setting ? strchr(setting, '=') : NULL;
+		if (!eq || eq == setting) {
+			snprintf(bad, badlen, "%s", setting ? setting : w);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		for (char *p = setting; *p; p++)
+			if (*p == '-')
+				*p = '_';
+		int rc = fn(ctx, setting, eq + 1);
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 uint8_t pg_read_u8(struct pg_reader *r)

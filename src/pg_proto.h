@@ -72,6 +72,14 @@ struct pg_startup {
 int pg_fe_startup_parse(const uint8_t *p, size_t avail, struct pg_startup *out);
 /* Value of a startup parameter or NULL. */
 const char *pg_startup_get(const struct pg_startup *s, const char *name);
+/* The settings in a startup packet's "options" value, split as PostgreSQL
+ * does (blanks separate words, a backslash escapes the next character):
+ * "-c name=value", "-cname=value" or "--name=value", dashes in the name
+ * read as underscores. fn is called for each (a nonzero return stops and
+ * is returned). Any other word (another switch, a setting without '=')
+ * returns -EINVAL with that word in bad. */
+int pg_options_parse(const char *opts, int (*fn)(void *ctx, const char *name, const char *value), void *ctx,
+		     char *bad, size_t badlen);
 
 /* ---- field readers over a message body ---- */
 struct pg_reader {

@@ -167,3 +167,37 @@ def test_without_server_fast_close_sessions_survive_reconnect(sluice, pg):
         console_cmd_in_thread(s.port, "RECONNECT", user=ADMIN, password=ADMIN_PW).get(15)
         time.sleep(2.5)
         assert c.execute("select pg_backend_pid()").fetchone() == (pid,)
+
+
+@pytest.mark.sluice_only
+@pytest.mark.parametrize("opts", ["-c search_path=opt_schema", "-csearch_path=opt_schema",
+                                  "--search-path=opt_schema"])
+def test_options_settings_are_tracked(sluice, pg, opts):
+    """A setting in the startup packet's options (PGOPTIONS, libpq's
+    options=) is judged as a startup parameter (PgBouncer 1.20+): listed
+    in track_extra_parameters, it is the client's session setting on every
+    server it borrows. (PgBouncer 1.18 refuses options unless ignored.)"""
+    s = sluice({"pool_mode": "transaction", "default_pool_size": 1,
+                "track_extra_parameters": "search_path"})
+    with s.connect(options=opts) as c, s.connect() as other:
+        assert c.execute("show search_path").fetchone() == ("opt_schema",)
+        assert other.execute("show search_path").fetchone() != ("opt_schema",)
+        assert c.execute("show search_path").fetchone() == ("opt_schema",)
+
+
+@pytest.mark.sluice_only
+def test_options_setting_neither_tracked_nor_ignored_is_refused(sluice, pg):
+    s = sluice({"pool_mode": "transaction"})
+    with pytest.raises(Exception, match="unsupported options startup parameter: work_mem"):
+        s.connect(options="-c TimeZone=UTC -c work_mem=64MB")
+
+
+@pytest.mark.sluice_only
+def test_options_in_ignore_list_keeps_tracked_settings(sluice, pg):
+    """ignore_startup_parameters = options: tracked settings inside it
+    still apply (TimeZone), the rest is dropped (work_mem, a stray
+    switch)."""
+    s = sluice({"pool_mode": "transaction", "ignore_startup_parameters": "options"})
+    with s.connect(options=r"-c TimeZone=Asia/Kolkata -c work_mem=64MB") as c:
+        assert c.execute("show timezone").fetchone() == ("Asia/Kolkata",)
+        assert c.execute("show work_mem").fetchone() == ("4MB",)

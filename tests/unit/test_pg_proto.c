@@ -248,6 +248,44 @@ static void test_prepared_helpers(void)
 	pstmt_def_free(&d);
 }
 
+struct opts_seen {
+	int n;
+	char text[512];
+};
+
+static int collect_option(void *ctx, const char *name, const char *value)
+{
+	struct opts_seen *o = ctx;
+	size_t len = strlen(o->text);
+	snprintf(o->text + len, sizeof(o->text) - len, "%s%s=%s", o->n++ ? "|" : "", name, value);
+	return 0;
+}
+
+/* The "options" startup parameter, split as PostgreSQL does. */
+static void test_options_parse(void)
+{
+	static const struct { const char *in; int rc; const char *want; } cases[] = {
+		{ "", 0, "" },
+		{ "-c a=1", 0, "a=1" },
+		{ "  -c a=1   -cb=2\t--c-d=x=y ", 0, "a=1|b=2|c_d=x=y" },
+		{ "-c search_path=a\\ b", 0, "search_path=a b" },
+		{ "-c a=\\\\", 0, "a=\\" },
+		{ "-c a=", 0, "a=" },
+		{ "-c", -EINVAL, "-c" },
+		{ "-c =1", -EINVAL, "=1" },
+		{ "-d 5", -EINVAL, "-d" },
+		{ "--single", -EINVAL, "single" },
+		{ "-c a=1 stray", -EINVAL, "stray" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct opts_seen o = { 0, "" };
+		char bad[64] = "";
+		int rc = pg_options_parse(cases[i].in, collect_option, &o, bad, sizeof(bad));
+		CHECK(rc == cases[i].rc);
+		CHECK_STR(rc == 0 ? o.text : bad, cases[i].want);
+	}
+}
+
 static void test_expect_queue(void)
 {
 	struct expect_queue q = { 0 };
@@ -275,4 +313,5 @@ UNIT_MAIN(
 	test_builders();
 	test_prepared_helpers();
 	test_expect_queue();
+	test_options_parse();
 )
