@@ -1309,7 +1309,10 @@ static int set_defaults(struct config *cfg)
 	cfg->server_tls_protocols = strdup("secure");
 	cfg->client_tls_ciphers = strdup("fast");
 	cfg->server_tls_ciphers = strdup("fast");
-	cfg->auth_query = strdup("SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
+	/* PgBouncer 1.25's default: a password past its VALID UNTIL, or a role
+	 * that may not log in, is as good as none. */
+	cfg->auth_query = strdup("SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
+				 "FROM pg_authid WHERE rolname=$1 AND rolcanlogin");
 	if (!cfg->client_tls_protocols || !cfg->server_tls_protocols || !cfg->client_tls_ciphers ||
 	    !cfg->server_tls_ciphers || !cfg->auth_query)
 		return -ENOMEM;

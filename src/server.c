@@ -544,7 +544,8 @@ static bool lookup_message(struct server *s, const struct pg_msg *m)
 {
 	switch (m->type) {
 	case 'D': {
-		/* Row: usename, passwd (NULL when the role has no password). */
+		/* Row: name, password. A NULL name means no such user; a NULL
+		 * password, a user no password logs in as (PgBouncer 1.25). */
 		struct pg_reader r;
 		pg_reader_init(&r, m->body, m->body_len);
 		uint16_t n = pg_read_u16(&r);
@@ -552,7 +553,8 @@ static bool lookup_message(struct server *s, const struct pg_msg *m)
 		if (!r.err && len0 != 0xffffffff)
 			pg_read_bytes(&r, len0);
 		uint32_t len1 = n >= 2 ? pg_read_u32(&r) : 0xffffffff;
-		const uint8_t *pw = !r.err && len1 != 0xffffffff && len1 < 512 ? pg_read_bytes(&r, len1) : NULL;
+		const uint8_t *pw = !r.err && len0 != 0xffffffff && len1 != 0xffffffff && len1 < 512
+					    ? pg_read_bytes(&r, len1) : NULL;
 		if (n < 2 || r.err) {
 			snprintf(s->lookup_error, sizeof(s->lookup_error), "auth_query must return two columns (name, password)");
 		} else if (pw && !s->lookup_secret) {

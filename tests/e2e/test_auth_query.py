@@ -1,6 +1,6 @@
 """auth_query / auth_user / auth_dbname: users missing from auth_file are
-looked up in PostgreSQL with auth_query (default
-`SELECT usename, passwd FROM pg_shadow WHERE usename=$1`), run as auth_user
+looked up in PostgreSQL with auth_query (default, PgBouncer 1.25's, on
+pg_authid), run as auth_user
 (whose password is in auth_file) in auth_dbname (default: the database the
 client asked for). The client then authenticates against the secret found
 (md5 hash or SCRAM verifier), and sluice logs in to PostgreSQL as that user
@@ -192,7 +192,7 @@ def lookup_sluice(sluice, auth_type="md5", **ini):
 # --------------------------------------------------------------------------
 
 def test_default_query_md5_user(sluice, aq):
-    """Default auth_query (pg_shadow): md5user's md5 hash is found, the
+    """Default auth_query (pg_authid): md5user's md5 hash is found, the
     client passes an md5 challenge, and sluice logs in to PostgreSQL as
     md5user with only the hash."""
     s = super_sluice(sluice, "md5")
@@ -203,6 +203,25 @@ def test_default_query_md5_user(sluice, aq):
         assert c.execute("select current_user").fetchone() == ("md5user",)
     r = s.psql("-c", "select 1", user="md5user", password="wrong")
     assert r.returncode != 0 and "authentication failed" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("role_sql", ["LOGIN PASSWORD 'old_pw' VALID UNTIL '2001-01-01'",
+                                      "NOLOGIN PASSWORD 'old_pw'"])
+def test_default_query_refuses_expired_and_nologin_roles(sluice, aq, pg, role_sql):
+    """The default auth_query (PgBouncer 1.25's, on pg_authid) treats a
+    password past VALID UNTIL, or a role that may not log in, as no
+    password: the right password is refused. (PgBouncer 1.18's pg_shadow
+    default finds the password; PostgreSQL then refuses the server login.)"""
+    pg.sql("DROP ROLE IF EXISTS aq_old")
+    pg.sql(f"CREATE ROLE aq_old {role_sql}")
+    try:
+        s = super_sluice(sluice, "md5")
+        a = Attempt(s, "aq_old", "old_pw")
+        assert not a.ok, a
+        if not COMPAT:
+            assert_refused(a, "aq_old")
+    finally:
+        pg.sql("DROP ROLE IF EXISTS aq_old")
 
 
 @pytest.mark.parametrize("auth_type", ["scram-sha-256", "md5"])
