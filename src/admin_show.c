@@ -253,10 +253,6 @@ static int by_name(const void *a, const void *b)
 	return strcmp(((const struct db_stats *)a)->name, ((const struct db_stats *)b)->name);
 }
 
-/* The prepared statement counters (client_parse_count, server_parse_count,
- * bind_count) are not kept yet: 0 in both the totals and the averages. */
-enum { STATS_PS_COUNTERS = 3 };
-
 static void stats_cells_totals(struct admin_reply *r, const struct stats_totals *t)
 {
 	reply_cell_int(r, (int64_t)t->assigns);
@@ -267,8 +263,9 @@ static void stats_cells_totals(struct admin_reply *r, const struct stats_totals 
 	reply_cell_int(r, (int64_t)t->xact_us);
 	reply_cell_int(r, (int64_t)t->query_us);
 	reply_cell_int(r, (int64_t)t->wait_us);
-	for (int i = 0; i < STATS_PS_COUNTERS; i++)
-		reply_cell_int(r, 0);
+	reply_cell_int(r, (int64_t)t->client_parses);
+	reply_cell_int(r, (int64_t)t->server_parses);
+	reply_cell_int(r, (int64_t)t->binds);
 }
 
 /* Per-second rates and per-transaction / per-query times of the last
@@ -285,8 +282,9 @@ static void stats_cells_averages(struct admin_reply *r, const struct db_stats *d
 	reply_cell_int(r, t->xacts ? (int64_t)(t->xact_us / t->xacts) : 0);
 	reply_cell_int(r, t->queries ? (int64_t)(t->query_us / t->queries) : 0);
 	reply_cell_int(r, t->xacts ? (int64_t)(t->wait_us / t->xacts) : 0);
-	for (int i = 0; i < STATS_PS_COUNTERS; i++)
-		reply_cell_int(r, 0);
+	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->client_parses / secs) : 0);
+	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->server_parses / secs) : 0);
+	reply_cell_int(r, secs > 0 ? (int64_t)((double)t->binds / secs) : 0);
 }
 
 enum { STATS_BOTH, STATS_TOTALS_ONLY, STATS_AVERAGES_ONLY };

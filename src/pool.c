@@ -931,6 +931,9 @@ void pool_roll_period(int64_t period_us)
 		DELTA(query_us);
 		DELTA(wait_us);
 		DELTA(assigns);
+		DELTA(client_parses);
+		DELTA(server_parses);
+		DELTA(binds);
 		p->period_delta = d;
 		p->period_start = now;
 		p->period_us = period_us;

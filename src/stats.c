@@ -84,6 +84,9 @@ void stats_accumulate(struct stats_totals *t, const struct stats_slot *s)
 	t->query_us += LOAD(s->query_us);
 	t->wait_us += LOAD(s->wait_us);
 	t->assigns += LOAD(s->assigns);
+	t->client_parses += LOAD(s->client_parses);
+	t->server_parses += LOAD(s->server_parses);
+	t->binds += LOAD(s->binds);
 	for (int i = 0; i < STATS_BUCKETS; i++) {
 		t->query_hist[i] += LOAD(s->query_hist[i]);
 		t->xact_hist[i] += LOAD(s->xact_hist[i]);
@@ -106,6 +109,9 @@ void stats_merge(struct stats_totals *a, const struct stats_totals *b)
 	a->query_us += b->query_us;
 	a->wait_us += b->wait_us;
 	a->assigns += b->assigns;
+	a->client_parses += b->client_parses;
+	a->server_parses += b->server_parses;
+	a->binds += b->binds;
 	for (int i = 0; i < STATS_BUCKETS; i++) {
 		a->query_hist[i] += b->query_hist[i];
 		a->xact_hist[i] += b->xact_hist[i];

@@ -37,6 +37,9 @@ struct stats_slot {
 	uint64_t wait_us;     /* time clients waited for a server */
 	uint64_t assigns;     /* servers handed to a client in user space (SHOW STATS'
 			       * server_assignment_count, as PgBouncer counts it) */
+	uint64_t client_parses; /* named Parse messages from clients (tracked statements) */
+	uint64_t server_parses; /* Parse messages sluice sent for them, under its own names */
+	uint64_t binds;       /* Binds of those statements sent on */
 	uint64_t query_hist[STATS_BUCKETS]; /* queries per duration bucket */
 	uint64_t xact_hist[STATS_BUCKETS];  /* transactions per duration bucket */
 	uint32_t n_errors;    /* used entries of errors[] (release store) */
@@ -46,6 +49,7 @@ struct stats_slot {
 /* The sum of all slots of a pool (or of several pools). */
 struct stats_totals {
 	uint64_t xacts, queries, bytes_in, bytes_out, xact_us, query_us, wait_us, assigns;
+	uint64_t client_parses, server_parses, binds;
 	uint64_t query_hist[STATS_BUCKETS], xact_hist[STATS_BUCKETS];
 	uint32_t n_errors;
 	struct stats_error_class errors[STATS_ERROR_CLASSES + 1];

@@ -519,6 +519,14 @@ static bool batch_untouched(struct server *s)
 	return fresh && s->tx_status == 'I' && !s->outstanding && !s->internal && !s->skipping;
 }
 
+
+/* A Parse of one of sluice's statements to s (SHOW STATS server_parse_count). */
+static int send_parse(struct server *s, uint32_t id, const struct pstmt_def *def)
+{
+	stats_add(&pool_stats(s->pool, s->worker)->server_parses, 1);
+	return pstmt_build_parse(&s->sock.wbuf, id, def);
+}
+
 /* PostgreSQL says the statement of entry e (the first of the journaled
  * batch) does not exist: prepare it again and send the batch once more.
  * Returns 1 when done (the error is then swallowed), 0 when it cannot be
@@ -557,7 +565,7 @@ static int heal_lost_statement(struct server *s, const struct pg_msg *m)
 		pg_build_begin(&b, 'S');
 		pg_build_end(&b);
 	}
-	if (pg_build_done(&b) < 0 || pstmt_build_parse(&s->sock.wbuf, ss->id, &ss->def) < 0) {
+	if (pg_build_done(&b) < 0 || send_parse(s, ss->id, &ss->def) < 0) {
 		free(saved);
 		return -1;
 	}
@@ -583,7 +591,7 @@ static int heal_lost_statement(struct server *s, const struct pg_msg *m)
 		if (dup || !other)
 			continue;
 		ok = pstmt_build_close(&s->sock.wbuf, id) == 0 && push(s, EXPECT_CLOSE_OWN, 0, id, NULL) &&
-		     pstmt_build_parse(&s->sock.wbuf, id, &other->def) == 0 && push(s, EXPECT_PARSE_OWN, 0, id, NULL);
+		     send_parse(s, id, &other->def) == 0 && push(s, EXPECT_PARSE_OWN, 0, id, NULL);
 	}
 	if (ok && iobuf_append(&s->sock.wbuf, j->b, j->len) < 0)
 		ok = false;
@@ -730,7 +738,7 @@ static uint32_t ensure_on_server(struct server *s, const struct pstmt_def *def)
 	if (!make_room(s) || !(ss = server_stmts_add(&s->stmts, def)))
 		return 0;
 	uint32_t id = ss->id;
-	if (pstmt_build_parse(&s->sock.wbuf, id, def) < 0 || !push(s, EXPECT_PARSE_OWN, 0, id, NULL))
+	if (send_parse(s, id, def) < 0 || !push(s, EXPECT_PARSE_OWN, 0, id, NULL))
 		return 0;
 	return id;
 }
@@ -800,7 +808,7 @@ static int parse_named(struct client *c, struct server *s, const char *name, str
 		struct server_stmt *ss;
 		int rc = TRACK_ERROR;
 		if (make_room(s) && (ss = server_stmts_add(&s->stmts, def)) != NULL &&
-		    pstmt_build_parse(&s->sock.wbuf, ss->id, def) == 0 && push(s, EXPECT_PARSE, EXPECT_F_PROBE, ss->id, NULL))
+		    send_parse(s, ss->id, def) == 0 && push(s, EXPECT_PARSE, EXPECT_F_PROBE, ss->id, NULL))
 			rc = fail_with(c, s, false, "42P05", "prepared statement \"%.120s\" already exists", name);
 		pstmt_def_free(def);
 		sql_info_put(info);
@@ -833,7 +841,7 @@ static int parse_named(struct client *c, struct server *s, const char *name, str
 		return TRACK_ERROR;
 	}
 	struct server_stmt *ss;
-	if (!make_room(s) || !(ss = server_stmts_add(&s->stmts, d)) || pstmt_build_parse(&s->sock.wbuf, ss->id, d) < 0 ||
+	if (!make_room(s) || !(ss = server_stmts_add(&s->stmts, d)) || send_parse(s, ss->id, d) < 0 ||
 	    !push(s, EXPECT_PARSE, 0, ss->id, u)) {
 		undo_free(u);
 		return TRACK_ERROR;
@@ -1031,6 +1039,7 @@ static int on_parse(struct client *c, struct server *s, const struct pg_msg *m)
 		sql_info_put(si);
 		return push(s, EXPECT_PARSE, 0, 0, NULL) ? TRACK_FORWARD : TRACK_ERROR;
 	}
+	stats_add(&pool_stats(c->pool, c->worker)->client_parses, 1); /* SHOW STATS client_parse_count */
 	return parse_named(c, s, name, &def, si);
 }
 
@@ -1145,8 +1154,10 @@ static int on_bind_or_describe(struct client *c, struct server *s, const struct 
 				: pstmt_build_describe(&s->sock.wbuf, id);
 	if (rc < 0)
 		return TRACK_ERROR;
-	if (m->type == 'B')
+	if (m->type == 'B') {
 		bind_portal(c, s, m->body, cs->info);
+		stats_add(&pool_stats(s->pool, s->worker)->binds, 1); /* SHOW STATS bind_count */
+	}
 	uint8_t flags = 0;
 	if (!s->journal && id_was_cached && batch_untouched(s) && (s->journal = calloc(1, sizeof(*s->journal)))) {
 		s->journal->open = true; /* this message is its first (track_journal_note) */

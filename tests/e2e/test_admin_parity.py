@@ -32,7 +32,8 @@ from admin_helpers import (ADMIN, ADMIN_DB, COMPAT, DATABASES_COLUMNS_125,
                            STATS_PW, STATS_TOTALS_COLUMNS_125, USERS_COLUMNS_125, Console,
                            assert_exits, empty, find, ints, local_port, login_refused,
                            one, poll, start)
-from conftest import PSQL, client_env, raw_connect, PgError
+from conftest import (PSQL, client_env, msg_bind, msg_execute, msg_parse, msg_sync, raw_connect,
+                      read_messages, send_batch, PgError)
 
 TX = {"pool_mode": "transaction", "query_wait_timeout": 30}
 
@@ -227,6 +228,35 @@ def test_stats_server_assignment_count(sluice):
         assert after_tot == after
         row = one(con.show("STATS"), database="sluicedb")
         ints(row, STATS_COLUMNS_125[1:])
+
+
+@pytest.mark.sluice_only
+@pytest.mark.timeout(30)
+def test_stats_prepared_statement_counts(sluice):
+    """client_parse_count, server_parse_count and bind_count (PgBouncer
+    1.21+): one named statement prepared by a client, prepared once on the
+    server under sluice's name, bound three times."""
+    s = start(sluice, dict(TX, default_pool_size=1))
+    with s.connect() as c:
+        c.execute("select 1")
+    with Console(s.port) as con:
+        def counts():
+            t = one(con.show("STATS_TOTALS"), database="sluicedb")
+            return tuple(int(t[k]) for k in ("client_parse_count", "server_parse_count", "bind_count"))
+        before = counts()
+        c = raw_connect(s.host, s.port)
+        try:
+            send_batch(c, [msg_parse("st1", "select $1::int")] +
+                       [m for i in range(3) for m in (msg_bind("st1", [str(i)]), msg_execute())] + [msg_sync()])
+            got = read_messages(c)
+            assert [m[0] for m in got].count("CommandComplete") == 3, got
+        finally:
+            c.close()
+        after = poll(lambda: (lambda v: v if v[2] >= before[2] + 3 else None)(counts()),
+                     what="three binds counted")
+        assert tuple(a - b for a, b in zip(after, before)) == (1, 1, 3), (before, after)
+        st = one(con.show("STATS"), database="sluicedb")
+        assert int(st["total_bind_count"]) == after[2]
 
 
 # =========================================================================
