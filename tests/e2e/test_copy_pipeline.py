@@ -17,7 +17,12 @@ from psycopg import pq
 from conftest import (diff_transcripts, msg_bind, msg_execute, msg_parse, msg_query,
                       msg_sync, raw_connect, read_messages, send_batch, unique)
 
-MODES = ["session", "transaction", "statement"]
+# PgBouncer 1.18 in transaction and statement pooling often never answers
+# once a Sync came inside the copy (which cases hang varies from run to
+# run); session pooling, which only relays, matches PostgreSQL there.
+MODES = ["session",
+         pytest.param("transaction", marks=pytest.mark.sluice_only),
+         pytest.param("statement", marks=pytest.mark.sluice_only)]
 
 
 def copy_data(data):
@@ -122,6 +127,8 @@ CASES = {
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", list(CASES))
 def test_sync_inside_copy_answered_as_postgres(sluice, pg, tables, mode, case):
+    """PgBouncer 1.18 in transaction and statement pooling often leaves the
+    client waiting for an answer that never comes (sluice_only there)."""
     key, how, data, pause, pipelined = CASES[case]
     s = sluice({"pool_mode": mode, "default_pool_size": 1, "reserve_pool_size": 0,
                 "query_wait_timeout": 5})
@@ -200,8 +207,12 @@ def _pipeline_copy(dsn, table, rows, wait_before_end):
     return statuses
 
 
+@pytest.mark.sluice_only
 @pytest.mark.parametrize("case", ["ok", "error-before-copy-done", "error-after-copy-done"])
 def test_libpq_pipeline_copy_with_prepared_statement(sluice, pg, tables, case):
+    """PgBouncer 1.18 has no max_prepared_statements (1.21) and refuses the
+    config; without that setting it still hangs at times (transaction
+    pooling) on the Sync libpq sends inside the copy."""
     s = sluice({"pool_mode": "transaction", "default_pool_size": 1, "reserve_pool_size": 0,
                 "max_prepared_statements": 100, "query_wait_timeout": 5})
     rows = b"11\n12\n" if case == "ok" else b"\n"

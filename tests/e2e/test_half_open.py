@@ -44,6 +44,11 @@ def link(far, state):
     _route_is_local(far)
 
 
+# A server connection closed, in sluice's log ("S-12 db/user@... closing
+# because") or PgBouncer's ("S-0x55d0c...: db/user@... closing because").
+SERVER_CLOSING = r"S-(?:\d+|0x[0-9a-f]+):? \S+ closing because"
+
+
 def _query_outcome(c, sql, timeout):
     """(rows, err) or ('closed', None) when the connection went away."""
     c.sock.settimeout(timeout)
@@ -64,7 +69,7 @@ def test_half_open_server_is_detected(sluice, far_host):
     c = raw_login(s.host, s.port, database="fardb")
     assert c.simple_query("select 1")[1] is None
     link(far_host, "down")
-    wait_for(lambda: re.search(r"S-\d+ \S+ closing because", s.log_text()), 10,
+    wait_for(lambda: re.search(SERVER_CLOSING, s.log_text()), 10,
              what="sluice to drop the idle half-open server")
     link(far_host, "up")
     time.sleep(0.6)  # server_login_retry

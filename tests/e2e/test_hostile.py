@@ -81,8 +81,18 @@ def _finish_login_after_auth_request(c, out):
     assert err is None and rows == [["sluice_test", "sluicedb"]], (rows, err)
 
 
-@pytest.mark.parametrize("case", list(PRE_LOGIN))
+# PgBouncer 1.18 waits for 8 bytes before judging a startup length, so a
+# shorter packet is held until client_login_timeout; and it drops an
+# unterminated value (here the database) and asks for a password for the
+# user's name as database, again until client_login_timeout.
+SLOW_ON_1_18 = {"len_0", "len_4", "len_7", "unterminated_value"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.sluice_only)
+                                  if c in SLOW_ON_1_18 else c for c in PRE_LOGIN])
 def test_malformed_startup(sluice, case):
+    """PgBouncer 1.18 holds the SLOW_ON_1_18 cases until client_login_timeout
+    (sluice_only there)."""
     s = sluice(HOSTILE_CFG)
     c = RawConn(s.host, s.port)
     try:
@@ -103,7 +113,11 @@ def test_malformed_startup(sluice, case):
     check_serves(s, tries_for=3)
 
 
+@pytest.mark.sluice_only
 def test_ssl_request_and_startup_in_one_write(sluice):
+    """As PostgreSQL, 'N' and then the startup read from the same write.
+    PgBouncer 1.18 refuses it even with TLS off, without answering 'N'
+    (FATAL 08P01 "received unencrypted data after SSL request")."""
     s = sluice(HOSTILE_CFG)
     c = RawConn(s.host, s.port)
     try:
@@ -122,10 +136,14 @@ def test_ssl_request_and_startup_in_one_write(sluice):
         c.close()
 
 
-@pytest.mark.parametrize("tail_bytes", [b"\xff" * 32, struct.pack("!I", 0),
-                                        SSL_REQUEST, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc"],
-                         ids=["garbage", "len_0", "second_ssl_request", "tls_client_hello"])
+@pytest.mark.parametrize("tail_bytes", [
+    b"\xff" * 32,
+    pytest.param(struct.pack("!I", 0), marks=pytest.mark.sluice_only),
+    SSL_REQUEST, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc"],
+    ids=["garbage", "len_0", "second_ssl_request", "tls_client_hello"])
 def test_ssl_request_then_garbage(sluice, tail_bytes):
+    """len_0 is sluice_only: PgBouncer 1.18 waits for 8 bytes there and
+    holds the connection until client_login_timeout."""
     s = sluice(HOSTILE_CFG)
     c = RawConn(s.host, s.port)
     try:
@@ -263,13 +281,19 @@ def _evil_config(fake_port, pg, hold):
 # A ReadyForQuery with an unknown status byte may be taken as the end of the
 # login (libpq accepts it too); a server that then never answers is the
 # query_timeout case, not a parsing one. So that case only runs "then_close".
-EVIL_CASES = [pytest.param(case, hold, id=f"{case}-{'then_hold' if hold else 'then_close'}")
+# PgBouncer 1.18 dies of SIGSEGV on a ReadyForQuery without a status byte
+# or with an unknown one at login: those cases are sluice_only.
+CRASHES_1_18 = {"rfq_len_4", "rfq_bad_status"}
+EVIL_CASES = [pytest.param(case, hold, id=f"{case}-{'then_hold' if hold else 'then_close'}",
+                           marks=[pytest.mark.sluice_only] if case in CRASHES_1_18 else [])
               for case in EVIL_SERVER for hold in (0, 8)
               if not (case == "rfq_bad_status" and hold)]
 
 
 @pytest.mark.parametrize("case,hold", EVIL_CASES)
 def test_malicious_server(sluice, pg, case, hold):
+    """The rfq_* cases are sluice_only: PgBouncer 1.18 dies of SIGSEGV on
+    them."""
     fake = FakeServer(EVIL_SERVER[case], hold=hold)
     fake.start()
     try:
