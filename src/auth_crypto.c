@@ -739,15 +739,21 @@ bad:
 
 int scram_verifier_from_password(const char *password, struct scram_verifier *out)
 {
+	return scram_verifier_from_password_iter(password, SCRAM_DEFAULT_ITERATIONS, out);
+}
+
+int scram_verifier_from_password_iter(const char *password, int iterations,
+				      struct scram_verifier *out)
+{
 	uint8_t salted[SCRAM_KEY_LEN];
 	int rc;
 
 	if (!out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
-	if (!password)
+	if (!password || iterations < 1 || iterations > SCRAM_MAX_ITERATIONS)
 		return -EINVAL;
-	out->iterations = SCRAM_DEFAULT_ITERATIONS;
+	out->iterations = iterations;
 	out->salt_len = SCRAM_DEFAULT_SALT_LEN;
 	rc = auth_random_bytes(out->salt, out->salt_len);
 	if (rc == 0)

@@ -83,6 +83,9 @@ int scram_verifier_parse(const char *secret, struct scram_verifier *out);
 /* Build a verifier from a plain password with a fresh random salt and
  * 4096 iterations (what PostgreSQL does). Returns 0 or negative errno. */
 int scram_verifier_from_password(const char *password, struct scram_verifier *out);
+/* The same with the given iteration count (scram_iterations), 1..10000000. */
+int scram_verifier_from_password_iter(const char *password, int iterations,
+				      struct scram_verifier *out);
 
 struct scram_server {
 	struct scram_verifier v;

@@ -24,7 +24,6 @@
 #include "worker.h"
 
 #define CANCEL_BUCKETS 4096
-#define CANCEL_TIMEOUT_US (10 * 1000000LL)
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct client *buckets[CANCEL_BUCKETS];
@@ -145,7 +144,7 @@ struct cancel_conn {
 	struct worker *worker;
 	uint8_t pkt[16];      /* the CancelRequest */
 	uint8_t sent;         /* bytes of pkt sent */
-	int64_t start_us;     /* for the timeout */
+	int64_t start_us;     /* for cancel_wait_timeout */
 	struct server *hold;  /* the server that must not go to another client until
 			       * PostgreSQL has taken the cancel (it closes this
 			       * connection then), or NULL */
@@ -250,12 +249,16 @@ void cancel_forward(struct worker *w, const struct sockaddr *addr, socklen_t len
 	send_request(w, addr, len, pid, key, NULL, inflight);
 }
 
+/* cancel_wait_timeout: a cancel that PostgreSQL (or a peer) has not taken
+ * by then is given up, and the server it held goes back to its pool; 0
+ * waits for as long as it takes. */
 void cancel_tick(struct worker *w, int64_t now_us, bool all)
 {
+	int64_t limit = runtime_config()->cancel_wait_timeout_us;
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->cancels) {
 		struct cancel_conn *cc = list_entry(pos, struct cancel_conn, node);
-		if (all || now_us - cc->start_us > CANCEL_TIMEOUT_US)
+		if (all || (limit > 0 && now_us - cc->start_us > limit))
 			cancel_conn_free(cc);
 	}
 }

@@ -678,7 +678,7 @@ static void auth_with(struct client *c, int method, const char *map)
 		if (secret && pg_secret_is_scram(secret))
 			rc = scram_verifier_parse(secret, &v);
 		else if (secret && !pg_secret_is_md5(secret))
-			rc = scram_cache_verifier(c->user, secret, &v);
+			rc = scram_cache_verifier(c->user, secret, runtime_config()->scram_iterations, &v);
 		else {
 			/* Unknown user or an md5 hash (useless for SCRAM): run the
 			 * exchange against a random verifier so the answer is the
@@ -687,7 +687,8 @@ static void auth_with(struct client *c, int method, const char *map)
 			char pw[40];
 			auth_random_bytes(junk, sizeof(junk));
 			auth_base64_encode(junk, sizeof(junk), pw, sizeof(pw));
-			rc = scram_verifier_from_password(pw, &v);
+			/* The same count as a real user's, which would tell them apart otherwise. */
+			rc = scram_verifier_from_password_iter(pw, runtime_config()->scram_iterations, &v);
 			if (secret)
 				CLOG(c, LOG_LEVEL_WARNING, "auth_file holds an md5 hash; SCRAM needs a plain password or a SCRAM secret");
 		}

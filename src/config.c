@@ -436,6 +436,11 @@ static const struct config_key main_keys[] = {
 	KEY("tcp_keepintvl", KT_INT, tcp_keepintvl, 0, 32767),
 	KEY("tcp_keepcnt", KT_INT, tcp_keepcnt, 0, 127),
 	KEY("tcp_user_timeout", KT_INT, tcp_user_timeout, 0, INT32_MAX),
+	KEY("tcp_defer_accept", KT_INT, tcp_defer_accept, 0, INT32_MAX),
+	KEY("tcp_socket_buffer", KT_INT, tcp_socket_buffer, 0, INT32_MAX),
+	KEY("unix_socket_group", KT_STR_OPT, unix_socket_group, 0, 0),
+	DUR("cancel_wait_timeout", cancel_wait_timeout_us),
+	KEY("scram_iterations", KT_INT, scram_iterations, 1, 10000000),
 	DUR("transaction_timeout", transaction_timeout_us),
 	/* A zero period would make the stats averaging divide by zero. */
 	KEY("stats_period", KT_DURATION, stats_period_us, 1, INT64_MAX),
@@ -452,12 +457,16 @@ static const struct config_key main_keys[] = {
 	KEY("client_tls_ca_file", KT_STR_OPT, client_tls_ca_file, 0, 0),
 	KEY("client_tls_protocols", KT_STR_OPT, client_tls_protocols, 0, 0),
 	KEY("client_tls_ciphers", KT_STR_OPT, client_tls_ciphers, 0, 0),
+	KEY("client_tls13_ciphers", KT_STR_OPT, client_tls13_ciphers, 0, 0),
+	KEY("client_tls_ecdhcurve", KT_STR_OPT, client_tls_ecdhcurve, 0, 0),
+	KEY("client_tls_dheparams", KT_STR_OPT, client_tls_dheparams, 0, 0),
 	KEY("server_tls_sslmode", KT_SSLMODE, server_tls_sslmode, 0, 0),
 	KEY("server_tls_cert_file", KT_STR_OPT, server_tls_cert_file, 0, 0),
 	KEY("server_tls_key_file", KT_STR_OPT, server_tls_key_file, 0, 0),
 	KEY("server_tls_ca_file", KT_STR_OPT, server_tls_ca_file, 0, 0),
 	KEY("server_tls_protocols", KT_STR_OPT, server_tls_protocols, 0, 0),
 	KEY("server_tls_ciphers", KT_STR_OPT, server_tls_ciphers, 0, 0),
+	KEY("server_tls13_ciphers", KT_STR_OPT, server_tls13_ciphers, 0, 0),
 	KEY("auth_hba_file", KT_STR_OPT, auth_hba_file, 0, 0),
 	KEY("auth_ident_file", KT_STR_OPT, auth_ident_file, 0, 0),
 	KEY("auth_user", KT_STR_OPT, auth_user, 0, 0),
@@ -471,6 +480,7 @@ static const char *const restart_keys[] = {
 	"listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode",
 	"listen_backlog", "workers", "pidfile", "pkt_buf", "metrics_port",
 	"metrics_addr", "syslog", "syslog_ident", "syslog_facility", "logfile",
+	"tcp_defer_accept", "unix_socket_group",
 };
 
 /*
@@ -479,15 +489,14 @@ static const char *const restart_keys[] = {
  */
 static const char *const unsupported_main_keys[] = {
 	"application_name_add_host", "auth_ldap_options",
-	"autodb_idle_timeout", "cancel_wait_timeout", "client_tls13_ciphers",
-	"client_tls_dheparams", "client_tls_ecdhcurve", "conffile",
+	"autodb_idle_timeout",
+	"conffile",
 	"disable_pqexec", "dns_max_ttl", "dns_nxdomain_ttl",
 	"dns_zone_check_period", "job_name",
 	"max_packet_size",
-	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
-	"server_round_robin", "server_tls13_ciphers",
-	"service_name", "suspend_timeout", "tcp_defer_accept",
-	"tcp_socket_buffer", "unix_socket_group",
+	"query_wait_notify", "resolv_conf", "sbuf_loopcnt",
+	"server_round_robin",
+	"service_name", "suspend_timeout",
 	"user",
 };
 
@@ -1309,12 +1318,17 @@ static int set_defaults(struct config *cfg)
 	cfg->server_tls_protocols = strdup("secure");
 	cfg->client_tls_ciphers = strdup("fast");
 	cfg->server_tls_ciphers = strdup("fast");
+	cfg->client_tls_ecdhcurve = strdup("auto");
+	cfg->client_tls_dheparams = strdup("auto");
+	cfg->scram_iterations = 4096;
+	cfg->cancel_wait_timeout_us = 10 * 1000000LL;
 	/* PgBouncer 1.25's default: a password past its VALID UNTIL, or a role
 	 * that may not log in, is as good as none. */
 	cfg->auth_query = strdup("SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
 				 "FROM pg_authid WHERE rolname=$1 AND rolcanlogin");
 	if (!cfg->client_tls_protocols || !cfg->server_tls_protocols || !cfg->client_tls_ciphers ||
-	    !cfg->server_tls_ciphers || !cfg->auth_query)
+	    !cfg->server_tls_ciphers || !cfg->auth_query || !cfg->client_tls_ecdhcurve ||
+	    !cfg->client_tls_dheparams)
 		return -ENOMEM;
 	cfg->shutdown_timeout_us = 30 * 1000000LL;
 	cfg->metrics_addr = strdup("127.0.0.1");

@@ -130,6 +130,7 @@ struct config {
 	int listen_port;        /* default 6432 */
 	char *unix_socket_dir;  /* NULL or "" = no unix socket; default "/tmp" */
 	int unix_socket_mode;   /* default 0777 */
+	char *unix_socket_group; /* group owning the unix socket; NULL = the process's own */
 	int listen_backlog;     /* default 128 */
 	int auth_type;          /* enum auth_type, default AUTH_TYPE_MD5 */
 	char *auth_file;        /* path, NULL = none */
@@ -183,6 +184,10 @@ struct config {
 	int tcp_keepintvl;      /* seconds between probes; 0 = kernel default */
 	int tcp_keepcnt;        /* probes before the connection is dropped; 0 = kernel default */
 	int tcp_user_timeout;   /* ms unacknowledged data may wait (TCP_USER_TIMEOUT); 0 = kernel default */
+	int tcp_defer_accept;   /* nonzero: TCP listeners wake only for data (TCP_DEFER_ACCEPT, 45 s); default 0 */
+	int tcp_socket_buffer;  /* bytes of SO_SNDBUF and SO_RCVBUF on client and server TCP sockets; 0 = kernel default */
+	int64_t cancel_wait_timeout_us; /* a cancel in flight to PostgreSQL is given up after this; default 10 s, 0 = never */
+	int scram_iterations;   /* PBKDF2 rounds of a SCRAM secret made from a plain auth_file password; default 4096 */
 	int64_t transaction_timeout_us; /* default 0 = disabled */
 	int64_t stats_period_us; /* default 60 s */
 	bool log_stats;         /* default true: one stats line per database per stats_period */
@@ -196,9 +201,13 @@ struct config {
 	char *client_tls_cert_file, *client_tls_key_file, *client_tls_ca_file;
 	char *client_tls_protocols; /* "secure" (default), "all", "legacy" or a list like "tlsv1.2,tlsv1.3" */
 	char *client_tls_ciphers;   /* "fast" (default), "secure", "normal", "all", or an OpenSSL cipher list */
+	char *client_tls13_ciphers; /* TLS 1.3 suites, "A:B"; NULL = OpenSSL's default */
+	char *client_tls_ecdhcurve; /* "auto" (default: OpenSSL's groups), "none" (no ECDH), or curve names */
+	char *client_tls_dheparams; /* "auto" (default), "legacy" (as auto) or "none": DHE in TLS 1.2 */
 	int server_tls_sslmode; /* enum tls_mode, default prefer */
 	char *server_tls_cert_file, *server_tls_key_file, *server_tls_ca_file;
 	char *server_tls_protocols, *server_tls_ciphers;
+	char *server_tls13_ciphers; /* TLS 1.3 suites towards PostgreSQL; NULL = OpenSSL's default */
 	char *auth_hba_file;    /* pg_hba.conf-style rules for auth_type = hba */
 	char *auth_ident_file;  /* pg_ident.conf-style user name maps for map= in auth_hba_file */
 	char *auth_user;        /* runs auth_query; NULL = no lookup */

@@ -28,4 +28,19 @@ void sockopt_tune_tcp(int fd, const struct config *cfg)
 	}
 	if (cfg->tcp_user_timeout > 0)
 		set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, cfg->tcp_user_timeout);
+	/* Linux doubles the value for its bookkeeping (socket(7)); an accepted
+	 * socket set here keeps the window scale its listener had. */
+	if (cfg->tcp_socket_buffer > 0) {
+		set_int(fd, SOL_SOCKET, SO_SNDBUF, cfg->tcp_socket_buffer);
+		set_int(fd, SOL_SOCKET, SO_RCVBUF, cfg->tcp_socket_buffer);
+	}
+}
+
+void sockopt_tune_listener(int fd, const struct config *cfg)
+{
+	/* The kernel wakes accept() only once the client has sent something
+	 * (its startup packet or SSLRequest); a connection that stays silent
+	 * is accepted after about this long. PgBouncer sets 45 s too. */
+	if (cfg->tcp_defer_accept)
+		set_int(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, SOCKOPT_DEFER_ACCEPT_S);
 }

@@ -87,9 +87,52 @@ static int set_ciphers(SSL_CTX *ctx, const char *spec, char *err, size_t errlen)
 	return 0;
 }
 
+/* client_tls13_ciphers / server_tls13_ciphers: OpenSSL's TLS 1.3 suite
+ * names joined by ':'; empty keeps OpenSSL's default. An unknown name
+ * fails (OpenSSL refuses a list with one). */
+static int set_tls13_ciphers(SSL_CTX *ctx, const char *key, const char *spec, char *err, size_t errlen)
+{
+	if (!spec || !*spec)
+		return 0;
+	if (!SSL_CTX_set_ciphersuites(ctx, spec)) {
+		openssl_error(err, errlen, key, spec);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Key exchange towards clients. client_tls_ecdhcurve: "auto" keeps
+ * OpenSSL's groups, "none" leaves only the finite-field (FFDHE) groups, so
+ * no elliptic-curve key exchange is made, anything else is a curve name or
+ * a ':' list for SSL_CTX_set1_groups_list. client_tls_dheparams (DHE
+ * suites of TLS 1.2): "auto" lets OpenSSL pick parameters as strong as the
+ * certificate's key, "none" offers no DHE suite; "legacy" (PgBouncer's
+ * 1024-bit group) is taken as "auto": sluice does not make 1024-bit DH. */
+static int set_key_exchange(SSL_CTX *ctx, const char *ecdhcurve, const char *dheparams,
+			    char *err, size_t errlen)
+{
+	if (ecdhcurve && *ecdhcurve && strcasecmp(ecdhcurve, "auto") != 0) {
+		const char *groups = ecdhcurve;
+		if (strcasecmp(ecdhcurve, "none") == 0)
+			groups = "ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192";
+		if (!SSL_CTX_set1_groups_list(ctx, groups)) {
+			openssl_error(err, errlen, "client_tls_ecdhcurve", ecdhcurve);
+			return -EINVAL;
+		}
+	}
+	if (!dheparams || !*dheparams || strcasecmp(dheparams, "auto") == 0 ||
+	    strcasecmp(dheparams, "legacy") == 0) {
+		SSL_CTX_set_dh_auto(ctx, 1);
+	} else if (strcasecmp(dheparams, "none") != 0) {
+		snprintf(err, errlen, "client_tls_dheparams '%.32s' is not one of auto, legacy, none", dheparams);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static SSL_CTX *build_ctx(bool accept_side, const char *cert, const char *key, const char *ca,
-			  const char *protocols, const char *ciphers, int verify_mode,
-			  char *err, size_t errlen)
+			  const char *protocols, const char *ciphers, const char *ciphers13,
+			  int verify_mode, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(accept_side ? TLS_server_method() : TLS_client_method());
 	if (!ctx) {
@@ -98,7 +141,9 @@ static SSL_CTX *build_ctx(bool accept_side, const char *cert, const char *key, c
 	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-	if (set_protocols(ctx, protocols, err, errlen) < 0 || set_ciphers(ctx, ciphers, err, errlen) < 0)
+	if (set_protocols(ctx, protocols, err, errlen) < 0 || set_ciphers(ctx, ciphers, err, errlen) < 0 ||
+	    set_tls13_ciphers(ctx, accept_side ? "client_tls13_ciphers" : "server_tls13_ciphers",
+			      ciphers13, err, errlen) < 0)
 		goto fail;
 	if (cert && SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		openssl_error(err, errlen, "cannot load certificate", cert);
@@ -147,9 +192,13 @@ int tls_configure(const struct config *cfg, char *err, size_t errlen)
 			verify = SSL_VERIFY_PEER; /* cert / hba cert: ask, check at login */
 		cctx = build_ctx(true, cfg->client_tls_cert_file, cfg->client_tls_key_file,
 				 cfg->client_tls_ca_file, cfg->client_tls_protocols, cfg->client_tls_ciphers,
-				 verify, err, errlen);
+				 cfg->client_tls13_ciphers, verify, err, errlen);
 		if (!cctx)
 			return -EINVAL;
+		if (set_key_exchange(cctx, cfg->client_tls_ecdhcurve, cfg->client_tls_dheparams, err, errlen) < 0) {
+			SSL_CTX_free(cctx);
+			return -EINVAL;
+		}
 	}
 	if (cfg->server_tls_sslmode != TLS_MODE_DISABLE) {
 		int verify = cfg->server_tls_sslmode >= TLS_MODE_VERIFY_CA ? SSL_VERIFY_PEER : SSL_VERIFY_NONE;
@@ -161,7 +210,7 @@ int tls_configure(const struct config *cfg, char *err, size_t errlen)
 		}
 		sctx = build_ctx(false, cfg->server_tls_cert_file, cfg->server_tls_key_file,
 				 cfg->server_tls_ca_file, cfg->server_tls_protocols, cfg->server_tls_ciphers,
-				 verify, err, errlen);
+				 cfg->server_tls13_ciphers, verify, err, errlen);
 		if (!sctx) {
 			SSL_CTX_free(cctx);
 			return -EINVAL;

@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -464,6 +465,29 @@ static int open_tcp_listener(const char *host, int port, int backlog, char *err,
 	return fd;
 }
 
+/* unix_socket_group: hand the socket file to that group, so that with
+ * unix_socket_mode 0770 (say) its members may connect and others not. */
+static int set_unix_socket_group(const char *path, const char *group, char *err, size_t errlen)
+{
+	if (!group || !*group)
+		return 0;
+	struct group gr, *found = NULL;
+	char buf[16384];
+	int rc = getgrnam_r(group, &gr, buf, sizeof(buf), &found);
+	if (!found) {
+		snprintf(err, errlen, "unix_socket_group '%.64s': %s", group,
+			 rc ? strerror(rc) : "no such group");
+		return -EINVAL;
+	}
+	if (chown(path, (uid_t)-1, gr.gr_gid) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "unix_socket_group '%.64s': cannot change the group of %s: %s",
+			 group, path, strerror(errno));
+		return rc;
+	}
+	return 0;
+}
+
 static int open_unix_listener(const struct config *cfg, char *err, size_t errlen)
 {
 	struct sockaddr_un un = { .sun_family = AF_UNIX };
@@ -494,6 +518,12 @@ static int open_unix_listener(const struct config *cfg, char *err, size_t errlen
 		return -EADDRINUSE;
 	}
 	chmod(un.sun_path, (mode_t)cfg->unix_socket_mode);
+	int rc = set_unix_socket_group(un.sun_path, cfg->unix_socket_group, err, errlen);
+	if (rc < 0) {
+		close(fd);
+		unlink(un.sun_path);
+		return rc;
+	}
 	snprintf(unix_listen_path, sizeof(unix_listen_path), "%s", un.sun_path);
 	return fd;
 }
@@ -531,6 +561,7 @@ static int open_tcp_for_worker(struct worker *w, const struct config *cfg, char 
 				rc = fd;
 				break;
 			}
+			sockopt_tune_listener(fd, cfg);
 			rc = add_listener(w, fd);
 		}
 	}

@@ -1121,6 +1121,80 @@ static void test_long_lines_and_line_endings(void)
 	free(ini);
 }
 
+/* Network, TLS, SCRAM and cancel keys of PgBouncer 1.25 (issue 24):
+ * defaults, values, bad values. TLS values are checked by tls.c when the
+ * contexts are built (e2e: tests/e2e/test_keys_net.py). */
+static void test_net_tls_keys(void)
+{
+	static const char ini[] =
+		"[pgbouncer]\nauth_type = any\n"
+		"tcp_defer_accept = 1\ntcp_socket_buffer = 65536\n"
+		"unix_socket_group = postgres\n"
+		"client_tls13_ciphers = TLS_AES_128_GCM_SHA256\n"
+		"server_tls13_ciphers = TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\n"
+		"client_tls_ecdhcurve = secp384r1\nclient_tls_dheparams = none\n"
+		"scram_iterations = 10000\ncancel_wait_timeout = 2.5\n";
+	static const struct { const char *line, *key; } bad[] = {
+		{ "tcp_defer_accept = -1", "tcp_defer_accept" },
+		{ "tcp_socket_buffer = lots", "tcp_socket_buffer" },
+		{ "tcp_socket_buffer = -4096", "tcp_socket_buffer" },
+		{ "scram_iterations = 0", "scram_iterations" },
+		{ "scram_iterations = 10000001", "scram_iterations" },
+		{ "cancel_wait_timeout = -1", "cancel_wait_timeout" },
+		{ "cancel_wait_timeout = soon", "cancel_wait_timeout" },
+	};
+	struct config *cfg = config_defaults();
+	char text[256];
+
+	CHECK(cfg && cfg->tcp_defer_accept == 0 && cfg->tcp_socket_buffer == 0);
+	CHECK(cfg && cfg->unix_socket_group == NULL);
+	CHECK(cfg && !cfg->client_tls13_ciphers && !cfg->server_tls13_ciphers);
+	CHECK_STR(cfg ? cfg->client_tls_ecdhcurve : NULL, "auto");
+	CHECK_STR(cfg ? cfg->client_tls_dheparams : NULL, "auto");
+	CHECK(cfg && cfg->scram_iterations == 4096);
+	CHECK(cfg && cfg->cancel_wait_timeout_us == 10000000LL);
+	config_free(cfg);
+	CHECK(config_key_needs_restart("tcp_defer_accept"));
+	CHECK(config_key_needs_restart("unix_socket_group"));
+	CHECK(!config_key_needs_restart("tcp_socket_buffer"));
+
+	cfg = NULL;
+	CHECK(load_str(ini, &cfg) == 0);
+	if (!cfg) {
+		fprintf(stderr, "test_net_tls_keys: %s\n", err);
+		return;
+	}
+	CHECK(n_warns == 0);
+	CHECK(cfg->tcp_defer_accept == 1 && cfg->tcp_socket_buffer == 65536);
+	CHECK_STR(cfg->unix_socket_group, "postgres");
+	CHECK_STR(cfg->client_tls13_ciphers, "TLS_AES_128_GCM_SHA256");
+	CHECK_STR(cfg->server_tls13_ciphers, "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
+	CHECK_STR(cfg->client_tls_ecdhcurve, "secp384r1");
+	CHECK_STR(cfg->client_tls_dheparams, "none");
+	CHECK(cfg->scram_iterations == 10000);
+	CHECK(cfg->cancel_wait_timeout_us == 2500000LL);
+	config_free(cfg);
+
+	/* 0 turns cancel_wait_timeout off; empty values keep OpenSSL's choice. */
+	cfg = NULL;
+	CHECK(load_str("[sluice]\nauth_type = any\ncancel_wait_timeout = 0\n"
+		       "client_tls13_ciphers =\nunix_socket_group =\n", &cfg) == 0);
+	CHECK(cfg && cfg->cancel_wait_timeout_us == 0 && !cfg->client_tls13_ciphers &&
+	      !cfg->unix_socket_group);
+	config_free(cfg);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char want[128];
+		snprintf(text, sizeof(text), "[sluice]\nauth_type = any\n%s\n", bad[i].line);
+		snprintf(want, sizeof(want), ":3: key '%s'", bad[i].key);
+		cfg = NULL;
+		CHECK(load_str(text, &cfg) == -EINVAL && cfg == NULL);
+		if (!strstr(err, want))
+			fprintf(stderr, "bad case '%s': err '%s'\n", bad[i].line, err);
+		CHECK(strstr(err, want) != NULL);
+	}
+}
+
 static void test_misc(void)
 {
 	config_free(NULL);
@@ -1165,6 +1239,7 @@ UNIT_MAIN(
 	test_auth_file();
 	test_auth_file_relative();
 	test_long_lines_and_line_endings();
+	test_net_tls_keys();
 	test_misc();
 	reset_warns();
 	cleanup_tmpdir()
