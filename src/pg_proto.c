@@ -263,11 +263,12 @@ void pg_build_end(struct pg_builder *b)
 
 int pg_build_done(struct pg_builder *b) { return b->err ? -ENOMEM : 0; }
 
-int pg_be_error(struct iobuf *out, const char *severity, const char *sqlstate, const char *msg)
+/* ErrorResponse ('E') and NoticeResponse ('N') carry the same fields. */
+static int be_report(struct iobuf *out, char type, const char *severity, const char *sqlstate, const char *msg)
 {
 	struct pg_builder b;
 	pg_build_init(&b, out);
-	pg_build_begin(&b, 'E');
+	pg_build_begin(&b, type);
 	pg_build_u8(&b, 'S');
 	pg_build_str(&b, severity);
 	pg_build_u8(&b, 'V');
@@ -279,6 +280,16 @@ int pg_be_error(struct iobuf *out, const char *severity, const char *sqlstate, c
 	pg_build_u8(&b, 0);
 	pg_build_end(&b);
 	return pg_build_done(&b);
+}
+
+int pg_be_error(struct iobuf *out, const char *severity, const char *sqlstate, const char *msg)
+{
+	return be_report(out, 'E', severity, sqlstate, msg);
+}
+
+int pg_be_notice(struct iobuf *out, const char *msg)
+{
+	return be_report(out, 'N', "NOTICE", "00000", msg);
 }
 
 int pg_be_auth(struct iobuf *out, uint32_t code, const void *data, size_t n)
