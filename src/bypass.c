@@ -412,7 +412,12 @@ void bypass_client_maybe_enter(struct client *c)
 {
 	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || c->bp_kernel || c->bp_refused)
 		return;
-	/* Replication streams (CopyBoth) stay in user space. */
+	/* Replication streams (CopyBoth) stay in user space, and so does
+	 * everyone while sluice must see each message's type and length
+	 * (disable_pqexec, max_packet_size): the kernel checks neither. */
+	const struct config *cfg = runtime_config();
+	if (cfg->disable_pqexec || cfg->max_packet_size < INT32_MAX)
+		return;
 	if (!c->pool || c->pool->replication || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending ||
 	    __atomic_load_n(&c->pool->paused, __ATOMIC_RELAXED) || __atomic_load_n(&c->pool->stale, __ATOMIC_RELAXED))
 		return;
@@ -1102,7 +1107,7 @@ static void sync_pool(struct pool *p, void *arg)
 void bypass_sync_pools(void)
 {
 	if (groups)
-		pool_foreach(sync_pool, NULL);
+		pool_foreach_all(sync_pool, NULL); /* forgotten pools too: they may come back */
 }
 
 void bypass_worker_take_all(struct worker *w)

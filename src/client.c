@@ -328,6 +328,44 @@ static bool take_startup_options(struct client *c, const char *opts)
 	return true;
 }
 
+/* application_name_add_host: PgBouncer's "APP - ADDR:PORT" (APP "app"
+ * when the client named none; "[ADDR]:PORT" for IPv6; over the unix
+ * socket "unix(PID@HOST):PORT", PORT being sluice's). Set once, at login:
+ * a later SET application_name is the client's own business. Clipped to
+ * the 63 bytes PostgreSQL keeps (NAMEDATALEN - 1), on a UTF-8 character
+ * boundary, so the value sluice tracks is the one the server reports. */
+static int add_host_to_appname(struct client *c)
+{
+	enum { APPNAME_MAX = 63 };
+	const char *app = c->params[5] ? c->params[5] : "app";
+	char where[128], buf[256];
+	const char *colon = strrchr(c->peer, ':');
+	if (client_is_unix(c)) {
+		struct ucred cred = { 0 };
+		socklen_t len = sizeof(cred);
+		char host[64] = "";
+		if (getsockopt(c->sock.h.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+			cred.pid = 0;
+		if (gethostname(host, sizeof(host)) < 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		snprintf(where, sizeof(where), "unix(%ld@%s):%d", (long)cred.pid, host, runtime_config()->listen_port);
+	} else if (colon && strchr(c->peer, ':') != colon) {
+		snprintf(where, sizeof(where), "[%.*s]%s", (int)(colon - c->peer), c->peer, colon);
+	} else {
+		snprintf(where, sizeof(where), "%s", c->peer);
+	}
+	snprintf(buf, sizeof(buf), "%s - %s", app, where);
+	size_t n = strlen(buf);
+	if (n > APPNAME_MAX) {
+		n = APPNAME_MAX;
+		while (n > 0 && ((unsigned char)buf[n] & 0xc0) == 0x80)
+			n--;
+		buf[n] = '\0';
+	}
+	return take_startup_param(c, "application_name", buf);
+}
+
 static void auth_begin(struct client *c);
 static void auth_with(struct client *c, int method, const char *map);
 
@@ -404,6 +442,10 @@ static void handle_startup(struct client *c, const struct pg_startup *st)
 			client_fail(c, "53200", "out of memory");
 			return;
 		}
+	}
+	if (!repl && tcfg->application_name_add_host && add_host_to_appname(c) < 0) {
+		client_fail(c, "53200", "out of memory");
+		return;
 	}
 	const struct config *cfg = runtime_config();
 	if (admin_is_console_db(db)) {
@@ -1194,6 +1236,14 @@ static void client_process(struct client *c)
 			client_fail(c, "08P01", "invalid message length from client");
 			return;
 		}
+		if (m.len > (uint32_t)runtime_config()->max_packet_size) {
+			/* PgBouncer's words for a message longer than max_packet_size. */
+			char msg[160];
+			snprintf(msg, sizeof(msg), "bad packet header: message of %u bytes exceeds max_packet_size (%d)",
+				 m.len, runtime_config()->max_packet_size);
+			client_fail(c, "08P01", msg);
+			return;
+		}
 		if (c->state == CLIENT_AUTH) {
 			if (m.type != 'p') {
 				client_fail(c, "08P01", "expected password message");
@@ -1213,6 +1263,16 @@ static void client_process(struct client *c)
 		}
 		if (c->state == CLIENT_LOGIN_WAIT || c->state == CLIENT_WAITING)
 			break;
+		if (m.type == 'Q' && runtime_config()->disable_pqexec) {
+			/* As PgBouncer: the simple protocol closes the client,
+			 * on the console too (only the extended one is allowed). */
+			if (sk->fwd) {
+				sk->parse_blocked = true; /* what precedes it goes first */
+				break;
+			}
+			client_fail(c, "08P01", "PQexec disallowed");
+			return;
+		}
 		if (c->adm) {
 			if (admin_blocked(c))
 				break;
@@ -1517,6 +1577,19 @@ static void active_tick(struct client *c, int64_t now_us)
 static void wait_tick(struct client *c, int64_t age)
 {
 	const struct config_timeouts *cfg = &c->pool->t; /* per user / database (pool.h) */
+	int64_t notify_us = runtime_config()->query_wait_notify_us;
+	if (c->state == CLIENT_WAITING && notify_us && age > notify_us && !c->wait_notified) {
+		/* query_wait_notify: once per connection, as PgBouncer; the
+		 * client is linked to no server, so the NOTICE goes alone. */
+		c->wait_notified = true;
+		pg_be_notice(&c->sock.wbuf, "No server connection available in postgres backend, client being queued");
+		int rc = pgsock_flush(&c->sock, NULL);
+		if (rc < 0 && rc != -EAGAIN) {
+			client_close(c, "write failed");
+			return;
+		}
+		client_set_events(c);
+	}
 	const char *what = cfg->query_timeout_us && age > cfg->query_timeout_us ? "query_timeout"
 			   : cfg->query_wait_timeout_us && age > cfg->query_wait_timeout_us ? "query_wait_timeout"
 			   : NULL;

@@ -100,6 +100,7 @@ struct client {
 	bool batch_clears_cache;   /* this batch runs DISCARD ALL / DEALLOCATE ALL */
 	bool hold_for_sync;        /* wait for the batch's ReadyForQuery before reading on */
 	bool pinned;               /* did something a shared server cannot keep: keeps its server */
+	bool wait_notified;        /* got the query_wait_notify NOTICE (once per connection) */
 	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
 	uint32_t bp_unnamed_ver;   /* bpf_bypass: the kernel's unnamed_ver sluice last read */
 	bool unnamed_doubt;        /* bpf_bypass: the kernel carried an unnamed Parse whose batch

@@ -408,6 +408,12 @@ static const struct config_key main_keys[] = {
 	DUR("server_login_retry", server_login_retry_us),
 	DUR("client_login_timeout", client_login_timeout_us),
 	DUR("query_wait_timeout", query_wait_timeout_us),
+	DUR("query_wait_notify", query_wait_notify_us),
+	DUR("autodb_idle_timeout", autodb_idle_timeout_us),
+	KEY("server_round_robin", KT_BOOL, server_round_robin, 0, 0),
+	KEY("disable_pqexec", KT_BOOL, disable_pqexec, 0, 0),
+	KEY("application_name_add_host", KT_BOOL, application_name_add_host, 0, 0),
+	KEY("max_packet_size", KT_INT, max_packet_size, 1, INT32_MAX),
 	DUR("client_idle_timeout", client_idle_timeout_us),
 	DUR("idle_transaction_timeout", idle_transaction_timeout_us),
 	DUR("query_timeout", query_timeout_us),
@@ -488,14 +494,10 @@ static const char *const restart_keys[] = {
  * yet. Accepted with a warning so an existing pgbouncer.ini keeps loading.
  */
 static const char *const unsupported_main_keys[] = {
-	"application_name_add_host", "auth_ldap_options",
-	"autodb_idle_timeout",
-	"conffile",
-	"disable_pqexec", "dns_max_ttl", "dns_nxdomain_ttl",
+	"auth_ldap_options", "conffile",
+	"dns_max_ttl", "dns_nxdomain_ttl",
 	"dns_zone_check_period", "job_name",
-	"max_packet_size",
-	"query_wait_notify", "resolv_conf", "sbuf_loopcnt",
-	"server_round_robin",
+	"resolv_conf", "sbuf_loopcnt",
 	"service_name", "suspend_timeout",
 	"user",
 };
@@ -1299,6 +1301,9 @@ static int set_defaults(struct config *cfg)
 	cfg->server_login_retry_us = 15 * 1000000LL;
 	cfg->client_login_timeout_us = 60 * 1000000LL;
 	cfg->query_wait_timeout_us = 120 * 1000000LL;
+	cfg->query_wait_notify_us = 5 * 1000000LL;
+	cfg->autodb_idle_timeout_us = 3600 * 1000000LL;
+	cfg->max_packet_size = INT32_MAX;
 	/* Clamp to the range the workers key itself accepts. */
 	cfg->workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu;
 	cfg->max_prepared_statements = 200;

@@ -156,6 +156,15 @@ struct config {
 	int64_t server_login_retry_us;     /* default 15 s */
 	int64_t client_login_timeout_us;   /* default 60 s */
 	int64_t query_wait_timeout_us;     /* default 120 s; 0 = disabled */
+	int64_t query_wait_notify_us;      /* a client queued this long gets a NOTICE, once; default 5 s; 0 = never */
+	int64_t autodb_idle_timeout_us;    /* a pool made from the "*" entry, with no client and no
+					    * server this long, is dropped; default 3600 s; 0 = at once */
+	bool server_round_robin;           /* idle servers reused oldest first (FIFO); default false:
+					    * the most recently released first (LIFO) */
+	bool disable_pqexec;               /* a simple Query ('Q') closes the client; default false */
+	bool application_name_add_host;    /* " - ADDR:PORT" added to application_name at login */
+	int max_packet_size;               /* bytes; a longer client message closes the client;
+					    * default 2147483647 */
 	int64_t client_idle_timeout_us;    /* default 0 = disabled */
 	int64_t idle_transaction_timeout_us; /* default 0 = disabled */
 	int64_t query_timeout_us;          /* default 0 = disabled */

@@ -17,6 +17,10 @@ static inline void list_add_tail(struct list *head, struct list *n)
 	n->prev = head->prev; n->next = head;
 	head->prev->next = n; head->prev = n;
 }
+static inline void list_add_head(struct list *head, struct list *n)
+{
+	list_add_tail(head->next, n); /* before the first node */
+}
 static inline void list_del(struct list *n)
 {
 	n->prev->next = n->next; n->next->prev = n->prev;

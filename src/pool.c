@@ -312,7 +312,14 @@ static struct pool *find_or_make(const struct config *cfg, const char *db, const
 	for (p = pools; p; p = p->next)
 		if (!p->stale && strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0 &&
 		    same_replication(p, kind, startup, startup_len))
-			goto out;
+			break;
+	if (p) {
+		if (p->forgotten)
+			log_info("pool %s/%s in use again after autodb_idle_timeout", db, user);
+		__atomic_store_n(&p->forgotten, false, __ATOMIC_RELAXED);
+		p->unused_since_us = 0;
+		goto out;
+	}
 	const struct config_database *d = config_find_database(cfg, db);
 	if (!d) {
 		snprintf(err, errlen, "no such database: %s", db);
@@ -333,6 +340,7 @@ static struct pool *find_or_make(const struct config *cfg, const char *db, const
 	if (resolve_hosts(&p->hosts, d, err, errlen) < 0)
 		goto fail;
 	p->lb_disable = d->lb_disable;
+	p->autodb = strcmp(d->name, "*") == 0;
 	if (kind != REPL_NONE) {
 		p->replication = kind;
 		p->repl_startup = malloc(startup_len ? startup_len : 1);
@@ -560,7 +568,14 @@ void pool_release(struct server *s)
 	 * clients in the kernel take it without waking sluice. */
 	if (!c && !bypass_server_lend(s)) {
 		s->state_since_us = w->loop.now_us;
-		list_add_tail(&p->idle[w->id], &s->pool_node);
+		/* Taken from the head: server_round_robin reuses the longest
+		 * idle first, spreading load over all servers (and the hosts
+		 * behind them); by default the most recent first, as
+		 * PgBouncer, so few servers stay warm and the rest time out. */
+		if (runtime_config()->server_round_robin)
+			list_add_tail(&p->idle[w->id], &s->pool_node);
+		else
+			list_add_head(&p->idle[w->id], &s->pool_node);
 		p->n_idle++;
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -801,8 +816,42 @@ static void evict_idle_for(struct pool *p, struct worker *w, struct pool *head)
 	}
 }
 
+/* autodb_idle_timeout (worker 0's tick): a pool made from the "*" entry
+ * with no client, waiter or server that long is forgotten, as PgBouncer
+ * frees such a database: SHOW and /metrics stop listing it and its
+ * statistics restart from zero. Its memory stays, reused when a client
+ * comes back: workers and the console walk the pool list without a lock,
+ * so a pool is never freed while they run. */
+static void forget_idle_autodbs(int64_t now_us)
+{
+	int64_t timeout = runtime_config()->autodb_idle_timeout_us;
+	pthread_mutex_lock(&pools_lock);
+	for (struct pool *p = pools; p; p = p->next) {
+		if (!p->autodb || p->forgotten)
+			continue;
+		pthread_mutex_lock(&p->lock);
+		bool busy = p->n_servers > 0 || p->n_waiting > 0 || __atomic_load_n(&p->n_clients, __ATOMIC_RELAXED) > 0;
+		pthread_mutex_unlock(&p->lock);
+		if (busy) {
+			p->unused_since_us = 0;
+		} else if (!p->unused_since_us) {
+			p->unused_since_us = now_us;
+		} else if (now_us - p->unused_since_us > timeout) {
+			__atomic_store_n(&p->forgotten, true, __ATOMIC_RELAXED);
+			memset(p->slots, 0, (size_t)n_workers * sizeof(*p->slots));
+			memset(&p->period_start, 0, sizeof(p->period_start));
+			memset(&p->period_delta, 0, sizeof(p->period_delta));
+			p->period_us = 0;
+			log_info("pool %s/%s forgotten: unused for autodb_idle_timeout", p->db_name, p->user);
+		}
+	}
+	pthread_mutex_unlock(&pools_lock);
+}
+
 void pool_tick(struct worker *w, int64_t now_us)
 {
+	if (w->id == 0)
+		forget_idle_autodbs(now_us);
 	const struct config *cfg = runtime_config();
 	pthread_mutex_lock(&pools_lock);
 	struct pool *head = pools;
@@ -817,7 +866,8 @@ void pool_tick(struct worker *w, int64_t now_us)
 			reserve_ok = now_us - first->wait_since_us >= cfg->reserve_pool_timeout_us;
 		}
 		bool launch = want_launch_locked(p, now_us, true, reserve_ok);
-		if (!launch && p->n_servers < p->min_pool_size && p->welcome)
+		if (!launch && p->n_servers < p->min_pool_size && p->welcome &&
+		    !__atomic_load_n(&p->forgotten, __ATOMIC_RELAXED))
 			launch = want_launch_locked(p, now_us, false, false);
 		bool serve = !list_empty(&p->waiters) && !list_empty(&p->idle[w->id]) && !p->paused;
 		bool starved = !launch && p->n_waiting > p->n_connecting + p->n_checking && p->n_idle == 0 &&
@@ -865,6 +915,13 @@ static struct pool *pools_head(void)
 }
 
 void pool_foreach(void (*fn)(struct pool *p, void *arg), void *arg)
+{
+	for (struct pool *p = pools_head(); p; p = p->next)
+		if (!__atomic_load_n(&p->forgotten, __ATOMIC_RELAXED))
+			fn(p, arg);
+}
+
+void pool_foreach_all(void (*fn)(struct pool *p, void *arg), void *arg)
 {
 	for (struct pool *p = pools_head(); p; p = p->next)
 		fn(p, arg);

@@ -79,7 +79,8 @@ struct pool {
 	pthread_mutex_t lock;       /* protects everything below */
 	struct list waiters;        /* struct client.wait_node, FIFO */
 	int n_waiting;
-	struct list *idle;          /* [n_workers] lists of struct server.pool_node */
+	struct list *idle;          /* [n_workers] lists of struct server.pool_node; taken from
+				     * the head (server_round_robin: FIFO, else LIFO) */
 	int n_idle;
 	int n_servers;              /* all server connections incl. connecting */
 	int n_connecting;           /* not yet logged in */
@@ -107,6 +108,11 @@ struct pool {
 	int64_t client_prepared;    /* named prepared statements its clients hold (atomic) */
 	int64_t client_prepared_bytes; /* and their bytes: names, texts, types (atomic) */
 	int bp_index;               /* bpf_bypass: index of its groups of idle servers, -1 = none */
+	bool autodb;                /* made from the "*" entry (autodb_idle_timeout applies) */
+	bool forgotten;             /* autodb unused past autodb_idle_timeout: skipped by
+				     * pool_foreach, statistics zeroed (pools_lock) */
+	int64_t unused_since_us;    /* autodb: first tick that saw it without clients and
+				     * servers; 0 = in use (pools_lock) */
 
 	struct stats_slot *slots;   /* [n_workers] traffic counters, one writer each */
 	/* Averages over the last stats_period (pools_lock). */
@@ -216,8 +222,11 @@ void pool_tick(struct worker *w, int64_t now_us);
 /* The counter slot of worker w in p. */
 static inline struct stats_slot *pool_stats(struct pool *p, const struct worker *w);
 
-/* Visit every pool (pools are never freed while workers run). */
+/* Visit every pool (pools are never freed while workers run) but the
+ * forgotten ones (autodb_idle_timeout): what SHOW and /metrics list.
+ * pool_foreach_all visits those too. */
 void pool_foreach(void (*fn)(struct pool *p, void *arg), void *arg);
+void pool_foreach_all(void (*fn)(struct pool *p, void *arg), void *arg);
 void pool_get_counts(struct pool *p, int64_t now_us, struct pool_counts *out);
 void pool_get_totals(struct pool *p, struct stats_totals *out);
 /* Last period's delta and its length (for SHOW STATS averages). */

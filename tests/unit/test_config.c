@@ -429,6 +429,51 @@ static void test_main_keys(void)
 	config_free(cfg);
 }
 
+/* application_name_add_host, disable_pqexec, query_wait_notify,
+ * max_packet_size, server_round_robin, autodb_idle_timeout (issue 24):
+ * PgBouncer's defaults, values, and bad values refused by name. */
+static void test_client_keys(void)
+{
+	static const struct { const char *ini; const char *want; } bad[] = {
+		{ "[sluice]\nauth_type=any\napplication_name_add_host = sometimes\n", "key 'application_name_add_host'" },
+		{ "[sluice]\nauth_type=any\ndisable_pqexec = 2\n", "key 'disable_pqexec'" },
+		{ "[sluice]\nauth_type=any\nserver_round_robin = yes please\n", "key 'server_round_robin'" },
+		{ "[sluice]\nauth_type=any\nquery_wait_notify = -1\n", "key 'query_wait_notify'" },
+		{ "[sluice]\nauth_type=any\nquery_wait_notify = soon\n", "key 'query_wait_notify'" },
+		{ "[sluice]\nauth_type=any\nautodb_idle_timeout = 1x\n", "key 'autodb_idle_timeout'" },
+		{ "[sluice]\nauth_type=any\nmax_packet_size = 0\n", "key 'max_packet_size'" },
+		{ "[sluice]\nauth_type=any\nmax_packet_size = -5\n", "key 'max_packet_size'" },
+		{ "[sluice]\nauth_type=any\nmax_packet_size = 2147483648\n", "key 'max_packet_size'" },
+		{ "[sluice]\nauth_type=any\nmax_packet_size = 1k\n", "key 'max_packet_size'" },
+	};
+	struct config *cfg = NULL;
+
+	CHECK(load_str("[sluice]\nauth_type=any\n", &cfg) == 0);
+	CHECK(cfg && !cfg->application_name_add_host && !cfg->disable_pqexec && !cfg->server_round_robin);
+	CHECK(cfg && cfg->query_wait_notify_us == 5000000LL);
+	CHECK(cfg && cfg->autodb_idle_timeout_us == 3600000000LL);
+	CHECK(cfg && cfg->max_packet_size == 2147483647);
+	config_free(cfg);
+	cfg = NULL;
+	CHECK(load_str("[pgbouncer]\nauth_type=any\napplication_name_add_host = 1\ndisable_pqexec = on\n"
+		       "server_round_robin = true\nquery_wait_notify = 0\nautodb_idle_timeout = 2.5\n"
+		       "max_packet_size = 16384\n", &cfg) == 0);
+	CHECK(cfg && cfg->application_name_add_host && cfg->disable_pqexec && cfg->server_round_robin);
+	CHECK(cfg && cfg->query_wait_notify_us == 0);
+	CHECK(cfg && cfg->autodb_idle_timeout_us == 2500000LL);
+	CHECK(cfg && cfg->max_packet_size == 16384);
+	CHECK(n_warns == 0);
+	config_free(cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cfg = NULL;
+		CHECK(load_str(bad[i].ini, &cfg) == -EINVAL && !cfg);
+		if (!strstr(err, bad[i].want)) {
+			unit_failed++;
+			fprintf(stderr, "%s:%d: case %zu: '%s' lacks '%s'\n", __FILE__, __LINE__, i, err, bad[i].want);
+		}
+	}
+}
+
 /* [sluice], [pgbouncer] and any capitalisation mean the same section. */
 static void test_main_section_names(void)
 {
@@ -688,7 +733,7 @@ static void test_warnings(void)
 		"[pgbouncer]\n"
 		"auth_type = any\n"
 		"frobnicate = 1\n"
-		"server_round_robin = 1\n"
+		"dns_max_ttl = 1\n"
 		"Max_Prepared_Statements = 100\n"
 		"listen_port = 7000\n"
 		"[peers]\n"
@@ -705,7 +750,7 @@ static void test_warnings(void)
 	CHECK(n_warns == 4);
 	snprintf(want, sizeof(want), "%s:3: unknown key 'frobnicate' ignored", last_path);
 	CHECK(n_warns > 0 && strcmp(warns[0], want) == 0);
-	snprintf(want, sizeof(want), "%s:4: key 'server_round_robin' is not supported by sluice yet, ignored", last_path);
+	snprintf(want, sizeof(want), "%s:4: key 'dns_max_ttl' is not supported by sluice yet, ignored", last_path);
 	CHECK(n_warns > 1 && strcmp(warns[1], want) == 0);
 	CHECK(!any_warn_contains("Max_Prepared_Statements"));
 	CHECK(any_warn_contains(":8: peer 1: unknown parameter 'frob' ignored"));
@@ -1224,6 +1269,7 @@ UNIT_MAIN(
 	test_list_contains();
 	test_defaults();
 	test_main_keys();
+	test_client_keys();
 	test_main_section_names();
 	test_databases();
 	test_fallback_database();
