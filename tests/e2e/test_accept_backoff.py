@@ -44,6 +44,23 @@ def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def settled_fds(pid, quiet=0.4, limit=5.0):
+    """open_fds once it has not changed for `quiet` seconds: the harness's
+    readiness probe (a connection opened and closed at once) may still be
+    open in sluice right after start, and would make a limit computed from
+    the count one too high."""
+    deadline = time.monotonic() + limit
+    last, since = open_fds(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        n = open_fds(pid)
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
+
+
 def failure_lines(s):
     return [ln for ln in s.log_text().splitlines() if LINE in ln]
 
@@ -99,7 +116,7 @@ def test_accept_backs_off_and_recovers(sluice, workers):
     soft, hard = resource.prlimit(s.pid, resource.RLIMIT_NOFILE)
     socks = []
     try:
-        resource.prlimit(s.pid, resource.RLIMIT_NOFILE, (open_fds(s.pid) + HEADROOM, hard))
+        resource.prlimit(s.pid, resource.RLIMIT_NOFILE, (settled_fds(s.pid) + HEADROOM, hard))
         # HEADROOM of these are accepted; the rest wait in the queues, and
         # with two workers land on both listeners (SO_REUSEPORT hashing).
         for _ in range(HEADROOM + QUEUED):
@@ -177,7 +194,7 @@ def test_client_leaving_ends_the_pause(sluice):
     soft, hard = resource.prlimit(s.pid, resource.RLIMIT_NOFILE)
     accepted, waiting = [], None
     try:
-        limit = open_fds(s.pid) + HEADROOM
+        limit = settled_fds(s.pid) + HEADROOM
         resource.prlimit(s.pid, resource.RLIMIT_NOFILE, (limit, hard))
         accepted = [socket.create_connection((s.host, s.port), timeout=2) for _ in range(HEADROOM)]
         deadline = time.monotonic() + 5
