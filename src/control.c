@@ -101,6 +101,16 @@ static void clear_overrides(void)
 	n_overrides = 0;
 }
 
+void control_startup_hold(void)
+{
+	pthread_mutex_lock(&reload_lock);
+}
+
+void control_startup_done(void)
+{
+	pthread_mutex_unlock(&reload_lock);
+}
+
 int control_reload(bool keep_overrides, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&reload_lock);

@@ -33,6 +33,12 @@ void control_init(void);
  * keep_overrides). On failure nothing changes and err says why.
  * Returns 0 or a negative errno. Any thread. */
 int control_reload(bool keep_overrides, char *err, size_t errlen);
+/* Start-up: main reads its first configuration snapshot after the workers
+ * run (listeners, metrics). A RELOAD or SET in that window would free it
+ * under main's feet, so they wait from control_startup_hold until
+ * control_startup_done. Main thread only. */
+void control_startup_hold(void);
+void control_startup_done(void);
 /* SET key = value. Returns 0 or a negative errno with err filled in. */
 int control_set(const char *key, const char *value, char *err, size_t errlen);
 uint64_t control_reloads(void);

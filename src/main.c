@@ -253,6 +253,7 @@ int main(int argc, char **argv)
 		n_inherited = takeover_listener_fds(&inherited, &inherited_unix);
 	}
 	bypass_apply(cfg); /* bpf_bypass: load and probe; falls back to user space */
+	control_startup_hold(); /* cfg stays this snapshot until the metrics start */
 	if (worker_start_all(cfg, inherited, n_inherited, inherited_unix) < 0) {
 		log_error("start-up failed");
 		if (cfg->pidfile)
@@ -264,6 +265,7 @@ int main(int argc, char **argv)
 	takeover_listen(cfg);
 	if (metrics_start(cfg) < 0)
 		log_error("metrics endpoint not started; going on without it");
+	control_startup_done();
 	log_info("sluice %s started (config %s)%s", SLUICE_VERSION, path,
 		 takeover ? ", taking over from the running process" : "");
 
