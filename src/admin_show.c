@@ -147,6 +147,12 @@ static const struct admin_col pools_cols[] = {
 	{ "maxwait_us", 'i' }, { "pool_mode", 's' }, { "load_balance_hosts", 's' },
 };
 
+/* load_balance_hosts as PgBouncer shows it: NULL for a single host. */
+static const char *load_balance_name(int hosts, bool disable)
+{
+	return hosts > 1 ? (disable ? "disable" : "round-robin") : NULL;
+}
+
 /* One SHOW POOLS row. Cancel requests travel on their own short
  * connections (cancel.c), not counted per pool: the four cancel columns
  * are 0. sv_used is 0: sluice keeps no such server list (a server due a
@@ -183,8 +189,7 @@ static void pool_row(struct pool *p, void *arg)
 	pool_get_counts(p, loop_now_us(), &k);
 	if (p->stale && k.cl_active + k.cl_waiting + k.sv_active + k.sv_idle + k.sv_login == 0)
 		return;
-	pools_row(r, p->db_name, p->user, &k, p->mode,
-		  p->hosts.n > 1 ? (p->lb_disable ? "disable" : "round-robin") : NULL);
+	pools_row(r, p->db_name, p->user, &k, p->mode, load_balance_name(p->hosts.n, p->lb_disable));
 }
 
 static void show_pools(struct admin_reply *r)
@@ -415,7 +420,7 @@ static void config_db_row(struct admin_reply *r, const struct config *cfg, const
 	reply_cell_int(r, or_global(d->reserve_pool_size, cfg->reserve_pool_size));
 	reply_cell_int(r, lifetime / 1000000); /* seconds, as PgBouncer */
 	reply_cell(r, d->pool_mode >= 0 ? mode_name(d->pool_mode) : NULL);
-	reply_cell(r, config_database_hosts(d) > 1 ? (d->lb_disable ? "disable" : "round-robin") : NULL);
+	reply_cell(r, load_balance_name(config_database_hosts(d), d->lb_disable));
 	reply_cell_int(r, or_global(d->max_db_connections, cfg->max_db_connections));
 	reply_cell_int(r, dc.n);
 	reply_cell_int(r, or_global(d->max_db_client_connections, cfg->max_db_client_connections));

@@ -100,7 +100,7 @@ void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key)
 	struct server *s = NULL;
 	if (c && c->worker == w && c->server && !c->closing) {
 		s = c->server;
-		const struct pool_host *h = &s->pool->hosts.h[s->host_index];
+		const struct pool_host *h = server_host(s);
 		memcpy(&addr, &h->addr, h->addr_len);
 		len = h->addr_len;
 		bpid = s->backend_pid;

@@ -1021,10 +1021,8 @@ static int add_peer(struct config_parser *p, const char *name, char *val)
 		free(peer.host);
 		return rc;
 	}
-	if (!peer.host) {
-		free(peer.host);
+	if (!peer.host)
 		return fail_at(p, -EINVAL, "peer %ld: host is required", id);
-	}
 	for (size_t i = 0; i < cfg->n_peers; i++) {
 		if (cfg->peers[i].id == peer.id) {
 			free(cfg->peers[i].host);

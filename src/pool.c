@@ -468,15 +468,16 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 	while (list_empty(&p->waiters) && !list_empty(&p->idle[w->id]) && !p->paused) {
 		struct server *s = list_entry(list_pop(&p->idle[w->id]), struct server, pool_node);
 		p->n_idle--;
-		bool check = !pool_server_outdated(s) && check_due_locked(p, s, now);
+		bool outdated = pool_server_outdated(s);
+		bool check = !outdated && check_due_locked(p, s, now);
 		pthread_mutex_unlock(&p->lock);
-		if (check)
-			server_check(s); /* comes back through pool_release */
-		else if (!pool_server_outdated(s))
-			return s;
-		else /* RECONNECT or RELOAD since it went idle: the tick has not
-		      * closed it yet; do it now rather than hand it out. */
+		if (outdated) /* RECONNECT or RELOAD since it went idle: the tick has
+			       * not closed it yet; do it now rather than hand it out. */
 			server_close(s, "reconnect requested (RECONNECT or RELOAD)");
+		else if (check)
+			server_check(s); /* comes back through pool_release */
+		else
+			return s;
 		pthread_mutex_lock(&p->lock);
 	}
 	/* bpf_bypass: a server idle in the kernel comes back for this client. */

@@ -39,7 +39,7 @@
 
 #define SLOG(s, lvl, fmt, ...) \
 	log_write(lvl, "S-%llu %s/%s@%s " fmt, (unsigned long long)(s)->id, \
-		  (s)->pool->db_name, (s)->pool->user, (s)->pool->hosts.h[(s)->host_index].addr_text, ##__VA_ARGS__)
+		  (s)->pool->db_name, (s)->pool->user, server_host(s)->addr_text, ##__VA_ARGS__)
 
 static void server_cb(struct loop_handle *h, uint32_t revents);
 static void server_process(struct server *s);
@@ -59,6 +59,11 @@ static void server_update_events(struct server *s)
 }
 
 static void host_failed(struct server *s, const char *sqlstate, const char *msg, bool auth_error);
+
+const struct pool_host *server_host(const struct server *s)
+{
+	return &s->pool->hosts.h[s->host_index];
+}
 
 void server_close(struct server *s, const char *reason)
 {
@@ -186,7 +191,7 @@ void server_launch(struct worker *w, struct pool *p)
 	s->connect_time_us = w->loop.now_us;
 	server_set_state(s, SERVER_CONNECTING);
 	s->host_index = pool_pick_host(p);
-	const struct pool_host *h = &p->hosts.h[s->host_index];
+	const struct pool_host *h = server_host(s);
 	int fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	pgsock_init(&s->sock, fd, server_cb);
 	if (fd < 0) {
@@ -215,12 +220,12 @@ static void connect_done(struct server *s)
 		err = errno;
 	if (err) {
 		char msg[160];
-		snprintf(msg, sizeof(msg), "could not connect to server %s: %s", s->pool->hosts.h[s->host_index].addr_text, strerror(err));
+		snprintf(msg, sizeof(msg), "could not connect to server %s: %s", server_host(s)->addr_text, strerror(err));
 		login_fail(s, "08006", msg, false);
 		return;
 	}
 	const struct config *cfg = runtime_config();
-	if (cfg->server_tls_sslmode != TLS_MODE_DISABLE && s->pool->hosts.h[s->host_index].addr.ss_family != AF_UNIX) {
+	if (cfg->server_tls_sslmode != TLS_MODE_DISABLE && server_host(s)->addr.ss_family != AF_UNIX) {
 		/* SSLRequest: int32 8, int32 80877103 (protocol docs 55.2.10). */
 		static const uint8_t req[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
 		iobuf_append(&s->sock.wbuf, req, sizeof(req));
@@ -272,7 +277,7 @@ static void tls_progress(struct server *s)
 			login_fail(s, "08006", "unexpected answer to the TLS request", false);
 			return;
 		}
-		s->sock.ssl = tls_new_for_server(s->sock.h.fd, s->pool->hosts.h[s->host_index].name, cfg->server_tls_sslmode);
+		s->sock.ssl = tls_new_for_server(s->sock.h.fd, server_host(s)->name, cfg->server_tls_sslmode);
 		if (!s->sock.ssl) {
 			login_fail(s, "08006", "cannot start TLS towards the server", false);
 			return;
@@ -288,7 +293,7 @@ static void tls_progress(struct server *s)
 	}
 	if (rc < 0) {
 		char msg[400];
-		snprintf(msg, sizeof(msg), "TLS towards server %s: %s", s->pool->hosts.h[s->host_index].addr_text, why);
+		snprintf(msg, sizeof(msg), "TLS towards server %s: %s", server_host(s)->addr_text, why);
 		/* A certificate that does not verify will not verify on retry:
 		 * waiting clients get the reason now, as for a refused login. */
 		login_fail(s, "08006", msg, true);
@@ -1127,7 +1132,7 @@ void server_cancel(struct server *s)
 {
 	if (!s->backend_pid && !s->backend_key)
 		return;
-	const struct pool_host *h = &s->pool->hosts.h[s->host_index];
+	const struct pool_host *h = server_host(s);
 	cancel_send(s->worker, (struct sockaddr *)&h->addr, h->addr_len,
 		    s->backend_pid, s->backend_key, NULL);
 }

@@ -30,6 +30,7 @@ struct worker;
 struct pool;
 struct client;
 struct scram_client;
+struct pool_host;
 
 enum server_state {
 	SERVER_CONNECTING, /* non-blocking connect in progress */
@@ -148,6 +149,8 @@ bool server_at_boundary(const struct server *s);
 /* The client went away. Clean the server for reuse, or close it. */
 void server_client_gone(struct server *s);
 
+/* The address s connected to (one of its pool's hosts). */
+const struct pool_host *server_host(const struct server *s);
 /* Idle server s, taken from its pool, runs server_check_query; it goes
  * back through pool_release when answered, or closes on an error. */
 void server_check(struct server *s);
