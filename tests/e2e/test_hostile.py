@@ -323,7 +323,9 @@ def test_malicious_server(sluice, pg, case, hold):
             c.close()
         elapsed = time.monotonic() - t0
         assert elapsed <= deadline, f"ended after {elapsed:.2f} s: {outcome}"
-        assert fake.connections >= 1, "sluice never connected to the impostor"
+        # The impostor counts a connection when its Python thread accepts it,
+        # which under load can come after the client's answer.
+        wait_for(lambda: fake.connections >= 1, 3, what="sluice connecting to the impostor")
         if hold:
             try:
                 wait_for(lambda: fake.peer_closed, 2.5, what="impostor connection closed")
