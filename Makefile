@@ -89,8 +89,9 @@ e2e: $(BIN)
 # is left out: clients that have been in the kernel do not move (docs/bypass.md).
 BYPASS_CORE := test_basic test_copy test_copy_pipeline test_cancel test_prepared test_pool_modes test_params \
 	test_admin test_metrics test_memory test_session_state test_protocol_fidelity
+# Three at once: this suite is CPU-bound (kernel work) and five gained nothing.
 e2e-bypass: $(BIN)
-	SLUICE_BIN=$(abspath $(BIN)) SLUICE_E2E_INI_EXTRA="bpf_bypass=on" \
+	SLUICE_BIN=$(abspath $(BIN)) SLUICE_E2E_INI_EXTRA="bpf_bypass=on" E2E_JOBS=$${E2E_JOBS:-3} \
 		scripts/run-e2e.sh $(patsubst %,tests/e2e/%.py,$(BYPASS_CORE))
 
 # The same end-to-end suite under the sanitizers; a sanitizer report in
