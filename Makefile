@@ -97,9 +97,14 @@ e2e-bypass: $(BIN)
 # The same end-to-end suite under the sanitizers; a sanitizer report in
 # sluice's log fails the test that caused it.
 # Three at once under ASan (its CPU cost makes five tight on two CPUs).
+# With adaptive_workers = 0: the tests' light load keeps every client on
+# worker 0 by default, so this run is the one where connections spread over
+# the workers and servers and cancels cross between threads
+# (test_workers.py covers adaptive_workers under ASan too).
 e2e-asan:
 	$(MAKE) SAN=asan all
-	SLUICE_BIN=$(abspath build/sluice-asan) E2E_JOBS=$${E2E_JOBS:-3} scripts/run-e2e.sh
+	SLUICE_BIN=$(abspath build/sluice-asan) SLUICE_E2E_INI_EXTRA="adaptive_workers=0" E2E_JOBS=$${E2E_JOBS:-3} \
+		scripts/run-e2e.sh
 e2e-tsan:
 	$(MAKE) SAN=tsan all
 	SLUICE_BIN=$(abspath build/sluice-tsan) scripts/run-e2e.sh
@@ -129,9 +134,14 @@ clean:
 
 -include $(OBJS:.o=.d)
 
+# The fake PostgreSQL of the benchmark's scaling row (not part of sluice).
+build/fakepg: bench/fakepg.c
+	mkdir -p build
+	$(CC) -O2 -Wall -Wextra -pthread -o $@ $<
+
 .PHONY: bench
 bench: deps
-	$(MAKE) all
+	$(MAKE) all build/fakepg
 	bench/bench.sh
 
 # bpf_bypass on vs off vs PgBouncer in one interleaved run (bench/README.md).

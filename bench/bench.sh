@@ -73,11 +73,20 @@
 #   syscalls      once, after the rounds, not timed: strace -c -f on each
 #                 pooler during pgbench -S -c 16 -t SYSCALL_TX; system calls
 #                 per transaction, in total and per call (second table)
+#   scaling       after the rounds: a fake PostgreSQL that answers every
+#                 query at once (bench/fakepg.c, one thread per CPU) behind
+#                 PgBouncer and behind sluice with workers = 1, 2 and 4
+#                 (adaptive_workers on, as by default), ROUNDS interleaved
+#                 runs of pgbench -S -c 16 -j 2 each: TPS against the
+#                 number of workers when the pooler, not the database, is
+#                 the limit. Printed as a table of its own; on a machine
+#                 with fewer CPUs than workers + pgbench + fakepg need it
+#                 cannot show scaling, but it is printed anyway.
 #   (idle_rss is accepted as an old name of idle_c8.)
 #
 # Environment:
 #   TARGETS=...       subset of the targets above, in column order
-#   ROUNDS=3          rounds (medians are taken over them)
+#   ROUNDS=5          rounds (medians are taken over them)
 #   DURATION=5        seconds per pgbench run
 #   WORKLOADS=...     subset of the workloads above
 #   SCALE=10          pgbench scale factor
@@ -89,6 +98,8 @@
 #                     root). Without CHART=1 the chart is drawn only if
 #                     gnuplot is already installed; CHART=0 never draws it.
 #   SLUICE_BIN        sluice binary (default build/sluice)
+#   FAKEPG_BIN        the fake server of the scaling workload (default
+#                     build/fakepg; compiled from bench/fakepg.c when missing)
 #   SLUICE_WORKERS    if set, written as `workers =` in sluice's config
 #                     (default: sluice's own default, one per CPU)
 #   PGBOUNCER_BIN     PgBouncer binary (default /usr/sbin/pgbouncer)
@@ -132,7 +143,7 @@ PY=/usr/bin/python3
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 SLUICE_BIN=${SLUICE_BIN:-build/sluice}
 case $SLUICE_BIN in /*) ;; *) SLUICE_BIN=$REPO/$SLUICE_BIN ;; esac
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 SCALE=${SCALE:-10}
 IDLE_CLIENTS=${IDLE_CLIENTS:-2000}
@@ -140,7 +151,7 @@ RATE=${RATE:-4000}
 SYSCALL_TX=${SYSCALL_TX:-500}
 CHART=${CHART:-}
 POOL_SIZE=20
-ALL_WORKLOADS="select_c16 select_c1 extended_c16 prepared_c16 tpcb_c16 connect_c4 idle_c8 stream_c2 rate_c8 syscalls"
+ALL_WORKLOADS="select_c16 select_c1 extended_c16 prepared_c16 tpcb_c16 connect_c4 idle_c8 stream_c2 rate_c8 syscalls scaling"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 WORKLOADS=${WORKLOADS//,/ }
 WORKLOADS=" $WORKLOADS "
@@ -268,6 +279,9 @@ IDLE_PID=
 IDLE_FIFO=
 STRACE_PID=
 PGBENCH_PID=
+FAKEPG_PID=
+SCALING_PIDS=()
+SCALING_NEW_PID=
 
 cleanup() {
 	local rc=$?
@@ -284,6 +298,8 @@ cleanup() {
 	fi
 	stop_pid "$SLUICE_PID" 10
 	stop_pid "$BYPASS_PID" 10
+	for p in "${SCALING_PIDS[@]}" "$SCALING_NEW_PID"; do stop_pid "$p" 10; done
+	stop_pid "$FAKEPG_PID" 5
 	stop_pid "$PGB_PID" 10
 	if [ -n "$PG_STARTED" ]; then
 		# pg_ctl -t bounds the wait.
@@ -313,7 +329,7 @@ RUNS_CSV=$OUT_DIR/runs.csv
 echo "round,workload,target,metric,value" >"$RUNS_CSV"
 
 n_pgbench_workloads=0
-for w in $WORKLOADS; do [ "$w" != syscalls ] && n_pgbench_workloads=$((n_pgbench_workloads + 1)); done
+for w in $WORKLOADS; do [ "$w" != syscalls ] && [ "$w" != scaling ] && n_pgbench_workloads=$((n_pgbench_workloads + 1)); done
 n_targets=$(wc -w <<<"$WANT_TARGETS")
 note "$ROUNDS round(s) x $n_pgbench_workloads workload(s) x $n_targets targets x ${DURATION}s" \
 	"= about $(((ROUNDS * n_pgbench_workloads * n_targets * (DURATION + 1) + 59) / 60)) min of pgbench, plus set-up"
@@ -413,6 +429,8 @@ fi
 
 # --- sluice
 BYPASS_DROPPED=
+BACKEND_PORT=$PG_PORT       # where the poolers' [databases] point (scaling: fakepg)
+SLUICE_DEFAULT_WORKERS=1    # write SLUICE_WORKERS (scaling gives its own)
 # start_sluice NAME PIDVAR [LINE...]: start a sluice with the common
 # configuration plus LINEs in its [sluice] section ($WORK/NAME/sluice.ini,
 # log $WORK/NAME.log), and check that it serves both databases. The pid goes
@@ -427,8 +445,8 @@ start_sluice() {
 	{
 		cat <<INI
 [databases]
-bench = host=127.0.0.1 port=$PG_PORT dbname=bench
-bench_session = host=127.0.0.1 port=$PG_PORT dbname=bench pool_mode=session
+bench = host=127.0.0.1 port=$BACKEND_PORT dbname=bench
+bench_session = host=127.0.0.1 port=$BACKEND_PORT dbname=bench pool_mode=session
 
 [sluice]
 listen_addr = 127.0.0.1
@@ -440,7 +458,7 @@ pool_mode = transaction
 default_pool_size = $POOL_SIZE
 max_client_conn = $((IDLE_CLIENTS + 200))
 INI
-		[ -n "${SLUICE_WORKERS:-}" ] && echo "workers = $SLUICE_WORKERS"
+		[ -n "${SLUICE_WORKERS:-}" ] && [ -n "$SLUICE_DEFAULT_WORKERS" ] && echo "workers = $SLUICE_WORKERS"
 		for line in "$@"; do echo "$line"; done
 	} >"$WORK/$name/sluice.ini"
 	local extra=
@@ -851,7 +869,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	for ((i = 0; i < n; i++)); do order+=("${TARGETS[$(((i + r - 1) % n))]}"); done
 	note "round $r/$ROUNDS, order: ${order[*]}"
 	for w in $WORKLOADS; do
-		[ "$w" = syscalls ] && continue
+		[ "$w" = syscalls ] || [ "$w" = scaling ] && continue
 		for t in "${order[@]}"; do
 			run_one "$r" "$w" "$t"
 		done
@@ -864,6 +882,81 @@ if [[ " $WORKLOADS " == *" syscalls "* ]]; then
 		syscalls "$t"
 	done
 fi
+
+# --- scaling: the pooler alone, with a database that costs nothing
+SCALING_TABLE=
+# scaling: see the top of this file. Fills SCALING_TABLE.
+scaling() {
+	local fakepg=${FAKEPG_BIN:-$REPO/build/fakepg} fport names=() r name n pid port out tps
+	if [ ! -x "$fakepg" ]; then
+		fakepg=$WORK/fakepg
+		cc -O2 -pthread -o "$fakepg" "$BENCH_DIR/fakepg.c" || { note "scaling: cannot build bench/fakepg.c: skipped"; return; }
+	fi
+	fport=$(free_port)
+	"$fakepg" "$fport" "$(nproc)" >"$WORK/fakepg.log" 2>&1 &
+	FAKEPG_PID=$!
+	wait_port "$fport" 10 "$FAKEPG_PID" || { note "scaling: fakepg did not start: skipped"; return; }
+	declare -gA SCALING_PORT=()
+	if wants pgbouncer; then
+		mkdir -p "$WORK/pgbouncer_fake"
+		port=$(free_port)
+		sed -e "s/port=$PG_PORT /port=$fport /" -e "s/^listen_port = .*/listen_port = $port/" \
+			-e "s#$WORK/pgbouncer/#$WORK/pgbouncer_fake/#" "$WORK/pgbouncer/pgbouncer.ini" >"$WORK/pgbouncer_fake/pgbouncer.ini"
+		cp "$WORK/pgbouncer/userlist.txt" "$WORK/pgbouncer_fake/"
+		[ $IS_ROOT -eq 1 ] && chown -R postgres: "$WORK/pgbouncer_fake"
+		(exec_as_pg "$PGBOUNCER_BIN" -q "$WORK/pgbouncer_fake/pgbouncer.ini") >"$WORK/pgbouncer_fake-stderr.log" 2>&1 &
+		pid=$!
+		SCALING_PIDS+=("$pid")
+		wait_port "$port" 30 "$pid" || { note "scaling: PgBouncer did not start: skipped"; return; }
+		names+=(pgbouncer)
+		SCALING_PORT[pgbouncer]=$port
+	fi
+	BACKEND_PORT=$fport
+	SLUICE_DEFAULT_WORKERS=
+	for n in 1 2 4; do
+		start_sluice "sluice_w$n" SCALING_NEW_PID "workers = $n"
+		SCALING_PIDS+=("$SCALING_NEW_PID")
+		SCALING_NEW_PID=
+		names+=("sluice_w$n")
+		SCALING_PORT[sluice_w$n]=${PORT[sluice_w$n]}
+	done
+	BACKEND_PORT=$PG_PORT
+	SLUICE_DEFAULT_WORKERS=1
+	declare -A got=()
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for ((i = 0; i < ${#names[@]}; i++)); do
+			name=${names[$(((i + r - 1) % ${#names[@]}))]}
+			out=$WORK/pgbench-scaling-$name-$r.log
+			timeout -k 5 $((DURATION + 60)) "$PGBENCH" -n -S -c 16 -j 2 -T "$DURATION" -p "${SCALING_PORT[$name]}" bench \
+				>"$out" 2>&1 || true
+			tps=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$out")
+			note "scaling $r/$ROUNDS $(printf '%-13s' "$name") ${tps:-failed} tps"
+			[ -n "$tps" ] && record "$r" scaling "$name" tps "$tps" && got[$name]+="$tps "
+		done
+	done
+	local w1=
+	SCALING_TABLE=$(
+		echo "scaling with a backend that costs nothing (bench/fakepg, $(nproc) threads): pgbench -S -c 16 -j 2," \
+			"median TPS of $ROUNDS runs; $(nproc) CPUs shared by pgbench, fakepg and the pooler"
+		printf '%-24s %8s %12s\n' pooler TPS "vs 1 worker"
+		for name in "${names[@]}"; do
+			tps=$(tr ' ' '\n' <<<"${got[$name]:-}" | grep . | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}')
+			case $name in
+			pgbouncer) printf '%-24s %8s %12s\n' "pgbouncer (one thread)" "${tps:--}" - ;;
+			*)
+				[ "$name" = sluice_w1 ] && w1=$tps
+				printf '%-24s %8s %12s\n' "sluice workers = ${name#sluice_w}" "${tps:--}" \
+					"$([ -n "$w1" ] && [ -n "$tps" ] && awk -v a="$tps" -v b="$w1" 'BEGIN {printf "%.2f", a / b}')"
+				;;
+			esac
+		done
+	)
+	for p in "${SCALING_PIDS[@]}"; do stop_pid "$p" 10; done
+	SCALING_PIDS=()
+	stop_pid "$FAKEPG_PID" 5
+	FAKEPG_PID=
+}
+[[ " $WORKLOADS " == *" scaling "* ]] && scaling
 
 # --- report
 target_specs=()
@@ -882,6 +975,7 @@ for t in "${!DEAD[@]}"; do
 		tee -a "$OUT_DIR/table.txt"
 done
 [ -n "$BYPASS_DROPPED" ] && echo "NOTE: $BYPASS_DROPPED." | tee -a "$OUT_DIR/table.txt"
+[ -n "$SCALING_TABLE" ] && printf '\n%s\n' "$SCALING_TABLE" | tee -a "$OUT_DIR/table.txt"
 
 # --- optional chart
 rm -f "$OUT_DIR/chart.png"

@@ -80,6 +80,24 @@ void cancel_unregister(struct client *c)
 	pthread_mutex_unlock(&registry_lock);
 }
 
+void cancel_set_worker(struct client *c, struct worker *w)
+{
+	pthread_mutex_lock(&registry_lock);
+	c->worker = w;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void post_cancel(struct worker *to, uint32_t pid, uint32_t key)
+{
+	struct mail *m = calloc(1, sizeof(*m));
+	if (!m)
+		return;
+	m->kind = MAIL_CANCEL;
+	m->key_pid = pid;
+	m->key = key;
+	worker_post(to, m);
+}
+
 /* Cancel on the client's own worker: find its server and send. */
 void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key)
 {
@@ -89,7 +107,13 @@ void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key)
 	pthread_mutex_lock(&registry_lock);
 	struct client *c = find_locked(pid, key);
 	bool in_kernel = c && c->worker == w && c->bp_kernel && !c->closing;
+	/* The client moved to another worker while the mail was on its way. */
+	struct worker *moved_to = c && c->worker != w ? c->worker : NULL;
 	pthread_mutex_unlock(&registry_lock);
+	if (moved_to) {
+		post_cancel(moved_to, pid, key);
+		return;
+	}
 	/* bpf_bypass: the kernel may have linked the client to a server; only
 	 * a pair in user space has a server that is surely its own. c stays
 	 * valid: only this worker frees it, at its safe point. */
@@ -124,17 +148,10 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 			log_debug("cancel request with unknown key ignored");
 		return;
 	}
-	if (target == w) {
+	if (target == w)
 		cancel_deliver(w, pid, key);
-		return;
-	}
-	struct mail *m = calloc(1, sizeof(*m));
-	if (!m)
-		return;
-	m->kind = MAIL_CANCEL;
-	m->key_pid = pid;
-	m->key = key;
-	worker_post(target, m);
+	else
+		post_cancel(target, pid, key);
 }
 
 /* A connection that carries one CancelRequest to PostgreSQL. */

@@ -22,6 +22,8 @@ struct worker;
 /* Give c a unique random (cancel_pid, cancel_key) and register it. */
 void cancel_register(struct client *c);
 void cancel_unregister(struct client *c);
+/* The client moves to worker w (balance.h): cancels go there from now on. */
+void cancel_set_worker(struct client *c, struct worker *w);
 
 /* A CancelRequest arrived on worker w. */
 void cancel_request(struct worker *w, uint32_t pid, uint32_t key);

@@ -23,6 +23,7 @@
 
 #include "admin.h"
 #include "auth_crypto.h"
+#include "balance.h"
 #include "cancel.h"
 #include "config.h"
 #include "control.h"
@@ -113,7 +114,7 @@ static struct client *client_create(struct worker *w, int fd, const char *peer)
 	c->worker = w;
 	c->id = worker_next_id(w);
 	list_init(&c->wait_node);
-	list_add_tail(&w->clients, &c->node);
+	worker_add_client(w, c);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	c->last_active_us = w->loop.now_us;
 	c->connect_us = w->loop.now_us;
@@ -227,7 +228,7 @@ void client_close(struct client *c, const char *reason)
 
 void client_free(struct client *c)
 {
-	list_del(&c->node);
+	worker_remove_client(c->worker, c);
 	admin_free(c);
 	if (c->lookup_secret) {
 		OPENSSL_cleanse(c->lookup_secret, strlen(c->lookup_secret));
@@ -997,6 +998,52 @@ void client_take_from_kernel_at(struct client *c, const char *where)
 	client_set_events(c);
 }
 
+/* ---- moving between workers (balance.h) ---- */
+
+/* Between transactions with nothing in flight: no server, not queued,
+ * no byte buffered on either side (TLS included), no protocol state that
+ * waits for the next message, not carried by the kernel path. */
+static bool client_movable(const struct client *c)
+{
+	const struct pgsock *k = &c->sock;
+	return c->state == CLIENT_IDLE && !c->server && !c->queued && !c->handoff_pending && !c->closing &&
+	       !c->moving && !c->adm && !c->replication && !c->pinned && !c->hold_for_sync &&
+	       !c->skip_until_sync && !c->bp_slot && !c->bp_kernel && !k->bp_slot && !k->bp_quiet &&
+	       !k->bp_settle && iobuf_len(&k->rbuf) == 0 && iobuf_len(&k->wbuf) == 0 && !k->fwd && !k->skip &&
+	       !k->drop && !k->resync && !k->parse_blocked && !tls_pending(k->ssl) &&
+	       !c->worker->suspended && control_phase() == PHASE_RUNNING;
+}
+
+void client_maybe_move(struct client *c)
+{
+	if (!client_movable(c))
+		return;
+	struct worker *to = balance_move_target(c->worker);
+	if (!to || to == c->worker)
+		return;
+	/* Out of this loop now; off the worker's list at its safe point. */
+	loop_forget(&c->worker->loop, &c->sock.h);
+	c->moving = true;
+	worker_move_client(c->worker, c, to);
+}
+
+void client_stay(struct client *c)
+{
+	c->moving = false;
+	client_update_events(c);
+}
+
+void client_arrive(struct client *c)
+{
+	c->moving = false;
+	CLOG(c, LOG_LEVEL_DEBUG, "moved to worker %d", c->worker->id);
+	/* A shutdown or an online restart began while it travelled: the
+	 * drain went over this worker's clients without it. */
+	if (control_phase() != PHASE_RUNNING && control_at_boundary(c))
+		return;
+	client_update_events(c);
+}
+
 void client_unlinked(struct client *c)
 {
 	c->server = NULL;
@@ -1005,6 +1052,8 @@ void client_unlinked(struct client *c)
 		return;
 	/* The client may have pipelined its next request already. */
 	client_process(c);
+	if (!c->closing && c->state == CLIENT_IDLE)
+		client_maybe_move(c);
 }
 
 void client_server_lost(struct client *c, const char *msg)

@@ -54,6 +54,9 @@ struct client {
 	struct list node;          /* in worker->clients (until freed) */
 	struct client *dead_next;  /* in worker->dead_clients once closed */
 	bool buried;               /* on worker->dead_clients */
+	bool moving;               /* leaving for move_to (out of the loop; worker->movers) */
+	struct worker *move_to;    /* while moving: the worker that adopts it */
+	struct client *move_next;  /* chain in worker->movers */
 	struct list wait_node;     /* in pool->waiters (pool lock) */
 	bool queued;               /* on pool->waiters (pool lock) */
 	bool handoff_pending;      /* dequeued by a handoff mail not yet delivered */
@@ -151,6 +154,14 @@ void client_take_from_kernel_at(struct client *c, const char *where);
 
 /* The server finished the client's work (transaction mode: released). */
 void client_unlinked(struct client *c);
+
+/* balance.h: between transactions, move c to the worker the balance
+ * wants it on, if any (its socket leaves this loop at once). */
+void client_maybe_move(struct client *c);
+/* The move was called off (no memory for the mail): back in the loop. */
+void client_stay(struct client *c);
+/* c arrived on its new worker (c->worker, already in its list). */
+void client_arrive(struct client *c);
 
 /* Periodic checks (login timeout, query_wait_timeout, reserve pool). */
 void client_tick(struct client *c, int64_t now_us);

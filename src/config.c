@@ -423,6 +423,8 @@ static const struct config_key main_keys[] = {
 	KEY("stats_users", KT_STR_OPT, stats_users, 0, 0),
 	KEY("ignore_startup_parameters", KT_STR_OPT, ignore_startup_parameters, 0, 0),
 	KEY("workers", KT_INT, workers, 1, 256),
+	KEY("adaptive_workers", KT_BOOL, adaptive_workers, 0, 0),
+	KEY("adaptive_workers_busy", KT_INT, adaptive_workers_busy, 1, 100),
 	KEY("peer_id", KT_INT, peer_id, 0, CONFIG_MAX_PEER_ID),
 	KEY("so_reuseport", KT_BOOL, so_reuseport, 0, 0),
 	KEY("max_prepared_statements", KT_INT, max_prepared_statements, 0, 100000),
@@ -1307,6 +1309,8 @@ static int set_defaults(struct config *cfg)
 	cfg->max_prepared_statements = 200;
 	cfg->max_client_prepared_statements = 10000;
 	cfg->max_client_prepared_bytes = 16 * 1024 * 1024;
+	cfg->adaptive_workers = true;
+	cfg->adaptive_workers_busy = 70;
 	cfg->dynamic_sql_check = true;
 	cfg->log_connections = true;
 	cfg->log_disconnections = true;

@@ -174,6 +174,8 @@ struct config {
 	char *stats_users;      /* comma separated list, NULL = none */
 	char *ignore_startup_parameters; /* comma separated list, NULL = none */
 	int workers;            /* default: number of online CPUs */
+	bool adaptive_workers;  /* use only as many workers as the load needs (balance.h) */
+	int adaptive_workers_busy; /* percent of a CPU at which one more worker joins */
 	int peer_id;            /* this process in a group of peers ([peers], peer.h); 0 = none */
 	bool so_reuseport;      /* accepted: sluice always shares its port among its workers */
 	bool bpf_bypass;        /* default false: kernel fast path (eBPF sockmap) */

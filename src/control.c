@@ -204,7 +204,8 @@ bool control_at_boundary(struct client *c)
 {
 	int phase = control_phase();
 	/* Console sessions stay until the process exits, as PgBouncer's do. */
-	if (c->closing || phase == PHASE_RUNNING || phase == PHASE_DRAIN_CLIENTS || (c->adm && phase != PHASE_HANDOVER))
+	/* A client travelling to another worker is seen to there (client_arrive). */
+	if (c->closing || c->moving || phase == PHASE_RUNNING || phase == PHASE_DRAIN_CLIENTS || (c->adm && phase != PHASE_HANDOVER))
 		return false;
 	/* A client the kernel carries may be in a transaction there. */
 	if (c->bp_kernel) {

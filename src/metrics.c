@@ -52,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "balance.h"
 #include "config.h"
 #include "control.h"
 #include "log.h"
@@ -59,6 +60,7 @@
 #include "pool.h"
 #include "runtime.h"
 #include "stats.h"
+#include "worker.h"
 
 #define METRICS_HEAD_MAX 8192   /* bytes of request head accepted */
 #define METRICS_IO_MS 2000      /* to receive the head; longest stall of a send */
@@ -338,6 +340,25 @@ static void render_process(struct outbuf *b)
 	out_family(b, "sluice_config_reload_failures_total", "counter",
 		   "Configuration reloads refused by validation.");
 	out_printf(b, "sluice_config_reload_failures_total %" PRIu64 "\n", control_reload_failures());
+
+	struct balance_counts bc;
+	balance_get_counts(&bc);
+	out_family(b, "sluice_workers_active", "gauge",
+		   "Workers taking new connections and clients now (adaptive_workers; all of them when off).");
+	out_printf(b, "sluice_workers_active %d\n", balance_active_workers());
+	out_family(b, "sluice_worker_clients", "gauge", "Client connections (console included) on each worker.");
+	for (int i = 0; i < n_workers; i++)
+		out_printf(b, "sluice_worker_clients{worker=\"%d\"} %d\n", i,
+			   __atomic_load_n(&workers[i].n_clients, __ATOMIC_RELAXED));
+	out_family(b, "sluice_worker_changes_total", "counter",
+		   "Times the number of workers taking traffic changed (adaptive_workers).");
+	out_printf(b, "sluice_worker_changes_total %" PRIu64 "\n", bc.changes);
+	out_family(b, "sluice_client_moves_total", "counter",
+		   "Clients moved to another worker between transactions (adaptive_workers).");
+	out_printf(b, "sluice_client_moves_total %" PRIu64 "\n", bc.moves);
+	out_family(b, "sluice_server_handoffs_total", "counter",
+		   "Idle servers handed to a waiting client on another worker (a mail between threads each).");
+	out_printf(b, "sluice_server_handoffs_total %" PRIu64 "\n", bc.handoffs);
 
 	out_family(b, "sluice_accept_failures_total", "counter",
 		   "accept() calls that failed because the process or the system ran out of file descriptors "

@@ -5,6 +5,7 @@
  * unlocking.
  */
 #include "pool.h"
+#include "balance.h"
 #include "bypass.h"
 
 #include <errno.h>
@@ -523,6 +524,7 @@ static void deliver(struct server *s, struct client *c)
 		client_on_server(c, s);
 		return;
 	}
+	balance_count_handoff();
 	struct mail *m = calloc(1, sizeof(*m));
 	server_detach(s);
 	if (!m) {

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <linux/filter.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,9 +35,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "balance.h"
 #include "cancel.h"
 #include "client.h"
 #include "config.h"
+#include "control.h"
 #include "iobuf.h"
 #include "log.h"
 #include "pool.h"
@@ -166,6 +169,10 @@ static void mailbox_cb(struct loop_handle *h, uint32_t revents)
 		case MAIL_POKE_POOL:
 			pool_serve_waiters(m->pool, w);
 			break;
+		case MAIL_ADOPT_CLIENT:
+			worker_add_client(w, m->client);
+			client_arrive(m->client);
+			break;
 		case MAIL_STOP:
 			w->stopping = 1;
 			break;
@@ -204,14 +211,18 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t len
 static void update_listeners(struct worker *w)
 {
 	bool on = !w->accept_paused && !w->suspended_accept;
+	w->unix_polled = balance_worker_active(w);
 	for (int i = 0; i < w->n_listen; i++) {
 		if (w->listen[i].fd < 0)
 			continue;
-		uint32_t ev = on ? EPOLLIN : 0;
-		if (on && w->listen[i].fd == unix_listen_fd)
+		/* The unix socket is shared: only workers taking traffic poll
+		 * it (balance.h). TCP connections are steered in the kernel. */
+		bool poll = on && (w->listen[i].fd != unix_listen_fd || w->unix_polled);
+		uint32_t ev = poll ? EPOLLIN : 0;
+		if (poll && w->listen[i].fd == unix_listen_fd)
 			ev |= EPOLLEXCLUSIVE;
 		/* EPOLLEXCLUSIVE cannot be MODed: remove and add again. */
-		if (w->listen[i].events && on)
+		if (w->listen[i].events && poll)
 			continue;
 		loop_set(&w->loop, &w->listen[i], ev);
 	}
@@ -333,6 +344,50 @@ static void listen_cb(struct loop_handle *h, uint32_t revents)
 	}
 }
 
+void worker_add_client(struct worker *w, struct client *c)
+{
+	list_add_tail(&w->clients, &c->node);
+	__atomic_add_fetch(&w->n_clients, 1, __ATOMIC_RELAXED);
+}
+
+void worker_remove_client(struct worker *w, struct client *c)
+{
+	list_del(&c->node);
+	__atomic_sub_fetch(&w->n_clients, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- moving clients between workers (balance.h) ---- */
+
+void worker_move_client(struct worker *w, struct client *c, struct worker *to)
+{
+	c->move_to = to;
+	c->move_next = w->movers;
+	w->movers = c;
+}
+
+/* Safe point: the clients marked to move leave w's list for their new
+ * worker, which adopts them from its mailbox. */
+static void send_movers(struct worker *w)
+{
+	while (w->movers) {
+		struct client *c = w->movers;
+		w->movers = c->move_next;
+		c->move_next = NULL;
+		if (c->closing)
+			continue; /* closed meanwhile (KILL_CLIENT): buried, freed below */
+		struct mail *m = calloc(1, sizeof(*m));
+		if (!m) { /* stay here after all */
+			client_stay(c);
+			continue;
+		}
+		worker_remove_client(w, c);
+		cancel_set_worker(c, c->move_to);
+		m->kind = MAIL_ADOPT_CLIENT;
+		m->client = c;
+		worker_post(c->move_to, m);
+	}
+}
+
 void worker_bury_client(struct worker *w, struct client *c)
 {
 	if (c->buried)
@@ -350,6 +405,7 @@ void worker_bury_server(struct worker *w, struct server *s)
 
 static void reap(struct worker *w)
 {
+	send_movers(w);
 	/* Each of these clients has closed its socket: while accepting is
 	 * paused for want of fds, one is free now, so try again without
 	 * waiting out the pause. Never a busy loop: at most one try per
@@ -372,11 +428,27 @@ static void reap(struct worker *w)
 static void tick(struct worker *w)
 {
 	int64_t now = w->loop.now_us;
+	int busy = 0;
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->clients) {
 		struct client *c = list_entry(pos, struct client, node);
-		if (!c->closing)
-			client_tick(c, now);
+		if (c->closing || c->moving)
+			continue;
+		if (c->state != CLIENT_IDLE || now - c->last_active_us < TICK_US)
+			busy++;
+		client_tick(c, now);
+	}
+	balance_tick(w, busy);
+	if (w->unix_polled != balance_worker_active(w))
+		update_listeners(w);
+	/* An inactive worker's idle clients go too, not only busy ones at
+	 * the end of a transaction. */
+	if (!balance_worker_active(w)) {
+		list_for_each_safe(pos, tmp, &w->clients) {
+			struct client *c = list_entry(pos, struct client, node);
+			if (!c->closing && !c->moving)
+				client_maybe_move(c);
+		}
 	}
 	list_for_each_safe(pos, tmp, &w->servers) {
 		struct server *s = list_entry(pos, struct server, node);
@@ -413,7 +485,14 @@ static void *worker_main(void *arg)
 			w->next_tick_us = w->loop.now_us + TICK_US;
 		}
 	}
-	/* Shutdown: close everything this worker owns. */
+	/* Shutdown: close everything this worker owns. Clients about to
+	 * move stay and are closed with the rest. */
+	while (w->movers) {
+		struct client *c = w->movers;
+		w->movers = c->move_next;
+		c->move_next = NULL;
+		c->moving = false;
+	}
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->clients) {
 		struct client *c = list_entry(pos, struct client, node);
@@ -528,6 +607,37 @@ static int open_unix_listener(const struct config *cfg, char *err, size_t errlen
 	return fd;
 }
 
+/* balance.h: new TCP connections go to one of the first `active` sockets
+ * of each listening address's SO_REUSEPORT group (socket i is worker i's),
+ * chosen at random by a classic BPF program; with every worker active the
+ * program goes and the kernel's hash chooses, as without it. Attaching to
+ * one socket of a group sets the group's program: worker 0's sockets
+ * stand for their groups. Any thread (setsockopt only). */
+int worker_steer_listeners(int active, char *err, size_t errlen)
+{
+	struct sock_filter one[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
+	struct sock_filter some[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM)),
+		BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (uint32_t)active),
+		BPF_STMT(BPF_RET | BPF_A, 0),
+	};
+	struct sock_fprog prog = active <= 1 ? (struct sock_fprog){ 1, one } : (struct sock_fprog){ 3, some };
+	struct worker *w = &workers[0];
+	for (int i = 0; i < w->n_listen; i++) {
+		int fd = w->listen[i].fd;
+		if (fd < 0 || fd == unix_listen_fd)
+			continue;
+		int rc = active >= n_workers ? setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &fd, sizeof(fd))
+					     : setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
+		if (rc < 0 && !(active >= n_workers && errno == ENOENT)) {
+			snprintf(err, errlen, "%s: %s", active >= n_workers ? "SO_DETACH_REUSEPORT_BPF" : "SO_ATTACH_REUSEPORT_CBPF",
+				 strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
 static int add_listener(struct worker *w, int fd)
 {
 	if (w->n_listen >= WORKER_MAX_LISTEN)
@@ -569,6 +679,26 @@ static int open_tcp_for_worker(struct worker *w, const struct config *cfg, char 
 	return rc;
 }
 
+/* Online restart: the old process passes its TCP sockets worker by worker,
+ * so the r-th socket of a listening address was its worker r's, and is
+ * socket r of that address's SO_REUSEPORT group. It goes to worker
+ * r mod n_workers here, so that socket i of each group stays worker i's
+ * (balance.h steers by that number). */
+static int inherited_rank(const int *fds, int k)
+{
+	struct sockaddr_storage a, b;
+	socklen_t la = sizeof(a);
+	if (getsockname(fds[k], (struct sockaddr *)&a, &la) < 0)
+		return k;
+	int rank = 0;
+	for (int j = 0; j < k; j++) {
+		socklen_t lb = sizeof(b);
+		if (getsockname(fds[j], (struct sockaddr *)&b, &lb) == 0 && lb == la && memcmp(&a, &b, la) == 0)
+			rank++;
+	}
+	return rank;
+}
+
 int worker_start_all(const struct config *cfg, const int *inherited, int n_inherited, int inherited_unix)
 {
 	char err[256] = "";
@@ -604,9 +734,14 @@ int worker_start_all(const struct config *cfg, const int *inherited, int n_inher
 		loop_set(&w->loop, &w->mailbox_h, EPOLLIN);
 		/* Online restart: the old process's sockets, shared out among
 		 * the workers (SO_REUSEPORT spreads connections over them). */
-		for (int k = i; k < n_inherited; k += n_workers)
-			add_listener(w, inherited[k]);
-		rc = n_inherited > i ? 0 : open_tcp_for_worker(w, cfg, err, sizeof(err));
+		int got = 0;
+		for (int k = 0; k < n_inherited; k++) {
+			if (inherited_rank(inherited, k) % n_workers == i) {
+				add_listener(w, inherited[k]);
+				got++;
+			}
+		}
+		rc = got ? 0 : open_tcp_for_worker(w, cfg, err, sizeof(err));
 		if (rc < 0) {
 			log_error("%s", err);
 			return rc;
@@ -617,8 +752,10 @@ int worker_start_all(const struct config *cfg, const int *inherited, int n_inher
 			log_error("nothing to listen on: set listen_addr or unix_socket_dir");
 			return -EINVAL;
 		}
-		update_listeners(w);
 	}
+	balance_start(cfg, n_workers);
+	for (int i = 0; i < n_workers; i++)
+		update_listeners(&workers[i]);
 	for (int i = 0; i < n_workers; i++) {
 		if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
 			log_error("cannot start worker thread %d", i);
@@ -673,6 +810,7 @@ void worker_stop_all(void)
 		}
 		pthread_mutex_destroy(&w->mail_lock);
 	}
+	balance_stop();
 	if (unix_listen_fd >= 0) {
 		close(unix_listen_fd);
 		if (unix_listen_path[0])

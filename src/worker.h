@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "list.h"
@@ -31,6 +32,7 @@ enum mail_kind {
 	MAIL_POKE_POOL,   /* serve pool's waiters from our idle servers */
 	MAIL_STOP,        /* leave the loop */
 	MAIL_RUN,         /* run a function on this worker (worker_run_all) */
+	MAIL_ADOPT_CLIENT, /* a client moved here between transactions (balance.h) */
 };
 
 struct run_all;
@@ -38,7 +40,7 @@ struct run_all;
 struct mail {
 	struct mail *next;
 	int kind;               /* enum mail_kind */
-	struct client *client;  /* MAIL_HANDOFF / MAIL_FAIL_CLIENT */
+	struct client *client;  /* MAIL_HANDOFF / MAIL_FAIL_CLIENT / MAIL_ADOPT_CLIENT */
 	struct server *server;  /* MAIL_HANDOFF */
 	struct pool *pool;      /* MAIL_POKE_POOL */
 	uint32_t key_pid, key;  /* MAIL_CANCEL */
@@ -66,11 +68,17 @@ struct worker {
 	pthread_mutex_t mail_lock;    /* protects mail_head/tail only */
 	struct mail *mail_head, *mail_tail;
 	struct list clients;          /* struct client.node: all our clients */
+	int n_clients;                /* length of `clients` (atomic: /metrics reads it) */
 	struct list servers;          /* struct server.node: all servers in our loop */
 	struct client *dead_clients;  /* closed clients (chain via dead_next), freed
 				       * after the current wakeup; they stay on
 				       * `clients` until then so iteration is safe */
 	struct server *dead_servers;  /* same for servers */
+	struct client *movers;        /* clients leaving for another worker (chain via
+				       * move_next), sent at the safe point; they stay
+				       * on `clients` until then */
+	bool unix_polled;             /* polls the shared unix listener (an active
+				       * worker, balance.h) */
 	struct list cancels;          /* struct cancel_conn.node: cancels in flight */
 	int64_t next_tick_us;         /* when the periodic check runs next */
 	uint64_t next_conn_id;        /* local part of connection ids */
@@ -120,6 +128,18 @@ void worker_close_shared_listeners(void);
  * giving up the unix socket's path to the new process. */
 int worker_listener_fds(int *fds, uint8_t *kinds, int max);
 void worker_forget_listeners(void);
+
+/* Enter c in w's list of clients, or take it out (owner thread). */
+void worker_add_client(struct worker *w, struct client *c);
+void worker_remove_client(struct worker *w, struct client *c);
+
+/* Move client c (out of w's loop already) to worker `to` at w's safe
+ * point; `to` adopts it with client_arrive. */
+void worker_move_client(struct worker *w, struct client *c, struct worker *to);
+
+/* Steer new TCP connections to the first `active` workers (all of them
+ * when active >= n_workers). Returns 0 or -errno with err set. */
+int worker_steer_listeners(int active, char *err, size_t errlen);
 
 /* Queue a closed object for freeing at the loop's safe point. */
 void worker_bury_client(struct worker *w, struct client *c);

@@ -43,7 +43,10 @@ static void test_render_without_pools(void)
 	CHECK(strstr(body, "\nsluice_max_fds ") != NULL);
 	static const char *families[] = {
 		"sluice_up gauge", "sluice_uptime_seconds gauge", "sluice_config_reloads_total counter",
-		"sluice_config_reload_failures_total counter", "sluice_accept_failures_total counter",
+		"sluice_config_reload_failures_total counter", "sluice_workers_active gauge",
+		"sluice_worker_clients gauge", "sluice_worker_changes_total counter",
+		"sluice_client_moves_total counter", "sluice_server_handoffs_total counter",
+		"sluice_accept_failures_total counter",
 		"sluice_open_fds gauge",
 		"sluice_max_fds gauge", "sluice_clients gauge", "sluice_pool_clients gauge",
 		"sluice_pool_servers gauge", "sluice_pool_max_wait_seconds gauge",
