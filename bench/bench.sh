@@ -22,7 +22,8 @@
 #      build/bench/results.csv (medians), build/bench/runs.csv (every single
 #      figure) and build/bench/table.txt.
 #
-# Targets (TARGETS, space- or comma-separated, default: all of them):
+# Targets (TARGETS, space- or comma-separated, default: direct pgbouncer
+# sluice, plus other when OTHER_POOLER_PORT is set):
 #   direct        PostgreSQL itself, no pooler
 #   pgbouncer     PgBouncer
 #   sluice        sluice, bpf_bypass = off (its default)
@@ -130,10 +131,10 @@
 #     OTHER_POOLER_CMD='sed "s/@PGPORT@/$BENCH_PG_PORT/" ~/ody.conf >$BENCH_DIR/ody.conf && exec odyssey $BENCH_DIR/ody.conf' \
 #     bench/bench.sh
 #
-# With the defaults the whole run takes about 11-12 minutes on 2 CPUs (9 timed
-# workloads x 4 targets x 3 rounds x 5 s, plus set-up, opening the idle
-# clients and the strace runs); `make bench-bypass` (3 workloads x 4
-# targets) about 4 minutes.
+# With the defaults the whole run takes about 20 minutes on 2 CPUs (9 timed
+# workloads x 3 targets x 5 rounds x 5 s, plus set-up, opening the idle
+# clients, the strace runs and the scaling row); `make bench-bypass` (3
+# workloads x 4 targets) about 6 minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -168,7 +169,9 @@ OTHER_POOLER_PORT=${OTHER_POOLER_PORT:-}
 OTHER_POOLER_CMD=${OTHER_POOLER_CMD:-}
 OTHER_POOLER_NAME=${OTHER_POOLER_NAME:-other}
 ALL_TARGETS="direct pgbouncer sluice sluice_bypass other"
-DEFAULT_TARGETS="direct pgbouncer sluice sluice_bypass"
+# sluice_bypass is make bench-bypass's business: five rounds of four
+# targets would take half an hour.
+DEFAULT_TARGETS="direct pgbouncer sluice"
 [ -n "$OTHER_POOLER_PORT" ] && DEFAULT_TARGETS+=" other"
 # TARGETS arrives as a string; from the set-up on, TARGETS is the array of
 # the targets that started.

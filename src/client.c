@@ -147,7 +147,7 @@ void client_adopt_finish(struct client *c)
 	client_process(c);
 }
 
-void client_accept(struct worker *w, int fd, const char *peer)
+void client_accept(struct worker *w, int fd, const char *peer, bool has_data)
 {
 	struct client *c = client_create(w, fd, peer);
 	if (!c)
@@ -164,6 +164,10 @@ void client_accept(struct worker *w, int fd, const char *peer)
 	c->sock.want_read = true;
 	client_update_events(c);
 	CLOG(c, LOG_LEVEL_DEBUG, "accepted");
+	/* Its first bytes are there already: read them in this wakeup rather
+	 * than in the next one. */
+	if (has_data)
+		client_cb(&c->sock.h, EPOLLIN);
 }
 
 /* Send an ErrorResponse and close (one non-blocking write attempt: the

@@ -115,8 +115,10 @@ struct client {
 	char peer[48];             /* "ip:port" or "unix" */
 };
 
-/* Accepted socket: create the client on worker w (fd is non-blocking). */
-void client_accept(struct worker *w, int fd, const char *peer);
+/* Accepted socket: create the client on worker w (fd is non-blocking).
+ * has_data: the client has sent something already (TCP_DEFER_ACCEPT), so
+ * it is read at once. */
+void client_accept(struct worker *w, int fd, const char *peer, bool has_data);
 
 /* Online restart, new process: a logged-in client arrives from the old
  * one. client_adopt creates it (state IDLE, not yet reading); the caller

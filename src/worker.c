@@ -340,7 +340,9 @@ static void listen_cb(struct loop_handle *h, uint32_t revents)
 			sockopt_tune_tcp(fd, runtime_config());
 		char peer[48];
 		format_peer(&ss, peer, sizeof(peer));
-		client_accept(w, fd, peer);
+		/* With TCP_DEFER_ACCEPT the kernel hands over a TCP connection
+		 * once its first bytes are in (or after 45 s of silence). */
+		client_accept(w, fd, peer, ss.ss_family != AF_UNIX && runtime_config()->tcp_defer_accept);
 	}
 }
 
