@@ -60,7 +60,7 @@ static void put(struct conn *c, char type, const void *body, uint32_t len)
 
 static void put_param(struct conn *c, const char *k, const char *v)
 {
-	char b[128];
+	char b[384];
 	size_t kl = strlen(k) + 1, vl = strlen(v) + 1;
 	memcpy(b, k, kl);
 	memcpy(b + kl, v, vl);
@@ -110,6 +110,53 @@ static bool command_only(const char *q)
 	return false;
 }
 
+/* SET of a parameter PostgreSQL reports (GUC_REPORT): answer with its
+ * ParameterStatus as PostgreSQL does, so that a pooler sees the server
+ * took the value. Understands SET name = value / TO value, the value
+ * plain or quoted ('...' or E'...', '' inside quotes). */
+static void report_set(struct conn *c, const char *q)
+{
+	static const char *const reported[] = { "application_name", "client_encoding", "DateStyle", "TimeZone",
+						"IntervalStyle", "standard_conforming_strings", "is_superuser",
+						"integer_datetimes", "server_encoding", "server_version",
+						"session_authorization", "default_transaction_read_only",
+						"in_hot_standby", NULL };
+	char name[64], value[256];
+	size_t n = 0, v = 0;
+	q += 3;
+	while (*q == ' ')
+		q++;
+	if (strncasecmp(q, "session ", 8) == 0 || strncasecmp(q, "local ", 6) == 0)
+		return; /* SET SESSION/LOCAL ...: not needed here */
+	while (*q && *q != ' ' && *q != '=' && n < sizeof(name) - 1)
+		name[n++] = *q++;
+	name[n] = 0;
+	while (*q == ' ' || *q == '=')
+		q++;
+	if (strncasecmp(q, "to ", 3) == 0)
+		q += 3;
+	while (*q == ' ')
+		q++;
+	if (*q == 'E' && q[1] == '\'')
+		q++;
+	if (*q == '\'') {
+		for (q++; *q && v < sizeof(value) - 1; q++) {
+			if (*q == '\'' && q[1] == '\'')
+				q++;
+			else if (*q == '\'')
+				break;
+			value[v++] = *q;
+		}
+	} else {
+		while (*q && *q != ';' && *q != ' ' && v < sizeof(value) - 1)
+			value[v++] = *q++;
+	}
+	value[v] = 0;
+	for (int i = 0; reported[i]; i++)
+		if (strcasecmp(name, reported[i]) == 0)
+			put_param(c, reported[i], value);
+}
+
 static void query(struct conn *c, const char *q)
 {
 	if (command_only(q)) {
@@ -120,6 +167,8 @@ static void query(struct conn *c, const char *q)
 		for (; i < 15 && q[i] && q[i] != ' ' && q[i] != ';'; i++)
 			tag[i] = (char)(q[i] >= 'a' && q[i] <= 'z' ? q[i] - 32 : q[i]);
 		tag[i] = 0;
+		if (strcmp(tag, "SET") == 0)
+			report_set(c, q);
 		put_complete(c, tag);
 	} else if (*q) {
 		int cols = strstr(q, "partstrat") ? 3 : 1;
