@@ -16,6 +16,7 @@ int loop_init(struct loop *l)
 		return -errno;
 	l->n_ready = 0;
 	l->cur = 0;
+	l->changed = NULL;
 	l->now_us = loop_now_us();
 	return 0;
 }
@@ -27,23 +28,63 @@ void loop_deinit(struct loop *l)
 	l->epfd = -1;
 }
 
+static void unlink_changed(struct loop *l, struct loop_handle *h)
+{
+	if (!h->changed)
+		return;
+	for (struct loop_handle **pp = &l->changed; *pp; pp = &(*pp)->change_next) {
+		if (*pp == h) {
+			*pp = h->change_next;
+			break;
+		}
+	}
+	h->changed = false;
+}
+
 int loop_set(struct loop *l, struct loop_handle *h, uint32_t events)
 {
 	if (h->events == events)
 		return 0;
+	if (h->registered && events) { /* a change: before the next wait */
+		h->events = events;
+		if (!h->changed) {
+			h->changed = true;
+			h->change_next = l->changed;
+			l->changed = h;
+		}
+		return 0;
+	}
 	struct epoll_event ev = { .events = events, .data.ptr = h };
-	int op = h->events == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+	int op = h->registered == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_DEL;
 	if (epoll_ctl(l->epfd, op, h->fd, &ev) < 0)
 		return -errno;
-	h->events = events;
+	unlink_changed(l, h);
+	h->events = h->registered = events;
 	return 0;
+}
+
+/* Apply the changes of this wakeup. EPOLL_CTL_MOD of a registered fd
+ * allocates nothing and cannot fail for a live handle. */
+static void apply_changes(struct loop *l)
+{
+	while (l->changed) {
+		struct loop_handle *h = l->changed;
+		l->changed = h->change_next;
+		h->changed = false;
+		if (h->events == h->registered)
+			continue; /* changed and changed back */
+		struct epoll_event ev = { .events = h->events, .data.ptr = h };
+		if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, h->fd, &ev) == 0)
+			h->registered = h->events;
+	}
 }
 
 void loop_forget(struct loop *l, struct loop_handle *h)
 {
-	if (h->events && h->fd >= 0)
+	if (h->registered && h->fd >= 0)
 		epoll_ctl(l->epfd, EPOLL_CTL_DEL, h->fd, NULL);
-	h->events = 0;
+	unlink_changed(l, h);
+	h->events = h->registered = 0;
 	if (h->deferred) {
 		for (struct loop_handle **pp = &l->deferred; *pp; pp = &(*pp)->defer_next) {
 			if (*pp == h) {
@@ -86,6 +127,7 @@ int loop_run_once(struct loop *l, int timeout_ms)
 {
 	if (l->deferred)
 		timeout_ms = 0;
+	apply_changes(l);
 	int n = epoll_wait(l->epfd, l->ready, LOOP_BATCH, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;

@@ -21,10 +21,15 @@ typedef void (*loop_cb)(struct loop_handle *h, uint32_t revents);
 
 struct loop_handle {
 	int fd;          /* file descriptor watched, -1 when none */
-	uint32_t events; /* events currently registered (0 = not registered) */
+	uint32_t events; /* events wanted (0 = not registered); what epoll has
+			  * from the next wait on */
+	uint32_t registered; /* events epoll has now (differs from `events`
+			      * while a change waits on loop->changed) */
 	loop_cb cb;      /* called with the ready events */
 	struct loop_handle *defer_next; /* in loop->deferred (loop_defer) */
 	bool deferred;   /* on loop->deferred */
+	struct loop_handle *change_next; /* in loop->changed */
+	bool changed;    /* on loop->changed */
 };
 
 #define LOOP_BATCH 128
@@ -38,12 +43,20 @@ struct loop {
 	struct loop_handle *deferred;         /* handles to call with EPOLLIN without
 					       * an epoll event (TLS bytes already
 					       * decrypted inside OpenSSL) */
+	struct loop_handle *changed;          /* registered handles whose wanted events
+					       * changed since the last wait */
 };
 
 int loop_init(struct loop *l);
 void loop_deinit(struct loop *l);
 
-/* Register, change or remove interest. events == 0 removes. Returns 0 or -errno. */
+/* Register, change or remove interest. events == 0 removes. Returns 0 or
+ * -errno. Registering and removing happen at once; a change of a
+ * registered handle's events is applied just before the next wait, so that
+ * one undone within the same wakeup (EPOLLOUT wanted while bytes were
+ * queued, then not, because the send that followed took them all) costs
+ * no system call. Level-triggered epoll makes the delay harmless: what is
+ * ready at the wait is reported then. */
 int loop_set(struct loop *l, struct loop_handle *h, uint32_t events);
 /* Remove from epoll and drop pending events of this batch for h. */
 void loop_forget(struct loop *l, struct loop_handle *h);
