@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "control.h"
 #include "log.h"
 #include "runtime.h"
 #include "worker.h"
@@ -86,6 +87,10 @@ bool balance_worker_active(const struct worker *w) { return w->id < balance_acti
  * the whole load has fitted on fewer for a while. */
 static void decide(void)
 {
+	/* Shutting down or handing over: the listening sockets (and their
+	 * group's program) may be the next process's already. */
+	if (control_phase() != PHASE_RUNNING)
+		return;
 	int k = balance_active_workers(), want = k;
 	int load_active = 0, load_all = 0;
 	for (int i = 0; i < n; i++) {
