@@ -321,9 +321,11 @@ static void accept_resume_if_due(struct worker *w)
 static void listen_cb(struct loop_handle *h, uint32_t revents)
 {
 	struct worker *w = current_worker;
-	/* Another of our listeners paused accepting earlier in this wakeup;
-	 * its event for this one was fetched before that. */
-	if (w->accept_paused)
+	/* Another of our listeners paused accepting earlier in this wakeup,
+	 * or a mail in this wakeup stopped it (SUSPEND, shutdown, online
+	 * restart: the connection waits for the next process); the event
+	 * for this one was fetched before that. */
+	if (w->accept_paused || w->suspended_accept)
 		return;
 	for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
 		struct sockaddr_storage ss;
