@@ -15,12 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static int log_fd = -1;        /* log file, -1 = none */
+static int log_fd = -1;        /* log file, -1 = none (atomic: log_close at exit
+				* may run while another thread still logs) */
 static int log_level = LOG_LEVEL_INFO;
 static int log_quiet;          /* -q: nothing to stderr */
 static int log_pid;            /* cached: getpid() per line is a syscall */
 static int log_base_level;     /* level from -v at start-up */
-static bool log_syslog;        /* also to syslog */
+static bool log_syslog;        /* also to syslog (atomic, as log_fd) */
 static char syslog_ident[64];  /* openlog keeps the pointer: static storage */
 
 int log_open(const char *path, int level, int quiet)
@@ -33,9 +34,9 @@ int log_open(const char *path, int level, int quiet)
 		int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (fd < 0)
 			return -errno;
-		if (log_fd >= 0)
-			close(log_fd);
-		log_fd = fd;
+		int old = __atomic_exchange_n(&log_fd, fd, __ATOMIC_ACQ_REL);
+		if (old >= 0)
+			close(old);
 	}
 	return 0;
 }
@@ -65,21 +66,22 @@ int log_open_syslog(const char *ident, const char *facility)
 		if (strcasecmp(facility ? facility : "daemon", facilities[i].name) == 0) {
 			snprintf(syslog_ident, sizeof(syslog_ident), "%s", ident ? ident : "sluice");
 			openlog(syslog_ident, LOG_PID | LOG_NDELAY, facilities[i].value);
-			log_syslog = true;
+			__atomic_store_n(&log_syslog, true, __ATOMIC_RELEASE);
 			return 0;
 		}
 	}
 	return -EINVAL;
 }
 
+/* At exit. A thread that still logs meanwhile (the metrics or takeover
+ * thread) loses its line rather than racing on the descriptor. */
 void log_close(void)
 {
-	if (log_syslog)
+	if (__atomic_exchange_n(&log_syslog, false, __ATOMIC_ACQ_REL))
 		closelog();
-	log_syslog = false;
-	if (log_fd >= 0)
-		close(log_fd);
-	log_fd = -1;
+	int fd = __atomic_exchange_n(&log_fd, -1, __ATOMIC_ACQ_REL);
+	if (fd >= 0)
+		close(fd);
 }
 
 static const char *const level_names[] = { "ERROR", "WARNING", "LOG", "DEBUG", "NOISE" };
@@ -109,9 +111,10 @@ void log_write(int level, const char *fmt, ...)
 	line[n++] = '\n';
 	if (!log_quiet && write(STDERR_FILENO, line, n) < 0)
 		(void)0;
-	if (log_fd >= 0 && write(log_fd, line, n) < 0)
+	int fd = __atomic_load_n(&log_fd, __ATOMIC_ACQUIRE);
+	if (fd >= 0 && write(fd, line, n) < 0)
 		(void)0;
-	if (log_syslog) {
+	if (__atomic_load_n(&log_syslog, __ATOMIC_ACQUIRE)) {
 		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_DEBUG };
 		/* syslog adds its own time stamp and pid: send the message only. */
 		syslog(prio[level], "%.*s", (int)(n - 1 - prefix), line + prefix);
