@@ -730,7 +730,8 @@ bool pool_host_failed(struct pool *p, int i)
 	pthread_mutex_lock(&p->lock);
 	if (p->lb_disable && p->cur_host == i)
 		p->cur_host = (i + 1) % p->hosts.n;
-	bool all = ++p->hosts_failed >= p->hosts.n;
+	p->hosts_failed |= 1u << i;
+	bool all = __builtin_popcount(p->hosts_failed) >= p->hosts.n;
 	if (all)
 		p->hosts_failed = 0;
 	pthread_mutex_unlock(&p->lock);

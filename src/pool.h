@@ -87,7 +87,9 @@ struct pool {
 	int n_checking;             /* running server_check_query (SERVER_CHECK) */
 	int next_host;              /* round-robin: the host the next server connects to */
 	int cur_host;               /* load_balance_hosts = disable: the host in use */
-	int hosts_failed;           /* connections failed in a row (host lists) */
+	uint32_t hosts_failed;      /* host lists: bit i = host i failed since the last
+				     * login that worked (a host that fails twice at once,
+				     * two servers connecting in parallel, counts once) */
 	int64_t login_fail_until_us; /* no new connection before this */
 	char login_error[200];      /* last server login failure, for clients */
 	char login_sqlstate[6];

@@ -129,3 +129,49 @@ def test_port_count_must_match_hosts(run_sluice_raw):
     r, _, _ = run_sluice_raw("[databases]\nx = host=a,b,c port=1,2\n[sluice]\nauth_type = any\n")
     assert r.returncode != 0
     assert "2 ports for 3 hosts" in r.stderr
+
+
+class SlowCloser:
+    """A host that accepts TCP connections and closes each after `delay`
+    seconds without a word: a server that fails slowly, so that servers
+    connecting in parallel all fail on it."""
+
+    def __init__(self, delay):
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        self.count = 0
+        self.delay = delay
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.count += 1
+            threading.Timer(self.delay, c.close).start()
+
+    def close(self):
+        self.lsock.close()
+
+
+@pytest.mark.parametrize("balance", ["round-robin", "disable"])
+def test_parallel_failures_of_one_host_count_once(sluice, pg, balance):
+    """Four servers connect to a failing first host at once (it fails
+    after 0.5 s): that is one host failed, not four, so the pool goes on
+    to the second host instead of concluding every host failed and
+    holding logins for server_login_retry. (A fresh-clone CI run under
+    ASan hit that when two logins overlapped; this test does not force
+    the exact interleaving, the binary before the fix passes it too.)"""
+    bad = SlowCloser(0.5)
+    try:
+        line = (f"host=127.0.0.1,127.0.0.1 port={bad.port},{pg.port} dbname=sluicedb "
+                f"load_balance_hosts={balance}")
+        s = sluice({"pool_mode": "transaction", "default_pool_size": 4}, databases={"sluicedb": line})
+        t0 = time.monotonic()
+        assert _busy_clients(s, 4, 0.3) == [(1,)] * 4
+        assert time.monotonic() - t0 < 10
+        assert bad.count >= 2, "servers did not connect to the failing host in parallel"
+    finally:
+        bad.close()
