@@ -1009,12 +1009,9 @@ void client_take_from_kernel_at(struct client *c, const char *where)
  * waits for the next message, not carried by the kernel path. */
 static bool client_movable(const struct client *c)
 {
-	const struct pgsock *k = &c->sock;
 	return c->state == CLIENT_IDLE && !c->server && !c->queued && !c->handoff_pending && !c->closing &&
 	       !c->moving && !c->adm && !c->replication && !c->pinned && !c->hold_for_sync &&
-	       !c->skip_until_sync && !c->bp_slot && !c->bp_kernel && !k->bp_slot && !k->bp_quiet &&
-	       !k->bp_settle && iobuf_len(&k->rbuf) == 0 && iobuf_len(&k->wbuf) == 0 && !k->fwd && !k->skip &&
-	       !k->drop && !k->resync && !k->parse_blocked && !tls_pending(k->ssl) &&
+	       !c->skip_until_sync && !c->bp_slot && !c->bp_kernel && pgsock_quiet(&c->sock) &&
 	       !c->worker->suspended && control_phase() == PHASE_RUNNING;
 }
 
@@ -1056,8 +1053,7 @@ void client_unlinked(struct client *c)
 		return;
 	/* The client may have pipelined its next request already. */
 	client_process(c);
-	if (!c->closing && c->state == CLIENT_IDLE)
-		client_maybe_move(c);
+	client_maybe_move(c);
 }
 
 void client_server_lost(struct client *c, const char *msg)

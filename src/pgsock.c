@@ -225,6 +225,13 @@ int pgsock_flush(struct pgsock *dst, struct pgsock *src)
 	}
 }
 
+bool pgsock_quiet(const struct pgsock *s)
+{
+	return iobuf_len(&s->rbuf) == 0 && iobuf_len(&s->wbuf) == 0 && !s->fwd && !s->skip && !s->drop &&
+	       !s->resync && !s->parse_blocked && !s->bp_slot && !s->bp_quiet && !s->bp_settle &&
+	       (!s->ssl || SSL_pending(s->ssl) == 0);
+}
+
 void pgsock_drop(struct pgsock *s, uint32_t len)
 {
 	s->resync = s->resync > len ? s->resync - len : 0;

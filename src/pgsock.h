@@ -71,6 +71,11 @@ const char *pgsock_read_failure(int n, const char *what);
  * the send queue. -1 when fd is not TCP (or the kernel does not say). */
 int64_t pgsock_tcp_queued(int fd);
 
+/* Nothing in flight: no byte buffered either way (TLS included), no
+ * message half received, not in the kernel path's sockhash or settling
+ * back from it. */
+bool pgsock_quiet(const struct pgsock *s);
+
 /* Bytes of rbuf not yet examined. */
 static inline uint32_t pgsock_unexamined(const struct pgsock *s) { return iobuf_len(&s->rbuf) - s->fwd; }
 static inline uint8_t *pgsock_cursor(const struct pgsock *s) { return iobuf_head(&s->rbuf) + s->fwd; }

@@ -327,5 +327,3 @@ bool tls_peer_cn(SSL *ssl, char *out, size_t len)
 	/* An embedded NUL would let "admin\0.evil" pass as "admin". */
 	return n > 0 && (size_t)n < len && strlen(out) == (size_t)n;
 }
-
-bool tls_pending(SSL *ssl) { return ssl && SSL_pending(ssl) > 0; }

@@ -33,9 +33,6 @@ SSL *tls_new_for_server(int fd, const char *host, int sslmode);
  * socket (*want_write says which way), or -EPROTO with why filled in. */
 int tls_handshake(SSL *ssl, bool *want_write, char *why, size_t whylen);
 
-/* Decrypted bytes held inside OpenSSL, not yet read (false for NULL). */
-bool tls_pending(SSL *ssl);
-
 /* "TLSv1.3/TLS_AES_256_GCM_SHA384" for SHOW CLIENTS / SERVERS. */
 void tls_describe(SSL *ssl, char *out, size_t len);
 /* Common name of the verified peer certificate; false when there is none. */

@@ -433,6 +433,9 @@ static void tick(struct worker *w)
 {
 	int64_t now = w->loop.now_us;
 	int busy = 0;
+	/* Worker 0 may change which workers are active at any time: read
+	 * once, the next tick catches up. */
+	bool active = balance_worker_active(w);
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->clients) {
 		struct client *c = list_entry(pos, struct client, node);
@@ -441,19 +444,14 @@ static void tick(struct worker *w)
 		if (c->state != CLIENT_IDLE || now - c->last_active_us < TICK_US)
 			busy++;
 		client_tick(c, now);
+		/* An inactive worker's idle clients go too, not only busy
+		 * ones at the end of a transaction. */
+		if (!active)
+			client_maybe_move(c);
 	}
 	balance_tick(w, busy);
 	if (w->unix_polled != balance_worker_active(w))
 		update_listeners(w);
-	/* An inactive worker's idle clients go too, not only busy ones at
-	 * the end of a transaction. */
-	if (!balance_worker_active(w)) {
-		list_for_each_safe(pos, tmp, &w->clients) {
-			struct client *c = list_entry(pos, struct client, node);
-			if (!c->closing && !c->moving)
-				client_maybe_move(c);
-		}
-	}
 	list_for_each_safe(pos, tmp, &w->servers) {
 		struct server *s = list_entry(pos, struct server, node);
 		if (!s->closed)
