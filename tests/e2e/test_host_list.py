@@ -15,12 +15,11 @@ from conftest import Worker, free_port, pump
 pytestmark = pytest.mark.sluice_only
 
 
-class Forwarder:
-    """TCP forwarder to PostgreSQL that counts the connections it carries:
-    a second address for the same server."""
+class Host:
+    """A listening address on 127.0.0.1 that counts the connections it
+    accepts and hands each to serve(), on its own accept thread."""
 
-    def __init__(self, port):
-        self.target = port
+    def __init__(self):
         self.lsock = socket.create_server(("127.0.0.1", 0))
         self.port = self.lsock.getsockname()[1]
         self.count = 0
@@ -34,12 +33,7 @@ class Forwarder:
             except OSError:
                 return
             self.count += 1
-            u = socket.create_connection(("127.0.0.1", self.target))
-            self.socks += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    _pump = staticmethod(pump)
+            self.serve(c)
 
     def close(self):
         self.lsock.close()
@@ -48,6 +42,20 @@ class Forwarder:
                 s.close()
             except OSError:
                 pass
+
+
+class Forwarder(Host):
+    """TCP forwarder to PostgreSQL: a second address for the same server."""
+
+    def __init__(self, port):
+        self.target = port
+        super().__init__()
+
+    def serve(self, c):
+        u = socket.create_connection(("127.0.0.1", self.target))
+        self.socks += [c, u]
+        for a, b in ((c, u), (u, c)):
+            threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
 
 @pytest.fixture
@@ -131,29 +139,17 @@ def test_port_count_must_match_hosts(run_sluice_raw):
     assert "2 ports for 3 hosts" in r.stderr
 
 
-class SlowCloser:
-    """A host that accepts TCP connections and closes each after `delay`
-    seconds without a word: a server that fails slowly, so that servers
-    connecting in parallel all fail on it."""
+class SlowCloser(Host):
+    """A host that closes each connection after `delay` seconds without a
+    word: a server that fails slowly, so that servers connecting in
+    parallel all fail on it."""
 
     def __init__(self, delay):
-        self.lsock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.lsock.getsockname()[1]
-        self.count = 0
         self.delay = delay
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            self.count += 1
-            threading.Timer(self.delay, c.close).start()
-
-    def close(self):
-        self.lsock.close()
+    def serve(self, c):
+        threading.Timer(self.delay, c.close).start()
 
 
 @pytest.mark.parametrize("balance", ["round-robin", "disable"])
