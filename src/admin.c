@@ -21,8 +21,8 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
-#include "pg_proto.h"
 #include "pool.h"
+#include "proto.h"
 #include "runtime.h"
 #include "server.h"
 #include "version.h"
@@ -276,17 +276,6 @@ int admin_start(struct client *c, int level)
 	if (a->db_index >= 0)
 		__atomic_add_fetch(&n_sessions[a->db_index], 1, __ATOMIC_RELAXED);
 	c->adm = a;
-	struct iobuf *w = &c->sock.wbuf;
-	pg_be_param_status(w, "server_version", SLUICE_VERSION "/sluice");
-	pg_be_param_status(w, "server_encoding", "UTF8");
-	pg_be_param_status(w, "client_encoding", "UTF8");
-	pg_be_param_status(w, "DateStyle", "ISO");
-	pg_be_param_status(w, "TimeZone", "UTC");
-	pg_be_param_status(w, "integer_datetimes", "on");
-	pg_be_param_status(w, "standard_conforming_strings", "on");
-	pg_be_param_status(w, "application_name", c->params[5] ? c->params[5] : "");
-	pg_be_key_data(w, c->cancel_pid, c->cancel_key);
-	pg_be_ready(w, 'I');
 	return 0;
 }
 
@@ -329,7 +318,7 @@ void admin_pump(struct client *c)
 	struct admin_reply *r = &a->reply;
 	if (r->oom) {
 		reply_free(r);
-		client_fail(c, "53200", "out of memory building the admin console answer");
+		c->proto->client_fail(c, "53200", "out of memory building the admin console answer");
 		return;
 	}
 	while (r->sent < r->len) {
@@ -340,14 +329,14 @@ void admin_pump(struct client *c)
 			if (rc == -EAGAIN)
 				break;
 			if (rc < 0) {
-				client_close(c, "write failed");
+				c->proto->client_close(c, "write failed");
 				return;
 			}
 			continue;
 		}
 		size_t n = r->len - r->sent < room ? r->len - r->sent : room;
 		if (iobuf_append(&c->sock.wbuf, r->data + r->sent, (uint32_t)n) < 0) {
-			client_fail(c, "53200", "out of memory");
+			c->proto->client_fail(c, "53200", "out of memory");
 			return;
 		}
 		r->sent += n;
@@ -359,7 +348,7 @@ void admin_pump(struct client *c)
 	}
 	int rc = pgsock_flush(&c->sock, NULL);
 	if (rc < 0 && rc != -EAGAIN)
-		client_close(c, "write failed");
+		c->proto->client_close(c, "write failed");
 }
 
 /* ---- jobs on every worker ---- */
@@ -392,8 +381,8 @@ static void kill_fn(struct worker *w, struct admin_job *job)
 		if (c->closing || !kill_matches(c, job))
 			continue;
 		/* PgBouncer's words and code (FATAL 08P01) for KILL_CLIENT. */
-		client_fail(c, "08P01", job->kind == JOB_KILL_CLIENT ? "admin forced disconnect"
-								       : "database killed by admin (KILL)");
+		c->proto->client_fail(c, "08P01", job->kind == JOB_KILL_CLIENT ? "admin forced disconnect"
+									       : "database killed by admin (KILL)");
 		n++;
 	}
 	if (job->kind == JOB_KILL_DB) {
@@ -403,7 +392,7 @@ static void kill_fn(struct worker *w, struct admin_job *job)
 				continue;
 			if (s->state == SERVER_IDLE && !pool_take_idle(s))
 				continue;
-			server_close(s, "database killed by admin (KILL)");
+			s->pool->proto->server_close(s, "database killed by admin (KILL)");
 		}
 	}
 	pthread_mutex_lock(&job->lock);
@@ -610,7 +599,7 @@ static void finish_later(struct client *c)
 {
 	finish_command(c);
 	if (!c->closing)
-		client_resume_admin(c);
+		c->proto->client_resume_admin(c);
 }
 
 static bool known_database(const char *db)
@@ -828,22 +817,22 @@ void admin_shutdown_begun(struct client *c)
 	finish_later(c);
 }
 
-void admin_message(struct client *c, const struct pg_msg *m)
+void admin_message(struct client *c, uint8_t type, const uint8_t *body, uint32_t body_len)
 {
 	struct admin_session *a = ADM(c);
 	struct admin_reply *r = &a->reply;
 	if (a->skip_until_sync) {
-		if (m->type == 'S') {
+		if (type == 'S') {
 			a->skip_until_sync = false;
 			finish_command(c);
 		}
 		return;
 	}
-	switch (m->type) {
+	switch (type) {
 	case 'Q': {
 		struct command cmd;
-		size_t len = m->body_len ? m->body_len - 1 : 0; /* without the NUL */
-		if (split_command((const char *)m->body, len, &cmd) < 0) {
+		size_t len = body_len ? body_len - 1 : 0; /* without the NUL */
+		if (split_command((const char *)body, len, &cmd) < 0) {
 			reply_error(r, "42601", "cannot parse the command (too long, or an unclosed quote)");
 			finish_command(c);
 			return;
@@ -864,8 +853,8 @@ void admin_message(struct client *c, const struct pg_msg *m)
 		return;
 	default: {
 		char msg[80];
-		snprintf(msg, sizeof(msg), "unsupported message type '%c' on the admin console", m->type);
-		client_fail(c, "08P01", msg);
+		snprintf(msg, sizeof(msg), "unsupported message type '%c' on the admin console", type);
+		c->proto->client_fail(c, "08P01", msg);
 	}
 	}
 }

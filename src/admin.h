@@ -19,7 +19,6 @@
 
 struct client;
 struct config;
-struct pg_msg;
 struct worker;
 
 enum admin_level {
@@ -50,11 +49,12 @@ int admin_console_clients(void);
  * listener: the console that asked gets its answer (on c's worker). */
 void admin_shutdown_begun(struct client *c);
 
-/* The client logged in to the console: write the welcome (parameters,
- * BackendKeyData, ReadyForQuery). Returns 0 or -ENOMEM. */
+/* The client logged in to the console (its protocol writes the welcome).
+ * Returns 0 or -ENOMEM. */
 int admin_start(struct client *c, int level);
-/* One whole message from the client. */
-void admin_message(struct client *c, const struct pg_msg *m);
+/* One whole message from the client: its type byte and body (for a
+ * Query, the text and its terminating NUL). */
+void admin_message(struct client *c, uint8_t type, const uint8_t *body, uint32_t len);
 /* The console must not read the next message yet (reply still streaming,
  * a command waiting for its condition or for the workers). */
 bool admin_blocked(const struct client *c);

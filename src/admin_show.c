@@ -26,7 +26,7 @@
 #include "control.h"
 #include "loop.h"
 #include "pool.h"
-#include "replication.h"
+#include "proto.h"
 #include "runtime.h"
 #include "server.h"
 #include "tls.h"
@@ -695,13 +695,14 @@ static void client_row(struct admin_reply *r, const struct admin_job *job, const
 	wall_time(job, c->connect_us, t1, sizeof(t1));
 	wall_time(job, c->last_active_us, t2, sizeof(t2));
 	int64_t wait = c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT ? now - c->state_since_us : 0;
+	struct proto_show ps;
+	c->proto->client_show(c, &ps);
 	reply_row_begin(r, NCOLS(conn_cols));
 	reply_cell(r, "C");
 	reply_cell(r, c->user);
 	reply_cell(r, c->db);
-	reply_cell(r, repl_kind_name(c->replication));
-	const struct server *link = c->server ? c->server : bypass_client_kernel_server(c);
-	reply_cell(r, client_state_name(c, link != NULL));
+	reply_cell(r, ps.replication);
+	reply_cell(r, client_state_name(c, ps.linked));
 	reply_cell(r, addr);
 	reply_cell_int(r, port);
 	reply_cell(r, laddr);
@@ -712,16 +713,16 @@ static void client_row(struct admin_reply *r, const struct admin_job *job, const
 	reply_cell_int(r, wait % 1000000);
 	reply_cell_int(r, 0);
 	reply_cellf(r, "%llx", (unsigned long long)c->id);
-	if (link)
-		reply_cellf(r, "%llx", (unsigned long long)link->id);
+	if (ps.linked)
+		reply_cellf(r, "%llx", (unsigned long long)ps.link_id);
 	else
 		reply_cell(r, "");
 	reply_cell_int(r, 0);
 	char tls[96];
 	tls_describe(c->sock.ssl, tls, sizeof(tls));
 	reply_cell(r, tls);
-	reply_cell(r, c->params[5] ? c->params[5] : "");
-	reply_cell_int(r, c->stmts.n);
+	reply_cell(r, ps.app_name ? ps.app_name : "");
+	reply_cell_int(r, ps.prepared);
 	reply_cell_int(r, (int64_t)c->id);
 	reply_row_end(r);
 }
@@ -746,13 +747,14 @@ static void server_row(struct admin_reply *r, const struct admin_job *job, const
 	sock_name(s->sock.h.fd, true, laddr, sizeof(laddr), &lport);
 	wall_time(job, s->connect_time_us, t1, sizeof(t1));
 	wall_time(job, s->state_since_us, t2, sizeof(t2));
+	struct proto_show ps;
+	s->pool->proto->server_show(s, &ps);
 	reply_row_begin(r, NCOLS(conn_cols));
 	reply_cell(r, "S");
 	reply_cell(r, s->pool->server_user);
 	reply_cell(r, s->pool->db_name);
-	reply_cell(r, repl_kind_name(s->pool->replication));
-	const struct client *link = s->client ? s->client : bypass_server_kernel_client(s);
-	reply_cell(r, link && !s->client ? "active" : server_state_name(s)); /* linked in the kernel */
+	reply_cell(r, ps.replication);
+	reply_cell(r, ps.linked && !s->client ? "active" : server_state_name(s)); /* linked in the kernel */
 	reply_cell(r, addr);
 	reply_cell_int(r, port);
 	reply_cell(r, laddr);
@@ -763,22 +765,22 @@ static void server_row(struct admin_reply *r, const struct admin_job *job, const
 	reply_cell_int(r, 0);
 	reply_cell_int(r, pool_server_outdated(s));
 	reply_cellf(r, "%llx", (unsigned long long)s->id);
-	if (link)
-		reply_cellf(r, "%llx", (unsigned long long)link->id);
+	if (ps.linked)
+		reply_cellf(r, "%llx", (unsigned long long)ps.link_id);
 	else
 		reply_cell(r, "");
-	reply_cell_int(r, s->backend_pid);
+	reply_cell_int(r, ps.remote_pid);
 	char tls[96];
 	tls_describe(s->sock.ssl, tls, sizeof(tls));
 	reply_cell(r, tls);
-	reply_cell(r, s->params[5] ? s->params[5] : "");
-	reply_cell_int(r, s->stmts.n);
+	reply_cell(r, ps.app_name ? ps.app_name : "");
+	reply_cell_int(r, ps.prepared);
 	reply_cell_int(r, (int64_t)s->id);
 	reply_row_end(r);
 }
 
 static void fd_row(struct admin_reply *r, int fd, const char *task, const char *user, const char *db,
-		   uint64_t cancel, int link, char *const *params)
+		   int link, const struct proto_show *ps)
 {
 	char addr[64];
 	int port;
@@ -790,12 +792,10 @@ static void fd_row(struct admin_reply *r, int fd, const char *task, const char *
 	reply_cell(r, db);
 	reply_cell(r, addr);
 	reply_cell_int(r, port);
-	reply_cell_int(r, (int64_t)cancel);
+	reply_cell_int(r, (int64_t)ps->cancel);
 	reply_cell_int(r, link);
-	reply_cell(r, params[0]);   /* client_encoding */
-	reply_cell(r, params[4]);   /* standard_conforming_strings */
-	reply_cell(r, params[1]);   /* DateStyle */
-	reply_cell(r, params[2]);   /* TimeZone */
+	for (int i = 0; i < 4; i++) /* client_encoding, std_strings, DateStyle, TimeZone */
+		reply_cell(r, ps->fd_params[i]);
 	reply_cell(r, "");          /* never a password or key */
 	reply_cell(r, "");
 	reply_cell(r, "");
@@ -812,12 +812,14 @@ void admin_show_collect(struct worker *w, struct admin_job *job)
 			struct client *c = list_entry(pos, struct client, node);
 			if (c->closing)
 				continue;
-			if (job->kind == JOB_SHOW_CLIENTS)
+			if (job->kind == JOB_SHOW_CLIENTS) {
 				client_row(&rows, job, c, now);
-			else
+			} else {
+				struct proto_show ps;
+				c->proto->client_show(c, &ps);
 				fd_row(&rows, c->sock.h.fd, "client", c->user, c->db,
-				       (uint64_t)c->cancel_pid << 32 | c->cancel_key,
-				       c->server ? c->server->sock.h.fd : 0, c->params);
+				       c->server ? c->server->sock.h.fd : 0, &ps);
+			}
 		}
 	}
 	if (job->kind == JOB_SHOW_SERVERS || job->kind == JOB_SHOW_FDS) {
@@ -825,12 +827,14 @@ void admin_show_collect(struct worker *w, struct admin_job *job)
 			struct server *s = list_entry(pos, struct server, node);
 			if (s->closed)
 				continue;
-			if (job->kind == JOB_SHOW_SERVERS)
+			if (job->kind == JOB_SHOW_SERVERS) {
 				server_row(&rows, job, s);
-			else
+			} else {
+				struct proto_show ps;
+				s->pool->proto->server_show(s, &ps);
 				fd_row(&rows, s->sock.h.fd, "server", s->pool->server_user, s->pool->db_name,
-				       (uint64_t)s->backend_pid << 32 | s->backend_key,
-				       s->client ? s->client->sock.h.fd : 0, s->params);
+				       s->client ? s->client->sock.h.fd : 0, &ps);
+			}
 		}
 	}
 	pthread_mutex_lock(&job->lock);

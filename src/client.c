@@ -25,9 +25,11 @@
 #include "auth_crypto.h"
 #include "balance.h"
 #include "cancel.h"
+#include "cancel_conn.h"
 #include "config.h"
 #include "control.h"
 #include "log.h"
+#include "pg_ops.h"
 #include "pg_proto.h"
 #include "pool.h"
 #include "replication.h"
@@ -39,6 +41,7 @@
 #include "ident.h"
 #include "tls.h"
 #include "track.h"
+#include "version.h"
 #include "worker.h"
 
 const char *const tracked_param_names[TRACKED_PARAMS] = {
@@ -110,6 +113,7 @@ static struct client *client_create(struct worker *w, int fd, const char *peer)
 		close(fd);
 		return NULL;
 	}
+	c->proto = &pg_ops;
 	pgsock_init(&c->sock, fd, client_cb);
 	c->worker = w;
 	c->id = worker_next_id(w);
@@ -134,7 +138,7 @@ struct client *client_adopt(struct worker *w, int fd, const char *peer)
 void client_adopt_finish(struct client *c)
 {
 	char err[200];
-	c->pool = pool_get(runtime_config(), c->db, c->user, err, sizeof(err));
+	c->pool = pool_get(runtime_config(), c->proto, c->db, c->user, err, sizeof(err));
 	if (!c->pool) {
 		client_fail(c, "08P01", err);
 		return;
@@ -630,7 +634,7 @@ static bool lookup_start(struct client *c, int method)
 	struct config_auth_lookup how;
 	config_auth_lookup_for(cfg, c->db, &how);
 	const char *db = how.dbname ? how.dbname : c->db;
-	struct pool *p = pool_get(cfg, db, how.user, err, sizeof(err));
+	struct pool *p = pool_get(cfg, c->proto, db, how.user, err, sizeof(err));
 	if (!p) {
 		client_fail(c, "08P01", err);
 		return true;
@@ -887,6 +891,23 @@ static bool send_welcome(struct client *c, bool only_if_known)
 	return true;
 }
 
+/* The console's welcome: what a PostgreSQL client expects after
+ * AuthenticationOk (PgBouncer's console sends the same parameters). */
+static void admin_welcome(struct client *c)
+{
+	struct iobuf *w = &c->sock.wbuf;
+	pg_be_param_status(w, "server_version", SLUICE_VERSION "/sluice");
+	pg_be_param_status(w, "server_encoding", "UTF8");
+	pg_be_param_status(w, "client_encoding", "UTF8");
+	pg_be_param_status(w, "DateStyle", "ISO");
+	pg_be_param_status(w, "TimeZone", "UTC");
+	pg_be_param_status(w, "integer_datetimes", "on");
+	pg_be_param_status(w, "standard_conforming_strings", "on");
+	pg_be_param_status(w, "application_name", c->params[5] ? c->params[5] : "");
+	pg_be_key_data(w, c->cancel_pid, c->cancel_key);
+	pg_be_ready(w, 'I');
+}
+
 static void login_finish(struct client *c)
 {
 	char err[200];
@@ -900,13 +921,14 @@ static void login_finish(struct client *c)
 			client_fail(c, "53200", "out of memory");
 			return;
 		}
+		admin_welcome(c);
 		client_set_state(c, CLIENT_IDLE);
 		CLOG(c, LOG_LEVEL_DEBUG, "admin console login");
 		return;
 	}
-	c->pool = c->replication ? pool_get_replication(runtime_config(), c->db, c->user, c->replication,
+	c->pool = c->replication ? pool_get_replication(runtime_config(), c->proto, c->db, c->user, c->replication,
 							c->repl_startup, c->repl_startup_len, err, sizeof(err))
-				 : pool_get(runtime_config(), c->db, c->user, err, sizeof(err));
+				 : pool_get(runtime_config(), c->proto, c->db, c->user, err, sizeof(err));
 	if (!c->pool) {
 		client_fail(c, "08P01", err);
 		return;
@@ -1335,7 +1357,7 @@ static void client_process(struct client *c)
 					return;
 				break;
 			}
-			admin_message(c, &m);
+			admin_message(c, m.type, m.body, m.body_len);
 			if (c->closing)
 				return;
 			pgsock_drop(sk, m.len);

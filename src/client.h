@@ -24,6 +24,7 @@
 #include "session_vars.h"
 #include "track.h"
 
+struct proto_ops;
 struct worker;
 struct pool;
 struct server;
@@ -49,6 +50,7 @@ enum { TRACKED_PARAMS = 6 };
 extern const char *const tracked_param_names[TRACKED_PARAMS];
 
 struct client {
+	const struct proto_ops *proto; /* its protocol's operations (proto.h); set at accept */
 	struct pgsock sock;        /* socket + buffers */
 	struct worker *worker;     /* owner thread */
 	struct list node;          /* in worker->clients (until freed) */

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
+#include "proto.h"
 #include "runtime.h"
 #include "server.h"
 #include "takeover.h"
@@ -194,7 +195,7 @@ static bool client_quiet(const struct client *c)
 		       (control_phase() != PHASE_HANDOVER && c->pool && pool_login_failing(c->pool, why, sizeof(why)));
 	}
 	case CLIENT_ACTIVE:
-		return c->server && server_at_boundary(c->server);
+		return c->server && c->proto->server_at_boundary(c->server);
 	default:
 		return false;
 	}
@@ -208,8 +209,8 @@ bool control_at_boundary(struct client *c)
 	if (c->closing || c->moving || phase == PHASE_RUNNING || phase == PHASE_DRAIN_CLIENTS || (c->adm && phase != PHASE_HANDOVER))
 		return false;
 	/* A client the kernel carries may be in a transaction there. */
-	if (c->bp_kernel) {
-		client_take_from_kernel(c);
+	if (c->proto->client_take_back) {
+		c->proto->client_take_back(c, __func__);
 		if (c->closing)
 			return true;
 	}
@@ -217,7 +218,7 @@ bool control_at_boundary(struct client *c)
 		return false;
 	if (phase == PHASE_HANDOVER)
 		return takeover_give_client(c);
-	client_fail(c, "57P01", "sluice is shutting down");
+	c->proto->client_fail(c, "57P01", "sluice is shutting down");
 	return true;
 }
 
@@ -334,7 +335,7 @@ static void suspend_fn(struct worker *w, void *arg)
 	list_for_each_safe(pos, tmp, &w->clients) {
 		struct client *c = list_entry(pos, struct client, node);
 		if (!c->closing)
-			client_update_events(c);
+			c->proto->client_update_events(c);
 	}
 }
 

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "pg_ops.h"
 #include "pool.h"
 #include "runtime.h"
 #include "takeover.h"
@@ -254,14 +255,14 @@ int main(int argc, char **argv)
 	}
 	bypass_apply(cfg); /* bpf_bypass: load and probe; falls back to user space */
 	control_startup_hold(); /* cfg stays this snapshot until the metrics start */
-	if (worker_start_all(cfg, inherited, n_inherited, inherited_unix) < 0) {
+	if (worker_start_all(cfg, &pg_ops, inherited, n_inherited, inherited_unix) < 0) {
 		log_error("start-up failed");
 		if (cfg->pidfile)
 			unlink(cfg->pidfile);
 		return 1;
 	}
 	if (takeover)
-		takeover_receive_start();
+		takeover_receive_start(&pg_ops);
 	takeover_listen(cfg);
 	if (metrics_start(cfg) < 0)
 		log_error("metrics endpoint not started; going on without it");

@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "cancel.h"
+#include "cancel_conn.h"
 #include "config.h"
 #include "log.h"
 #include "runtime.h"

@@ -5,6 +5,7 @@
  * unlocking.
  */
 #include "pool.h"
+#include "proto.h"
 #include "balance.h"
 #include "bypass.h"
 
@@ -21,7 +22,6 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
-#include "replication.h"
 #include "runtime.h"
 #include "server.h"
 #include "worker.h"
@@ -302,16 +302,17 @@ static void pool_destroy(struct pool *p)
 static bool same_replication(const struct pool *p, int kind, const char *startup, uint32_t len)
 {
 	return p->replication == kind &&
-	       (kind == REPL_NONE || (p->repl_startup_len == len && memcmp(p->repl_startup, startup, len) == 0));
+	       (kind == 0 || (p->repl_startup_len == len && memcmp(p->repl_startup, startup, len) == 0));
 }
 
-static struct pool *find_or_make(const struct config *cfg, const char *db, const char *user, int kind,
-				 const char *startup, uint32_t startup_len, char *err, size_t errlen)
+static struct pool *find_or_make(const struct config *cfg, const struct proto_ops *proto, const char *db,
+				 const char *user, int kind, const char *startup, uint32_t startup_len,
+				 char *err, size_t errlen)
 {
 	pthread_mutex_lock(&pools_lock);
 	struct pool *p;
 	for (p = pools; p; p = p->next)
-		if (!p->stale && strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0 &&
+		if (!p->stale && p->proto == proto && strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0 &&
 		    same_replication(p, kind, startup, startup_len))
 			break;
 	if (p) {
@@ -338,11 +339,12 @@ static struct pool *find_or_make(const struct config *cfg, const char *db, const
 		goto fail;
 	}
 	memset(p->slots, 0, (size_t)n_workers * sizeof(*p->slots));
+	p->proto = proto;
 	if (resolve_hosts(&p->hosts, d, err, errlen) < 0)
 		goto fail;
 	p->lb_disable = d->lb_disable;
 	p->autodb = strcmp(d->name, "*") == 0;
-	if (kind != REPL_NONE) {
+	if (kind != 0) {
 		p->replication = kind;
 		p->repl_startup = malloc(startup_len ? startup_len : 1);
 		if (!p->repl_startup) {
@@ -392,16 +394,17 @@ out:
 	return p;
 }
 
-struct pool *pool_get(const struct config *cfg, const char *db, const char *user,
-		      char *err, size_t errlen)
+struct pool *pool_get(const struct config *cfg, const struct proto_ops *proto, const char *db,
+		      const char *user, char *err, size_t errlen)
 {
-	return find_or_make(cfg, db, user, REPL_NONE, NULL, 0, err, errlen);
+	return find_or_make(cfg, proto, db, user, 0, NULL, 0, err, errlen);
 }
 
-struct pool *pool_get_replication(const struct config *cfg, const char *db, const char *user, int kind,
-				  const char *startup, uint32_t startup_len, char *err, size_t errlen)
+struct pool *pool_get_replication(const struct config *cfg, const struct proto_ops *proto, const char *db,
+				  const char *user, int kind, const char *startup, uint32_t startup_len,
+				  char *err, size_t errlen)
 {
-	return find_or_make(cfg, db, user, kind, startup, startup_len, err, errlen);
+	return find_or_make(cfg, proto, db, user, kind, startup, startup_len, err, errlen);
 }
 
 /* Decide under p->lock whether to open one more server; counts it. */
@@ -474,9 +477,9 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 		pthread_mutex_unlock(&p->lock);
 		if (outdated) /* RECONNECT or RELOAD since it went idle: the tick has
 			       * not closed it yet; do it now rather than hand it out. */
-			server_close(s, "reconnect requested (RECONNECT or RELOAD)");
+			s->pool->proto->server_close(s, "reconnect requested (RECONNECT or RELOAD)");
 		else if (check)
-			server_check(s); /* comes back through pool_release */
+			s->pool->proto->server_check(s); /* comes back through pool_release */
 		else
 			return s;
 		pthread_mutex_lock(&p->lock);
@@ -487,7 +490,7 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 		pthread_mutex_unlock(&p->lock);
 		if (!pool_server_outdated(ks))
 			return ks;
-		server_close(ks, "reconnect requested (RECONNECT or RELOAD)");
+		p->proto->server_close(ks, "reconnect requested (RECONNECT or RELOAD)");
 		pthread_mutex_lock(&p->lock);
 	}
 	list_add_tail(&p->waiters, &c->wait_node);
@@ -513,7 +516,7 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 	if (poke >= 0)
 		post_poke(p, poke);
 	if (launch)
-		server_launch(w, p);
+		p->proto->server_launch(w, p);
 	return NULL;
 }
 
@@ -521,12 +524,12 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 static void deliver(struct server *s, struct client *c)
 {
 	if (c->worker == s->worker) {
-		client_on_server(c, s);
+		c->proto->client_on_server(c, s);
 		return;
 	}
 	balance_count_handoff();
 	struct mail *m = calloc(1, sizeof(*m));
-	server_detach(s);
+	s->pool->proto->server_detach(s);
 	if (!m) {
 		log_error("out of memory handing a server over; closing both");
 		abort();
@@ -585,7 +588,7 @@ void pool_release(struct server *s)
 	if (c)
 		deliver(s, c);
 	else
-		server_watch_idle(s);
+		s->pool->proto->server_watch_idle(s);
 }
 
 void pool_serve_waiters(struct pool *p, struct worker *w)
@@ -602,7 +605,7 @@ void pool_serve_waiters(struct pool *p, struct worker *w)
 			p->n_idle--;
 			if (check_due_locked(p, s, w->loop.now_us)) {
 				pthread_mutex_unlock(&p->lock);
-				server_check(s); /* comes back through pool_release */
+				s->pool->proto->server_check(s); /* comes back through pool_release */
 				continue;
 			}
 		} else if (!(s = bypass_server_reclaim(p, w))) {
@@ -668,7 +671,7 @@ void pool_server_gone(struct pool *p, int state)
 	bool launch = w && want_launch_locked(p, w->loop.now_us, true, false);
 	pthread_mutex_unlock(&p->lock);
 	if (launch)
-		server_launch(w, p);
+		p->proto->server_launch(w, p);
 }
 
 void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bool auth_error)
@@ -697,7 +700,7 @@ void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bo
 			if (c->closing) {
 				worker_bury_client(self, c);
 			} else {
-				client_fail(c, sqlstate, msg);
+				c->proto->client_fail(c, sqlstate, msg);
 			}
 			continue;
 		}
@@ -814,7 +817,7 @@ static void evict_idle_for(struct pool *p, struct worker *w, struct pool *head)
 		pthread_mutex_unlock(&q->lock);
 		if (n) {
 			struct server *s = list_entry(n, struct server, pool_node);
-			server_close(s, "idle server closed for a pool waiting on a shared connection limit");
+			s->pool->proto->server_close(s, "idle server closed for a pool waiting on a shared connection limit");
 			return;
 		}
 	}
@@ -878,7 +881,7 @@ void pool_tick(struct worker *w, int64_t now_us)
 			       p->n_servers < p->pool_size && now_us >= p->login_fail_until_us;
 		pthread_mutex_unlock(&p->lock);
 		if (launch)
-			server_launch(w, p);
+			p->proto->server_launch(w, p);
 		else if (starved)
 			evict_idle_for(p, w, head);
 		if (serve)
@@ -1151,5 +1154,5 @@ struct pool *pool_current(struct pool *p, char *err, size_t errlen)
 {
 	if (!__atomic_load_n(&p->stale, __ATOMIC_RELAXED))
 		return p;
-	return pool_get(runtime_config(), p->db_name, p->user, err, errlen);
+	return pool_get(runtime_config(), p->proto, p->db_name, p->user, err, errlen);
 }

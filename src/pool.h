@@ -25,6 +25,7 @@
 #include "list.h"
 #include "stats.h"
 
+struct proto_ops;
 struct client;
 struct server;
 struct worker;
@@ -53,6 +54,7 @@ struct limit_counter {
 
 struct pool {
 	struct pool *next;          /* global list of pools (under pools_lock) */
+	const struct proto_ops *proto; /* the protocol of its clients and servers (proto.h) */
 	char db_name[64];           /* database name clients use */
 	char user[64];              /* client user name */
 	char server_db[64];         /* database name on the server */
@@ -61,7 +63,8 @@ struct pool {
 	char *connect_query;        /* heap, NULL = none */
 	char *server_params[CONFIG_SERVER_PARAMS]; /* startup parameters for its servers
 						    * (config_server_param_names); heap, NULL = none */
-	int replication;            /* enum repl_kind: a pool of replication connections */
+	int replication;            /* 0, or the protocol's kind of replication connection its
+				     * servers are (PostgreSQL: enum repl_kind, replication.h) */
 	char *repl_startup;         /* their startup parameters, packed (replication.h; heap) */
 	uint32_t repl_startup_len;
 	struct pool_hosts hosts;    /* server addresses ("host=a,b,c"); fixed for the pool's life */
@@ -148,15 +151,16 @@ void pool_client_limits_put(struct limit_counter *db, struct limit_counter *user
  * admin console's current_connections columns. Any thread. */
 int pool_limit_count(const char *kind, const char *name);
 
-/* Find or create the pool for (database config name, user). Returns NULL
+/* Find or create the pool for (protocol, database config name, user). Returns NULL
  * and writes a message when the database is unknown or unusable. */
-struct pool *pool_get(const struct config *cfg, const char *db, const char *user,
-		      char *err, size_t errlen);
+struct pool *pool_get(const struct config *cfg, const struct proto_ops *proto, const char *db,
+		      const char *user, char *err, size_t errlen);
 /* The same for a replication client (replication.h): the pool is keyed by
  * its kind and packed startup parameters too, which its servers log in
  * with. */
-struct pool *pool_get_replication(const struct config *cfg, const char *db, const char *user, int kind,
-				  const char *startup, uint32_t startup_len, char *err, size_t errlen);
+struct pool *pool_get_replication(const struct config *cfg, const struct proto_ops *proto, const char *db,
+				  const char *user, int kind, const char *startup, uint32_t startup_len,
+				  char *err, size_t errlen);
 
 /* A logged-in client needs a server. Returns the server (now linked to
  * client; it is in the caller's loop), or NULL when the client was queued

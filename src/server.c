@@ -24,7 +24,7 @@
 #include <openssl/crypto.h>
 
 #include "auth_crypto.h"
-#include "cancel.h"
+#include "cancel_conn.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
@@ -1072,7 +1072,7 @@ void server_client_gone(struct server *s)
 	if (s->pool->replication) {
 		/* Its own client's session only (replication.h). */
 		if (s->outstanding)
-			server_cancel(s);
+			server_cancel(s, false);
 		server_close(s, "replication client disconnected");
 		return;
 	}
@@ -1086,7 +1086,7 @@ void server_client_gone(struct server *s)
 		/* Mid-query or mid-transaction: the work must not reach the next
 		 * client. Cancel what runs and drop the connection. */
 		if (s->outstanding)
-			server_cancel(s);
+			server_cancel(s, false);
 		server_close(s, "client disconnected while server was busy");
 		return;
 	}
@@ -1128,13 +1128,13 @@ void server_check(struct server *s)
 	server_send_pending(s);
 }
 
-void server_cancel(struct server *s)
+void server_cancel(struct server *s, bool hold)
 {
 	if (!s->backend_pid && !s->backend_key)
 		return;
 	const struct pool_host *h = server_host(s);
 	cancel_send(s->worker, (struct sockaddr *)&h->addr, h->addr_len,
-		    s->backend_pid, s->backend_key, NULL);
+		    s->backend_pid, s->backend_key, hold ? s : NULL);
 }
 
 void server_cancel_done(struct server *s)

@@ -154,8 +154,9 @@ const struct pool_host *server_host(const struct server *s);
 /* Idle server s, taken from its pool, runs server_check_query; it goes
  * back through pool_release when answered, or closes on an error. */
 void server_check(struct server *s);
-/* Send a CancelRequest for whatever this server is running. */
-void server_cancel(struct server *s);
+/* Send a CancelRequest for whatever this server is running. With hold,
+ * s is not lent to another client until PostgreSQL has taken it. */
+void server_cancel(struct server *s, bool hold);
 /* A cancel sent for s's client has been taken by PostgreSQL (or given up). */
 void server_cancel_done(struct server *s);
 

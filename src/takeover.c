@@ -6,7 +6,7 @@
  * sent with one sendmsg() carrying the fds (SCM_RIGHTS), so the fds arrive
  * with the frame's first bytes. Frames:
  *   'L' listening sockets: u8 kind per fd ('T' TCP, 'U' unix)
- *   'C' one client: see client_encode()
+ *   'C' one PostgreSQL client: see client_handover.c
  * The new process opens with "SLUICE-TAKEOVER 1\n". The old process sends
  * 'L' first, then clients as workers hand them over, and closes the
  * connection when it exits; EOF ends the new process's receiving thread.
@@ -32,9 +32,8 @@
 #include "control.h"
 #include "log.h"
 #include "pool.h"
+#include "proto.h"
 #include "runtime.h"
-#include "sqlinfo.h"
-#include "track.h"
 #include "worker.h"
 
 #define HELLO "SLUICE-TAKEOVER 1\n"
@@ -149,15 +148,9 @@ static int recv_frame(int sock, uint8_t *type, int *fds, int *nfds, uint8_t **pa
 	return rc;
 }
 
-/* ---- client encoding ---- */
+/* ---- encoding a client's state ---- */
 
-struct enc {
-	uint8_t *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void enc_bytes(struct enc *e, const void *p, size_t n)
+void takeover_enc_bytes(struct takeover_enc *e, const void *p, size_t n)
 {
 	if (e->oom || n == 0)
 		return;
@@ -177,29 +170,24 @@ static void enc_bytes(struct enc *e, const void *p, size_t n)
 	e->len += n;
 }
 
-static void enc_u32(struct enc *e, uint32_t v)
+void takeover_enc_u32(struct takeover_enc *e, uint32_t v)
 {
 	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
-	enc_bytes(e, b, 4);
+	takeover_enc_bytes(e, b, 4);
 }
 
-static void enc_str(struct enc *e, const char *s)
+void takeover_enc_str(struct takeover_enc *e, const char *s)
 {
 	if (!s) {
-		enc_u32(e, 0xffffffff);
+		takeover_enc_u32(e, 0xffffffff);
 		return;
 	}
 	uint32_t n = (uint32_t)strlen(s);
-	enc_u32(e, n);
-	enc_bytes(e, s, n);
+	takeover_enc_u32(e, n);
+	takeover_enc_bytes(e, s, n);
 }
 
-struct dec {
-	const uint8_t *p, *end;
-	bool err;
-};
-
-static uint32_t dec_u32(struct dec *d)
+uint32_t takeover_dec_u32(struct takeover_dec *d)
 {
 	if (d->end - d->p < 4) {
 		d->err = true;
@@ -210,10 +198,9 @@ static uint32_t dec_u32(struct dec *d)
 	return v;
 }
 
-/* Heap copy, NULL for an absent string (and on error). */
-static char *dec_str(struct dec *d, bool *absent)
+char *takeover_dec_str(struct takeover_dec *d, bool *absent)
 {
-	uint32_t n = dec_u32(d);
+	uint32_t n = takeover_dec_u32(d);
 	*absent = n == 0xffffffff;
 	if (d->err || *absent)
 		return NULL;
@@ -230,170 +217,6 @@ static char *dec_str(struct dec *d, bool *absent)
 	s[n] = '\0';
 	d->p += n;
 	return s;
-}
-
-/*
- * A client, as: user, db, peer, cancel pid, cancel key, the tracked
- * parameters (absent = server default), the prepared statements (name,
- * query, parameter types), the pool's SCRAM pass-through keys (flag + 64
- * bytes), the bytes the client already sent that were not examined, then
- * the unnamed statement and the session settings.
- */
-static int client_encode(struct client *c, struct enc *e)
-{
-	enc_str(e, c->user);
-	enc_str(e, c->db);
-	enc_str(e, c->peer);
-	enc_u32(e, c->cancel_pid);
-	enc_u32(e, c->cancel_key);
-	enc_u32(e, TRACKED_PARAMS);
-	for (int k = 0; k < TRACKED_PARAMS; k++)
-		enc_str(e, c->params[k]);
-	enc_u32(e, c->stmts.n);
-	for (uint32_t i = 0; i < c->stmts.n; i++) {
-		const struct client_stmt *st = &c->stmts.v[i];
-		enc_str(e, st->name);
-		enc_str(e, st->def.query);
-		enc_u32(e, st->def.n_types);
-		for (uint16_t t = 0; t < st->def.n_types; t++)
-			enc_u32(e, st->def.types[t]);
-	}
-	uint8_t keys[64];
-	bool have = pool_get_scram_keys(c->pool, keys, keys + 32);
-	enc_u32(e, have);
-	if (have)
-		enc_bytes(e, keys, 64);
-	OPENSSL_cleanse(keys, sizeof(keys));
-	enc_u32(e, iobuf_len(&c->sock.rbuf));
-	enc_bytes(e, iobuf_head(&c->sock.rbuf), iobuf_len(&c->sock.rbuf));
-	/* Added later, so a process that does not know them ignores them:
-	 * the unnamed statement (flag, query, types) and the settings. */
-	enc_u32(e, c->unnamed != NULL);
-	if (c->unnamed) {
-		enc_str(e, c->unnamed->def.query);
-		enc_u32(e, c->unnamed->def.n_types);
-		for (uint16_t t = 0; t < c->unnamed->def.n_types; t++)
-			enc_u32(e, c->unnamed->def.types[t]);
-	}
-	enc_u32(e, c->vars.n);
-	for (uint16_t i = 0; i < c->vars.n; i++) {
-		enc_str(e, c->vars.v[i].name);
-		enc_str(e, c->vars.v[i].sql);
-	}
-	return e->oom ? -ENOMEM : 0;
-}
-
-/* A statement definition: query, type count, types. */
-static int dec_def(struct dec *d, struct pstmt_def *def)
-{
-	bool absent;
-	memset(def, 0, sizeof(*def));
-	def->query = dec_str(d, &absent);
-	uint32_t nt = dec_u32(d);
-	if (nt > 65535 || (size_t)(d->end - d->p) < (size_t)nt * 4)
-		d->err = true;
-	if (!d->err && nt) {
-		def->types = malloc(nt * sizeof(uint32_t));
-		if (!def->types)
-			d->err = true;
-		for (uint32_t t = 0; t < nt && !d->err; t++)
-			def->types[t] = dec_u32(d);
-		def->n_types = (uint16_t)nt;
-	}
-	if (d->err || !def->query) {
-		pstmt_def_free(def);
-		d->err = true;
-		return -EPROTO;
-	}
-	/* pstmt_parse_msg computes the hash; recompute it the same way. */
-	pstmt_def_rehash(def);
-	return 0;
-}
-
-/* Fills c from an encoded client; the pool's SCRAM keys, when sent, go to
- * keys (*have_keys) for the caller to apply once the pool is known. */
-static int client_decode(struct client *c, const uint8_t *p, uint32_t len, uint8_t keys[64], bool *have_keys)
-{
-	struct dec d = { p, p + len, false };
-	bool absent;
-	char *s;
-	s = dec_str(&d, &absent);
-	snprintf(c->user, sizeof(c->user), "%s", s ? s : "");
-	free(s);
-	s = dec_str(&d, &absent);
-	snprintf(c->db, sizeof(c->db), "%s", s ? s : "");
-	free(s);
-	s = dec_str(&d, &absent);
-	if (s)
-		snprintf(c->peer, sizeof(c->peer), "%s", s);
-	free(s);
-	c->cancel_pid = dec_u32(&d);
-	c->cancel_key = dec_u32(&d);
-	uint32_t np = dec_u32(&d);
-	for (uint32_t k = 0; k < np && !d.err; k++) {
-		s = dec_str(&d, &absent);
-		if (k < TRACKED_PARAMS)
-			c->params[k] = s;
-		else
-			free(s);
-	}
-	uint32_t ns = dec_u32(&d);
-	for (uint32_t i = 0; i < ns && !d.err; i++) {
-		char *name = dec_str(&d, &absent);
-		struct pstmt_def def;
-		struct sql_info *si = NULL;
-		if (dec_def(&d, &def) == 0) {
-			if (!name || sql_inspect_if_needed(def.query, strlen(def.query), &si) < 0 ||
-			    client_stmts_add(&c->stmts, name, &def, si) < 0) {
-				d.err = true;
-				sql_info_put(si);
-				pstmt_def_free(&def);
-			}
-		}
-		free(name);
-	}
-	*have_keys = false;
-	uint32_t have = dec_u32(&d);
-	if (have && !d.err) {
-		if (d.end - d.p < 64) {
-			d.err = true;
-		} else {
-			memcpy(keys, d.p, 64);
-			*have_keys = true;
-			d.p += 64;
-		}
-	}
-	uint32_t pending = dec_u32(&d);
-	if (!d.err && (size_t)(d.end - d.p) >= pending && pending) {
-		if (iobuf_append(&c->sock.rbuf, d.p, pending) < 0)
-			d.err = true;
-		d.p += pending;
-	} else if (pending) {
-		d.err = true;
-	}
-	if (d.err || d.p == d.end)
-		return d.err ? -EPROTO : 0; /* from a process without the parts below */
-	if (dec_u32(&d)) {
-		struct unnamed_stmt *u = calloc(1, sizeof(*u));
-		if (!u || dec_def(&d, &u->def) < 0 ||
-		    sql_inspect_if_needed(u->def.query, strlen(u->def.query), &u->info) < 0) {
-			d.err = true;
-			if (u)
-				pstmt_def_free(&u->def);
-			free(u);
-		} else {
-			c->unnamed = u;
-		}
-	}
-	uint32_t nv = dec_u32(&d);
-	for (uint32_t i = 0; i < nv && !d.err; i++) {
-		char *name = dec_str(&d, &absent), *sql = dec_str(&d, &absent);
-		if (!name || !sql || session_vars_set(&c->vars, name, sql) < 0)
-			d.err = true;
-		free(name);
-		free(sql);
-	}
-	return d.err ? -EPROTO : 0;
 }
 
 /* ---- old process ---- */
@@ -427,19 +250,18 @@ static int takeover_path(const struct config *cfg, char *out, size_t len)
 bool takeover_give_client(struct client *c)
 {
 	if (c->adm) {
-		client_fail(c, "57P01", "sluice is restarting (online restart); please reconnect");
+		c->proto->client_fail(c, "57P01", "sluice is restarting (online restart); please reconnect");
 		return true;
 	}
 	/* A TLS session's state lives in OpenSSL: it cannot move (docs). */
 	bool movable = c->pool && c->pool->mode != POOL_MODE_SESSION && c->state == CLIENT_IDLE && !c->sock.ssl &&
 		       !c->server && iobuf_len(&c->sock.wbuf) == 0 && c->sock.fwd == 0 &&
-		       c->sock.skip == 0 && !c->hold_for_sync && !c->skip_until_sync && !c->queued &&
-		       !c->bp_slot; /* a socket in the kernel's sockhash stays with this process */
+		       c->sock.skip == 0 && !c->queued && c->proto->client_handover_ok(c);
 	if (!movable)
 		return false;
-	struct enc e = { 0 };
+	struct takeover_enc e = { 0 };
 	struct outgoing *o = calloc(1, sizeof(*o));
-	if (!o || client_encode(c, &e) < 0) {
+	if (!o || c->proto->client_encode(c, &e) < 0) {
 		free(o);
 		free(e.p);
 		return false; /* try again at the next boundary */
@@ -463,7 +285,7 @@ bool takeover_give_client(struct client *c)
 		free(e.p);
 		return false;
 	}
-	client_close(c, "handed over to the new sluice process");
+	c->proto->client_close(c, "handed over to the new sluice process");
 	return true;
 }
 
@@ -603,6 +425,7 @@ static int got_unix = -1;
 static pthread_t recv_thread;
 static bool recv_running;
 static int next_worker;
+static const struct proto_ops *clients_proto; /* what the clients received speak */
 static pthread_mutex_t recv_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool recv_stopping;               /* workers are going away (recv_lock) */
 
@@ -664,21 +487,7 @@ struct arrival {
 static void adopt_fn(struct worker *w, void *arg)
 {
 	struct arrival *a = arg;
-	struct client *c = client_adopt(w, a->fd, "?");
-	if (c) {
-		uint8_t keys[64], known[64];
-		bool have = false;
-		if (client_decode(c, a->data, a->len, keys, &have) < 0) {
-			client_close(c, "online restart: could not read the client's state");
-		} else {
-			client_adopt_finish(c);
-			/* The pool may need the keys to log in (SCRAM pass-through). */
-			if (have && !c->closing && c->pool && !pool_get_scram_keys(c->pool, known, known + 32))
-				pool_set_scram_keys(c->pool, keys, keys + 32);
-			OPENSSL_cleanse(known, sizeof(known));
-		}
-		OPENSSL_cleanse(keys, sizeof(keys));
-	}
+	clients_proto->client_adopt(w, a->fd, a->data, a->len);
 	OPENSSL_cleanse(a->data, a->len);
 	free(a->data);
 	free(a);
@@ -732,8 +541,9 @@ static void *receive_main(void *arg)
 	return NULL;
 }
 
-int takeover_receive_start(void)
+int takeover_receive_start(const struct proto_ops *proto)
 {
+	clients_proto = proto;
 	if (conn_fd < 0)
 		return 0;
 	if (pthread_create(&recv_thread, NULL, receive_main, NULL) != 0)

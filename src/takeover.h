@@ -18,8 +18,31 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <stdint.h>
+
 struct config;
 struct client;
+struct proto_ops;
+
+/* A client's state in a frame to the new process, written and read by its
+ * protocol (proto.h client_encode, client_adopt): big-endian u32s, and
+ * strings as a u32 length (0xffffffff = absent) and their bytes. */
+struct takeover_enc {
+	uint8_t *p;                /* heap, grown as needed */
+	size_t len, cap;
+	bool oom;                  /* sticky: an append failed */
+};
+void takeover_enc_bytes(struct takeover_enc *e, const void *p, size_t n);
+void takeover_enc_u32(struct takeover_enc *e, uint32_t v);
+void takeover_enc_str(struct takeover_enc *e, const char *s);
+
+struct takeover_dec {
+	const uint8_t *p, *end;    /* what is left to read */
+	bool err;                  /* sticky: ran past the end or out of memory */
+};
+uint32_t takeover_dec_u32(struct takeover_dec *d);
+/* Heap copy, NULL for an absent string (and on error). */
+char *takeover_dec_str(struct takeover_dec *d, bool *absent);
 
 /* Old side. Returns 0, or a negative errno (logged) when the socket cannot
  * be opened; the pooler runs on without online restart then. */
@@ -38,8 +61,8 @@ bool takeover_busy(void);
 int takeover_fetch_listeners(const struct config *cfg, char *err, size_t errlen);
 /* Listening sockets received: TCP ones and the unix one (-1 if none). */
 int takeover_listener_fds(int **tcp, int *unix_fd);
-/* Start the thread that adopts the old process's clients. */
-int takeover_receive_start(void);
+/* Start the thread that adopts the old process's clients, which speak proto. */
+int takeover_receive_start(const struct proto_ops *proto);
 void takeover_receive_stop(void);
 
 #endif

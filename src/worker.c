@@ -43,6 +43,7 @@
 #include "iobuf.h"
 #include "log.h"
 #include "pool.h"
+#include "proto.h"
 #include "runtime.h"
 #include "server.h"
 #include "sockopt.h"
@@ -58,6 +59,9 @@ int n_workers;
 static __thread struct worker *current_worker;
 static int unix_listen_fd = -1;      /* shared by all workers (EPOLLEXCLUSIVE) */
 static char unix_listen_path[108];
+/* The protocol spoken on the listening sockets: PostgreSQL's (the core's
+ * other calls into a protocol go through its clients and pools). */
+static const struct proto_ops *listen_proto;
 
 struct worker *worker_self(void) { return current_worker; }
 
@@ -153,14 +157,14 @@ static void mailbox_cb(struct loop_handle *h, uint32_t revents)
 		struct mail *next = m->next;
 		switch (m->kind) {
 		case MAIL_HANDOFF:
-			client_on_server(m->client, m->server);
+			m->client->proto->client_on_server(m->client, m->server);
 			break;
 		case MAIL_FAIL_CLIENT:
 			m->client->handoff_pending = false;
 			if (m->client->closing) {
 				worker_bury_client(w, m->client);
 			} else {
-				client_fail(m->client, m->sqlstate, m->message);
+				m->client->proto->client_fail(m->client, m->sqlstate, m->message);
 			}
 			break;
 		case MAIL_CANCEL:
@@ -171,7 +175,7 @@ static void mailbox_cb(struct loop_handle *h, uint32_t revents)
 			break;
 		case MAIL_ADOPT_CLIENT:
 			worker_add_client(w, m->client);
-			client_arrive(m->client);
+			m->client->proto->client_arrive(m->client);
 			break;
 		case MAIL_STOP:
 			w->stopping = 1;
@@ -344,7 +348,7 @@ static void listen_cb(struct loop_handle *h, uint32_t revents)
 		format_peer(&ss, peer, sizeof(peer));
 		/* With TCP_DEFER_ACCEPT the kernel hands over a TCP connection
 		 * once its first bytes are in (or after 45 s of silence). */
-		client_accept(w, fd, peer, ss.ss_family != AF_UNIX && runtime_config()->tcp_defer_accept);
+		listen_proto->client_accept(w, fd, peer, ss.ss_family != AF_UNIX && runtime_config()->tcp_defer_accept);
 	}
 }
 
@@ -381,7 +385,7 @@ static void send_movers(struct worker *w)
 			continue; /* closed meanwhile (KILL_CLIENT): buried, freed below */
 		struct mail *m = calloc(1, sizeof(*m));
 		if (!m) { /* stay here after all */
-			client_stay(c);
+			c->proto->client_stay(c);
 			continue;
 		}
 		worker_remove_client(w, c);
@@ -420,12 +424,12 @@ static void reap(struct worker *w)
 	while (w->dead_clients) {
 		struct client *c = w->dead_clients;
 		w->dead_clients = c->dead_next;
-		client_free(c); /* unlinks c->node */
+		c->proto->client_free(c); /* unlinks c->node */
 	}
 	while (w->dead_servers) {
 		struct server *s = w->dead_servers;
 		w->dead_servers = s->dead_next;
-		server_free(s);
+		s->pool->proto->server_free(s);
 	}
 }
 
@@ -443,11 +447,11 @@ static void tick(struct worker *w)
 			continue;
 		if (c->state != CLIENT_IDLE || now - c->last_active_us < TICK_US)
 			busy++;
-		client_tick(c, now);
+		c->proto->client_tick(c, now);
 		/* An inactive worker's idle clients go too, not only busy
 		 * ones at the end of a transaction. */
 		if (!active)
-			client_maybe_move(c);
+			c->proto->client_maybe_move(c);
 	}
 	balance_tick(w, busy);
 	if (w->unix_polled != balance_worker_active(w))
@@ -455,10 +459,10 @@ static void tick(struct worker *w)
 	list_for_each_safe(pos, tmp, &w->servers) {
 		struct server *s = list_entry(pos, struct server, node);
 		if (!s->closed)
-			server_tick(s, now);
+			s->pool->proto->server_tick(s, now);
 	}
 	pool_tick(w, now);
-	cancel_tick(w, now, false);
+	listen_proto->worker_tick(w, now, false);
 }
 
 static void *worker_main(void *arg)
@@ -501,13 +505,15 @@ static void *worker_main(void *arg)
 		if (c->closing) { /* zombie waiting for a mail that will not come */
 			worker_bury_client(w, c);
 		} else {
-			client_fail(c, "57P01", "sluice is shutting down");
+			c->proto->client_fail(c, "57P01", "sluice is shutting down");
 		}
 	}
-	list_for_each_safe(pos, tmp, &w->servers)
-		server_close(list_entry(pos, struct server, node), "shutdown");
+	list_for_each_safe(pos, tmp, &w->servers) {
+		struct server *s = list_entry(pos, struct server, node);
+		s->pool->proto->server_close(s, "shutdown");
+	}
 	reap(w);
-	cancel_tick(w, 0, true);
+	listen_proto->worker_tick(w, 0, true);
 	iobuf_thread_cleanup();
 	return NULL;
 }
@@ -701,8 +707,10 @@ static int inherited_rank(const int *fds, int k)
 	return rank;
 }
 
-int worker_start_all(const struct config *cfg, const int *inherited, int n_inherited, int inherited_unix)
+int worker_start_all(const struct config *cfg, const struct proto_ops *proto, const int *inherited, int n_inherited,
+		     int inherited_unix)
 {
+	listen_proto = proto;
 	char err[256] = "";
 	n_workers = cfg->workers > 0 ? cfg->workers : 1;
 	workers = calloc((size_t)n_workers, sizeof(*workers));

@@ -24,6 +24,7 @@ struct client;
 struct server;
 struct pool;
 struct config;
+struct proto_ops;
 
 enum mail_kind {
 	MAIL_HANDOFF,     /* server handed to waiting client (both now ours) */
@@ -96,10 +97,11 @@ extern int n_workers;
 /* The worker running on this thread (NULL on the main thread). */
 struct worker *worker_self(void);
 
-/* Open the listening sockets (or use the ones inherited from the previous
- * process in an online restart: n_inherited TCP fds and a unix one, -1 if
- * none) and start the threads. */
-int worker_start_all(const struct config *cfg, const int *inherited, int n_inherited, int inherited_unix);
+/* Open the listening sockets, whose clients speak proto (or use the ones
+ * inherited from the previous process in an online restart: n_inherited
+ * TCP fds and a unix one, -1 if none) and start the threads. */
+int worker_start_all(const struct config *cfg, const struct proto_ops *proto, const int *inherited, int n_inherited,
+		     int inherited_unix);
 void worker_stop_all(void);
 
 /* Post a mail (takes ownership of m). */
