@@ -559,7 +559,18 @@ void pool_release(struct server *s)
 {
 	struct pool *p = s->pool;
 	struct worker *w = s->worker;
+	const struct config *cfg = runtime_config();
 	pthread_mutex_lock(&p->lock);
+	/* server_check_delay = 0: the check always runs (PgBouncer's
+	 * meaning), also on a server going from one client straight to a
+	 * waiting one; with a delay, a server just released needs none. */
+	if ((s->state == SERVER_ACTIVE || s->state == SERVER_RESET) && cfg->server_check_delay_us == 0 &&
+	    cfg->server_check_query && *cfg->server_check_query && !p->paused && !list_empty(&p->waiters)) {
+		p->n_checking++;
+		pthread_mutex_unlock(&p->lock);
+		p->proto->server_check(s); /* comes back here, as SERVER_CHECK */
+		return;
+	}
 	if (s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN) {
 		p->n_connecting--;
 		p->login_error[0] = '\0'; /* a login worked: the failure is over */

@@ -34,6 +34,31 @@ def test_check_runs_before_reuse_when_delay_passed(sluice, pg, mode):
     assert _checks_run(pg) == 3
 
 
+def test_delay_zero_checks_a_server_handed_straight_to_a_waiter(sluice, pg):
+    """server_check_delay = 0 checks at every reuse: also a server that
+    goes from the client that released it straight to one waiting for it."""
+    import threading
+    import time
+    _setup_sequence(pg)
+    s = sluice({"pool_mode": "transaction", "default_pool_size": 1, "server_check_delay": 0,
+                "server_check_query": "select nextval('sluice_checks')"})
+    with s.connect() as a, s.connect() as b:
+        a.execute("begin")
+        assert a.execute("select 1").fetchone() == (1,)
+        # (sluice checks the server its logins used; PgBouncer does not)
+        before = _checks_run(pg)
+        got = []
+        waiter = threading.Thread(target=lambda: got.append(b.execute("select 2").fetchone()))
+        waiter.start()
+        time.sleep(0.5)  # b waits for the only server
+        a.execute("commit")
+        waiter.join(10)
+        assert got == [(2,)]
+        assert _checks_run(pg) == before + 1  # handed from a to b: checked
+        assert a.execute("select 3").fetchone() == (3,)
+    assert _checks_run(pg) == before + 2  # taken from the idle list: checked
+
+
 def test_no_check_within_delay(sluice, pg):
     _setup_sequence(pg)
     s = sluice({"pool_mode": "transaction", "default_pool_size": 1, "server_check_delay": 30,
