@@ -90,10 +90,18 @@ static void put_u16(struct admin_reply *r, uint16_t v)
 	reply_append(r, b, 2);
 }
 
+static void store_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
 static void put_u32(struct admin_reply *r, uint32_t v)
 {
 	uint8_t b[4];
-	pg_put_u32(b, v);
+	store_u32(b, v);
 	reply_append(r, b, 4);
 }
 
@@ -109,7 +117,7 @@ static void msg_begin(struct admin_reply *r, uint8_t type)
 static void msg_end(struct admin_reply *r)
 {
 	if (!r->oom)
-		pg_put_u32(r->data + r->msg_off + 1, (uint32_t)(r->len - r->msg_off - 1));
+		store_u32(r->data + r->msg_off + 1, (uint32_t)(r->len - r->msg_off - 1));
 }
 
 void reply_columns(struct admin_reply *r, const struct admin_col *cols, int n)

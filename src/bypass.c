@@ -15,14 +15,15 @@
 #include <time.h>
 #include <linux/sockios.h>
 
-#include "client.h"
+#include "pg_client.h"
+#include "pg_ops.h"
 #include "config.h"
 #include "control.h"
 #include "log.h"
 #include "pg_proto.h"
 #include "pool.h"
 #include "runtime.h"
-#include "server.h"
+#include "pg_server.h"
 #include "stats.h"
 #include "track.h"
 #include "worker.h"
@@ -57,7 +58,7 @@ static char why_not[160] = "bpf_bypass = off";
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t free_slots[BP_MAX_SOCKS];
 static uint32_t n_free;
-static void *slot_obj[BP_MAX_SOCKS]; /* struct client * or struct server * */
+static void *slot_obj[BP_MAX_SOCKS]; /* struct pg_client * or struct pg_server * */
 static int slot_worker[BP_MAX_SOCKS];  /* worker owning slot_obj (slot_lock) */
 static uint64_t slot_serial[BP_MAX_SOCKS]; /* bumped at each allocation (slot_lock) */
 static uint64_t next_serial;
@@ -259,7 +260,7 @@ static uint32_t vars_key(uint32_t h, const struct session_vars *vs)
 	return vs->n ? fnv(h, "") ^ sum : h;
 }
 
-static uint32_t client_pkey(struct client *c)
+static uint32_t client_pkey(struct pg_client *c)
 {
 	uint32_t h = 2166136261u;
 	char def[256];
@@ -275,7 +276,7 @@ static uint32_t client_pkey(struct client *c)
 	return h ? h : 1;
 }
 
-static uint32_t server_pkey(const struct server *s)
+static uint32_t server_pkey(const struct pg_server *s)
 {
 	uint32_t h = 2166136261u;
 	for (int k = 0; k < TRACKED_PARAMS; k++)
@@ -308,7 +309,7 @@ static bool wake_is_real(int fd, uint32_t revents, uint64_t ctl)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-bool bypass_client_wake(struct client *c, uint32_t revents)
+bool bypass_client_wake(struct pg_client *c, uint32_t revents)
 {
 	if (!c->bp_kernel || !socks)
 		return true;
@@ -336,7 +337,7 @@ static uint64_t take64(bp_u64 *v)
 /* Move what the kernel carried for c into its pool's counters (SHOW STATS,
  * /metrics, log_stats). The programs add with atomic instructions; taking
  * each counter with an exchange to zero loses nothing between the two. */
-void bypass_client_count(struct client *c)
+void bypass_client_count(struct pg_client *c)
 {
 	if (!c->bp_slot || !traffic || !c->pool)
 		return;
@@ -360,9 +361,9 @@ void bypass_client_count(struct client *c)
 	counter_add(&n_kernel_xacts_counted, (int64_t)xacts);
 }
 
-static void session_enter(struct client *c, int g)
+static void session_enter(struct pg_client *c, int g)
 {
-	struct server *s = c->server;
+	struct pg_server *s = c->server;
 	if (!server_at_boundary(s) || s->sock.ssl || s->bp_refused || s->bp_lent || s->lookup)
 		return;
 	if (!s->bp_slot) {
@@ -408,7 +409,7 @@ static void session_enter(struct client *c, int g)
 	set_quiet(&s->sock, s->worker, true);
 }
 
-void bypass_client_maybe_enter(struct client *c)
+void bypass_client_maybe_enter(struct pg_client *c)
 {
 	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || c->bp_kernel || c->bp_refused)
 		return;
@@ -476,7 +477,7 @@ void bypass_client_maybe_enter(struct client *c)
 /* Taking the client back: the unnamed statement the kernel carried for it
  * (or dropped) becomes sluice's copy. A program may still be writing it
  * when the client was taken mid-skb: unnamed_ver is odd then, or moves. */
-static bool unnamed_from_kernel(struct client *c, struct bp_sock *st)
+static bool unnamed_from_kernel(struct pg_client *c, struct bp_sock *st)
 {
 	for (int tries = 0; tries < 1000; tries++) {
 		uint32_t v1 = __atomic_load_n(&st->unnamed_ver, __ATOMIC_ACQUIRE);
@@ -516,7 +517,7 @@ static void resume_frame(struct pgsock *sk, const struct pgframe *fr, bool serve
 	sk->resync = fr->hdr_len;
 }
 
-int bypass_client_takeover(struct client *c)
+int bypass_client_takeover(struct pg_client *c)
 {
 	if (!c->bp_kernel)
 		return 0;
@@ -564,7 +565,7 @@ int bypass_client_takeover(struct client *c)
 		c->sock.bp_settle = true;
 		return 0;
 	}
-	struct server *s = peer <= BP_MAX_SOCKS ? slot_obj[peer - 1] : NULL;
+	struct pg_server *s = peer <= BP_MAX_SOCKS ? slot_obj[peer - 1] : NULL;
 	struct bp_sock *ss = s ? &socks[peer - 1] : NULL;
 	if (!s || s->bp_slot != peer || s->worker != c->worker || s->closed)
 		return -1;
@@ -621,7 +622,7 @@ int bypass_client_takeover(struct client *c)
 	return 0;
 }
 
-bool bypass_client_timeout_due(const struct client *c, int64_t now_us)
+bool bypass_client_timeout_due(const struct pg_client *c, int64_t now_us)
 {
 	if (!c->bp_kernel || !socks)
 		return false;
@@ -648,14 +649,14 @@ bool bypass_client_timeout_due(const struct client *c, int64_t now_us)
 	       now_us - c->state_since_us > cfg->client_idle_timeout_us;
 }
 
-int64_t bypass_server_last_used_us(const struct server *s)
+int64_t bypass_server_last_used_us(const struct pg_server *s)
 {
 	if (!s->bp_slot || !socks)
 		return 0;
 	return (int64_t)(__atomic_load_n(&socks[s->bp_slot - 1].active_ns, __ATOMIC_RELAXED) / 1000);
 }
 
-struct server *bypass_client_kernel_server(const struct client *c)
+struct pg_server *bypass_client_kernel_server(const struct pg_client *c)
 {
 	if (!c->bp_kernel || !c->bp_slot || !socks)
 		return NULL;
@@ -663,22 +664,22 @@ struct server *bypass_client_kernel_server(const struct client *c)
 	if (!peer || peer > BP_MAX_SOCKS)
 		return NULL;
 	/* A group's servers are on the client's worker: alive while we run. */
-	struct server *s = __atomic_load_n(&slot_obj[peer - 1], __ATOMIC_ACQUIRE);
+	struct pg_server *s = __atomic_load_n(&slot_obj[peer - 1], __ATOMIC_ACQUIRE);
 	return s && s->bp_slot == peer && s->worker == c->worker ? s : NULL;
 }
 
-struct client *bypass_server_kernel_client(const struct server *s)
+struct pg_client *bypass_server_kernel_client(const struct pg_server *s)
 {
 	if (!s->bp_lent || !s->bp_slot || !socks)
 		return NULL;
 	uint32_t owner = __atomic_load_n(&socks[s->bp_slot - 1].owner, __ATOMIC_ACQUIRE);
 	if (owner == BP_OWNER_USER || owner == BP_OWNER_IDLE || owner > BP_MAX_SOCKS)
 		return NULL;
-	struct client *c = __atomic_load_n(&slot_obj[owner - 1], __ATOMIC_ACQUIRE);
+	struct pg_client *c = __atomic_load_n(&slot_obj[owner - 1], __ATOMIC_ACQUIRE);
 	return c && c->bp_slot == owner && c->worker == s->worker ? c : NULL;
 }
 
-void bypass_client_forget(struct client *c)
+void bypass_client_forget(struct pg_client *c)
 {
 	if (!c->bp_slot || !socks)
 		return;
@@ -695,7 +696,7 @@ void bypass_client_forget(struct client *c)
 
 /* ---- servers ---- */
 
-static void server_unlent(struct server *s)
+static void server_unlent(struct pg_server *s)
 {
 	if (s->sock.bp_quiet && s->worker)
 		set_quiet(&s->sock, s->worker, false);
@@ -708,11 +709,12 @@ static void server_unlent(struct server *s)
 	}
 }
 
-bool bypass_server_lend(struct server *s)
+bool bypass_server_lend(struct server *core)
 {
+	struct pg_server *s = pg_server(core);
 	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || s->bp_refused || s->bp_lent)
 		return false;
-	if (s->pool->mode != POOL_MODE_TRANSACTION || pool_server_outdated(s) || s->sock.ssl ||
+	if (s->pool->mode != POOL_MODE_TRANSACTION || pool_server_outdated(&s->base) || s->sock.ssl ||
 	    s->state != SERVER_IDLE || s->client ||
 	    s->closed || s->lookup || s->pinned || iobuf_len(&s->sock.rbuf) || iobuf_len(&s->sock.wbuf) ||
 	    s->sock.skip || s->sock.fwd || !s->worker || s->worker->suspended)
@@ -748,7 +750,7 @@ bool bypass_server_lend(struct server *s)
 	return true;
 }
 
-bool bypass_server_unlend(struct server *s)
+bool bypass_server_unlend(struct pg_server *s)
 {
 	if (!s->bp_lent)
 		return true;
@@ -761,7 +763,7 @@ bool bypass_server_unlend(struct server *s)
 	return true;
 }
 
-bool bypass_server_wake(struct server *s, uint32_t revents)
+bool bypass_server_wake(struct pg_server *s, uint32_t revents)
 {
 	if (!s->bp_lent || !socks)
 		return true;
@@ -774,7 +776,7 @@ bool bypass_server_wake(struct server *s, uint32_t revents)
 	return wake_is_real(s->sock.h.fd, revents, ctl);
 }
 
-bool bypass_server_event(struct server *s)
+bool bypass_server_event(struct pg_server *s)
 {
 	while (s->bp_lent && !s->closed) {
 		struct bp_sock *ss = &socks[s->bp_slot - 1];
@@ -784,7 +786,7 @@ bool bypass_server_event(struct server *s)
 				return true;
 			continue;
 		}
-		struct client *c = o <= BP_MAX_SOCKS ? slot_obj[o - 1] : NULL;
+		struct pg_client *c = o <= BP_MAX_SOCKS ? slot_obj[o - 1] : NULL;
 		if (c && c->bp_slot == o && c->worker == s->worker)
 			client_take_from_kernel(c);
 		if (s->bp_lent) {
@@ -809,11 +811,11 @@ struct server *bypass_server_reclaim(struct pool *p, struct worker *w)
 		uint32_t slot1 = __atomic_load_n(&groups[g].srv[i], __ATOMIC_ACQUIRE);
 		if (!slot1)
 			continue;
-		struct server *s = slot_obj[slot1 - 1];
+		struct pg_server *s = slot_obj[slot1 - 1];
 		if (!s || s->bp_slot != slot1 || s->closed)
 			continue;
 		if (bypass_server_unlend(s))
-			return s;
+			return &s->base;
 	}
 	return NULL;
 }
@@ -833,7 +835,7 @@ int bypass_lent_count(struct pool *p, struct worker *w)
 	return n;
 }
 
-void bypass_server_forget(struct server *s)
+void bypass_server_forget(struct pg_server *s)
 {
 	if (!s->bp_slot || !socks)
 		return;
@@ -873,11 +875,11 @@ static void deliver_event(struct worker *w, void *arg)
 	if (!obj)
 		return;
 	if (socks[slot].role == BP_CLIENT) {
-		struct client *c = obj;
+		struct pg_client *c = obj;
 		if (c->worker == w && c->bp_kernel && !c->closing)
 			c->sock.h.cb(&c->sock.h, EPOLLIN);
 	} else {
-		struct server *s = obj;
+		struct pg_server *s = obj;
 		if (s->worker == w && s->bp_lent && !s->closed)
 			s->sock.h.cb(&s->sock.h, EPOLLIN);
 	}
@@ -933,13 +935,13 @@ void bypass_worker_started(struct worker *w)
 		events_register(w, NULL);
 }
 
-bool bypass_client_handed_up(const struct client *c)
+bool bypass_client_handed_up(const struct pg_client *c)
 {
 	return c->bp_kernel && socks &&
 	       BP_CTL_MODE(__atomic_load_n(&socks[c->bp_slot - 1].ctl, __ATOMIC_ACQUIRE)) == BP_USER;
 }
 
-bool bypass_server_handed_up(const struct server *s)
+bool bypass_server_handed_up(const struct pg_server *s)
 {
 	return s->bp_lent && socks &&
 	       __atomic_load_n(&socks[s->bp_slot - 1].owner, __ATOMIC_ACQUIRE) == BP_OWNER_USER;
@@ -1115,16 +1117,19 @@ void bypass_worker_take_all(struct worker *w)
 	if (!socks)
 		return;
 	struct list *pos, *tmp;
+	/* The worker's lists hold every protocol's connections. */
 	list_for_each_safe(pos, tmp, &w->clients) {
-		struct client *c = list_entry(pos, struct client, node);
-		if (c->bp_kernel && !c->closing)
+		struct client *core = list_entry(pos, struct client, node);
+		struct pg_client *c = pg_client(core);
+		if (core->proto == &pg_ops && c->bp_kernel && !c->closing)
 			client_take_from_kernel(c);
 	}
 	/* Closed objects stay on the lists until the loop's safe point. */
 	list_for_each_safe(pos, tmp, &w->servers) {
-		struct server *s = list_entry(pos, struct server, node);
-		if (s->bp_lent && !s->closed && bypass_server_unlend(s))
-			pool_release(s);
+		struct server *core = list_entry(pos, struct server, node);
+		struct pg_server *s = pg_server(core);
+		if (core->pool->proto == &pg_ops && s->bp_lent && !s->closed && bypass_server_unlend(s))
+			pool_release(core);
 	}
 }
 
@@ -1260,28 +1265,28 @@ void bypass_apply(const struct config *cfg)
 }
 void bypass_shutdown(void) {}
 bool bypass_active(void) { return false; }
-void bypass_client_maybe_enter(struct client *c) { (void)c; }
-int bypass_client_takeover(struct client *c) { (void)c; return 0; }
-void bypass_client_forget(struct client *c) { (void)c; }
-void bypass_client_count(struct client *c) { (void)c; }
-struct server *bypass_client_kernel_server(const struct client *c) { (void)c; return NULL; }
-struct client *bypass_server_kernel_client(const struct server *s) { (void)s; return NULL; }
+void bypass_client_maybe_enter(struct pg_client *c) { (void)c; }
+int bypass_client_takeover(struct pg_client *c) { (void)c; return 0; }
+void bypass_client_forget(struct pg_client *c) { (void)c; }
+void bypass_client_count(struct pg_client *c) { (void)c; }
+struct pg_server *bypass_client_kernel_server(const struct pg_client *c) { (void)c; return NULL; }
+struct pg_client *bypass_server_kernel_client(const struct pg_server *s) { (void)s; return NULL; }
 bool bypass_server_lend(struct server *s) { (void)s; return false; }
-bool bypass_server_unlend(struct server *s) { (void)s; return true; }
-bool bypass_server_event(struct server *s) { (void)s; return true; }
-bool bypass_client_wake(struct client *c, uint32_t revents) { (void)c; (void)revents; return true; }
-bool bypass_server_wake(struct server *s, uint32_t revents) { (void)s; (void)revents; return true; }
+bool bypass_server_unlend(struct pg_server *s) { (void)s; return true; }
+bool bypass_server_event(struct pg_server *s) { (void)s; return true; }
+bool bypass_client_wake(struct pg_client *c, uint32_t revents) { (void)c; (void)revents; return true; }
+bool bypass_server_wake(struct pg_server *s, uint32_t revents) { (void)s; (void)revents; return true; }
 struct server *bypass_server_reclaim(struct pool *p, struct worker *w) { (void)p; (void)w; return NULL; }
 int bypass_lent_count(struct pool *p, struct worker *w) { (void)p; (void)w; return 0; }
-void bypass_server_forget(struct server *s) { (void)s; }
-bool bypass_client_timeout_due(const struct client *c, int64_t now_us) { (void)c; (void)now_us; return false; }
-int64_t bypass_server_last_used_us(const struct server *s) { (void)s; return 0; }
+void bypass_server_forget(struct pg_server *s) { (void)s; }
+bool bypass_client_timeout_due(const struct pg_client *c, int64_t now_us) { (void)c; (void)now_us; return false; }
+int64_t bypass_server_last_used_us(const struct pg_server *s) { (void)s; return 0; }
 void bypass_pool_waiters(struct pool *p, int n) { (void)p; (void)n; }
 void bypass_sync_pools(void) {}
 void bypass_worker_take_all(struct worker *w) { (void)w; }
 void bypass_worker_started(struct worker *w) { (void)w; }
-bool bypass_client_handed_up(const struct client *c) { (void)c; return false; }
-bool bypass_server_handed_up(const struct server *s) { (void)s; return false; }
+bool bypass_client_handed_up(const struct pg_client *c) { (void)c; return false; }
+bool bypass_server_handed_up(const struct pg_server *s) { (void)s; return false; }
 void bypass_stats(struct bypass_stats *out)
 {
 	memset(out, 0, sizeof(*out));

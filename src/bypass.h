@@ -25,7 +25,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct client;
+struct pg_client;
+struct pg_server;
 struct server;
 struct pool;
 struct worker;
@@ -43,60 +44,60 @@ bool bypass_active(void);
 
 /* A quiet transaction-mode client may go to the kernel now (cheap checks
  * first; does nothing when it must not). */
-void bypass_client_maybe_enter(struct client *c);
+void bypass_client_maybe_enter(struct pg_client *c);
 /* Take the client (and its server, if the kernel linked one) back into
  * user space. Returns 0, or -1 when the client must be closed. */
-int bypass_client_takeover(struct client *c);
+int bypass_client_takeover(struct pg_client *c);
 /* Would one of sluice's timeouts (query_timeout, transaction_timeout,
  * idle_transaction_timeout, client_idle_timeout) fire for this client in
  * the kernel? Then the tick takes it back and applies it. */
-bool bypass_client_timeout_due(const struct client *c, int64_t now_us);
+bool bypass_client_timeout_due(const struct pg_client *c, int64_t now_us);
 /* When the kernel last gave this lent server back (monotonic us), 0 = never. */
-int64_t bypass_server_last_used_us(const struct server *s);
+int64_t bypass_server_last_used_us(const struct pg_server *s);
 
 /* A socket of a pair in the kernel woke up: must sluice take the pair
  * back (the kernel handed it up, or the peer hung up)? False for the
  * kernel's own wake-ups after it redirected bytes. */
-bool bypass_client_wake(struct client *c, uint32_t revents);
-bool bypass_server_wake(struct server *s, uint32_t revents);
+bool bypass_client_wake(struct pg_client *c, uint32_t revents);
+bool bypass_server_wake(struct pg_server *s, uint32_t revents);
 
 /* A worker thread began (worker 0 reads the kernel's hand-over events). */
 void bypass_worker_started(struct worker *w);
 /* Did the kernel hand this pair up (the tick's safety net, should an
  * event be lost)? */
-bool bypass_client_handed_up(const struct client *c);
-bool bypass_server_handed_up(const struct server *s);
+bool bypass_client_handed_up(const struct pg_client *c);
+bool bypass_server_handed_up(const struct pg_server *s);
 
 /* Add what the kernel carried for the client to its pool's counters (the
  * tick calls it; takeover and close do too). On the client's worker. */
-void bypass_client_count(struct client *c);
+void bypass_client_count(struct pg_client *c);
 
 /* SHOW CLIENTS / SHOW SERVERS: the server the kernel linked to this client,
  * and the client a lent server serves in the kernel, or NULL. On the
  * worker that owns them. */
-struct server *bypass_client_kernel_server(const struct client *c);
-struct client *bypass_server_kernel_client(const struct server *s);
+struct pg_server *bypass_client_kernel_server(const struct pg_client *c);
+struct pg_client *bypass_server_kernel_client(const struct pg_server *s);
 
 /* The client is closing: release its slot. */
-void bypass_client_forget(struct client *c);
+void bypass_client_forget(struct pg_client *c);
 
 /* An idle, clean server of a transaction pool: lend it to the kernel's
  * idle set of its group. Returns false when it stays in user space. */
 bool bypass_server_lend(struct server *s);
 /* Take a lent server back when nobody uses it in the kernel. Returns false
  * when a client has it (try later). */
-bool bypass_server_unlend(struct server *s);
+bool bypass_server_unlend(struct pg_server *s);
 /* A lent server's socket woke up: sort out who has it. After the call the
  * server is not lent any more (linked again to its client, if the kernel
  * had linked one). Returns false when its state is unknown: close it. */
-bool bypass_server_event(struct server *s);
+bool bypass_server_event(struct pg_server *s);
 /* A kernel-idle server of pool p on worker w for a client in user space,
  * or NULL. */
 struct server *bypass_server_reclaim(struct pool *p, struct worker *w);
 /* Servers of (p, w) in the kernel's idle set right now. */
 int bypass_lent_count(struct pool *p, struct worker *w);
 /* The server is closing: take its kernel link back first. */
-void bypass_server_forget(struct server *s);
+void bypass_server_forget(struct pg_server *s);
 
 /* PAUSE, RESUME, SUSPEND, shutdown, RECONNECT or RELOAD changed what user
  * space holds back: tell the kernel before the command is answered, so no

@@ -15,7 +15,7 @@
 #include "peer.h"
 #include "pg_proto.h"
 #include "runtime.h"
-#include "server.h"
+#include "pg_server.h"
 #include "worker.h"
 
 void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
@@ -37,7 +37,7 @@ struct cancel_conn {
 	uint8_t pkt[16];      /* the CancelRequest */
 	uint8_t sent;         /* bytes of pkt sent */
 	int64_t start_us;     /* for cancel_wait_timeout */
-	struct server *hold;  /* the server that must not go to another client until
+	struct pg_server *hold;  /* the server that must not go to another client until
 			       * PostgreSQL has taken the cancel (it closes this
 			       * connection then), or NULL */
 	int *inflight;        /* a peer's count of forwarded requests (peer.c), or NULL */
@@ -45,7 +45,7 @@ struct cancel_conn {
 
 static void cancel_conn_free(struct cancel_conn *cc)
 {
-	struct server *s = cc->hold;
+	struct pg_server *s = cc->hold;
 	loop_forget(&cc->worker->loop, &cc->h);
 	close(cc->h.fd);
 	list_del(&cc->node);
@@ -56,7 +56,7 @@ static void cancel_conn_free(struct cancel_conn *cc)
 		server_cancel_done(s);
 }
 
-void cancel_forget_server(struct worker *w, struct server *s)
+void cancel_forget_server(struct worker *w, struct pg_server *s)
 {
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->cancels) {
@@ -99,7 +99,7 @@ static void cancel_conn_cb(struct loop_handle *h, uint32_t revents)
 }
 
 static void send_request(struct worker *w, const struct sockaddr *addr, socklen_t len,
-			 uint32_t pid, uint32_t key, struct server *hold, int *inflight)
+			 uint32_t pid, uint32_t key, struct pg_server *hold, int *inflight)
 {
 	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	struct cancel_conn *cc = fd >= 0 ? calloc(1, sizeof(*cc)) : NULL;
@@ -130,7 +130,7 @@ static void send_request(struct worker *w, const struct sockaddr *addr, socklen_
 }
 
 void cancel_send(struct worker *w, const struct sockaddr *addr, socklen_t len,
-		 uint32_t pid, uint32_t key, struct server *hold)
+		 uint32_t pid, uint32_t key, struct pg_server *hold)
 {
 	send_request(w, addr, len, pid, key, hold, NULL);
 }

@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-struct server;
+struct pg_server;
 struct worker;
 
 /* A CancelRequest arrived on worker w. */
@@ -24,13 +24,13 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key);
  * PostgreSQL has taken the cancel: a late cancel must never reach another
  * client's query (server_cancel_done ends the hold). */
 void cancel_send(struct worker *w, const struct sockaddr *addr, socklen_t len,
-		 uint32_t pid, uint32_t key, struct server *hold);
+		 uint32_t pid, uint32_t key, struct pg_server *hold);
 /* Pass a CancelRequest on to a peer process (peer.h); *inflight is
  * decremented when its connection ends. */
 void cancel_forward(struct worker *w, const struct sockaddr *addr, socklen_t len,
 		    uint32_t pid, uint32_t key, int *inflight);
 /* s is closing: its pending cancels no longer hold it. */
-void cancel_forget_server(struct worker *w, struct server *s);
+void cancel_forget_server(struct worker *w, struct pg_server *s);
 
 /* Drop cancel connections older than their timeout (all when all). */
 void cancel_tick(struct worker *w, int64_t now_us, bool all);

@@ -6,7 +6,7 @@
  * forwarded to a server obtained from the pool. Protocol: PostgreSQL docs
  * 55.2.1 (start-up), 55.2.2 (simple query), 55.2.3 (extended query).
  */
-#include "client.h"
+#include "pg_client.h"
 #include "bypass.h"
 #include "bpf/pgframe.h"
 
@@ -35,7 +35,7 @@
 #include "replication.h"
 #include "runtime.h"
 #include "scram_cache.h"
-#include "server.h"
+#include "pg_server.h"
 #include "sqlinfo.h"
 #include "hba.h"
 #include "ident.h"
@@ -55,13 +55,13 @@ static const char *const accepted_startup_params[] = {
 };
 
 static void client_cb(struct loop_handle *h, uint32_t revents);
-static void client_process(struct client *c);
-static void client_pump(struct client *c);
+static void client_process(struct pg_client *c);
+static void client_pump(struct pg_client *c);
 
 /* bpf_bypass: taken from the kernel while answers to requests it sent are
  * still on their way; statement tracking resumes, and the client's next
  * request is read, once they are in. */
-static bool waits_for_kernel_answers(const struct server *s)
+static bool waits_for_kernel_answers(const struct pg_server *s)
 {
 	return s->bp_retrack && !s->client_mid_batch && s->outstanding > 0;
 }
@@ -70,20 +70,20 @@ static bool waits_for_kernel_answers(const struct server *s)
 	log_write(lvl, "C-%llu %s/%s@%s " fmt, (unsigned long long)(c)->id, \
 		  (c)->db[0] ? (c)->db : "-", (c)->user[0] ? (c)->user : "-", (c)->peer, ##__VA_ARGS__)
 
-static bool client_is_unix(const struct client *c)
+static bool client_is_unix(const struct pg_client *c)
 {
 	return strcmp(c->peer, "unix") == 0;
 }
 
-static void client_set_state(struct client *c, int state)
+static void client_set_state(struct pg_client *c, int state)
 {
 	c->state = (uint8_t)state;
 	c->state_since_us = c->worker->loop.now_us;
 }
 
-static void client_set_events(struct client *c);
+static void client_set_events(struct pg_client *c);
 
-void client_update_events(struct client *c)
+void client_update_events(struct pg_client *c)
 {
 	if ((c->state == CLIENT_IDLE || c->state == CLIENT_ACTIVE) && !c->bp_kernel && bypass_active())
 		bypass_client_maybe_enter(c);
@@ -91,10 +91,10 @@ void client_update_events(struct client *c)
 }
 
 /* Epoll interest from the client's buffers and state. */
-static void client_set_events(struct client *c)
+static void client_set_events(struct pg_client *c)
 {
 	bool want_write = iobuf_len(&c->sock.wbuf) || (c->server && c->server->sock.fwd) ||
-			  (c->adm && admin_wants_write(c));
+			  (c->adm && admin_wants_write(&c->base));
 	/* SUSPEND: pooled clients are not read until RESUME (the console is,
 	 * or nobody could say RESUME). */
 	bool want_read = c->sock.want_read;
@@ -106,9 +106,9 @@ static void client_set_events(struct client *c)
 		client_close(c, "epoll failure");
 }
 
-static struct client *client_create(struct worker *w, int fd, const char *peer)
+static struct pg_client *client_create(struct worker *w, int fd, const char *peer)
 {
-	struct client *c = calloc(1, sizeof(*c));
+	struct pg_client *c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
 		return NULL;
@@ -118,16 +118,16 @@ static struct client *client_create(struct worker *w, int fd, const char *peer)
 	c->worker = w;
 	c->id = worker_next_id(w);
 	list_init(&c->wait_node);
-	worker_add_client(w, c);
+	worker_add_client(w, &c->base);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	c->last_active_us = w->loop.now_us;
 	c->connect_us = w->loop.now_us;
 	return c;
 }
 
-struct client *client_adopt(struct worker *w, int fd, const char *peer)
+struct pg_client *client_adopt(struct worker *w, int fd, const char *peer)
 {
-	struct client *c = client_create(w, fd, peer);
+	struct pg_client *c = client_create(w, fd, peer);
 	if (c) {
 		client_set_state(c, CLIENT_IDLE);
 		runtime_clients_add(1);
@@ -135,7 +135,7 @@ struct client *client_adopt(struct worker *w, int fd, const char *peer)
 	return c;
 }
 
-void client_adopt_finish(struct client *c)
+void client_adopt_finish(struct pg_client *c)
 {
 	char err[200];
 	c->pool = pool_get(runtime_config(), c->proto, c->db, c->user, err, sizeof(err));
@@ -143,7 +143,7 @@ void client_adopt_finish(struct client *c)
 		client_fail(c, "08P01", err);
 		return;
 	}
-	cancel_register(c);
+	cancel_register(&c->base);
 	__atomic_add_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
 	c->counted = true;
 	c->sock.want_read = true;
@@ -153,7 +153,7 @@ void client_adopt_finish(struct client *c)
 
 void client_accept(struct worker *w, int fd, const char *peer, bool has_data)
 {
-	struct client *c = client_create(w, fd, peer);
+	struct pg_client *c = client_create(w, fd, peer);
 	if (!c)
 		return;
 	client_set_state(c, CLIENT_STARTUP);
@@ -176,7 +176,7 @@ void client_accept(struct worker *w, int fd, const char *peer, bool has_data)
 
 /* Send an ErrorResponse and close (one non-blocking write attempt: the
  * message is small and the socket buffer empty in practice). */
-void client_fail(struct client *c, const char *sqlstate, const char *msg)
+void client_fail(struct pg_client *c, const char *sqlstate, const char *msg)
 {
 	if (c->closing)
 		return;
@@ -190,7 +190,7 @@ void client_fail(struct client *c, const char *sqlstate, const char *msg)
 	client_close(c, msg);
 }
 
-void client_close(struct client *c, const char *reason)
+void client_close(struct pg_client *c, const char *reason)
 {
 	if (c->closing)
 		return;
@@ -199,9 +199,9 @@ void client_close(struct client *c, const char *reason)
 	bool zombie = false;
 	if ((c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT || c->state == CLIENT_AUTH) &&
 	    c->pool && !c->server)
-		zombie = !pool_dequeue(c->pool, c) && c->handoff_pending;
+		zombie = !pool_dequeue(c->pool, &c->base) && c->handoff_pending;
 	/* A console job holds c: its completion reaps. */
-	if (admin_job_pending(c))
+	if (admin_job_pending(&c->base))
 		zombie = true;
 	const struct config *cfg = runtime_config();
 	if (cfg->log_disconnections && c->state >= CLIENT_IDLE)
@@ -209,7 +209,7 @@ void client_close(struct client *c, const char *reason)
 	else
 		CLOG(c, LOG_LEVEL_DEBUG, "closing because: %s", reason);
 	if (c->server) {
-		struct server *s = c->server;
+		struct pg_server *s = c->server;
 		c->server = NULL;
 		s->client = NULL;
 		server_client_gone(s);
@@ -220,7 +220,7 @@ void client_close(struct client *c, const char *reason)
 		c->counted = false;
 	}
 	if (c->cancel_pid || c->cancel_key)
-		cancel_unregister(c);
+		cancel_unregister(&c->base);
 	c->cancel_pid = c->cancel_key = 0;
 	pool_client_limits_put(c->db_clients, c->user_clients);
 	c->db_clients = c->user_clients = NULL;
@@ -230,14 +230,14 @@ void client_close(struct client *c, const char *reason)
 		runtime_clients_add(-1);
 	/* A server or failure is on its way by mail: the mail handler reaps. */
 	if (!zombie) {
-		worker_bury_client(c->worker, c);
+		worker_bury_client(c->worker, &c->base);
 	}
 }
 
-void client_free(struct client *c)
+void client_free(struct pg_client *c)
 {
-	worker_remove_client(c->worker, c);
-	admin_free(c);
+	worker_remove_client(c->worker, &c->base);
+	admin_free(&c->base);
 	if (c->lookup_secret) {
 		OPENSSL_cleanse(c->lookup_secret, strlen(c->lookup_secret));
 		free(c->lookup_secret);
@@ -268,7 +268,7 @@ static bool startup_param_allowed(const char *name)
 /* track_extra_parameters (PgBouncer's key): a startup parameter listed
  * there is kept for the client and set on every server it borrows, as a
  * session setting. Returns false without memory. */
-static bool keep_extra_param(struct client *c, const char *name, const char *value)
+static bool keep_extra_param(struct pg_client *c, const char *name, const char *value)
 {
 	if (!config_list_contains(runtime_config()->track_extra_parameters, name))
 		return true;
@@ -285,7 +285,7 @@ static bool keep_extra_param(struct client *c, const char *name, const char *val
 /* A startup parameter sluice keeps for the client: the tracked ones and
  * track_extra_parameters; others (ignore_startup_parameters) are dropped.
  * Returns 0 or -ENOMEM. */
-static int take_startup_param(struct client *c, const char *name, const char *value)
+static int take_startup_param(struct pg_client *c, const char *name, const char *value)
 {
 	for (int k = 0; k < TRACKED_PARAMS; k++) {
 		if (strcasecmp(tracked_param_names[k], name) == 0) {
@@ -298,7 +298,7 @@ static int take_startup_param(struct client *c, const char *name, const char *va
 }
 
 struct options_walk {
-	struct client *c;
+	struct pg_client *c;
 	bool ignore_unknown; /* "options" is in ignore_startup_parameters */
 	char bad[128];       /* the setting or word refused */
 };
@@ -317,7 +317,7 @@ static int take_option_setting(void *ctx, const char *name, const char *value)
 /* The settings inside "options" (-c name=value ...) are judged one by one
  * as startup parameters, as PgBouncer 1.20+ does; with "options" in
  * ignore_startup_parameters what is not kept is dropped. false: c failed. */
-static bool take_startup_options(struct client *c, const char *opts)
+static bool take_startup_options(struct pg_client *c, const char *opts)
 {
 	struct options_walk ow = {
 		.c = c,
@@ -343,7 +343,7 @@ static bool take_startup_options(struct client *c, const char *opts)
  * a later SET application_name is the client's own business. Clipped to
  * the 63 bytes PostgreSQL keeps (NAMEDATALEN - 1), on a UTF-8 character
  * boundary, so the value sluice tracks is the one the server reports. */
-static int add_host_to_appname(struct client *c)
+static int add_host_to_appname(struct pg_client *c)
 {
 	enum { APPNAME_MAX = 63 };
 	const char *app = c->params[5] ? c->params[5] : "app";
@@ -375,10 +375,10 @@ static int add_host_to_appname(struct client *c)
 	return take_startup_param(c, "application_name", buf);
 }
 
-static void auth_begin(struct client *c);
-static void auth_with(struct client *c, int method, const char *map);
+static void auth_begin(struct pg_client *c);
+static void auth_with(struct pg_client *c, int method, const char *map);
 
-static void handle_startup(struct client *c, const struct pg_startup *st)
+static void handle_startup(struct pg_client *c, const struct pg_startup *st)
 {
 	const char *user = pg_startup_get(st, "user");
 	const char *db = pg_startup_get(st, "database");
@@ -494,20 +494,20 @@ static void handle_startup(struct client *c, const struct pg_startup *st)
 
 /* ---- authentication ---- */
 
-static void auth_failed(struct client *c)
+static void auth_failed(struct pg_client *c)
 {
 	char msg[160];
 	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", c->user);
 	client_fail(c, "28P01", msg);
 }
 
-static void login_finish(struct client *c);
+static void login_finish(struct pg_client *c);
 
 /* auth_type = hba: the method of the first matching line, as PostgreSQL
  * picks it, and its map= (*map, NULL for none; it lives in the config
  * snapshot, valid while this callback runs). Returns -1 after refusing the
  * client. */
-static int hba_method_for(struct client *c, const char **map)
+static int hba_method_for(struct pg_client *c, const char **map)
 {
 	const struct config *cfg = runtime_config();
 	struct sockaddr_storage ss;
@@ -558,7 +558,7 @@ static int hba_method_for(struct client *c, const char **map)
 /* peer and cert: may the identity the connection proved (OS user,
  * certificate CN) log in as c->user, itself or through the map= of its
  * auth_hba_file line (ident.c)? */
-static bool ident_ok(struct client *c, const char *map, const char *system_user)
+static bool ident_ok(struct pg_client *c, const char *map, const char *system_user)
 {
 	int line;
 	if (ident_allows(runtime_config()->ident, map, system_user, c->user, &line)) {
@@ -574,7 +574,7 @@ static bool ident_ok(struct client *c, const char *map, const char *system_user)
 /* TLS client certificate: verified by OpenSSL against client_tls_ca_file;
  * its common name must be the user name, or map to it (PostgreSQL's cert
  * method). */
-static void auth_cert(struct client *c, const char *map)
+static void auth_cert(struct pg_client *c, const char *map)
 {
 	char cn[256], msg[200];
 	if (!c->sock.ssl || !tls_peer_cn(c->sock.ssl, cn, sizeof(cn))) {
@@ -591,7 +591,7 @@ static void auth_cert(struct client *c, const char *map)
 
 /* Unix-socket peer credentials: the client's OS user must be the user
  * name, or map to it, as in PostgreSQL's peer method. */
-static void auth_peer(struct client *c, const char *map)
+static void auth_peer(struct pg_client *c, const char *map)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -606,7 +606,7 @@ static void auth_peer(struct client *c, const char *map)
 	client_fail(c, "28000", msg);
 }
 
-static void auth_begin(struct client *c)
+static void auth_begin(struct pg_client *c)
 {
 	const struct config *cfg = runtime_config();
 	int method = cfg->auth_type;
@@ -617,7 +617,7 @@ static void auth_begin(struct client *c)
 }
 
 /* The user's secret: auth_file first, then what auth_query found. */
-static const char *client_secret(const struct client *c)
+static const char *client_secret(const struct pg_client *c)
 {
 	const char *secret = config_find_secret(runtime_config(), c->user);
 	return secret ? secret : c->lookup_secret;
@@ -627,7 +627,7 @@ static const char *client_secret(const struct client *c)
  * (auth_dbname, auth_user) pool; the client waits in the pool's queue like
  * any other, so a slow lookup holds only its own client. Returns true when
  * the lookup started (or the client was failed). */
-static bool lookup_start(struct client *c, int method)
+static bool lookup_start(struct pg_client *c, int method)
 {
 	const struct config *cfg = runtime_config();
 	char err[200];
@@ -644,7 +644,7 @@ static bool lookup_start(struct client *c, int method)
 	c->sock.want_read = false;
 	client_update_events(c);
 	const char *fail = NULL;
-	struct server *s = pool_acquire(p, c, &fail);
+	struct pg_server *s = pg_server(pool_acquire(p, &c->base, &fail));
 	if (fail) {
 		client_fail(c, "08P01", fail);
 		return true;
@@ -654,7 +654,7 @@ static bool lookup_start(struct client *c, int method)
 	return true;
 }
 
-void client_lookup_done(struct client *c, const char *secret, const char *error)
+void client_lookup_done(struct pg_client *c, const char *secret, const char *error)
 {
 	c->lookup_done = true;
 	c->pool = NULL;
@@ -679,7 +679,7 @@ void client_lookup_done(struct client *c, const char *secret, const char *error)
 }
 
 /* map: the auth_hba_file line's map= for peer and cert, else NULL. */
-static void auth_with(struct client *c, int method, const char *map)
+static void auth_with(struct pg_client *c, int method, const char *map)
 {
 	const struct config *cfg = runtime_config();
 	const char *secret = client_secret(c);
@@ -763,7 +763,7 @@ static void auth_with(struct client *c, int method, const char *map)
 }
 
 /* A password message ('p') arrived during authentication. */
-static void auth_message(struct client *c, const struct pg_msg *m)
+static void auth_message(struct pg_client *c, const struct pg_msg *m)
 {
 	const char *secret = client_secret(c);
 	struct pg_reader r;
@@ -853,7 +853,7 @@ static void auth_message(struct client *c, const struct pg_msg *m)
  * pool's ParameterStatus set with the client's own values substituted,
  * BackendKeyData and ReadyForQuery. When the pool does not know its
  * parameters yet and only_if_known is set, writes nothing and returns false. */
-static bool send_welcome(struct client *c, bool only_if_known)
+static bool send_welcome(struct pg_client *c, bool only_if_known)
 {
 	struct iobuf params = { 0 };
 	if (!pool_copy_welcome(c->pool, &params) && only_if_known)
@@ -893,7 +893,7 @@ static bool send_welcome(struct client *c, bool only_if_known)
 
 /* The console's welcome: what a PostgreSQL client expects after
  * AuthenticationOk (PgBouncer's console sends the same parameters). */
-static void admin_welcome(struct client *c)
+static void admin_welcome(struct pg_client *c)
 {
 	struct iobuf *w = &c->sock.wbuf;
 	pg_be_param_status(w, "server_version", SLUICE_VERSION "/sluice");
@@ -908,16 +908,16 @@ static void admin_welcome(struct client *c)
 	pg_be_ready(w, 'I');
 }
 
-static void login_finish(struct client *c)
+static void login_finish(struct pg_client *c)
 {
 	char err[200];
 	if (c->admin_level) {
 		OPENSSL_cleanse(c->scram, c->scram ? sizeof(*c->scram) : 0);
 		free(c->scram);
 		c->scram = NULL;
-		cancel_register(c);
+		cancel_register(&c->base);
 		pg_be_auth(&c->sock.wbuf, PG_AUTH_OK, NULL, 0);
-		if (admin_start(c, c->admin_level) < 0) {
+		if (admin_start(&c->base, c->admin_level) < 0) {
 			client_fail(c, "53200", "out of memory");
 			return;
 		}
@@ -947,7 +947,7 @@ static void login_finish(struct client *c)
 		free(c->scram);
 		c->scram = NULL;
 	}
-	cancel_register(c);
+	cancel_register(&c->base);
 	__atomic_add_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
 	c->counted = true;
 	pg_be_auth(&c->sock.wbuf, PG_AUTH_OK, NULL, 0);
@@ -960,7 +960,7 @@ static void login_finish(struct client *c)
 	client_set_state(c, CLIENT_LOGIN_WAIT);
 	c->sock.want_read = false;
 	const char *fail = NULL;
-	struct server *s = pool_acquire(c->pool, c, &fail);
+	struct pg_server *s = pg_server(pool_acquire(c->pool, &c->base, &fail));
 	if (fail) {
 		client_fail(c, "08P01", fail);
 		return;
@@ -971,15 +971,15 @@ static void login_finish(struct client *c)
 
 /* ---- linking ---- */
 
-void client_on_server(struct client *c, struct server *s)
+void client_on_server(struct pg_client *c, struct pg_server *s)
 {
 	c->handoff_pending = false;
 	if (s->worker != c->worker)
 		server_adopt(s, c->worker);
 	if (c->closing) {
 		/* Closed while the handoff was in flight: give the server back. */
-		pool_release(s);
-		worker_bury_client(c->worker, c);
+		pool_release(&s->base);
+		worker_bury_client(c->worker, &c->base);
 		return;
 	}
 	if (c->state == CLIENT_AUTH) {
@@ -990,7 +990,7 @@ void client_on_server(struct client *c, struct server *s)
 		send_welcome(c, false);
 		c->sock.want_read = true;
 		if (c->pool->mode != POOL_MODE_SESSION) {
-			pool_release(s);
+			pool_release(&s->base);
 			client_set_state(c, CLIENT_IDLE);
 			client_pump(c);
 			client_process(c);
@@ -1006,7 +1006,7 @@ void client_on_server(struct client *c, struct server *s)
 	client_process(c);
 }
 
-void client_take_from_kernel_at(struct client *c, const char *where)
+void client_take_from_kernel_at(struct pg_client *c, const char *where)
 {
 	if (!c->bp_kernel)
 		return;
@@ -1029,7 +1029,7 @@ void client_take_from_kernel_at(struct client *c, const char *where)
 /* Between transactions with nothing in flight: no server, not queued,
  * no byte buffered on either side (TLS included), no protocol state that
  * waits for the next message, not carried by the kernel path. */
-static bool client_movable(const struct client *c)
+static bool client_movable(const struct pg_client *c)
 {
 	return c->state == CLIENT_IDLE && !c->server && !c->queued && !c->handoff_pending && !c->closing &&
 	       !c->moving && !c->adm && !c->replication && !c->pinned && !c->hold_for_sync &&
@@ -1037,7 +1037,7 @@ static bool client_movable(const struct client *c)
 	       !c->worker->suspended && control_phase() == PHASE_RUNNING;
 }
 
-void client_maybe_move(struct client *c)
+void client_maybe_move(struct pg_client *c)
 {
 	if (!client_movable(c))
 		return;
@@ -1047,38 +1047,38 @@ void client_maybe_move(struct client *c)
 	/* Out of this loop now; off the worker's list at its safe point. */
 	loop_forget(&c->worker->loop, &c->sock.h);
 	c->moving = true;
-	worker_move_client(c->worker, c, to);
+	worker_move_client(c->worker, &c->base, to);
 }
 
-void client_stay(struct client *c)
+void client_stay(struct pg_client *c)
 {
 	c->moving = false;
 	client_update_events(c);
 }
 
-void client_arrive(struct client *c)
+void client_arrive(struct pg_client *c)
 {
 	c->moving = false;
 	CLOG(c, LOG_LEVEL_DEBUG, "moved to worker %d", c->worker->id);
 	/* A shutdown or an online restart began while it travelled: the
 	 * drain went over this worker's clients without it. */
-	if (control_phase() != PHASE_RUNNING && control_at_boundary(c))
+	if (control_phase() != PHASE_RUNNING && control_at_boundary(&c->base))
 		return;
 	client_update_events(c);
 }
 
-void client_unlinked(struct client *c)
+void client_unlinked(struct pg_client *c)
 {
 	c->server = NULL;
 	client_set_state(c, CLIENT_IDLE);
-	if (control_phase() != PHASE_RUNNING && control_at_boundary(c))
+	if (control_phase() != PHASE_RUNNING && control_at_boundary(&c->base))
 		return;
 	/* The client may have pipelined its next request already. */
 	client_process(c);
 	client_maybe_move(c);
 }
 
-void client_server_lost(struct client *c, const char *msg)
+void client_server_lost(struct pg_client *c, const char *msg)
 {
 	c->server = NULL;
 	client_fail(c, "08006", msg);
@@ -1091,7 +1091,7 @@ void client_server_lost(struct client *c, const char *msg)
 /* The first unanswered request since the last ReadyForQuery was sent. */
 /* A client request that ReadyForQuery answers (Query, Sync, FunctionCall,
  * or a Query sluice answers itself) is on its way. */
-static void request_sent(struct server *s, int64_t now)
+static void request_sent(struct pg_server *s, int64_t now)
 {
 	copy_watch_request(&s->copy);
 	if (s->outstanding++ > 0)
@@ -1114,7 +1114,7 @@ static uint32_t tracked_wait(const struct pg_msg *m, uint32_t avail)
 
 /* A message that must be examined whole is not complete yet: make room for
  * the missing bytes. Returns false when the client was failed instead. */
-static bool await_rest(struct client *c, uint32_t missing, const char *sqlstate, const char *too_big)
+static bool await_rest(struct pg_client *c, uint32_t missing, const char *sqlstate, const char *too_big)
 {
 	if (iobuf_reserve(&c->sock.rbuf, missing) == 0)
 		return true;
@@ -1124,7 +1124,7 @@ static bool await_rest(struct client *c, uint32_t missing, const char *sqlstate,
 
 /* RELOAD changed the server settings of c's pool: go on with the pool
  * that has the new ones. Returns false when c was failed. */
-static bool client_repool(struct client *c)
+static bool client_repool(struct pg_client *c)
 {
 	char err[200];
 	struct pool *p = pool_current(c->pool, err, sizeof(err));
@@ -1144,12 +1144,12 @@ static bool client_repool(struct client *c)
 
 /* TLS is offered over TCP when client_tls_sslmode is not disable (unix
  * sockets answer 'N', as PostgreSQL does). */
-static bool tls_offered(const struct client *c)
+static bool tls_offered(const struct pg_client *c)
 {
 	return runtime_config()->client_tls_sslmode != TLS_MODE_DISABLE && !client_is_unix(c) && !c->sock.ssl;
 }
 
-static void tls_step(struct client *c)
+static void tls_step(struct pg_client *c)
 {
 	char why[240];
 	bool want_write = false;
@@ -1177,7 +1177,7 @@ static void tls_step(struct client *c)
 /* PostgreSQL's negotiation rule (postmaster.c, ProcessStartupPacket): one
  * SSLRequest and one GSSENCRequest at most, in either order, and none
  * once TLS is up. Anything else is read as an unsupported protocol. */
-static bool encryption_request_allowed(struct client *c, uint32_t code)
+static bool encryption_request_allowed(struct pg_client *c, uint32_t code)
 {
 	if (code != PG_SSL_REQUEST && code != PG_GSSENC_REQUEST)
 		return false;
@@ -1189,7 +1189,7 @@ static bool encryption_request_allowed(struct client *c, uint32_t code)
 }
 
 /* SSLRequest accepted: 'S', then the handshake. */
-static void start_tls(struct client *c)
+static void start_tls(struct pg_client *c)
 {
 	if (pgsock_unexamined(&c->sock) > 0) {
 		/* Bytes sent after the SSLRequest before the handshake are
@@ -1216,7 +1216,7 @@ static void start_tls(struct client *c)
 /* A message sluice answers itself (password, console command) must be
  * whole and at most 64 KiB. Returns 1 when it is in, 0 when more bytes are
  * needed, -1 when the client was failed. */
-static int await_small(struct client *c, const struct pg_msg *m, uint32_t avail, const char *too_long)
+static int await_small(struct pg_client *c, const struct pg_msg *m, uint32_t avail, const char *too_long)
 {
 	if (m->len <= avail)
 		return 1;
@@ -1230,7 +1230,7 @@ static int await_small(struct client *c, const struct pg_msg *m, uint32_t avail,
 /* Examine client bytes: while linked, mark whole or partial messages for
  * forwarding; while idle, ask the pool for a server. Stops at a message
  * that cannot go yet. */
-static void client_process(struct client *c)
+static void client_process(struct pg_client *c)
 {
 	struct pgsock *sk = &c->sock;
 	while (!c->closing) {
@@ -1345,7 +1345,7 @@ static void client_process(struct client *c)
 			return;
 		}
 		if (c->adm) {
-			if (admin_blocked(c))
+			if (admin_blocked(&c->base))
 				break;
 			if (m.type == 'X') {
 				client_close(c, "client terminated");
@@ -1357,7 +1357,7 @@ static void client_process(struct client *c)
 					return;
 				break;
 			}
-			admin_message(c, m.type, m.body, m.body_len);
+			admin_message(&c->base, m.type, m.body, m.body_len);
 			if (c->closing)
 				return;
 			pgsock_drop(sk, m.len);
@@ -1386,7 +1386,7 @@ static void client_process(struct client *c)
 			client_set_state(c, CLIENT_WAITING);
 			sk->want_read = false;
 			const char *fail = NULL;
-			struct server *s = pool_acquire(c->pool, c, &fail);
+			struct pg_server *s = pg_server(pool_acquire(c->pool, &c->base, &fail));
 			if (fail) {
 				client_fail(c, "08P01", fail);
 				return;
@@ -1400,7 +1400,7 @@ static void client_process(struct client *c)
 			sk->want_read = true;
 		}
 		/* CLIENT_ACTIVE: forward; count requests that end with ReadyForQuery. */
-		struct server *s = c->server;
+		struct pg_server *s = c->server;
 		if (waits_for_kernel_answers(s) && !copy_watch_passes_wait(&s->copy, m.type)) {
 			/* Taken from the kernel with answers on their way:
 			 * tracking resumes once they are in (the server's
@@ -1502,16 +1502,16 @@ static void client_process(struct client *c)
 		client_pump(c);
 }
 
-void client_resume_admin(struct client *c)
+void client_resume_admin(struct pg_client *c)
 {
 	c->sock.want_read = true;
 	client_process(c);
 }
 
 /* May parsing go on now that the forwarded bytes are out? */
-static bool parse_may_resume(const struct client *c)
+static bool parse_may_resume(const struct pg_client *c)
 {
-	const struct server *s = c->server;
+	const struct pg_server *s = c->server;
 	if (s && copy_watch_marker_due(&s->copy))
 		return true; /* the loop sends it first */
 	if (c->hold_for_sync)
@@ -1522,7 +1522,7 @@ static bool parse_may_resume(const struct client *c)
 	return pgsock_unexamined(&c->sock) > 0 && copy_watch_passes_wait(&s->copy, pgsock_cursor(&c->sock)[0]);
 }
 
-void client_resume_parse(struct client *c)
+void client_resume_parse(struct pg_client *c)
 {
 	if (c->sock.parse_blocked && c->sock.fwd == 0 && parse_may_resume(c)) {
 		c->sock.parse_blocked = false;
@@ -1532,10 +1532,10 @@ void client_resume_parse(struct client *c)
 
 /* Send what sluice generated for the client, and the client's examined
  * bytes to its server. */
-static void client_pump(struct client *c)
+static void client_pump(struct pg_client *c)
 {
 	if (c->adm)
-		admin_pump(c);
+		admin_pump(&c->base);
 	if (c->closing)
 		return;
 	if (iobuf_len(&c->sock.wbuf)) {
@@ -1559,7 +1559,7 @@ static void client_pump(struct client *c)
 
 static void client_cb(struct loop_handle *h, uint32_t revents)
 {
-	struct client *c = list_entry(h, struct client, sock.h);
+	struct pg_client *c = list_entry(h, struct pg_client, sock.h);
 	if (c->tls_handshaking) {
 		tls_step(c);
 		return;
@@ -1580,10 +1580,10 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 		if (c->server) {
 			server_deliver_pending(c->server);
 		} else if (c->adm) {
-			admin_pump(c);
+			admin_pump(&c->base);
 			if (c->closing)
 				return;
-			if (!admin_blocked(c))
+			if (!admin_blocked(&c->base))
 				client_process(c);
 			else
 				client_update_events(c);
@@ -1620,9 +1620,9 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 }
 
 /* Timeouts of a client linked to a server (PgBouncer's names). */
-static void active_tick(struct client *c, int64_t now_us)
+static void active_tick(struct pg_client *c, int64_t now_us)
 {
-	const struct server *s = c->server;
+	const struct pg_server *s = c->server;
 	const struct config_timeouts *cfg = &s->pool->t; /* per user / database (pool.h) */
 	bool in_xact = s->tx_status == 'T' || s->tx_status == 'E';
 	if (cfg->query_timeout_us && s->outstanding > 0 &&
@@ -1645,7 +1645,7 @@ static void active_tick(struct client *c, int64_t now_us)
 /* A client queued for a server, for age: query_timeout counts the wait
  * too, then query_wait_timeout (PgBouncer's order); the message says why
  * when server logins are failing. */
-static void wait_tick(struct client *c, int64_t age)
+static void wait_tick(struct pg_client *c, int64_t age)
 {
 	const struct config_timeouts *cfg = &c->pool->t; /* per user / database (pool.h) */
 	int64_t notify_us = runtime_config()->query_wait_notify_us;
@@ -1664,7 +1664,7 @@ static void wait_tick(struct client *c, int64_t age)
 	const char *what = cfg->query_timeout_us && age > cfg->query_timeout_us ? "query_timeout"
 			   : cfg->query_wait_timeout_us && age > cfg->query_wait_timeout_us ? "query_wait_timeout"
 			   : NULL;
-	if (!what || !pool_dequeue(c->pool, c))
+	if (!what || !pool_dequeue(c->pool, &c->base))
 		return;
 	char msg[240], why[160];
 	if (pool_login_failing(c->pool, why, sizeof(why)))
@@ -1674,7 +1674,7 @@ static void wait_tick(struct client *c, int64_t age)
 	client_fail(c, "08P01", msg);
 }
 
-void client_tick(struct client *c, int64_t now_us)
+void client_tick(struct pg_client *c, int64_t now_us)
 {
 	const struct config *cfg = runtime_config();
 	/* Shutdown, online restart, SUSPEND: user space decides what happens
@@ -1691,10 +1691,10 @@ void client_tick(struct client *c, int64_t now_us)
 	bypass_client_count(c);
 	if (c->closing)
 		return;
-	if (control_phase() != PHASE_RUNNING && control_at_boundary(c))
+	if (control_phase() != PHASE_RUNNING && control_at_boundary(&c->base))
 		return;
 	if (c->adm) {
-		admin_tick(c, now_us);
+		admin_tick(&c->base, now_us);
 		return;
 	}
 	int64_t age = now_us - c->state_since_us;

@@ -1,16 +1,19 @@
 /*
- * client.h - the client side state machine: startup, authentication,
- * waiting for a server, and the client->server direction of a linked pair.
+ * client.h - what the core knows of a client connection, whatever protocol
+ * it speaks: its socket, worker, pool and linked server, its place in the
+ * wait queue, limits and cancel registry, and its state.
  *
- * Owns: struct client and its socket. A client belongs to the worker that
- * accepted it and is only ever touched by that worker's thread (except
- * wait_node/queued, which are guarded by the pool lock).
+ * Owns: nothing; a protocol's client struct starts with these fields
+ * (CLIENT_FIELDS) and the protocol creates and frees it (pg_client.h). A
+ * client belongs to the worker that accepted it and is only ever touched
+ * by that worker's thread (except wait_node/queued, which are guarded by
+ * the pool lock, and worker/cancel_next, by the cancel registry's lock).
  *
- * States (client_set_state is the only place that changes them):
+ * States (the protocol's client_set_state is the only place that changes them):
  *   STARTUP  -> AUTH -> (LOGIN_WAIT) -> IDLE <-> WAITING <-> ACTIVE
- *   any state -> closed (freed by client_close)
- * LOGIN_WAIT: authenticated, waiting for a server only to learn the
- * ParameterStatus set the client must see before ReadyForQuery.
+ *   any state -> closed (freed at the worker's safe point)
+ * LOGIN_WAIT: authenticated, waiting for a server before the login ends
+ * (PostgreSQL: to learn the ParameterStatus set the client must see).
  */
 #ifndef SLUICE_CLIENT_H
 #define SLUICE_CLIENT_H
@@ -20,158 +23,65 @@
 
 #include "list.h"
 #include "pgsock.h"
-#include "prepared.h"
-#include "session_vars.h"
-#include "track.h"
 
 struct proto_ops;
 struct worker;
 struct pool;
 struct server;
-struct scram_server;
 struct admin_session;
 struct limit_counter;
 
-#define CLIENT_ASKED_SSL 1 /* an SSLRequest was answered */
-#define CLIENT_ASKED_GSS 2 /* a GSSENCRequest was answered */
-
 enum client_state {
-	CLIENT_STARTUP,    /* reading the startup packet (SSL/GSS requests answered 'N') */
+	CLIENT_STARTUP,    /* reading the startup packet or handshake answer */
 	CLIENT_AUTH,       /* password exchange in progress */
-	CLIENT_LOGIN_WAIT, /* authenticated; waiting for a server to learn parameters */
+	CLIENT_LOGIN_WAIT, /* authenticated; waiting for a server to finish the login */
 	CLIENT_IDLE,       /* logged in, no server, nothing to send */
 	CLIENT_WAITING,    /* has a request, queued in the pool for a server */
 	CLIENT_ACTIVE,     /* linked to a server */
 };
 
-/* Client parameters that sluice keeps in step on every server it lends to
- * the client (the GUCs PostgreSQL reports with ParameterStatus). */
-enum { TRACKED_PARAMS = 6 };
-extern const char *const tracked_param_names[TRACKED_PARAMS];
+/*
+ * The core's fields, as a list a protocol's struct repeats at its start
+ * (pg_client.h: a union of struct client and these fields by name), with
+ * SERVER the struct tag of its servers: its code then reads c->server as
+ * its own type, and passes &c->base where the core wants a struct client.
+ */
+#define CLIENT_FIELDS(SERVER) \
+	const struct proto_ops *proto; /* its protocol's operations (proto.h); set at accept */    \
+	struct pgsock sock;        /* socket + buffers */                                          \
+	struct worker *worker;     /* owner thread */                                              \
+	struct list node;          /* in worker->clients (until freed) */                          \
+	struct client *dead_next;  /* in worker->dead_clients once closed */                       \
+	bool buried;               /* on worker->dead_clients */                                   \
+	bool moving;               /* leaving for move_to (out of the loop; worker->movers) */     \
+	struct worker *move_to;    /* while moving: the worker that adopts it */                   \
+	struct client *move_next;  /* chain in worker->movers */                                   \
+	struct list wait_node;     /* in pool->waiters (pool lock) */                              \
+	bool queued;               /* on pool->waiters (pool lock) */                              \
+	bool handoff_pending;      /* dequeued by a handoff mail not yet delivered */              \
+	bool closing;              /* closed: fd gone; memory freed at the loop's safe point */    \
+	uint8_t state;             /* enum client_state */                                         \
+	uint64_t id;               /* unique id for log lines */                                   \
+	struct pool *pool;         /* set after startup */                                         \
+	struct SERVER *server;     /* linked server (ACTIVE, LOGIN_WAIT) */                        \
+	struct client *cancel_next; /* chain in the cancel registry (its lock) */                  \
+	bool over_limit;           /* accepted past max_client_conn: refuse after startup */       \
+	bool counted;              /* counted in pool->n_clients */                                \
+	struct limit_counter *db_clients, *user_clients; /* client limits taken (pool.c) */        \
+	struct admin_session *adm; /* console session (heap), NULL for pooled clients */           \
+	int64_t connect_us;        /* accepted (monotonic), for SHOW CLIENTS */                    \
+	uint32_t cancel_pid;       /* cancel key sluice gave the client (cancel.h) */              \
+	uint32_t cancel_key;       /* its second half */                                           \
+	int64_t state_since_us;    /* when the current state began */                              \
+	int64_t wait_since_us;     /* when it joined pool->waiters (pool lock) */                  \
+	int64_t last_active_us;    /* last bytes received from the client (client_idle_timeout) */ \
+	char user[64];             /* user name it logged in as */                                 \
+	char db[64];               /* database name it asked for */                                \
+	char peer[48];             /* "ip:port" or "unix" */                                       \
+	/* end of CLIENT_FIELDS */
 
 struct client {
-	const struct proto_ops *proto; /* its protocol's operations (proto.h); set at accept */
-	struct pgsock sock;        /* socket + buffers */
-	struct worker *worker;     /* owner thread */
-	struct list node;          /* in worker->clients (until freed) */
-	struct client *dead_next;  /* in worker->dead_clients once closed */
-	bool buried;               /* on worker->dead_clients */
-	bool moving;               /* leaving for move_to (out of the loop; worker->movers) */
-	struct worker *move_to;    /* while moving: the worker that adopts it */
-	struct client *move_next;  /* chain in worker->movers */
-	struct list wait_node;     /* in pool->waiters (pool lock) */
-	bool queued;               /* on pool->waiters (pool lock) */
-	bool handoff_pending;      /* dequeued by a handoff mail not yet delivered */
-	bool closing;              /* closed: fd gone; memory freed at the loop's safe point */
-	uint8_t state;             /* enum client_state */
-	uint8_t auth_step;         /* 0 = nothing asked yet, else the code asked */
-	uint64_t id;               /* unique id for log lines */
-	struct pool *pool;         /* set after startup */
-	struct server *server;     /* linked server (ACTIVE, LOGIN_WAIT) */
-	struct scram_server *scram; /* heap, only during a SCRAM exchange */
-	uint8_t md5_salt[4];       /* salt of the md5 challenge */
-	struct client *cancel_next; /* chain in the cancel registry (its lock) */
-	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
-	bool counted;              /* counted in pool->n_clients */
-	struct limit_counter *db_clients, *user_clients; /* client limits taken (pool.c) */
-	bool tls_handshaking;      /* answered 'S' to SSLRequest; handshake running */
-	uint8_t asked_encryption;  /* CLIENT_ASKED_*: negotiation requests already answered */
-	bool lookup_done;          /* auth_query answered (lookup_secret may still be NULL) */
-	uint8_t lookup_method;     /* auth method to resume with after the lookup */
-	char *lookup_secret;       /* secret found by auth_query (heap, wiped on free) */
-	uint8_t admin_level;       /* console login in progress: enum admin_level */
-	struct admin_session *adm; /* console session (heap), NULL for pooled clients */
-	int64_t connect_us;        /* accepted (monotonic), for SHOW CLIENTS */
-	uint32_t cancel_pid;       /* BackendKeyData we gave the client */
-	uint32_t cancel_key;
-	int64_t state_since_us;    /* when the current state began */
-	int64_t wait_since_us;     /* when it joined pool->waiters (pool lock) */
-	int64_t last_active_us;    /* last bytes received from the client (client_idle_timeout) */
-	char *params[TRACKED_PARAMS]; /* wanted values (heap), NULL = server default */
-	uint8_t replication;       /* enum repl_kind asked for in the startup packet */
-	char *repl_startup;        /* then its startup parameters, packed (replication.h; heap) */
-	uint32_t repl_startup_len;
-	struct client_stmts stmts; /* named prepared statements (transaction/statement mode) */
-	struct unnamed_stmt *unnamed; /* the unnamed statement as the client's messages so far
-				    * leave it (heap), NULL = none (track.c) */
-	uint32_t unnamed_gen;      /* bumped at each unnamed Parse sent; names its version */
-	struct portal_infos portals; /* portals whose statement does something (track.h) */
-	uint32_t batch;            /* Syncs and simple Queries read so far (track.c) */
-	uint32_t acct_prepared;    /* statements counted in pool->client_prepared (track_account) */
-	size_t acct_bytes;         /* bytes counted in pool->client_prepared_bytes */
-	struct session_vars vars;  /* settings the client SET (session_vars.h) */
-	bool skip_until_sync;      /* sluice answered an error: drop messages until Sync */
-	bool batch_changed_names;  /* this batch Parse'd or Closed a named statement */
-	bool batch_clears_cache;   /* this batch runs DISCARD ALL / DEALLOCATE ALL */
-	bool hold_for_sync;        /* wait for the batch's ReadyForQuery before reading on */
-	bool pinned;               /* did something a shared server cannot keep: keeps its server */
-	bool wait_notified;        /* got the query_wait_notify NOTICE (once per connection) */
-	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
-	uint32_t bp_unnamed_ver;   /* bpf_bypass: the kernel's unnamed_ver sluice last read */
-	bool unnamed_doubt;        /* bpf_bypass: the kernel carried an unnamed Parse whose batch
-				    * had an error: the server is asked before it is lent on */
-	bool bp_kernel;            /* bpf_bypass: the kernel carries this client (bypass.h) */
-	bool bp_refused;           /* bpf_bypass: cannot go to the kernel (no slot, no group) */
-	char user[64];
-	char db[64];
-	char peer[48];             /* "ip:port" or "unix" */
+	CLIENT_FIELDS(server)
 };
-
-/* Accepted socket: create the client on worker w (fd is non-blocking).
- * has_data: the client has sent something already (TCP_DEFER_ACCEPT), so
- * it is read at once. */
-void client_accept(struct worker *w, int fd, const char *peer, bool has_data);
-
-/* Online restart, new process: a logged-in client arrives from the old
- * one. client_adopt creates it (state IDLE, not yet reading); the caller
- * fills in user, db, params, statements, cancel key and pending input,
- * then client_adopt_finish attaches it to its pool and reads on. */
-struct client *client_adopt(struct worker *w, int fd, const char *peer);
-void client_adopt_finish(struct client *c);
-
-/* A server was handed to a waiting client (same thread as the client). */
-void client_on_server(struct client *c, struct server *s);
-
-/* The client's waiting ended with an error (pool failure, timeout). */
-void client_fail(struct client *c, const char *sqlstate, const char *msg);
-
-/* The client's forward part was sent: resume parsing if it waited for that. */
-void client_resume_parse(struct client *c);
-
-/* The console answered a command that was waiting: read on. */
-void client_resume_admin(struct client *c);
-
-/* auth_query finished on the lookup server: secret found (NULL when the
- * user is unknown) or error set. Authentication goes on. */
-void client_lookup_done(struct client *c, const char *secret, const char *error);
-
-/* Recompute the client socket's epoll interest. */
-void client_update_events(struct client *c);
-
-/* The linked server is gone or unusable: tell the client and close it. */
-void client_server_lost(struct client *c, const char *msg);
-
-/* bpf_bypass: take the client (and the server the kernel linked to it)
- * back into user space before sluice reads, writes or closes it. */
-#define client_take_from_kernel(c) client_take_from_kernel_at((c), __func__)
-void client_take_from_kernel_at(struct client *c, const char *where);
-
-/* The server finished the client's work (transaction mode: released). */
-void client_unlinked(struct client *c);
-
-/* balance.h: between transactions, move c to the worker the balance
- * wants it on, if any (its socket leaves this loop at once). */
-void client_maybe_move(struct client *c);
-/* The move was called off (no memory for the mail): back in the loop. */
-void client_stay(struct client *c);
-/* c arrived on its new worker (c->worker, already in its list). */
-void client_arrive(struct client *c);
-
-/* Periodic checks (login timeout, query_wait_timeout, reserve pool). */
-void client_tick(struct client *c, int64_t now_us);
-
-void client_close(struct client *c, const char *reason);
-/* Free a closed client (worker's safe point only). */
-void client_free(struct client *c);
 
 #endif

@@ -10,13 +10,13 @@
 
 #include <openssl/crypto.h>
 
-#include "client.h"
+#include "pg_client.h"
 #include "pool.h"
 #include "sqlinfo.h"
 #include "takeover.h"
 #include "track.h"
 
-bool client_handover_ok(const struct client *c)
+bool client_handover_ok(const struct pg_client *c)
 {
 	/* A socket in the kernel's sockhash stays with this process. */
 	return !c->hold_for_sync && !c->skip_until_sync && !c->bp_slot;
@@ -29,7 +29,7 @@ bool client_handover_ok(const struct client *c)
  * bytes), the bytes the client already sent that were not examined, then
  * the unnamed statement and the session settings.
  */
-int client_encode(struct client *c, struct takeover_enc *e)
+int client_encode(struct pg_client *c, struct takeover_enc *e)
 {
 	takeover_enc_str(e, c->user);
 	takeover_enc_str(e, c->db);
@@ -102,7 +102,7 @@ static int dec_def(struct takeover_dec *d, struct pstmt_def *def)
 
 /* Fills c from an encoded client; the pool's SCRAM keys, when sent, go to
  * keys (*have_keys) for the caller to apply once the pool is known. */
-static int client_decode(struct client *c, const uint8_t *p, uint32_t len, uint8_t keys[64], bool *have_keys)
+static int client_decode(struct pg_client *c, const uint8_t *p, uint32_t len, uint8_t keys[64], bool *have_keys)
 {
 	struct takeover_dec d = { p, p + len, false };
 	bool absent;
@@ -188,7 +188,7 @@ static int client_decode(struct client *c, const uint8_t *p, uint32_t len, uint8
 
 void client_adopt_state(struct worker *w, int fd, const uint8_t *state, uint32_t len)
 {
-	struct client *c = client_adopt(w, fd, "?");
+	struct pg_client *c = client_adopt(w, fd, "?");
 	if (!c)
 		return;
 	uint8_t keys[64], known[64];

@@ -13,15 +13,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct client;
+struct pg_client;
 struct worker;
 struct takeover_enc;
 
 /* PostgreSQL's part of "c may move now": no batch half answered, not in
  * the kernel's sockhash. */
-bool client_handover_ok(const struct client *c);
+bool client_handover_ok(const struct pg_client *c);
 /* Write c's state; 0 or -ENOMEM. */
-int client_encode(struct client *c, struct takeover_enc *e);
+int client_encode(struct pg_client *c, struct takeover_enc *e);
 /* New process: the client for socket fd, from what client_encode wrote
  * (closed when it cannot be read). */
 void client_adopt_state(struct worker *w, int fd, const uint8_t *state, uint32_t len);

@@ -8,7 +8,7 @@
 #include "bpf/pgframe.h"
 #include "log.h"
 #include "pg_proto.h"
-#include "server.h"
+#include "pg_server.h"
 #include "track.h"
 
 #define INSIDE_COPY "unexpected message during COPY FROM STDIN (send CopyDone or CopyFail first)"
@@ -75,7 +75,7 @@ static void note_request(struct copy_watch *w)
 	}
 }
 
-int copy_watch_client(struct server *s, uint8_t type)
+int copy_watch_client(struct pg_server *s, uint8_t type)
 {
 	struct copy_watch *w = &s->copy;
 	switch (type) {
@@ -120,7 +120,7 @@ int copy_watch_client(struct server *s, uint8_t type)
 }
 
 /* CopyInResponse: the copy belongs to the oldest request not answered. */
-static int copy_began(struct server *s)
+static int copy_began(struct pg_server *s)
 {
 	struct copy_watch *w = &s->copy;
 	w->in_copy = true;
@@ -157,7 +157,7 @@ static int copy_began(struct server *s)
 	return COPY_PASS;
 }
 
-static int copy_ended(struct server *s, bool ok)
+static int copy_ended(struct pg_server *s, bool ok)
 {
 	struct copy_watch *w = &s->copy;
 	uint32_t r = w->region;
@@ -191,7 +191,7 @@ static int copy_ended(struct server *s, bool ok)
 
 /* The first answer after the Syncs in doubt: the ReadyForQuery messages
  * not come by now never will. */
-static int boundary(struct server *s)
+static int boundary(struct pg_server *s)
 {
 	struct copy_watch *w = &s->copy;
 	if (w->answered > w->in_doubt)
@@ -205,7 +205,7 @@ static int boundary(struct server *s)
 	return COPY_PASS;
 }
 
-int copy_watch_server(struct server *s, uint8_t type)
+int copy_watch_server(struct pg_server *s, uint8_t type)
 {
 	struct copy_watch *w = &s->copy;
 	if (w->doubt) {
@@ -240,7 +240,7 @@ int copy_watch_server(struct server *s, uint8_t type)
 	}
 }
 
-bool copy_watch_send_marker(struct server *s)
+bool copy_watch_send_marker(struct pg_server *s)
 {
 	struct copy_watch *w = &s->copy;
 	if (pg_fe_query(&s->sock.wbuf, "") < 0)

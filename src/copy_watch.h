@@ -37,7 +37,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct server;
+struct pg_server;
 
 /* One Execute/Query the client sent, as far as COPY cares. */
 struct copy_start {
@@ -100,7 +100,7 @@ void copy_watch_from_kernel(struct copy_watch *w, int outstanding, uint32_t sync
 
 /* A client message of this type is forwarded to the server (not for
  * messages sluice dropped or answered itself). */
-int copy_watch_client(struct server *s, uint8_t type);
+int copy_watch_client(struct pg_server *s, uint8_t type);
 /* A client request counted in server->outstanding (forwarded or not). */
 static inline void copy_watch_request(struct copy_watch *w) { w->requests++; }
 
@@ -127,13 +127,13 @@ static inline bool copy_watch_wants(const struct copy_watch *w, uint8_t type)
 
 /* A server message of this type (whole), before statement tracking sees
  * it. */
-int copy_watch_server(struct server *s, uint8_t type);
+int copy_watch_server(struct pg_server *s, uint8_t type);
 
 /* The marker is due and may go now that the client's bytes before it
  * are written. */
 static inline bool copy_watch_marker_due(const struct copy_watch *w) { return w->doubt == COPY_MARK_DUE; }
 /* Queue the marker in s->sock.wbuf. Returns false without memory. */
-bool copy_watch_send_marker(struct server *s);
+bool copy_watch_send_marker(struct pg_server *s);
 
 static inline const char *copy_watch_broken_reason(const struct copy_watch *w) { return w->broken; }
 

@@ -10,15 +10,16 @@
 #include "auth_crypto.h"
 #include "bypass.h"
 #include "cancel_conn.h"
-#include "client.h"
+#include "pg_client.h"
 #include "client_handover.h"
 #include "peer.h"
 #include "pool.h"
 #include "replication.h"
-#include "server.h"
+#include "pg_server.h"
 
-static void pg_client_cancel(struct client *c)
+static void pg_client_cancel(struct client *core)
 {
+	struct pg_client *c = pg_client(core);
 	/* bpf_bypass: the kernel may have linked c to a server; only a pair
 	 * in user space has a server that is surely its own. */
 	client_take_from_kernel(c);
@@ -26,9 +27,10 @@ static void pg_client_cancel(struct client *c)
 		server_cancel(c->server, true);
 }
 
-static void pg_client_show(const struct client *c, struct proto_show *out)
+static void pg_client_show(const struct client *core, struct proto_show *out)
 {
-	const struct server *link = c->server ? c->server : bypass_client_kernel_server(c);
+	const struct pg_client *c = (const struct pg_client *)core;
+	const struct pg_server *link = c->server ? c->server : bypass_client_kernel_server(c);
 	*out = (struct proto_show){
 		.replication = repl_kind_name(c->replication),
 		.app_name = c->params[5],
@@ -40,9 +42,10 @@ static void pg_client_show(const struct client *c, struct proto_show *out)
 	};
 }
 
-static void pg_server_show(const struct server *s, struct proto_show *out)
+static void pg_server_show(const struct server *core, struct proto_show *out)
 {
-	const struct client *link = s->client ? s->client : bypass_server_kernel_client(s);
+	const struct pg_server *s = (const struct pg_server *)core;
+	const struct pg_client *link = s->client ? s->client : bypass_server_kernel_client(s);
 	*out = (struct proto_show){
 		.replication = repl_kind_name(s->pool->replication),
 		.app_name = s->params[5],
@@ -67,33 +70,68 @@ static void pg_cancel_draw_key(uint32_t *pid, uint32_t *key)
 	*key = v[1];
 }
 
+/* The table's entries take the core's structs; PostgreSQL's functions take
+ * its own (pg_client.h, pg_server.h), which begin with them. */
+static void op_client_on_server(struct client *c, struct server *s) { client_on_server(pg_client(c), pg_server(s)); }
+static void op_client_fail(struct client *c, const char *sqlstate, const char *msg)
+{
+	client_fail(pg_client(c), sqlstate, msg);
+}
+static void op_client_close(struct client *c, const char *reason) { client_close(pg_client(c), reason); }
+static void op_client_free(struct client *c) { client_free(pg_client(c)); }
+static void op_client_tick(struct client *c, int64_t now_us) { client_tick(pg_client(c), now_us); }
+static void op_client_update_events(struct client *c) { client_update_events(pg_client(c)); }
+static void op_client_maybe_move(struct client *c) { client_maybe_move(pg_client(c)); }
+static void op_client_stay(struct client *c) { client_stay(pg_client(c)); }
+static void op_client_arrive(struct client *c) { client_arrive(pg_client(c)); }
+static void op_client_resume_admin(struct client *c) { client_resume_admin(pg_client(c)); }
+static bool op_client_handover_ok(const struct client *c)
+{
+	return client_handover_ok((const struct pg_client *)c);
+}
+static int op_client_encode(struct client *c, struct takeover_enc *e) { return client_encode(pg_client(c), e); }
+static void op_client_take_back(struct client *c, const char *where)
+{
+	client_take_from_kernel_at(pg_client(c), where);
+}
+static void op_server_check(struct server *s) { server_check(pg_server(s)); }
+static void op_server_watch_idle(struct server *s) { server_watch_idle(pg_server(s)); }
+static void op_server_detach(struct server *s) { server_detach(pg_server(s)); }
+static bool op_server_at_boundary(const struct server *s)
+{
+	return server_at_boundary((const struct pg_server *)s);
+}
+static void op_server_tick(struct server *s, int64_t now_us) { server_tick(pg_server(s), now_us); }
+static void op_server_close(struct server *s, const char *reason) { server_close(pg_server(s), reason); }
+static void op_server_free(struct server *s) { server_free(pg_server(s)); }
+
 const struct proto_ops pg_ops = {
 	.name = "postgresql",
 	.client_accept = client_accept,
-	.client_on_server = client_on_server,
-	.client_fail = client_fail,
-	.client_close = client_close,
-	.client_free = client_free,
-	.client_tick = client_tick,
-	.client_update_events = client_update_events,
-	.client_maybe_move = client_maybe_move,
-	.client_stay = client_stay,
-	.client_arrive = client_arrive,
-	.client_resume_admin = client_resume_admin,
+	.client_on_server = op_client_on_server,
+	.client_fail = op_client_fail,
+	.client_close = op_client_close,
+	.client_free = op_client_free,
+	.client_tick = op_client_tick,
+	.client_update_events = op_client_update_events,
+	.client_maybe_move = op_client_maybe_move,
+	.client_stay = op_client_stay,
+	.client_arrive = op_client_arrive,
+	.client_resume_admin = op_client_resume_admin,
 	.client_cancel = pg_client_cancel,
-	.client_handover_ok = client_handover_ok,
-	.client_encode = client_encode,
+	.client_handover_ok = op_client_handover_ok,
+	.client_encode = op_client_encode,
 	.client_adopt = client_adopt_state,
 	.client_show = pg_client_show,
-	.client_take_back = client_take_from_kernel_at,
+	.client_take_back = op_client_take_back,
 	.server_launch = server_launch,
-	.server_check = server_check,
-	.server_watch_idle = server_watch_idle,
-	.server_detach = server_detach,
-	.server_at_boundary = server_at_boundary,
-	.server_tick = server_tick,
-	.server_close = server_close,
-	.server_free = server_free,
+	.server_check = op_server_check,
+	.server_watch_idle = op_server_watch_idle,
+	.server_detach = op_server_detach,
+	.server_at_boundary = op_server_at_boundary,
+	.server_tick = op_server_tick,
+	.server_close = op_server_close,
+	.server_free = op_server_free,
 	.server_show = pg_server_show,
 	.worker_tick = cancel_tick,
 	.cancel_draw_key = pg_cancel_draw_key,

@@ -8,7 +8,7 @@
  * examined, to know when the server is clean and what the session's
  * reported parameters are.
  */
-#include "server.h"
+#include "pg_server.h"
 #include "bypass.h"
 
 #include <errno.h>
@@ -25,7 +25,7 @@
 
 #include "auth_crypto.h"
 #include "cancel_conn.h"
-#include "client.h"
+#include "pg_client.h"
 #include "config.h"
 #include "log.h"
 #include "pg_proto.h"
@@ -42,15 +42,15 @@
 		  (s)->pool->db_name, (s)->pool->user, server_host(s)->addr_text, ##__VA_ARGS__)
 
 static void server_cb(struct loop_handle *h, uint32_t revents);
-static void server_process(struct server *s);
+static void server_process(struct pg_server *s);
 
-static void server_set_state(struct server *s, int state)
+static void server_set_state(struct pg_server *s, int state)
 {
 	s->state = (uint8_t)state;
 	s->state_since_us = s->worker ? s->worker->loop.now_us : loop_now_us();
 }
 
-static void server_update_events(struct server *s)
+static void server_update_events(struct pg_server *s)
 {
 	bool want_write = (s->state == SERVER_CONNECTING && s->tls_step == 0) || iobuf_len(&s->sock.wbuf) ||
 			  (s->client && s->client->sock.fwd);
@@ -58,14 +58,14 @@ static void server_update_events(struct server *s)
 		server_close(s, "epoll failure");
 }
 
-static void host_failed(struct server *s, const char *sqlstate, const char *msg, bool auth_error);
+static void host_failed(struct pg_server *s, const char *sqlstate, const char *msg, bool auth_error);
 
-const struct pool_host *server_host(const struct server *s)
+const struct pool_host *server_host(const struct pg_server *s)
 {
 	return &s->pool->hosts.h[s->host_index];
 }
 
-void server_close(struct server *s, const char *reason)
+void server_close(struct pg_server *s, const char *reason)
 {
 	if (s->closed)
 		return;
@@ -81,8 +81,8 @@ void server_close(struct server *s, const char *reason)
 	if (was_connecting && !s->login_failure_reported)
 		host_failed(s, "08006", reason, false);
 	if (s->state == SERVER_IDLE)
-		pool_take_idle(s);
-	struct client *c = s->client;
+		pool_take_idle(&s->base);
+	struct pg_client *c = s->client;
 	s->client = NULL;
 	if (c) {
 		char msg[200];
@@ -108,10 +108,10 @@ void server_close(struct server *s, const char *reason)
 	if (s->cancels_pending)
 		cancel_forget_server(s->worker, s);
 	pool_server_gone(s->pool, s->state);
-	worker_bury_server(s->worker, s);
+	worker_bury_server(s->worker, &s->base);
 }
 
-void server_free(struct server *s)
+void server_free(struct pg_server *s)
 {
 	list_del(&s->node);
 	for (int i = 0; i < TRACKED_PARAMS; i++)
@@ -128,7 +128,7 @@ void server_free(struct server *s)
 /* A failed connection or login. With a host list the next host is tried
  * at once; clients hear of it, and the server_login_retry pause starts,
  * when every host failed in a row, or at once for a refused password. */
-static void host_failed(struct server *s, const char *sqlstate, const char *msg, bool auth_error)
+static void host_failed(struct pg_server *s, const char *sqlstate, const char *msg, bool auth_error)
 {
 	s->login_failure_reported = true;
 	if (auth_error || pool_host_failed(s->pool, s->host_index))
@@ -137,7 +137,7 @@ static void host_failed(struct server *s, const char *sqlstate, const char *msg,
 		SLOG(s, LOG_LEVEL_WARNING, "trying the next host: %s", msg);
 }
 
-static void login_fail(struct server *s, const char *sqlstate, const char *msg, bool auth_error)
+static void login_fail(struct pg_server *s, const char *sqlstate, const char *msg, bool auth_error)
 {
 	host_failed(s, sqlstate, msg, auth_error);
 	server_close(s, msg);
@@ -151,7 +151,7 @@ static bool names_contain(const char *const *names, int n, const char *name)
 	return false;
 }
 
-static void send_startup(struct server *s)
+static void send_startup(struct pg_server *s)
 {
 	enum { MAX = 2 + CONFIG_SERVER_PARAMS + PG_STARTUP_MAX_PARAMS };
 	const char *names[MAX], *values[MAX];
@@ -175,7 +175,7 @@ static void send_startup(struct server *s)
 
 void server_launch(struct worker *w, struct pool *p)
 {
-	struct server *s = calloc(1, sizeof(*s));
+	struct pg_server *s = calloc(1, sizeof(*s));
 	if (!s) {
 		pool_login_failed(p, "53200", "out of memory", false);
 		pool_server_gone(p, SERVER_CONNECTING);
@@ -212,7 +212,7 @@ void server_launch(struct worker *w, struct pool *p)
 	server_update_events(s);
 }
 
-static void connect_done(struct server *s)
+static void connect_done(struct pg_server *s)
 {
 	int err = 0;
 	socklen_t len = sizeof(err);
@@ -239,7 +239,7 @@ static void connect_done(struct server *s)
 }
 
 /* The SSLRequest's answer and the handshake (state CONNECTING, tls_step 1-2). */
-static void tls_progress(struct server *s)
+static void tls_progress(struct pg_server *s)
 {
 	const struct config *cfg = runtime_config();
 	char why[240];
@@ -306,7 +306,7 @@ static void tls_progress(struct server *s)
 }
 
 /* Remember a reported parameter (tracked ones only). */
-static void note_param(struct server *s, const char *name, const char *value)
+static void note_param(struct pg_server *s, const char *name, const char *value)
 {
 	for (int k = 0; k < TRACKED_PARAMS; k++) {
 		if (strcasecmp(name, tracked_param_names[k]) != 0)
@@ -326,7 +326,7 @@ static void note_param(struct server *s, const char *name, const char *value)
 	}
 }
 
-static const char *server_password(struct server *s)
+static const char *server_password(struct pg_server *s)
 {
 	static __thread char looked_up[512];
 	if (s->pool->server_password)
@@ -338,7 +338,7 @@ static const char *server_password(struct server *s)
 }
 
 /* One complete message during login. Returns false when s was closed. */
-static bool login_message(struct server *s, const struct pg_msg *m)
+static bool login_message(struct pg_server *s, const struct pg_msg *m)
 {
 	struct pg_reader r;
 	pg_reader_init(&r, m->body, m->body_len);
@@ -491,18 +491,18 @@ static bool login_message(struct server *s, const struct pg_msg *m)
 		s->last_was_ready = true;
 		s->tx_status = 'I';
 		pgsock_drop(&s->sock, m->len);
-		pool_release(s);
+		pool_release(&s->base);
 		return false; /* the message was consumed here */
 	}
 	login_fail(s, "08P01", "unexpected message from server during login", false);
 	return false;
 }
 
-static void server_give_back(struct server *s);
+static void server_give_back(struct pg_server *s);
 
 /* ---- auth_query ---- */
 
-void server_lookup(struct server *s, struct client *c, const char *user)
+void server_lookup(struct pg_server *s, struct pg_client *c, const char *user)
 {
 	struct config_auth_lookup how;
 	config_auth_lookup_for(runtime_config(), c->db, &how);
@@ -545,7 +545,7 @@ void server_lookup(struct server *s, struct client *c, const char *user)
 }
 
 /* One whole message answering auth_query. Returns false when s closed. */
-static bool lookup_message(struct server *s, const struct pg_msg *m)
+static bool lookup_message(struct pg_server *s, const struct pg_msg *m)
 {
 	switch (m->type) {
 	case 'D': {
@@ -574,7 +574,7 @@ static bool lookup_message(struct server *s, const struct pg_msg *m)
 		return true;
 	}
 	case 'Z': {
-		struct client *c = s->client;
+		struct pg_client *c = s->client;
 		char *secret = s->lookup_secret;
 		char status = m->body_len ? (char)m->body[0] : 'I';
 		/* Consumed before s goes back: the next user must not see it. */
@@ -602,7 +602,7 @@ static bool lookup_message(struct server *s, const struct pg_msg *m)
 
 /* ---- linked: server -> client ---- */
 
-void server_link(struct server *s, struct client *c)
+void server_link(struct pg_server *s, struct pg_client *c)
 {
 	s->client = c;
 	c->server = s;
@@ -662,7 +662,7 @@ void server_link(struct server *s, struct client *c)
 	server_update_events(s);
 }
 
-void server_link_from_kernel(struct server *s, struct client *c, int outstanding, bool mid_batch,
+void server_link_from_kernel(struct pg_server *s, struct pg_client *c, int outstanding, bool mid_batch,
 			     char tx_status, bool at_boundary, const struct server_kernel_times *t)
 {
 	int64_t now = s->worker->loop.now_us;
@@ -686,19 +686,19 @@ void server_link_from_kernel(struct server *s, struct client *c, int outstanding
 	server_update_events(s);
 }
 
-void server_watch_idle(struct server *s)
+void server_watch_idle(struct pg_server *s)
 {
 	s->sock.want_read = true;
 	server_update_events(s);
 }
 
-void server_adopt(struct server *s, struct worker *w)
+void server_adopt(struct pg_server *s, struct worker *w)
 {
 	s->worker = w;
 	list_add_tail(&w->servers, &s->node);
 }
 
-void server_detach(struct server *s)
+void server_detach(struct pg_server *s)
 {
 	loop_forget(&s->worker->loop, &s->sock.h);
 	list_del(&s->node);
@@ -706,9 +706,9 @@ void server_detach(struct server *s)
 }
 
 /* True when the server may go to another client right now. */
-static bool server_is_clean(const struct server *s)
+static bool server_is_clean(const struct pg_server *s)
 {
-	const struct client *c = s->client;
+	const struct pg_client *c = s->client;
 	return s->outstanding == 0 && !s->client_mid_batch && s->last_was_ready && !s->skipping &&
 	       !s->cancels_pending && !s->copy.doubt && !s->copy.in_copy &&
 	       expect_empty(&s->expect) && !s->pinned &&
@@ -717,10 +717,10 @@ static bool server_is_clean(const struct server *s)
 	       (!c || (c->sock.fwd == 0 && c->sock.skip == 0));
 }
 
-bool server_at_boundary(const struct server *s)
+bool server_at_boundary(const struct pg_server *s)
 {
 	/* server_is_clean without the pin: a pinned client may leave too. */
-	const struct client *c = s->client;
+	const struct pg_client *c = s->client;
 	return !s->closed && s->state == SERVER_ACTIVE && s->outstanding == 0 && !s->copy.doubt &&
 	       !s->client_mid_batch && s->last_was_ready && expect_empty(&s->expect) &&
 	       s->tx_status == 'I' && s->internal == 0 && iobuf_len(&s->sock.rbuf) == 0 &&
@@ -729,32 +729,32 @@ bool server_at_boundary(const struct server *s)
 }
 
 /* Back to the pool, unless it has lived past server_lifetime. */
-static void server_give_back(struct server *s)
+static void server_give_back(struct pg_server *s)
 {
 	int64_t lifetime = s->pool->t.server_lifetime_us; /* per database (pool.h) */
 	if (lifetime && s->worker->loop.now_us - s->connect_time_us > lifetime) {
 		server_close(s, "server_lifetime");
 		return;
 	}
-	if (pool_server_outdated(s)) {
+	if (pool_server_outdated(&s->base)) {
 		server_close(s, s->pool->paused ? "database paused" : "reconnect requested (RECONNECT or RELOAD)");
 		return;
 	}
-	pool_release(s);
+	pool_release(&s->base);
 }
 
-static void server_unlink_release(struct server *s)
+static void server_unlink_release(struct pg_server *s)
 {
-	struct client *c = s->client;
+	struct pg_client *c = s->client;
 	s->client = NULL;
 	c->server = NULL;
 	server_give_back(s);
 	client_unlinked(c);
 }
 
-void server_deliver_pending(struct server *s)
+void server_deliver_pending(struct pg_server *s)
 {
-	struct client *c = s->client;
+	struct pg_client *c = s->client;
 	int rc;
 	for (;;) {
 		rc = pgsock_flush(&c->sock, &s->sock);
@@ -797,7 +797,7 @@ void server_deliver_pending(struct server *s)
 		client_resume_parse(c);
 }
 
-void server_send_pending(struct server *s)
+void server_send_pending(struct pg_server *s)
 {
 	int rc = pgsock_flush(&s->sock, s->client ? &s->client->sock : NULL);
 	if (rc < 0 && rc != -EAGAIN) {
@@ -812,9 +812,9 @@ void server_send_pending(struct server *s)
 	}
 }
 
-static void statement_mode_violation(struct server *s)
+static void statement_mode_violation(struct pg_server *s)
 {
-	struct client *c = s->client;
+	struct pg_client *c = s->client;
 	s->dirty = true;
 	client_fail(c, "08P01", "transaction blocks not allowed in statement pooling mode");
 }
@@ -822,7 +822,7 @@ static void statement_mode_violation(struct server *s)
 /* An ErrorResponse goes to the client: count it by SQLSTATE class. A
  * message not wholly received yet is counted without its class rather than
  * held back (errors may be large). */
-static void count_error(struct server *s, const struct pg_msg *m, uint32_t avail)
+static void count_error(struct pg_server *s, const struct pg_msg *m, uint32_t avail)
 {
 	struct pg_error_fields f = { .code = "" };
 	if (m->len <= avail)
@@ -833,9 +833,9 @@ static void count_error(struct server *s, const struct pg_msg *m, uint32_t avail
 /* A failed COPY left Syncs in doubt and the client's next Sync is
  * forwarded (copy_watch.h): the marker goes behind it once the client's
  * bytes are written (client_process sends it then). False when s closed. */
-static bool copy_marker_soon(struct server *s)
+static bool copy_marker_soon(struct pg_server *s)
 {
-	struct client *c = s->client;
+	struct pg_client *c = s->client;
 	if (c->sock.fwd || c->sock.skip) {
 		if (!c->sock.skip)
 			c->sock.parse_blocked = true;
@@ -850,7 +850,7 @@ static bool copy_marker_soon(struct server *s)
 }
 
 /* Examine server bytes according to state. */
-static void server_process(struct server *s)
+static void server_process(struct pg_server *s)
 {
 	struct pgsock *sk = &s->sock;
 	for (;;) {
@@ -1060,7 +1060,7 @@ static void server_process(struct server *s)
 
 /* ---- the client left ---- */
 
-void server_client_gone(struct server *s)
+void server_client_gone(struct pg_server *s)
 {
 	const struct config *cfg = runtime_config();
 	s->client = NULL;
@@ -1117,7 +1117,7 @@ void server_client_gone(struct server *s)
 	server_give_back(s);
 }
 
-void server_check(struct server *s)
+void server_check(struct pg_server *s)
 {
 	const char *q = runtime_config()->server_check_query;
 	server_set_state(s, SERVER_CHECK);
@@ -1128,7 +1128,7 @@ void server_check(struct server *s)
 	server_send_pending(s);
 }
 
-void server_cancel(struct server *s, bool hold)
+void server_cancel(struct pg_server *s, bool hold)
 {
 	if (!s->backend_pid && !s->backend_key)
 		return;
@@ -1137,7 +1137,7 @@ void server_cancel(struct server *s, bool hold)
 		    s->backend_pid, s->backend_key, hold ? s : NULL);
 }
 
-void server_cancel_done(struct server *s)
+void server_cancel_done(struct pg_server *s)
 {
 	if (s->cancels_pending > 0)
 		s->cancels_pending--;
@@ -1149,7 +1149,7 @@ void server_cancel_done(struct server *s)
 
 static void server_cb(struct loop_handle *h, uint32_t revents)
 {
-	struct server *s = list_entry(h, struct server, sock.h);
+	struct pg_server *s = list_entry(h, struct pg_server, sock.h);
 	if (s->state == SERVER_CONNECTING) {
 		if (s->tls_step)
 			tls_progress(s);
@@ -1194,10 +1194,10 @@ static void server_cb(struct loop_handle *h, uint32_t revents)
 	/* Taken back from the kernel's idle set (a notice, a spurious wake):
 	 * it is idle again once examined. */
 	if (was_lent_idle && !s->closed && s->state == SERVER_IDLE && !s->client)
-		pool_release(s);
+		pool_release(&s->base);
 }
 
-void server_tick(struct server *s, int64_t now_us)
+void server_tick(struct pg_server *s, int64_t now_us)
 {
 	const struct config *cfg = runtime_config();
 	if (bypass_server_handed_up(s)) {
@@ -1215,9 +1215,9 @@ void server_tick(struct server *s, int64_t now_us)
 			server_close(s, "server_connect_timeout");
 		break;
 	case SERVER_IDLE:
-		if (pool_server_outdated(s)) {
+		if (pool_server_outdated(&s->base)) {
 			/* A lent server is closed only when the kernel does not use it. */
-			if (s->bp_lent ? bypass_server_unlend(s) : pool_take_idle(s))
+			if (s->bp_lent ? bypass_server_unlend(s) : pool_take_idle(&s->base))
 				server_close(s, s->pool->paused ? "database paused" : "reconnect requested (RECONNECT or RELOAD)");
 		} else if (s->bp_lent) {
 			/* Idle since the kernel last gave it back, and only closed

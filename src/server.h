@@ -1,17 +1,17 @@
 /*
- * server.h - the server side state machine: connect, log in, the
- * server->client direction of a linked pair, reset before reuse.
+ * server.h - what the core knows of a server connection, whatever protocol
+ * it speaks: its socket, worker, pool, host and linked client, and its
+ * state.
  *
- * Owns: struct server and its socket. A server is touched only by the
- * worker whose loop has its fd (server->worker); it changes worker only
- * through a handoff mail, after loop_forget() on the old worker.
+ * Owns: nothing; a protocol's server struct starts with these fields
+ * (SERVER_FIELDS) and the protocol creates and frees it (pg_server.h). A
+ * server is touched only by the worker whose loop has its fd
+ * (server->worker); it changes worker only through a handoff mail, after
+ * it left the old worker's loop (proto.h server_detach).
  *
- * States (server_set_state is the only place that changes them):
+ * States (the protocol's server_set_state is the only place that changes them):
  *   CONNECTING -> LOGIN -> IDLE <-> ACTIVE -> (RESET) -> IDLE
  *   any -> closed
- * A server is clean (may go to another client) only when the last message
- * was ReadyForQuery 'I', every request the client sent has been answered
- * and no byte is left unsent in either direction.
  */
 #ifndef SLUICE_SERVER_H
 #define SLUICE_SERVER_H
@@ -19,152 +19,47 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "copy_watch.h"
-#include "expect.h"
 #include "list.h"
 #include "pgsock.h"
-#include "prepared.h"
-#include "session_vars.h"
 
 struct worker;
 struct pool;
 struct client;
-struct scram_client;
-struct pool_host;
 
 enum server_state {
-	SERVER_CONNECTING, /* non-blocking connect in progress */
+	SERVER_CONNECTING, /* non-blocking connect (and TLS) in progress */
 	SERVER_LOGIN,      /* startup sent, authenticating */
 	SERVER_IDLE,       /* clean, in pool->idle[worker] */
 	SERVER_ACTIVE,     /* linked to a client */
-	SERVER_RESET,      /* running server_reset_query, no client */
-	SERVER_CHECK,      /* running server_check_query before a client gets it
-			    * (server_check_delay), no client; counted in pool->n_checking */
+	SERVER_RESET,      /* being reset for the next client, no client */
+	SERVER_CHECK,      /* being checked before a client gets it (PostgreSQL:
+			    * server_check_query), no client; counted in pool->n_checking */
 };
+
+/*
+ * The core's fields, as a list a protocol's struct repeats at its start
+ * (pg_server.h), with CLIENT the struct tag of its clients: see
+ * CLIENT_FIELDS in client.h.
+ */
+#define SERVER_FIELDS(CLIENT) \
+	struct pgsock sock;        /* socket + buffers */                                   \
+	struct worker *worker;     /* thread whose loop has the fd */                       \
+	struct list node;          /* in worker->servers (until freed) */                   \
+	struct server *dead_next;  /* in worker->dead_servers once closed */                \
+	struct list pool_node;     /* in pool->idle[worker] (pool lock) */                  \
+	struct pool *pool;                                                                  \
+	int host_index;            /* its address in pool->hosts (pool_pick_host) */       \
+	struct CLIENT *client;     /* linked client (ACTIVE) */                             \
+	uint8_t state;             /* enum server_state */                                  \
+	bool closed;               /* fd gone; memory freed at the loop's safe point */     \
+	uint64_t id;               /* unique id for log lines */                            \
+	uint32_t generation;       /* pool->generation when launched (RECONNECT, RELOAD) */ \
+	int64_t connect_time_us;   /* for server_lifetime */                                \
+	int64_t state_since_us;    /* for connect timeout and idle timeout */               \
+	/* end of SERVER_FIELDS */
 
 struct server {
-	struct pgsock sock;        /* socket + buffers */
-	struct worker *worker;     /* thread whose loop has the fd */
-	struct list node;          /* in worker->servers (until freed) */
-	struct server *dead_next;  /* in worker->dead_servers once closed */
-	struct list pool_node;     /* in pool->idle[worker] (pool lock) */
-	struct pool *pool;
-	int host_index;             /* its address in pool->hosts (pool_pick_host) */
-	struct client *client;     /* linked client (ACTIVE) */
-	struct scram_client *scram; /* heap, only during login */
-	uint8_t state;             /* enum server_state */
-	uint8_t tls_step;          /* while CONNECTING: 0 = plain, 1 = SSLRequest sent,
-				    * 2 = handshaking, 3 = TLS up */
-	char tx_status;            /* status byte of the last ReadyForQuery */
-	bool last_was_ready;       /* last examined message was ReadyForQuery */
-	bool dirty;                /* must not be reused (protocol surprise) */
-	bool closed;               /* fd gone; memory freed at the loop's safe point */
-	bool login_failure_reported; /* the pool already knows this login failed */
-	int outstanding;           /* client Query/Sync/FunctionCall not yet answered by 'Z' */
-	bool client_mid_batch;     /* client sent extended-protocol messages not yet closed by Sync */
-	int internal;              /* queries sluice sent whose answers are swallowed */
-	uint64_t id;               /* unique id for log lines */
-	uint32_t generation;       /* pool->generation when launched (RECONNECT, RELOAD) */
-	int64_t xact_begin_us;     /* first request of the current transaction (statistics); 0 = none */
-	uint32_t backend_pid;      /* BackendKeyData from the server */
-	uint32_t backend_key;
-	int64_t connect_time_us;   /* for server_lifetime */
-	int64_t state_since_us;    /* for connect timeout and idle timeout */
-	int64_t query_start_us;    /* when the oldest unanswered client request was sent (query_timeout) */
-	int64_t ready_since_us;    /* last ReadyForQuery forwarded (idle_transaction_timeout) */
-	int64_t xact_start_us;     /* transaction began (first status T/E after I); 0 = none */
-	char *params[6];            /* current values of tracked parameters (heap) */
-	struct iobuf login_params; /* ParameterStatus bytes seen during login */
-	struct server_stmts stmts; /* statements sluice prepared here */
-	struct expect_queue expect; /* answers still to come (statement tracking) */
-	bool tracking;             /* expect queue in use for the current client */
-	bool skipping;             /* PostgreSQL answered an error in the client's open batch and
-				    * discards everything up to its next Sync */
-	uint64_t unnamed_owner;    /* client whose unnamed statement this session holds, 0 = unknown */
-	uint32_t unnamed_gen;      /* that client's unnamed_gen when it was parsed here */
-	struct session_vars vars;  /* settings sluice knows this session holds (session_vars.h) */
-	struct track_pending *pending; /* setting changes answered, not yet committed (track.c) */
-	bool check_due;            /* dynamic SQL ran: look at the session before lending it on */
-	uint32_t parses_in_flight; /* expect entries that prepare a statement sluice_<id> */
-	int cancels_pending;       /* cancels of its client's query on their way to PostgreSQL:
-				    * it is not lent to another client until they are through */
-	struct track_journal *journal; /* the current batch as sent, to send again (track.c) */
-	bool batch_ran;            /* something of the client's current batch runs on the server */
-	bool pinned;               /* its client did something session-bound: no sharing, reset after */
-	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
-	bool bp_lent;              /* bpf_bypass: in the kernel's idle set, or used by a client there */
-	bool bp_refused;           /* bpf_bypass: cannot be lent (no slot) */
-	bool bp_retrack;           /* taken from the kernel mid-batch: statement tracking
-				    * resumes once every request is answered */
-	bool resume_client;        /* a held client may read on once this is delivered */
-	struct copy_watch copy;    /* Syncs the client sent into a COPY FROM STDIN (copy_watch.h) */
-	bool lookup;               /* running auth_query for the linked client (answers consumed) */
-	char *lookup_secret;       /* what the lookup found so far (heap) */
-	char lookup_error[160];    /* the lookup's ErrorResponse, "" = none */
+	SERVER_FIELDS(client)
 };
-
-/* Start connecting a new server for pool p on worker w. The pool already
- * counted it. Failures are reported through the pool. */
-void server_launch(struct worker *w, struct pool *p);
-
-/* Link a clean idle server (already in c's loop) to client c and make it
- * ready to forward (sends SETs to match the client's parameters). */
-void server_link(struct server *s, struct client *c);
-
-/* bpf_bypass: the kernel handed over a pair it had linked; s goes on
- * forwarding for c with the kernel's count of unanswered requests. */
-struct server_kernel_times {
-	int64_t query_start_us; /* oldest unanswered request (0 = unknown) */
-	int64_t ready_since_us; /* last ReadyForQuery */
-	int64_t xact_start_us;  /* transaction began, 0 = none */
-	int64_t xact_begin_us;  /* its first request (SHOW STATS), 0 = none open */
-};
-void server_link_from_kernel(struct server *s, struct client *c, int outstanding, bool mid_batch,
-			     char tx_status, bool at_boundary, const struct server_kernel_times *t);
-
-/* The pool made s idle: watch it for an unexpected close or message. */
-void server_watch_idle(struct server *s);
-
-/* Adopt a server that arrived by handoff into worker w's loop. */
-void server_adopt(struct server *s, struct worker *w);
-
-/* Detach from the worker's loop before a handoff to another worker. */
-void server_detach(struct server *s);
-
-/* Send what waits towards the server: sluice's own bytes, then the
- * linked client's examined bytes. */
-void server_send_pending(struct server *s);
-/* Send what waits towards the linked client: the client's wbuf, then the
- * server's examined bytes; returns the server to the pool when clean. */
-void server_deliver_pending(struct server *s);
-
-/* Run auth_query for user on clean server s, for client c (in AUTH).
- * Answers go to client_lookup_done, then s goes back to its pool. */
-void server_lookup(struct server *s, struct client *c, const char *user);
-
-/* Between transactions with nothing in flight either way (a session-mode
- * client could leave or move now). */
-bool server_at_boundary(const struct server *s);
-
-/* The client went away. Clean the server for reuse, or close it. */
-void server_client_gone(struct server *s);
-
-/* The address s connected to (one of its pool's hosts). */
-const struct pool_host *server_host(const struct server *s);
-/* Idle server s, taken from its pool, runs server_check_query; it goes
- * back through pool_release when answered, or closes on an error. */
-void server_check(struct server *s);
-/* Send a CancelRequest for whatever this server is running. With hold,
- * s is not lent to another client until PostgreSQL has taken it. */
-void server_cancel(struct server *s, bool hold);
-/* A cancel sent for s's client has been taken by PostgreSQL (or given up). */
-void server_cancel_done(struct server *s);
-
-/* Periodic checks: connect timeout, idle timeout, lifetime. */
-void server_tick(struct server *s, int64_t now_us);
-
-void server_close(struct server *s, const char *reason);
-/* Free a closed server (worker's safe point only). */
-void server_free(struct server *s);
 
 #endif

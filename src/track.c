@@ -17,12 +17,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "client.h"
+#include "pg_client.h"
 #include "config.h"
 #include "expect.h"
 #include "pool.h"
 #include "runtime.h"
-#include "server.h"
+#include "pg_server.h"
 #include "sqlinfo.h"
 
 #define QUERY_INSPECT_MAX 65536 /* larger simple queries pass unexamined */
@@ -70,7 +70,7 @@ struct track_journal {
 
 enum { ENTRY_DONE, ENTRY_FAILED, ENTRY_SKIPPED };
 
-static void journal_drop(struct server *s);
+static void journal_drop(struct pg_server *s);
 
 bool track_enabled(const struct pool *p)
 {
@@ -82,7 +82,7 @@ bool track_renames(const struct pool *p)
 	return track_enabled(p) && runtime_config()->max_prepared_statements > 0;
 }
 
-static bool skipping(const struct client *c)
+static bool skipping(const struct pg_client *c)
 {
 	return c->skip_until_sync || (c->server && c->server->skipping);
 }
@@ -102,7 +102,7 @@ static bool bind_of_unnamed(const struct pg_msg *m, uint32_t avail)
 	return at < have && m->body[at] == '\0';
 }
 
-bool track_wants_whole(const struct client *c, const struct pg_msg *m, uint32_t avail)
+bool track_wants_whole(const struct pg_client *c, const struct pg_msg *m, uint32_t avail)
 {
 	if (skipping(c) && m->type != 'S')
 		return false; /* dropped as it arrives */
@@ -125,7 +125,7 @@ static bool prepares(const struct expect *e)
 	return (e->kind == EXPECT_PARSE || e->kind == EXPECT_PARSE_OWN) && e->id;
 }
 
-static bool push_gen(struct server *s, int kind, uint8_t flags, uint32_t id, void *arg, uint32_t gen)
+static bool push_gen(struct pg_server *s, int kind, uint8_t flags, uint32_t id, void *arg, uint32_t gen)
 {
 	struct expect e = { .kind = (uint8_t)kind, .flags = flags, .id = id, .gen = gen, .arg = arg };
 	if (expect_push(&s->expect, e) < 0)
@@ -140,7 +140,7 @@ static bool push_gen(struct server *s, int kind, uint8_t flags, uint32_t id, voi
 	return true;
 }
 
-static bool push(struct server *s, int kind, uint8_t flags, uint32_t id, void *arg)
+static bool push(struct pg_server *s, int kind, uint8_t flags, uint32_t id, void *arg)
 {
 	return push_gen(s, kind, flags, id, arg, 0);
 }
@@ -172,7 +172,7 @@ static void undo_free(struct track_undo *u)
 
 /* Put statements back that a skipped message removed, unless the client
  * has used the name again since. */
-static void restore_stmt(struct client *c, struct client_stmt *e)
+static void restore_stmt(struct pg_client *c, struct client_stmt *e)
 {
 	if (c && !client_stmts_find(&c->stmts, e->name) &&
 	    client_stmts_add(&c->stmts, e->name, &e->def, e->info) == 0) {
@@ -183,7 +183,7 @@ static void restore_stmt(struct client *c, struct client_stmt *e)
 	client_stmt_free(e);
 }
 
-static void restore_all(struct client *c, struct client_stmts *all)
+static void restore_all(struct pg_client *c, struct client_stmts *all)
 {
 	for (uint32_t i = 0; i < all->n; i++)
 		restore_stmt(c, &all->v[i]);
@@ -194,7 +194,7 @@ static void restore_all(struct client *c, struct client_stmts *all)
 /* The message replaces the client's unnamed statement by n (NULL: drops
  * it); the old one is kept in u until the message is answered. Returns
  * the statement's new version, for the entry (expect.gen). */
-static uint32_t take_unnamed(struct client *c, struct track_undo *u, struct unnamed_stmt *n)
+static uint32_t take_unnamed(struct pg_client *c, struct track_undo *u, struct unnamed_stmt *n)
 {
 	u->unnamed = c->unnamed;
 	u->unnamed_saved = true;
@@ -204,7 +204,7 @@ static uint32_t take_unnamed(struct client *c, struct track_undo *u, struct unna
 
 /* The message (entry e) never ran: the client's unnamed statement is what
  * it was, unless a later message (already read) changed it again. */
-static void restore_unnamed(struct client *c, const struct expect *e, struct track_undo *u)
+static void restore_unnamed(struct pg_client *c, const struct expect *e, struct track_undo *u)
 {
 	struct unnamed_stmt *old = u && u->unnamed_saved ? u->unnamed : NULL;
 	if (c && e->gen && c->unnamed_gen == e->gen) {
@@ -220,9 +220,9 @@ static void restore_unnamed(struct client *c, const struct expect *e, struct tra
 	}
 }
 
-static void pending_add(struct server *s, struct sql_info *si, uint16_t stmt);
+static void pending_add(struct pg_server *s, struct sql_info *si, uint16_t stmt);
 
-static void portal_forget(struct client *c, const char *name)
+static void portal_forget(struct pg_client *c, const char *name)
 {
 	for (uint8_t i = 0; i < c->portals.n; i++) {
 		struct portal_info *p = &c->portals.v[i];
@@ -237,7 +237,7 @@ static void portal_forget(struct client *c, const char *name)
 
 /* A transaction ended (or failed) at the end of batch k: the portals bound
  * up to there are gone. */
-static void portals_end(struct client *c, uint32_t k)
+static void portals_end(struct pg_client *c, uint32_t k)
 {
 	for (uint8_t i = c->portals.n; i-- > 0;)
 		if ((int32_t)(c->portals.v[i].batch - k) <= 0)
@@ -246,9 +246,9 @@ static void portals_end(struct client *c, uint32_t k)
 
 /* Settle an entry: its message was answered (DONE), answered with the
  * error (FAILED), or never run (SKIPPED). */
-static void finish_entry(struct server *s, struct expect *e, int how)
+static void finish_entry(struct pg_server *s, struct expect *e, int how)
 {
-	struct client *c = s->client;
+	struct pg_client *c = s->client;
 	struct track_undo *u = e->arg;
 	bool undo = how != ENTRY_DONE;
 	if (prepares(e) && s->parses_in_flight > 0)
@@ -339,7 +339,7 @@ static void finish_entry(struct server *s, struct expect *e, int how)
  * up to the next Sync. Settle the head as FAILED and the rest up to that
  * Sync as SKIPPED, newest first, so each undo sees the state its message
  * found. */
-static void fail_batch(struct server *s)
+static void fail_batch(struct pg_server *s)
 {
 	uint32_t n = 1;
 	while (n < s->expect.len && expect_at(&s->expect, n)->kind != EXPECT_SYNC)
@@ -373,7 +373,7 @@ static void fail_batch(struct server *s)
 
 /* ---- settings: committed when their transaction ends ---- */
 
-static void pending_add(struct server *s, struct sql_info *si, uint16_t stmt)
+static void pending_add(struct pg_server *s, struct sql_info *si, uint16_t stmt)
 {
 	for (uint16_t k = 0; k < si->n_changes; k++) {
 		if (si->changes[k].stmt != stmt)
@@ -401,7 +401,7 @@ unsure:
 		s->client->pinned = true;
 }
 
-static void pending_clear(struct server *s)
+static void pending_clear(struct pg_server *s)
 {
 	struct track_pending *p = s->pending;
 	if (!p)
@@ -412,10 +412,10 @@ static void pending_clear(struct server *s)
 	p->failed = p->rolled_back = false;
 }
 
-static void pending_commit(struct server *s)
+static void pending_commit(struct pg_server *s)
 {
 	struct track_pending *p = s->pending;
-	struct client *c = s->client;
+	struct pg_client *c = s->client;
 	for (uint16_t i = 0; i < p->n; i++) {
 		if ((c && session_vars_apply(&c->vars, p->v[i].info, p->v[i].k) < 0) ||
 		    session_vars_apply(&s->vars, p->v[i].info, p->v[i].k) < 0) {
@@ -428,7 +428,7 @@ static void pending_commit(struct server *s)
 }
 
 /* A ReadyForQuery: the transaction went on, or ended (status 'I'). */
-static void pending_on_ready(struct server *s, char status)
+static void pending_on_ready(struct pg_server *s, char status)
 {
 	struct track_pending *p = s->pending;
 	if (!p)
@@ -451,7 +451,7 @@ static void pending_on_ready(struct server *s, char status)
 	}
 }
 
-static void pending_on_complete(struct server *s, const struct pg_msg *m)
+static void pending_on_complete(struct pg_server *s, const struct pg_msg *m)
 {
 	if (!s->pending || m->body_len == 0)
 		return;
@@ -465,7 +465,7 @@ static void pending_on_complete(struct server *s, const struct pg_msg *m)
 	}
 }
 
-int track_restore_sql(struct server *s, struct client *c, char **sql, size_t *len, size_t *cap)
+int track_restore_sql(struct pg_server *s, struct pg_client *c, char **sql, size_t *len, size_t *cap)
 {
 	if (!s->vars.n && !c->vars.n)
 		return 0;
@@ -477,7 +477,7 @@ int track_restore_sql(struct server *s, struct client *c, char **sql, size_t *le
 
 /* ---- the batch journal ---- */
 
-static void journal_drop(struct server *s)
+static void journal_drop(struct pg_server *s)
 {
 	if (s->journal) {
 		free(s->journal->b);
@@ -486,7 +486,7 @@ static void journal_drop(struct server *s)
 	}
 }
 
-static bool journal_add(struct server *s, const uint8_t *p, uint32_t n)
+static bool journal_add(struct pg_server *s, const uint8_t *p, uint32_t n)
 {
 	struct track_journal *j = s->journal;
 	if (j->len + n > JOURNAL_MAX) {
@@ -513,7 +513,7 @@ static bool journal_add(struct server *s, const uint8_t *p, uint32_t n)
 /* Has nothing of the client's current batch (since its last Sync) run on
  * the server, outside an explicit transaction (which an error aborts)?
  * Parses are harmless to repeat. */
-static bool batch_untouched(struct server *s)
+static bool batch_untouched(struct pg_server *s)
 {
 	bool fresh = !s->client_mid_batch || !s->batch_ran; /* the batch begins here, or has only parsed */
 	return fresh && s->tx_status == 'I' && !s->outstanding && !s->internal && !s->skipping;
@@ -521,7 +521,7 @@ static bool batch_untouched(struct server *s)
 
 
 /* A Parse of one of sluice's statements to s (SHOW STATS server_parse_count). */
-static int send_parse(struct server *s, uint32_t id, const struct pstmt_def *def)
+static int send_parse(struct pg_server *s, uint32_t id, const struct pstmt_def *def)
 {
 	stats_add(&pool_stats(s->pool, s->worker)->server_parses, 1);
 	return pstmt_build_parse(&s->sock.wbuf, id, def);
@@ -531,11 +531,11 @@ static int send_parse(struct server *s, uint32_t id, const struct pstmt_def *def
  * batch) does not exist: prepare it again and send the batch once more.
  * Returns 1 when done (the error is then swallowed), 0 when it cannot be
  * (nothing changed), -1 without memory halfway (the server must go). */
-static int heal_lost_statement(struct server *s, const struct pg_msg *m)
+static int heal_lost_statement(struct pg_server *s, const struct pg_msg *m)
 {
 	struct track_journal *j = s->journal;
 	struct expect *e = expect_head(&s->expect);
-	struct client *c = s->client;
+	struct pg_client *c = s->client;
 	struct server_stmt *ss = server_stmts_find_id(&s->stmts, e->id);
 	if (!j || !c || !ss || j->retries >= JOURNAL_RETRIES || m->len - 5 != m->body_len ||
 	    iobuf_len(&s->sock.wbuf) || c->sock.fwd || c->sock.skip)
@@ -623,7 +623,7 @@ static int heal_lost_statement(struct server *s, const struct pg_msg *m)
 	return 1;
 }
 
-void track_journal_note(struct server *s, const struct pg_msg *m, int act, uint32_t avail, uint32_t wbuf_before)
+void track_journal_note(struct pg_server *s, const struct pg_msg *m, int act, uint32_t avail, uint32_t wbuf_before)
 {
 	struct track_journal *j = s->journal;
 	if (!j || !j->open || act == TRACK_FLUSH_FIRST || act == TRACK_ERROR)
@@ -654,7 +654,7 @@ static struct track_undo *undo_new(void)
  * (kind QUERY or SYNTH_COMPLETE): it ends a batch, and it drops the
  * client's unnamed statement (postgres.c, exec_simple_query), kept in
  * *up for when it turns out never to have run. */
-static bool push_query(struct client *c, struct server *s, int kind, uint8_t flags, struct track_undo **up)
+static bool push_query(struct pg_client *c, struct pg_server *s, int kind, uint8_t flags, struct track_undo **up)
 {
 	if (c->unnamed && !*up && !(*up = undo_new()))
 		return false;
@@ -674,7 +674,7 @@ static bool push_query(struct client *c, struct server *s, int kind, uint8_t fla
  * so it aborts the transaction or skips to Sync exactly as PostgreSQL
  * would have for the client's own message; its 26000 is then replaced by
  * this error. A Query fails as a Query (its ReadyForQuery follows). */
-static int fail_with(struct client *c, struct server *s, bool query, const char *code, const char *fmt,
+static int fail_with(struct pg_client *c, struct pg_server *s, bool query, const char *code, const char *fmt,
 		     const char *name)
 {
 	if (c->sock.fwd)
@@ -697,7 +697,7 @@ static int fail_with(struct client *c, struct server *s, bool query, const char 
 }
 
 /* Make room in the server cache, evicting the least recently used. */
-static bool make_room(struct server *s)
+static bool make_room(struct pg_server *s)
 {
 	int max = runtime_config()->max_prepared_statements;
 	while (s->stmts.n >= (uint32_t)max) {
@@ -712,7 +712,7 @@ static bool make_room(struct server *s)
 /* Is the Parse of server statement id still unanswered, in a batch before
  * the client's current one? An error there would skip it, and the
  * statement would not exist when the current batch names it. */
-static bool prepared_in_doubt(struct server *s, uint32_t id)
+static bool prepared_in_doubt(struct pg_server *s, uint32_t id)
 {
 	if (!s->parses_in_flight)
 		return false;
@@ -730,7 +730,7 @@ static bool prepared_in_doubt(struct server *s, uint32_t id)
 /* The server's id for def, preparing it there first when it lacks it
  * (the answer to that Parse is swallowed). 0 on failure, UINT32_MAX when
  * its Parse is in doubt (the caller waits for the answers in flight). */
-static uint32_t ensure_on_server(struct server *s, const struct pstmt_def *def)
+static uint32_t ensure_on_server(struct pg_server *s, const struct pstmt_def *def)
 {
 	struct server_stmt *ss = server_stmts_find(&s->stmts, def);
 	if (ss)
@@ -745,14 +745,14 @@ static uint32_t ensure_on_server(struct server *s, const struct pstmt_def *def)
 
 /* Will the server surely be in a transaction that is not aborted when it
  * reads the client's next message? (No request unanswered, none failed.) */
-static bool status_known(const struct server *s)
+static bool status_known(const struct pg_server *s)
 {
 	return !s->skipping && s->outstanding == 0 && s->internal == 0 && s->tx_status != 'E';
 }
 
 /* Hold the client's reading until every answer in flight is in: its next
  * message must be judged against the server's real state. */
-static int wait_for_answers(struct client *c, struct server *s)
+static int wait_for_answers(struct pg_client *c, struct pg_server *s)
 {
 	for (uint32_t i = s->expect.len; i-- > 0;) {
 		struct expect *e = expect_at(&s->expect, i);
@@ -766,7 +766,7 @@ static int wait_for_answers(struct client *c, struct server *s)
 	return TRACK_FLUSH_FIRST; /* only sluice's own bytes in flight: they go first */
 }
 
-static void note_effects(struct client *c, struct server *s, const struct sql_info *si)
+static void note_effects(struct pg_client *c, struct pg_server *s, const struct sql_info *si)
 {
 	if (!si)
 		return;
@@ -792,7 +792,7 @@ static bool is_internal_name(const char *name)
 }
 
 /* A named statement the client's messages name: rewritten to sluice's. */
-static int parse_named(struct client *c, struct server *s, const char *name, struct pstmt_def *def,
+static int parse_named(struct pg_client *c, struct pg_server *s, const char *name, struct pstmt_def *def,
 		       struct sql_info *info)
 {
 	if (c->sock.fwd) {
@@ -855,7 +855,7 @@ static int parse_named(struct client *c, struct server *s, const char *name, str
  * (so an aborted transaction, an error earlier in the batch and the
  * pipeline's state are all its own); only a lone simple query for a
  * statement the server does not hold is answered by sluice. */
-static int deallocate_own(struct client *c, struct server *s, const char *name, bool query)
+static int deallocate_own(struct pg_client *c, struct pg_server *s, const char *name, bool query)
 {
 	struct client_stmt *cs = client_stmts_find(&c->stmts, name);
 	if (!cs && !is_internal_name(name))
@@ -941,7 +941,7 @@ static int deallocate_own(struct client *c, struct server *s, const char *name, 
  * so a statement that fails or is skipped gives them back) and all of
  * sluice's on the server: whatever comes after it prepares again, under
  * new names, whether or not it runs. */
-static void take_all_stmts(struct client *c, struct server *s, struct track_undo *u)
+static void take_all_stmts(struct pg_client *c, struct pg_server *s, struct track_undo *u)
 {
 	u->all = c->stmts;
 	u->all_saved = true;
@@ -950,7 +950,7 @@ static void take_all_stmts(struct client *c, struct server *s, struct track_undo
 	track_server_forget(s);
 }
 
-static int on_query(struct client *c, struct server *s, const struct pg_msg *m)
+static int on_query(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
 {
 	struct sql_info *si = NULL;
 	if (m->len <= QUERY_INSPECT_MAX && m->body_len && m->body[m->body_len - 1] == '\0' &&
@@ -995,7 +995,7 @@ static int on_query(struct client *c, struct server *s, const struct pg_msg *m)
 }
 
 /* An unnamed Parse: forwarded; the client's unnamed statement changes. */
-static int parse_unnamed(struct client *c, struct server *s, struct pstmt_def *def, struct sql_info *si)
+static int parse_unnamed(struct pg_client *c, struct pg_server *s, struct pstmt_def *def, struct sql_info *si)
 {
 	struct track_undo *u = undo_new();
 	struct unnamed_stmt *n = u ? calloc(1, sizeof(*n)) : NULL;
@@ -1020,7 +1020,7 @@ fail:
 	return TRACK_ERROR;
 }
 
-static int on_parse(struct client *c, struct server *s, const struct pg_msg *m)
+static int on_parse(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
 {
 	const char *name;
 	struct pstmt_def def;
@@ -1049,7 +1049,7 @@ static int on_parse(struct client *c, struct server *s, const struct pg_msg *m)
 /* Is a change of the unnamed statement in a batch already closed by Sync
  * still unanswered? Whether it happened decides this client's next use of
  * the statement. */
-static bool unnamed_change_in_flight(struct server *s)
+static bool unnamed_change_in_flight(struct pg_server *s)
 {
 	uint32_t last_sync = 0;
 	for (uint32_t i = s->expect.len; i-- > 0;) {
@@ -1067,7 +1067,7 @@ static bool unnamed_change_in_flight(struct server *s)
 	return false;
 }
 
-static int use_unnamed(struct client *c, struct server *s, int kind)
+static int use_unnamed(struct pg_client *c, struct pg_server *s, int kind)
 {
 	if (unnamed_change_in_flight(s))
 		return wait_for_answers(c, s);
@@ -1085,7 +1085,7 @@ static int use_unnamed(struct client *c, struct server *s, int kind)
 	return push(s, kind, 0, 0, NULL) ? TRACK_FORWARD : TRACK_ERROR;
 }
 
-static struct portal_info *portal_find(struct client *c, const char *name)
+static struct portal_info *portal_find(struct pg_client *c, const char *name)
 {
 	for (uint8_t i = 0; i < c->portals.n; i++)
 		if (strcmp(c->portals.v[i].name, name) == 0)
@@ -1096,7 +1096,7 @@ static struct portal_info *portal_find(struct client *c, const char *name)
 
 
 /* Remember what the statement behind a portal does (Bind). */
-static void bind_portal(struct client *c, struct server *s, const uint8_t *body, struct sql_info *si)
+static void bind_portal(struct pg_client *c, struct pg_server *s, const uint8_t *body, struct sql_info *si)
 {
 	const char *portal = (const char *)body;
 	portal_forget(c, portal);
@@ -1116,7 +1116,7 @@ unsure:
 	c->pinned = s->pinned = true;
 }
 
-static int on_bind_or_describe(struct client *c, struct server *s, const struct pg_msg *m)
+static int on_bind_or_describe(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
 {
 	const char *stmt;
 	if (m->type == 'B') {
@@ -1172,7 +1172,7 @@ static int on_bind_or_describe(struct client *c, struct server *s, const struct 
 	return TRACK_DROP;
 }
 
-static int on_close(struct client *c, struct server *s, const struct pg_msg *m)
+static int on_close(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
 {
 	if (m->body_len < 2 || m->body[m->body_len - 1] != '\0')
 		return TRACK_ERROR;
@@ -1211,7 +1211,7 @@ static int on_close(struct client *c, struct server *s, const struct pg_msg *m)
 	return TRACK_DROP;
 }
 
-static int on_execute(struct client *c, struct server *s, const struct pg_msg *m)
+static int on_execute(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
 {
 	/* A malformed Execute goes on: PostgreSQL answers it. */
 	bool named = memchr(m->body, '\0', m->body_len) != NULL;
@@ -1245,7 +1245,7 @@ static int on_execute(struct client *c, struct server *s, const struct pg_msg *m
 	return TRACK_FORWARD;
 }
 
-int track_client_msg(struct client *c, struct server *s, const struct pg_msg *m)
+int track_client_msg(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
 {
 	log_noise("track C-%llu -> S-%llu msg %c len %u qlen %u", (unsigned long long)c->id,
 		  (unsigned long long)s->id, m->type, m->len, s->expect.len);
@@ -1282,9 +1282,9 @@ int track_client_msg(struct client *c, struct server *s, const struct pg_msg *m)
 
 /* ---- server direction ---- */
 
-int track_emit(struct server *s)
+int track_emit(struct pg_server *s)
 {
-	struct client *c = s->client;
+	struct pg_client *c = s->client;
 	while (!expect_empty(&s->expect)) {
 		struct expect *e = expect_head(&s->expect);
 		if (e->kind < SYNTH_PARSE_DONE)
@@ -1323,7 +1323,7 @@ int track_emit(struct server *s)
 
 /* The client's name for the server statement e names (the client
  * statement with the same text), or NULL. */
-static const char *client_name_of(struct server *s, const struct expect *e)
+static const char *client_name_of(struct pg_server *s, const struct expect *e)
 {
 	const struct track_undo *named = e->arg;
 	if (named && named->name && (e->kind == EXPECT_BIND || e->kind == EXPECT_DESCRIBE))
@@ -1349,7 +1349,7 @@ static const char *client_name_of(struct server *s, const struct expect *e)
 
 /* Replace every "sluice_<id>" in the fields of ErrorResponse m by the
  * client's "name" and write the result to the client. */
-static int rename_in_error(struct server *s, const struct pg_msg *m, uint32_t id, const char *name)
+static int rename_in_error(struct pg_server *s, const struct pg_msg *m, uint32_t id, const char *name)
 {
 	char ours[32];
 	int ol = snprintf(ours, sizeof(ours), "\"sluice_%u\"", id);
@@ -1385,7 +1385,7 @@ static bool error_needs_rename(const struct expect *e)
 	return e->id && (e->kind == EXPECT_BIND || e->kind == EXPECT_DESCRIBE || e->kind == EXPECT_PARSE_OWN);
 }
 
-bool track_server_wants_whole(struct server *s, const struct pg_msg *m)
+bool track_server_wants_whole(struct pg_server *s, const struct pg_msg *m)
 {
 	if (m->len > QUERY_INSPECT_MAX)
 		return false;
@@ -1402,17 +1402,17 @@ bool track_server_wants_whole(struct server *s, const struct pg_msg *m)
 	}
 }
 
-static void check_answer(struct server *s, const struct expect *e, const struct pg_msg *m);
+static void check_answer(struct pg_server *s, const struct expect *e, const struct pg_msg *m);
 
 /* sluice's own error for an entry sent to fail (F_FAIL), to the client. */
-static int emit_failure(struct server *s, const struct expect *e)
+static int emit_failure(struct pg_server *s, const struct expect *e)
 {
 	const char *err = ((const struct track_undo *)e->arg)->error;
 	return pg_be_error(&s->client->sock.wbuf, "ERROR", err, err + 8) < 0 ? TRACK_ERROR : TRACK_DROP;
 }
 
 /* An answer to a message sluice sent to fail on purpose. */
-static int failure_answer(struct server *s, struct expect *e, const struct pg_msg *m)
+static int failure_answer(struct pg_server *s, struct expect *e, const struct pg_msg *m)
 {
 	if (s->sock.fwd)
 		return TRACK_FLUSH_FIRST; /* what precedes it goes first */
@@ -1449,7 +1449,7 @@ static int failure_answer(struct server *s, struct expect *e, const struct pg_ms
 	return TRACK_DROP; /* the rest of an unexpected success */
 }
 
-int track_server_msg(struct server *s, const struct pg_msg *m)
+int track_server_msg(struct pg_server *s, const struct pg_msg *m)
 {
 	log_noise("track S-%llu msg %c len %u qlen %u head %d", (unsigned long long)s->id, m->type, m->len,
 		  s->expect.len, s->expect.len ? expect_head(&s->expect)->kind : -1);
@@ -1581,7 +1581,7 @@ static bool is_region_sync(const struct expect *e)
 	return e->kind == EXPECT_SYNC && !(e->flags & EXPECT_F_OWN);
 }
 
-bool track_copy_began(struct server *s, uint32_t region)
+bool track_copy_began(struct pg_server *s, uint32_t region)
 {
 	struct expect_queue *q = &s->expect;
 	if (q->len < 1 + region)
@@ -1597,7 +1597,7 @@ bool track_copy_began(struct server *s, uint32_t region)
 	return true;
 }
 
-bool track_copy_drop_syncs(struct server *s, uint32_t at, uint32_t n)
+bool track_copy_drop_syncs(struct pg_server *s, uint32_t at, uint32_t n)
 {
 	struct expect_queue *q = &s->expect;
 	if (q->len < at + n)
@@ -1614,7 +1614,7 @@ bool track_copy_drop_syncs(struct server *s, uint32_t at, uint32_t n)
 	return true;
 }
 
-bool track_answer_due(struct server *s)
+bool track_answer_due(struct pg_server *s)
 {
 	return s->tracking && !expect_empty(&s->expect) &&
 	       expect_head(&s->expect)->kind >= SYNTH_PARSE_DONE;
@@ -1640,9 +1640,9 @@ static const char CHECK_SQL[] =
 /* bpf_bypass: whether the unnamed Parse the kernel carried worked is not
  * known (an error came in its batch): the server knows. Ask it, with a
  * Describe of the unnamed statement and a Sync of sluice's own. */
-static bool probe_unnamed(struct server *s)
+static bool probe_unnamed(struct pg_server *s)
 {
-	struct client *c = s->client;
+	struct pg_client *c = s->client;
 	if (!c || !c->unnamed_doubt)
 		return false;
 	c->unnamed_doubt = false;
@@ -1662,7 +1662,7 @@ static bool probe_unnamed(struct server *s)
 	return true;
 }
 
-bool track_check_before_release(struct server *s)
+bool track_check_before_release(struct pg_server *s)
 {
 	if (probe_unnamed(s))
 		return true;
@@ -1676,7 +1676,7 @@ bool track_check_before_release(struct server *s)
 	return true;
 }
 
-static bool setting_known(const struct server *s, const char *name, size_t len)
+static bool setting_known(const struct pg_server *s, const char *name, size_t len)
 {
 	for (int k = 0; k < TRACKED_PARAMS; k++)
 		if (strlen(tracked_param_names[k]) == len && strncasecmp(tracked_param_names[k], name, len) == 0)
@@ -1687,10 +1687,10 @@ static bool setting_known(const struct server *s, const char *name, size_t len)
 	return false;
 }
 
-static void check_answer(struct server *s, const struct expect *e, const struct pg_msg *m)
+static void check_answer(struct pg_server *s, const struct expect *e, const struct pg_msg *m)
 {
 	if (e->flags & EXPECT_F_UNNAMED) { /* probe_unnamed: there or not */
-		struct client *c = s->client;
+		struct pg_client *c = s->client;
 		if (m->type == 'E' && c) {
 			unnamed_free(c->unnamed);
 			c->unnamed = NULL;
@@ -1752,12 +1752,12 @@ static void check_answer(struct server *s, const struct expect *e, const struct 
 
 /* ---- lifetime ---- */
 
-void track_server_forget(struct server *s)
+void track_server_forget(struct pg_server *s)
 {
 	server_stmts_clear(&s->stmts);
 }
 
-void track_server_free(struct server *s)
+void track_server_free(struct pg_server *s)
 {
 	while (!expect_empty(&s->expect)) {
 		struct expect *e = expect_head(&s->expect);
@@ -1777,7 +1777,7 @@ void track_server_free(struct server *s)
 	session_vars_clear(&s->vars);
 }
 
-void track_client_free(struct client *c)
+void track_client_free(struct pg_client *c)
 {
 	client_stmts_clear(&c->stmts);
 	unnamed_free(c->unnamed);
@@ -1789,7 +1789,7 @@ void track_client_free(struct client *c)
 	session_vars_clear(&c->vars);
 }
 
-uint32_t track_unnamed_from_kernel(struct client *c, const uint8_t *body, uint32_t len)
+uint32_t track_unnamed_from_kernel(struct pg_client *c, const uint8_t *body, uint32_t len)
 {
 	struct unnamed_stmt *n = body ? calloc(1, sizeof(*n)) : NULL;
 	const char *name;
@@ -1803,7 +1803,7 @@ uint32_t track_unnamed_from_kernel(struct client *c, const uint8_t *body, uint32
 	return ++c->unnamed_gen;
 }
 
-void track_account(struct client *c, bool gone)
+void track_account(struct pg_client *c, bool gone)
 {
 	uint32_t n = gone ? 0 : c->stmts.n;
 	size_t bytes = gone ? 0 : c->stmts.bytes;
@@ -1815,7 +1815,7 @@ void track_account(struct client *c, bool gone)
 	c->acct_bytes = bytes;
 }
 
-size_t track_client_bytes(const struct client *c)
+size_t track_client_bytes(const struct pg_client *c)
 {
 	size_t b = c->stmts.bytes + session_vars_bytes(&c->vars);
 	if (c->unnamed)

@@ -26,8 +26,8 @@
 #include "pg_proto.h"
 #include "prepared.h"
 
-struct client;
-struct server;
+struct pg_client;
+struct pg_server;
 struct pool;
 struct sql_info;
 
@@ -71,61 +71,61 @@ bool track_renames(const struct pool *p);
 
 /* Must this client message be complete in the buffer before
  * track_client_msg can decide? */
-bool track_wants_whole(const struct client *c, const struct pg_msg *m, uint32_t avail);
+bool track_wants_whole(const struct pg_client *c, const struct pg_msg *m, uint32_t avail);
 
 /* One client message (complete when track_wants_whole said so). */
-int track_client_msg(struct client *c, struct server *s, const struct pg_msg *m);
+int track_client_msg(struct pg_client *c, struct pg_server *s, const struct pg_msg *m);
 /* After track_client_msg returned act for m (of which avail bytes are in):
  * record what went to the server in the batch journal. wbuf_before is the
  * server's wbuf length before the call. */
-void track_journal_note(struct server *s, const struct pg_msg *m, int act, uint32_t avail, uint32_t wbuf_before);
+void track_journal_note(struct pg_server *s, const struct pg_msg *m, int act, uint32_t avail, uint32_t wbuf_before);
 
 /* Must this server message be complete before track_server_msg? */
-bool track_server_wants_whole(struct server *s, const struct pg_msg *m);
+bool track_server_wants_whole(struct pg_server *s, const struct pg_msg *m);
 /* One server message (complete when track_server_wants_whole said so). */
-int track_server_msg(struct server *s, const struct pg_msg *m);
+int track_server_msg(struct pg_server *s, const struct pg_msg *m);
 
 /* Write sluice's own answers that are due now into the client's wbuf.
  * Returns TRACK_FLUSH_FIRST when server bytes must be sent first. */
-int track_emit(struct server *s);
+int track_emit(struct pg_server *s);
 
 /* Is one of sluice's own answers next in line for s's client? */
-bool track_answer_due(struct server *s);
+bool track_answer_due(struct pg_server *s);
 
 /* s is clean and about to go back to the pool: true when sluice first
  * sent its own look at the session (after dynamic SQL) and s must wait. */
-bool track_check_before_release(struct server *s);
+bool track_check_before_release(struct pg_server *s);
 
 /* SQL that brings server s's session settings in line with client c's
  * (appended to *sql as in session_vars_diff_sql); s is then taken to hold
  * c's settings. Returns 0 or -ENOMEM. */
-int track_restore_sql(struct server *s, struct client *c, char **sql, size_t *len, size_t *cap);
+int track_restore_sql(struct pg_server *s, struct pg_client *c, char **sql, size_t *len, size_t *cap);
 
 /* bpf_bypass: the kernel carried the client's unnamed Parse (its body,
  * len bytes) or dropped the statement (body NULL): sluice's copy follows.
  * Returns the statement's new version (client->unnamed_gen). */
-uint32_t track_unnamed_from_kernel(struct client *c, const uint8_t *body, uint32_t len);
+uint32_t track_unnamed_from_kernel(struct pg_client *c, const uint8_t *body, uint32_t len);
 
 /* COPY FROM STDIN (copy_watch.h): the server began the copy of the head
  * entry (Execute or Query), with the next region entries the Syncs the
  * client sent inside it. False when the queue does not look like that. A
  * client held for the batch's answer reads on: the copy data must come. */
-bool track_copy_began(struct server *s, uint32_t region);
+bool track_copy_began(struct pg_server *s, uint32_t region);
 /* Take out n Sync entries from index at (0 = head): PostgreSQL read
  * them inside a copy and never answers them. False when they are not
  * there. */
-bool track_copy_drop_syncs(struct server *s, uint32_t at, uint32_t n);
+bool track_copy_drop_syncs(struct pg_server *s, uint32_t at, uint32_t n);
 
 /* Statements prepared on s are gone (DISCARD ALL, reset). */
-void track_server_forget(struct server *s);
+void track_server_forget(struct pg_server *s);
 /* Free the expect queue and its entries' data. */
-void track_server_free(struct server *s);
+void track_server_free(struct pg_server *s);
 /* Free the client's tracked statements and settings. */
-void track_client_free(struct client *c);
+void track_client_free(struct pg_client *c);
 /* Heap bytes held for the client's statements and settings. */
-size_t track_client_bytes(const struct client *c);
+size_t track_client_bytes(const struct pg_client *c);
 /* Bring the pool's gauges of its clients' named statements (count, bytes)
  * up to date with c's (gone: take c's share out, it leaves its pool). */
-void track_account(struct client *c, bool gone);
+void track_account(struct pg_client *c, bool gone);
 
 #endif
