@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "bpf/pgframe.h"
 #include "fuzz.h"
@@ -196,22 +197,45 @@ static void check_verdicts(uint8_t type, const uint8_t *body, uint32_t have, uin
 	FUZZ_CHECK(sv == PGF_OK || sv == PGF_USER);
 }
 
-/* The words pgf_sql_needs_user looks for, as plain substrings; the
- * rolling window holds 8 bytes, so DEALLOCATE is its first 8 letters. */
+/* The words pgf_sql_needs_user looks for anywhere, as plain substrings of
+ * the text with every byte OR 0x20 (its rule: letters of either case;
+ * '_' becomes 0x7f); the rolling window holds 8 bytes, so DEALLOCATE is
+ * its first 8 letters and set_config "set_conf". */
 static const char *const sql_words[] = {
-	"listen", "temp", "hold", "prepare", "advisory", "discard", "dealloca",
+	"listen", "temp", "hold", "prepare", "advisory", "discard", "dealloca", "set\x7f" "conf",
 };
+/* Statements it follows only where they begin the text. */
+static const char *const sql_first_words[] = { "set", "reset", "do", "call", "load", "execute" };
 
 static uint8_t lower_buf[PGF_SQL_MAX];
+
+static bool is_word_byte(uint8_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c >= 0x80;
+}
 
 static int sql_reference(const uint8_t *s, uint32_t n)
 {
 	if (n > PGF_SQL_MAX)
 		return 1;
+	if (n && (s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' || s[0] == '(' || s[0] == '-' ||
+		  s[0] == '/'))
+		return 1; /* blanks, a comment or a parenthesis could hide the first word */
+	for (size_t k = 0; k < sizeof(sql_first_words) / sizeof(sql_first_words[0]); k++) {
+		size_t len = strlen(sql_first_words[k]);
+		if (n >= len && strncasecmp((const char *)s, sql_first_words[k], len) == 0 &&
+		    (n == len || !is_word_byte(s[len])))
+			return 1;
+	}
 	for (uint32_t i = 0; i < n; i++)
-		lower_buf[i] = (uint8_t)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + ('a' - 'A') : s[i]);
+		lower_buf[i] = (uint8_t)(s[i] | 0x20);
 	for (size_t k = 0; k < sizeof(sql_words) / sizeof(sql_words[0]); k++)
 		if (memmem(lower_buf, n, sql_words[k], strlen(sql_words[k])))
+			return 1;
+	/* A second statement: anything but blanks and ';' after a ';'. */
+	const uint8_t *semi = memchr(s, ';', n);
+	for (uint32_t i = semi ? (uint32_t)(semi - s) : n; i < n; i++)
+		if (s[i] != ';' && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
 			return 1;
 	return 0;
 }
