@@ -5,7 +5,9 @@ WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmi
 ifdef CI
 WARN    += -Werror
 endif
-CPPFLAGS += -D_GNU_SOURCE -Isrc
+# src/core: the protocol-neutral core; src/pg: PostgreSQL; src/bpf: the kernel
+# fast path (README, "Source layout"). -Isrc for "bpf/pgframe.h".
+CPPFLAGS += -D_GNU_SOURCE -Isrc -Isrc/core -Isrc/pg -Isrc/bpf
 LDLIBS  := -lssl -lcrypto -lpg_query -lpthread
 SAN     ?=
 
@@ -20,10 +22,10 @@ override BPF := $(shell command -v clang >/dev/null 2>&1 && command -v bpftool >
 endif
 NOBPF   := $(if $(filter 0,$(BPF)),-nobpf)
 
-SRCS    := $(wildcard src/*.c)
+SRCS    := $(wildcard src/core/*.c src/pg/*.c) $(filter-out %.bpf.c,$(wildcard src/bpf/*.c))
 OBJDIR  := build/obj$(if $(SAN),-$(SAN))$(NOBPF)
 OBJS    := $(patsubst src/%.c,$(OBJDIR)/%.o,$(SRCS))
-LIBOBJS := $(filter-out $(OBJDIR)/main.o,$(OBJS))
+LIBOBJS := $(filter-out $(OBJDIR)/core/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,build/unit/%,$(UNIT_SRCS))
 
@@ -51,7 +53,7 @@ BPF_ARCH := $(shell gcc -dumpmachine 2>/dev/null)
 build/bpf:
 	mkdir -p $@
 
-build/bpf/bypass.bpf.o: src/bpf/bypass.bpf.c src/bpf/bypass_shared.h src/bpf/pgframe.h src/stats_buckets.h | build/bpf
+build/bpf/bypass.bpf.o: src/bpf/bypass.bpf.c src/bpf/bypass_shared.h src/bpf/pgframe.h src/core/stats_buckets.h | build/bpf
 	clang -O2 -g -target bpf -mcpu=v3 -D__BPF__ -I/usr/include/$(BPF_ARCH) -Isrc/bpf -Wall -c $< -o $@
 
 build/bpf/bypass.skel.h: build/bpf/bypass.bpf.o
@@ -64,6 +66,7 @@ $(BIN): $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(OBJDIR)/%.o: src/%.c | $(OBJDIR)
+	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -MMD -MP -c -o $@ $<
 
 $(OBJDIR) build/unit:
@@ -76,6 +79,7 @@ deps:
 	scripts/install-deps.sh
 
 unit: $(UNIT_BINS)
+	scripts/check-layers.sh
 	scripts/run-unit.sh $(UNIT_BINS)
 
 e2e: $(BIN)

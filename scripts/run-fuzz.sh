@@ -48,18 +48,18 @@ if ! command -v "$CC" >/dev/null 2>&1; then
 	exit 2
 fi
 
-CFLAGS="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 -D_GNU_SOURCE -Isrc"
+CFLAGS="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 -D_GNU_SOURCE -Isrc -Isrc/core -Isrc/pg -Isrc/bpf"
 WARN="-Wall -Wextra -Wno-unused-parameter"
 LIBS="-lssl -lcrypto"
 
 # src files each harness links (nothing else from src/).
 srcs_of() {
 	case $1 in
-	startup|framer|pgframe) echo "src/pg_proto.c src/iobuf.c" ;;
-	scram) echo "src/auth_crypto.c" ;;
-	config) echo "src/config.c src/hba.c src/hba_lex.c src/ident.c" ;;
-	hba) echo "src/hba.c src/hba_lex.c src/ident.c" ;;
-	ident) echo "src/ident.c src/hba_lex.c" ;;
+	startup|framer|pgframe) echo "src/pg/pg_proto.c src/core/iobuf.c" ;;
+	scram) echo "src/pg/auth_crypto.c" ;;
+	config) echo "src/core/config.c src/core/hba.c src/core/hba_lex.c src/core/ident.c" ;;
+	hba) echo "src/core/hba.c src/core/hba_lex.c src/core/ident.c" ;;
+	ident) echo "src/core/ident.c src/core/hba_lex.c" ;;
 	*) return 1 ;;
 	esac
 }

@@ -23,7 +23,7 @@
 #define SLUICE_BYPASS_SHARED_H
 
 #include "pgframe.h"
-#include "../stats_buckets.h"
+#include "../core/stats_buckets.h"
 
 #ifdef __BPF__
 typedef __u64 bp_u64;

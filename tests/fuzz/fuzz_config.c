@@ -1,6 +1,6 @@
 /*
  * fuzz_config.c - libFuzzer harness for config_load / config_free
- * (src/config.c): the INI reader, %include, connection strings, the value
+ * (src/core/config.c): the INI reader, %include, connection strings, the value
  * parsers and the auth_file reader.
  *
  * Input: the bytes before the first "\n@auth@\n" are the file main.ini, the

@@ -1,6 +1,6 @@
 /*
  * fuzz_framer.c - libFuzzer harness for message framing and body readers
- * (src/pg_proto.c): pg_msg_peek over a byte stream the way a proxy walks
+ * (src/pg/pg_proto.c): pg_msg_peek over a byte stream the way a proxy walks
  * its receive buffer, then pg_be_error_parse ('E'/'N'), pg_be_param_parse
  * ('S') and the pg_reader field readers over every complete body.
  *

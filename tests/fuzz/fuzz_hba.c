@@ -1,6 +1,6 @@
 /*
  * fuzz_hba.c - libFuzzer harness for hba_parse / hba_match / hba_free
- * (src/hba.c): the pg_hba.conf tokenizer (quotes, comments, commas,
+ * (src/core/hba.c): the pg_hba.conf tokenizer (quotes, comments, commas,
  * backslash continuations), the field parsers and the matcher.
  *
  * Input: the whole file. It is handed over in an exact-size heap block with

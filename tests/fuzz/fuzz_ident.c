@@ -1,6 +1,6 @@
 /*
  * fuzz_ident.c - libFuzzer harness for ident_parse / ident_allows /
- * ident_free (src/ident.c, tokenizer in src/hba_lex.c): pg_ident.conf
+ * ident_free (src/core/ident.c, tokenizer in src/core/hba_lex.c): pg_ident.conf
  * lines, regular expressions compiled from the input, \1 substitution.
  *
  * Input: the whole file, in an exact-size heap block with no NUL after it

@@ -1,6 +1,6 @@
 /*
  * fuzz_scram.c - libFuzzer harness for the SCRAM-SHA-256 exchange and the
- * strict base64 / verifier parsers (src/auth_crypto.c).
+ * strict base64 / verifier parsers (src/pg/auth_crypto.c).
  *
  * Input: byte 0 picks a mode and flags, the rest is split at '\n' into up
  * to three parts. Every message is handed over in an exact-size heap block

@@ -1,5 +1,5 @@
 /*
- * fuzz_startup.c - libFuzzer harness for pg_fe_startup_parse (src/pg_proto.c),
+ * fuzz_startup.c - libFuzzer harness for pg_fe_startup_parse (src/pg/pg_proto.c),
  * the first thing sluice parses from an unauthenticated client.
  *
  * Invariants checked beyond memory safety (ASan/UBSan):

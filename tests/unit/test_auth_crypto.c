@@ -1,5 +1,5 @@
 /*
- * test_auth_crypto.c - unit tests for src/auth_crypto.c.
+ * test_auth_crypto.c - unit tests for src/pg/auth_crypto.c.
  *
  * Known answers come from outside this code: md5 values from md5sum and
  * from a real PostgreSQL 15 (pg_authid), the SCRAM exchange from RFC 7677
