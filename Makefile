@@ -7,7 +7,7 @@ WARN    += -Werror
 endif
 # src/core: the protocol-neutral core; src/pg: PostgreSQL; src/bpf: the kernel
 # fast path (README, "Source layout"). -Isrc for "bpf/pgframe.h".
-CPPFLAGS += -D_GNU_SOURCE -Isrc -Isrc/core -Isrc/pg -Isrc/bpf
+CPPFLAGS += -D_GNU_SOURCE -Isrc -Isrc/core -Isrc/pg -Isrc/mysql -Isrc/bpf
 LDLIBS  := -lssl -lcrypto -lpg_query -lpthread
 SAN     ?=
 
@@ -22,7 +22,7 @@ override BPF := $(shell command -v clang >/dev/null 2>&1 && command -v bpftool >
 endif
 NOBPF   := $(if $(filter 0,$(BPF)),-nobpf)
 
-SRCS    := $(wildcard src/core/*.c src/pg/*.c) $(filter-out %.bpf.c,$(wildcard src/bpf/*.c))
+SRCS    := $(wildcard src/core/*.c src/pg/*.c src/mysql/*.c) $(filter-out %.bpf.c,$(wildcard src/bpf/*.c))
 OBJDIR  := build/obj$(if $(SAN),-$(SAN))$(NOBPF)
 OBJS    := $(patsubst src/%.c,$(OBJDIR)/%.o,$(SRCS))
 LIBOBJS := $(filter-out $(OBJDIR)/core/main.o,$(OBJS))
