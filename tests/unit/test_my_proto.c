@@ -810,6 +810,245 @@ static void test_rsa(void)
 	EVP_PKEY_free(key);
 }
 
+/* ---- the answer tracker ---- */
+
+/* Answers captured from MariaDB 10.11.19 (raw-socket client, both with and
+ * without DEPRECATE_EOF), from table t(a int, b varchar(20)) holding
+ * (1, 'x') and (2, NULL). Column definitions: */
+#define DEF_A "0364656602746401740174016101610c3f000b000000030000000000" /* t.a */
+#define DEF_B "0364656602746401740174016201620c21003c000000fd0000000000" /* t.b */
+#define DEF_1 "036465660000000131000c3f0001000000038100000000"           /* select 1 */
+#define DEF_2 "036465660000000132000c3f0001000000038100000000"           /* select 2 */
+#define DEF_P "03646566000000013f000c3f0000000000068000000000"           /* a '?' parameter */
+/* ERR 1054 "Unknown column 'nosuch' in 'SELECT'" */
+#define ERR_1054 "ff1e04233432533232556e6b6e6f776e20636f6c756d6e20276e6f737563682720696e202753454c45435427"
+/* COM_STMT_EXECUTE of statement 5, flags (00 = no cursor, 01 = read-only
+ * cursor), iteration count 1 (the parameters are left out: the tracker
+ * reads the flags only) */
+#define EXEC "170500000000" "01000000"
+#define EXEC_CURSOR "170500000001" "01000000"
+
+#define C_41 (MY_CLIENT_PROTOCOL_41 | MY_CLIENT_SECURE_CONNECTION | MY_CLIENT_TRANSACTIONS | \
+	      MY_CLIENT_MULTI_RESULTS | MY_CLIENT_MULTI_STATEMENTS | MY_CLIENT_SESSION_TRACK | \
+	      MY_CLIENT_PLUGIN_AUTH | MY_CLIENT_LOCAL_FILES)
+#define C_DEP (C_41 | MY_CLIENT_DEPRECATE_EOF)
+#define UNKNOWN (-1)
+
+struct answer_case {
+	const char *name;
+	const char *cmd;       /* the command's payload, hex */
+	uint32_t caps;
+	const char *pkts[12];  /* the answer's payloads, hex */
+	const char *want;      /* per packet: M(ore) D(one) I(nfile) B(ad) */
+	int status;            /* at the end; UNKNOWN: status_known false */
+};
+
+static const struct answer_case answer_cases[] = {
+	{ "OK (BEGIN)", "03", C_41, { "00000003000000" }, "D", 0x03 },
+	{ "ERR", "03", C_41, { ERR_1054 }, "D", UNKNOWN },
+	{ "text result", "03", C_41,
+	  { "02", DEF_A, DEF_B, "fe00002200", "01310178", "0132fb", "fe00002200" }, "MMMMMMD", 0x22 },
+	{ "text result, DEPRECATE_EOF", "03", C_DEP,
+	  { "02", DEF_A, DEF_B, "01310178", "0132fb", "fe000022000000" }, "MMMMMD", 0x22 },
+	{ "empty result", "03", C_41, { "01", DEF_A, "fe00002200", "fe00002200" }, "MMMD", 0x22 },
+	{ "empty result, DEPRECATE_EOF", "03", C_DEP, { "01", DEF_A, "fe000022000000" }, "MMD", 0x22 },
+	{ "in a transaction", "03", C_41, { "01", DEF_1, "fe00000300", "0131", "fe00000300" }, "MMMMD", 0x03 },
+	{ "multi-results (select 1; select 2)", "03", C_41,
+	  { "01", DEF_1, "fe00000a00", "0131", "fe00000a00", "01", DEF_2, "fe00000200", "0132", "fe00000200" },
+	  "MMMMMMMMMD", 0x02 },
+	{ "multi-results, DEPRECATE_EOF", "03", C_DEP,
+	  { "01", DEF_1, "0131", "fe00000a000000", "01", DEF_2, "0132", "fe000002000000" }, "MMMMMMMD", 0x02 },
+	{ "OK with MORE_RESULTS, then a result", "03", C_DEP,
+	  { "0001000a000000", "01", DEF_1, "0131", "fe000002000000" }, "MMMMD", 0x02 },
+	{ "second result fails", "03", C_DEP, { "01", DEF_1, "0131", "fe00000a000000", ERR_1054 }, "MMMMD", UNKNOWN },
+	{ "ERR among the rows", "03", C_41, { "01", DEF_1, "fe00000200", "0131", ERR_1054 }, "MMMMD", UNKNOWN },
+	{ "a NULL row (0xfb) is a row", "03", C_DEP, { "01", DEF_B, "fb", "fe000022000000" }, "MMMD", 0x22 },
+	{ "LOCAL INFILE, then OK", "03", C_41,
+	  { "fb662e747874",
+	    "000100020000002f5265636f7264733a2031202044656c657465643a20302020536b69707065643a203020205761726e696e67733a2030" },
+	  "ID", 0x02 },
+	{ "LOCAL INFILE, then ERR", "03", C_41, { "fb662e747874", ERR_1054 }, "ID", UNKNOWN },
+	{ "MariaDB progress report", "03", C_DEP, { "ffffff0101000000", "00000002000000" }, "MD", 0x02 },
+
+	{ "prepare: 2 params, 2 columns", "16", C_41,
+	  { "000500000002000200000000", DEF_P, DEF_P, "fe00000200", DEF_A, DEF_B, "fe00000200" }, "MMMMMMD", 0x02 },
+	{ "prepare: 2 params, 2 columns, DEPRECATE_EOF", "16", C_DEP,
+	  { "000500000002000200000000", DEF_P, DEF_P, DEF_A, DEF_B }, "MMMMD", UNKNOWN },
+	{ "prepare: 0 params, 1 column", "16", C_41, { "000200000001000000000000", DEF_1, "fe00000200" }, "MMD", 0x02 },
+	{ "prepare: 0 params, 1 column, DEPRECATE_EOF", "16", C_DEP, { "000200000001000000000000", DEF_1 }, "MD",
+	  UNKNOWN },
+	{ "prepare: 1 param, 0 columns", "16", C_41, { "000300000000000100000000", DEF_P, "fe00000200" }, "MMD", 0x02 },
+	{ "prepare: 1 param, 0 columns, DEPRECATE_EOF", "16", C_DEP, { "000300000000000100000000", DEF_P }, "MD",
+	  UNKNOWN },
+	{ "prepare: nothing", "16", C_41, { "000400000000000000000000" }, "D", UNKNOWN },
+	{ "prepare: nothing, DEPRECATE_EOF", "16", C_DEP, { "000400000000000000000000" }, "D", UNKNOWN },
+	{ "prepare: ERR", "16", C_41, { ERR_1054 }, "D", UNKNOWN },
+
+	{ "execute: binary rows", EXEC, C_41,
+	  { "02", DEF_A, DEF_B, "fe00002200", "0000010000000178", "fe00002200" }, "MMMMMD", 0x22 },
+	{ "execute: binary rows, DEPRECATE_EOF", EXEC, C_DEP,
+	  { "02", DEF_A, DEF_B, "0000010000000178", "0000070000000171", "fe000022000000" }, "MMMMMD", 0x22 },
+	{ "execute: OK", EXEC, C_41, { "00010000000000" }, "D", 0x00 },
+	{ "execute with a cursor", EXEC_CURSOR, C_41, { "02", DEF_A, DEF_B, "fe00006200" }, "MMMD", 0x62 },
+	{ "execute with a cursor, DEPRECATE_EOF", EXEC_CURSOR, C_DEP, { "02", DEF_A, DEF_B, "fe000062000000" },
+	  "MMMD", 0x62 },
+	{ "execute: cursor asked, none opened", EXEC_CURSOR, C_41,
+	  { "01", DEF_A, "fe00002200", "0000010000000178", "fe00002200" }, "MMMMD", 0x22 },
+	{ "fetch", "1c0500000001000000", C_41, { "0000010000000178", "fe00004200" }, "MD", 0x42 },
+	{ "fetch: the last row, DEPRECATE_EOF", "1c0500000005000000", C_DEP,
+	  { "0000070000000171", "fe000082000000" }, "MD", 0x82 },
+	{ "fetch: no cursor", "1c0500000005000000", C_41,
+	  { "ff8d052348593030305468652073746174656d656e742028312920686173206e6f206f70656e20637572736f72" }, "D",
+	  UNKNOWN },
+
+	{ "field list", "047400", C_41, { DEF_A "fb", DEF_B "fb", "fe00000200" }, "MMD", 0x02 },
+	{ "field list, DEPRECATE_EOF", "047400", C_DEP, { DEF_A "fb", DEF_B "fb", "fe000002000000" }, "MMD", 0x02 },
+	{ "statistics", "09", C_41,
+	  { "557074696d653a203932382020546872656164733a203120205175657374696f6e733a203337" }, "D", UNKNOWN },
+	{ "ping", "0e", C_41, { "00000002000000" }, "D", 0x02 },
+	{ "init db (session state)", "027464", C_41, { "0000000240000000050103027464" }, "D", 0x4002 },
+	{ "init db: ERR", "027878", C_41, { ERR_1054 }, "D", UNKNOWN },
+	{ "reset connection", "1f", C_41, { "00000002000000" }, "D", 0x02 },
+	{ "set option (EOF)", "1b0000", C_41, { "fe00000200" }, "D", 0x02 },
+	{ "set option, DEPRECATE_EOF", "1b0000", C_DEP, { "fe000002000000" }, "D", 0x02 },
+
+	/* not answers */
+	{ "query: EOF first", "03", C_41, { "fe00000200" }, "B", UNKNOWN },
+	{ "query: column count 0", "03", C_41, { "fc0000" }, "B", UNKNOWN },
+	{ "query: column count and a metadata byte", "03", C_41, { "0201" }, "B", UNKNOWN },
+	{ "query: EOF among the definitions", "03", C_41, { "02", DEF_A, "fe00002200" }, "MMB", UNKNOWN },
+	{ "query: short OK", "03", C_41, { "0000" }, "B", UNKNOWN },
+	{ "query: empty packet", "03", C_41, { "01", "" }, "MB", UNKNOWN },
+	{ "after the end", "0e", C_41, { "00000002000000", "00000002000000" }, "DB", 0x02 },
+	{ "execute: LOCAL INFILE", EXEC, C_41, { "fb662e747874" }, "B", UNKNOWN },
+	{ "prepare: not an OK", "16", C_41, { "01" }, "B", UNKNOWN },
+	{ "change user: auth switch", "11", C_41, { "fe6d7973716c5f6e61746976655f70617373776f726400" }, "B", UNKNOWN },
+};
+
+static char answer_char(int rc)
+{
+	switch (rc) {
+	case MY_ANSWER_MORE: return 'M';
+	case MY_ANSWER_DONE: return 'D';
+	case MY_ANSWER_INFILE: return 'I';
+	case MY_ANSWER_BAD: return 'B';
+	}
+	return '?';
+}
+
+static void test_answer(void)
+{
+	for (size_t i = 0; i < N_ELEM(answer_cases); i++) {
+		const struct answer_case *c = &answer_cases[i];
+		uint8_t cmd[64], p[512];
+		size_t n = unhex(c->cmd, cmd);
+		struct my_answer a;
+		my_answer_begin(&a, cmd, (uint32_t)n, c->caps);
+		CHECK(a.command == cmd[0] && !a.status_known);
+		char got[16] = "";
+		for (size_t k = 0; k < strlen(c->want); k++) {
+			size_t pl = unhex(c->pkts[k], p);
+			got[k] = answer_char(my_answer_feed(&a, p, (uint32_t)pl));
+		}
+		bool ok = strcmp(got, c->want) == 0;
+		if (c->status == UNKNOWN)
+			ok = ok && !a.status_known;
+		else
+			ok = ok && a.status_known && a.status == c->status;
+		if (!ok)
+			fprintf(stderr, "answer case '%s': got %s, status %#x known %d\n", c->name, got, a.status,
+				a.status_known);
+		CHECK(ok);
+	}
+
+	/* COM_STMT_PREPARE's statement id and parameter count */
+	static const char *const prep[] = { "000500000002000200000000", DEF_P, DEF_P, DEF_A, DEF_B };
+	struct my_answer a;
+	uint8_t p[512];
+	my_answer_begin(&a, (const uint8_t *)"\x16select ?", 9, C_DEP);
+	for (size_t k = 0; k < N_ELEM(prep); k++) {
+		size_t n = unhex(prep[k], p);
+		CHECK(my_answer_feed(&a, p, (uint32_t)n) == (k + 1 < N_ELEM(prep) ? MY_ANSWER_MORE : MY_ANSWER_DONE));
+	}
+	CHECK(a.prepared_id == 5 && a.prepared_params == 2);
+	my_answer_begin(&a, (const uint8_t *)"\x16set @a = ?", 11, C_41);
+	size_t n = unhex("000300000000000100000000", p);
+	CHECK(my_answer_feed(&a, p, (uint32_t)n) == MY_ANSWER_MORE);
+	CHECK(a.prepared_id == 3 && a.prepared_params == 1);
+	/* a prepare OK cut short */
+	my_answer_begin(&a, (const uint8_t *)"\x16x", 2, C_41);
+	CHECK(my_answer_feed(&a, p, 8) == MY_ANSWER_BAD);
+}
+
+/* Rows that begin with 0xfe. Without DEPRECATE_EOF an EOF is shorter than
+ * 9 bytes: a 9-byte 0xfe packet is a row (here a text row whose one
+ * column is the empty string, its length in the 8-byte lenenc form). With
+ * DEPRECATE_EOF the end is an OK with header 0xfe, and only a packet of
+ * MY_MAX_PAYLOAD bytes can be a row (a row beginning with an 8-byte
+ * lenenc length holds 2^24 bytes or more); what continues a long payload
+ * is never looked at, whatever its first byte. */
+static void test_answer_long_rows(void)
+{
+	struct my_answer a;
+	uint8_t p[64];
+	uint8_t *big = malloc(MY_MAX_PAYLOAD);
+	CHECK(big != NULL);
+	if (!big)
+		return;
+	memset(big, 'a', MY_MAX_PAYLOAD);
+	big[0] = 0xfe; /* lenenc 0xfe: 8 length bytes, 0x1000000 */
+	memcpy(big + 1, "\x00\x00\x00\x01\x00\x00\x00\x00", 8);
+	const uint8_t eof[] = { 0xfe, 0, 0, 2, 0 };
+	const uint8_t okfe[] = { 0xfe, 0, 0, 2, 0, 0, 0 };
+
+	for (int dep = 0; dep < 2; dep++) {
+		uint32_t caps = dep ? C_DEP : C_41;
+		my_answer_begin(&a, (const uint8_t *)"\x03", 1, caps);
+		CHECK(my_answer_feed(&a, (const uint8_t *)"\x01", 1) == MY_ANSWER_MORE);
+		size_t n = unhex(DEF_1, p);
+		CHECK(my_answer_feed(&a, p, (uint32_t)n) == MY_ANSWER_MORE);
+		if (!dep)
+			CHECK(my_answer_feed(&a, eof, sizeof(eof)) == MY_ANSWER_MORE);
+		/* the 9-byte 0xfe packet: a row without DEPRECATE_EOF only */
+		n = unhex("fe0000000000000000", p);
+		CHECK(my_answer_feed(&a, p, (uint32_t)n) == (dep ? MY_ANSWER_DONE : MY_ANSWER_MORE));
+		if (dep) {
+			CHECK(a.status_known && a.status == 0);
+			/* again, with the long row this time */
+			my_answer_begin(&a, (const uint8_t *)"\x03", 1, caps);
+			CHECK(my_answer_feed(&a, (const uint8_t *)"\x01", 1) == MY_ANSWER_MORE);
+			n = unhex(DEF_1, p);
+			CHECK(my_answer_feed(&a, p, (uint32_t)n) == MY_ANSWER_MORE);
+		}
+		/* a row of 0x1000009 bytes: 0xffffff, then 10 bytes that look like an
+		 * end of rows, then the real end */
+		CHECK(my_answer_feed(&a, big, MY_MAX_PAYLOAD) == MY_ANSWER_MORE);
+		CHECK(my_answer_feed(&a, dep ? okfe : eof, dep ? sizeof(okfe) : sizeof(eof)) == MY_ANSWER_MORE);
+		CHECK(my_answer_feed(&a, dep ? okfe : eof, dep ? sizeof(okfe) : sizeof(eof)) == MY_ANSWER_DONE);
+		CHECK(a.status_known && a.status == 2);
+		/* a continuation of exactly 0xffffff, and the empty packet after it */
+		my_answer_begin(&a, (const uint8_t *)"\x1c", 1, caps); /* fetch: rows at once */
+		CHECK(my_answer_feed(&a, big, MY_MAX_PAYLOAD) == MY_ANSWER_MORE);
+		CHECK(my_answer_feed(&a, big, MY_MAX_PAYLOAD) == MY_ANSWER_MORE);
+		CHECK(my_answer_feed(&a, p, 0) == MY_ANSWER_MORE);
+		CHECK(my_answer_feed(&a, dep ? okfe : eof, dep ? sizeof(okfe) : sizeof(eof)) == MY_ANSWER_DONE);
+	}
+	free(big);
+}
+
+static void test_command_answered(void)
+{
+	struct { uint8_t cmd; bool answered; } cases[] = {
+		{ MY_COM_QUIT, false }, { MY_COM_STMT_CLOSE, false }, { MY_COM_STMT_SEND_LONG_DATA, false },
+		{ MY_COM_QUERY, true }, { MY_COM_PING, true }, { MY_COM_INIT_DB, true },
+		{ MY_COM_RESET_CONNECTION, true }, { MY_COM_STMT_PREPARE, true }, { MY_COM_STMT_EXECUTE, true },
+		{ MY_COM_STMT_RESET, true }, { MY_COM_STMT_FETCH, true }, { MY_COM_FIELD_LIST, true },
+		{ MY_COM_STATISTICS, true }, { MY_COM_SET_OPTION, true }, { MY_COM_CHANGE_USER, true },
+	};
+	for (size_t i = 0; i < N_ELEM(cases); i++)
+		CHECK(my_command_answered(cases[i].cmd) == cases[i].answered);
+}
+
 UNIT_MAIN({
 	test_framing();
 	test_lenenc();
@@ -823,4 +1062,7 @@ UNIT_MAIN({
 	test_native();
 	test_sha2();
 	test_rsa();
+	test_answer();
+	test_answer_long_rows();
+	test_command_answered();
 })
