@@ -930,6 +930,26 @@ out:
 
 /* ---- the end of an answer ---- */
 
+/*
+ * Reading of the header's contract, where it leaves room:
+ * - status_known is false after an ERR, as documented, and also when the
+ *   answer carried no status flags at all: COM_STMT_PREPARE under
+ *   DEPRECATE_EOF or with neither parameters nor columns (its OK has no
+ *   status field), and COM_STATISTICS (a bare string). The caller keeps
+ *   what it knew before; neither command changes the transaction state.
+ * - A COM_STMT_EXECUTE that asked for a cursor ends after the column
+ *   definitions only when the server says CURSOR_EXISTS (without
+ *   DEPRECATE_EOF, on the EOF after them; with it, MariaDB 10.11 sends a
+ *   0xfe OK with that flag in place of the rows, which ends the result
+ *   like any terminator). A statement without a result set gets no cursor
+ *   and its rows come as usual.
+ * - Not followed here: COM_CHANGE_USER's authentication exchange (the
+ *   state machine runs it and feeds only the final OK/ERR), COM_BINLOG_DUMP
+ *   (BAD unless refused), and result sets whose metadata may be left out
+ *   (MySQL's CLIENT_OPTIONAL_RESULTSET_METADATA, MariaDB's CACHE_METADATA):
+ *   those capabilities must not be negotiated.
+ */
+
 /* my_answer.phase: the state in the low bits, two flags in the high ones. */
 enum {
 	PH_FIRST,       /* an OK, ERR, LOCAL INFILE request or a column count */
@@ -943,6 +963,7 @@ enum {
 	PH_SIMPLE,      /* a single OK / ERR / EOF */
 	PH_STRING,      /* COM_STATISTICS: one packet, a string */
 	PH_FIELDS,      /* COM_FIELD_LIST: definitions until EOF */
+	PH_UNTRACKED,   /* a stream we cannot follow: only an ERR ends it */
 	PH_DONE,
 	PH_MASK = 0x3f,
 	PH_CURSOR = 0x40, /* COM_STMT_EXECUTE asked for a cursor */
@@ -986,6 +1007,12 @@ void my_answer_begin(struct my_answer *a, const uint8_t *cmd, uint32_t len, uint
 		break;
 	case MY_COM_FIELD_LIST:
 		a->phase = PH_FIELDS;
+		break;
+	case MY_COM_BINLOG_DUMP:
+		/* A replication stream of 0x00-headed events that never ends; its
+		 * first event would pass for an OK. Only a refusal (ERR) is an
+		 * answer; anything else is BAD: a pooler cannot share it. */
+		a->phase = PH_UNTRACKED;
 		break;
 	default:
 		/* COM_PING, COM_INIT_DB, COM_RESET_CONNECTION, COM_STMT_RESET,
@@ -1234,6 +1261,8 @@ int my_answer_feed(struct my_answer *a, const uint8_t *payload, uint32_t len)
 		a->status_known = true;
 		set_phase(a, PH_DONE);
 		return MY_ANSWER_DONE;
+	case PH_UNTRACKED:
+		return h == 0xff ? end_err(a) : bad(a);
 	case PH_STRING:
 		/* The statistics string carries no status; an ERR neither. */
 		set_phase(a, PH_DONE);

@@ -922,6 +922,8 @@ static const struct answer_case answer_cases[] = {
 	{ "after the end", "0e", C_41, { "00000002000000", "00000002000000" }, "DB", 0x02 },
 	{ "execute: LOCAL INFILE", EXEC, C_41, { "fb662e747874" }, "B", UNKNOWN },
 	{ "prepare: not an OK", "16", C_41, { "01" }, "B", UNKNOWN },
+	{ "binlog dump: events", "12", C_41, { "00" "00000000" "04" "01000000" }, "B", UNKNOWN },
+	{ "binlog dump: refused", "12", C_41, { ERR_1054 }, "D", UNKNOWN },
 	{ "change user: auth switch", "11", C_41, { "fe6d7973716c5f6e61746976655f70617373776f726400" }, "B", UNKNOWN },
 };
 
