@@ -84,4 +84,26 @@ struct client {
 	CLIENT_FIELDS(server)
 };
 
+/* ---- the core's part of a client's life (client.c) ---- */
+
+/* A new client on worker w for socket fd: in w's list, in STARTUP. */
+void client_core_init(struct client *c, const struct proto_ops *proto, struct worker *w, int fd,
+		      const char *peer, loop_cb cb);
+/* Count it against max_client_conn; past the limit it is marked
+ * over_limit (refused at login, when the protocol can say why). */
+void client_core_count_new(struct client *c);
+/* At login, for (db, user) of protocol (enum config_protocol): the client
+ * limits. NULL when taken, else why not (the client must be refused). */
+const char *client_core_take_limits(struct client *c, const char *db, const char *user, int protocol);
+/* Logged in to c->pool: counted in it (the protocol registers its cancel
+ * key, cancel.h, when its protocol gives one: at login, or at accept). */
+void client_core_join_pool(struct client *c);
+/* Closing, first: out of the pool's wait queue. True when a mail is on its
+ * way for c (a server or a failure): the mail's handler buries it, else
+ * the protocol does (worker_bury_client) once it closed c. */
+bool client_core_leave_queue(struct client *c);
+/* Closing, last: out of the counts, limits and cancel registry; the
+ * socket closed. */
+void client_core_close(struct client *c);
+
 #endif

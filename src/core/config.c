@@ -382,6 +382,9 @@ struct config_key {
 static const struct config_key main_keys[] = {
 	KEY("listen_addr", KT_STR_OPT, listen_addr, 0, 0),
 	KEY("listen_port", KT_INT, listen_port, 1, 65535),
+	KEY("mysql_listen_addr", KT_STR_OPT, mysql_listen_addr, 0, 0),
+	KEY("mysql_listen_port", KT_INT, mysql_listen_port, 0, 65535),
+	KEY("mysql_server_version", KT_STR, mysql_server_version, 0, 0),
 	KEY("unix_socket_dir", KT_STR, unix_socket_dir, 0, 0),
 	KEY("unix_socket_mode", KT_OCTAL, unix_socket_mode, 0, 07777),
 	KEY("listen_backlog", KT_INT, listen_backlog, 1, 1000000),
@@ -485,7 +488,7 @@ static const struct config_key main_keys[] = {
 /* Keys read only at start-up: SET refuses them, RELOAD keeps the old value
  * and logs that a restart is needed (SHOW CONFIG: changeable = no). */
 static const char *const restart_keys[] = {
-	"listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode",
+	"listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode", "mysql_listen_addr", "mysql_listen_port",
 	"listen_backlog", "workers", "pidfile", "pkt_buf", "metrics_port",
 	"metrics_addr", "syslog", "syslog_ident", "syslog_facility", "logfile",
 	"tcp_defer_accept", "unix_socket_group",
@@ -615,7 +618,7 @@ static int set_main_key(struct config_parser *p, const char *key, const char *va
 static bool is_known_word(const char *w)
 {
 	static const char *const db_words[] = {
-		"host", "port", "dbname", "user", "password", "pool_size",
+		"host", "port", "dbname", "user", "password", "pool_size", "protocol",
 		"min_pool_size", "reserve_pool", "reserve_pool_size", "pool_mode",
 		"max_db_connections", "connect_query", "application_name",
 		"max_user_connections",
@@ -816,6 +819,18 @@ static int database_param(struct config_parser *p, void *ctx, const char *owner,
 	}
 	if (strcasecmp(key, "port") == 0)
 		return connstr_ports(p, owner, val, db);
+	if (strcasecmp(key, "protocol") == 0) {
+		if (strcasecmp(val, "postgresql") == 0 || strcasecmp(val, "postgres") == 0) {
+			db->protocol = CONFIG_PROTO_PG;
+			return 0;
+		}
+		if (strcasecmp(val, "mysql") == 0 || strcasecmp(val, "mariadb") == 0) {
+			db->protocol = CONFIG_PROTO_MYSQL;
+			return 0;
+		}
+		return fail_at(p, -EINVAL, "database '%s': protocol must be postgresql or mysql, not '%.*s'",
+			       owner, CONFIG_ECHO_MAX, val);
+	}
 	if (strcasecmp(key, "load_balance_hosts") == 0) {
 		if (strcasecmp(val, "round-robin") == 0 || strcasecmp(val, "disable") == 0) {
 			db->lb_disable = strcasecmp(val, "disable") == 0;
@@ -908,7 +923,7 @@ static int add_database(struct config_parser *p, const char *name, char *val)
 {
 	struct config *cfg = p->cfg;
 	struct config_database db = {
-		.port = 5432,
+		.port = 0, /* 5432 or 3306 by protocol, unless given */
 		.pool_size = -1,
 		.min_pool_size = -1,
 		.reserve_pool_size = -1,
@@ -927,6 +942,8 @@ static int add_database(struct config_parser *p, const char *name, char *val)
 	if (!db.name)
 		return fail_oom(p);
 	rc = parse_connstr(p, name, val, database_param, &db);
+	if (db.port == 0)
+		db.port = db.protocol == CONFIG_PROTO_MYSQL ? 3306 : 5432;
 	if (rc == 0 && config_database_hosts(&db) > CONFIG_MAX_HOSTS)
 		rc = fail_at(p, -EINVAL, "database '%s': more than %d hosts", name, CONFIG_MAX_HOSTS);
 	if (rc == 0 && db.n_ports > 1 && db.n_ports != config_database_hosts(&db))
@@ -1346,7 +1363,9 @@ static int set_defaults(struct config *cfg)
 	cfg->unix_socket_dir = strdup("/tmp");
 	cfg->server_reset_query = strdup("DISCARD ALL");
 	cfg->server_check_query = strdup("select 1");
-	if (!cfg->unix_socket_dir || !cfg->server_reset_query || !cfg->server_check_query)
+	cfg->mysql_server_version = strdup("8.0.30-sluice");
+	if (!cfg->unix_socket_dir || !cfg->server_reset_query || !cfg->server_check_query ||
+	    !cfg->mysql_server_version)
 		return -ENOMEM;
 	return 0;
 }
@@ -1414,6 +1433,12 @@ int config_load_with(const char *path, const struct config_override *ov, size_t 
 			goto fail;
 	}
 
+	if (cfg->mysql_listen_port && cfg->mysql_listen_port == cfg->listen_port) {
+		set_err(&p, "%s: key 'mysql_listen_port': %d is listen_port too; MySQL clients need a port of their own",
+			path, cfg->mysql_listen_port);
+		rc = -EINVAL;
+		goto fail;
+	}
 	if (cfg->auth_type == AUTH_TYPE_HBA && !cfg->auth_hba_file) {
 		set_err(&p, "%s: key 'auth_type': 'hba' needs auth_hba_file to be set", path);
 		rc = -EINVAL;
@@ -1508,6 +1533,14 @@ void config_free(struct config *cfg)
 }
 
 /* ---- lookups ----------------------------------------------------------- */
+
+const struct config_database *config_find_database_for(const struct config *cfg, const char *name, int protocol)
+{
+	const struct config_database *d = config_find_database(cfg, name);
+	/* A name another protocol's entry has is not this protocol's, not
+	 * even through "*". */
+	return d && d->protocol == protocol ? d : NULL;
+}
 
 const struct config_database *config_find_database(const struct config *cfg, const char *name)
 {

@@ -80,8 +80,16 @@ struct config_peer {
 };
 #define CONFIG_MAX_PEER_ID 16383
 
+/* Wire protocols of [databases] entries ("protocol = mysql"). */
+enum config_protocol {
+	CONFIG_PROTO_PG = 0,    /* PostgreSQL (the default) */
+	CONFIG_PROTO_MYSQL = 1, /* MySQL and MariaDB */
+	CONFIG_PROTOCOLS        /* how many */
+};
+
 struct config_database {
 	char *name;            /* name clients connect to; "*" is the fallback */
+	int protocol;          /* CONFIG_PROTO_*: which clients see it, what its servers speak */
 	char *host;            /* server host or unix socket dir; NULL = unix default */
 	int port;              /* server port, default 5432 (the first of ports) */
 	int ports[CONFIG_MAX_HOSTS]; /* "port=a,b": one per host, or one for all */
@@ -128,6 +136,9 @@ struct config {
 	/* [sluice] / [pgbouncer] section */
 	char *listen_addr;      /* comma separated, "*" = all IPv4+IPv6; NULL/"" = no TCP */
 	int listen_port;        /* default 6432 */
+	char *mysql_listen_addr; /* MySQL clients' addresses, as listen_addr; NULL = listen_addr */
+	int mysql_listen_port;  /* MySQL clients' port; 0 = no MySQL listener (default) */
+	char *mysql_server_version; /* version MySQL clients see in the greeting */
 	char *unix_socket_dir;  /* NULL or "" = no unix socket; default "/tmp" */
 	int unix_socket_mode;   /* default 0777 */
 	char *unix_socket_group; /* group owning the unix socket; NULL = the process's own */
@@ -266,6 +277,9 @@ void config_free(struct config *cfg);
 /* Lookups; NULL when absent. The "*" database is returned by
  * config_find_database only when no exact match exists. */
 const struct config_database *config_find_database(const struct config *cfg, const char *name);
+/* The same for clients of one protocol (CONFIG_PROTO_*): NULL when the
+ * entry found is another protocol's. */
+const struct config_database *config_find_database_for(const struct config *cfg, const char *name, int protocol);
 /* Hosts in its "host=a,b,c" (1 when none: the unix socket default). */
 int config_database_hosts(const struct config_database *db);
 const struct config_user *config_find_user(const struct config *cfg, const char *name);

@@ -112,9 +112,9 @@ int pgsock_read(struct pgsock *s)
 {
 	/* Keep the unsent/unexamined bytes; make room at the end. A full
 	 * buffer means backpressure: the caller stops reading. */
-	if (!s->rbuf.data || iobuf_space(&s->rbuf) < 512) {
-		uint32_t need = s->rbuf.data ? 512 : iobuf_block_size();
-		if (s->rbuf.data && s->rbuf.cap - iobuf_len(&s->rbuf) < need)
+	if (!s->rbuf.data || iobuf_space(&s->rbuf) < PGSOCK_READ_MIN) {
+		uint32_t need = s->rbuf.data ? PGSOCK_READ_MIN : iobuf_block_size();
+		if (pgsock_rbuf_full(s))
 			return -ENOBUFS;
 		int rc = iobuf_reserve(&s->rbuf, need);
 		if (rc)

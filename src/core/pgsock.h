@@ -76,6 +76,14 @@ int64_t pgsock_tcp_queued(int fd);
  * back from it. */
 bool pgsock_quiet(const struct pgsock *s);
 
+/* rbuf takes no more bytes until some are consumed: a message at the
+ * cursor that is not whole by then never will be (forward it as it
+ * comes, or refuse it). */
+#define PGSOCK_READ_MIN 512u
+static inline bool pgsock_rbuf_full(const struct pgsock *s)
+{
+	return s->rbuf.data && s->rbuf.cap - iobuf_len(&s->rbuf) < PGSOCK_READ_MIN;
+}
 /* Bytes of rbuf not yet examined. */
 static inline uint32_t pgsock_unexamined(const struct pgsock *s) { return iobuf_len(&s->rbuf) - s->fwd; }
 static inline uint8_t *pgsock_cursor(const struct pgsock *s) { return iobuf_head(&s->rbuf) + s->fwd; }

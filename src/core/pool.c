@@ -295,6 +295,7 @@ static void pool_destroy(struct pool *p)
 	for (int i = 0; i < CONFIG_SERVER_PARAMS; i++)
 		free(p->server_params[i]);
 	free(p->repl_startup);
+	free(p->variant);
 	free(p->welcome);
 	free(p);
 }
@@ -305,15 +306,29 @@ static bool same_replication(const struct pool *p, int kind, const char *startup
 	       (kind == 0 || (p->repl_startup_len == len && memcmp(p->repl_startup, startup, len) == 0));
 }
 
+static bool same_variant(const struct pool *p, const void *variant, uint32_t len)
+{
+	return p->variant_len == len && (len == 0 || memcmp(p->variant, variant, len) == 0);
+}
+
+/* A copy of n bytes (at least one byte allocated), NULL without memory. */
+static void *dup_bytes(const void *src, uint32_t n)
+{
+	void *d = malloc(n ? n : 1);
+	if (d && n)
+		memcpy(d, src, n);
+	return d;
+}
+
 static struct pool *find_or_make(const struct config *cfg, const struct proto_ops *proto, const char *db,
 				 const char *user, int kind, const char *startup, uint32_t startup_len,
-				 char *err, size_t errlen)
+				 const void *variant, uint32_t variant_len, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&pools_lock);
 	struct pool *p;
 	for (p = pools; p; p = p->next)
 		if (!p->stale && p->proto == proto && strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0 &&
-		    same_replication(p, kind, startup, startup_len))
+		    same_replication(p, kind, startup, startup_len) && same_variant(p, variant, variant_len))
 			break;
 	if (p) {
 		if (p->forgotten)
@@ -322,7 +337,7 @@ static struct pool *find_or_make(const struct config *cfg, const struct proto_op
 		p->unused_since_us = 0;
 		goto out;
 	}
-	const struct config_database *d = config_find_database(cfg, db);
+	const struct config_database *d = config_find_database_for(cfg, db, proto->protocol);
 	if (!d) {
 		snprintf(err, errlen, "no such database: %s", db);
 		goto out;
@@ -346,13 +361,18 @@ static struct pool *find_or_make(const struct config *cfg, const struct proto_op
 	p->autodb = strcmp(d->name, "*") == 0;
 	if (kind != 0) {
 		p->replication = kind;
-		p->repl_startup = malloc(startup_len ? startup_len : 1);
-		if (!p->repl_startup) {
+		if (!(p->repl_startup = dup_bytes(startup, startup_len))) {
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
-		memcpy(p->repl_startup, startup, startup_len);
 		p->repl_startup_len = startup_len;
+	}
+	if (variant_len) {
+		if (!(p->variant = dup_bytes(variant, variant_len))) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		p->variant_len = variant_len;
 	}
 	snprintf(p->db_name, sizeof(p->db_name), "%s", db);
 	snprintf(p->user, sizeof(p->user), "%s", user);
@@ -397,14 +417,20 @@ out:
 struct pool *pool_get(const struct config *cfg, const struct proto_ops *proto, const char *db,
 		      const char *user, char *err, size_t errlen)
 {
-	return find_or_make(cfg, proto, db, user, 0, NULL, 0, err, errlen);
+	return find_or_make(cfg, proto, db, user, 0, NULL, 0, NULL, 0, err, errlen);
+}
+
+struct pool *pool_get_variant(const struct config *cfg, const struct proto_ops *proto, const char *db,
+			      const char *user, const void *variant, uint32_t variant_len, char *err, size_t errlen)
+{
+	return find_or_make(cfg, proto, db, user, 0, NULL, 0, variant, variant_len, err, errlen);
 }
 
 struct pool *pool_get_replication(const struct config *cfg, const struct proto_ops *proto, const char *db,
 				  const char *user, int kind, const char *startup, uint32_t startup_len,
 				  char *err, size_t errlen)
 {
-	return find_or_make(cfg, proto, db, user, kind, startup, startup_len, err, errlen);
+	return find_or_make(cfg, proto, db, user, kind, startup, startup_len, NULL, 0, err, errlen);
 }
 
 /* Decide under p->lock whether to open one more server; counts it. */
@@ -1131,7 +1157,7 @@ void pool_reconfigure(const struct config *cfg)
 	for (struct pool *p = pools; p; p = p->next) {
 		if (p->stale)
 			continue;
-		const struct config_database *d = config_find_database(cfg, p->db_name);
+		const struct config_database *d = config_find_database_for(cfg, p->db_name, p->proto->protocol);
 		if (!d)
 			continue; /* removed: no new logins (client.c checks); old clients go on */
 		struct pool_settings st;
@@ -1165,5 +1191,6 @@ struct pool *pool_current(struct pool *p, char *err, size_t errlen)
 {
 	if (!__atomic_load_n(&p->stale, __ATOMIC_RELAXED))
 		return p;
-	return pool_get(runtime_config(), p->proto, p->db_name, p->user, err, errlen);
+	return find_or_make(runtime_config(), p->proto, p->db_name, p->user, 0, NULL, 0, p->variant, p->variant_len,
+			    err, errlen);
 }

@@ -67,6 +67,10 @@ struct pool {
 				     * servers are (PostgreSQL: enum repl_kind, replication.h) */
 	char *repl_startup;         /* their startup parameters, packed (replication.h; heap) */
 	uint32_t repl_startup_len;
+	uint8_t *variant;           /* the protocol's own part of the pool's identity (MySQL:
+				     * the capabilities and character set its servers log in
+				     * with); heap, NULL = none */
+	uint32_t variant_len;
 	struct pool_hosts hosts;    /* server addresses ("host=a,b,c"); fixed for the pool's life */
 	bool lb_disable;            /* load_balance_hosts = disable */
 	int mode;                   /* enum pool_mode */
@@ -158,6 +162,10 @@ struct pool *pool_get(const struct config *cfg, const struct proto_ops *proto, c
 /* The same for a replication client (replication.h): the pool is keyed by
  * its kind and packed startup parameters too, which its servers log in
  * with. */
+/* The same with the protocol's own part of the pool's identity (struct
+ * pool, variant): clients that differ in it never share a server. */
+struct pool *pool_get_variant(const struct config *cfg, const struct proto_ops *proto, const char *db,
+			      const char *user, const void *variant, uint32_t variant_len, char *err, size_t errlen);
 struct pool *pool_get_replication(const struct config *cfg, const struct proto_ops *proto, const char *db,
 				  const char *user, int kind, const char *startup, uint32_t startup_len,
 				  char *err, size_t errlen);

@@ -44,6 +44,7 @@ struct proto_show {
 
 struct proto_ops {
 	const char *name;          /* "postgresql": log lines */
+	int protocol;              /* enum config_protocol: the [databases] entries it serves */
 
 	/* ---- clients ---- */
 	/* Accepted socket (non-blocking): create the client on worker w.

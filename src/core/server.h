@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "list.h"
+#include "loop.h"
 #include "pgsock.h"
 
 struct worker;
@@ -61,5 +62,29 @@ enum server_state {
 struct server {
 	SERVER_FIELDS(client)
 };
+
+/* ---- the core's part of a server's life (server.c) ---- */
+
+struct pool_host;
+
+void server_core_set_state(struct server *s, int state);
+/* The address s connects to (one of its pool's hosts). */
+const struct pool_host *server_core_host(const struct server *s);
+/* A new server of pool p (already counted) on worker w: in w's list, a
+ * host picked, the socket created (callback cb) and connecting. 0, or -1
+ * with err filled in (the protocol reports the failure and closes s). */
+int server_core_connect(struct server *s, struct pool *p, struct worker *w, loop_cb cb, char *err, size_t errlen);
+/* Its connection or login failed. With a host list the next host is
+ * tried at once; the pool hears of it (its clients are told, and the
+ * server_login_retry pause starts) when every host failed in a row, or
+ * at once for a refused password: then true. */
+bool server_core_host_failed(struct server *s, const char *sqlstate, const char *msg, bool auth_error);
+/* Closing, last: out of the idle list, the socket closed, the pool's
+ * count, buried for the worker's safe point. */
+void server_core_close(struct server *s);
+/* Periodic checks of a server not in use: why it must close now
+ * (connect timeout; idle: outdated, server_idle_timeout, server_lifetime,
+ * in which case it was taken from the idle list), or NULL. */
+const char *server_core_idle_due(struct server *s, int64_t now_us);
 
 #endif

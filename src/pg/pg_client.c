@@ -113,15 +113,7 @@ static struct pg_client *client_create(struct worker *w, int fd, const char *pee
 		close(fd);
 		return NULL;
 	}
-	c->proto = &pg_ops;
-	pgsock_init(&c->sock, fd, client_cb);
-	c->worker = w;
-	c->id = worker_next_id(w);
-	list_init(&c->wait_node);
-	worker_add_client(w, &c->base);
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	c->last_active_us = w->loop.now_us;
-	c->connect_us = w->loop.now_us;
+	client_core_init(&c->base, &pg_ops, w, fd, peer, client_cb);
 	return c;
 }
 
@@ -144,8 +136,7 @@ void client_adopt_finish(struct pg_client *c)
 		return;
 	}
 	cancel_register(&c->base);
-	__atomic_add_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
-	c->counted = true;
+	client_core_join_pool(&c->base);
 	c->sock.want_read = true;
 	CLOG(c, LOG_LEVEL_DEBUG, "taken over from the previous process");
 	client_process(c);
@@ -156,15 +147,7 @@ void client_accept(struct worker *w, int fd, const char *peer, bool has_data)
 	struct pg_client *c = client_create(w, fd, peer);
 	if (!c)
 		return;
-	client_set_state(c, CLIENT_STARTUP);
-	const struct config *cfg = runtime_config();
-	if (runtime_clients_add(1) > cfg->max_client_conn) {
-		/* Refused properly once the startup packet is in; not counted
-		 * meanwhile, so the count (SHOW LISTS, /metrics, the limit
-		 * itself) never goes past max_client_conn. */
-		runtime_clients_add(-1);
-		c->over_limit = true;
-	}
+	client_core_count_new(&c->base); /* refused once the startup packet is in */
 	c->sock.want_read = true;
 	client_update_events(c);
 	CLOG(c, LOG_LEVEL_DEBUG, "accepted");
@@ -196,10 +179,7 @@ void client_close(struct pg_client *c, const char *reason)
 		return;
 	client_take_from_kernel(c);
 	c->closing = true;
-	bool zombie = false;
-	if ((c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT || c->state == CLIENT_AUTH) &&
-	    c->pool && !c->server)
-		zombie = !pool_dequeue(c->pool, &c->base) && c->handoff_pending;
+	bool zombie = client_core_leave_queue(&c->base);
 	/* A console job holds c: its completion reaps. */
 	if (admin_job_pending(&c->base))
 		zombie = true;
@@ -215,19 +195,8 @@ void client_close(struct pg_client *c, const char *reason)
 		server_client_gone(s);
 	}
 	track_account(c, true);
-	if (c->counted) {
-		__atomic_sub_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
-		c->counted = false;
-	}
-	if (c->cancel_pid || c->cancel_key)
-		cancel_unregister(&c->base);
-	c->cancel_pid = c->cancel_key = 0;
-	pool_client_limits_put(c->db_clients, c->user_clients);
-	c->db_clients = c->user_clients = NULL;
 	bypass_client_forget(c);
-	pgsock_close(&c->worker->loop, &c->sock);
-	if (!c->over_limit)
-		runtime_clients_add(-1);
+	client_core_close(&c->base);
 	/* A server or failure is on its way by mail: the mail handler reaps. */
 	if (!zombie) {
 		worker_bury_client(c->worker, &c->base);
@@ -403,17 +372,10 @@ static void handle_startup(struct pg_client *c, const struct pg_startup *st)
 		client_fail(c, "28000", "SSL required: this server accepts only TLS connections (client_tls_sslmode)");
 		return;
 	}
-	/* Before any password work, so a flood of logins costs no crypto.
-	 * [databases] and [users] may set their own limits. */
-	const struct config_database *cdb = config_find_database(tcfg, db);
-	const struct config_user *cuser = config_find_user(tcfg, user);
-	int max_db = cdb && cdb->max_db_client_connections >= 0 ? cdb->max_db_client_connections
-								 : tcfg->max_db_client_connections;
-	int max_user = cuser && cuser->max_user_client_connections >= 0 ? cuser->max_user_client_connections
-									 : tcfg->max_user_client_connections;
-	if (!pool_client_limits_take(db, user, max_db, max_user, &c->db_clients, &c->user_clients)) {
-		client_fail(c, "53300", "too many client connections for this database or user "
-					"(max_db_client_connections, max_user_client_connections)");
+	/* Before any password work, so a flood of logins costs no crypto. */
+	const char *over = client_core_take_limits(&c->base, db, user, CONFIG_PROTO_PG);
+	if (over) {
+		client_fail(c, "53300", over);
 		return;
 	}
 	char repl_err[160];
@@ -475,7 +437,7 @@ static void handle_startup(struct pg_client *c, const struct pg_startup *st)
 			client_fail(c, "28000", msg);
 			return;
 		}
-	} else if (!config_find_database(cfg, db)) {
+	} else if (!config_find_database_for(cfg, db, CONFIG_PROTO_PG)) {
 		char msg[160];
 		snprintf(msg, sizeof(msg), "no such database: %.100s", db);
 		client_fail(c, "3D000", msg);
@@ -948,8 +910,7 @@ static void login_finish(struct pg_client *c)
 		c->scram = NULL;
 	}
 	cancel_register(&c->base);
-	__atomic_add_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
-	c->counted = true;
+	client_core_join_pool(&c->base);
 	pg_be_auth(&c->sock.wbuf, PG_AUTH_OK, NULL, 0);
 	if (send_welcome(c, true)) {
 		client_set_state(c, CLIENT_IDLE);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "auth_crypto.h"
+#include "config.h"
 #include "bypass.h"
 #include "cancel_conn.h"
 #include "pg_client.h"
@@ -107,6 +108,7 @@ static void op_server_free(struct server *s) { server_free(pg_server(s)); }
 
 const struct proto_ops pg_ops = {
 	.name = "postgresql",
+	.protocol = CONFIG_PROTO_PG,
 	.client_accept = client_accept,
 	.client_on_server = op_client_on_server,
 	.client_fail = op_client_fail,

@@ -46,8 +46,7 @@ static void server_process(struct pg_server *s);
 
 static void server_set_state(struct pg_server *s, int state)
 {
-	s->state = (uint8_t)state;
-	s->state_since_us = s->worker ? s->worker->loop.now_us : loop_now_us();
+	server_core_set_state(&s->base, state);
 }
 
 static void server_update_events(struct pg_server *s)
@@ -62,7 +61,7 @@ static void host_failed(struct pg_server *s, const char *sqlstate, const char *m
 
 const struct pool_host *server_host(const struct pg_server *s)
 {
-	return &s->pool->hosts.h[s->host_index];
+	return server_core_host(&s->base);
 }
 
 void server_close(struct pg_server *s, const char *reason)
@@ -80,8 +79,6 @@ void server_close(struct pg_server *s, const char *reason)
 	 * server_login_retry pause the pool would reconnect in a tight loop. */
 	if (was_connecting && !s->login_failure_reported)
 		host_failed(s, "08006", reason, false);
-	if (s->state == SERVER_IDLE)
-		pool_take_idle(&s->base);
 	struct pg_client *c = s->client;
 	s->client = NULL;
 	if (c) {
@@ -104,11 +101,9 @@ void server_close(struct pg_server *s, const char *reason)
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 		(void)setsockopt(s->sock.h.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
-	pgsock_close(&s->worker->loop, &s->sock);
 	if (s->cancels_pending)
 		cancel_forget_server(s->worker, s);
-	pool_server_gone(s->pool, s->state);
-	worker_bury_server(s->worker, &s->base);
+	server_core_close(&s->base);
 }
 
 void server_free(struct pg_server *s)
@@ -131,9 +126,7 @@ void server_free(struct pg_server *s)
 static void host_failed(struct pg_server *s, const char *sqlstate, const char *msg, bool auth_error)
 {
 	s->login_failure_reported = true;
-	if (auth_error || pool_host_failed(s->pool, s->host_index))
-		pool_login_failed(s->pool, sqlstate, msg, auth_error);
-	else
+	if (!server_core_host_failed(&s->base, sqlstate, msg, auth_error))
 		SLOG(s, LOG_LEVEL_WARNING, "trying the next host: %s", msg);
 }
 
@@ -181,34 +174,13 @@ void server_launch(struct worker *w, struct pool *p)
 		pool_server_gone(p, SERVER_CONNECTING);
 		return;
 	}
-	s->pool = p;
-	s->worker = w;
-	s->id = worker_next_id(w);
 	s->tx_status = 'I';
-	s->generation = __atomic_load_n(&p->generation, __ATOMIC_RELAXED);
-	list_init(&s->pool_node);
-	list_add_tail(&w->servers, &s->node);
-	s->connect_time_us = w->loop.now_us;
-	server_set_state(s, SERVER_CONNECTING);
-	s->host_index = pool_pick_host(p);
-	const struct pool_host *h = server_host(s);
-	int fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	pgsock_init(&s->sock, fd, server_cb);
-	if (fd < 0) {
-		char msg[120];
-		snprintf(msg, sizeof(msg), "cannot create socket: %s", strerror(errno));
+	char msg[200];
+	if (server_core_connect(&s->base, p, w, server_cb, msg, sizeof(msg)) < 0) {
 		login_fail(s, "08006", msg, false);
 		return;
 	}
-	if (h->addr.ss_family != AF_UNIX)
-		sockopt_tune_tcp(fd, runtime_config());
 	SLOG(s, LOG_LEVEL_DEBUG, "connecting");
-	if (connect(fd, (struct sockaddr *)&h->addr, h->addr_len) < 0 && errno != EINPROGRESS) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "could not connect to server %s: %s", h->addr_text, strerror(errno));
-		login_fail(s, "08006", msg, false);
-		return;
-	}
 	server_update_events(s);
 }
 

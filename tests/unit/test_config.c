@@ -1253,6 +1253,40 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 	return remove(path);
 }
 
+/* protocol = mysql entries, their default port, and the MySQL listener keys. */
+static void test_mysql_keys(void)
+{
+	struct config *cfg = NULL;
+	const char *ini = "[databases]\n"
+			  "pgdb = host=127.0.0.1\n"
+			  "mydb = host=127.0.0.1 protocol=mysql dbname=shop\n"
+			  "mydb2 = host=127.0.0.1 port=3307 protocol=MariaDB\n"
+			  "[sluice]\nauth_type=any\nmysql_listen_port=3306\n";
+	CHECK(load_str(ini, &cfg) == 0);
+	if (cfg) {
+		CHECK(cfg->mysql_listen_port == 3306);
+		CHECK(cfg->mysql_listen_addr == NULL);
+		CHECK(strcmp(cfg->mysql_server_version, "8.0.30-sluice") == 0);
+		const struct config_database *pg = config_find_database(cfg, "pgdb");
+		const struct config_database *my = config_find_database(cfg, "mydb");
+		const struct config_database *my2 = config_find_database(cfg, "mydb2");
+		CHECK(pg && pg->protocol == CONFIG_PROTO_PG && pg->port == 5432);
+		CHECK(my && my->protocol == CONFIG_PROTO_MYSQL && my->port == 3306);
+		CHECK(my2 && my2->protocol == CONFIG_PROTO_MYSQL && my2->port == 3307);
+		/* Each protocol's clients see only their entries. */
+		CHECK(config_find_database_for(cfg, "mydb", CONFIG_PROTO_MYSQL) == my);
+		CHECK(config_find_database_for(cfg, "mydb", CONFIG_PROTO_PG) == NULL);
+		CHECK(config_find_database_for(cfg, "pgdb", CONFIG_PROTO_MYSQL) == NULL);
+		config_free(cfg);
+		cfg = NULL;
+	}
+	CHECK(load_str("[databases]\nx = protocol=oracle\n[sluice]\nauth_type=any\n", &cfg) < 0);
+	CHECK(strstr(err, "protocol must be postgresql or mysql") != NULL);
+	CHECK(load_str("[sluice]\nauth_type=any\nlisten_port=7000\nmysql_listen_port=7000\n", &cfg) < 0);
+	CHECK(strstr(err, "MySQL clients need a port of their own") != NULL);
+	CHECK(load_str("[sluice]\nauth_type=any\nmysql_listen_port=70000\n", &cfg) < 0);
+}
+
 /* Remove our own mkdtemp() directory, deepest entries first. */
 static void cleanup_tmpdir(void)
 {
@@ -1287,6 +1321,7 @@ UNIT_MAIN(
 	test_long_lines_and_line_endings();
 	test_net_tls_keys();
 	test_misc();
+	test_mysql_keys();
 	reset_warns();
 	cleanup_tmpdir()
 )

@@ -1,0 +1,90 @@
+/*
+ * client.c - the core's part of a client's life, the same for every
+ * protocol: joining a worker, the client limits, the pool's count and the
+ * cancel registry, and leaving them all when the client closes. The
+ * protocol calls these from its own state machine.
+ */
+#include "client.h"
+
+#include <stdio.h>
+
+#include "cancel.h"
+#include "config.h"
+#include "pool.h"
+#include "runtime.h"
+#include "worker.h"
+
+void client_core_init(struct client *c, const struct proto_ops *proto, struct worker *w, int fd,
+		      const char *peer, loop_cb cb)
+{
+	c->proto = proto;
+	pgsock_init(&c->sock, fd, cb);
+	c->worker = w;
+	c->id = worker_next_id(w);
+	list_init(&c->wait_node);
+	worker_add_client(w, c);
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->last_active_us = w->loop.now_us;
+	c->connect_us = w->loop.now_us;
+	c->state = CLIENT_STARTUP;
+	c->state_since_us = w->loop.now_us;
+}
+
+void client_core_count_new(struct client *c)
+{
+	if (runtime_clients_add(1) > runtime_config()->max_client_conn) {
+		/* Refused properly once the protocol can say so; not counted
+		 * meanwhile, so the count (SHOW LISTS, /metrics, the limit
+		 * itself) never goes past max_client_conn. */
+		runtime_clients_add(-1);
+		c->over_limit = true;
+	}
+}
+
+const char *client_core_take_limits(struct client *c, const char *db, const char *user, int protocol)
+{
+	if (c->over_limit)
+		return "no more connections allowed (max_client_conn)";
+	/* [databases] and [users] may set their own limits. */
+	const struct config *cfg = runtime_config();
+	const struct config_database *cdb = config_find_database_for(cfg, db, protocol);
+	const struct config_user *cuser = config_find_user(cfg, user);
+	int max_db = cdb && cdb->max_db_client_connections >= 0 ? cdb->max_db_client_connections
+								 : cfg->max_db_client_connections;
+	int max_user = cuser && cuser->max_user_client_connections >= 0 ? cuser->max_user_client_connections
+									 : cfg->max_user_client_connections;
+	if (!pool_client_limits_take(db, user, max_db, max_user, &c->db_clients, &c->user_clients))
+		return "too many client connections for this database or user "
+		       "(max_db_client_connections, max_user_client_connections)";
+	return NULL;
+}
+
+void client_core_join_pool(struct client *c)
+{
+	__atomic_add_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
+	c->counted = true;
+}
+
+bool client_core_leave_queue(struct client *c)
+{
+	if ((c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT || c->state == CLIENT_AUTH) &&
+	    c->pool && !c->server)
+		return !pool_dequeue(c->pool, c) && c->handoff_pending;
+	return false;
+}
+
+void client_core_close(struct client *c)
+{
+	if (c->counted) {
+		__atomic_sub_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
+		c->counted = false;
+	}
+	if (c->cancel_pid || c->cancel_key)
+		cancel_unregister(c);
+	c->cancel_pid = c->cancel_key = 0;
+	pool_client_limits_put(c->db_clients, c->user_clients);
+	c->db_clients = c->user_clients = NULL;
+	pgsock_close(&c->worker->loop, &c->sock);
+	if (!c->over_limit)
+		runtime_clients_add(-1);
+}
