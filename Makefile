@@ -5,8 +5,9 @@ WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmi
 ifdef CI
 WARN    += -Werror
 endif
-# src/core: the protocol-neutral core; src/pg: PostgreSQL; src/bpf: the kernel
-# fast path (README, "Source layout"). -Isrc for "bpf/pgframe.h".
+# src/core: the protocol-neutral core; src/pg: PostgreSQL; src/mysql: MySQL and
+# MariaDB; src/bpf: the kernel fast path (README, "Source layout"). -Isrc for
+# "bpf/pgframe.h".
 CPPFLAGS += -D_GNU_SOURCE -Isrc -Isrc/core -Isrc/pg -Isrc/mysql -Isrc/bpf
 LDLIBS  := -lssl -lcrypto -lpg_query -lpthread
 SAN     ?=

@@ -13,6 +13,7 @@ required=(
 	procps util-linux iproute2 curl
 	libpostgresql-jdbc-java
 	clang libbpf-dev bpftool
+	mariadb-server mariadb-client python3-pymysql
 )
 # The JDBC end-to-end test compiles a small Java program: a JDK is needed
 # unless one is already on PATH.

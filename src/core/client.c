@@ -10,8 +10,10 @@
 
 #include "cancel.h"
 #include "config.h"
+#include "log.h"
 #include "pool.h"
 #include "runtime.h"
+#include "stats.h"
 #include "worker.h"
 
 void client_core_init(struct client *c, const struct proto_ops *proto, struct worker *w, int fd,
@@ -63,6 +65,32 @@ void client_core_join_pool(struct client *c)
 {
 	__atomic_add_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
 	c->counted = true;
+}
+
+void client_core_report_failure(struct client *c, const char *sqlstate, const char *msg)
+{
+	pgsock_flush(&c->sock, NULL);
+	if (c->pool)
+		stats_error(pool_stats(c->pool, c->worker), sqlstate);
+	if (runtime_config()->log_pooler_errors)
+		log_write(LOG_LEVEL_WARNING, "C-%llu %s/%s@%s pooler error: %s", (unsigned long long)c->id,
+			  c->db[0] ? c->db : "-", c->user[0] ? c->user : "-", c->peer, msg);
+}
+
+bool client_core_wait_expired(struct client *c, int64_t age, char *msg, size_t len)
+{
+	const struct config_timeouts *t = &c->pool->t; /* per user / database (pool.h) */
+	const char *what = t->query_timeout_us && age > t->query_timeout_us ? "query_timeout"
+			   : t->query_wait_timeout_us && age > t->query_wait_timeout_us ? "query_wait_timeout"
+			   : NULL;
+	if (!what || !pool_dequeue(c->pool, c))
+		return false;
+	char why[160];
+	if (pool_login_failing(c->pool, why, sizeof(why)))
+		snprintf(msg, len, "%s (server login failing: %s)", what, why);
+	else
+		snprintf(msg, len, "%s", what);
+	return true;
 }
 
 bool client_core_leave_queue(struct client *c)

@@ -19,6 +19,7 @@
 #define SLUICE_CLIENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "list.h"
@@ -98,6 +99,13 @@ const char *client_core_take_limits(struct client *c, const char *db, const char
 /* Logged in to c->pool: counted in it (the protocol registers its cancel
  * key, cancel.h, when its protocol gives one: at login, or at accept). */
 void client_core_join_pool(struct client *c);
+/* An error message for the client is in its wbuf, and it is about to
+ * close: send it (one try), count it by SQLSTATE, log it when
+ * log_pooler_errors asks. */
+void client_core_report_failure(struct client *c, const char *sqlstate, const char *msg);
+/* A client waiting age microseconds for a server: past query_timeout or
+ * query_wait_timeout it leaves the queue (true), and msg says why. */
+bool client_core_wait_expired(struct client *c, int64_t age, char *msg, size_t len);
 /* Closing, first: out of the pool's wait queue. True when a mail is on its
  * way for c (a server or a failure): the mail's handler buries it, else
  * the protocol does (worker_bury_client) once it closed c. */

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "my_ops.h"
 #include "pg_ops.h"
 #include "pool.h"
 #include "runtime.h"
@@ -172,6 +173,12 @@ static void main_loop(const sigset_t *set)
 	}
 }
 
+/* Each protocol's table of operations (proto.h), by enum config_protocol. */
+static const struct proto_ops *const protocols[CONFIG_PROTOCOLS] = {
+	[CONFIG_PROTO_PG] = &pg_ops,
+	[CONFIG_PROTO_MYSQL] = &my_ops,
+};
+
 int main(int argc, char **argv)
 {
 	int daemon = 0, quiet = 0, verbose = 0, takeover = 0, opt;
@@ -255,7 +262,7 @@ int main(int argc, char **argv)
 	}
 	bypass_apply(cfg); /* bpf_bypass: load and probe; falls back to user space */
 	control_startup_hold(); /* cfg stays this snapshot until the metrics start */
-	if (worker_start_all(cfg, &pg_ops, inherited, n_inherited, inherited_unix) < 0) {
+	if (worker_start_all(cfg, protocols, inherited, n_inherited, inherited_unix) < 0) {
 		log_error("start-up failed");
 		if (cfg->pidfile)
 			unlink(cfg->pidfile);

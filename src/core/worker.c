@@ -59,9 +59,9 @@ int n_workers;
 static __thread struct worker *current_worker;
 static int unix_listen_fd = -1;      /* shared by all workers (EPOLLEXCLUSIVE) */
 static char unix_listen_path[108];
-/* The protocol spoken on the listening sockets: PostgreSQL's (the core's
- * other calls into a protocol go through its clients and pools). */
-static const struct proto_ops *listen_proto;
+/* The protocols, by enum config_protocol (NULL: none built in); the
+ * listeners of each know theirs (worker->listen_proto). */
+static const struct proto_ops *const *protocols;
 
 struct worker *worker_self(void) { return current_worker; }
 
@@ -331,6 +331,7 @@ static void listen_cb(struct loop_handle *h, uint32_t revents)
 	 * for this one was fetched before that. */
 	if (w->accept_paused || w->suspended_accept)
 		return;
+	const struct proto_ops *proto = w->listen_proto[h - w->listen];
 	for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -348,7 +349,7 @@ static void listen_cb(struct loop_handle *h, uint32_t revents)
 		format_peer(&ss, peer, sizeof(peer));
 		/* With TCP_DEFER_ACCEPT the kernel hands over a TCP connection
 		 * once its first bytes are in (or after 45 s of silence). */
-		listen_proto->client_accept(w, fd, peer, ss.ss_family != AF_UNIX && runtime_config()->tcp_defer_accept);
+		proto->client_accept(w, fd, peer, ss.ss_family != AF_UNIX && runtime_config()->tcp_defer_accept);
 	}
 }
 
@@ -462,7 +463,9 @@ static void tick(struct worker *w)
 			s->pool->proto->server_tick(s, now);
 	}
 	pool_tick(w, now);
-	listen_proto->worker_tick(w, now, false);
+	for (int i = 0; i < CONFIG_PROTOCOLS; i++)
+		if (protocols[i] && protocols[i]->worker_tick)
+			protocols[i]->worker_tick(w, now, false);
 }
 
 static void *worker_main(void *arg)
@@ -513,7 +516,9 @@ static void *worker_main(void *arg)
 		s->pool->proto->server_close(s, "shutdown");
 	}
 	reap(w);
-	listen_proto->worker_tick(w, 0, true);
+	for (int i = 0; i < CONFIG_PROTOCOLS; i++)
+		if (protocols[i] && protocols[i]->worker_tick)
+			protocols[i]->worker_tick(w, 0, true);
 	iobuf_thread_cleanup();
 	return NULL;
 }
@@ -646,20 +651,23 @@ int worker_steer_listeners(int active, char *err, size_t errlen)
 	return 0;
 }
 
-static int add_listener(struct worker *w, int fd)
+static int add_listener(struct worker *w, int fd, const struct proto_ops *proto)
 {
 	if (w->n_listen >= WORKER_MAX_LISTEN)
 		return -E2BIG;
+	w->listen_proto[w->n_listen] = proto;
 	w->listen[w->n_listen++] = (struct loop_handle){ .fd = fd, .cb = listen_cb };
 	return 0;
 }
 
-/* Open every TCP address of listen_addr for worker w. */
-static int open_tcp_for_worker(struct worker *w, const struct config *cfg, char *err, size_t errlen)
+/* Open every TCP address of addrs (listen_addr's syntax) on port for
+ * worker w, for clients of proto. */
+static int open_tcp_for_worker(struct worker *w, const struct config *cfg, const char *addrs, int port,
+			       const struct proto_ops *proto, char *err, size_t errlen)
 {
-	if (!cfg->listen_addr || !*cfg->listen_addr)
+	if (!addrs || !*addrs)
 		return 0;
-	char *list = strdup(cfg->listen_addr);
+	char *list = strdup(addrs);
 	if (!list)
 		return -ENOMEM;
 	int rc = 0;
@@ -671,7 +679,7 @@ static int open_tcp_for_worker(struct worker *w, const struct config *cfg, char 
 			hosts[1] = "::";
 		}
 		for (int i = 0; i < 2 && hosts[i] && rc == 0; i++) {
-			int fd = open_tcp_listener(hosts[i], cfg->listen_port, cfg->listen_backlog, err, errlen);
+			int fd = open_tcp_listener(hosts[i], port, cfg->listen_backlog, err, errlen);
 			if (fd < 0) {
 				/* "*" on a host without IPv6 still works with IPv4 alone. */
 				if (i == 1)
@@ -680,7 +688,7 @@ static int open_tcp_for_worker(struct worker *w, const struct config *cfg, char 
 				break;
 			}
 			sockopt_tune_listener(fd, cfg);
-			rc = add_listener(w, fd);
+			rc = add_listener(w, fd, proto);
 		}
 	}
 	free(list);
@@ -707,10 +715,25 @@ static int inherited_rank(const int *fds, int k)
 	return rank;
 }
 
-int worker_start_all(const struct config *cfg, const struct proto_ops *proto, const int *inherited, int n_inherited,
-		     int inherited_unix)
+/* Which protocol an inherited listening socket serves: MySQL's when it is
+ * on mysql_listen_port (the two ports differ: config.c). */
+static const struct proto_ops *inherited_proto(const struct config *cfg, int fd)
 {
-	listen_proto = proto;
+	struct sockaddr_storage a;
+	socklen_t la = sizeof(a);
+	int port = -1;
+	if (getsockname(fd, (struct sockaddr *)&a, &la) == 0)
+		port = a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)
+		       : a.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&a)->sin_port) : -1;
+	bool mysql = cfg->mysql_listen_port && port == cfg->mysql_listen_port;
+	return protocols[mysql ? CONFIG_PROTO_MYSQL : CONFIG_PROTO_PG];
+}
+
+int worker_start_all(const struct config *cfg, const struct proto_ops *const *protos, const int *inherited,
+		     int n_inherited, int inherited_unix)
+{
+	protocols = protos;
+	const struct proto_ops *pg = protos[CONFIG_PROTO_PG], *my = protos[CONFIG_PROTO_MYSQL];
 	char err[256] = "";
 	n_workers = cfg->workers > 0 ? cfg->workers : 1;
 	workers = calloc((size_t)n_workers, sizeof(*workers));
@@ -747,17 +770,20 @@ int worker_start_all(const struct config *cfg, const struct proto_ops *proto, co
 		int got = 0;
 		for (int k = 0; k < n_inherited; k++) {
 			if (inherited_rank(inherited, k) % n_workers == i) {
-				add_listener(w, inherited[k]);
+				add_listener(w, inherited[k], inherited_proto(cfg, inherited[k]));
 				got++;
 			}
 		}
-		rc = got ? 0 : open_tcp_for_worker(w, cfg, err, sizeof(err));
+		rc = got ? 0 : open_tcp_for_worker(w, cfg, cfg->listen_addr, cfg->listen_port, pg, err, sizeof(err));
+		if (rc == 0 && !got && my && cfg->mysql_listen_port)
+			rc = open_tcp_for_worker(w, cfg, cfg->mysql_listen_addr ? cfg->mysql_listen_addr : cfg->listen_addr,
+						 cfg->mysql_listen_port, my, err, sizeof(err));
 		if (rc < 0) {
 			log_error("%s", err);
 			return rc;
 		}
 		if (unix_listen_fd >= 0)
-			add_listener(w, unix_listen_fd);
+			add_listener(w, unix_listen_fd, pg);
 		if (w->n_listen == 0) {
 			log_error("nothing to listen on: set listen_addr or unix_socket_dir");
 			return -EINVAL;
@@ -772,8 +798,12 @@ int worker_start_all(const struct config *cfg, const struct proto_ops *proto, co
 			return -EAGAIN;
 		}
 	}
-	log_info("listening on port %d with %d worker%s", cfg->listen_port, n_workers,
-		 n_workers == 1 ? "" : "s");
+	if (my && cfg->mysql_listen_port)
+		log_info("listening on port %d (PostgreSQL) and %d (MySQL) with %d worker%s", cfg->listen_port,
+			 cfg->mysql_listen_port, n_workers, n_workers == 1 ? "" : "s");
+	else
+		log_info("listening on port %d with %d worker%s", cfg->listen_port, n_workers,
+			 n_workers == 1 ? "" : "s");
 	return 0;
 }
 

@@ -57,6 +57,7 @@ struct worker {
 	pthread_t thread;
 	struct loop loop;             /* this thread's epoll */
 	struct loop_handle listen[WORKER_MAX_LISTEN]; /* listening sockets */
+	const struct proto_ops *listen_proto[WORKER_MAX_LISTEN]; /* what their clients speak */
 	int n_listen;
 	bool accept_paused;           /* accept() ran out of fds or memory: listeners
 				       * off until accept_resume_us (or a client of
@@ -97,11 +98,13 @@ extern int n_workers;
 /* The worker running on this thread (NULL on the main thread). */
 struct worker *worker_self(void);
 
-/* Open the listening sockets, whose clients speak proto (or use the ones
- * inherited from the previous process in an online restart: n_inherited
- * TCP fds and a unix one, -1 if none) and start the threads. */
-int worker_start_all(const struct config *cfg, const struct proto_ops *proto, const int *inherited, int n_inherited,
-		     int inherited_unix);
+/* Open the listening sockets (or use the ones inherited from the previous
+ * process in an online restart: n_inherited TCP fds and a unix one, -1 if
+ * none) and start the threads. protos: each protocol's table, by enum
+ * config_protocol (NULL = not served); PostgreSQL's listens on listen_port
+ * and the unix socket, MySQL's on mysql_listen_port. */
+int worker_start_all(const struct config *cfg, const struct proto_ops *const *protos, const int *inherited,
+		     int n_inherited, int inherited_unix);
 void worker_stop_all(void);
 
 /* Post a mail (takes ownership of m). */

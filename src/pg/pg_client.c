@@ -165,11 +165,7 @@ void client_fail(struct pg_client *c, const char *sqlstate, const char *msg)
 		return;
 	client_take_from_kernel(c); /* sluice writes to the socket now */
 	pg_be_error(&c->sock.wbuf, "FATAL", sqlstate, msg);
-	pgsock_flush(&c->sock, NULL);
-	if (c->pool)
-		stats_error(pool_stats(c->pool, c->worker), sqlstate);
-	if (runtime_config()->log_pooler_errors)
-		CLOG(c, LOG_LEVEL_WARNING, "pooler error: %s", msg);
+	client_core_report_failure(&c->base, sqlstate, msg);
 	client_close(c, msg);
 }
 
@@ -1608,7 +1604,6 @@ static void active_tick(struct pg_client *c, int64_t now_us)
  * when server logins are failing. */
 static void wait_tick(struct pg_client *c, int64_t age)
 {
-	const struct config_timeouts *cfg = &c->pool->t; /* per user / database (pool.h) */
 	int64_t notify_us = runtime_config()->query_wait_notify_us;
 	if (c->state == CLIENT_WAITING && notify_us && age > notify_us && !c->wait_notified) {
 		/* query_wait_notify: once per connection, as PgBouncer; the
@@ -1622,17 +1617,9 @@ static void wait_tick(struct pg_client *c, int64_t age)
 		}
 		client_set_events(c);
 	}
-	const char *what = cfg->query_timeout_us && age > cfg->query_timeout_us ? "query_timeout"
-			   : cfg->query_wait_timeout_us && age > cfg->query_wait_timeout_us ? "query_wait_timeout"
-			   : NULL;
-	if (!what || !pool_dequeue(c->pool, &c->base))
-		return;
-	char msg[240], why[160];
-	if (pool_login_failing(c->pool, why, sizeof(why)))
-		snprintf(msg, sizeof(msg), "%s (server login failing: %s)", what, why);
-	else
-		snprintf(msg, sizeof(msg), "%s", what);
-	client_fail(c, "08P01", msg);
+	char msg[240];
+	if (client_core_wait_expired(&c->base, age, msg, sizeof(msg)))
+		client_fail(c, "08P01", msg);
 }
 
 void client_tick(struct pg_client *c, int64_t now_us)

@@ -1119,3 +1119,23 @@ def diff_transcripts(got, want):
             return (f"step {n} (client {w[0]}) differs from PostgreSQL:\n"
                     f"  via pooler: {g[1]}\n  PostgreSQL: {w[1]}")
     return f"transcripts differ in length: {len(got)} vs {len(want)}"
+
+
+@pytest.fixture(scope="session")
+def maria():
+    """A MariaDB server for this test session (tests/e2e/mysql_helpers.py)."""
+    from mysql_helpers import MARIADBD, MariaDB
+    if not os.path.exists(MARIADBD):
+        pytest.fail("MariaDB is not installed (run scripts/install-deps.sh)")
+    server = MariaDB(free_port())
+    atexit.register(server.stop)
+    try:
+        server.start()
+    except Exception:
+        server.stop()
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+        atexit.unregister(server.stop)

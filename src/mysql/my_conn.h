@@ -1,0 +1,134 @@
+/*
+ * my_conn.h - MySQL's client and server structs and the functions the two
+ * state machines (my_client.c, my_server.c) call on each other.
+ *
+ * Owns: struct my_client and struct my_server (they begin with the core's
+ * struct client and struct server, core/client.h and core/server.h). A
+ * client lives on the worker that accepted it, a server on the worker
+ * whose loop has its fd, as for PostgreSQL.
+ *
+ * What sluice does with a MySQL session (docs/behaviour.md, "MySQL"):
+ * clients log in to sluice (mysql_native_password or caching_sha2_password
+ * against auth_file), sluice logs in to the server with the pool's user;
+ * commands and their answers are forwarded as they are (a command's
+ * packets restart at sequence id 0, so nothing is renumbered); in
+ * transaction mode the server goes back to the pool when an answer ends
+ * outside a transaction (the status flags of its last OK or EOF), unless
+ * the client did something the session keeps (it is pinned then).
+ */
+#ifndef SLUICE_MY_CONN_H
+#define SLUICE_MY_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "my_proto.h"
+#include "server.h"
+
+struct my_server;
+
+/* Where a client's connection phase is. */
+enum my_client_login {
+	MY_LOGIN_GREETED,    /* handshake sent, waiting for its response */
+	MY_LOGIN_SWITCHED,   /* AuthSwitchRequest sent, waiting for the answer */
+	MY_LOGIN_DONE,       /* OK sent: the command phase */
+};
+
+struct my_client {
+	union {
+		struct client base;                   /* the core's view (client.h) */
+		struct { CLIENT_FIELDS(my_server) }; /* the same fields, by name */
+	};
+	uint8_t login;             /* enum my_client_login */
+	uint8_t seq;               /* sequence id of sluice's next packet in the login */
+	uint8_t scramble[MY_SCRAMBLE_LEN]; /* nonce of sluice's greeting (and of a switch) */
+	uint32_t caps;             /* capabilities agreed with the client */
+	uint8_t charset;           /* collation id it asked for */
+	char schema[64];           /* its current database ("" = none): COM_INIT_DB */
+	char want_schema[64];      /* a COM_INIT_DB in flight asks for this one */
+	bool pinned;               /* did something a shared server cannot keep: keeps its server */
+	bool infile;               /* sending a LOCAL INFILE's packets, up to an empty one */
+	bool continued;            /* the last packet read was 16 MiB - 1 long: one follows */
+	uint32_t skip_cmd;         /* bytes of a command longer than the receive buffer still
+				    * to forward as they arrive */
+};
+
+/* What a server's session holds besides its transaction. */
+struct my_server {
+	union {
+		struct server base;                   /* the core's view (server.h) */
+		struct { SERVER_FIELDS(my_client) }; /* the same fields, by name */
+	};
+	uint8_t login_step;        /* 0 = waiting for the greeting, 1 = response sent */
+	uint8_t seq;               /* sequence id of sluice's next packet in the login */
+	uint8_t scramble[MY_SCRAMBLE_LEN]; /* nonce of the server's greeting */
+	char plugin[64];           /* plugin of the login exchange */
+	uint32_t caps;             /* capabilities agreed with the server */
+	uint32_t conn_id;          /* the server's connection id (SHOW SERVERS remote_pid) */
+	struct my_answer answer;   /* the answer being forwarded */
+	bool answering;            /* a forwarded command is not fully answered yet */
+	uint8_t internal;          /* commands sluice sent itself whose answers it swallows,
+				    * ahead of any forwarded one (COM_INIT_DB, COM_RESET_CONNECTION) */
+	bool in_trans;             /* the last status said MY_STATUS_IN_TRANS */
+	bool pinned;               /* its client did something session-bound: reset before reuse */
+	bool continued;            /* the last packet forwarded was 16 MiB - 1 long */
+	uint32_t skip_rows;        /* packets forwarded without examination: the rest of a
+				    * row too long for the receive buffer */
+	char schema[64];           /* the session's current database */
+	char want_schema[64];      /* a COM_INIT_DB sluice sent asks for this one */
+};
+
+/* The payload length in the header at p (4 bytes present), whole or not. */
+static inline uint32_t my_header_len(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+}
+
+static inline struct my_client *my_client(struct client *c) { return (struct my_client *)c; }
+static inline struct my_server *my_server(struct server *s) { return (struct my_server *)s; }
+
+/* my_client.c */
+void my_client_accept(struct worker *w, int fd, const char *peer, bool has_data);
+void my_client_on_server(struct my_client *c, struct my_server *s);
+void my_client_fail(struct my_client *c, const char *sqlstate, const char *msg);
+void my_client_close(struct my_client *c, const char *reason);
+void my_client_free(struct my_client *c);
+void my_client_tick(struct my_client *c, int64_t now_us);
+void my_client_update_events(struct my_client *c);
+/* The answer to the client's command is complete and sent: read on (the
+ * server may have gone back to the pool). */
+void my_client_answered(struct my_client *c);
+/* sluice's own command on its server (COM_INIT_DB) is answered: the
+ * client's waiting command goes now. */
+void my_client_resume(struct my_client *c);
+/* Its server is gone or broken. */
+void my_client_server_lost(struct my_client *c, const char *msg);
+
+/* my_server.c */
+void my_server_launch(struct worker *w, struct pool *p);
+/* Link a clean idle server to c; it sends COM_INIT_DB first when the
+ * session is in another database than the client. */
+void my_server_link(struct my_server *s, struct my_client *c);
+/* The client's command at its socket's cursor was marked for forwarding
+ * (cmd: its first payload bytes): track its answer and send. */
+void my_server_forward(struct my_server *s, const uint8_t *cmd, uint32_t len);
+/* Send what waits: sluice's own packets, then the client's examined ones. */
+void my_server_send_pending(struct my_server *s);
+/* Send what waits towards the client (and release the server when the
+ * answer is complete and the transaction over). True when s is no longer
+ * the caller's to touch (back in the pool, or the client closed). */
+bool my_server_deliver_pending(struct my_server *s);
+/* server_check_query for MySQL: a COM_PING on an idle server taken from
+ * its pool; it comes back through pool_release, or closes. */
+void my_server_check(struct my_server *s);
+/* The client went away: reset the session for the next one, or close. */
+void my_server_client_gone(struct my_server *s);
+bool my_server_at_boundary(const struct my_server *s);
+void my_server_watch_idle(struct my_server *s);
+void my_server_detach(struct my_server *s);
+void my_server_tick(struct my_server *s, int64_t now_us);
+void my_server_close(struct my_server *s, const char *reason);
+void my_server_free(struct my_server *s);
+
+#endif

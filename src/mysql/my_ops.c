@@ -1,0 +1,129 @@
+/*
+ * my_ops.c - MySQL's entries in the core's protocol table (proto.h): the
+ * client and server state machines (my_client.c, my_server.c), and the few
+ * answers the core asks for.
+ */
+#include "my_ops.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "config.h"
+#include "my_conn.h"
+#include "pool.h"
+
+/* The table's entries take the core's structs; MySQL's functions take its
+ * own (my_conn.h), which begin with them. */
+static void op_client_on_server(struct client *c, struct server *s) { my_client_on_server(my_client(c), my_server(s)); }
+static void op_client_fail(struct client *c, const char *sqlstate, const char *msg)
+{
+	my_client_fail(my_client(c), sqlstate, msg);
+}
+static void op_client_close(struct client *c, const char *reason) { my_client_close(my_client(c), reason); }
+static void op_client_free(struct client *c) { my_client_free(my_client(c)); }
+static void op_client_tick(struct client *c, int64_t now_us) { my_client_tick(my_client(c), now_us); }
+static void op_client_update_events(struct client *c) { my_client_update_events(my_client(c)); }
+/* Clients stay on the worker that accepted them (adaptive_workers moves
+ * only PostgreSQL's for now). */
+static void op_client_stay(struct client *c) { (void)c; }
+static void op_client_maybe_move(struct client *c) { (void)c; }
+static void op_client_arrive(struct client *c) { my_client_update_events(my_client(c)); }
+static void op_client_resume_admin(struct client *c) { (void)c; } /* no console on the MySQL port */
+/* KILL QUERY through sluice is not supported yet (docs/behaviour.md). */
+static void op_client_cancel(struct client *c) { (void)c; }
+/* Online restart hands over PostgreSQL clients only; MySQL ones finish
+ * on the old process. */
+static bool op_client_handover_ok(const struct client *c)
+{
+	(void)c;
+	return false;
+}
+static int op_client_encode(struct client *c, struct takeover_enc *e)
+{
+	(void)c;
+	(void)e;
+	return -1;
+}
+static void op_client_adopt(struct worker *w, int fd, const uint8_t *state, uint32_t len)
+{
+	(void)w;
+	(void)state;
+	(void)len;
+	close(fd);
+}
+static void op_client_show(const struct client *c, struct proto_show *out)
+{
+	const struct my_client *mc = (const struct my_client *)c;
+	*out = (struct proto_show){
+		.replication = "no",
+		.linked = mc->server != NULL,
+		.link_id = mc->server ? mc->server->id : 0,
+		.cancel = mc->cancel_pid,
+	};
+}
+static void op_server_check(struct server *s) { my_server_check(my_server(s)); }
+static void op_server_watch_idle(struct server *s) { my_server_watch_idle(my_server(s)); }
+static void op_server_detach(struct server *s) { my_server_detach(my_server(s)); }
+static bool op_server_at_boundary(const struct server *s)
+{
+	return my_server_at_boundary((const struct my_server *)s);
+}
+static void op_server_tick(struct server *s, int64_t now_us) { my_server_tick(my_server(s), now_us); }
+static void op_server_close(struct server *s, const char *reason) { my_server_close(my_server(s), reason); }
+static void op_server_free(struct server *s) { my_server_free(my_server(s)); }
+static void op_server_show(const struct server *s, struct proto_show *out)
+{
+	const struct my_server *ms = (const struct my_server *)s;
+	*out = (struct proto_show){
+		.replication = "no",
+		.remote_pid = ms->conn_id,
+		.linked = ms->client != NULL,
+		.link_id = ms->client ? ms->client->id : 0,
+		.cancel = ms->conn_id,
+	};
+}
+
+/* A MySQL connection id: 31 random bits, never 0; KILL names only this. */
+static void op_cancel_draw_key(uint32_t *pid, uint32_t *key)
+{
+	uint32_t v;
+	if (RAND_bytes((uint8_t *)&v, sizeof(v)) != 1)
+		abort(); /* no randomness: connection ids would be guessable */
+	*pid = (v & 0x7fffffff) | 1;
+	*key = 0;
+}
+
+const struct proto_ops my_ops = {
+	.name = "mysql",
+	.protocol = CONFIG_PROTO_MYSQL,
+	.client_accept = my_client_accept,
+	.client_on_server = op_client_on_server,
+	.client_fail = op_client_fail,
+	.client_close = op_client_close,
+	.client_free = op_client_free,
+	.client_tick = op_client_tick,
+	.client_update_events = op_client_update_events,
+	.client_maybe_move = op_client_maybe_move,
+	.client_stay = op_client_stay,
+	.client_arrive = op_client_arrive,
+	.client_resume_admin = op_client_resume_admin,
+	.client_cancel = op_client_cancel,
+	.client_handover_ok = op_client_handover_ok,
+	.client_encode = op_client_encode,
+	.client_adopt = op_client_adopt,
+	.client_show = op_client_show,
+	.client_take_back = NULL,
+	.server_launch = my_server_launch,
+	.server_check = op_server_check,
+	.server_watch_idle = op_server_watch_idle,
+	.server_detach = op_server_detach,
+	.server_at_boundary = op_server_at_boundary,
+	.server_tick = op_server_tick,
+	.server_close = op_server_close,
+	.server_free = op_server_free,
+	.server_show = op_server_show,
+	.worker_tick = NULL,
+	.cancel_draw_key = op_cancel_draw_key,
+};
