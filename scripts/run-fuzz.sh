@@ -19,7 +19,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 
-ALL_TARGETS="startup framer scram config hba ident pgframe"
+ALL_TARGETS="startup framer scram config hba ident pgframe mysql"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SECONDS_PER=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
@@ -48,7 +48,7 @@ if ! command -v "$CC" >/dev/null 2>&1; then
 	exit 2
 fi
 
-CFLAGS="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 -D_GNU_SOURCE -Isrc -Isrc/core -Isrc/pg -Isrc/bpf"
+CFLAGS="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 -D_GNU_SOURCE -Isrc -Isrc/core -Isrc/pg -Isrc/mysql -Isrc/bpf"
 WARN="-Wall -Wextra -Wno-unused-parameter"
 LIBS="-lssl -lcrypto"
 
@@ -60,6 +60,7 @@ srcs_of() {
 	config) echo "src/core/config.c src/core/hba.c src/core/hba_lex.c src/core/ident.c" ;;
 	hba) echo "src/core/hba.c src/core/hba_lex.c src/core/ident.c" ;;
 	ident) echo "src/core/ident.c src/core/hba_lex.c" ;;
+	mysql) echo "src/mysql/my_proto.c src/core/iobuf.c" ;;
 	*) return 1 ;;
 	esac
 }
