@@ -1,7 +1,7 @@
 /*
  * main.c - command line, start-up and signals.
  *
- *   sluice [-d] [-q] [-v] [-R] CONFIG.ini
+ *   sluice [-d] [-q] [-v] [-R] CONFIG.ini   (long names: sluice --help)
  *
  * The main thread loads the configuration, opens the listening sockets
  * (or takes them over from a running sluice with -R), starts the workers
@@ -37,14 +37,27 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: sluice [-d] [-q] [-v] [-R] [-V] [-h] CONFIG.ini\n"
-		"  -d  run in the background (daemon); logs go to logfile\n"
-		"  -R  online restart: take over from the sluice running with this\n"
-		"      unix_socket_dir and listen_port, without dropping its clients\n"
-		"  -q  quiet: nothing to stderr\n"
-		"  -v  more verbose (repeat for more)\n"
-		"  -V  print version and exit\n"
-		"  -h  this help\n");
+		"usage: sluice [OPTION]... CONFIG.ini\n"
+		"  -d, --daemon     run in the background; logs go to logfile\n"
+		"  -R, --reboot     online restart (also --restart): take over from the\n"
+		"                   sluice running with this unix_socket_dir and\n"
+		"                   listen_port, without dropping its clients\n"
+		"  -q, --quiet      nothing to stderr\n"
+		"  -v, --verbose    more verbose (repeat for more)\n"
+		"  -V, --version    print the version and exit\n"
+		"  -h, --help       this help\n");
+}
+
+/* --version: the version, and whether this binary can run bpf_bypass
+ * (the build defines SLUICE_BPF when clang, bpftool and libbpf were there). */
+static void print_version(void)
+{
+	printf("sluice %s\n", SLUICE_VERSION);
+#ifdef SLUICE_BPF
+	printf("kernel fast path (bpf_bypass): built in\n");
+#else
+	printf("kernel fast path (bpf_bypass): not built in (built with BPF=0)\n");
+#endif
 }
 
 static void print_warning(const char *msg)
@@ -173,16 +186,27 @@ static void main_loop(const sigset_t *set)
 
 int main(int argc, char **argv)
 {
+	/* PgBouncer's long names; --restart is a second name for --reboot. */
+	static const struct option longopts[] = {
+		{ "daemon", no_argument, NULL, 'd' },
+		{ "reboot", no_argument, NULL, 'R' },
+		{ "restart", no_argument, NULL, 'R' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	int daemon = 0, quiet = 0, verbose = 0, takeover = 0, opt;
-	while ((opt = getopt(argc, argv, "dqvVhR")) != -1) {
+	while ((opt = getopt_long(argc, argv, "dqvVhR", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': daemon = 1; break;
 		case 'R': takeover = 1; break;
 		case 'q': quiet = 1; break;
 		case 'v': verbose++; break;
-		case 'V': printf("sluice %s\n", SLUICE_VERSION); return 0;
+		case 'V': print_version(); return 0;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: usage(stderr); return 2; /* getopt_long named the option */
 		}
 	}
 	if (optind != argc - 1) {
