@@ -119,6 +119,27 @@ test: deps
 	$(MAKE) e2e-bypass
 	$(MAKE) e2e-asan
 
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the man pages,
+# the example configuration (under share/doc/sluice/examples) and the
+# systemd units (their ExecStart= pointed at this BINDIR). Builds the
+# binary first when it is missing or out of date.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/sluice
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+.PHONY: install
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/sluice
+	install -m 0644 man/sluice.1 $(DESTDIR)$(MANDIR)/man1/sluice.1
+	install -m 0644 man/sluice.ini.5 $(DESTDIR)$(MANDIR)/man5/sluice.ini.5
+	install -m 0644 examples/sluice.ini examples/userlist.txt $(DESTDIR)$(DOCDIR)/examples/
+	sed 's|/usr/bin/sluice|$(BINDIR)/sluice|' systemd/sluice.service > $(DESTDIR)$(UNITDIR)/sluice.service
+	install -m 0644 systemd/sluice.socket $(DESTDIR)$(UNITDIR)/sluice.socket
+	chmod 0644 $(DESTDIR)$(UNITDIR)/sluice.service
+
 # The README's main job: throwaway PostgreSQL + sluice in front of it.
 run: deps
 	$(MAKE) all
