@@ -118,6 +118,14 @@ test: deps
 	$(MAKE) e2e
 	$(MAKE) e2e-bypass
 	$(MAKE) e2e-asan
+	$(MAKE) package-test
+
+# make deb, dpkg -i, the packaged sluice serves a query, dpkg --purge
+# (tests/e2e/test_package.py; root only, skipped where a sluice package is
+# installed). About a minute and a half; once per make test.
+.PHONY: package-test
+package-test:
+	SLUICE_PACKAGE_TEST=1 E2E_JOBS=1 scripts/run-e2e.sh tests/e2e/test_package.py
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the man pages,
 # the example configuration (under share/doc/sluice/examples) and the
@@ -139,6 +147,24 @@ install: $(BIN)
 	sed 's|/usr/bin/sluice|$(BINDIR)/sluice|' systemd/sluice.service > $(DESTDIR)$(UNITDIR)/sluice.service
 	install -m 0644 systemd/sluice.socket $(DESTDIR)$(UNITDIR)/sluice.socket
 	chmod 0644 $(DESTDIR)$(UNITDIR)/sluice.service
+
+# make deb: the Debian package (debian/), built by dpkg-buildpackage in a
+# copy of this tree under build/deb, where the .deb lands; then lintian,
+# which fails the target on any warning not explained in
+# debian/sluice.lintian-overrides. The version comes from debian/changelog,
+# which must agree with src/version.h.
+VERSION := $(shell sed -n 's/^\#define SLUICE_VERSION "\(.*\)"/\1/p' src/version.h)
+DEBDIR  := build/deb
+.PHONY: deb
+deb:
+	@dpkg-parsechangelog -S Version | grep -qx '$(VERSION)' || \
+		{ echo "deb: debian/changelog's version is not $(VERSION) (src/version.h)" >&2; exit 1; }
+	rm -rf $(DEBDIR) && mkdir -p $(DEBDIR)/sluice-$(VERSION)
+	tar --exclude=./build --exclude=./.git -cf - . | tar -C $(DEBDIR)/sluice-$(VERSION) -xf -
+	cd $(DEBDIR)/sluice-$(VERSION) && \
+		DEB_BUILD_OPTIONS="parallel=$$(nproc) $${DEB_BUILD_OPTIONS:-}" dpkg-buildpackage -b -us -uc
+	lintian --fail-on error,warning $(DEBDIR)/sluice_$(VERSION)_*.changes
+	@ls -l $(DEBDIR)/*.deb
 
 # The README's main job: throwaway PostgreSQL + sluice in front of it.
 run: deps

@@ -13,6 +13,8 @@ required=(
 	procps util-linux iproute2 curl
 	libpostgresql-jdbc-java
 	clang libbpf-dev bpftool
+	systemd groff-base
+	debhelper dpkg-dev lintian adduser
 )
 # The JDBC end-to-end test compiles a small Java program: a JDK is needed
 # unless one is already on PATH.
