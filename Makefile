@@ -191,6 +191,13 @@ bench: deps
 	$(MAKE) all build/fakepg
 	bench/bench.sh
 
+# Only the throughput-by-clients sweep (1 to 256 clients, 3 s a point,
+# about 2 minutes), with its chart: build/bench/clients.{csv,txt,png}.
+.PHONY: bench-clients
+bench-clients: deps
+	$(MAKE) all
+	WORKLOADS=clients CHART="$${CHART:-1}" bench/bench.sh
+
 # bpf_bypass on vs off vs PgBouncer in one interleaved run (bench/README.md).
 # WORKLOADS, TARGETS and SLUICE_BIN from the environment or the command line
 # win over these defaults.
