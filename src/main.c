@@ -154,16 +154,17 @@ static void count_pool(struct pool *p, void *arg)
 	c->pools++;
 }
 
-/* Sent when it changed, at most once a second; `last` is the last sent. */
+/* Looked at once a second under systemd, sent when it changed; `last`
+ * is the last sent, `last_us` the last look. */
 static void notify_status(int64_t now, int64_t *last_us, struct status_counts *last)
 {
-	if (now - *last_us < 1000000)
+	if (now - *last_us < 1000000 || !systemd_notify_wanted())
 		return;
+	*last_us = now;
 	struct status_counts c = { 0, 0 };
 	pool_foreach(count_pool, &c);
 	if (c.clients == last->clients && c.pools == last->pools)
 		return;
-	*last_us = now;
 	*last = c;
 	systemd_notifyf("STATUS=%d client%s, %d pool%s", c.clients, c.clients == 1 ? "" : "s", c.pools,
 			c.pools == 1 ? "" : "s");
@@ -373,7 +374,8 @@ int main(int argc, char **argv)
 		}
 		n_inherited = takeover_listener_fds(&inherited, &inherited_unix);
 	} else if (n_sd > 0) {
-		n_inherited = spread_systemd_tcp(&sd, cfg->workers > 0 ? cfg->workers : 1, sd_tcp, (int)(sizeof(sd_tcp) / sizeof(sd_tcp[0])));
+		n_inherited = spread_systemd_tcp(&sd, cfg->workers > 0 ? cfg->workers : 1, sd_tcp,
+						 (int)(sizeof(sd_tcp) / sizeof(sd_tcp[0])));
 		inherited = sd_tcp;
 		inherited_unix = sd.pg_unix;
 	}

@@ -61,6 +61,12 @@ int systemd_notify(const char *state)
 	return rc;
 }
 
+bool systemd_notify_wanted(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	return path && *path;
+}
+
 int systemd_notifyf(const char *fmt, ...)
 {
 	char buf[512];

@@ -11,6 +11,7 @@
 #ifndef SLUICE_SYSTEMD_H
 #define SLUICE_SYSTEMD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct config;
@@ -30,6 +31,9 @@ struct systemd_listeners {
  * allowed) to $NOTIFY_SOCKET. 0 when sent or when there is no
  * NOTIFY_SOCKET (not under systemd), else a negative errno. */
 int systemd_notify(const char *state);
+
+/* Is there a NOTIFY_SOCKET (running under systemd, Type=notify)? */
+bool systemd_notify_wanted(void);
 
 /* printf-style systemd_notify. */
 int systemd_notifyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
