@@ -160,7 +160,7 @@ deb:
 	@dpkg-parsechangelog -S Version | grep -qx '$(VERSION)' || \
 		{ echo "deb: debian/changelog's version is not $(VERSION) (src/version.h)" >&2; exit 1; }
 	rm -rf $(DEBDIR) && mkdir -p $(DEBDIR)/sluice-$(VERSION)
-	tar --exclude=./build --exclude=./.git -cf - . | tar -C $(DEBDIR)/sluice-$(VERSION) -xf -
+	tar --exclude=./build --exclude=./.git --exclude=./.run -cf - . | tar -C $(DEBDIR)/sluice-$(VERSION) -xf -
 	cd $(DEBDIR)/sluice-$(VERSION) && \
 		DEB_BUILD_OPTIONS="parallel=$$(nproc) $${DEB_BUILD_OPTIONS:-}" dpkg-buildpackage -b -us -uc
 	lintian --fail-on error,warning $(DEBDIR)/sluice_$(VERSION)_*.changes
