@@ -191,8 +191,9 @@ bench: deps
 	$(MAKE) all build/fakepg
 	bench/bench.sh
 
-# Only the throughput-by-clients sweep (1 to 256 clients, 3 s a point,
-# about 2 minutes), with its chart: build/bench/clients.{csv,txt,png}.
+# Only the throughput-by-clients sweep (1 to 256 clients, 3 s a point and
+# more for many clients, about 3 minutes), with its chart:
+# build/bench/clients.{csv,txt,png}.
 .PHONY: bench-clients
 bench-clients: deps
 	$(MAKE) all
