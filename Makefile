@@ -123,6 +123,53 @@ test: deps
 	$(MAKE) e2e
 	$(MAKE) e2e-bypass
 	$(MAKE) e2e-asan
+	$(MAKE) package-test
+
+# make deb, dpkg -i, the packaged sluice serves a query, dpkg --purge
+# (tests/e2e/test_package.py; root only, skipped where a sluice package is
+# installed). About a minute and a half; once per make test.
+.PHONY: package-test
+package-test:
+	SLUICE_PACKAGE_TEST=1 E2E_JOBS=1 scripts/run-e2e.sh tests/e2e/test_package.py
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the man pages,
+# the example configuration (under share/doc/sluice/examples) and the
+# systemd units (their ExecStart= pointed at this BINDIR). Builds the
+# binary first when it is missing or out of date.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/sluice
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+.PHONY: install
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/sluice
+	install -m 0644 man/sluice.1 $(DESTDIR)$(MANDIR)/man1/sluice.1
+	install -m 0644 man/sluice.ini.5 $(DESTDIR)$(MANDIR)/man5/sluice.ini.5
+	install -m 0644 examples/sluice.ini examples/userlist.txt $(DESTDIR)$(DOCDIR)/examples/
+	sed 's|/usr/bin/sluice|$(BINDIR)/sluice|' systemd/sluice.service > $(DESTDIR)$(UNITDIR)/sluice.service
+	install -m 0644 systemd/sluice.socket $(DESTDIR)$(UNITDIR)/sluice.socket
+	chmod 0644 $(DESTDIR)$(UNITDIR)/sluice.service
+
+# make deb: the Debian package (debian/), built by dpkg-buildpackage in a
+# copy of this tree under build/deb, where the .deb lands; then lintian,
+# which fails the target on any warning not explained in
+# debian/sluice.lintian-overrides. The version comes from debian/changelog,
+# which must agree with src/core/version.h.
+VERSION := $(shell sed -n 's/^\#define SLUICE_VERSION "\(.*\)"/\1/p' src/core/version.h)
+DEBDIR  := build/deb
+.PHONY: deb
+deb:
+	@dpkg-parsechangelog -S Version | grep -qx '$(VERSION)' || \
+		{ echo "deb: debian/changelog's version is not $(VERSION) (src/core/version.h)" >&2; exit 1; }
+	rm -rf $(DEBDIR) && mkdir -p $(DEBDIR)/sluice-$(VERSION)
+	tar --exclude=./build --exclude=./.git --exclude=./.run -cf - . | tar -C $(DEBDIR)/sluice-$(VERSION) -xf -
+	cd $(DEBDIR)/sluice-$(VERSION) && \
+		DEB_BUILD_OPTIONS="parallel=$$(nproc) $${DEB_BUILD_OPTIONS:-}" dpkg-buildpackage -b -us -uc
+	lintian --fail-on error,warning $(DEBDIR)/sluice_$(VERSION)_*.changes
+	@ls -l $(DEBDIR)/*.deb
 
 # The README's main job: throwaway PostgreSQL + sluice in front of it.
 run: deps
@@ -148,6 +195,14 @@ build/fakepg: bench/fakepg.c
 bench: deps
 	$(MAKE) all build/fakepg
 	bench/bench.sh
+
+# Only the throughput-by-clients sweep (1 to 256 clients, 3 s a point and
+# more for many clients, about 3 minutes), with its chart:
+# build/bench/clients.{csv,txt,png}.
+.PHONY: bench-clients
+bench-clients: deps
+	$(MAKE) all
+	WORKLOADS=clients CHART="$${CHART:-1}" bench/bench.sh
 
 # bpf_bypass on vs off vs PgBouncer in one interleaved run (bench/README.md).
 # WORKLOADS, TARGETS and SLUICE_BIN from the environment or the command line

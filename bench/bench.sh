@@ -5,7 +5,7 @@
 # fast path (bpf_bypass = on) with sluice in user space and PgBouncer.
 #
 # What it does, all on 127.0.0.1 and all torn down again on exit:
-#   1. starts a throwaway PostgreSQL 15 (fsync=off, max_connections=300,
+#   1. starts a throwaway PostgreSQL 15 (fsync=off, max_connections=400,
 #      md5 passwords), creates user bench / password bench and database bench
 #      and loads it with `pgbench -i -s $SCALE`;
 #   2. starts the poolers among TARGETS: PgBouncer (/usr/sbin/pgbouncer),
@@ -83,6 +83,13 @@
 #                 the limit. Printed as a table of its own; on a machine
 #                 with fewer CPUs than workers + pgbench + fakepg need it
 #                 cannot show scaling, but it is printed anyway.
+#   clients       after the rounds, once: pgbench -S -c N -j min(N,2) for N in
+#                 CLIENT_COUNTS (1 2 4 ... 256), CLIENTS_DURATION (3) seconds
+#                 each, every target at each N (the order rotating from one
+#                 N to the next; a second more per 16 clients, for
+#                 connecting): throughput by number of clients. Written to
+#                 build/bench/clients.csv and clients.txt (a table), and drawn
+#                 into build/bench/clients.png with the chart (CHART).
 #   (idle_rss is accepted as an old name of idle_c8.)
 #
 # Environment:
@@ -94,7 +101,9 @@
 #   IDLE_CLIENTS=2000 idle connections held open during idle_c8
 #   RATE=4000         offered transactions per second for rate_c8
 #   SYSCALL_TX=500    transactions per client (x16) for the strace run
-#   CHART=1           write build/bench/chart.png with gnuplot, installing
+#   CLIENT_COUNTS="1 2 4 8 16 32 64 128 256"  client counts of `clients`
+#   CLIENTS_DURATION=3 seconds per point of `clients`
+#   CHART=1           write build/bench/chart.png (and clients.png) with gnuplot, installing
 #                     Debian package gnuplot-nox first if it is missing (as
 #                     root). Without CHART=1 the chart is drawn only if
 #                     gnuplot is already installed; CHART=0 never draws it.
@@ -131,9 +140,9 @@
 #     OTHER_POOLER_CMD='sed "s/@PGPORT@/$BENCH_PG_PORT/" ~/ody.conf >$BENCH_DIR/ody.conf && exec odyssey $BENCH_DIR/ody.conf' \
 #     bench/bench.sh
 #
-# With the defaults the whole run takes about 20 minutes on 2 CPUs (9 timed
+# With the defaults the whole run takes about 22 minutes on 2 CPUs (9 timed
 # workloads x 3 targets x 5 rounds x 5 s, plus set-up, opening the idle
-# clients, the strace runs and the scaling row); `make bench-bypass` (3
+# clients, the strace runs, the scaling row and the 2 minutes of `clients`); `make bench-bypass` (3
 # workloads x 4 targets) about 6 minutes.
 set -euo pipefail
 
@@ -151,8 +160,11 @@ IDLE_CLIENTS=${IDLE_CLIENTS:-2000}
 RATE=${RATE:-4000}
 SYSCALL_TX=${SYSCALL_TX:-500}
 CHART=${CHART:-}
+CLIENT_COUNTS=${CLIENT_COUNTS:-1 2 4 8 16 32 64 128 256}
+CLIENT_COUNTS=${CLIENT_COUNTS//,/ }
+CLIENTS_DURATION=${CLIENTS_DURATION:-3}
 POOL_SIZE=20
-ALL_WORKLOADS="select_c16 select_c1 extended_c16 prepared_c16 tpcb_c16 connect_c4 idle_c8 stream_c2 rate_c8 syscalls scaling"
+ALL_WORKLOADS="select_c16 select_c1 extended_c16 prepared_c16 tpcb_c16 connect_c4 idle_c8 stream_c2 rate_c8 syscalls scaling clients"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 WORKLOADS=${WORKLOADS//,/ }
 WORKLOADS=" $WORKLOADS "
@@ -188,6 +200,11 @@ note() { echo "bench: $*" >&2; }
 [[ $IDLE_CLIENTS =~ ^[1-9][0-9]*$ ]] || die "IDLE_CLIENTS must be a positive integer"
 [[ $RATE =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer"
 [[ $SYSCALL_TX =~ ^[1-9][0-9]*$ ]] || die "SYSCALL_TX must be a positive integer"
+[[ $CLIENTS_DURATION =~ ^[1-9][0-9]*$ ]] || die "CLIENTS_DURATION must be a positive integer"
+for n in $CLIENT_COUNTS; do
+	# 256 direct connections plus the poolers' fit in max_connections (400).
+	[[ $n =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 300 ] || die "CLIENT_COUNTS: '$n' is not a number of clients from 1 to 300"
+done
 for w in $WORKLOADS; do
 	[[ " $ALL_WORKLOADS " == *" $w "* ]] || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
 done
@@ -332,7 +349,9 @@ RUNS_CSV=$OUT_DIR/runs.csv
 echo "round,workload,target,metric,value" >"$RUNS_CSV"
 
 n_pgbench_workloads=0
-for w in $WORKLOADS; do [ "$w" != syscalls ] && [ "$w" != scaling ] && n_pgbench_workloads=$((n_pgbench_workloads + 1)); done
+for w in $WORKLOADS; do
+	case $w in syscalls | scaling | clients) ;; *) n_pgbench_workloads=$((n_pgbench_workloads + 1)) ;; esac
+done
 n_targets=$(wc -w <<<"$WANT_TARGETS")
 note "$ROUNDS round(s) x $n_pgbench_workloads workload(s) x $n_targets targets x ${DURATION}s" \
 	"= about $(((ROUNDS * n_pgbench_workloads * n_targets * (DURATION + 1) + 59) / 60)) min of pgbench, plus set-up"
@@ -361,7 +380,7 @@ cat >>"$PGDATA_DIR/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$WORK'
-max_connections = 300
+max_connections = 400
 password_encryption = md5
 fsync = off
 shared_buffers = 256MB
@@ -872,7 +891,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	for ((i = 0; i < n; i++)); do order+=("${TARGETS[$(((i + r - 1) % n))]}"); done
 	note "round $r/$ROUNDS, order: ${order[*]}"
 	for w in $WORKLOADS; do
-		[ "$w" = syscalls ] || [ "$w" = scaling ] && continue
+		case $w in syscalls | scaling | clients) continue ;; esac
 		for t in "${order[@]}"; do
 			run_one "$r" "$w" "$t"
 		done
@@ -961,9 +980,54 @@ scaling() {
 }
 [[ " $WORKLOADS " == *" scaling "* ]] && scaling
 
-# --- report
+# --- clients: throughput by number of clients, one short run per point
+CLIENTS_TABLE=
+clients_sweep() {
+	local n t j tps out line k=0 i secs
+	local csv=$OUT_DIR/clients.csv
+	local -a order
+	echo "clients,$(IFS=,; echo "${TARGETS[*]}")" >"$csv"
+	for n in $CLIENT_COUNTS; do
+		j=$((n < 2 ? n : 2))
+		# pgbench's -T counts the time it takes to connect, and a direct
+		# connection forks a backend: at 64 clients on a busy 2-CPU
+		# machine that took the whole 3 s (0 transactions). A second more
+		# per 16 clients; pgbench's tps leaves the connecting out.
+		secs=$((CLIENTS_DURATION + n / 16))
+		order=()
+		for ((i = 0; i < ${#TARGETS[@]}; i++)); do order+=("${TARGETS[$(((i + k) % ${#TARGETS[@]}))]}"); done
+		k=$((k + 1))
+		declare -A got=()
+		for t in "${order[@]}"; do
+			[ -n "${DEAD[$t]:-}" ] && continue
+			out=$WORK/pgbench-clients-c$n-$t.log
+			timeout -k 5 $((secs + 60)) "$PGBENCH" -n -S -c "$n" -j "$j" -T "$secs" \
+				-p "${PORT[$t]}" bench >"$out" 2>&1 &
+			PGBENCH_PID=$!
+			wait "$PGBENCH_PID" || true
+			PGBENCH_PID=
+			tps=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$out")
+			note "clients $(printf '%3d %-13s' "$n" "${LABEL[$t]}") ${tps:-failed} tps"
+			[ -n "$tps" ] && record 1 "clients_c$n" "$t" tps "$tps"
+			got[$t]=$tps
+		done
+		line=$n
+		for t in "${TARGETS[@]}"; do line+=",${got[$t]:-}"; done
+		echo "$line" >>"$csv"
+		unset got
+	done
+	CLIENTS_TABLE=$(
+		echo "throughput by number of clients, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs:" \
+			"pgbench -S -c N -j min(N,2) -T $CLIENTS_DURATION+N/16 s, one run each, TPS (without connection time)"
+		"$PY" "$BENCH_DIR/bench_stats.py" clients-table "$csv" "${target_specs[@]}"
+	)
+	printf '%s\n' "$CLIENTS_TABLE" >"$OUT_DIR/clients.txt"
+}
 target_specs=()
 for t in "${TARGETS[@]}"; do target_specs+=("$t=${LABEL[$t]}"); done
+[[ " $WORKLOADS " == *" clients "* ]] && clients_sweep
+
+# --- report
 {
 	echo "sluice benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ROUNDS=$ROUNDS DURATION=${DURATION}s," \
 		"scale $SCALE, pool_mode=transaction (prepared: session), default_pool_size=$POOL_SIZE, medians over rounds," \
@@ -979,9 +1043,10 @@ for t in "${!DEAD[@]}"; do
 done
 [ -n "$BYPASS_DROPPED" ] && echo "NOTE: $BYPASS_DROPPED." | tee -a "$OUT_DIR/table.txt"
 [ -n "$SCALING_TABLE" ] && printf '\n%s\n' "$SCALING_TABLE" | tee -a "$OUT_DIR/table.txt"
+[ -n "$CLIENTS_TABLE" ] && printf '\n%s\n' "$CLIENTS_TABLE" | tee -a "$OUT_DIR/table.txt"
 
 # --- optional chart
-rm -f "$OUT_DIR/chart.png"
+rm -f "$OUT_DIR/chart.png" "$OUT_DIR/clients.png"
 if [ "$CHART" = 1 ] && ! command -v gnuplot >/dev/null; then
 	if [ $IS_ROOT -eq 1 ]; then
 		note "CHART=1: installing gnuplot-nox"
@@ -992,12 +1057,23 @@ if [ "$CHART" = 1 ] && ! command -v gnuplot >/dev/null; then
 	fi
 fi
 if [ "$CHART" != 0 ] && command -v gnuplot >/dev/null; then
-	if "$PY" "$BENCH_DIR/bench_stats.py" chart "$OUT_DIR/results.csv" "$WORK/chart" "$OUT_DIR/chart.png" "${target_specs[@]}" &&
+	if [ "$n_pgbench_workloads" -eq 0 ]; then
+		: # only syscalls, scaling or clients: no table of rounds to draw
+	elif "$PY" "$BENCH_DIR/bench_stats.py" chart "$OUT_DIR/results.csv" "$WORK/chart" "$OUT_DIR/chart.png" "${target_specs[@]}" &&
 		gnuplot "$WORK/chart.gp" >"$WORK/gnuplot.log" 2>&1 && [ -s "$OUT_DIR/chart.png" ]; then
 		note "chart: build/bench/chart.png"
 	else
 		cat "$WORK/gnuplot.log" >&2 2>/dev/null || true
 		note "gnuplot failed: no chart"
+	fi
+	if [ -n "$CLIENTS_TABLE" ]; then
+		if "$PY" "$BENCH_DIR/bench_stats.py" clients-chart "$OUT_DIR/clients.csv" "$WORK/clients" "$OUT_DIR/clients.png" \
+			"${target_specs[@]}" && gnuplot "$WORK/clients.gp" >"$WORK/gnuplot-clients.log" 2>&1 && [ -s "$OUT_DIR/clients.png" ]; then
+			note "chart: build/bench/clients.png"
+		else
+			cat "$WORK/gnuplot-clients.log" >&2 2>/dev/null || true
+			note "gnuplot failed: no clients chart"
+		fi
 	fi
 fi
 note "results: build/bench/results.csv (medians), build/bench/runs.csv (every run), build/bench/table.txt"

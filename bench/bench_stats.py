@@ -24,6 +24,14 @@
         Writes PREFIX.dat and the gnuplot script PREFIX.gp that draws PNG:
         throughput of each pooler as a percentage of direct, and
         sluice/pgbouncer for every row.
+
+    bench_stats.py clients-table CLIENTS_CSV TARGET...
+        CLIENTS_CSV has a row per client count (clients,TARGET,...: TPS).
+        Prints it as a table with the ratio sluice/pgbouncer.
+
+    bench_stats.py clients-chart CLIENTS_CSV PREFIX PNG TARGET...
+        Writes the gnuplot script PREFIX.gp that draws PNG: TPS against the
+        number of clients (log scale), one line per target.
 """
 import os
 import csv
@@ -447,6 +455,67 @@ def cmd_chart(results_csv, prefix, png, target_specs):
         f.write("\n".join(gp) + "\n")
 
 
+def read_clients(clients_csv, target_specs):
+    targets = []
+    for spec in target_specs:
+        name, _, label = spec.partition("=")
+        targets.append((name, label or name))
+    with open(clients_csv) as f:
+        rows = list(csv.DictReader(f))
+    return targets, rows
+
+
+def cmd_clients_table(clients_csv, target_specs):
+    targets, rows = read_clients(clients_csv, target_specs)
+    names = [n for n, _ in targets]
+    ratio = "pgbouncer" in names and "sluice" in names
+    head = ["clients"] + [label for _, label in targets] + (["sluice/pgbouncer"] if ratio else [])
+    widths = [max(7, len(h)) for h in head]
+    print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+    for row in rows:
+        cells = [row["clients"]] + [row.get(n) or "-" for n in names]
+        if ratio:
+            try:
+                cells.append("%.2f" % (float(row["sluice"]) / float(row["pgbouncer"])))
+            except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                cells.append("-")
+        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+
+
+def cmd_clients_chart(clients_csv, prefix, png, target_specs):
+    """gnuplot script: TPS by number of clients, a line per target."""
+    targets, rows = read_clients(clients_csv, target_specs)
+    if not rows:
+        sys.exit("nothing to draw")
+    counts = [int(r["clients"]) for r in rows]
+    gp = []
+    gp.append("set terminal pngcairo size 900,500 font ',10'" if os.environ.get("BENCH_PNGCAIRO", "1") == "1"
+              else "set terminal png size 900,500")
+    gp.append("set output %s" % gp_quote(png))
+    gp.append("set datafile separator ','")
+    gp.append("set datafile missing ''")
+    gp.append("set title 'throughput by number of clients (pgbench -S; higher is better)' noenhanced")
+    gp.append("set xlabel 'clients (pgbench -c)'")
+    gp.append("set ylabel 'transactions per second'")
+    gp.append("set logscale x 2")
+    gp.append("set xrange [%g:%g]" % (min(counts) / 1.2, max(counts) * 1.2))
+    gp.append("set xtics (%s)" % ", ".join('"%d" %d' % (c, c) for c in counts))
+    gp.append("set yrange [0:*]")
+    gp.append("set grid")
+    gp.append("set key bottom right noenhanced")
+    plots = []
+    with open(clients_csv) as f:
+        header = next(csv.reader(f))
+    for name, label in targets:
+        if name in header:
+            col = header.index(name) + 1
+            plots.append("%s skip 1 using 1:%d with linespoints lw 2 pt 7 title %s"
+                         % (gp_quote(clients_csv) if not plots else "''", col, gp_quote(label)))
+    gp.append("plot " + ", ".join(plots))
+    with open(prefix + ".gp", "w") as f:
+        f.write("\n".join(gp) + "\n")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -456,6 +525,10 @@ def main():
         cmd_strace(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "chart" and len(sys.argv) >= 6:
         cmd_chart(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    elif sys.argv[1] == "clients-table" and len(sys.argv) >= 4:
+        cmd_clients_table(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1] == "clients-chart" and len(sys.argv) >= 6:
+        cmd_clients_chart(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
     elif sys.argv[1] == "summary" and len(sys.argv) >= 5:
         cmd_summary(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:

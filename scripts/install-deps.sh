@@ -14,6 +14,8 @@ required=(
 	libpostgresql-jdbc-java
 	clang libbpf-dev bpftool
 	mariadb-server mariadb-client python3-pymysql
+	systemd groff-base
+	debhelper dpkg-dev lintian adduser
 )
 # The JDBC end-to-end test compiles a small Java program: a JDK is needed
 # unless one is already on PATH.

@@ -1,7 +1,11 @@
 /*
  * main.c - command line, start-up and signals.
  *
- *   sluice [-d] [-q] [-v] [-R] CONFIG.ini
+ *   sluice [-d] [-q] [-v] [-R] CONFIG.ini   (long names: sluice --help)
+ *
+ * Under systemd it reports readiness, reloads and shutdown (Type=notify)
+ * and takes the listening sockets systemd passes (socket activation):
+ * systemd.h.
  *
  * The main thread loads the configuration, opens the listening sockets
  * (or takes them over from a running sluice with -R), starts the workers
@@ -17,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -30,6 +35,7 @@
 #include "pg_ops.h"
 #include "pool.h"
 #include "runtime.h"
+#include "systemd.h"
 #include "takeover.h"
 #include "tls.h"
 #include "worker.h"
@@ -39,14 +45,27 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: sluice [-d] [-q] [-v] [-R] [-V] [-h] CONFIG.ini\n"
-		"  -d  run in the background (daemon); logs go to logfile\n"
-		"  -R  online restart: take over from the sluice running with this\n"
-		"      unix_socket_dir and listen_port, without dropping its clients\n"
-		"  -q  quiet: nothing to stderr\n"
-		"  -v  more verbose (repeat for more)\n"
-		"  -V  print version and exit\n"
-		"  -h  this help\n");
+		"usage: sluice [OPTION]... CONFIG.ini\n"
+		"  -d, --daemon     run in the background; logs go to logfile\n"
+		"  -R, --reboot     online restart (also --restart): take over from the\n"
+		"                   sluice running with this unix_socket_dir and\n"
+		"                   listen_port, without dropping its clients\n"
+		"  -q, --quiet      nothing to stderr\n"
+		"  -v, --verbose    more verbose (repeat for more)\n"
+		"  -V, --version    print the version and exit\n"
+		"  -h, --help       this help\n");
+}
+
+/* --version: the version, and whether this binary can run bpf_bypass
+ * (the build defines SLUICE_BPF when clang, bpftool and libbpf were there). */
+static void print_version(void)
+{
+	printf("sluice %s\n", SLUICE_VERSION);
+#ifdef SLUICE_BPF
+	printf("kernel fast path (bpf_bypass): built in\n");
+#else
+	printf("kernel fast path (bpf_bypass): not built in (built with BPF=0)\n");
+#endif
 }
 
 static void print_warning(const char *msg)
@@ -123,17 +142,64 @@ static void log_pool_stats(struct pool *p, void *arg)
 		 (unsigned long long)(d.xacts ? d.wait_us / d.xacts : 0));
 }
 
+/* systemd's status line (STATUS=, systemctl status): clients logged in
+ * and pools. */
+struct status_counts {
+	int clients; /* sum of the pools' n_clients */
+	int pools;   /* pools not forgotten */
+};
+
+static void count_pool(struct pool *p, void *arg)
+{
+	struct status_counts *c = arg;
+	c->clients += __atomic_load_n(&p->n_clients, __ATOMIC_RELAXED);
+	c->pools++;
+}
+
+/* Looked at once a second under systemd, sent when it changed; `last`
+ * is the last sent, `last_us` the last look. */
+static void notify_status(int64_t now, int64_t *last_us, struct status_counts *last)
+{
+	if (now - *last_us < 1000000 || !systemd_notify_wanted())
+		return;
+	*last_us = now;
+	struct status_counts c = { 0, 0 };
+	pool_foreach(count_pool, &c);
+	if (c.clients == last->clients && c.pools == last->pools)
+		return;
+	*last = c;
+	systemd_notifyf("STATUS=%d client%s, %d pool%s", c.clients, c.clients == 1 ? "" : "s", c.pools,
+			c.pools == 1 ? "" : "s");
+}
+
+/* SIGHUP under systemd (Type=notify): RELOADING=1 with the monotonic
+ * clock's time, as sd_notify(3) asks, then READY=1 when it is done. */
+static void reload_on_sighup(void)
+{
+	char err[512];
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	systemd_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
+			(unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+	log_info("got SIGHUP: reloading the configuration");
+	if (control_reload(false, err, sizeof(err)) < 0)
+		systemd_notifyf("READY=1\nSTATUS=reload failed (the old configuration stays): %.400s", err);
+	else
+		systemd_notify("READY=1");
+}
+
 static void main_loop(const sigset_t *set)
 {
 	int64_t period_start = loop_now_us();
+	int64_t status_us = 0;
+	struct status_counts status = { -1, -1 };
+	bool stopping = false;
 	for (;;) {
 		struct timespec wait = { 0, 100 * 1000 * 1000 };
 		int sig = sigtimedwait(set, NULL, &wait);
-		char err[512];
 		switch (sig) {
 		case SIGHUP:
-			log_info("got SIGHUP: reloading the configuration");
-			control_reload(false, err, sizeof(err));
+			reload_on_sighup();
 			break;
 		case SIGUSR1:
 			log_info("got SIGUSR1: PAUSE");
@@ -159,8 +225,18 @@ static void main_loop(const sigset_t *set)
 			break;
 		}
 		int64_t now = loop_now_us();
+		/* Shutting down, whoever asked (signal or SHUTDOWN): tell systemd.
+		 * An online restart is not a stop: the service goes on in the
+		 * new process. */
+		int phase = control_phase();
+		if (!stopping && phase != PHASE_RUNNING && phase != PHASE_HANDOVER) {
+			stopping = true;
+			systemd_notify("STOPPING=1\nSTATUS=shutting down");
+		}
 		if (control_exit_due(now))
 			return;
+		if (!stopping)
+			notify_status(now, &status_us, &status);
 		int64_t period_us;
 		bool log_stats;
 		control_read_config(&period_us, &log_stats);
@@ -179,18 +255,51 @@ static const struct proto_ops *const protocols[CONFIG_PROTOCOLS] = {
 	[CONFIG_PROTO_MYSQL] = &my_ops,
 };
 
+/* Socket activation: systemd passes one socket per address, and each
+ * worker polls listeners of its own. Every worker gets a copy (dup) of each
+ * socket: the copies of one address are its ranks 0..n-1 for
+ * worker_start_all, one per worker. The kernel wakes every worker polling
+ * the socket; those that find nothing to accept wait again. Returns how
+ * many fds it wrote. */
+static int spread_systemd_tcp(const struct systemd_listeners *sd, int copies, int *fds, int max)
+{
+	int n = 0;
+	for (int i = 0; i < sd->n_pg_tcp; i++) {
+		for (int w = 0; w < copies && n < max; w++) {
+			int fd = w == 0 ? sd->pg_tcp[i] : fcntl(sd->pg_tcp[i], F_DUPFD_CLOEXEC, 3);
+			if (fd < 0) {
+				log_warning("socket activation: cannot copy a socket for worker %d: %s", w, strerror(errno));
+				break;
+			}
+			fds[n++] = fd;
+		}
+	}
+	return n;
+}
+
 int main(int argc, char **argv)
 {
+	/* PgBouncer's long names; --restart is a second name for --reboot. */
+	static const struct option longopts[] = {
+		{ "daemon", no_argument, NULL, 'd' },
+		{ "reboot", no_argument, NULL, 'R' },
+		{ "restart", no_argument, NULL, 'R' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	int daemon = 0, quiet = 0, verbose = 0, takeover = 0, opt;
-	while ((opt = getopt(argc, argv, "dqvVhR")) != -1) {
+	while ((opt = getopt_long(argc, argv, "dqvVhR", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': daemon = 1; break;
 		case 'R': takeover = 1; break;
 		case 'q': quiet = 1; break;
 		case 'v': verbose++; break;
-		case 'V': printf("sluice %s\n", SLUICE_VERSION); return 0;
+		case 'V': print_version(); return 0;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: usage(stderr); return 2; /* getopt_long named the option */
 		}
 	}
 	if (optind != argc - 1) {
@@ -251,6 +360,19 @@ int main(int argc, char **argv)
 	if (cfg->syslog && log_open_syslog(cfg->syslog_ident, cfg->syslog_facility) < 0)
 		log_warning("syslog_facility '%s' is unknown; not logging to syslog", cfg->syslog_facility);
 	int *inherited = NULL, n_inherited = 0, inherited_unix = -1;
+	struct systemd_listeners sd;
+	static int sd_tcp[SYSTEMD_MAX_TCP * 256]; /* each of sd's TCP sockets once per worker */
+	int n_sd = systemd_take_listeners(cfg, &sd, err, sizeof(err));
+	if (n_sd < 0) {
+		log_error("%s", err);
+		if (cfg->pidfile)
+			unlink(cfg->pidfile);
+		return 1;
+	}
+	if (takeover && n_sd > 0) {
+		log_warning("online restart: the sockets systemd passed are not used; the running sluice's are");
+		systemd_close_listeners(&sd);
+	}
 	if (takeover) {
 		if (takeover_fetch_listeners(cfg, err, sizeof(err)) < 0) {
 			log_error("online restart failed: %s", err);
@@ -259,6 +381,11 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		n_inherited = takeover_listener_fds(&inherited, &inherited_unix);
+	} else if (n_sd > 0) {
+		n_inherited = spread_systemd_tcp(&sd, cfg->workers > 0 ? cfg->workers : 1, sd_tcp,
+						 (int)(sizeof(sd_tcp) / sizeof(sd_tcp[0])));
+		inherited = sd_tcp;
+		inherited_unix = sd.pg_unix;
 	}
 	bypass_apply(cfg); /* bpf_bypass: load and probe; falls back to user space */
 	control_startup_hold(); /* cfg stays this snapshot until the metrics start */
@@ -268,6 +395,8 @@ int main(int argc, char **argv)
 			unlink(cfg->pidfile);
 		return 1;
 	}
+	if (!takeover && sd.pg_unix >= 0)
+		worker_forget_listeners(); /* the unix socket's file is systemd's: not unlinked at exit */
 	if (takeover)
 		takeover_receive_start(&pg_ops);
 	takeover_listen(cfg);
@@ -276,6 +405,9 @@ int main(int argc, char **argv)
 	control_startup_done();
 	log_info("sluice %s started (config %s)%s", SLUICE_VERSION, path,
 		 takeover ? ", taking over from the running process" : "");
+	/* Every listener is open (Type=notify waits for this). */
+	if ((rc = systemd_notify("READY=1\nSTATUS=accepting connections")) < 0)
+		log_warning("cannot notify systemd (NOTIFY_SOCKET): %s", strerror(-rc));
 
 	main_loop(&set);
 

@@ -767,15 +767,18 @@ int worker_start_all(const struct config *cfg, const struct proto_ops *const *pr
 		loop_set(&w->loop, &w->mailbox_h, EPOLLIN);
 		/* Online restart: the old process's sockets, shared out among
 		 * the workers (SO_REUSEPORT spreads connections over them). */
-		int got = 0;
+		int got_pg = 0, got_my = 0;
 		for (int k = 0; k < n_inherited; k++) {
 			if (inherited_rank(inherited, k) % n_workers == i) {
-				add_listener(w, inherited[k], inherited_proto(cfg, inherited[k]));
-				got++;
+				const struct proto_ops *proto = inherited_proto(cfg, inherited[k]);
+				add_listener(w, inherited[k], proto);
+				*(proto == pg ? &got_pg : &got_my) += 1;
 			}
 		}
-		rc = got ? 0 : open_tcp_for_worker(w, cfg, cfg->listen_addr, cfg->listen_port, pg, err, sizeof(err));
-		if (rc == 0 && !got && my && cfg->mysql_listen_port)
+		/* A protocol whose sockets did not come from the previous process
+		 * or from systemd opens its own (mysql_listen_port newly set). */
+		rc = got_pg ? 0 : open_tcp_for_worker(w, cfg, cfg->listen_addr, cfg->listen_port, pg, err, sizeof(err));
+		if (rc == 0 && !got_my && my && cfg->mysql_listen_port)
 			rc = open_tcp_for_worker(w, cfg, cfg->mysql_listen_addr ? cfg->mysql_listen_addr : cfg->listen_addr,
 						 cfg->mysql_listen_port, my, err, sizeof(err));
 		if (rc < 0) {
