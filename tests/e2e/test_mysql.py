@@ -254,3 +254,50 @@ def test_show_clients_and_servers_list_mysql_connections(sluice, pg, maria):
             assert any(r[2] == "mydb" for r in clients)
             pools = adm.execute("SHOW POOLS").fetchall()
             assert any(r[0] == "mydb" for r in pools)
+
+
+def test_socket_activation_of_the_mysql_port(sluice, pg, maria):
+    """systemd passes both ports (systemd-socket-activate): sluice takes
+    mysql_listen_port's socket from it and serves MySQL clients there."""
+    import os
+    import shutil
+    import signal
+    from pathlib import Path
+
+    import conftest
+    activate = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
+    if not os.path.exists(activate):
+        pytest.skip("systemd-socket-activate not installed")
+    myport = free_port()
+    d, ini, port = sluice.write_config({"mysql_listen_port": myport, "pool_mode": "transaction"},
+                                       databases={"sluicedb": pg.db_line("sluicedb"), "mydb": maria.db_line("mydb")})
+    logpath = Path(d) / "activated.log"
+    cmd = [activate, "-l", f"127.0.0.1:{port}", "-l", f"127.0.0.1:{myport}"]
+    for k in ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS"):
+        if k in os.environ:
+            cmd += ["-E", k]
+    cmd += [conftest.default_bin(), str(ini)]
+    with open(logpath, "wb") as logf:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, cwd=str(d),
+                             start_new_session=True, preexec_fn=conftest._die_with_parent)
+    conftest._live_procs.add(p)
+    try:
+        deadline = time.monotonic() + 10
+        while logpath.read_text().count("Listening on") < 2:
+            assert p.poll() is None and time.monotonic() < deadline, logpath.read_text()
+            time.sleep(0.05)
+        s = type("Activated", (), {"myport": myport})()
+        with connect(s) as c:  # the first connection makes it exec sluice
+            assert one(c, "SELECT 'activated'") == ("activated",)
+        log = logpath.read_text()
+        assert f"listening on 127.0.0.1:{myport} (from systemd)" in log, log
+        assert "cannot listen" not in log, log
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        conftest._live_procs.discard(p)
+    assert p.returncode == 0, logpath.read_text()[-3000:]
