@@ -93,7 +93,7 @@ e2e: $(BIN)
 # (pgbench and pinning under bypass are in test_bypass.py.) test_online_restart
 # is left out: clients that have been in the kernel do not move (docs/bypass.md).
 BYPASS_CORE := test_basic test_copy test_copy_pipeline test_cancel test_prepared test_pool_modes test_params \
-	test_admin test_metrics test_memory test_session_state test_protocol_fidelity
+	test_admin test_metrics test_memory test_session_state test_protocol_fidelity test_mysql
 # Three at once: this suite is CPU-bound (kernel work) and five gained nothing.
 e2e-bypass: $(BIN)
 	SLUICE_BIN=$(abspath $(BIN)) SLUICE_E2E_INI_EXTRA="bpf_bypass=on" E2E_JOBS=$${E2E_JOBS:-3} \

@@ -711,6 +711,8 @@ static void server_unlent(struct pg_server *s)
 
 bool bypass_server_lend(struct server *core)
 {
+	if (core->pool->proto != &pg_ops)
+		return false; /* the kernel path speaks PostgreSQL only (docs/bypass.md) */
 	struct pg_server *s = pg_server(core);
 	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || s->bp_refused || s->bp_lent)
 		return false;
