@@ -39,6 +39,8 @@ struct track_undo {
 	bool removed_saved;
 	struct client_stmts all;        /* DEALLOCATE ALL / DISCARD ALL: the statements before */
 	bool all_saved;
+	bool forget_server;             /* and sluice's statements on the server go only if it
+					 * ran (a Query: nothing else is read before its answer) */
 	struct sql_info *info;          /* QUERY/EXECUTE: what the statements do */
 };
 
@@ -324,6 +326,8 @@ static void finish_entry(struct pg_server *s, struct expect *e, int how)
 		if (u && u->all_saved && (how == ENTRY_SKIPPED || !u->info || u->info->dealloc_stmt >= e->done)) {
 			restore_all(c, &u->all);
 			u->all_saved = false;
+		} else if (u && u->forget_server) {
+			track_server_forget(s); /* it ran */
 		}
 		if (how == ENTRY_SKIPPED && s->outstanding > 0)
 			s->outstanding--; /* its ReadyForQuery never comes */
@@ -939,15 +943,22 @@ static int deallocate_own(struct pg_client *c, struct pg_server *s, const char *
 
 /* DEALLOCATE ALL / DISCARD ALL takes the client's statements (kept in u,
  * so a statement that fails or is skipped gives them back) and all of
- * sluice's on the server: whatever comes after it prepares again, under
- * new names, whether or not it runs. */
-static void take_all_stmts(struct pg_client *c, struct pg_server *s, struct track_undo *u)
+ * sluice's on the server. In an extended batch whatever comes after it
+ * prepares again, under new names, whether or not it runs (forget_now).
+ * A simple Query holds the client until its answer (hold_for_sync): the
+ * server's statements are forgotten only if it ran, so that in the
+ * transaction a failed DISCARD ALL aborts, the client's statements still
+ * answer Describe as PostgreSQL's do, without a Parse that would fail. */
+static void take_all_stmts(struct pg_client *c, struct pg_server *s, struct track_undo *u, bool forget_now)
 {
 	u->all = c->stmts;
 	u->all_saved = true;
 	memset(&c->stmts, 0, sizeof(c->stmts));
 	c->batch_changed_names = true;
-	track_server_forget(s);
+	if (forget_now)
+		track_server_forget(s);
+	else
+		u->forget_server = true;
 }
 
 static int on_query(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
@@ -979,7 +990,7 @@ static int on_query(struct pg_client *c, struct pg_server *s, const struct pg_ms
 		}
 		u->info = si;
 		if (si->flags & SQL_F_DEALLOCATE_ALL)
-			take_all_stmts(c, s, u);
+			take_all_stmts(c, s, u, false);
 	}
 	if (!push_query(c, s, EXPECT_QUERY, 0, &u)) {
 		undo_free(u);
@@ -1236,7 +1247,7 @@ static int on_execute(struct pg_client *c, struct pg_server *s, const struct pg_
 			return TRACK_ERROR;
 		u->info = sql_info_get(si);
 		if (si->flags & SQL_F_DEALLOCATE_ALL)
-			take_all_stmts(c, s, u);
+			take_all_stmts(c, s, u, true);
 	}
 	if (!push(s, EXPECT_EXECUTE, 0, 0, u)) {
 		undo_free(u);

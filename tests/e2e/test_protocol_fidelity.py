@@ -181,6 +181,24 @@ def test_deallocate_in_an_aborted_transaction(sluice, pg, mode):
 
 
 @pytest.mark.sluice_only
+@pytest.mark.parametrize("mode", ["transaction"])  # statement mode refuses BEGIN
+def test_describe_after_a_failed_discard_all(sluice, pg, mode):
+    """DISCARD ALL inside a transaction fails and aborts it; the client's
+    statements are still there, and Describe answers as on PostgreSQL
+    (sluice must not prepare again in the aborted transaction). Found by
+    the protocol fuzzer (PROTOFUZZ_SEED=2993295814)."""
+    s = shared_server(sluice, mode, max_prepared_statements=2)
+    steps = [
+        (0, [msg_parse("s1", "BEGIN"), msg_bind("s1"), msg_execute(), msg_query("DISCARD ALL"),
+             msg_describe("S", "s1"), msg_sync()], 2),
+        (0, [msg_query("ROLLBACK")]),
+        (0, [msg_query("DISCARD ALL")]),  # outside a transaction it runs: s1 is gone
+        (0, [msg_describe("S", "s1"), msg_sync()]),
+    ]
+    same_as_postgres(s, pg, steps)
+
+
+@pytest.mark.sluice_only
 @pytest.mark.parametrize("mode", ["transaction"])
 def test_duplicate_name_errors_come_in_postgres_order(sluice, pg, mode):
     """A Parse of a taken name gets PostgreSQL's error in PostgreSQL's order:
