@@ -195,6 +195,14 @@ build/fakepg: bench/fakepg.c
 bench: deps
 	$(MAKE) all build/fakepg
 	bench/bench.sh
+	bench/mysql.sh
+
+# The MySQL part of make bench alone: sysbench against MariaDB, direct and
+# through sluice (bench/mysql.sh).
+.PHONY: bench-mysql
+bench-mysql: deps
+	$(MAKE) all
+	bench/mysql.sh
 
 # Only the throughput-by-clients sweep (1 to 256 clients, 3 s a point and
 # more for many clients, about 3 minutes), with its chart:
