@@ -393,6 +393,59 @@ static bool contains_word(const char *s, size_t n, const char *w)
 	return false;
 }
 
+/* A user variable (@name; @@name is a system variable, which a SELECT
+ * only reads). */
+static bool has_user_variable(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '@')
+			continue;
+		if (i + 1 < n && s[i + 1] == '@') {
+			i++; /* @@: skip both */
+			continue;
+		}
+		return true;
+	}
+	return false;
+}
+
+/* "SET [SESSION] autocommit = 0|1|ON|OFF|TRUE|FALSE" alone (drivers send it
+ * at connect: PyMySQL, Connector/J): sluice sets it on each server the
+ * client gets, instead of pinning. */
+static bool sets_autocommit_only(const char *s, size_t n)
+{
+	static const char *const values[] = { "0", "1", "on", "off", "true", "false" };
+	size_t i = 0;
+	skip_blanks(s, n, &i);
+	if (!word_at(s, n, &i, "set"))
+		return false;
+	skip_blanks(s, n, &i);
+	if (i + 2 <= n && s[i] == '@' && s[i + 1] == '@')
+		i += 2;
+	size_t j = i;
+	if (word_at(s, n, &j, "session") && j < n && s[j] == '.')
+		i = j + 1;
+	else if (word_at(s, n, &i, "session"))
+		skip_blanks(s, n, &i);
+	if (!word_at(s, n, &i, "autocommit"))
+		return false;
+	skip_blanks(s, n, &i);
+	if (i >= n || s[i] != '=')
+		return false;
+	i++;
+	skip_blanks(s, n, &i);
+	bool value = false;
+	for (size_t k = 0; k < sizeof(values) / sizeof(values[0]) && !value; k++)
+		value = word_at(s, n, &i, values[k]);
+	if (!value)
+		return false;
+	skip_blanks(s, n, &i);
+	if (i < n && s[i] == ';')
+		i++;
+	skip_blanks(s, n, &i);
+	return i == n;
+}
+
 /* COM_QUERY: "USE name" moves the client to a database sluice follows;
  * statements whose effect outlives the transaction pin the client to its
  * server: those that begin with one of first_words (at the start or after
@@ -410,6 +463,8 @@ static void screen_query(struct my_client *c, const uint8_t *payload, uint32_t l
 	const char *s = (const char *)payload + 1;
 	size_t n = len - 1, i = 0;
 	skip_blanks(s, n, &i);
+	if (sets_autocommit_only(s, n))
+		return; /* the answer's status flags say what the session has now */
 	if (word_at(s, n, &i, "use")) {
 		skip_blanks(s, n, &i);
 		char name[64];
@@ -431,7 +486,7 @@ static void screen_query(struct my_client *c, const uint8_t *payload, uint32_t l
 			return;
 		}
 	}
-	const char *why = memchr(s, '@', n) ? "@" : NULL;
+	const char *why = has_user_variable(s, n) ? "@" : NULL;
 	for (size_t k = 0; !why && k < sizeof(any_words) / sizeof(any_words[0]); k++)
 		if (contains_word(s, n, any_words[k]))
 			why = any_words[k];

@@ -28,6 +28,12 @@
 
 struct my_server;
 
+/* Commands sluice sends on a server before a client's (my_server_link). */
+enum my_internal {
+	MY_INTERNAL_INIT_DB,    /* COM_INIT_DB to the client's database */
+	MY_INTERNAL_AUTOCOMMIT, /* SET autocommit to the client's */
+};
+
 /* Where a client's connection phase is. */
 enum my_client_login {
 	MY_LOGIN_GREETED,    /* handshake sent, waiting for its response */
@@ -47,6 +53,8 @@ struct my_client {
 	uint8_t charset;           /* collation id it asked for */
 	char schema[64];           /* its current database ("" = none): COM_INIT_DB */
 	char want_schema[64];      /* a COM_INIT_DB in flight asks for this one */
+	bool autocommit_off;       /* its session has autocommit = 0 (every statement opens a
+				    * transaction): set on a server before its commands */
 	bool pinned;               /* did something a shared server cannot keep: keeps its server */
 	bool infile;               /* sending a LOCAL INFILE's packets, up to an empty one */
 	bool continued;            /* the last packet read was 16 MiB - 1 long: one follows */
@@ -69,7 +77,9 @@ struct my_server {
 	struct my_answer answer;   /* the answer being forwarded */
 	bool answering;            /* a forwarded command is not fully answered yet */
 	uint8_t internal;          /* commands sluice sent itself whose answers it swallows,
-				    * ahead of any forwarded one (COM_INIT_DB, COM_RESET_CONNECTION) */
+				    * ahead of any forwarded one (at most two, in order) */
+	uint8_t internal_kind[2];  /* what they are: enum my_internal, oldest first */
+	bool autocommit_off;       /* the session has autocommit = 0 (status flags) */
 	bool in_trans;             /* the last status said MY_STATUS_IN_TRANS */
 	bool pinned;               /* its client did something session-bound: reset before reuse */
 	bool continued;            /* the last packet forwarded was 16 MiB - 1 long */

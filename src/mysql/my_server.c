@@ -196,11 +196,14 @@ static void handle_greeting(struct my_server *s, const struct my_packet *pk)
 }
 
 /* The login (or a COM_CHANGE_USER reset) is through. */
-static void logged_in(struct my_server *s)
+static void logged_in(struct my_server *s, const struct my_packet *pk)
 {
+	struct my_ok ok;
 	snprintf(s->schema, sizeof(s->schema), "%s", s->pool->server_db);
 	s->pinned = false;
 	s->in_trans = false;
+	/* The server's default, or what a reset left. */
+	s->autocommit_off = my_ok_parse(pk->payload, pk->len, s->caps, &ok) == 0 && !(ok.status & MY_STATUS_AUTOCOMMIT);
 	if (s->state == SERVER_LOGIN)
 		SLOG(s, LOG_LEVEL_DEBUG, "logged in (connection id %u)", s->conn_id);
 	pool_release(&s->base);
@@ -216,7 +219,7 @@ static void handle_auth(struct my_server *s, const struct my_packet *pk)
 		return;
 	}
 	if (p[0] == 0x00) {
-		logged_in(s);
+		logged_in(s, pk);
 		return;
 	}
 	if (p[0] == 0xff && s->state == SERVER_RESET) {
@@ -286,6 +289,20 @@ static void handle_auth(struct my_server *s, const struct my_packet *pk)
 
 /* ---- command phase ---- */
 
+/* A command of sluice's own (command byte and its text) ahead of the
+ * client's; its answer is swallowed (internal_answer). */
+static bool send_internal(struct my_server *s, int kind, uint8_t command, const char *text)
+{
+	if (s->internal >= sizeof(s->internal_kind))
+		return false;
+	int off = my_begin(&s->sock.wbuf, 0);
+	if (off < 0 || my_put_u8(&s->sock.wbuf, command) < 0 ||
+	    iobuf_append(&s->sock.wbuf, text, (uint32_t)strlen(text)) < 0 || my_end(&s->sock.wbuf, off) < 0)
+		return false;
+	s->internal_kind[s->internal++] = (uint8_t)kind;
+	return true;
+}
+
 void my_server_link(struct my_server *s, struct my_client *c)
 {
 	s->client = c;
@@ -293,19 +310,18 @@ void my_server_link(struct my_server *s, struct my_client *c)
 	server_core_set_state(&s->base, SERVER_ACTIVE);
 	s->sock.want_read = true;
 	stats_add(&pool_stats(s->pool, s->worker)->assigns, 1);
-	/* The session must be in the client's database before its command. */
+	/* The session must be in the client's database, with its autocommit,
+	 * before its command (which waits for these answers). */
 	if (strcmp(s->schema, c->schema) != 0) {
-		int off = my_begin(&s->sock.wbuf, 0);
-		if (off >= 0 && my_put_u8(&s->sock.wbuf, MY_COM_INIT_DB) == 0 &&
-		    iobuf_append(&s->sock.wbuf, c->schema, (uint32_t)strlen(c->schema)) == 0 &&
-		    my_end(&s->sock.wbuf, off) == 0) {
-			snprintf(s->want_schema, sizeof(s->want_schema), "%s", c->schema);
-			s->internal++;
-			my_server_send_pending(s); /* the client's command waits for its answer */
-		} else {
+		snprintf(s->want_schema, sizeof(s->want_schema), "%s", c->schema);
+		if (!send_internal(s, MY_INTERNAL_INIT_DB, MY_COM_INIT_DB, c->schema))
 			s->pinned = true; /* cannot say it: the session is not clean */
-		}
 	}
+	if (s->autocommit_off != c->autocommit_off &&
+	    !send_internal(s, MY_INTERNAL_AUTOCOMMIT, MY_COM_QUERY, c->autocommit_off ? "SET autocommit=0" : "SET autocommit=1"))
+		s->pinned = true;
+	if (s->internal)
+		my_server_send_pending(s);
 }
 
 void my_server_forward(struct my_server *s, const uint8_t *cmd, uint32_t len)
@@ -354,18 +370,26 @@ bool my_server_deliver_pending(struct my_server *s)
 /* The answer to a command sluice sent itself. */
 static void internal_answer(struct my_server *s, const struct my_packet *pk)
 {
+	int kind = s->internal_kind[0];
+	s->internal_kind[0] = s->internal_kind[1];
 	s->internal--;
-	if (pk->len && pk->payload[0] == 0x00) {
-		snprintf(s->schema, sizeof(s->schema), "%s", s->want_schema);
+	struct my_ok ok;
+	if (pk->len && pk->payload[0] == 0x00 && my_ok_parse(pk->payload, pk->len, s->caps, &ok) == 0) {
+		if (kind == MY_INTERNAL_INIT_DB)
+			snprintf(s->schema, sizeof(s->schema), "%s", s->want_schema);
+		s->autocommit_off = !(ok.status & MY_STATUS_AUTOCOMMIT);
 		return; /* process() lets the client's command go */
 	}
-	char msg[300];
+	char msg[300], what[120];
+	if (kind == MY_INTERNAL_INIT_DB)
+		snprintf(what, sizeof(what), "Could not switch to database '%s'", s->want_schema);
+	else
+		snprintf(what, sizeof(what), "Could not set the session's autocommit");
 	struct my_err e;
 	if (my_err_parse(pk->payload, pk->len, &e) == 0)
-		snprintf(msg, sizeof(msg), "Could not switch to database '%s': %.*s", s->want_schema, (int)e.msg_len,
-			 e.msg);
+		snprintf(msg, sizeof(msg), "%s: %.*s", what, (int)e.msg_len, e.msg);
 	else
-		snprintf(msg, sizeof(msg), "Could not switch to database '%s'", s->want_schema);
+		snprintf(msg, sizeof(msg), "%s", what);
 	struct my_client *c = s->client;
 	if (c) {
 		s->client = NULL;
@@ -379,8 +403,12 @@ static void answered(struct my_server *s)
 {
 	struct my_client *c = s->client;
 	s->answering = false;
-	if (s->answer.status_known)
+	if (s->answer.status_known) {
 		s->in_trans = (s->answer.status & MY_STATUS_IN_TRANS) != 0;
+		s->autocommit_off = !(s->answer.status & MY_STATUS_AUTOCOMMIT);
+		if (c)
+			c->autocommit_off = s->autocommit_off; /* SET autocommit, or a procedure's */
+	}
 	struct stats_slot *st = pool_stats(s->pool, s->worker);
 	stats_add(&st->queries, 1);
 	if (!s->in_trans)

@@ -163,6 +163,42 @@ def test_database_switch_follows_the_client(sluice, pg, maria):
         assert one(a, "SELECT DATABASE()") == ("otherdb",)
 
 
+def test_autocommit_follows_the_client_without_pinning(sluice, pg, maria):
+    """PyMySQL's default (autocommit off) sends SET AUTOCOMMIT = 0 at
+    connect: each client keeps its autocommit on whichever server it
+    gets, its transactions end at COMMIT, and servers are still shared."""
+    s = start(sluice, pg, maria, size=1)
+    maria.sql("CREATE TABLE IF NOT EXISTS t_ac (id INT PRIMARY KEY) ENGINE=InnoDB", db="mydb")
+    maria.sql("DELETE FROM t_ac", db="mydb")
+    off = [pymysql.connect(host="127.0.0.1", port=s.myport, user="sluice_test", password="test_pw",
+                           database="mydb", connect_timeout=10, read_timeout=30) for _ in range(3)]
+    on = connect(s)
+    try:
+        ids = set()
+        for i, c in enumerate(off):
+            assert one(c, "SELECT @@autocommit") == (0,)
+            with c.cursor() as cur:
+                cur.execute("INSERT INTO t_ac VALUES (%s)", (i,))
+            ids.add(one(c, "SELECT CONNECTION_ID()")[0])
+            c.commit()
+            assert one(on, "SELECT @@autocommit") == (1,)  # the same server, set back
+            assert one(on, "SELECT COUNT(*) FROM t_ac") == (i + 1,)
+        assert len(ids) == 1  # one server for everybody: nobody pinned
+        with off[0].cursor() as cur:
+            cur.execute("INSERT INTO t_ac VALUES (99)")
+        off[0].rollback()
+        assert one(on, "SELECT COUNT(*) FROM t_ac WHERE id = 99") == (0,)
+        with on.cursor() as cur:
+            cur.execute("SET autocommit = 0")
+        assert one(on, "SELECT @@autocommit") == (0,)
+        on.commit()
+        assert one(off[1], "SELECT @@autocommit") == (0,)
+        off[1].commit()
+    finally:
+        for c in off + [on]:
+            c.close()
+
+
 def test_session_state_pins_the_client(sluice, pg, maria):
     """User variables and SET live in the session: the client keeps its
     server, and another client never sees them."""
