@@ -13,6 +13,7 @@
 #include "log.h"
 #include "pool.h"
 #include "runtime.h"
+#include "server.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -90,6 +91,23 @@ bool client_core_wait_expired(struct client *c, int64_t age, char *msg, size_t l
 		snprintf(msg, len, "%s (server login failing: %s)", what, why);
 	else
 		snprintf(msg, len, "%s", what);
+	return true;
+}
+
+bool client_core_receive_server(struct client *c, struct server *s)
+{
+	c->handoff_pending = false;
+	if (s->worker != c->worker) {
+		/* Handed over from another worker (pool.c): into this loop's list. */
+		s->worker = c->worker;
+		list_add_tail(&c->worker->servers, &s->node);
+	}
+	if (c->closing) {
+		/* Closed while the handoff was in flight: give the server back. */
+		pool_release(s);
+		worker_bury_client(c->worker, c);
+		return false;
+	}
 	return true;
 }
 

@@ -674,18 +674,8 @@ static void process(struct my_client *c)
 
 void my_client_on_server(struct my_client *c, struct my_server *s)
 {
-	c->handoff_pending = false;
-	if (s->worker != c->worker) {
-		/* Handed over from another worker (pool.c): into this loop. */
-		s->worker = c->worker;
-		list_add_tail(&c->worker->servers, &s->node);
-	}
-	if (c->closing) {
-		/* Closed while the handoff was in flight: give the server back. */
-		pool_release(&s->base);
-		worker_bury_client(c->worker, &c->base);
+	if (!client_core_receive_server(&c->base, &s->base))
 		return;
-	}
 	if (c->state == CLIENT_WAITING)
 		stats_add(&pool_stats(c->pool, c->worker)->wait_us,
 			  (uint64_t)(c->worker->loop.now_us - c->state_since_us));

@@ -930,15 +930,8 @@ static void login_finish(struct pg_client *c)
 
 void client_on_server(struct pg_client *c, struct pg_server *s)
 {
-	c->handoff_pending = false;
-	if (s->worker != c->worker)
-		server_adopt(s, c->worker);
-	if (c->closing) {
-		/* Closed while the handoff was in flight: give the server back. */
-		pool_release(&s->base);
-		worker_bury_client(c->worker, &c->base);
+	if (!client_core_receive_server(&c->base, &s->base))
 		return;
-	}
 	if (c->state == CLIENT_AUTH) {
 		server_lookup(s, c, c->user);
 		return;

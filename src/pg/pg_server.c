@@ -664,11 +664,6 @@ void server_watch_idle(struct pg_server *s)
 	server_update_events(s);
 }
 
-void server_adopt(struct pg_server *s, struct worker *w)
-{
-	s->worker = w;
-	list_add_tail(&w->servers, &s->node);
-}
 
 void server_detach(struct pg_server *s)
 {

@@ -105,9 +105,6 @@ void server_link_from_kernel(struct pg_server *s, struct pg_client *c, int outst
 /* The pool made s idle: watch it for an unexpected close or message. */
 void server_watch_idle(struct pg_server *s);
 
-/* Adopt a server that arrived by handoff into worker w's loop. */
-void server_adopt(struct pg_server *s, struct worker *w);
-
 /* Detach from the worker's loop before a handoff to another worker. */
 void server_detach(struct pg_server *s);
 
