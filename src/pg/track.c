@@ -1464,10 +1464,14 @@ int track_server_msg(struct pg_server *s, const struct pg_msg *m)
 {
 	log_noise("track S-%llu msg %c len %u qlen %u head %d", (unsigned long long)s->id, m->type, m->len,
 		  s->expect.len, s->expect.len ? expect_head(&s->expect)->kind : -1);
-	if (m->type == 'N' || m->type == 'S' || m->type == 'A')
-		return TRACK_FORWARD; /* asynchronous: belong to no request */
+	/* sluice's own answers at the head of the queue answer requests sent
+	 * before anything the server is answering now: they go first, also
+	 * before a Notice (a COMMIT's "no transaction in progress" after a
+	 * Parse sluice answered itself). */
 	if (track_emit(s) == TRACK_FLUSH_FIRST)
 		return TRACK_FLUSH_FIRST;
+	if (m->type == 'N' || m->type == 'S' || m->type == 'A')
+		return TRACK_FORWARD; /* asynchronous: belong to no request */
 	if (expect_empty(&s->expect))
 		return TRACK_FORWARD;
 	struct expect *e = expect_head(&s->expect);
