@@ -108,6 +108,9 @@ bool client_core_receive_server(struct client *c, struct server *s)
 		worker_bury_client(c->worker, c);
 		return false;
 	}
+	if (c->state == CLIENT_WAITING) /* SHOW STATS' wait time */
+		stats_add(&pool_stats(c->pool, c->worker)->wait_us,
+			  (uint64_t)(c->worker->loop.now_us - c->state_since_us));
 	return true;
 }
 

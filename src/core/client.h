@@ -100,8 +100,9 @@ const char *client_core_take_limits(struct client *c, const char *db, const char
  * key, cancel.h, when its protocol gives one: at login, or at accept). */
 void client_core_join_pool(struct client *c);
 /* A server was handed to waiting client c (proto.h client_on_server):
- * joined to c's worker when it comes from another. False when c closed
- * meanwhile: the server went back to the pool, c is buried. */
+ * joined to c's worker when it comes from another, the wait counted in
+ * the pool's statistics. False when c closed meanwhile: the server went
+ * back to the pool, c is buried. */
 bool client_core_receive_server(struct client *c, struct server *s);
 /* An error message for the client is in its wbuf, and it is about to
  * close: send it (one try), count it by SQLSTATE, log it when

@@ -676,9 +676,6 @@ void my_client_on_server(struct my_client *c, struct my_server *s)
 {
 	if (!client_core_receive_server(&c->base, &s->base))
 		return;
-	if (c->state == CLIENT_WAITING)
-		stats_add(&pool_stats(c->pool, c->worker)->wait_us,
-			  (uint64_t)(c->worker->loop.now_us - c->state_since_us));
 	my_server_link(s, c);
 	set_state(c, CLIENT_ACTIVE);
 	c->sock.want_read = true;

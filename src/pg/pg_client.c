@@ -947,9 +947,6 @@ void client_on_server(struct pg_client *c, struct pg_server *s)
 			return;
 		}
 	}
-	if (c->state == CLIENT_WAITING)
-		stats_add(&pool_stats(c->pool, c->worker)->wait_us,
-			  (uint64_t)(c->worker->loop.now_us - c->state_since_us));
 	server_link(s, c);
 	client_set_state(c, CLIENT_ACTIVE);
 	c->sock.want_read = true;
