@@ -89,6 +89,13 @@ struct my_server {
 	char want_schema[64];      /* a COM_INIT_DB sluice sent asks for this one */
 };
 
+#define CLOG(c, lvl, fmt, ...) \
+	log_write(lvl, "C-%llu %s/%s@%s mysql " fmt, (unsigned long long)(c)->id, \
+		  (c)->db[0] ? (c)->db : "-", (c)->user[0] ? (c)->user : "-", (c)->peer, ##__VA_ARGS__)
+#define SLOG(s, lvl, fmt, ...) \
+	log_write(lvl, "S-%llu %s/%s@%s mysql " fmt, (unsigned long long)(s)->id, (s)->pool->db_name, \
+		  (s)->pool->user, server_core_host(&(s)->base)->addr_text, ##__VA_ARGS__)
+
 /* The payload length in the header at p (4 bytes present), whole or not. */
 static inline uint32_t my_header_len(const uint8_t *p)
 {
@@ -100,6 +107,9 @@ static inline struct my_server *my_server(struct server *s) { return (struct my_
 
 /* my_client.c */
 void my_client_accept(struct worker *w, int fd, const char *peer, bool has_data);
+void my_client_set_state(struct my_client *c, int state);
+/* Send what sluice wrote for the client; false when the client is gone. */
+bool my_client_flush_own(struct my_client *c);
 void my_client_on_server(struct my_client *c, struct my_server *s);
 void my_client_fail(struct my_client *c, const char *sqlstate, const char *msg);
 void my_client_close(struct my_client *c, const char *reason);
@@ -115,8 +125,23 @@ void my_client_resume(struct my_client *c);
 /* Its server is gone or broken. */
 void my_client_server_lost(struct my_client *c, const char *msg);
 
+/* my_login.c: the client's connection phase */
+bool my_login_greet(struct my_client *c);
+void my_login_packet(struct my_client *c, const struct my_packet *pk);
+
+/* my_screen.c: what a COM_QUERY's text means to the pooler */
+void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len);
+bool my_query_is_kill(const uint8_t *text, size_t n);
+
+/* my_server_login.c: sluice's login to a server, and its reset */
+void my_server_login_packet(struct my_server *s, const struct my_packet *pk);
+void my_server_login_fail(struct my_server *s, const char *sqlstate, const char *msg, bool auth_error);
+/* Clear the session for the next client (COM_CHANGE_USER). */
+bool my_server_reset_session(struct my_server *s);
+
 /* my_server.c */
 void my_server_launch(struct worker *w, struct pool *p);
+void my_server_update_events(struct my_server *s);
 /* Link a clean idle server to c; it sends COM_INIT_DB first when the
  * session is in another database than the client. */
 void my_server_link(struct my_server *s, struct my_client *c);
