@@ -77,8 +77,8 @@ struct my_server {
 	struct my_answer answer;   /* the answer being forwarded */
 	bool answering;            /* a forwarded command is not fully answered yet */
 	uint8_t internal;          /* commands sluice sent itself whose answers it swallows,
-				    * ahead of any forwarded one (at most two, in order) */
-	uint8_t internal_kind[2];  /* what they are: enum my_internal, oldest first */
+				    * ahead of any forwarded one (in order) */
+	uint8_t internal_kind[4];  /* what they are: enum my_internal, oldest first */
 	bool autocommit_off;       /* the session has autocommit = 0 (status flags) */
 	bool in_trans;             /* the last status said MY_STATUS_IN_TRANS */
 	bool pinned;               /* its client did something session-bound: reset before reuse */

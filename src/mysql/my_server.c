@@ -171,8 +171,8 @@ bool my_server_deliver_pending(struct my_server *s)
 static void internal_answer(struct my_server *s, const struct my_packet *pk)
 {
 	int kind = s->internal_kind[0];
-	s->internal_kind[0] = s->internal_kind[1];
 	s->internal--;
+	memmove(s->internal_kind, s->internal_kind + 1, s->internal);
 	struct my_ok ok;
 	if (pk->len && pk->payload[0] == 0x00 && my_ok_parse(pk->payload, pk->len, s->caps, &ok) == 0) {
 		if (kind == MY_INTERNAL_INIT_DB)
