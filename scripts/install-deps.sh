@@ -11,7 +11,7 @@ required=(
 	pgbouncer
 	python3-pytest python3-pytest-xdist python3-psycopg python3-prometheus-client
 	procps util-linux iproute2 curl
-	libpostgresql-jdbc-java
+	libpostgresql-jdbc-java libmariadb-java
 	clang libbpf-dev bpftool
 	mariadb-server mariadb-client python3-pymysql
 	systemd groff-base

@@ -125,6 +125,7 @@ void my_client_close(struct my_client *c, const char *reason)
 
 void my_client_free(struct my_client *c)
 {
+	my_stmts_clear(&c->stmts);
 	worker_remove_client(c->worker, &c->base);
 	free(c);
 }
@@ -174,7 +175,6 @@ static bool command_here(struct my_client *c, const struct my_packet *pk)
 	case MY_COM_BINLOG_DUMP:
 	case MY_COM_PROCESS_KILL:
 	case MY_COM_DEBUG:
-	case MY_COM_STMT_FETCH:
 		pgsock_drop(&c->sock, MY_HEADER_LEN + pk->len);
 		my_err_build(&c->sock.wbuf, 1, 1235, "42000", "This command is not supported through sluice");
 		my_client_flush_own(c);
@@ -204,9 +204,15 @@ static bool command_here(struct my_client *c, const struct my_packet *pk)
 		return false;
 	}
 	case MY_COM_STMT_PREPARE:
+		if (!my_stmt_enabled())
+			c->pinned = true; /* its statements live in the server's session */
+		return false;
+	case MY_COM_STMT_CLOSE:
+	case MY_COM_STMT_RESET:
+	case MY_COM_STMT_FETCH:
+		return my_stmt_enabled() && my_stmt_command_here(c, pk);
 	case MY_COM_SET_OPTION:
-		/* Prepared statements and the multi-statement option live in the
-		 * server's session. */
+		/* The multi-statement option lives in the server's session. */
 		c->pinned = true;
 		return false;
 	case MY_COM_RESET_CONNECTION:
@@ -214,6 +220,12 @@ static bool command_here(struct my_client *c, const struct my_packet *pk)
 	default:
 		return false;
 	}
+}
+
+static bool is_stmt_command(uint8_t cmd)
+{
+	return cmd == MY_COM_STMT_PREPARE || cmd == MY_COM_STMT_EXECUTE || cmd == MY_COM_STMT_SEND_LONG_DATA ||
+	       cmd == MY_COM_STMT_RESET || cmd == MY_COM_STMT_FETCH;
 }
 
 /* A server for the command at the cursor: true when c has one now. */
@@ -270,6 +282,14 @@ static void process(struct my_client *c)
 			c->sock.want_read = false; /* my_client_answered / my_client_resume read on */
 			break;
 		}
+		if (c->server && c->sock.fwd) {
+			/* The last command had no answer (SEND_LONG_DATA) and is not
+			 * all sent: the next one may need to be rewritten or dropped,
+			 * which the buffer allows once it has left. */
+			c->wait_flush = true;
+			c->sock.want_read = false;
+			break;
+		}
 		bool partial = false;
 		if (!whole) {
 			/* A command longer than the receive buffer goes on as it
@@ -303,10 +323,38 @@ static void process(struct my_client *c)
 		}
 		if (partial && pk.payload[0] == MY_COM_QUERY && (c->caps & MY_CLIENT_MULTI_STATEMENTS))
 			c->pinned = true; /* a second statement may hide beyond the buffer */
+		bool stmt = my_stmt_enabled() && is_stmt_command(pk.payload[0]);
+		if (stmt && partial && pk.payload[0] == MY_COM_STMT_PREPARE) {
+			/* Its text is kept: wait for all of it. */
+			if (MY_HEADER_LEN + full > IOBUF_MAX) {
+				my_client_fail(c, "08S01", "prepared statement text longer than 1 MiB");
+				return;
+			}
+			if (iobuf_reserve(&c->sock.rbuf, full - pk.len) < 0) {
+				my_client_fail(c, "53200", "out of memory");
+				return;
+			}
+			break;
+		}
 		if (command_here(c, &pk))
 			continue;
 		if (!get_server(c))
 			return; /* waiting, failed, or processed on its new server */
+		if (stmt) {
+			enum my_stmt_verdict v = my_stmt_command(c, &pk, full);
+			if (v == MY_STMT_GONE)
+				return;
+			if (v == MY_STMT_WAIT) {
+				c->sock.want_read = false; /* my_client_resume reads on */
+				break;
+			}
+			if (v == MY_STMT_ANSWERED) {
+				my_client_answered(c);
+				return;
+			}
+			if (v == MY_STMT_SENT)
+				continue;
+		}
 		my_client_set_state(c, CLIENT_ACTIVE);
 		c->continued = full == MY_MAX_PAYLOAD;
 		c->sock.fwd += MY_HEADER_LEN + pk.len;

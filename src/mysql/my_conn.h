@@ -24,6 +24,7 @@
 
 #include "client.h"
 #include "my_proto.h"
+#include "my_stmt.h"
 #include "server.h"
 
 struct my_server;
@@ -32,6 +33,9 @@ struct my_server;
 enum my_internal {
 	MY_INTERNAL_INIT_DB,    /* COM_INIT_DB to the client's database */
 	MY_INTERNAL_AUTOCOMMIT, /* SET autocommit to the client's */
+	MY_INTERNAL_PREPARE,    /* COM_STMT_PREPARE of a client's statement (my_stmt.c) */
+	MY_INTERNAL_STMT_SCHEMA, /* COM_INIT_DB to the schema a statement was prepared in;
+				  * an INIT_DB back to the client's follows */
 };
 
 /* Where a client's connection phase is. */
@@ -60,6 +64,8 @@ struct my_client {
 	bool continued;            /* the last packet read was 16 MiB - 1 long: one follows */
 	uint32_t skip_cmd;         /* bytes of a command longer than the receive buffer still
 				    * to forward as they arrive */
+	bool wait_flush;           /* a command waits until the last one left the buffer */
+	struct my_stmts stmts;     /* its prepared statements, under sluice's ids */
 };
 
 /* What a server's session holds besides its transaction. */
@@ -87,6 +93,9 @@ struct my_server {
 				    * row too long for the receive buffer */
 	char schema[64];           /* the session's current database */
 	char want_schema[64];      /* a COM_INIT_DB sluice sent asks for this one */
+	bool internal_started;     /* the answer to the oldest internal command has begun */
+	bool internal_failed;      /* one of them failed and answered the client's command */
+	struct my_server_stmts stmts; /* the statements its session has prepared */
 };
 
 #define CLOG(c, lvl, fmt, ...) \
@@ -148,6 +157,10 @@ void my_server_link(struct my_server *s, struct my_client *c);
 /* The client's command at its socket's cursor was marked for forwarding
  * (cmd: its first payload bytes): track its answer and send. */
 void my_server_forward(struct my_server *s, const uint8_t *cmd, uint32_t len);
+/* Queue a command of sluice's own (command byte, then len bytes) ahead of
+ * the client's; its answer is swallowed. False when the queue is full or
+ * out of memory. */
+bool my_server_send_internal(struct my_server *s, int kind, uint8_t command, const void *data, size_t len);
 /* Send what waits: sluice's own packets, then the client's examined ones. */
 void my_server_send_pending(struct my_server *s);
 /* Send what waits towards the client (and release the server when the

@@ -83,24 +83,30 @@ void my_server_close(struct my_server *s, const char *reason)
 
 void my_server_free(struct my_server *s)
 {
+	my_server_stmts_clear(&s->stmts);
 	list_del(&s->node);
 	free(s);
 }
 
 /* ---- command phase ---- */
 
-/* A command of sluice's own (command byte and its text) ahead of the
- * client's; its answer is swallowed (internal_answer). */
-static bool send_internal(struct my_server *s, int kind, uint8_t command, const char *text)
+bool my_server_send_internal(struct my_server *s, int kind, uint8_t command, const void *data, size_t len)
 {
-	if (s->internal >= sizeof(s->internal_kind))
+	if (s->internal >= sizeof(s->internal_kind) || len >= MY_MAX_PAYLOAD)
 		return false;
 	int off = my_begin(&s->sock.wbuf, 0);
-	if (off < 0 || my_put_u8(&s->sock.wbuf, command) < 0 ||
-	    iobuf_append(&s->sock.wbuf, text, (uint32_t)strlen(text)) < 0 || my_end(&s->sock.wbuf, off) < 0)
+	if (off < 0 || my_put_u8(&s->sock.wbuf, command) < 0 || iobuf_append(&s->sock.wbuf, data, (uint32_t)len) < 0 ||
+	    my_end(&s->sock.wbuf, off) < 0)
 		return false;
 	s->internal_kind[s->internal++] = (uint8_t)kind;
 	return true;
+}
+
+/* A command of sluice's own (command byte and its text) ahead of the
+ * client's. */
+static bool send_internal(struct my_server *s, int kind, uint8_t command, const char *text)
+{
+	return my_server_send_internal(s, kind, command, text, strlen(text));
 }
 
 void my_server_link(struct my_server *s, struct my_client *c)
@@ -167,12 +173,56 @@ bool my_server_deliver_pending(struct my_server *s)
 	return false;
 }
 
+static void pop_internal(struct my_server *s)
+{
+	s->internal--;
+	memmove(s->internal_kind, s->internal_kind + 1, s->internal);
+	s->internal_started = false;
+}
+
+/* The client's waiting command gets the ERR packet payload (sluice's
+ * re-prepare of its statement failed) and goes unsent. */
+static void refuse_waiting_command(struct my_server *s, const struct my_packet *err)
+{
+	struct my_client *c = s->client;
+	if (!c)
+		return;
+	struct my_packet pk;
+	if (c->sock.fwd || !my_packet_peek(pgsock_cursor(&c->sock), pgsock_unexamined(&c->sock), &pk)) {
+		my_client_fail(c, "HY000", "could not prepare the statement on another server connection");
+		return;
+	}
+	pgsock_drop(&c->sock, MY_HEADER_LEN + pk.len);
+	my_packet_put(&c->sock.wbuf, 1, err->payload, err->len);
+	s->internal_failed = true;
+}
+
+/* A packet of the answer to sluice's own COM_STMT_PREPARE (OK, parameter
+ * and column definitions). False when s was closed. */
+static bool internal_prepare_answer(struct my_server *s, const struct my_packet *pk)
+{
+	if (!s->internal_started) {
+		uint8_t cmd = MY_COM_STMT_PREPARE;
+		my_answer_begin(&s->answer, &cmd, 1, s->caps);
+		s->internal_started = true;
+		if (!my_stmt_internal_prepared(s, pk->payload, pk->len))
+			refuse_waiting_command(s, pk);
+	}
+	int r = my_answer_feed(&s->answer, pk->payload, pk->len);
+	if (r == MY_ANSWER_BAD) {
+		my_server_close(s, "protocol error: unexpected packet in the answer to a prepare");
+		return false;
+	}
+	if (r == MY_ANSWER_DONE)
+		pop_internal(s);
+	return true;
+}
+
 /* The answer to a command sluice sent itself. */
 static void internal_answer(struct my_server *s, const struct my_packet *pk)
 {
 	int kind = s->internal_kind[0];
-	s->internal--;
-	memmove(s->internal_kind, s->internal_kind + 1, s->internal);
+	pop_internal(s);
 	struct my_ok ok;
 	if (pk->len && pk->payload[0] == 0x00 && my_ok_parse(pk->payload, pk->len, s->caps, &ok) == 0) {
 		if (kind == MY_INTERNAL_INIT_DB)
@@ -181,8 +231,9 @@ static void internal_answer(struct my_server *s, const struct my_packet *pk)
 		return; /* process() lets the client's command go */
 	}
 	char msg[300], what[120];
-	if (kind == MY_INTERNAL_INIT_DB)
-		snprintf(what, sizeof(what), "Could not switch to database '%s'", s->want_schema);
+	if (kind == MY_INTERNAL_INIT_DB || kind == MY_INTERNAL_STMT_SCHEMA)
+		snprintf(what, sizeof(what), "Could not switch to database '%s'",
+			 kind == MY_INTERNAL_INIT_DB ? s->want_schema : "of a prepared statement");
 	else
 		snprintf(what, sizeof(what), "Could not set the session's autocommit");
 	struct my_err e;
@@ -221,8 +272,11 @@ static void answered(struct my_server *s)
 		snprintf(s->schema, sizeof(s->schema), "%s", c->want_schema);
 	}
 	c->want_schema[0] = '\0';
-	if (ok && s->answer.command == MY_COM_RESET_CONNECTION)
+	if (ok && s->answer.command == MY_COM_RESET_CONNECTION) {
 		c->pinned = s->pinned = false;
+		my_stmts_clear(&c->stmts);
+		my_server_stmts_clear(&s->stmts);
+	}
 	if (c->pinned)
 		s->pinned = true;
 }
@@ -298,12 +352,24 @@ static bool process(struct my_server *s)
 			break;
 		}
 		if (s->internal) {
-			internal_answer(s, &pk);
-			if (s->closed)
-				return true;
+			if (s->internal_kind[0] == MY_INTERNAL_PREPARE) {
+				if (!internal_prepare_answer(s, &pk))
+					return true;
+			} else {
+				internal_answer(s, &pk);
+				if (s->closed)
+					return true;
+			}
 			pgsock_drop(&s->sock, MY_HEADER_LEN + pk.len);
-			if (!s->internal && s->client)
+			if (!s->internal && s->client) {
+				if (s->internal_failed) {
+					/* The client's command was answered with the error. */
+					s->internal_failed = false;
+					my_client_answered(s->client);
+					return true;
+				}
 				my_client_resume(s->client);
+			}
 			continue;
 		}
 		if (!s->answering || !s->client) {
@@ -318,6 +384,8 @@ static bool process(struct my_server *s)
 			continue;
 		}
 		s->continued = pk.len == MY_MAX_PAYLOAD;
+		if (s->answer.command == MY_COM_STMT_PREPARE && s->client->stmts.preparing)
+			my_stmt_prepare_answer(s, (uint8_t *)pk.payload, pk.len); /* in rbuf, not sent yet */
 		int r = my_answer_feed(&s->answer, pk.payload, pk.len);
 		if (r == MY_ANSWER_BAD) {
 			my_server_close(s, "protocol error: unexpected packet in an answer");
