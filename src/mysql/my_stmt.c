@@ -96,6 +96,7 @@ static void client_remove(struct my_stmts *t, uint32_t id)
 	for (uint32_t i = 0; i < t->n; i++) {
 		if (t->v[i]->id != id)
 			continue;
+		t->bytes -= t->v[i]->key_len;
 		free(t->v[i]->types);
 		free(t->v[i]);
 		t->v[i] = t->v[--t->n];
@@ -125,6 +126,7 @@ static struct my_stmt *client_add(struct my_stmts *t, const char *schema, const 
 	st->id = ++t->next_id ? t->next_id : ++t->next_id; /* never 0 */
 	st->pending = true;
 	t->v[t->n++] = st;
+	t->bytes += key_len;
 	return st;
 }
 
@@ -137,6 +139,7 @@ void my_stmts_clear(struct my_stmts *t)
 	free(t->v);
 	t->v = NULL;
 	t->n = t->cap = 0;
+	t->bytes = 0;
 }
 
 /* ---- a server's table ---- */
@@ -385,6 +388,16 @@ enum my_stmt_verdict my_stmt_command(struct my_client *c, const struct my_packet
 	struct my_server *s = c->server;
 	uint8_t cmd = pk->payload[0];
 	if (cmd == MY_COM_STMT_PREPARE) {
+		const struct config *cfg = runtime_config();
+		if ((cfg->max_client_prepared_statements && c->stmts.n >= (uint32_t)cfg->max_client_prepared_statements) ||
+		    (cfg->max_client_prepared_bytes && c->stmts.bytes + pk->len > (uint64_t)cfg->max_client_prepared_bytes)) {
+			char msg[200];
+			snprintf(msg, sizeof(msg),
+				 "Can't create more than max_prepared_stmt_count statements (sluice: %u statements or "
+				 "%llu bytes per client, max_client_prepared_statements / max_client_prepared_bytes)",
+				 c->stmts.n, (unsigned long long)c->stmts.bytes);
+			return answer_err(c, pk, 1461, "42000", msg) ? MY_STMT_ANSWERED : MY_STMT_GONE;
+		}
 		struct my_stmt *st = client_add(&c->stmts, c->schema, pk->payload + 1, pk->len - 1);
 		if (!st || !server_add(s, st->key, st->key_len, st->hash, 0)) {
 			if (st)

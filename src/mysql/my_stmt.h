@@ -32,6 +32,7 @@ struct my_stmts {
 	uint32_t n, cap;
 	uint32_t next_id;          /* the last id handed out (they start at 1) */
 	uint32_t preparing;        /* the id whose COM_STMT_PREPARE is being answered */
+	uint64_t bytes;            /* of their texts (max_client_prepared_bytes) */
 };
 
 /* A server session's statements, at most max_prepared_statements: the
