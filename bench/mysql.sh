@@ -16,12 +16,13 @@
 #      /proc/PID/stat over the run) and its memory per idle MySQL client.
 #
 # Workloads: oltp_point_select and oltp_read_write, THREADS (16) threads,
-# DURATION (10) s each. sysbench runs with --db-ps-mode=disable: server-side
-# prepared statements pin a client to its server in transaction mode today
-# (docs/behaviour.md, "MySQL"), so 16 clients over 4 servers would wait.
+# DURATION (10) s each. sysbench runs with --db-ps-mode=auto (its default:
+# server-side prepared statements, which follow the client from server to
+# server in transaction mode; PS_MODE=disable sends plain queries).
 #
 # Environment: ROUNDS (3), DURATION (10), THREADS (16), TABLES (4),
-# TABLE_SIZE (10000), SLUICE_BIN (build/sluice), IDLE_CLIENTS (500).
+# TABLE_SIZE (10000), SLUICE_BIN (build/sluice), IDLE_CLIENTS (500),
+# PS_MODE (auto).
 # Output: a table on stdout and in build/bench/mysql.txt; every figure in
 # build/bench/mysql_runs.csv.
 set -euo pipefail
@@ -33,6 +34,7 @@ THREADS=${THREADS:-16}
 TABLES=${TABLES:-4}
 TABLE_SIZE=${TABLE_SIZE:-10000}
 IDLE_CLIENTS=${IDLE_CLIENTS:-500}
+PS_MODE=${PS_MODE:-auto}
 SLUICE_BIN=${SLUICE_BIN:-$PWD/build/sluice}
 OUT=build/bench
 mkdir -p "$OUT"
@@ -66,7 +68,7 @@ mariadb --no-defaults --socket="$WORK/sock" -uroot -e \
 	"CREATE USER bench@'%' IDENTIFIED BY 'bench'; CREATE DATABASE bench; GRANT ALL ON *.* TO bench@'%';"
 
 SB_COMMON=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=bench --mysql-password=bench
-	--tables="$TABLES" --table-size="$TABLE_SIZE" --db-ps-mode=disable)
+	--tables="$TABLES" --table-size="$TABLE_SIZE" --db-ps-mode="$PS_MODE")
 sysbench oltp_common "${SB_COMMON[@]}" --mysql-port="$MPORT" --mysql-db=bench prepare >"$WORK/prepare.log" 2>&1
 
 SPORT=$(free_port); PGPORT=$(free_port)
@@ -135,8 +137,7 @@ before=$(rss "$SPID")
 /usr/bin/python3 - "$SPORT" "$IDLE_CLIENTS" <<'EOF' &
 import sys, time, pymysql
 port, n = int(sys.argv[1]), int(sys.argv[2])
-# autocommit=None: PyMySQL's default (False) sends SET AUTOCOMMIT = 0,
-# which pins each client to a server (docs/behaviour.md, "MySQL").
+# autocommit=None: no SET at connect (an idle client as a pooler sees most).
 conns = [pymysql.connect(host="127.0.0.1", port=port, user="bench", password="bench", database="bench4",
                          autocommit=None) for _ in range(n)]
 time.sleep(4)
@@ -147,15 +148,15 @@ after=$(rss "$SPID")
 wait "$IDLE_PID" || true
 idle_bytes=$(( (after - before) * 1024 / IDLE_CLIENTS ))
 
-/usr/bin/python3 - "$RUNS" "$idle_bytes" "$THREADS" "$ROUNDS" "$DURATION" <<'EOF' | tee "$OUT/mysql.txt"
+/usr/bin/python3 - "$RUNS" "$idle_bytes" "$THREADS" "$ROUNDS" "$DURATION" "$PS_MODE" <<'EOF' | tee "$OUT/mysql.txt"
 import csv, statistics, sys
-runs, idle, threads, rounds, duration = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+runs, idle, threads, rounds, duration, ps_mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 rows = list(csv.DictReader(open(runs)))
 def med(w, t, k):
     v = [float(r[k]) for r in rows if r["workload"] == w and r["target"] == t and r[k]]
     return statistics.median(v) if v else None
 print(f"sluice MySQL benchmark: sysbench, {threads} threads, {rounds} rounds x {duration} s, "
-      f"medians; MariaDB direct vs sluice (transaction mode, pool 4 and 8), --db-ps-mode=disable")
+      f"medians; MariaDB direct vs sluice (transaction mode, pool 4 and 8), --db-ps-mode={ps_mode}")
 print(f"{'workload':<20} {'target':<10} {'QPS':>9} {'TPS':>9} {'p95 ms':>8} {'/direct':>8} {'CPU us/query':>13}")
 for w in ("oltp_point_select", "oltp_read_write"):
     d = med(w, "direct", "qps")

@@ -337,10 +337,12 @@ static enum my_stmt_verdict execute_with_types(struct my_client *c, struct my_se
 		h[1] = (uint8_t)(len >> 8);
 		h[2] = (uint8_t)(len >> 16);
 	}
+	uint8_t cmd[EXEC_PARAMS]; /* what the answer's tracker reads, before it leaves the buffer */
+	memcpy(cmd, pk->payload, sizeof(cmd));
 	pgsock_drop(&c->sock, MY_HEADER_LEN + (whole ? full : head));
 	c->skip_cmd = whole ? 0 : full - head;
 	my_client_set_state(c, CLIENT_ACTIVE);
-	my_server_forward(s, pk->payload, pk->len);
+	my_server_forward(s, cmd, sizeof(cmd));
 	return MY_STMT_SENT;
 }
 
