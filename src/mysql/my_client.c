@@ -240,8 +240,11 @@ static bool get_server(struct my_client *c)
 		return false;
 	}
 	if (!s) {
+		/* Queued; read on while there is room (process waits for
+		 * the server), which saves two epoll_ctl per wait. */
 		my_client_set_state(c, CLIENT_WAITING);
-		c->sock.want_read = false;
+		if (pgsock_rbuf_full(&c->sock))
+			c->sock.want_read = false;
 		my_client_update_events(c);
 		return false;
 	}
@@ -266,6 +269,8 @@ static void process(struct my_client *c)
 				pgsock_drop(&c->sock, MY_HEADER_LEN + pk.len);
 			continue;
 		}
+		if (c->state == CLIENT_WAITING)
+			break; /* queued for a server: my_client_on_server goes on */
 		if (c->skip_cmd) {
 			/* The rest of a command longer than the buffer: on as it comes. */
 			uint32_t n = avail < c->skip_cmd ? avail : c->skip_cmd;
@@ -279,7 +284,11 @@ static void process(struct my_client *c)
 		/* One command at a time: the next is read once this one's
 		 * answer is through, but for a LOCAL INFILE's file. */
 		if (c->server && (c->server->answering || c->server->internal) && !c->infile) {
-			c->sock.want_read = false; /* my_client_answered / my_client_resume read on */
+			/* Reading on costs nothing while the client waits for its
+			 * answer, and saves two epoll_ctl per command; only a full
+			 * buffer must stop it (my_client_answered reads on). */
+			if (pgsock_rbuf_full(&c->sock))
+				c->sock.want_read = false;
 			break;
 		}
 		if (c->server && c->sock.fwd) {
@@ -415,6 +424,13 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 	}
 	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 		int n = pgsock_read(&c->sock);
+		if (n == 0 && c->server && (c->server->answering || c->server->internal)) {
+			/* Gone while its command is answered: the answer ends first,
+			 * so the server goes back clean (the EOF is read again). */
+			c->sock.want_read = false;
+			my_client_update_events(c);
+			return;
+		}
 		if (n == 0 || (n < 0 && n != -EAGAIN && n != -ENOBUFS)) {
 			my_client_close(c, n == 0 ? "client closed the connection" : pgsock_read_failure(n, "client"));
 			return;
