@@ -282,8 +282,9 @@ static void process(struct my_client *c)
 			continue;
 		}
 		/* One command at a time: the next is read once this one's
-		 * answer is through, but for a LOCAL INFILE's file. */
-		if (c->server && (c->server->answering || c->server->internal) && !c->infile) {
+		 * answer is through, but for a LOCAL INFILE's file and the
+		 * rest of a 16 MiB - 1 packet. */
+		if (c->server && (c->server->answering || c->server->internal) && !c->infile && !c->continued) {
 			/* Reading on costs nothing while the client waits for its
 			 * answer, and saves two epoll_ctl per command; only a full
 			 * buffer must stop it (my_client_answered reads on). */
@@ -291,7 +292,7 @@ static void process(struct my_client *c)
 				c->sock.want_read = false;
 			break;
 		}
-		if (c->server && c->sock.fwd) {
+		if (c->server && c->sock.fwd && !c->infile && !c->continued) {
 			/* The last command had no answer (SEND_LONG_DATA) and is not
 			 * all sent: the next one may need to be rewritten or dropped,
 			 * which the buffer allows once it has left. */
@@ -303,8 +304,19 @@ static void process(struct my_client *c)
 		if (!whole) {
 			/* A command longer than the receive buffer goes on as it
 			 * comes (a long INSERT): judged by its first bytes. */
-			if (avail < MY_HEADER_LEN + 1 || !pgsock_rbuf_full(&c->sock) || c->infile || c->continued)
+			if (avail < MY_HEADER_LEN + 1 || !pgsock_rbuf_full(&c->sock))
 				break;
+			if (c->infile || c->continued) {
+				/* A file packet or the rest of a 16 MiB - 1 one, longer
+				 * than the buffer (PyMySQL sends 16 KiB file packets):
+				 * on as it comes. */
+				uint32_t len = my_header_len(pgsock_cursor(&c->sock));
+				c->continued = len == MY_MAX_PAYLOAD;
+				c->sock.fwd += avail;
+				c->skip_cmd = MY_HEADER_LEN + len - avail;
+				my_server_send_pending(c->server);
+				continue;
+			}
 			partial = true;
 			pk.payload = pgsock_cursor(&c->sock) + MY_HEADER_LEN;
 			pk.seq = pgsock_cursor(&c->sock)[3];
@@ -349,6 +361,19 @@ static void process(struct my_client *c)
 			continue;
 		if (!get_server(c))
 			return; /* waiting, failed, or processed on its new server */
+		if (c->reads_insert_id) {
+			c->reads_insert_id = false;
+			if (c->last_insert_id != c->server->last_insert_id) {
+				/* Its own LAST_INSERT_ID(), not the last client's on
+				 * this server: set first, then the command (screened
+				 * again on my_client_resume). */
+				if (!my_server_restore_insert_id(c->server, c->last_insert_id)) {
+					my_client_fail(c, "53200", "out of memory");
+					return;
+				}
+				break;
+			}
+		}
 		if (stmt) {
 			enum my_stmt_verdict v = my_stmt_command(c, &pk, full);
 			if (v == MY_STMT_GONE)

@@ -36,6 +36,7 @@ enum my_internal {
 	MY_INTERNAL_PREPARE,    /* COM_STMT_PREPARE of a client's statement (my_stmt.c) */
 	MY_INTERNAL_STMT_SCHEMA, /* COM_INIT_DB to the schema a statement was prepared in;
 				  * an INIT_DB back to the client's follows */
+	MY_INTERNAL_INSERT_ID,  /* DO LAST_INSERT_ID(n): the client's, before it reads it */
 };
 
 /* Where a client's connection phase is. */
@@ -65,6 +66,8 @@ struct my_client {
 	uint32_t skip_cmd;         /* bytes of a command longer than the receive buffer still
 				    * to forward as they arrive */
 	bool wait_flush;           /* a command waits until the last one left the buffer */
+	bool reads_insert_id;      /* the command at the cursor reads LAST_INSERT_ID() */
+	uint64_t last_insert_id;   /* the last id its statements generated (OK packets) */
 	struct my_stmts stmts;     /* its prepared statements, under sluice's ids */
 };
 
@@ -94,6 +97,8 @@ struct my_server {
 	char schema[64];           /* the session's current database */
 	char want_schema[64];      /* a COM_INIT_DB sluice sent asks for this one */
 	bool internal_started;     /* the answer to the oldest internal command has begun */
+	uint64_t last_insert_id;   /* LAST_INSERT_ID() of the session, as far as sluice saw */
+	uint64_t want_insert_id;   /* what a DO LAST_INSERT_ID sluice sent sets */
 	bool internal_failed;      /* one of them failed and answered the client's command */
 	struct my_server_stmts stmts; /* the statements its session has prepared */
 };
@@ -150,6 +155,9 @@ bool my_server_reset_session(struct my_server *s);
 
 /* my_server.c */
 void my_server_launch(struct worker *w, struct pool *p);
+/* Set the session's LAST_INSERT_ID() to the client's before its command
+ * (which waits for the answer). False when it cannot be queued. */
+bool my_server_restore_insert_id(struct my_server *s, uint64_t id);
 void my_server_update_events(struct my_server *s);
 /* Link a clean idle server to c; it sends COM_INIT_DB first when the
  * session is in another database than the client. */

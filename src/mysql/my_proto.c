@@ -1131,6 +1131,8 @@ static int feed_first(struct my_answer *a, const uint8_t *payload, uint32_t len)
 		struct my_ok ok;
 		if (my_ok_parse(payload, len, a->caps, &ok) < 0)
 			return bad(a);
+		if (ok.last_insert_id)
+			a->last_insert_id = ok.last_insert_id;
 		return end_result(a, ok.status);
 	}
 	if (h == 0xfb) {

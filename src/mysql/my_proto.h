@@ -299,6 +299,7 @@ struct my_answer {
 	bool status_known;         /* false after an ERR that ends the answer */
 	uint32_t prepared_id;      /* COM_STMT_PREPARE: the statement id */
 	uint16_t prepared_params;  /* and its parameter count */
+	uint64_t last_insert_id;   /* the last non-zero one an OK carried (0 = none) */
 };
 /* Start tracking the answer to command (whose payload is cmd, len bytes:
  * COM_STMT_EXECUTE's flags tell whether a cursor is asked for). */

@@ -106,13 +106,37 @@ static bool sets_autocommit_only(const char *s, size_t n)
  * any ';'), and any text with one of any_words or a user variable ('@').
  * Lexical and conservative: quotes and comments are not parsed, so a word
  * inside a string counts too (docs/behaviour.md, "MySQL"). */
+/* LAST_INSERT_ID() (or @@last_insert_id, @@identity) read: 1; written
+ * with LAST_INSERT_ID(expr): 2; neither: 0. */
+static int insert_id_use(const char *s, size_t n)
+{
+	static const char w[] = "last_insert_id";
+	int use = contains_word(s, n, "identity") ? 1 : 0;
+	for (size_t i = 0; i + sizeof(w) - 1 <= n; i++) {
+		if ((i && is_word_char(s[i - 1])) || strncasecmp(s + i, w, sizeof(w) - 1) != 0)
+			continue;
+		size_t j = i + sizeof(w) - 1;
+		if (j < n && is_word_char(s[j]))
+			continue;
+		use = use ? use : 1;
+		skip_blanks(s, n, &j);
+		if (j < n && s[j] == '(') {
+			j++;
+			skip_blanks(s, n, &j);
+			if (j < n && s[j] != ')')
+				return 2;
+		}
+	}
+	return use;
+}
+
 void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len)
 {
 	static const char *const first_words[] = {
 		"set", "lock", "prepare", "execute", "deallocate", "handler", "xa", "use", "flush", "load",
 	};
 	static const char *const any_words[] = {
-		"temporary", "get_lock", "found_rows", "sql_calc_found_rows", "last_insert_id", "release_lock",
+		"temporary", "get_lock", "found_rows", "sql_calc_found_rows", "release_lock",
 	};
 	const char *s = (const char *)payload + 1;
 	size_t n = len - 1, i = 0;
@@ -141,6 +165,11 @@ void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len)
 		}
 	}
 	const char *why = has_user_variable(s, n) ? "@" : NULL;
+	int insert_id = insert_id_use(s, n);
+	if (insert_id == 2)
+		why = "LAST_INSERT_ID(expr)";
+	else if (insert_id == 1)
+		c->reads_insert_id = true; /* the client's value is set first */
 	for (size_t k = 0; !why && k < sizeof(any_words) / sizeof(any_words[0]); k++)
 		if (contains_word(s, n, any_words[k]))
 			why = any_words[k];

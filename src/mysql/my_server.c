@@ -130,6 +130,17 @@ void my_server_link(struct my_server *s, struct my_client *c)
 		my_server_send_pending(s);
 }
 
+bool my_server_restore_insert_id(struct my_server *s, uint64_t id)
+{
+	char text[64];
+	snprintf(text, sizeof(text), "DO LAST_INSERT_ID(%llu)", (unsigned long long)id);
+	if (!send_internal(s, MY_INTERNAL_INSERT_ID, MY_COM_QUERY, text))
+		return false;
+	s->want_insert_id = id;
+	my_server_send_pending(s);
+	return true;
+}
+
 void my_server_forward(struct my_server *s, const uint8_t *cmd, uint32_t len)
 {
 	if (my_command_answered(cmd[0])) {
@@ -227,6 +238,8 @@ static void internal_answer(struct my_server *s, const struct my_packet *pk)
 	if (pk->len && pk->payload[0] == 0x00 && my_ok_parse(pk->payload, pk->len, s->caps, &ok) == 0) {
 		if (kind == MY_INTERNAL_INIT_DB)
 			snprintf(s->schema, sizeof(s->schema), "%s", s->want_schema);
+		if (kind == MY_INTERNAL_INSERT_ID)
+			s->last_insert_id = s->want_insert_id;
 		s->autocommit_off = !(ok.status & MY_STATUS_AUTOCOMMIT);
 		return; /* process() lets the client's command go */
 	}
@@ -234,6 +247,8 @@ static void internal_answer(struct my_server *s, const struct my_packet *pk)
 	if (kind == MY_INTERNAL_INIT_DB || kind == MY_INTERNAL_STMT_SCHEMA)
 		snprintf(what, sizeof(what), "Could not switch to database '%s'",
 			 kind == MY_INTERNAL_INIT_DB ? s->want_schema : "of a prepared statement");
+	else if (kind == MY_INTERNAL_INSERT_ID)
+		snprintf(what, sizeof(what), "Could not set the session's LAST_INSERT_ID()");
 	else
 		snprintf(what, sizeof(what), "Could not set the session's autocommit");
 	struct my_err e;
@@ -267,6 +282,8 @@ static void answered(struct my_server *s)
 	if (!c)
 		return;
 	bool ok = s->answer.status_known;
+	if (s->answer.last_insert_id)
+		c->last_insert_id = s->last_insert_id = s->answer.last_insert_id;
 	if (ok && c->want_schema[0]) {
 		snprintf(c->schema, sizeof(c->schema), "%s", c->want_schema);
 		snprintf(s->schema, sizeof(s->schema), "%s", c->want_schema);
@@ -337,9 +354,9 @@ static bool process(struct my_server *s)
 			/* A row longer than the buffer (never an OK, EOF or
 			 * ERR): the tracker sees a one-byte row. */
 			if (avail >= MY_HEADER_LEN && pgsock_rbuf_full(&s->sock) && s->answering &&
-			    !s->internal && !s->continued && s->client) {
+			    !s->internal && s->client) {
 				static const uint8_t row[1] = { 0 };
-				if (my_answer_feed(&s->answer, row, 1) != MY_ANSWER_MORE) {
+				if (!s->continued && my_answer_feed(&s->answer, row, 1) != MY_ANSWER_MORE) {
 					my_server_close(s, "protocol error: a long packet ends the answer");
 					return true;
 				}

@@ -123,6 +123,7 @@ static void logged_in(struct my_server *s, const struct my_packet *pk)
 	struct my_ok ok;
 	snprintf(s->schema, sizeof(s->schema), "%s", s->pool->server_db);
 	my_server_stmts_clear(&s->stmts); /* a reset closed them */
+	s->last_insert_id = 0;
 	s->pinned = false;
 	s->in_trans = false;
 	/* The server's default, or what a reset left. */
