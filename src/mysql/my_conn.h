@@ -41,6 +41,10 @@ enum my_client_login {
 	MY_LOGIN_DONE,       /* OK sent: the command phase */
 };
 
+/* A field that is session state (what the client expects its session to
+ * keep between transactions) must travel in an online restart: add a
+ * record for it in my_handover.c (`fields`), and say in my_handover_ok
+ * when it cannot move. */
 struct my_client {
 	union {
 		struct client base;                   /* the core's view (client.h) */

@@ -169,8 +169,7 @@ int my_handover_encode(const struct my_client *c, struct takeover_enc *e)
 
 /* ---- new process ---- */
 
-/* Fills c from the records; why says what was wrong. */
-static int decode(struct my_client *c, const uint8_t *p, uint32_t len, char *why, size_t whylen)
+int my_handover_decode(struct my_client *c, const uint8_t *p, uint32_t len, char *why, size_t whylen)
 {
 	struct takeover_dec d = { p, p + len, false };
 	uint32_t version = takeover_dec_u32(&d);
@@ -218,7 +217,7 @@ void my_handover_adopt(struct worker *w, int fd, const uint8_t *state, uint32_t 
 	if (!c)
 		return;
 	char why[120], err[200];
-	if (decode(c, state, len, why, sizeof(why)) < 0) {
+	if (my_handover_decode(c, state, len, why, sizeof(why)) < 0) {
 		char msg[200];
 		snprintf(msg, sizeof(msg), "online restart: could not read the client's state: %s", why);
 		my_client_close(c, msg);

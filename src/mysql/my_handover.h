@@ -17,6 +17,7 @@
 #define SLUICE_MY_HANDOVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct my_client;
@@ -29,6 +30,10 @@ struct worker;
 bool my_handover_ok(const struct my_client *c);
 /* c's state as the new process reads it: 0 or -ENOMEM. */
 int my_handover_encode(const struct my_client *c, struct takeover_enc *e);
+/* Fill c (fresh: zeroed, its receive buffer empty) from an encoded state:
+ * 0, or -EPROTO with why saying what was wrong. No pool, no cancel key
+ * yet: my_handover_adopt's. */
+int my_handover_decode(struct my_client *c, const uint8_t *p, uint32_t len, char *why, size_t whylen);
 /* New process: a client on w from its socket and encoded state (the
  * socket is closed when the state cannot be used). */
 void my_handover_adopt(struct worker *w, int fd, const uint8_t *state, uint32_t len);
