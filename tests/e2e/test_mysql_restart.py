@@ -17,6 +17,7 @@ Checked here, with pymysql against the harness's MariaDB:
 sluice only (PgBouncer has no MySQL listener).
 """
 
+import re
 import time
 import urllib.request
 
@@ -144,6 +145,12 @@ def test_restart_keeps_mysql_clients_with_schema_and_autocommit(sluice, pg, mari
         assert rc == 0, f"old sluice exit status {rc}"
         assert new.alive(), tail(new.log_text())
         assert holder(s.myport, local_port(in_tx), [new.pid]) == new.pid
+        # the new process counted them (logged once the old one is gone)
+        deadline = time.monotonic() + 5
+        while not (m := re.search(r"online restart complete: (\d+) client", new.log_text())):
+            assert time.monotonic() < deadline, tail(new.log_text())
+            time.sleep(0.1)
+        assert int(m.group(1)) >= len(conns), tail(new.log_text())
 
         # the same connections, served by the new process, same state
         assert one(plain, "SELECT DATABASE(), @@autocommit") == ("mydb", 1)
