@@ -6,7 +6,6 @@
 #include "my_ops.h"
 
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <openssl/rand.h>
 

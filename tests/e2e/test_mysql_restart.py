@@ -8,6 +8,8 @@ Checked here, with pymysql against the harness's MariaDB:
   taken over by the new process on the same TCP connection, and keep their
   schema, autocommit and connection id; a client in the middle of a
   transaction goes at its COMMIT; the old process exits once all are over.
+- Graceful shutdown (SIGTERM): an idle MySQL client is closed with error
+  1053, one in a transaction finishes it and goes at its COMMIT.
 - A pinned client (a user variable) stays with the old process, with its
   session, until it disconnects.
 - adaptive_workers: under load MySQL clients move to another worker
@@ -18,6 +20,7 @@ sluice only (PgBouncer has no MySQL listener).
 """
 
 import re
+import signal
 import time
 import urllib.request
 
@@ -210,6 +213,42 @@ def test_pinned_mysql_client_stays_on_old_process(sluice, pg, maria, restarter):
     finally:
         close(pinned)
         close(idle)
+
+
+# --------------------------------------------------------------------------
+# graceful shutdown
+
+def test_graceful_shutdown_lets_mysql_transactions_finish(sluice, pg, maria):
+    fresh_table(maria, "ho_s")
+    s = start(sluice, pg, maria)
+    idle = connect(s)
+    tx = connect(s)
+    try:
+        assert one(idle, "SELECT 1") == (1,)
+        with tx.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO ho_s VALUES (1, 'finished')")
+        iport = local_port(idle)
+        s.proc.send_signal(signal.SIGTERM)
+        # the idle client goes at once (its next tick)...
+        deadline = time.monotonic() + 10
+        while holder(s.myport, iport, [s.pid]) == s.pid:
+            assert time.monotonic() < deadline, tail(s.log_text())
+            time.sleep(0.1)
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            one(idle, "SELECT 1")
+        # 1053 ER_SERVER_SHUTDOWN when the query could still be written
+        assert e.value.args[0] in (1053, 2006, 2013), e.value.args
+        # ...the one in a transaction finishes it, and goes at its COMMIT
+        assert s.alive()
+        assert one(tx, "SELECT v FROM ho_s WHERE id = 1") == ("finished",)
+        tx.commit()
+        rc = wait_old_exit(s, 10.0)
+        assert rc == 0, f"sluice exit status {rc}"
+        assert maria.sql("SELECT v FROM mydb.ho_s WHERE id = 1").strip() == "finished"
+    finally:
+        close(idle)
+        close(tx)
 
 
 # --------------------------------------------------------------------------
