@@ -398,7 +398,7 @@ int main(int argc, char **argv)
 	if (!takeover && sd.pg_unix >= 0)
 		worker_forget_listeners(); /* the unix socket's file is systemd's: not unlinked at exit */
 	if (takeover)
-		takeover_receive_start(&pg_ops);
+		takeover_receive_start(protocols, CONFIG_PROTOCOLS);
 	takeover_listen(cfg);
 	if (metrics_start(cfg) < 0)
 		log_error("metrics endpoint not started; going on without it");

@@ -45,6 +45,7 @@ struct proto_show {
 struct proto_ops {
 	const char *name;          /* "postgresql": log lines */
 	int protocol;              /* enum config_protocol: the [databases] entries it serves */
+	uint8_t takeover_frame;    /* frame type of its clients in an online restart (takeover.c) */
 
 	/* ---- clients ---- */
 	/* Accepted socket (non-blocking): create the client on worker w.

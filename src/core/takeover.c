@@ -7,6 +7,9 @@
  * with the frame's first bytes. Frames:
  *   'L' listening sockets: u8 kind per fd ('T' TCP, 'U' unix)
  *   'C' one PostgreSQL client: see client_handover.c
+ *   'M' one MySQL client: see my_handover.c
+ * (a client's frame type is its protocol's takeover_frame, proto.h; a
+ * process that does not know the type closes the client's socket)
  * The new process opens with "SLUICE-TAKEOVER 1\n". The old process sends
  * 'L' first, then clients as workers hand them over, and closes the
  * connection when it exits; EOF ends the new process's receiving thread.
@@ -224,6 +227,7 @@ char *takeover_dec_str(struct takeover_dec *d, bool *absent)
 struct outgoing {
 	struct outgoing *next;
 	int fd;               /* client socket, closed after sending */
+	uint8_t type;         /* frame type: its protocol's takeover_frame */
 	uint8_t *data;
 	uint32_t len;
 };
@@ -271,6 +275,7 @@ bool takeover_give_client(struct client *c)
 	if (!gone) {
 		o->data = e.p;
 		o->len = (uint32_t)e.len;
+		o->type = c->proto->takeover_frame;
 		loop_forget(&c->worker->loop, &c->sock.h);
 		o->fd = c->sock.h.fd;
 		c->sock.h.fd = -1; /* the socket now belongs to the queue */
@@ -335,7 +340,7 @@ static void serve_new_process(int sock)
 		if (!out_head)
 			out_tail = &out_head;
 		pthread_mutex_unlock(&out_lock);
-		int rc = peer_gone ? -EPIPE : send_frame(sock, 'C', &o->fd, 1, o->data, o->len);
+		int rc = peer_gone ? -EPIPE : send_frame(sock, o->type, &o->fd, 1, o->data, o->len);
 		if (rc < 0 && !peer_gone) {
 			log_error("online restart: the new process stopped taking clients (%s); the rest are closed",
 				  strerror(-rc));
@@ -425,7 +430,8 @@ static int got_unix = -1;
 static pthread_t recv_thread;
 static bool recv_running;
 static int next_worker;
-static const struct proto_ops *clients_proto; /* what the clients received speak */
+static const struct proto_ops *const *clients_protos; /* the protocols clients may speak */
+static int n_clients_protos;
 static pthread_mutex_t recv_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool recv_stopping;               /* workers are going away (recv_lock) */
 
@@ -479,6 +485,7 @@ int takeover_listener_fds(int **tcp, int *unix_fd)
 }
 
 struct arrival {
+	const struct proto_ops *proto; /* what the client speaks */
 	int fd;
 	uint8_t *data;
 	uint32_t len;
@@ -487,7 +494,7 @@ struct arrival {
 static void adopt_fn(struct worker *w, void *arg)
 {
 	struct arrival *a = arg;
-	clients_proto->client_adopt(w, a->fd, a->data, a->len);
+	a->proto->client_adopt(w, a->fd, a->data, a->len);
 	OPENSSL_cleanse(a->data, a->len);
 	free(a->data);
 	free(a);
@@ -505,7 +512,11 @@ static void *receive_main(void *arg)
 		int rc = recv_frame(conn_fd, &type, fds, &nfds, &data, &len);
 		if (rc == -EPIPE)
 			break;
-		if (rc < 0 || type != 'C' || nfds != 1) {
+		const struct proto_ops *proto = NULL;
+		for (int i = 0; rc == 0 && i < n_clients_protos; i++)
+			if (clients_protos[i] && clients_protos[i]->takeover_frame == type)
+				proto = clients_protos[i];
+		if (rc < 0 || !proto || nfds != 1) {
 			for (int i = 0; i < nfds; i++)
 				close(fds[i]);
 			free(data);
@@ -513,6 +524,9 @@ static void *receive_main(void *arg)
 				log_error("online restart: reading from the old process failed: %s", strerror(-rc));
 				break;
 			}
+			if (!proto)
+				log_warning("online restart: a client of a kind this process does not know "
+					    "(frame '%c') was closed", type);
 			continue;
 		}
 		struct arrival *a = malloc(sizeof(*a));
@@ -521,7 +535,7 @@ static void *receive_main(void *arg)
 			free(data);
 			continue;
 		}
-		*a = (struct arrival){ .fd = fds[0], .data = data, .len = len };
+		*a = (struct arrival){ .proto = proto, .fd = fds[0], .data = data, .len = len };
 		/* Never post to workers that are being torn down. */
 		pthread_mutex_lock(&recv_lock);
 		int rc2 = recv_stopping ? -ESHUTDOWN
@@ -541,9 +555,10 @@ static void *receive_main(void *arg)
 	return NULL;
 }
 
-int takeover_receive_start(const struct proto_ops *proto)
+int takeover_receive_start(const struct proto_ops *const *protos, int n)
 {
-	clients_proto = proto;
+	clients_protos = protos;
+	n_clients_protos = n;
 	if (conn_fd < 0)
 		return 0;
 	if (pthread_create(&recv_thread, NULL, receive_main, NULL) != 0)

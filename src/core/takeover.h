@@ -61,8 +61,9 @@ bool takeover_busy(void);
 int takeover_fetch_listeners(const struct config *cfg, char *err, size_t errlen);
 /* Listening sockets received: TCP ones and the unix one (-1 if none). */
 int takeover_listener_fds(int **tcp, int *unix_fd);
-/* Start the thread that adopts the old process's clients, which speak proto. */
-int takeover_receive_start(const struct proto_ops *proto);
+/* Start the thread that adopts the old process's clients, each with the
+ * protocol of protos[0..n-1] whose takeover_frame its frame has. */
+int takeover_receive_start(const struct proto_ops *const *protos, int n);
 void takeover_receive_stop(void);
 
 #endif

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
+#include "my_handover.h"
 #include "my_ops.h"
 #include "pool.h"
 #include "runtime.h"
@@ -40,6 +41,8 @@ void my_client_set_state(struct my_client *c, int state)
 
 void my_client_update_events(struct my_client *c)
 {
+	if (c->moving)
+		return; /* out of this worker's loop: its new worker sets them (my_client_arrive) */
 	bool want_write = iobuf_len(&c->sock.wbuf) || (c->server && c->server->sock.fwd);
 	bool want_read = c->sock.want_read;
 	if (c->worker->suspended)
@@ -429,6 +432,7 @@ void my_client_answered(struct my_client *c)
 	c->sock.want_read = true;
 	my_client_update_events(c);
 	process(c);
+	my_handover_at_rest(c);
 }
 
 /* ---- events and ticks ---- */
@@ -441,7 +445,7 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 	if (revents & EPOLLOUT) {
 		if (c->server) {
 			my_server_deliver_pending(c->server);
-			if (c->closing)
+			if (c->closing || c->moving)
 				return;
 		} else if (!my_client_flush_own(c)) {
 			return;
@@ -495,4 +499,20 @@ void my_client_tick(struct my_client *c, int64_t now_us)
 	default:
 		break;
 	}
+}
+
+/* ---- taken over (my_handover.c) ---- */
+
+struct my_client *my_client_adopt(struct worker *w, int fd, const char *peer)
+{
+	struct my_client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return NULL;
+	}
+	client_core_init(&c->base, &my_ops, w, fd, peer, client_cb);
+	runtime_clients_add(1);
+	c->login = MY_LOGIN_DONE;
+	my_client_set_state(c, CLIENT_IDLE);
+	return c;
 }

@@ -46,6 +46,10 @@ enum my_client_login {
 	MY_LOGIN_DONE,       /* OK sent: the command phase */
 };
 
+/* A field that is session state (what the client expects its session to
+ * keep between transactions) must travel in an online restart: add a
+ * record for it in my_handover.c (`fields`), and say in my_handover_ok
+ * when it cannot move. */
 struct my_client {
 	union {
 		struct client base;                   /* the core's view (client.h) */
@@ -138,10 +142,17 @@ void my_client_answered(struct my_client *c);
 void my_client_resume(struct my_client *c);
 /* Its server is gone or broken. */
 void my_client_server_lost(struct my_client *c, const char *msg);
+/* A client taken over from the previous process (my_handover.c): logged
+ * in, IDLE, not reading yet; the caller fills in its state, its pool and
+ * its cancel key, then my_client_resume. */
+struct my_client *my_client_adopt(struct worker *w, int fd, const char *peer);
 
 /* my_login.c: the client's connection phase */
 bool my_login_greet(struct my_client *c);
 void my_login_packet(struct my_client *c, const struct my_packet *pk);
+/* The pool for c's db, user, capabilities and character set (its variant:
+ * clients that differ in them never share a server); NULL with err. */
+struct pool *my_login_pool(const struct my_client *c, char *err, size_t errlen);
 
 /* my_screen.c: what a COM_QUERY's text means to the pooler */
 void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len);

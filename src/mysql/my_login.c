@@ -73,14 +73,18 @@ bool my_login_greet(struct my_client *c)
 	 MY_CLIENT_IGNORE_SPACE | MY_CLIENT_INTERACTIVE | MY_CLIENT_MULTI_STATEMENTS | MY_CLIENT_MULTI_RESULTS | \
 	 MY_CLIENT_PS_MULTI_RESULTS | MY_CLIENT_SESSION_TRACK | MY_CLIENT_DEPRECATE_EOF)
 
-static void login_finish(struct my_client *c)
+struct pool *my_login_pool(const struct my_client *c, char *err, size_t errlen)
 {
-	char err[200];
 	uint32_t caps = c->caps & MY_VARIANT_CAPS;
 	uint8_t variant[5] = { (uint8_t)caps, (uint8_t)(caps >> 8), (uint8_t)(caps >> 16), (uint8_t)(caps >> 24),
 			       c->charset };
-	c->pool = pool_get_variant(runtime_config(), &my_ops, c->db, c->user, variant, sizeof(variant), err,
-				   sizeof(err));
+	return pool_get_variant(runtime_config(), &my_ops, c->db, c->user, variant, sizeof(variant), err, errlen);
+}
+
+static void login_finish(struct my_client *c)
+{
+	char err[200];
+	c->pool = my_login_pool(c, err, sizeof(err));
 	if (!c->pool) {
 		char msg[300];
 		snprintf(msg, sizeof(msg), "Unknown database '%s' (%s)", c->db, err);

@@ -6,12 +6,12 @@
 #include "my_ops.h"
 
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <openssl/rand.h>
 
 #include "config.h"
 #include "my_conn.h"
+#include "my_handover.h"
 #include "pool.h"
 
 /* The table's entries take the core's structs; MySQL's functions take its
@@ -25,34 +25,20 @@ static void op_client_close(struct client *c, const char *reason) { my_client_cl
 static void op_client_free(struct client *c) { my_client_free(my_client(c)); }
 static void op_client_tick(struct client *c, int64_t now_us) { my_client_tick(my_client(c), now_us); }
 static void op_client_update_events(struct client *c) { my_client_update_events(my_client(c)); }
-/* Clients stay on the worker that accepted them (adaptive_workers moves
- * only PostgreSQL's for now). */
-static void op_client_stay(struct client *c) { (void)c; }
-static void op_client_maybe_move(struct client *c) { (void)c; }
-static void op_client_arrive(struct client *c) { my_client_update_events(my_client(c)); }
+/* Between transactions, to another worker (my_handover.c). */
+static void op_client_stay(struct client *c) { my_client_stay(my_client(c)); }
+static void op_client_maybe_move(struct client *c) { my_client_maybe_move(my_client(c)); }
+static void op_client_arrive(struct client *c) { my_client_arrive(my_client(c)); }
 static void op_client_resume_admin(struct client *c) { (void)c; } /* no console on the MySQL port */
 /* KILL QUERY through sluice is not supported yet (docs/behaviour.md). */
 static void op_client_cancel(struct client *c) { (void)c; }
-/* Online restart hands over PostgreSQL clients only; MySQL ones finish
- * on the old process. */
+/* Online restart: the new process takes idle clients with their state
+ * (my_handover.c). */
 static bool op_client_handover_ok(const struct client *c)
 {
-	(void)c;
-	return false;
+	return my_handover_ok((const struct my_client *)c);
 }
-static int op_client_encode(struct client *c, struct takeover_enc *e)
-{
-	(void)c;
-	(void)e;
-	return -1;
-}
-static void op_client_adopt(struct worker *w, int fd, const uint8_t *state, uint32_t len)
-{
-	(void)w;
-	(void)state;
-	(void)len;
-	close(fd);
-}
+static int op_client_encode(struct client *c, struct takeover_enc *e) { return my_handover_encode(my_client(c), e); }
 static void op_client_show(const struct client *c, struct proto_show *out)
 {
 	const struct my_client *mc = (const struct my_client *)c;
@@ -98,6 +84,7 @@ static void op_cancel_draw_key(uint32_t *pid, uint32_t *key)
 const struct proto_ops my_ops = {
 	.name = "mysql",
 	.protocol = CONFIG_PROTO_MYSQL,
+	.takeover_frame = 'M',
 	.client_accept = my_client_accept,
 	.client_on_server = op_client_on_server,
 	.client_fail = op_client_fail,
@@ -112,7 +99,7 @@ const struct proto_ops my_ops = {
 	.client_cancel = op_client_cancel,
 	.client_handover_ok = op_client_handover_ok,
 	.client_encode = op_client_encode,
-	.client_adopt = op_client_adopt,
+	.client_adopt = my_handover_adopt,
 	.client_show = op_client_show,
 	.client_take_back = NULL,
 	.server_launch = my_server_launch,

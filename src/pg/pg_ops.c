@@ -109,6 +109,7 @@ static void op_server_free(struct server *s) { server_free(pg_server(s)); }
 const struct proto_ops pg_ops = {
 	.name = "postgresql",
 	.protocol = CONFIG_PROTO_PG,
+	.takeover_frame = 'C',
 	.client_accept = client_accept,
 	.client_on_server = op_client_on_server,
 	.client_fail = op_client_fail,
