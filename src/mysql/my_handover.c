@@ -49,8 +49,9 @@ enum my_ho_tag {
 	MY_HO_SCHEMA = 3 | MY_HO_MUST,     /* current database (USE, COM_INIT_DB) */
 	MY_HO_AUTOCOMMIT = 4 | MY_HO_MUST, /* autocommit = 0 */
 	MY_HO_PENDING = 5 | MY_HO_MUST,    /* bytes the client sent that were not examined yet */
-	/* Next free: 6. Prepared statements and session variables take the
-	 * next numbers, with MY_HO_MUST. */
+	MY_HO_STMTS = 6 | MY_HO_MUST,      /* prepared statements (my_stmt.c) */
+	MY_HO_INSERT_ID = 7 | MY_HO_MUST,  /* the last id its statements generated */
+	/* Next free: 8. Session variables take the next one, with MY_HO_MUST. */
 };
 
 /* ---- the records ---- */
@@ -118,6 +119,20 @@ static void dec_pending(struct my_client *c, struct takeover_dec *d)
 	d->p += n;
 }
 
+static void enc_stmts(const struct my_client *c, struct takeover_enc *e) { my_stmts_encode(&c->stmts, e); }
+static void dec_stmts(struct my_client *c, struct takeover_dec *d) { my_stmts_decode(&c->stmts, d); }
+
+static void enc_insert_id(const struct my_client *c, struct takeover_enc *e)
+{
+	takeover_enc_u32(e, (uint32_t)(c->last_insert_id >> 32));
+	takeover_enc_u32(e, (uint32_t)c->last_insert_id);
+}
+static void dec_insert_id(struct my_client *c, struct takeover_dec *d)
+{
+	uint64_t hi = takeover_dec_u32(d);
+	c->last_insert_id = hi << 32 | takeover_dec_u32(d);
+}
+
 struct my_ho_field {
 	uint32_t tag;              /* enum my_ho_tag */
 	void (*encode)(const struct my_client *c, struct takeover_enc *e);
@@ -131,6 +146,8 @@ static const struct my_ho_field fields[] = {
 	{ MY_HO_SCHEMA, enc_schema, dec_schema },
 	{ MY_HO_AUTOCOMMIT, enc_autocommit, dec_autocommit },
 	{ MY_HO_PENDING, enc_pending, dec_pending },
+	{ MY_HO_STMTS, enc_stmts, dec_stmts },
+	{ MY_HO_INSERT_ID, enc_insert_id, dec_insert_id },
 	/* ---- new fields of struct my_client here (prepared statements,
 	 * session variables): see the comment at the top of the file ---- */
 };

@@ -20,6 +20,7 @@
 #include "my_conn.h"
 #include "runtime.h"
 #include "stats.h"
+#include "takeover.h"
 
 /* Offsets in COM_STMT_EXECUTE: 0x17, 4 id, 1 flags, 4 iteration count,
  * then (with parameters) the NULL bitmap, new-params-bound flag, types. */
@@ -494,4 +495,60 @@ bool my_stmt_internal_prepared(struct my_server *s, const uint8_t *payload, uint
 	if (ss)
 		server_drop_at(&s->stmts, (uint32_t)(ss - s->stmts.v));
 	return false;
+}
+
+/* ---- online restart ---- */
+
+/* next_id, count, then each statement: id, parameters, key, types (their
+ * length 0 when never bound). */
+void my_stmts_encode(const struct my_stmts *t, struct takeover_enc *e)
+{
+	takeover_enc_u32(e, t->next_id);
+	takeover_enc_u32(e, t->n);
+	for (uint32_t i = 0; i < t->n; i++) {
+		const struct my_stmt *st = t->v[i];
+		takeover_enc_u32(e, st->id);
+		takeover_enc_u32(e, st->params);
+		takeover_enc_u32(e, st->key_len);
+		takeover_enc_bytes(e, st->key, st->key_len);
+		uint32_t types = st->types ? 2u * st->params : 0;
+		takeover_enc_u32(e, types);
+		takeover_enc_bytes(e, st->types, types);
+	}
+}
+
+void my_stmts_decode(struct my_stmts *t, struct takeover_dec *d)
+{
+	uint32_t next_id = takeover_dec_u32(d);
+	uint32_t n = takeover_dec_u32(d);
+	for (uint32_t i = 0; i < n && !d->err; i++) {
+		uint32_t id = takeover_dec_u32(d);
+		uint32_t params = takeover_dec_u32(d);
+		uint32_t key_len = takeover_dec_u32(d);
+		const char *key = (const char *)d->p;
+		if (d->err || params > 0xffff || key_len == 0 || (size_t)(d->end - d->p) < key_len ||
+		    !memchr(key, '\0', key_len)) {
+			d->err = true;
+			return;
+		}
+		d->p += key_len;
+		uint32_t types = takeover_dec_u32(d);
+		if (d->err || (types && types != 2 * params) || (size_t)(d->end - d->p) < types) {
+			d->err = true;
+			return;
+		}
+		uint32_t schema_len = (uint32_t)strlen(key);
+		struct my_stmt *st = client_add(t, key, (const uint8_t *)key + schema_len + 1, key_len - schema_len - 1);
+		if (!st || (types && !(st->types = malloc(types)))) {
+			d->err = true;
+			return;
+		}
+		if (types)
+			memcpy(st->types, d->p, types);
+		d->p += types;
+		st->id = id;
+		st->params = (uint16_t)params;
+		st->pending = false;
+	}
+	t->next_id = next_id;
 }

@@ -82,6 +82,14 @@ bool my_stmt_internal_prepared(struct my_server *s, const uint8_t *payload, uint
 void my_stmts_clear(struct my_stmts *t);
 void my_server_stmts_clear(struct my_server_stmts *t);
 
+/* A client's statements for the new process of an online restart
+ * (my_handover.c): encode, and decode into an empty table (sets d->err
+ * when the bytes do not make sense). */
+struct takeover_enc;
+struct takeover_dec;
+void my_stmts_encode(const struct my_stmts *t, struct takeover_enc *e);
+void my_stmts_decode(struct my_stmts *t, struct takeover_dec *d);
+
 /* How many statements a client / server session has (SHOW, tests). */
 static inline uint32_t my_stmts_count(const struct my_stmts *t) { return t->n; }
 

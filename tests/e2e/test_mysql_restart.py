@@ -336,3 +336,49 @@ def test_adaptive_workers_move_mysql_clients(sluice, pg, maria):
     finally:
         for c, _, _ in conns:
             close(c)
+
+
+def test_restart_keeps_prepared_statements_and_their_types(sluice, pg, maria, restarter):
+    """A client's server-side statement (COM_STMT_PREPARE, bound types sent
+    once, then executes without them, as libmariadb does) goes on working
+    on the new process, which prepares it on its own servers."""
+    import struct
+    from test_mysql_ops import command, raw_session, read_packet
+
+    s = start(sluice, pg, maria)
+    sock = raw_session(s)
+
+    def until_eof():
+        while True:
+            _, p = read_packet(sock)
+            if p[0] == 0xFE and len(p) < 9:
+                return
+
+    command(sock, b"\x16SELECT ? + 1")
+    _, ok = read_packet(sock)
+    assert ok[0] == 0x00, ok
+    stmt_id, ncols, nparams = struct.unpack("<IHH", ok[1:9])
+    assert nparams == 1
+    until_eof()  # parameter definitions
+    if ncols:
+        until_eof()  # column definitions
+
+    def execute(value, with_types):
+        body = b"\x17" + struct.pack("<IBI", stmt_id, 0, 1) + b"\x00"  # NULL bitmap
+        body += b"\x01" + struct.pack("<H", 8) if with_types else b"\x00"  # LONGLONG
+        body += struct.pack("<q", value)
+        command(sock, body)
+        _, first = read_packet(sock)
+        assert first[0] not in (0x00, 0xFF), first
+        until_eof()  # column definitions
+        _, row = read_packet(sock)
+        until_eof()
+        return struct.unpack("<q", row[2:10])[0]
+
+    assert execute(41, True) == 42
+    assert execute(9, False) == 10
+    new = restarter(s)
+    wait_held_by(s, [type("C", (), {"_sock": sock})()], new.pid, new)
+    assert wait_old_exit(s, 10.0, new) == 0
+    assert execute(99, False) == 100
+    sock.close()
