@@ -31,7 +31,8 @@ static void op_client_stay(struct client *c) { (void)c; }
 static void op_client_maybe_move(struct client *c) { (void)c; }
 static void op_client_arrive(struct client *c) { my_client_update_events(my_client(c)); }
 static void op_client_resume_admin(struct client *c) { (void)c; } /* no console on the MySQL port */
-/* KILL QUERY through sluice is not supported yet (docs/behaviour.md). */
+/* A PostgreSQL CancelRequest cannot name a MySQL client (its key is 0):
+ * MySQL's cancel is KILL QUERY, my_kill.c. */
 static void op_client_cancel(struct client *c) { (void)c; }
 /* Online restart hands over PostgreSQL clients only; MySQL ones finish
  * on the old process. */
@@ -124,6 +125,6 @@ const struct proto_ops my_ops = {
 	.server_close = op_server_close,
 	.server_free = op_server_free,
 	.server_show = op_server_show,
-	.worker_tick = NULL,
+	.worker_tick = my_kill_tick,
 	.cancel_draw_key = op_cancel_draw_key,
 };
