@@ -159,6 +159,8 @@ void my_client_accept(struct worker *w, int fd, const char *peer, bool has_data)
 static bool command_here(struct my_client *c, const struct my_packet *pk)
 {
 	uint8_t cmd = pk->payload[0];
+	if (!c->pool && my_kill_refuse_without_pool(c, pk))
+		return true;
 	switch (cmd) {
 	case MY_COM_QUIT:
 		my_client_close(c, "client quit");

@@ -182,6 +182,12 @@ void my_kill_query(struct my_client *c, const struct my_packet *pk);
 const char *my_kill_parse(const char *s, size_t n, uint32_t self, uint64_t *target, bool *query);
 /* COM_PROCESS_KILL: KILL CONNECTION with a 4-byte id. */
 void my_kill_command(struct my_client *c, const struct my_packet *pk);
+/* A client that named no database at login is logged in without a pool:
+ * it can only KILL (what the mariadb CLI's Ctrl-C connects for), ping
+ * and quit. */
+void my_kill_login_finish(struct my_client *c);
+/* Such a client's command: true when refused here (1046). */
+bool my_kill_refuse_without_pool(struct my_client *c, const struct my_packet *pk);
 /* s is closing: KILLs on their way for it hold it no more. */
 void my_kill_forget_server(struct my_server *s);
 /* proto_ops worker_tick: KILLs not answered in time are given up. */

@@ -674,3 +674,32 @@ void my_kill_command(struct my_client *c, const struct my_packet *pk)
 	}
 	start(c, target, false);
 }
+
+/* ---- clients without a database ---- */
+
+void my_kill_login_finish(struct my_client *c)
+{
+	my_ok_build(&c->sock.wbuf, c->seq, 0, 0, MY_STATUS_AUTOCOMMIT, 0);
+	c->login = MY_LOGIN_DONE;
+	my_client_set_state(c, CLIENT_IDLE);
+	CLOG(c, LOG_LEVEL_DEBUG, "logged in without a database: KILL only");
+	my_client_flush_own(c);
+}
+
+bool my_kill_refuse_without_pool(struct my_client *c, const struct my_packet *pk)
+{
+	uint8_t cmd = pk->payload[0];
+	if (cmd == MY_COM_QUIT || cmd == MY_COM_PING || cmd == MY_COM_PROCESS_KILL ||
+	    (cmd == MY_COM_QUERY && my_query_is_kill(pk->payload + 1, pk->len - 1)))
+		return false;
+	if (my_header_len(pk->payload - MY_HEADER_LEN) != pk->len) {
+		my_client_fail(c, "08S01", "No database selected");
+		return true;
+	}
+	pgsock_drop(&c->sock, MY_HEADER_LEN + pk->len);
+	answer(c, 1046, "3D000",
+	       "No database selected: give a database when connecting (sluice pools connections per "
+	       "[databases] entry; without one, a connection can only KILL)");
+	my_client_flush_own(c);
+	return true;
+}

@@ -75,6 +75,10 @@ bool my_login_greet(struct my_client *c)
 
 static void login_finish(struct my_client *c)
 {
+	if (!c->db[0]) {
+		my_kill_login_finish(c);
+		return;
+	}
 	char err[200];
 	uint32_t caps = c->caps & MY_VARIANT_CAPS;
 	uint8_t variant[5] = { (uint8_t)caps, (uint8_t)(caps >> 8), (uint8_t)(caps >> 16), (uint8_t)(caps >> 24),
@@ -185,12 +189,8 @@ static void handle_response(struct my_client *c, const uint8_t *payload, uint32_
 		return;
 	}
 	snprintf(c->user, sizeof(c->user), "%s", r.user);
-	if (!r.has_db || !r.db[0]) {
-		my_client_fail(c, "3D000", "No database selected: give a database when connecting "
-					   "(sluice pools connections per [databases] entry)");
-		return;
-	}
-	snprintf(c->db, sizeof(c->db), "%s", r.db);
+	/* No database: a connection that can only KILL (my_kill.c). */
+	snprintf(c->db, sizeof(c->db), "%s", r.has_db ? r.db : "");
 	const char *over = client_core_take_limits(&c->base, c->db, c->user, CONFIG_PROTO_MYSQL);
 	if (over) {
 		my_client_fail(c, "08004", over);

@@ -78,11 +78,14 @@ def test_unknown_database_and_postgres_entries(sluice, pg, maria):
 
 
 def test_no_database_given_is_refused_clearly(sluice, pg, maria):
+    """Without a database a client logs in (it may KILL, test_mysql_kill.py)
+    but its queries are refused with 1046."""
     s = start(sluice, pg, maria)
-    with pytest.raises(pymysql.err.OperationalError) as e:
-        pymysql.connect(host="127.0.0.1", port=s.myport, user="sluice_test", password="test_pw",
-                        connect_timeout=10)
-    assert "No database selected" in e.value.args[1]
+    with pymysql.connect(host="127.0.0.1", port=s.myport, user="sluice_test", password="test_pw",
+                         connect_timeout=10, autocommit=True) as c:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            one(c, "SELECT 1")
+        assert e.value.args[0] == 1046 and "No database selected" in e.value.args[1]
 
 
 def test_transaction_mode_shares_few_servers(sluice, pg, maria):

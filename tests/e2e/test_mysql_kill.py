@@ -125,6 +125,49 @@ def test_kill_query_with_the_mariadb_cli(sluice, pg, maria):
         victim.close()
 
 
+def test_ctrl_c_in_the_mariadb_cli(sluice, pg, maria):
+    """The CLI's Ctrl-C connects anew and sends KILL QUERY with the id of
+    its handshake: through sluice it interrupts the CLI's own query."""
+    import signal
+    s = start(sluice, pg, maria)
+    p = subprocess.Popen(["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(s.myport), "-u", "sluice_test",
+                          "-ptest_pw", "mydb", "-N", "-B", "-e", "SELECT SLEEP(30); SELECT 'after'"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_sleeping(maria)
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert "query killed" in out or "1317" in out, out
+    assert "Query execution was interrupted" in out, out
+
+
+def test_a_connection_without_database_can_only_kill(sluice, pg, maria):
+    """What the CLI's Ctrl-C does: log in without a database, KILL QUERY."""
+    s = start(sluice, pg, maria)
+    victim = connect(s)
+    bare = pymysql.connect(host="127.0.0.1", port=s.myport, user="sluice_test", password="test_pw",
+                           connect_timeout=10, read_timeout=30, autocommit=True)
+    try:
+        for sql in ("SELECT 1", "USE mydb"):
+            with pytest.raises(pymysql.err.MySQLError) as e:
+                one(bare, sql)
+            assert e.value.args[0] == 1046 and "only KILL" in e.value.args[1]
+        bare.ping(reconnect=False)
+        sl = Sleeper(victim)
+        wait_sleeping(maria)
+        with bare.cursor() as cur:
+            cur.execute("KILL QUERY %d" % victim.thread_id())
+        assert_interrupted(sl.result())
+        assert one(victim, "SELECT 1") == (1,)
+    finally:
+        victim.close()
+        bare.close()
+
+
 def test_kill_query_keeps_a_transaction_and_session_mode(sluice, pg, maria):
     """In a transaction (and in session mode) the killed client keeps its
     server: the statement is interrupted, the transaction goes on."""
