@@ -72,6 +72,7 @@ struct my_kill_req {
 	uint16_t err;              /* the answer: 0 = OK, else this MySQL error */
 	char sqlstate[6];
 	char msg[200];
+	struct my_kill_req *next;  /* in this thread's unsent answers */
 };
 
 /* Where a kill_conn is. */
@@ -108,6 +109,9 @@ static __thread struct list kills;
 /* The killer whose KILL is being started: its answer, when it comes at
  * once, is read on by the caller's loop rather than from inside it. */
 static __thread struct my_client *starting;
+/* Answers for another worker's killer that found no memory for their mail:
+ * sent again by my_kill_tick (a killer is never left waiting). */
+static __thread struct my_kill_req *unsent;
 
 static struct list *kill_list(void)
 {
@@ -160,8 +164,10 @@ static void finish(struct my_kill_req *req)
 	struct worker *self = worker_self();
 	if (req->from == self)
 		answer_killer(self, req);
-	else if (worker_run_on(req->from, answer_killer, req) < 0)
-		free(req); /* out of memory: the killer waits until it leaves */
+	else if (worker_run_on(req->from, answer_killer, req) < 0) {
+		req->next = unsent;
+		unsent = req;
+	}
 }
 
 /* ---- the connection that carries a KILL to the server ---- */
@@ -460,6 +466,16 @@ void my_kill_tick(struct worker *w, int64_t now_us, bool all)
 	(void)w;
 	const struct config *cfg = runtime_config();
 	int64_t limit = cfg->cancel_wait_timeout_us ? cfg->cancel_wait_timeout_us : cfg->server_connect_timeout_us;
+	struct my_kill_req *retry = unsent;
+	unsent = NULL;
+	while (retry) {
+		struct my_kill_req *req = retry;
+		retry = req->next;
+		if (all)
+			free(req);
+		else
+			finish(req);
+	}
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, kill_list()) {
 		struct kill_conn *k = list_entry(pos, struct kill_conn, node);
