@@ -321,3 +321,30 @@ def test_kill_query_not_delivered_is_an_error(sluice, pg, maria):
     finally:
         victim.close()
         killer.close()
+
+
+def test_kill_query_the_server_does_not_take_in_time(sluice, pg, maria):
+    """A server that does not answer the KILL's login (stopped with
+    SIGSTOP): the killer gets an error after cancel_wait_timeout instead of
+    waiting, and the query it meant runs on."""
+    import os
+    import signal
+    s = start(sluice, pg, maria, extra={"cancel_wait_timeout": 1})
+    victim = connect(s)
+    killer = connect(s)
+    try:
+        sl = Sleeper(victim, "SELECT SLEEP(3)")
+        wait_sleeping(maria)
+        os.kill(maria.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(pymysql.err.MySQLError) as e:
+                one(killer, "KILL QUERY %d" % victim.thread_id())
+        finally:
+            os.kill(maria.proc.pid, signal.SIGCONT)
+        assert e.value.args[0] == 1105 and "cancel_wait_timeout" in e.value.args[1], e.value.args
+        assert sl.result() == {"rows": (0,)}
+        assert one(victim, "SELECT 16") == (16,)
+        assert one(killer, "SELECT 17") == (17,)
+    finally:
+        victim.close()
+        killer.close()
