@@ -111,3 +111,12 @@ bool cancel_dispatch(struct worker *w, uint32_t pid, uint32_t key)
 		post_cancel(target, pid, key);
 	return true;
 }
+
+struct client *cancel_find_here(struct worker *w, uint32_t pid, uint32_t key, struct worker **elsewhere)
+{
+	pthread_mutex_lock(&registry_lock);
+	struct client *c = find_locked(pid, key);
+	*elsewhere = c && c->worker != w ? c->worker : NULL;
+	pthread_mutex_unlock(&registry_lock);
+	return *elsewhere ? NULL : c;
+}

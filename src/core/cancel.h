@@ -31,5 +31,11 @@ void cancel_set_worker(struct client *c, struct worker *w);
 bool cancel_dispatch(struct worker *w, uint32_t pid, uint32_t key);
 /* MAIL_CANCEL on the client's own worker. */
 void cancel_deliver(struct worker *w, uint32_t pid, uint32_t key);
+/* The client with (pid, key) when it lives on worker w (the caller's):
+ * usable there as any of w's clients. NULL otherwise, with *elsewhere set
+ * to its worker (run the lookup again there) or NULL (no such client).
+ * For a protocol whose cancel needs more than client_cancel (MySQL's KILL,
+ * which names a user and a kind, and answers the killer). */
+struct client *cancel_find_here(struct worker *w, uint32_t pid, uint32_t key, struct worker **elsewhere);
 
 #endif

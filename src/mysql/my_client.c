@@ -163,6 +163,8 @@ void my_client_accept(struct worker *w, int fd, const char *peer, bool has_data)
 static bool command_here(struct my_client *c, const struct my_packet *pk)
 {
 	uint8_t cmd = pk->payload[0];
+	if (!c->pool && my_kill_refuse_without_pool(c, pk))
+		return true;
 	switch (cmd) {
 	case MY_COM_QUIT:
 		my_client_close(c, "client quit");
@@ -174,9 +176,11 @@ static bool command_here(struct my_client *c, const struct my_packet *pk)
 		my_ok_build(&c->sock.wbuf, 1, 0, 0, MY_STATUS_AUTOCOMMIT, 0);
 		my_client_flush_own(c);
 		return true;
+	case MY_COM_PROCESS_KILL:
+		my_kill_command(c, pk);
+		return true;
 	case MY_COM_CHANGE_USER:
 	case MY_COM_BINLOG_DUMP:
-	case MY_COM_PROCESS_KILL:
 	case MY_COM_DEBUG:
 		pgsock_drop(&c->sock, MY_HEADER_LEN + pk->len);
 		my_err_build(&c->sock.wbuf, 1, 1235, "42000", "This command is not supported through sluice");
@@ -196,11 +200,9 @@ static bool command_here(struct my_client *c, const struct my_packet *pk)
 	}
 	case MY_COM_QUERY: {
 		/* KILL names a connection id: the client knows sluice's, which
-		 * would name an unrelated session on the server. */
+		 * would name an unrelated session on the server (my_kill.c). */
 		if (my_query_is_kill(pk->payload + 1, pk->len - 1)) {
-			pgsock_drop(&c->sock, MY_HEADER_LEN + pk->len);
-			my_err_build(&c->sock.wbuf, 1, 1235, "42000", "KILL through sluice is not supported yet");
-			my_client_flush_own(c);
+			my_kill_query(c, pk);
 			return true;
 		}
 		my_screen_query(c, pk->payload, pk->len);
@@ -274,6 +276,8 @@ static void process(struct my_client *c)
 		}
 		if (c->state == CLIENT_WAITING)
 			break; /* queued for a server: my_client_on_server goes on */
+		if (c->killing)
+			break; /* its KILL's answer reads on (my_kill.c) */
 		if (c->skip_cmd) {
 			/* The rest of a command longer than the buffer: on as it comes. */
 			uint32_t n = avail < c->skip_cmd ? avail : c->skip_cmd;
@@ -421,7 +425,7 @@ void my_client_answered(struct my_client *c)
 {
 	struct my_server *s = c->server;
 	if (s && !s->answering && !s->internal && !s->in_trans && !c->pinned && !s->pinned &&
-	    c->pool->mode != POOL_MODE_SESSION && c->sock.fwd == 0) {
+	    c->pool->mode != POOL_MODE_SESSION && c->sock.fwd == 0 && !s->kills) {
 		c->server = NULL;
 		s->client = NULL;
 		my_client_set_state(c, CLIENT_IDLE);

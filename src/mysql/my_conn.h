@@ -73,6 +73,7 @@ struct my_client {
 	bool reads_insert_id;      /* the command at the cursor reads LAST_INSERT_ID() */
 	uint64_t last_insert_id;   /* the last id its statements generated (OK packets) */
 	struct my_stmts stmts;     /* its prepared statements, under sluice's ids */
+	bool killing;              /* its KILL is on its way (my_kill.c): not read until answered */
 };
 
 /* What a server's session holds besides its transaction. */
@@ -105,6 +106,8 @@ struct my_server {
 	uint64_t want_insert_id;   /* what a DO LAST_INSERT_ID sluice sent sets */
 	bool internal_failed;      /* one of them failed and answered the client's command */
 	struct my_server_stmts stmts; /* the statements its session has prepared */
+	uint8_t kills;             /* KILL QUERYs for its command on their way (my_kill.c): it is
+				    * not lent to another client until they are answered */
 };
 
 #define CLOG(c, lvl, fmt, ...) \
@@ -163,6 +166,8 @@ void my_server_login_packet(struct my_server *s, const struct my_packet *pk);
 void my_server_login_fail(struct my_server *s, const char *sqlstate, const char *msg, bool auth_error);
 /* Clear the session for the next client (COM_CHANGE_USER). */
 bool my_server_reset_session(struct my_server *s);
+/* The password sluice logs in to p's servers with ("" when none). */
+const char *my_server_password(struct pool *p);
 
 /* my_server.c */
 void my_server_launch(struct worker *w, struct pool *p);
@@ -197,5 +202,27 @@ void my_server_detach(struct my_server *s);
 void my_server_tick(struct my_server *s, int64_t now_us);
 void my_server_close(struct my_server *s, const char *reason);
 void my_server_free(struct my_server *s);
+
+/* my_kill.c: KILL naming sluice's connection ids */
+/* A COM_QUERY whose text begins with KILL (my_query_is_kill). */
+void my_kill_query(struct my_client *c, const struct my_packet *pk);
+/* What the KILL statement s (n bytes) says: MariaDB's KILL [HARD | SOFT]
+ * [CONNECTION | QUERY [ID]] {id | CONNECTION_ID() | USER name}, with an
+ * optional ';'. NULL with *target (self for CONNECTION_ID()) and *query
+ * set, or why sluice refuses it (KILL QUERY ID, KILL USER, an expression,
+ * more after it). */
+const char *my_kill_parse(const char *s, size_t n, uint32_t self, uint64_t *target, bool *query);
+/* COM_PROCESS_KILL: KILL CONNECTION with a 4-byte id. */
+void my_kill_command(struct my_client *c, const struct my_packet *pk);
+/* A client that named no database at login is logged in without a pool:
+ * it can only KILL (what the mariadb CLI's Ctrl-C connects for), ping
+ * and quit. */
+void my_kill_login_finish(struct my_client *c);
+/* Such a client's command: true when refused here (1046). */
+bool my_kill_refuse_without_pool(struct my_client *c, const struct my_packet *pk);
+/* s is closing: KILLs on their way for it hold it no more. */
+void my_kill_forget_server(struct my_server *s);
+/* proto_ops worker_tick: KILLs not answered in time are given up. */
+void my_kill_tick(struct worker *w, int64_t now_us, bool all);
 
 #endif

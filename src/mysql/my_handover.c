@@ -161,7 +161,7 @@ bool my_handover_ok(const struct my_client *c)
 	/* The core checked: pool mode, IDLE, no server, no TLS, nothing to
 	 * send, not queued. A pinned client's session lives on the server it
 	 * keeps (in transaction mode it keeps it, so this is a second guard). */
-	return c->login == MY_LOGIN_DONE && !c->pinned && !c->infile && !c->continued && !c->skip_cmd &&
+	return c->login == MY_LOGIN_DONE && c->pool && !c->pinned && !c->infile && !c->continued && !c->skip_cmd &&
 	       c->sock.fwd == 0;
 }
 

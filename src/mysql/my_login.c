@@ -83,6 +83,10 @@ struct pool *my_login_pool(const struct my_client *c, char *err, size_t errlen)
 
 static void login_finish(struct my_client *c)
 {
+	if (!c->db[0]) {
+		my_kill_login_finish(c);
+		return;
+	}
 	char err[200];
 	c->pool = my_login_pool(c, err, sizeof(err));
 	if (!c->pool) {
@@ -189,12 +193,8 @@ static void handle_response(struct my_client *c, const uint8_t *payload, uint32_
 		return;
 	}
 	snprintf(c->user, sizeof(c->user), "%s", r.user);
-	if (!r.has_db || !r.db[0]) {
-		my_client_fail(c, "3D000", "No database selected: give a database when connecting "
-					   "(sluice pools connections per [databases] entry)");
-		return;
-	}
-	snprintf(c->db, sizeof(c->db), "%s", r.db);
+	/* No database: a connection that can only KILL (my_kill.c). */
+	snprintf(c->db, sizeof(c->db), "%s", r.has_db ? r.db : "");
 	const char *over = client_core_take_limits(&c->base, c->db, c->user, CONFIG_PROTO_MYSQL);
 	if (over) {
 		my_client_fail(c, "08004", over);

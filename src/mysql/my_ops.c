@@ -30,7 +30,8 @@ static void op_client_stay(struct client *c) { my_client_stay(my_client(c)); }
 static void op_client_maybe_move(struct client *c) { my_client_maybe_move(my_client(c)); }
 static void op_client_arrive(struct client *c) { my_client_arrive(my_client(c)); }
 static void op_client_resume_admin(struct client *c) { (void)c; } /* no console on the MySQL port */
-/* KILL QUERY through sluice is not supported yet (docs/behaviour.md). */
+/* A PostgreSQL CancelRequest cannot name a MySQL client (its key is 0):
+ * MySQL's cancel is KILL QUERY, my_kill.c. */
 static void op_client_cancel(struct client *c) { (void)c; }
 /* Online restart: the new process takes idle clients with their state
  * (my_handover.c). */
@@ -111,6 +112,6 @@ const struct proto_ops my_ops = {
 	.server_close = op_server_close,
 	.server_free = op_server_free,
 	.server_show = op_server_show,
-	.worker_tick = NULL,
+	.worker_tick = my_kill_tick,
 	.cancel_draw_key = op_cancel_draw_key,
 };

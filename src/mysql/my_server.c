@@ -58,6 +58,8 @@ void my_server_close(struct my_server *s, const char *reason)
 	if (s->closed)
 		return;
 	s->closed = true;
+	if (s->kills)
+		my_kill_forget_server(s);
 	bool was_connecting = s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN;
 	SLOG(s, was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO, "closing because: %s", reason);
 	/* Any end before the login completes is a failed login: without the
@@ -435,6 +437,11 @@ void my_server_client_gone(struct my_server *s)
 {
 	if (s->answering || s->internal || s->sock.fwd || iobuf_len(&s->sock.rbuf)) {
 		my_server_close(s, "client gone before the answer ended");
+		return;
+	}
+	if (s->kills) {
+		/* A KILL QUERY on its way would hit the next client's command. */
+		my_server_close(s, "client gone while a KILL QUERY for it is on its way");
 		return;
 	}
 	if (s->in_trans || s->pinned || s->pool->mode == POOL_MODE_SESSION) {

@@ -243,3 +243,11 @@ bool my_server_reset_session(struct my_server *s)
 	return true;
 }
 
+
+/* For my_kill.c's connections, which log in as the pool's user without
+ * being one of its servers: password() reads only s->pool. */
+const char *my_server_password(struct pool *p)
+{
+	struct my_server s = { .base.pool = p };
+	return password(&s);
+}

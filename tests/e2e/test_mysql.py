@@ -78,11 +78,14 @@ def test_unknown_database_and_postgres_entries(sluice, pg, maria):
 
 
 def test_no_database_given_is_refused_clearly(sluice, pg, maria):
+    """Without a database a client logs in (it may KILL, test_mysql_kill.py)
+    but its queries are refused with 1046."""
     s = start(sluice, pg, maria)
-    with pytest.raises(pymysql.err.OperationalError) as e:
-        pymysql.connect(host="127.0.0.1", port=s.myport, user="sluice_test", password="test_pw",
-                        connect_timeout=10)
-    assert "No database selected" in e.value.args[1]
+    with pymysql.connect(host="127.0.0.1", port=s.myport, user="sluice_test", password="test_pw",
+                         connect_timeout=10, autocommit=True) as c:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            one(c, "SELECT 1")
+        assert e.value.args[0] == 1046 and "No database selected" in e.value.args[1]
 
 
 def test_transaction_mode_shares_few_servers(sluice, pg, maria):
@@ -229,12 +232,12 @@ def test_session_mode_keeps_one_server_and_resets_it(sluice, pg, maria):
 
 
 def test_kill_and_unsupported_commands_are_refused_clearly(sluice, pg, maria):
-    """KILL would name sluice's connection id on the server: refused, and
-    the connection stays usable."""
+    """A KILL sluice cannot map (a query id; KILL itself is
+    test_mysql_kill.py's): refused, and the connection stays usable."""
     s = start(sluice, pg, maria)
     with connect(s) as c:
         with pytest.raises(pymysql.err.NotSupportedError) as e:  # what 1235 maps to
-            one(c, "KILL QUERY %s" % c.thread_id())
+            one(c, "KILL QUERY ID 1")
         assert e.value.args[0] == 1235 and "not supported" in e.value.args[1]
         assert one(c, "SELECT 5") == (5,)
 
