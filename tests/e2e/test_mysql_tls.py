@@ -1,0 +1,240 @@
+"""MySQL through sluice, issue 17's second part: TLS on both legs (the
+client_tls_* and server_tls_* keys PostgreSQL uses), caching_sha2_password's
+full authentication (in clear over TLS, or RSA-encrypted with sluice's key),
+and COM_CHANGE_USER. Real clients: pymysql, the mariadb command-line client
+and MySQLdb (libmariadb, the only one here that sends COM_CHANGE_USER); a
+real MariaDB 10.11, and a second one started with --ssl-cert/--ssl-key for
+the server leg. The PKI is a throwaway one (tls_helpers.make_pki)."""
+
+import hashlib
+import os
+import shutil
+import ssl
+import subprocess
+import tempfile
+
+import pytest
+
+pymysql = pytest.importorskip("pymysql")
+
+from conftest import free_port, is_pgbouncer_compat  # noqa: E402
+from mysql_helpers import CLIENT, MARIADBD, MariaDB  # noqa: E402
+from tls_helpers import make_pki  # noqa: E402
+
+pytestmark = pytest.mark.skipif(is_pgbouncer_compat(), reason="PgBouncer has no MySQL listener")
+
+PW = "test_pw"
+
+
+def native_hash(pw):
+    return "*" + hashlib.sha1(hashlib.sha1(pw.encode()).digest()).hexdigest().upper()
+
+
+def pg_md5(pw, user):
+    return "md5" + hashlib.md5((pw + user).encode()).hexdigest()
+
+
+# auth_file: the same password in every form sluice reads for MySQL
+# clients. The [databases] entries log in to MariaDB as sluice_test.
+USERLIST = {
+    "sluice_test": PW,
+    "hexuser": native_hash("hex_pw"),
+    "md5user": pg_md5("md5_pw", "md5user"),
+    "other": "other_pw",
+}
+
+
+@pytest.fixture(scope="module")
+def pki():
+    d = tempfile.mkdtemp(prefix="sluice-mypki-")
+    try:
+        yield make_pki(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def maria_tls(pki):
+    """A second MariaDB that offers TLS with the test PKI's localhost
+    certificate."""
+    if not os.path.exists(MARIADBD):
+        pytest.fail("MariaDB is not installed (run scripts/install-deps.sh)")
+    server = MariaDB(free_port(), extra_args=[f"--ssl-ca={pki.ca}", f"--ssl-cert={pki.server}",
+                                              f"--ssl-key={pki.server_key}"])
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def as_server_user(maria, dbname="mydb"):
+    return maria.db_line(dbname, user="sluice_test", password=PW)
+
+
+def start(sluice, maria, mode="transaction", size=2, extra=None, server=None):
+    myport = free_port()
+    main = {"mysql_listen_port": myport, "pool_mode": mode, "default_pool_size": size}
+    main.update(extra or {})
+    server = server or maria
+    dbs = {"mydb": as_server_user(server), "other": as_server_user(server, "otherdb")}
+    s = sluice(main, databases=dbs, userlist=USERLIST)
+    s.myport = myport
+    return s
+
+
+def client_tls(pki, sslmode="require", **extra):
+    d = {"client_tls_sslmode": sslmode, "client_tls_cert_file": pki.server,
+         "client_tls_key_file": pki.server_key}
+    d.update(extra)
+    return d
+
+
+def connect(s, db="mydb", user="sluice_test", password=PW, **kw):
+    return pymysql.connect(host="127.0.0.1", port=s.myport, user=user, password=password, database=db,
+                           connect_timeout=10, read_timeout=30, write_timeout=30, autocommit=True, **kw)
+
+
+def one(conn, sql, args=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()
+
+
+def cli(s, *args, user="sluice_test", password=PW, db="mydb", sql="SELECT 1"):
+    """The mariadb command-line client against sluice; CompletedProcess."""
+    cmd = [CLIENT, "--no-defaults", "-h", "127.0.0.1", "-P", str(s.myport), f"-u{user}",
+           f"-p{password}", "-N", "-B", "--connect-timeout=10", *args, "-e", sql, db]
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+
+
+def server_ssl_cipher(conn):
+    """The cipher of the session sluice holds with the server ('' = none)."""
+    return one(conn, "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS "
+                     "WHERE VARIABLE_NAME = 'Ssl_cipher'")[0]
+
+
+# --------------------------------------------------------------------------
+# TLS towards clients
+
+def test_client_tls_pymysql_verified(sluice, maria, pki):
+    s = start(sluice, maria, extra=client_tls(pki))
+    ctx = ssl.create_default_context(cafile=pki.ca)  # checks the name: localhost
+    with pymysql.connect(host="localhost", port=s.myport, user="sluice_test", password=PW,
+                         database="mydb", ssl=ctx, connect_timeout=10, autocommit=True) as c:
+        assert c._sock.version() in ("TLSv1.2", "TLSv1.3")
+        assert one(c, "SELECT 40 + 2") == (42,)
+        assert one(c, "SELECT DATABASE()") == ("mydb",)
+
+
+def test_client_tls_mariadb_cli(sluice, maria, pki):
+    s = start(sluice, maria, extra=client_tls(pki))
+    r = cli(s, "--ssl", f"--ssl-ca={pki.ca}", "--ssl-verify-server-cert", sql="\\s")
+    assert r.returncode == 0, r.stderr
+    assert "Cipher in use is" in r.stdout, r.stdout
+    r = cli(s, "--ssl", f"--ssl-ca={pki.ca}", sql="SELECT 6 * 7")
+    assert r.returncode == 0 and r.stdout.strip() == "42", r.stderr
+
+
+def test_client_tls_required_refuses_plain_text(sluice, maria, pki):
+    s = start(sluice, maria, extra=client_tls(pki, "require"))
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        connect(s)
+    assert e.value.args[0] == 3159
+    assert "insecure transport" in e.value.args[1]
+    r = cli(s, "--skip-ssl")
+    assert r.returncode != 0
+    assert "3159" in r.stderr and "insecure transport" in r.stderr, r.stderr
+
+
+def test_client_tls_prefer_allows_both(sluice, maria, pki):
+    s = start(sluice, maria, extra=client_tls(pki, "prefer"))
+    with connect(s) as c:
+        assert c._sock.__class__.__name__ == "socket"
+        assert one(c, "SELECT 1") == (1,)
+    with connect(s, ssl={"ca": pki.ca}) as c:
+        assert c._sock.version() is not None
+        assert one(c, "SELECT 2") == (2,)
+
+
+def test_client_tls_off_refuses_ssl_request(sluice, maria):
+    s = start(sluice, maria)
+    # sluice's greeting does not offer CLIENT_SSL: a client that insists
+    # stops before sending anything.
+    r = cli(s, "--ssl", "--ssl-verify-server-cert")
+    assert r.returncode != 0
+    assert "SSL" in r.stderr, r.stderr
+    with connect(s) as c:
+        assert one(c, "SELECT 3") == (3,)
+
+
+def test_client_certificate_verify_ca(sluice, maria, pki):
+    s = start(sluice, maria, extra=client_tls(pki, "verify-ca", client_tls_ca_file=pki.ca))
+    cert, key = pki.client("sluice_test")
+    with connect(s, ssl={"ca": pki.ca, "cert": cert, "key": key}) as c:
+        assert one(c, "SELECT 4") == (4,)
+    with pytest.raises(pymysql.err.OperationalError):
+        connect(s, ssl={"ca": pki.ca})
+
+
+# --------------------------------------------------------------------------
+# TLS towards the server
+
+def test_server_tls_verify_full(sluice, maria_tls, pki):
+    s = start(sluice, maria_tls, extra={"server_tls_sslmode": "verify-full", "server_tls_ca_file": pki.ca})
+    with connect(s) as c:
+        assert server_ssl_cipher(c) != ""
+        assert one(c, "SELECT 5") == (5,)
+    # The server's own view: every session of sluice_test uses TLS.
+    out = maria_tls.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'sluice_test'")
+    assert int(out.strip()) >= 1
+
+
+def test_server_tls_required_by_the_server_account(sluice, maria_tls, pki):
+    maria_tls.sql("CREATE USER IF NOT EXISTS 'tls_only'@'%' IDENTIFIED BY 'tls_pw' REQUIRE SSL;"
+                  "GRANT ALL ON *.* TO 'tls_only'@'%'")
+    myport = free_port()
+    dbs = {"mydb": maria_tls.db_line("mydb", user="tls_only", password="tls_pw")}
+    main = {"mysql_listen_port": myport, "pool_mode": "transaction", "server_tls_sslmode": "require"}
+    s = sluice(main, databases=dbs, userlist=USERLIST)
+    s.myport = myport
+    with connect(s) as c:
+        assert one(c, "SELECT CURRENT_USER()")[0].startswith("tls_only@")
+        assert server_ssl_cipher(c) != ""
+
+
+def test_server_tls_prefer_is_the_default_and_disable_is_plain(sluice, maria_tls, pki):
+    s = start(sluice, maria_tls)
+    with connect(s) as c:
+        assert server_ssl_cipher(c) != ""
+    s = start(sluice, maria_tls, extra={"server_tls_sslmode": "disable"})
+    with connect(s) as c:
+        assert server_ssl_cipher(c) == ""
+
+
+def test_server_tls_required_but_not_offered(sluice, maria, pki):
+    s = start(sluice, maria, extra={"server_tls_sslmode": "require"})
+    with connect(s) as c:
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            one(c, "SELECT 1")
+    assert "does not offer TLS" in e.value.args[1], e.value.args
+
+
+def test_server_tls_wrong_ca_is_refused(sluice, maria_tls, pki):
+    s = start(sluice, maria_tls, extra={"server_tls_sslmode": "verify-ca", "server_tls_ca_file": pki.other_ca})
+    with connect(s) as c:
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            one(c, "SELECT 1")
+    assert "certificate verification failed" in e.value.args[1], e.value.args
+
+
+def test_both_legs_tls(sluice, maria_tls, pki):
+    extra = client_tls(pki)
+    extra.update({"server_tls_sslmode": "verify-full", "server_tls_ca_file": pki.ca})
+    s = start(sluice, maria_tls, extra=extra)
+    with connect(s, ssl={"ca": pki.ca}) as c:
+        assert c._sock.version() is not None
+        assert server_ssl_cipher(c) != ""
+        with c.cursor() as cur:
+            cur.execute("SELECT seq FROM seq_1_to_20000")
+            assert len(cur.fetchall()) == 20000
