@@ -381,6 +381,11 @@ static enum verdict check_answer(struct my_client *c, const char *plugin, const 
 	}
 	if (strcmp(plugin, SHA2) != 0)
 		return kind == SECRET_PLAIN || kind == SECRET_NATIVE_HASH ? SWITCH_NATIVE : SWITCH_SHA2;
+	if (len == 0 && *secret && c->login == MY_LOGIN_GREETED) {
+		/* libmariadb answers a greeting for another plugin with nothing:
+		 * it wants a switch with a nonce for its own (MySQL switches). */
+		return kind == SECRET_NATIVE_HASH && !c->sock.ssl ? SWITCH_NATIVE : SWITCH_SHA2;
+	}
 	uint8_t stage2[32];
 	bool known;
 	if (kind == SECRET_PLAIN) {
@@ -393,6 +398,8 @@ static enum verdict check_answer(struct my_client *c, const char *plugin, const 
 	}
 	bool ok = known && my_sha2_check(stage2, c->scramble, answer, len);
 	OPENSSL_cleanse(stage2, sizeof(stage2));
+	if (ok && kind != SECRET_PLAIN)
+		CLOG(c, LOG_LEVEL_DEBUG, "caching_sha2_password: fast authentication from the cache");
 	if (ok)
 		return send_more(c, 3) ? PROVEN : WRONG; /* "fast auth success" before the OK */
 	if (kind == SECRET_PLAIN)
@@ -402,6 +409,7 @@ static enum verdict check_answer(struct my_client *c, const char *plugin, const 
 	if (kind == SECRET_NATIVE_HASH && !c->sock.ssl)
 		return SWITCH_NATIVE;
 	/* Not in the cache (or a wrong password): the password itself. */
+	CLOG(c, LOG_LEVEL_DEBUG, "caching_sha2_password: full authentication (%s)", c->sock.ssl ? "TLS" : "RSA");
 	if (!send_more(c, 4))
 		return WRONG;
 	c->login = MY_LOGIN_FULL_AUTH;
@@ -468,6 +476,11 @@ static void full_auth_packet(struct my_client *c, const uint8_t *p, uint32_t len
 		}
 		n = my_sha2_rsa_decrypt(key, c->scramble, p, len, password, sizeof(password));
 		if (n < 0) {
+			/* libmariadb built with GnuTLS (Debian's) sends the password
+			 * in clear here; MySQL refuses that, and so does sluice. */
+			if (len != (uint32_t)EVP_PKEY_get_size(key))
+				CLOG(c, LOG_LEVEL_WARNING, "caching_sha2_password: the client sent its password "
+							   "unencrypted without TLS: refused");
 			deny(c);
 			return;
 		}

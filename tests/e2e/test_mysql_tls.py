@@ -72,13 +72,13 @@ def as_server_user(maria, dbname="mydb"):
     return maria.db_line(dbname, user="sluice_test", password=PW)
 
 
-def start(sluice, maria, mode="transaction", size=2, extra=None, server=None):
+def start(sluice, maria, mode="transaction", size=2, extra=None, server=None, verbose=False):
     myport = free_port()
     main = {"mysql_listen_port": myport, "pool_mode": mode, "default_pool_size": size}
     main.update(extra or {})
     server = server or maria
     dbs = {"mydb": as_server_user(server), "other": as_server_user(server, "otherdb")}
-    s = sluice(main, databases=dbs, userlist=USERLIST)
+    s = sluice(main, databases=dbs, userlist=USERLIST, verbose=verbose)
     s.myport = myport
     return s
 
@@ -238,3 +238,77 @@ def test_both_legs_tls(sluice, maria_tls, pki):
         with c.cursor() as cur:
             cur.execute("SELECT seq FROM seq_1_to_20000")
             assert len(cur.fetchall()) == 20000
+
+
+# --------------------------------------------------------------------------
+# caching_sha2_password
+
+def test_sha2_fast_path_plain_text_secret(sluice, maria):
+    """A plain-text auth_file password answers caching_sha2's fast path
+    without TLS or RSA: sluice knows the password."""
+    s = start(sluice, maria)
+    r = cli(s, "--default-auth=caching_sha2_password", sql="SELECT 7")
+    assert r.returncode == 0 and r.stdout.strip() == "7", r.stderr
+    r = cli(s, "--default-auth=caching_sha2_password", password="wrong")
+    assert r.returncode != 0 and "1045" in r.stderr, r.stderr
+
+
+def test_sha2_full_auth_over_tls(sluice, maria, pki):
+    """A *HEX (native) hash cannot answer the fast path: over TLS the
+    client sends the password itself, which checks against the hash."""
+    s = start(sluice, maria, extra=client_tls(pki, "prefer"))
+    r = cli(s, "--ssl", f"--ssl-ca={pki.ca}", "--default-auth=caching_sha2_password", user="hexuser",
+            password="hex_pw", sql="SELECT CURRENT_USER()")
+    assert r.returncode == 0 and r.stdout.startswith("sluice_test@"), r.stderr
+    r = cli(s, "--ssl", f"--ssl-ca={pki.ca}", "--default-auth=caching_sha2_password", user="hexuser",
+            password="nope")
+    assert r.returncode != 0 and "1045" in r.stderr, r.stderr
+    # pymysql: switched from mysql_native_password to caching_sha2_password
+    # for a PostgreSQL md5 secret, full authentication in clear over TLS.
+    with connect(s, user="md5user", password="md5_pw", ssl={"ca": pki.ca}) as c:
+        assert one(c, "SELECT 8") == (8,)
+
+
+def test_sha2_hex_secret_without_tls_switches_to_native(sluice, maria):
+    s = start(sluice, maria)
+    r = cli(s, "--default-auth=caching_sha2_password", user="hexuser", password="hex_pw", sql="SELECT 9")
+    assert r.returncode == 0 and r.stdout.strip() == "9", r.stderr
+    with connect(s, user="hexuser", password="hex_pw") as c:
+        assert one(c, "SELECT 10") == (10,)
+
+
+def test_sha2_full_auth_with_rsa(sluice, maria):
+    """Without TLS a secret sluice cannot check the fast path with (here
+    PostgreSQL's md5 form) takes the password RSA-encrypted with sluice's
+    public key, which the client asks for (pymysql)."""
+    s = start(sluice, maria)
+    with connect(s, user="md5user", password="md5_pw") as c:
+        assert one(c, "SELECT 11") == (11,)
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        connect(s, user="md5user", password="wrong")
+    assert e.value.args[0] == 1045
+
+
+def test_sha2_cache_after_full_auth(sluice, maria):
+    """As MySQL's cache: after one full authentication the user's next
+    logins take the fast path (sluice's log says which ran). Debian's
+    libmariadb (GnuTLS) does no RSA: it sends the password in clear, which
+    sluice refuses without TLS as MySQL does; with the cache warm (pymysql
+    did the full authentication) the mariadb client logs in by the fast
+    path. A wrong password still fails."""
+    s = start(sluice, maria, verbose=True)
+    r = cli(s, "--default-auth=caching_sha2_password", user="md5user", password="md5_pw")
+    assert r.returncode != 0 and "1045" in r.stderr, r.stderr
+    assert "sent its password unencrypted without TLS" in s.log_text()
+    with connect(s, user="md5user", password="md5_pw") as c:
+        assert one(c, "SELECT 12") == (12,)
+    log = s.log_text()
+    assert log.count("full authentication (RSA)") == 2, log[-3000:]
+    for _ in range(2):
+        r = cli(s, "--default-auth=caching_sha2_password", user="md5user", password="md5_pw", sql="SELECT 13")
+        assert r.returncode == 0 and r.stdout.strip() == "13", r.stderr
+    log = s.log_text()
+    assert log.count("full authentication (RSA)") == 2, log[-3000:]
+    assert log.count("fast authentication from the cache") == 2, log[-3000:]
+    r = cli(s, "--default-auth=caching_sha2_password", user="md5user", password="wrong")
+    assert r.returncode != 0 and "1045" in r.stderr, r.stderr
