@@ -684,12 +684,9 @@ void my_login_change_user(struct my_client *c, const struct my_packet *pk)
 	if (!take_names(c, &r))
 		return;
 	CLOG(c, LOG_LEVEL_DEBUG, "COM_CHANGE_USER");
-	/* The client answered the greeting's nonce, or the last switch's:
-	 * which one is not sure, so it answers a fresh one, for the plugin
-	 * it named when sluice can check that. */
-	enum secret_kind kind = secret_kind_of(config_find_secret(runtime_config(), c->user));
-	bool sha2 = kind == SECRET_PG_MD5 || kind == SECRET_PG_SCRAM ||
-		    (strcmp(r.auth_plugin, SHA2) == 0 && (kind == SECRET_PLAIN || c->sock.ssl));
+	/* The answer is to the last nonce sluice sent (MySQL keeps the
+	 * session's too); a switch follows when sluice cannot check it. */
+	enum verdict v = check_answer(c, r.auth_plugin[0] ? r.auth_plugin : NATIVE, r.auth, r.auth_len);
 	OPENSSL_cleanse(r.auth, sizeof(r.auth));
-	switch_to(c, sha2 ? SHA2 : NATIVE);
+	act_on(c, v, true);
 }

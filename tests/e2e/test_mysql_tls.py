@@ -312,3 +312,90 @@ def test_sha2_cache_after_full_auth(sluice, maria):
     assert log.count("fast authentication from the cache") == 2, log[-3000:]
     r = cli(s, "--default-auth=caching_sha2_password", user="md5user", password="wrong")
     assert r.returncode != 0 and "1045" in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------
+# COM_CHANGE_USER (MySQLdb: libmariadb's mysql_change_user)
+
+MySQLdb = pytest.importorskip("MySQLdb")
+
+
+def mdb(s, user="sluice_test", password=PW, db="mydb", **kw):
+    return MySQLdb.connect(host="127.0.0.1", port=s.myport, user=user, passwd=password, db=db,
+                           connect_timeout=10, autocommit=True, **kw)
+
+
+def q(conn, sql):
+    cur = conn.cursor()
+    cur.execute(sql)
+    rows = cur.fetchall()
+    cur.close()
+    return rows
+
+
+def test_change_user_moves_to_another_pool(sluice, maria):
+    s = start(sluice, maria)
+    c = mdb(s)
+    try:
+        assert q(c, "SELECT DATABASE()") == (("mydb",),)
+        c.change_user("other", "other_pw", "other")
+        assert q(c, "SELECT DATABASE()") == (("otherdb",),)
+        c.change_user("sluice_test", PW, "mydb")
+        assert q(c, "SELECT DATABASE()") == (("mydb",),)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_change_user_rolls_back_and_clears_the_session(sluice, maria, mode):
+    maria.sql("CREATE TABLE IF NOT EXISTS t_cu (id INT PRIMARY KEY) ENGINE=InnoDB", db="mydb")
+    maria.sql("DELETE FROM t_cu", db="mydb")
+    s = start(sluice, maria, mode=mode)
+    c = mdb(s)
+    try:
+        q(c, "SET @x = 42")
+        q(c, "SET autocommit = 0")
+        q(c, "INSERT INTO t_cu VALUES (1)")  # opens a transaction
+        q(c, "USE otherdb")
+        c.change_user("sluice_test", PW, "mydb")
+        assert q(c, "SELECT @x, @@autocommit, DATABASE()") == ((None, 1, "mydb"),)
+        assert q(c, "SELECT COUNT(*) FROM t_cu") == ((0,),)  # rolled back
+        q(c, "INSERT INTO t_cu VALUES (2)")  # autocommit again
+    finally:
+        c.close()
+    assert maria.sql("SELECT id FROM t_cu", db="mydb").split() == ["2"]
+
+
+def test_change_user_wrong_password_closes(sluice, maria):
+    s = start(sluice, maria)
+    c = mdb(s)
+    with pytest.raises(MySQLdb.OperationalError) as e:
+        c.change_user("other", "wrong", "other")
+    assert e.value.args[0] == 1045
+    assert "Access denied for user 'other'" in e.value.args[1]
+    with pytest.raises(MySQLdb.OperationalError):
+        q(c, "SELECT 1")  # closed, as MySQL does
+    c.close()
+    c = mdb(s)
+    with pytest.raises(MySQLdb.OperationalError) as e:
+        c.change_user("sluice_test", PW, "nosuchdb")
+    assert e.value.args[0] == 1049
+    c.close()
+    c = mdb(s)  # the pool is fine
+    assert q(c, "SELECT 1") == ((1,),)
+    c.close()
+
+
+def test_change_user_over_tls_to_a_sha2_only_secret(sluice, maria, pki):
+    """A PostgreSQL md5 secret: COM_CHANGE_USER's mysql_native_password
+    answer is switched to caching_sha2_password, whose full authentication
+    runs in clear over TLS (libmariadb does no RSA)."""
+    s = start(sluice, maria, extra=client_tls(pki, "prefer"))
+    c = mdb(s, ssl={"ca": pki.ca})
+    try:
+        c.change_user("md5user", "md5_pw", "other")
+        assert q(c, "SELECT DATABASE()") == (("otherdb",),)
+        c.change_user("hexuser", "hex_pw", "mydb")
+        assert q(c, "SELECT DATABASE()") == (("mydb",),)
+    finally:
+        c.close()
