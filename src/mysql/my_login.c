@@ -528,7 +528,8 @@ static void handle_response(struct my_client *c, const uint8_t *payload, uint32_
 	}
 	if (r.ssl_request) {
 		if (!tls_offered(c)) {
-			my_client_fail(c, "08S01", "SSL connection error: TLS is not offered (client_tls_sslmode)");
+			my_client_fail(c, "08S01", c->sock.ssl ? "SSLRequest inside TLS"
+							       : "SSL connection error: TLS is not offered (client_tls_sslmode)");
 			return;
 		}
 		c->login = MY_LOGIN_TLS; /* process() drops the request, then my_login_start_tls */

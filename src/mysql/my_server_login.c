@@ -266,9 +266,16 @@ static void handle_auth(struct my_server *s, const struct my_packet *pk)
 	if (p[0] == 0x01 && strcmp(s->plugin, SHA2) == 0) { /* AuthMoreData */
 		if (pk->len == 2 && p[1] == 3)
 			return; /* fast authentication succeeded: the OK follows */
+		if (pk->len == 2 && p[1] == 4 && s->sock.ssl) {
+			/* Full authentication inside TLS: the password itself. */
+			const char *pw = password(s);
+			my_packet_put(&s->sock.wbuf, s->seq++, pw, (uint32_t)strlen(pw) + 1);
+			my_server_send_pending(s);
+			return;
+		}
 		if (pk->len == 2 && p[1] == 4) {
-			/* Full authentication: no TLS on this leg, so ask for the
-			 * server's RSA public key. */
+			/* Full authentication without TLS: ask for the server's RSA
+			 * public key. */
 			uint8_t ask = 2;
 			my_packet_put(&s->sock.wbuf, s->seq++, &ask, 1);
 			my_server_send_pending(s);

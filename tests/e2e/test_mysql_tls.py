@@ -9,6 +9,7 @@ the server leg. The PKI is a throwaway one (tls_helpers.make_pki)."""
 import hashlib
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -19,7 +20,7 @@ pymysql = pytest.importorskip("pymysql")
 
 from conftest import free_port, is_pgbouncer_compat  # noqa: E402
 from mysql_helpers import CLIENT, MARIADBD, MariaDB  # noqa: E402
-from tls_helpers import make_pki  # noqa: E402
+from tls_helpers import make_pki, read_all  # noqa: E402
 
 pytestmark = pytest.mark.skipif(is_pgbouncer_compat(), reason="PgBouncer has no MySQL listener")
 
@@ -238,6 +239,52 @@ def test_both_legs_tls(sluice, maria_tls, pki):
         with c.cursor() as cur:
             cur.execute("SELECT seq FROM seq_1_to_20000")
             assert len(cur.fetchall()) == 20000
+
+
+def test_console_shows_tls_of_both_legs(sluice, maria_tls, pki):
+    extra = client_tls(pki, "prefer")
+    extra.update({"server_tls_sslmode": "require", "admin_users": "sluice_test", "pool_mode": "session"})
+    s = start(sluice, maria_tls, extra=extra)
+    with connect(s, ssl={"ca": pki.ca}) as c:
+        assert one(c, "SELECT 1") == (1,)
+        with s.connect(db="sluice", user="sluice_test") as adm:
+            for what in ("CLIENTS", "SERVERS"):
+                cur = adm.execute(f"SHOW {what}")
+                names = [d.name for d in cur.description]
+                rows = [dict(zip(names, r)) for r in cur.fetchall()]
+                mine = [r for r in rows if r["database"] == "mydb"]
+                assert mine and all(r["tls"].startswith("TLSv1.") for r in mine), rows
+
+
+def _greeting(sock):
+    hdr = sock.recv(4, socket.MSG_WAITALL)
+    return sock.recv(int.from_bytes(hdr[:3], "little"), socket.MSG_WAITALL)
+
+
+def _ssl_request():
+    caps = 0x200 | 0x800 | 0x8000 | 0x80000  # PROTOCOL_41, SSL, SECURE_CONNECTION, PLUGIN_AUTH
+    body = caps.to_bytes(4, "little") + (1 << 24).to_bytes(4, "little") + bytes([45]) + bytes(23)
+    return len(body).to_bytes(3, "little") + b"\x01" + body
+
+
+def test_ssl_request_hostile(sluice, maria, pki):
+    """An SSLRequest where TLS is off gets an ERR; garbage instead of a
+    ClientHello ends the connection; sluice serves on."""
+    s = start(sluice, maria)
+    with socket.create_connection(("127.0.0.1", s.myport), timeout=10) as sk:
+        _greeting(sk)
+        sk.sendall(_ssl_request())
+        data, _ = read_all(sk)
+        assert data[4] == 0xFF and b"TLS is not offered" in data, data
+    s = start(sluice, maria, extra=client_tls(pki, "prefer"))
+    with socket.create_connection(("127.0.0.1", s.myport), timeout=10) as sk:
+        g = _greeting(sk)
+        assert b"mysql_native_password" in g
+        sk.sendall(_ssl_request() + b"GET / HTTP/1.0\r\n\r\n" * 4)
+        data, closed = read_all(sk)
+        assert closed
+    with connect(s, ssl={"ca": pki.ca}) as c:
+        assert one(c, "SELECT 1") == (1,)
 
 
 # --------------------------------------------------------------------------
