@@ -6,7 +6,9 @@ and MySQLdb (libmariadb, the only one here that sends COM_CHANGE_USER); a
 real MariaDB 10.11, and a second one started with --ssl-cert/--ssl-key for
 the server leg. The PKI is a throwaway one (tls_helpers.make_pki)."""
 
+import base64
 import hashlib
+import hmac
 import os
 import shutil
 import socket
@@ -35,12 +37,24 @@ def pg_md5(pw, user):
     return "md5" + hashlib.md5((pw + user).encode()).hexdigest()
 
 
+def pg_scram(pw, iterations=4096):
+    """PostgreSQL's SCRAM-SHA-256 secret for pw (RFC 5802 / 7677)."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", pw.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return (f"SCRAM-SHA-256${iterations}:{b64(salt)}$"
+            f"{b64(hashlib.sha256(client_key).digest())}:{b64(server_key)}")
+
+
 # auth_file: the same password in every form sluice reads for MySQL
 # clients. The [databases] entries log in to MariaDB as sluice_test.
 USERLIST = {
     "sluice_test": PW,
     "hexuser": native_hash("hex_pw"),
     "md5user": pg_md5("md5_pw", "md5user"),
+    "scramuser": pg_scram("scram_pw"),
     "other": "other_pw",
 }
 
@@ -333,6 +347,11 @@ def test_sha2_full_auth_with_rsa(sluice, maria):
         assert one(c, "SELECT 11") == (11,)
     with pytest.raises(pymysql.err.OperationalError) as e:
         connect(s, user="md5user", password="wrong")
+    assert e.value.args[0] == 1045
+    with connect(s, user="scramuser", password="scram_pw") as c:  # a SCRAM secret too
+        assert one(c, "SELECT 14") == (14,)
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        connect(s, user="scramuser", password="scram_pw2")
     assert e.value.args[0] == 1045
 
 
