@@ -98,10 +98,15 @@ static const char *mysql_sqlstate(const char *sqlstate)
  * login's sequence; in the command phase it answers the command (1). */
 void my_client_fail(struct my_client *c, const char *sqlstate, const char *msg)
 {
+	my_client_fail_code(c, error_code_of(sqlstate), sqlstate, msg);
+}
+
+void my_client_fail_code(struct my_client *c, uint16_t code, const char *sqlstate, const char *msg)
+{
 	if (c->closing)
 		return;
 	uint8_t seq = c->login == MY_LOGIN_DONE ? 1 : c->seq;
-	my_err_build(&c->sock.wbuf, seq, error_code_of(sqlstate), mysql_sqlstate(sqlstate), msg);
+	my_err_build(&c->sock.wbuf, seq, code, mysql_sqlstate(sqlstate), msg);
 	client_core_report_failure(&c->base, sqlstate, msg);
 	my_client_close(c, msg);
 }
@@ -180,6 +185,8 @@ static bool command_here(struct my_client *c, const struct my_packet *pk)
 		my_kill_command(c, pk);
 		return true;
 	case MY_COM_CHANGE_USER:
+		my_login_change_user(c, pk);
+		return true;
 	case MY_COM_BINLOG_DUMP:
 	case MY_COM_DEBUG:
 		pgsock_drop(&c->sock, MY_HEADER_LEN + pk->len);
@@ -272,6 +279,10 @@ static void process(struct my_client *c)
 			my_login_packet(c, &pk);
 			if (!c->closing)
 				pgsock_drop(&c->sock, MY_HEADER_LEN + pk.len);
+			if (!c->closing && c->login == MY_LOGIN_TLS) {
+				my_login_start_tls(c);
+				return;
+			}
 			continue;
 		}
 		if (c->state == CLIENT_WAITING)
@@ -446,6 +457,10 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 	struct my_client *c = (struct my_client *)((char *)h - offsetof(struct my_client, sock.h));
 	if (c->closing)
 		return;
+	if (c->login == MY_LOGIN_TLS) {
+		my_login_tls_step(c);
+		return;
+	}
 	if (revents & EPOLLOUT) {
 		if (c->server) {
 			my_server_deliver_pending(c->server);
@@ -456,7 +471,7 @@ static void client_cb(struct loop_handle *h, uint32_t revents)
 		}
 	}
 	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		int n = pgsock_read(&c->sock);
+		int n = my_login_reads_exactly(c) ? my_login_read_first(c) : pgsock_read(&c->sock);
 		if (n == 0 && c->server && (c->server->answering || c->server->internal)) {
 			/* Gone while its command is answered: the answer ends first,
 			 * so the server goes back clean (the EOF is read again). */
@@ -519,4 +534,22 @@ struct my_client *my_client_adopt(struct worker *w, int fd, const char *peer)
 	c->login = MY_LOGIN_DONE;
 	my_client_set_state(c, CLIENT_IDLE);
 	return c;
+}
+
+/* COM_CHANGE_USER gives the client a new session, as it does on a server:
+ * what sluice keeps of the old one goes (its schema is the new pool's,
+ * set by the login). Per-client session state added later is cleared
+ * here too. */
+void my_client_session_cleared(struct my_client *c)
+{
+	c->schema[0] = '\0';
+	c->want_schema[0] = '\0';
+	c->autocommit_off = false;
+	c->pinned = false;
+	c->infile = false;
+	c->continued = false;
+	c->skip_cmd = 0;
+	c->reads_insert_id = false;
+	c->last_insert_id = 0;
+	my_stmts_clear(&c->stmts); /* a server's session loses its statements too */
 }

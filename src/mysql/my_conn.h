@@ -42,7 +42,13 @@ enum my_internal {
 /* Where a client's connection phase is. */
 enum my_client_login {
 	MY_LOGIN_GREETED,    /* handshake sent, waiting for its response */
-	MY_LOGIN_SWITCHED,   /* AuthSwitchRequest sent, waiting for the answer */
+	MY_LOGIN_SWITCHED,   /* AuthSwitchRequest (mysql_native_password) sent, waiting for the answer */
+	MY_LOGIN_TLS,        /* SSLRequest read: the TLS handshake runs, then the
+			      * HandshakeResponse41 comes inside it */
+	MY_LOGIN_SWITCHED_SHA2, /* AuthSwitchRequest (caching_sha2_password) sent */
+	MY_LOGIN_FULL_AUTH,  /* caching_sha2_password's "perform full authentication"
+			      * sent: the password comes (in clear over TLS, else
+			      * RSA-encrypted after a request for the public key) */
 	MY_LOGIN_DONE,       /* OK sent: the command phase */
 };
 
@@ -59,6 +65,7 @@ struct my_client {
 	uint8_t seq;               /* sequence id of sluice's next packet in the login */
 	uint8_t scramble[MY_SCRAMBLE_LEN]; /* nonce of sluice's greeting (and of a switch) */
 	uint32_t caps;             /* capabilities agreed with the client */
+	bool changing_user;        /* the login under way is a COM_CHANGE_USER's */
 	uint8_t charset;           /* collation id it asked for */
 	char schema[64];           /* its current database ("" = none): COM_INIT_DB */
 	char want_schema[64];      /* a COM_INIT_DB in flight asks for this one */
@@ -83,6 +90,7 @@ struct my_server {
 		struct { SERVER_FIELDS(my_client) }; /* the same fields, by name */
 	};
 	uint8_t login_step;        /* 0 = waiting for the greeting, 1 = response sent */
+	bool tls_handshaking;      /* SSLRequest sent, the TLS handshake runs (CONNECTING) */
 	uint8_t seq;               /* sequence id of sluice's next packet in the login */
 	uint8_t scramble[MY_SCRAMBLE_LEN]; /* nonce of the server's greeting */
 	char plugin[64];           /* plugin of the login exchange */
@@ -156,6 +164,22 @@ void my_login_packet(struct my_client *c, const struct my_packet *pk);
 /* The pool for c's db, user, capabilities and character set (its variant:
  * clients that differ in them never share a server); NULL with err. */
 struct pool *my_login_pool(const struct my_client *c, char *err, size_t errlen);
+/* After an SSLRequest (login MY_LOGIN_TLS, the request dropped): start the
+ * handshake; then advance it on each socket event. */
+void my_login_start_tls(struct my_client *c);
+/* Until the client's first packet is in, it is read with
+ * my_login_read_first (pgsock_read's contract), not pgsock_read. */
+bool my_login_reads_exactly(const struct my_client *c);
+int my_login_read_first(struct my_client *c);
+void my_login_tls_step(struct my_client *c);
+/* COM_CHANGE_USER in the command phase (the packet still at the cursor):
+ * the client logs in again, maybe to another pool. */
+void my_login_change_user(struct my_client *c, const struct my_packet *pk);
+/* An ERR packet with MySQL's error number code, and close. */
+void my_client_fail_code(struct my_client *c, uint16_t code, const char *sqlstate, const char *msg);
+/* The client's session is new (COM_CHANGE_USER): forget what sluice keeps
+ * of the old one. Whoever adds per-client session state clears it here. */
+void my_client_session_cleared(struct my_client *c);
 
 /* my_screen.c: what a COM_QUERY's text means to the pooler */
 void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len);
@@ -164,6 +188,8 @@ bool my_query_is_kill(const uint8_t *text, size_t n);
 /* my_server_login.c: sluice's login to a server, and its reset */
 void my_server_login_packet(struct my_server *s, const struct my_packet *pk);
 void my_server_login_fail(struct my_server *s, const char *sqlstate, const char *msg, bool auth_error);
+/* Advance the TLS handshake towards the server (tls_handshaking). */
+void my_server_tls_step(struct my_server *s);
 /* Clear the session for the next client (COM_CHANGE_USER). */
 bool my_server_reset_session(struct my_server *s);
 /* The password sluice logs in to p's servers with ("" when none). */

@@ -1297,3 +1297,52 @@ int my_answer_feed(struct my_answer *a, const uint8_t *payload, uint32_t len)
 	}
 	return bad(a);
 }
+
+/* ---- COM_CHANGE_USER ("COM_CHANGE_USER" in "Text Protocol") ---- */
+
+int my_change_user_parse(const uint8_t *payload, uint32_t len, uint32_t caps, struct my_response *r)
+{
+	struct my_reader rd = my_reader_of(payload, len);
+	memset(r, 0, sizeof(*r));
+	r->caps = caps;
+	if (my_get_u8(&rd) != MY_COM_CHANGE_USER || rd.err)
+		return -EPROTO;
+	size_t n;
+	const char *user = my_get_strnul(&rd, &n);
+	if (!user || !copy_str(r->user, sizeof(r->user), user, n))
+		return -EPROTO;
+	const uint8_t *auth;
+	size_t alen;
+	if (caps & MY_CLIENT_SECURE_CONNECTION) {
+		alen = my_get_u8(&rd);
+		auth = my_get_bytes(&rd, alen);
+	} else {
+		auth = (const uint8_t *)my_get_strnul(&rd, &alen);
+	}
+	if (rd.err || !auth || alen > sizeof(r->auth))
+		return -EPROTO;
+	if (alen)
+		memcpy(r->auth, auth, alen);
+	r->auth_len = (uint32_t)alen;
+	const char *db = my_get_strnul(&rd, &n);
+	if (!db || !copy_str(r->db, sizeof(r->db), db, n))
+		return -EPROTO;
+	r->has_db = n > 0;
+	if (my_left(&rd) >= 2)
+		r->charset = (uint8_t)my_get_u16(&rd); /* collation ids past 255 are not kept */
+	if ((caps & MY_CLIENT_PLUGIN_AUTH) && my_left(&rd)) {
+		const char *pl = my_get_strnul(&rd, &n);
+		if (!pl || !copy_str(r->auth_plugin, sizeof(r->auth_plugin), pl, n))
+			return -EPROTO;
+	}
+	if ((caps & MY_CLIENT_CONNECT_ATTRS) && my_left(&rd)) {
+		uint64_t total = my_get_lenenc(&rd, NULL);
+		if (rd.err || total > my_left(&rd))
+			return -EPROTO;
+		if (total) {
+			r->attrs = rd.p;
+			r->attrs_len = (uint32_t)total;
+		}
+	}
+	return 0;
+}

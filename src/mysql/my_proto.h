@@ -309,4 +309,14 @@ void my_answer_begin(struct my_answer *a, const uint8_t *cmd, uint32_t len, uint
 bool my_command_answered(uint8_t command);
 int my_answer_feed(struct my_answer *a, const uint8_t *payload, uint32_t len);
 
+/* ---- COM_CHANGE_USER ---- */
+
+/* COM_CHANGE_USER's payload (0x11 first), read with the capabilities the
+ * client agreed at its login: user, auth response (1-byte length with
+ * SECURE_CONNECTION, else NUL-terminated), database, then, when present,
+ * the collation id, the plugin name and the connect attributes. Fills r's
+ * user, auth, auth_len, has_db/db, charset (0 when absent), auth_plugin
+ * and attrs. Returns 0 or -EPROTO. */
+int my_change_user_parse(const uint8_t *payload, uint32_t len, uint32_t caps, struct my_response *r);
+
 #endif

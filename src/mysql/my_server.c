@@ -494,6 +494,10 @@ static void server_cb(struct loop_handle *h, uint32_t revents)
 	struct my_server *s = (struct my_server *)((char *)h - offsetof(struct my_server, sock.h));
 	if (s->closed)
 		return;
+	if (s->tls_handshaking) {
+		my_server_tls_step(s);
+		return;
+	}
 	if (revents & EPOLLOUT) {
 		my_server_send_pending(s);
 		if (s->closed)

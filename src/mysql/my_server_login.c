@@ -5,12 +5,15 @@
  * TLS, the server's RSA key; and the reset before a session goes to
  * another client (COM_CHANGE_USER: it re-authenticates and clears the
  * session, character set included, which COM_RESET_CONNECTION would not
- * restore).
+ * restore). With server_tls_sslmode, the login runs inside TLS when the
+ * server's greeting offers CLIENT_SSL.
  */
 #include "my_conn.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/crypto.h>
 
@@ -18,12 +21,13 @@
 #include "log.h"
 #include "pool.h"
 #include "runtime.h"
+#include "tls.h"
 
 #define NATIVE "mysql_native_password"
 #define SHA2 "caching_sha2_password"
 
 /* What sluice asks of every server, beside the client's part (the pool's
- * variant). Not CONNECT_ATTRS, SSL or COMPRESS. */
+ * variant). Not CONNECT_ATTRS or COMPRESS; SSL when TLS is used. */
 #define MY_SERVER_BASE_CAPS                                                                             \
 	(MY_CLIENT_LONG_PASSWORD | MY_CLIENT_LONG_FLAG | MY_CLIENT_CONNECT_WITH_DB | MY_CLIENT_PROTOCOL_41 | \
 	 MY_CLIENT_TRANSACTIONS | MY_CLIENT_SECURE_CONNECTION | MY_CLIENT_PLUGIN_AUTH |                     \
@@ -65,6 +69,87 @@ static const char *auth_answer(struct my_server *s, const char *plugin, const ui
 	return NATIVE;
 }
 
+/* HandshakeResponse41 with the pool's user, database and collation,
+ * answering the greeting's nonce for its plugin (s->plugin); inside TLS
+ * when the SSLRequest went before it. */
+static void send_response(struct my_server *s)
+{
+	const uint8_t *v = s->pool->variant;
+	struct my_response r = {
+		.caps = s->caps | (s->sock.ssl ? MY_CLIENT_SSL : 0),
+		.max_packet = 1u << 24,
+		.charset = v ? v[4] : 45,
+		.has_db = true,
+	};
+	snprintf(r.user, sizeof(r.user), "%s", s->pool->server_user);
+	snprintf(r.db, sizeof(r.db), "%s", s->pool->server_db);
+	const char *plugin = auth_answer(s, s->plugin, s->scramble, r.auth, &r.auth_len);
+	snprintf(r.auth_plugin, sizeof(r.auth_plugin), "%s", plugin);
+	snprintf(s->plugin, sizeof(s->plugin), "%s", plugin);
+	int rc = my_response_build(&s->sock.wbuf, s->seq++, &r);
+	OPENSSL_cleanse(r.auth, sizeof(r.auth));
+	if (rc < 0) {
+		my_server_login_fail(s, "53200", "out of memory", false);
+		return;
+	}
+	s->login_step = 1;
+	server_core_set_state(&s->base, SERVER_LOGIN);
+	my_server_send_pending(s);
+}
+
+void my_server_tls_step(struct my_server *s)
+{
+	char why[240];
+	bool want_write = false;
+	int rc = tls_handshake(s->sock.ssl, &want_write, why, sizeof(why));
+	if (rc == -EAGAIN) {
+		if (pgsock_update(&s->worker->loop, &s->sock, want_write) < 0)
+			my_server_close(s, "epoll failure");
+		return;
+	}
+	if (rc < 0) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "TLS towards server %s: %s", server_core_host(&s->base)->addr_text, why);
+		/* A certificate that does not verify will not verify on retry:
+		 * waiting clients get the reason now. */
+		my_server_login_fail(s, "08006", msg, true);
+		return;
+	}
+	s->tls_handshaking = false;
+	SLOG(s, LOG_LEVEL_DEBUG, "TLS established");
+	send_response(s);
+}
+
+/* The greeting offers CLIENT_SSL and server_tls_sslmode asks for TLS: an
+ * SSLRequest (the response's first 32 bytes), then the handshake; the
+ * server says nothing in between. */
+static void start_tls(struct my_server *s)
+{
+	const uint8_t *v = s->pool->variant;
+	struct my_response r = {
+		.caps = s->caps | MY_CLIENT_SSL,
+		.max_packet = 1u << 24,
+		.charset = v ? v[4] : 45,
+		.ssl_request = true,
+	};
+	if (pgsock_unexamined(&s->sock) > 0) {
+		my_server_login_fail(s, "08006", "server sent unencrypted data after its greeting", false);
+		return;
+	}
+	if (my_response_build(&s->sock.wbuf, s->seq++, &r) < 0 || pgsock_flush(&s->sock, NULL) != 0) {
+		my_server_login_fail(s, "08006", "cannot send the SSLRequest", false);
+		return;
+	}
+	s->sock.ssl = tls_new_for_server(s->sock.h.fd, server_core_host(&s->base)->name,
+					 runtime_config()->server_tls_sslmode);
+	if (!s->sock.ssl) {
+		my_server_login_fail(s, "08006", "cannot start TLS towards the server", false);
+		return;
+	}
+	s->tls_handshaking = true;
+	my_server_tls_step(s);
+}
+
 static void handle_greeting(struct my_server *s, const struct my_packet *pk)
 {
 	if (pk->len && pk->payload[0] == 0xff) {
@@ -94,27 +179,22 @@ static void handle_greeting(struct my_server *s, const struct my_packet *pk)
 	s->caps = caps;
 	s->conn_id = h.conn_id;
 	memcpy(s->scramble, h.scramble, MY_SCRAMBLE_LEN);
-	struct my_response r = {
-		.caps = caps,
-		.max_packet = 1u << 24,
-		.charset = v ? v[4] : 45,
-		.has_db = true,
-	};
-	snprintf(r.user, sizeof(r.user), "%s", s->pool->server_user);
-	snprintf(r.db, sizeof(r.db), "%s", s->pool->server_db);
-	const char *plugin = auth_answer(s, h.auth_plugin, h.scramble, r.auth, &r.auth_len);
-	snprintf(r.auth_plugin, sizeof(r.auth_plugin), "%s", plugin);
-	snprintf(s->plugin, sizeof(s->plugin), "%s", plugin);
+	snprintf(s->plugin, sizeof(s->plugin), "%s", h.auth_plugin);
 	s->seq = (uint8_t)(pk->seq + 1);
-	int rc = my_response_build(&s->sock.wbuf, s->seq++, &r);
-	OPENSSL_cleanse(r.auth, sizeof(r.auth));
-	if (rc < 0) {
-		my_server_login_fail(s, "53200", "out of memory", false);
-		return;
+	const struct config *cfg = runtime_config();
+	if (cfg->server_tls_sslmode != TLS_MODE_DISABLE && server_core_host(&s->base)->addr.ss_family != AF_UNIX) {
+		if (h.caps & MY_CLIENT_SSL) {
+			start_tls(s);
+			return;
+		}
+		if (cfg->server_tls_sslmode >= TLS_MODE_REQUIRE) {
+			/* Told to the waiting clients at once, as a refused password. */
+			my_server_login_fail(s, "08006", "server does not offer TLS (no CLIENT_SSL in its greeting), "
+							"but server_tls_sslmode requires it", true);
+			return;
+		}
 	}
-	s->login_step = 1;
-	server_core_set_state(&s->base, SERVER_LOGIN);
-	my_server_send_pending(s);
+	send_response(s);
 }
 
 /* The login (or a COM_CHANGE_USER reset) is through. */
@@ -188,9 +268,16 @@ static void handle_auth(struct my_server *s, const struct my_packet *pk)
 	if (p[0] == 0x01 && strcmp(s->plugin, SHA2) == 0) { /* AuthMoreData */
 		if (pk->len == 2 && p[1] == 3)
 			return; /* fast authentication succeeded: the OK follows */
+		if (pk->len == 2 && p[1] == 4 && s->sock.ssl) {
+			/* Full authentication inside TLS: the password itself. */
+			const char *pw = password(s);
+			my_packet_put(&s->sock.wbuf, s->seq++, pw, (uint32_t)strlen(pw) + 1);
+			my_server_send_pending(s);
+			return;
+		}
 		if (pk->len == 2 && p[1] == 4) {
-			/* Full authentication: no TLS on this leg, so ask for the
-			 * server's RSA public key. */
+			/* Full authentication without TLS: ask for the server's RSA
+			 * public key. */
 			uint8_t ask = 2;
 			my_packet_put(&s->sock.wbuf, s->seq++, &ask, 1);
 			my_server_send_pending(s);

@@ -17,7 +17,8 @@ CLIENT = "/usr/bin/mariadb"
 class MariaDB:
     host = "127.0.0.1"
 
-    def __init__(self, port):
+    def __init__(self, port, extra_args=()):
+        self.extra_args = list(extra_args)  # more mariadbd options (test_mysql_tls.py: --ssl-cert ...)
         self.dir = Path(tempfile.mkdtemp(prefix="sluice-maria-"))
         self.data = self.dir / "data"
         self.sock = str(self.dir / "mysqld.sock")
@@ -37,7 +38,7 @@ class MariaDB:
              f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
              f"--pid-file={self.dir / 'mariadbd.pid'}", "--skip-log-bin",
              "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M", "--max-connections=300",
-             "--skip-name-resolve", f"--tmpdir={self.dir}"],
+             "--skip-name-resolve", f"--tmpdir={self.dir}"] + self.extra_args,
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 60

@@ -2,7 +2,8 @@
  * fuzz_mysql.c - libFuzzer harness for the MySQL codec (src/mysql/my_proto.c):
  * everything sluice parses from a MySQL client or server before it trusts
  * either: packet framing, the greeting, HandshakeResponse41, OK, ERR, EOF,
- * AuthSwitchRequest, and the answer tracker over a stream of packets.
+ * AuthSwitchRequest, COM_CHANGE_USER, and the answer tracker over a stream
+ * of packets.
  *
  * The first input byte picks the negotiated capabilities and the command
  * the tracker follows; the rest is a byte stream cut into packets the way
@@ -80,6 +81,12 @@ static void check_small(const uint8_t *p, uint32_t len, uint32_t caps)
 		FUZZ_CHECK(d >= p && d + dl <= p + len);
 	(void)my_is_eof(p, len);
 	(void)my_eof_status(p, len);
+	struct my_response r;
+	uint32_t cu_caps = caps | MY_CLIENT_SECURE_CONNECTION | MY_CLIENT_PLUGIN_AUTH | MY_CLIENT_CONNECT_ATTRS;
+	if (my_change_user_parse(p, len, cu_caps, &r) == 0) {
+		FUZZ_CHECK(r.auth_len <= sizeof(r.auth));
+		FUZZ_CHECK(!r.attrs || (r.attrs >= p && r.attrs + r.attrs_len <= p + len));
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

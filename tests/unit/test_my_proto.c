@@ -1051,6 +1051,40 @@ static void test_command_answered(void)
 		CHECK(my_command_answered(cases[i].cmd) == cases[i].answered);
 }
 
+/* COM_CHANGE_USER as libmariadb sends it, and cut at every byte. */
+static void test_change_user(void)
+{
+	static const uint8_t pkt[] = {
+		0x11, 'b', 'o', 'b', 0,              /* user */
+		3, 0xaa, 0xbb, 0xcc,                 /* auth, 1-byte length */
+		'd', 'b', 0,                         /* database */
+		45, 0,                               /* collation */
+		'm', 'y', 's', 'q', 'l', '_', 'n', 'a', 't', 'i', 'v', 'e', '_', 'p', 'a', 's', 's', 'w', 'o', 'r', 'd', 0,
+		3, 1, 'k', 0,                        /* attributes: key "k", empty value */
+	};
+	uint32_t caps = MY_CLIENT_PROTOCOL_41 | MY_CLIENT_SECURE_CONNECTION | MY_CLIENT_PLUGIN_AUTH |
+			MY_CLIENT_CONNECT_ATTRS;
+	struct my_response r;
+	CHECK(my_change_user_parse(pkt, sizeof(pkt), caps, &r) == 0);
+	CHECK(strcmp(r.user, "bob") == 0 && strcmp(r.db, "db") == 0 && r.has_db);
+	CHECK(r.auth_len == 3 && r.auth[0] == 0xaa && r.auth[2] == 0xcc);
+	CHECK(r.charset == 45 && strcmp(r.auth_plugin, "mysql_native_password") == 0);
+	CHECK(r.attrs && r.attrs_len == 3);
+	/* Without the optional tail (old clients): user, auth, database. */
+	CHECK(my_change_user_parse(pkt, 12, caps, &r) == 0);
+	CHECK(r.charset == 0 && r.auth_plugin[0] == 0 && !r.attrs);
+	/* Cut inside the required part, or a length past the end: refused. */
+	for (uint32_t n = 0; n < 12; n++)
+		CHECK(my_change_user_parse(pkt, n, caps, &r) < 0);
+	static const uint8_t long_auth[] = { 0x11, 'x', 0, 200, 1, 2 };
+	CHECK(my_change_user_parse(long_auth, sizeof(long_auth), caps, &r) < 0);
+	static const uint8_t not_it[] = { 0x03, 'x', 0, 0, 0 };
+	CHECK(my_change_user_parse(not_it, sizeof(not_it), caps, &r) < 0);
+	/* Every cut of the tail parses or is refused; none reads past it. */
+	for (uint32_t n = 12; n <= sizeof(pkt); n++)
+		(void)my_change_user_parse(pkt, n, caps, &r);
+}
+
 UNIT_MAIN({
 	test_framing();
 	test_lenenc();
@@ -1067,4 +1101,5 @@ UNIT_MAIN({
 	test_answer();
 	test_answer_long_rows();
 	test_command_answered();
+	test_change_user();
 })
