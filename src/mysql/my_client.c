@@ -126,6 +126,7 @@ void my_client_close(struct my_client *c, const char *reason)
 void my_client_free(struct my_client *c)
 {
 	worker_remove_client(c->worker, &c->base);
+	my_session_client_free(c);
 	free(c);
 }
 

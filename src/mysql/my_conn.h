@@ -24,6 +24,7 @@
 
 #include "client.h"
 #include "my_proto.h"
+#include "my_session.h"
 #include "server.h"
 
 struct my_server;
@@ -32,6 +33,7 @@ struct my_server;
 enum my_internal {
 	MY_INTERNAL_INIT_DB,    /* COM_INIT_DB to the client's database */
 	MY_INTERNAL_AUTOCOMMIT, /* SET autocommit to the client's */
+	MY_INTERNAL_SESSION,    /* SET the client's session variables (my_session.c) */
 };
 
 /* Where a client's connection phase is. */
@@ -56,6 +58,8 @@ struct my_client {
 	bool autocommit_off;       /* its session has autocommit = 0 (every statement opens a
 				    * transaction): set on a server before its commands */
 	bool pinned;               /* did something a shared server cannot keep: keeps its server */
+	struct my_vars *vars;      /* system variables it SET (my_session.h); NULL = none; owned */
+	struct my_vars *want_vars; /* what vars becomes if the SET in flight succeeds; owned */
 	bool infile;               /* sending a LOCAL INFILE's packets, up to an empty one */
 	bool continued;            /* the last packet read was 16 MiB - 1 long: one follows */
 	uint32_t skip_cmd;         /* bytes of a command longer than the receive buffer still
@@ -87,6 +91,8 @@ struct my_server {
 				    * row too long for the receive buffer */
 	char schema[64];           /* the session's current database */
 	char want_schema[64];      /* a COM_INIT_DB sluice sent asks for this one */
+	struct my_vars *vars;      /* system variables its session has away from a fresh
+				    * login's (my_session.h); NULL = none; owned */
 };
 
 #define CLOG(c, lvl, fmt, ...) \

@@ -119,6 +119,8 @@ void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len)
 	skip_blanks(s, n, &i);
 	if (sets_autocommit_only(s, n))
 		return; /* the answer's status flags say what the session has now */
+	if (my_session_screen(c, payload, len))
+		return; /* session variables follow the client (my_session.c) */
 	if (word_at(s, n, &i, "use")) {
 		skip_blanks(s, n, &i);
 		char name[64];

@@ -84,6 +84,7 @@ void my_server_close(struct my_server *s, const char *reason)
 void my_server_free(struct my_server *s)
 {
 	list_del(&s->node);
+	my_session_server_clear(s);
 	free(s);
 }
 
@@ -119,6 +120,10 @@ void my_server_link(struct my_server *s, struct my_client *c)
 	}
 	if (s->autocommit_off != c->autocommit_off &&
 	    !send_internal(s, MY_INTERNAL_AUTOCOMMIT, MY_COM_QUERY, c->autocommit_off ? "SET autocommit=0" : "SET autocommit=1"))
+		s->pinned = true;
+	char set[8192];
+	int n = my_session_restore(s, c, set, sizeof(set));
+	if (n < 0 || (n > 0 && !send_internal(s, MY_INTERNAL_SESSION, MY_COM_QUERY, set)))
 		s->pinned = true;
 	if (s->internal)
 		my_server_send_pending(s);
@@ -177,12 +182,16 @@ static void internal_answer(struct my_server *s, const struct my_packet *pk)
 	if (pk->len && pk->payload[0] == 0x00 && my_ok_parse(pk->payload, pk->len, s->caps, &ok) == 0) {
 		if (kind == MY_INTERNAL_INIT_DB)
 			snprintf(s->schema, sizeof(s->schema), "%s", s->want_schema);
+		if (kind == MY_INTERNAL_SESSION && s->client && !my_session_restored(s, s->client))
+			s->pinned = true;
 		s->autocommit_off = !(ok.status & MY_STATUS_AUTOCOMMIT);
 		return; /* process() lets the client's command go */
 	}
 	char msg[300], what[120];
 	if (kind == MY_INTERNAL_INIT_DB)
 		snprintf(what, sizeof(what), "Could not switch to database '%s'", s->want_schema);
+	else if (kind == MY_INTERNAL_SESSION)
+		snprintf(what, sizeof(what), "Could not restore the session's variables");
 	else
 		snprintf(what, sizeof(what), "Could not set the session's autocommit");
 	struct my_err e;
@@ -194,7 +203,7 @@ static void internal_answer(struct my_server *s, const struct my_packet *pk)
 	if (c) {
 		s->client = NULL;
 		c->server = NULL;
-		my_client_fail(c, "42000", msg);
+		my_client_fail(c, kind == MY_INTERNAL_INIT_DB ? "42000" : "HY000", msg);
 	}
 	my_server_close(s, msg);
 }
@@ -221,8 +230,11 @@ static void answered(struct my_server *s)
 		snprintf(s->schema, sizeof(s->schema), "%s", c->want_schema);
 	}
 	c->want_schema[0] = '\0';
-	if (ok && s->answer.command == MY_COM_RESET_CONNECTION)
+	my_session_answered(c, s, ok);
+	if (ok && s->answer.command == MY_COM_RESET_CONNECTION) {
 		c->pinned = s->pinned = false;
+		my_session_reset_connection(c, s);
+	}
 	if (c->pinned)
 		s->pinned = true;
 }
