@@ -341,6 +341,7 @@ static bool process(struct my_server *s)
 			my_client_update_events(s->client);
 		}
 		if (r == MY_ANSWER_DONE) {
+			my_session_tracked(s, pk.payload, pk.len);
 			answered(s);
 			break;
 		}

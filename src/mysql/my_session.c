@@ -40,6 +40,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
 #include "my_conn.h"
 #include "pool.h"
 
@@ -403,6 +404,37 @@ void my_session_answered(struct my_client *c, struct my_server *s, bool ok)
 	 * first, my_server_link): it is at them after. */
 	if (!vars_copy(&s->vars, c->vars))
 		s->pinned = true; /* unknown now: reset before anyone else gets it */
+}
+
+void my_session_tracked(struct my_server *s, const uint8_t *payload, uint32_t len)
+{
+	struct my_client *c = s->client;
+	struct my_ok ok;
+	if (!c || c->pinned || c->want_vars || !(s->caps & MY_CLIENT_SESSION_TRACK) || !s->answer.status_known ||
+	    !(s->answer.status & MY_STATUS_SESSION_STATE_CHANGED) || s->answer.command == MY_COM_RESET_CONNECTION ||
+	    my_is_eof(payload, len) || my_ok_parse(payload, len, s->caps, &ok) < 0 || !ok.session_state)
+		return;
+	/* Session state information: entries of a type byte and lenenc
+	 * data; SESSION_TRACK_SYSTEM_VARIABLES (0) holds a lenenc name and a
+	 * lenenc value. */
+	struct my_reader r = my_reader_of(ok.session_state, ok.session_state_len);
+	while (my_left(&r)) {
+		uint8_t type = my_get_u8(&r);
+		uint64_t n, name_len;
+		const uint8_t *data = my_get_lenenc_str(&r, &n);
+		if (r.err)
+			return;
+		if (type != 0)
+			continue;
+		struct my_reader d = my_reader_of(data, (uint32_t)n);
+		const uint8_t *name = my_get_lenenc_str(&d, &name_len);
+		if (d.err || (name_len == 10 && strncasecmp((const char *)name, "autocommit", 10) == 0))
+			continue; /* the status flags follow autocommit */
+		CLOG(c, LOG_LEVEL_DEBUG, "pinned to its server (the server reports %.*s changed)", (int)name_len,
+		     (const char *)name);
+		c->pinned = true;
+		return;
+	}
 }
 
 void my_session_reset_connection(struct my_client *c, struct my_server *s)

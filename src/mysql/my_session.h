@@ -44,6 +44,11 @@ bool my_session_screen(struct my_client *c, const uint8_t *payload, uint32_t len
 /* The client's command on s was answered (ok: without an error): a SET
  * screened above takes effect on both. */
 void my_session_answered(struct my_client *c, struct my_server *s, bool ok);
+/* The last packet of an answer on s (before my_session_answered): when the
+ * server reports system variables that changed (SESSION_TRACK, for
+ * clients that asked for it) and the command was no SET sluice read (a
+ * CALL whose procedure sets time_zone), the client is pinned. */
+void my_session_tracked(struct my_server *s, const uint8_t *payload, uint32_t len);
 /* COM_RESET_CONNECTION succeeded: the client has no variables now, and the
  * server's character set is its global default, not its clients'. */
 void my_session_reset_connection(struct my_client *c, struct my_server *s);

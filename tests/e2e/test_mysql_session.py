@@ -168,3 +168,31 @@ def test_mariadb_command_line_client(sluice, pg, maria):
         assert proc.returncode == 0, out
         assert out.split() == ["+07:00", "1", "+07:00"]
         assert one(other, "SELECT @@time_zone") == ("SYSTEM",)
+
+
+SESSION_TRACK = 1 << 23  # CLIENT_SESSION_TRACK
+
+
+def test_session_track_clients_share_servers_and_a_procedure_pins(sluice, pg, maria):
+    """Clients that asked for SESSION_TRACK get OK packets that list the
+    variables a statement changed: a SET sluice read is followed as for
+    any client, while a change sluice did not read (a procedure that sets
+    time_zone) pins the client to its server, which keeps the change."""
+    maria.sql("DROP PROCEDURE IF EXISTS set_zone; CREATE PROCEDURE set_zone() SET SESSION time_zone = '+09:00'",
+              db="mydb")
+    s = start(sluice, pg, maria, size=2, extra={"query_wait_timeout": 10})
+    with connect(s, client_flag=SESSION_TRACK) as a, connect(s, client_flag=SESSION_TRACK) as b, \
+            connect(s, client_flag=SESSION_TRACK) as c:
+        execute(a, "SET time_zone = '+02:00'")
+        execute(b, "SET NAMES latin1")
+        for _ in range(3):
+            assert one(a, "SELECT @@time_zone, @@character_set_client") == ("+02:00", "utf8mb4")
+            assert one(b, "SELECT @@time_zone, @@character_set_client") == ("SYSTEM", "latin1")
+        execute(c, "CALL set_zone()")
+        mine = one(c, "SELECT CONNECTION_ID()")[0]
+        for _ in range(3):
+            assert one(c, "SELECT @@time_zone, CONNECTION_ID()") == ("+09:00", mine)
+            ra = one(a, "SELECT @@time_zone, CONNECTION_ID()")
+            rb = one(b, "SELECT @@time_zone, CONNECTION_ID()")
+            assert ra[0] == "+02:00" and rb[0] == "SYSTEM"
+            assert mine not in (ra[1], rb[1])  # c keeps its server to itself
