@@ -153,6 +153,38 @@ static bool vars_set(struct my_vars *v, const char *key, const char *value)
 	return vars_append(v, key, value);
 }
 
+/* COM_RESET_CONNECTION gave the session a character set: MariaDB gives
+ * back the handshake's, MySQL the global one. Marked in a server's list
+ * by a NAMES value no client can have ("?"): the next restore sets the
+ * handshake's again. */
+static bool charset_unknown(const struct my_vars *v)
+{
+	const char *names = vars_find(v, "NAMES");
+	return names && strcmp(names, "?") == 0;
+}
+
+/* Put the mark first in *v (created if NULL). False: out of memory. */
+static bool mark_charset_unknown(struct my_vars **v)
+{
+	struct my_vars *old = *v;
+	struct my_vars *n = malloc(sizeof(*n));
+	if (!n)
+		return false;
+	n->len = 0;
+	vars_append(n, "NAMES", "?");
+	const char *k, *val;
+	for (size_t off = 0; old && off < old->len;) {
+		off = pair_at(old, off, &k, &val);
+		if (strcmp(k, "NAMES") != 0 && !vars_append(n, k, val)) {
+			free(n);
+			return false;
+		}
+	}
+	free(old);
+	*v = n;
+	return true;
+}
+
 /* ---- reading the SET statement ---- */
 
 struct lex {
@@ -401,9 +433,13 @@ void my_session_answered(struct my_client *c, struct my_server *s, bool ok)
 	if (!want->len)
 		free(want);
 	/* The server was at the client's variables before the SET (it went
-	 * first, my_server_link): it is at them after. */
+	 * first, my_server_link): it is at them after, but for a character
+	 * set a COM_RESET_CONNECTION left unknown, unless this SET named one. */
+	bool unknown = charset_unknown(s->vars) && !vars_find(c->vars, "NAMES") && !vars_find(c->vars, "CHARACTER SET");
 	if (!vars_copy(&s->vars, c->vars))
 		s->pinned = true; /* unknown now: reset before anyone else gets it */
+	else if (unknown)
+		mark_charset_unknown(&s->vars);
 }
 
 void my_session_tracked(struct my_server *s, const uint8_t *payload, uint32_t len)
@@ -443,16 +479,9 @@ void my_session_reset_connection(struct my_client *c, struct my_server *s)
 	c->vars = NULL;
 	free(c->want_vars);
 	c->want_vars = NULL;
-	/* A value no client says: the next one gets the handshake's character
-	 * set back before its command. */
-	struct my_vars *v = s->vars ? s->vars : malloc(sizeof(*v));
-	s->vars = v;
-	if (!v) {
+	my_session_server_clear(s);
+	if (!mark_charset_unknown(&s->vars))
 		s->pinned = true;
-		return;
-	}
-	v->len = 0;
-	vars_append(v, "NAMES", "?");
 }
 
 /* ---- restoring ---- */

@@ -196,3 +196,24 @@ def test_session_track_clients_share_servers_and_a_procedure_pins(sluice, pg, ma
             rb = one(b, "SELECT @@time_zone, CONNECTION_ID()")
             assert ra[0] == "+02:00" and rb[0] == "SYSTEM"
             assert mine not in (ra[1], rb[1])  # c keeps its server to itself
+
+
+def reset_connection(conn):
+    """COM_RESET_CONNECTION (0x1f), as mysql_reset_connection() sends it;
+    PyMySQL has no public call for it."""
+    conn._execute_command(0x1F, b"")
+    conn._read_ok_packet()
+
+
+def test_reset_connection_forgets_the_clients_variables(sluice, pg, maria):
+    s = start(sluice, pg, maria, size=1, extra={"query_wait_timeout": 10})
+    with connect(s) as a, connect(s) as b:
+        execute(a, "SET NAMES latin1, time_zone = '+05:00'")
+        reset_connection(a)
+        assert one(a, "SELECT @@character_set_client, @@time_zone") == ("utf8mb4", "SYSTEM")
+        execute(a, "SET sql_mode = 'ANSI_QUOTES'")
+        assert one(b, "SELECT @@character_set_client, @@time_zone, @@sql_mode = @@global.sql_mode") \
+            == ("utf8mb4", "SYSTEM", 1)
+        assert one(a, "SELECT @@character_set_client, @@time_zone, @@sql_mode") \
+            == ("utf8mb4", "SYSTEM", "ANSI_QUOTES")
+        assert one(a, "SELECT CONNECTION_ID()") == one(b, "SELECT CONNECTION_ID()")

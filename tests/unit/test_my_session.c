@@ -142,6 +142,15 @@ static void test_lists_and_restore(void)
 	my_session_reset_connection(a, s);
 	CHECK(a->vars == NULL);
 	CHECK_STR(restore(s, a), "SET character_set_client=45, character_set_results=45, collation_connection=45");
+	/* ... also when the same client sets something else on it first. */
+	set_ok(a, s, "SET time_zone = '+03:00'");
+	CHECK_STR(restore(s, b), "SET character_set_client=45, character_set_results=45, collation_connection=45, "
+				 "time_zone=DEFAULT");
+	CHECK_STR(restore(s, a), "SET character_set_client=45, character_set_results=45, collation_connection=45, "
+				 "time_zone='+03:00'");
+	set_ok(a, s, "SET NAMES latin1");
+	CHECK_STR(restore(s, a), "");
+	my_session_reset_connection(a, s);
 
 	/* wait_timeout on an interactive session comes back from interactive_timeout. */
 	my_session_server_clear(s);
