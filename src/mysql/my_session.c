@@ -328,6 +328,14 @@ static bool not_followed(const char *name)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcmp(name, names[i]) == 0)
 			return true;
+	/* Words the SET syntax owns are no variable (SET @@names = 1 is
+	 * refused by the server; the restore could not say it). */
+	static const char *const keywords[] = {
+		"names", "charset", "character", "global", "session", "local", "persist", "persist_only",
+	};
+	for (size_t i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++)
+		if (strcmp(name, keywords[i]) == 0)
+			return true;
 	return strncmp(name, "session_track_", 14) == 0; /* changes what OK packets carry */
 }
 
@@ -460,11 +468,11 @@ void my_session_tracked(struct my_server *s, const uint8_t *payload, uint32_t le
 		const uint8_t *data = my_get_lenenc_str(&r, &n);
 		if (r.err)
 			return;
-		if (type != 0)
-			continue;
+		if (type != 0 || !data)
+			continue; /* another kind of state, or a NULL (0xfb) length */
 		struct my_reader d = my_reader_of(data, (uint32_t)n);
 		const uint8_t *name = my_get_lenenc_str(&d, &name_len);
-		if (d.err || (name_len == 10 && strncasecmp((const char *)name, "autocommit", 10) == 0))
+		if (d.err || !name || (name_len == 10 && strncasecmp((const char *)name, "autocommit", 10) == 0))
 			continue; /* the status flags follow autocommit */
 		CLOG(c, LOG_LEVEL_DEBUG, "pinned to its server (the server reports %.*s changed)", (int)name_len,
 		     (const char *)name);
