@@ -388,10 +388,12 @@ static bool item(struct lex *l, struct my_vars *v)
 
 bool my_session_screen(struct my_client *c, const uint8_t *payload, uint32_t len)
 {
-	/* Only a whole packet: a COM_QUERY longer than the receive buffer is
-	 * screened on its first bytes (my_client.c), and the header in front
-	 * of the payload says the full length. */
-	if (len < 2 || my_header_len(payload - MY_HEADER_LEN) != len)
+	/* Only a COM_QUERY (a SET in a COM_STMT_PREPARE runs at no PREPARE's
+	 * answer), and only a whole packet: one longer than the receive
+	 * buffer is screened on its first bytes (my_client.c), and the header
+	 * in front of the payload in the client's buffer says the full
+	 * length. */
+	if (len < 2 || payload[0] != MY_COM_QUERY || my_header_len(payload - MY_HEADER_LEN) != len)
 		return false;
 	struct lex l = { (const char *)payload + 1, len - 1, 0 };
 	blanks(&l);

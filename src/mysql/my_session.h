@@ -35,8 +35,9 @@ struct my_vars {
 	char text[MY_VARS_MAX];    /* the pairs, oldest first */
 };
 
-/* COM_QUERY text s (n bytes, the whole packet's payload after the command
- * byte is at payload + 1, len bytes in all): is it a lone SET of session
+/* A COM_QUERY (payload: len bytes, the command byte first, in the
+ * client's receive buffer just after the packet's header, which tells
+ * whether the whole packet is there): is it a lone SET of session
  * system variables to literal values? Then true, and c->want_vars holds
  * what c->vars becomes when it succeeds. False: the caller screens it as
  * before (a SET pins). */
