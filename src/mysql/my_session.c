@@ -245,7 +245,9 @@ static bool word(struct lex *l, char *out, size_t cap, bool lower)
 
 /* A literal value as it will be said again: a quoted string (to single
  * quotes; none with a quote, a backslash or a NUL inside, whose reading
- * depends on sql_mode), a number, or a word (DEFAULT in upper case). */
+ * depends on sql_mode, nor a byte beyond ASCII, whose reading depends on
+ * the character set of the session it is said in), a number, or a word
+ * (DEFAULT in upper case). */
 static bool literal(struct lex *l, char *out, size_t cap)
 {
 	const char *s = l->s;
@@ -254,7 +256,7 @@ static bool literal(struct lex *l, char *out, size_t cap)
 		size_t j = l->i + 1, k = 0;
 		out[k++] = '\'';
 		for (; j < l->n && s[j] != q; j++) {
-			if (s[j] == '\'' || s[j] == '\\' || s[j] == '\0' || k + 2 >= cap)
+			if (s[j] == '\'' || s[j] == '\\' || s[j] == '\0' || (s[j] & 0x80) || k + 2 >= cap)
 				return false;
 			out[k++] = s[j];
 		}
