@@ -58,6 +58,8 @@ struct my_client {
 	bool autocommit_off;       /* its session has autocommit = 0 (every statement opens a
 				    * transaction): set on a server before its commands */
 	bool pinned;               /* did something a shared server cannot keep: keeps its server */
+	const char *pin_why;       /* why it is pinned, for SHOW PINS (a static string; NULL
+				    * with pinned = a prepared statement or an option) */
 	struct my_vars *vars;      /* system variables it SET (my_session.h); NULL = none; owned */
 	struct my_vars *want_vars; /* what vars becomes if the SET in flight succeeds; owned */
 	bool infile;               /* sending a LOCAL INFILE's packets, up to an empty one */

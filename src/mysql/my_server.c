@@ -233,6 +233,7 @@ static void answered(struct my_server *s)
 	my_session_answered(c, s, ok);
 	if (ok && s->answer.command == MY_COM_RESET_CONNECTION) {
 		c->pinned = s->pinned = false;
+		c->pin_why = NULL;
 		my_session_reset_connection(c, s);
 	}
 	if (c->pinned)

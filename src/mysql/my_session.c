@@ -481,6 +481,7 @@ void my_session_tracked(struct my_server *s, const uint8_t *payload, uint32_t le
 		CLOG(c, LOG_LEVEL_DEBUG, "pinned to its server (the server reports %.*s changed)", (int)name_len,
 		     (const char *)name);
 		c->pinned = true;
+		c->pin_why = "a system variable changed by a statement sluice did not read (the server's session tracking)";
 		return;
 	}
 }

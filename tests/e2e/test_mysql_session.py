@@ -217,3 +217,22 @@ def test_reset_connection_forgets_the_clients_variables(sluice, pg, maria):
         assert one(a, "SELECT @@character_set_client, @@time_zone, @@sql_mode") \
             == ("utf8mb4", "SYSTEM", "ANSI_QUOTES")
         assert one(a, "SELECT CONNECTION_ID()") == one(b, "SELECT CONNECTION_ID()")
+
+
+def test_show_pins_says_why_a_client_keeps_its_server(sluice, pg, maria):
+    """SHOW PINS on the console: one row per pinned client with the
+    reason; a client whose variables sluice follows is not there."""
+    s = start(sluice, pg, maria, size=3, extra={"admin_users": "sluice_test", "query_wait_timeout": 10})
+    with connect(s) as a, connect(s) as b, connect(s) as c:
+        execute(a, "SET @x = 1")
+        execute(b, "SET time_zone = '+05:00'")
+        execute(c, "SELECT GET_LOCK('sluice_pin_test', 5)")
+        with s.connect(db="sluice", user="sluice_test") as adm:
+            cur = adm.execute("SHOW PINS")
+            cols = [d[0] for d in cur.description]
+            assert cols == ["id", "user", "database", "protocol", "link", "reason"]
+            rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+        reasons = sorted(r["reason"] for r in rows if r["database"] == "mydb")
+        assert reasons == ["GET_LOCK (a named lock)", "user variable (@name)"], rows
+        assert all(r["protocol"] == "mysql" and r["link"] for r in rows)
+        assert one(b, "SELECT @@time_zone") == ("+05:00",)
