@@ -19,7 +19,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 
-ALL_TARGETS="startup framer scram config hba ident pgframe mysql"
+ALL_TARGETS="startup framer scram config hba ident pgframe mysql mysql_session"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SECONDS_PER=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
@@ -61,6 +61,7 @@ srcs_of() {
 	hba) echo "src/core/hba.c src/core/hba_lex.c src/core/ident.c" ;;
 	ident) echo "src/core/ident.c src/core/hba_lex.c" ;;
 	mysql) echo "src/mysql/my_proto.c src/core/iobuf.c" ;;
+	mysql_session) echo "src/mysql/my_session.c src/mysql/my_proto.c src/core/iobuf.c" ;;
 	*) return 1 ;;
 	esac
 }

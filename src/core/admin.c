@@ -431,6 +431,7 @@ static void job_run(struct worker *w, void *arg)
 	case JOB_SHOW_CLIENTS:
 	case JOB_SHOW_SERVERS:
 	case JOB_SHOW_FDS:
+	case JOB_SHOW_PINS:
 		admin_show_collect(w, job);
 		break;
 	case JOB_KILL_CLIENT:
@@ -465,6 +466,7 @@ static void job_finish(struct worker *w, void *arg)
 	case JOB_SHOW_CLIENTS:
 	case JOB_SHOW_SERVERS:
 	case JOB_SHOW_FDS:
+	case JOB_SHOW_PINS:
 		admin_show_header(job->kind, r);
 		reply_append(r, job->rows.data, job->rows.len);
 		if (job->rows.oom)

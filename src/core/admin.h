@@ -102,6 +102,7 @@ enum admin_job_kind {
 	JOB_KILL_CLIENT,  /* close client id */
 	JOB_KILL_DB,      /* close every client and server of db ("" = every database) */
 	JOB_COUNT_OLD,    /* count servers outdated by RECONNECT/RELOAD (WAIT_CLOSE) */
+	JOB_SHOW_PINS,    /* the clients pinned to their server, and why */
 };
 
 struct admin_job {

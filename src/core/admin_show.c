@@ -46,7 +46,7 @@ static void show_help(struct admin_reply *r)
 {
 	reply_notice(r, "Console usage",
 		     "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION"
-		     "\n\tSHOW FDS|LISTS|MEM|STATE|BYPASS"
+		     "\n\tSHOW FDS|LISTS|MEM|STATE|BYPASS|PINS"
 		     "\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES"
 		     "\n\tSET key = arg"
 		     "\n\tRELOAD"
@@ -632,9 +632,17 @@ static const struct admin_col fds_cols[] = {
 	{ "scram_client_key", 's' }, { "scram_server_key", 's' },
 };
 
+/* SHOW PINS: sluice's own, one row per client that keeps its server. */
+static const struct admin_col pins_cols[] = {
+	{ "id", 'i' }, { "user", 's' }, { "database", 's' }, { "protocol", 's' }, { "link", 's' },
+	{ "reason", 's' },
+};
+
 void admin_show_header(int kind, struct admin_reply *r)
 {
-	if (kind == JOB_SHOW_FDS)
+	if (kind == JOB_SHOW_PINS)
+		reply_columns(r, pins_cols, NCOLS(pins_cols));
+	else if (kind == JOB_SHOW_FDS)
 		reply_columns(r, fds_cols, NCOLS(fds_cols));
 	else
 		reply_columns(r, conn_cols, NCOLS(conn_cols));
@@ -822,6 +830,28 @@ void admin_show_collect(struct worker *w, struct admin_job *job)
 			}
 		}
 	}
+	if (job->kind == JOB_SHOW_PINS) {
+		list_for_each_safe(pos, tmp, &w->clients) {
+			struct client *c = list_entry(pos, struct client, node);
+			struct proto_show ps = { 0 };
+			if (c->closing || c->state < CLIENT_IDLE)
+				continue;
+			c->proto->client_show(c, &ps);
+			if (!ps.pinned)
+				continue;
+			reply_row_begin(&rows, NCOLS(pins_cols));
+			reply_cell_int(&rows, (int64_t)c->id);
+			reply_cell(&rows, c->user);
+			reply_cell(&rows, c->db);
+			reply_cell(&rows, c->proto->name);
+			if (ps.linked)
+				reply_cellf(&rows, "%llx", (unsigned long long)ps.link_id);
+			else
+				reply_cell(&rows, "");
+			reply_cell(&rows, ps.pinned);
+			reply_row_end(&rows);
+		}
+	}
 	if (job->kind == JOB_SHOW_SERVERS || job->kind == JOB_SHOW_FDS) {
 		list_for_each_safe(pos, tmp, &w->servers) {
 			struct server *s = list_entry(pos, struct server, node);
@@ -865,7 +895,7 @@ bool admin_show(struct client *c, const char *what, struct admin_reply *r, int *
 		{ "CONFIG", show_config, -1 },     { "LISTS", show_lists, -1 },
 		{ "MEM", show_mem, -1 },           { "CLIENTS", NULL, JOB_SHOW_CLIENTS },
 		{ "SERVERS", NULL, JOB_SHOW_SERVERS }, { "FDS", NULL, JOB_SHOW_FDS },
-		{ "BYPASS", show_bypass, -1 },
+		{ "BYPASS", show_bypass, -1 },     { "PINS", NULL, JOB_SHOW_PINS },
 	};
 	(void)c;
 	*job_kind = -1;

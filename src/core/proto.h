@@ -40,6 +40,8 @@ struct proto_show {
 	uint64_t cancel;           /* SHOW FDS "cancel": the key, pid in the high half */
 	const char *fd_params[4];  /* SHOW FDS: client_encoding, std_strings, datestyle,
 				    * timezone; NULL = unknown */
+	const char *pinned;        /* clients: why it keeps its server (SHOW PINS);
+				    * NULL = it does not */
 };
 
 struct proto_ops {

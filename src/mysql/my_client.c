@@ -135,6 +135,7 @@ void my_client_free(struct my_client *c)
 {
 	my_stmts_clear(&c->stmts);
 	worker_remove_client(c->worker, &c->base);
+	my_session_client_free(c);
 	free(c);
 }
 
@@ -216,8 +217,10 @@ static bool command_here(struct my_client *c, const struct my_packet *pk)
 		return false;
 	}
 	case MY_COM_STMT_PREPARE:
-		if (!my_stmt_enabled())
+		if (!my_stmt_enabled()) {
 			c->pinned = true; /* its statements live in the server's session */
+			c->pin_why = "COM_STMT_PREPARE (max_prepared_statements = 0)";
+		}
 		return false;
 	case MY_COM_STMT_CLOSE:
 	case MY_COM_STMT_RESET:
@@ -226,6 +229,7 @@ static bool command_here(struct my_client *c, const struct my_packet *pk)
 	case MY_COM_SET_OPTION:
 		/* The multi-statement option lives in the server's session. */
 		c->pinned = true;
+		c->pin_why = "COM_SET_OPTION (multi-statements on or off)";
 		return false;
 	case MY_COM_RESET_CONNECTION:
 		return false;
@@ -360,8 +364,10 @@ static void process(struct my_client *c)
 			my_client_fail(c, "08S01", "command packet too long");
 			return;
 		}
-		if (partial && pk.payload[0] == MY_COM_QUERY && (c->caps & MY_CLIENT_MULTI_STATEMENTS))
+		if (partial && pk.payload[0] == MY_COM_QUERY && (c->caps & MY_CLIENT_MULTI_STATEMENTS)) {
 			c->pinned = true; /* a second statement may hide beyond the buffer */
+			c->pin_why = "a multi-statement query longer than the receive buffer";
+		}
 		bool stmt = my_stmt_enabled() && is_stmt_command(pk.payload[0]);
 		if (stmt && partial && pk.payload[0] == MY_COM_STMT_PREPARE) {
 			/* Its text is kept: wait for all of it. */
@@ -551,5 +557,7 @@ void my_client_session_cleared(struct my_client *c)
 	c->skip_cmd = 0;
 	c->reads_insert_id = false;
 	c->last_insert_id = 0;
+	c->pin_why = NULL;
 	my_stmts_clear(&c->stmts); /* a server's session loses its statements too */
+	my_session_client_free(c); /* its variables: a new session has none set */
 }

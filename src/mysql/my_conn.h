@@ -25,6 +25,7 @@
 #include "client.h"
 #include "my_proto.h"
 #include "my_stmt.h"
+#include "my_session.h"
 #include "server.h"
 
 struct my_server;
@@ -37,6 +38,7 @@ enum my_internal {
 	MY_INTERNAL_STMT_SCHEMA, /* COM_INIT_DB to the schema a statement was prepared in;
 				  * an INIT_DB back to the client's follows */
 	MY_INTERNAL_INSERT_ID,  /* DO LAST_INSERT_ID(n): the client's, before it reads it */
+	MY_INTERNAL_SESSION,    /* SET the client's session variables (my_session.c) */
 };
 
 /* Where a client's connection phase is. */
@@ -72,6 +74,10 @@ struct my_client {
 	bool autocommit_off;       /* its session has autocommit = 0 (every statement opens a
 				    * transaction): set on a server before its commands */
 	bool pinned;               /* did something a shared server cannot keep: keeps its server */
+	const char *pin_why;       /* why it is pinned, for SHOW PINS (a static string; NULL
+				    * with pinned = a prepared statement or an option) */
+	struct my_vars *vars;      /* system variables it SET (my_session.h); NULL = none; owned */
+	struct my_vars *want_vars; /* what vars becomes if the SET in flight succeeds; owned */
 	bool infile;               /* sending a LOCAL INFILE's packets, up to an empty one */
 	bool continued;            /* the last packet read was 16 MiB - 1 long: one follows */
 	uint32_t skip_cmd;         /* bytes of a command longer than the receive buffer still
@@ -116,6 +122,8 @@ struct my_server {
 	struct my_server_stmts stmts; /* the statements its session has prepared */
 	uint8_t kills;             /* KILL QUERYs for its command on their way (my_kill.c): it is
 				    * not lent to another client until they are answered */
+	struct my_vars *vars;      /* system variables its session has away from a fresh
+				    * login's (my_session.h); NULL = none; owned */
 };
 
 #define CLOG(c, lvl, fmt, ...) \

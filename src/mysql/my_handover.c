@@ -51,7 +51,8 @@ enum my_ho_tag {
 	MY_HO_PENDING = 5 | MY_HO_MUST,    /* bytes the client sent that were not examined yet */
 	MY_HO_STMTS = 6 | MY_HO_MUST,      /* prepared statements (my_stmt.c) */
 	MY_HO_INSERT_ID = 7 | MY_HO_MUST,  /* the last id its statements generated */
-	/* Next free: 8. Session variables take the next one, with MY_HO_MUST. */
+	MY_HO_VARS = 8 | MY_HO_MUST,       /* session variables it SET (my_session.h) */
+	/* Next free: 9. */
 };
 
 /* ---- the records ---- */
@@ -133,6 +134,32 @@ static void dec_insert_id(struct my_client *c, struct takeover_dec *d)
 	c->last_insert_id = hi << 32 | takeover_dec_u32(d);
 }
 
+static void enc_vars(const struct my_client *c, struct takeover_enc *e)
+{
+	uint32_t n = c->vars ? c->vars->len : 0;
+	takeover_enc_u32(e, n);
+	if (n)
+		takeover_enc_bytes(e, c->vars->text, n);
+}
+static void dec_vars(struct my_client *c, struct takeover_dec *d)
+{
+	uint32_t n = takeover_dec_u32(d);
+	if (d->err || n > MY_VARS_MAX || (size_t)(d->end - d->p) < n) {
+		d->err = true;
+		return;
+	}
+	if (!n)
+		return;
+	c->vars = calloc(1, sizeof(*c->vars));
+	if (!c->vars) {
+		d->err = true;
+		return;
+	}
+	memcpy(c->vars->text, d->p, n);
+	c->vars->len = (uint16_t)n;
+	d->p += n;
+}
+
 struct my_ho_field {
 	uint32_t tag;              /* enum my_ho_tag */
 	void (*encode)(const struct my_client *c, struct takeover_enc *e);
@@ -148,6 +175,7 @@ static const struct my_ho_field fields[] = {
 	{ MY_HO_PENDING, enc_pending, dec_pending },
 	{ MY_HO_STMTS, enc_stmts, dec_stmts },
 	{ MY_HO_INSERT_ID, enc_insert_id, dec_insert_id },
+	{ MY_HO_VARS, enc_vars, dec_vars },
 	/* ---- new fields of struct my_client here (prepared statements,
 	 * session variables): see the comment at the top of the file ---- */
 };

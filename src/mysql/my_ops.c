@@ -48,6 +48,8 @@ static void op_client_show(const struct client *c, struct proto_show *out)
 		.linked = mc->server != NULL,
 		.link_id = mc->server ? mc->server->id : 0,
 		.cancel = mc->cancel_pid,
+		.pinned = !mc->pinned ? NULL : mc->pin_why ? mc->pin_why
+				      : "server-side prepared statement, COM_SET_OPTION or a long multi-statement query",
 	};
 }
 static void op_server_check(struct server *s) { my_server_check(my_server(s)); }

@@ -100,12 +100,37 @@ static bool sets_autocommit_only(const char *s, size_t n)
 	return i == n;
 }
 
-/* COM_QUERY: "USE name" moves the client to a database sluice follows;
- * statements whose effect outlives the transaction pin the client to its
- * server: those that begin with one of first_words (at the start or after
- * any ';'), and any text with one of any_words or a user variable ('@').
- * Lexical and conservative: quotes and comments are not parsed, so a word
- * inside a string counts too (docs/behaviour.md, "MySQL"). */
+/* What SHOW PINS says for a word of my_screen_query's lists. */
+static const char *my_screen_pin_reason(const char *why)
+{
+	static const struct {
+		const char *word, *reason;
+	} reasons[] = {
+		{ "@", "user variable (@name)" },
+		{ "set", "SET that sluice does not follow (an expression, GLOBAL, TRANSACTION, STATEMENT, "
+			 "a one-shot variable, or with another statement)" },
+		{ "lock", "LOCK TABLES" },
+		{ "prepare", "PREPARE (a prepared statement in the session)" },
+		{ "execute", "EXECUTE" },
+		{ "deallocate", "DEALLOCATE PREPARE" },
+		{ "handler", "HANDLER (an open table handler)" },
+		{ "xa", "XA transaction" },
+		{ "use", "USE in a multi-statement query" },
+		{ "flush", "FLUSH" },
+		{ "load", "LOAD" },
+		{ "temporary", "temporary table" },
+		{ "get_lock", "GET_LOCK (a named lock)" },
+		{ "release_lock", "RELEASE_LOCK (a named lock)" },
+		{ "found_rows", "FOUND_ROWS()" },
+		{ "sql_calc_found_rows", "SQL_CALC_FOUND_ROWS" },
+		{ "LAST_INSERT_ID(expr)", "LAST_INSERT_ID(expr) (sets the session's value)" },
+	};
+	for (size_t k = 0; k < sizeof(reasons) / sizeof(reasons[0]); k++)
+		if (strcmp(why, reasons[k].word) == 0)
+			return reasons[k].reason;
+	return why;
+}
+
 /* LAST_INSERT_ID() (or @@last_insert_id, @@identity) read: 1; written
  * with LAST_INSERT_ID(expr): 2; neither: 0. */
 static int insert_id_use(const char *s, size_t n)
@@ -130,6 +155,12 @@ static int insert_id_use(const char *s, size_t n)
 	return use;
 }
 
+/* COM_QUERY: "USE name" moves the client to a database sluice follows;
+ * statements whose effect outlives the transaction pin the client to its
+ * server: those that begin with one of first_words (at the start or after
+ * any ';'), and any text with one of any_words or a user variable ('@').
+ * Lexical and conservative: quotes and comments are not parsed, so a word
+ * inside a string counts too (docs/behaviour.md, "MySQL"). */
 void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len)
 {
 	static const char *const first_words[] = {
@@ -143,6 +174,8 @@ void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len)
 	skip_blanks(s, n, &i);
 	if (sets_autocommit_only(s, n))
 		return; /* the answer's status flags say what the session has now */
+	if (my_session_screen(c, payload, len))
+		return; /* session variables follow the client (my_session.c) */
 	if (word_at(s, n, &i, "use")) {
 		skip_blanks(s, n, &i);
 		char name[64];
@@ -189,6 +222,7 @@ void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len)
 	if (why && !c->pinned) {
 		CLOG(c, LOG_LEVEL_DEBUG, "pinned to its server (\"%s\")", why);
 		c->pinned = true;
+		c->pin_why = my_screen_pin_reason(why);
 	}
 }
 

@@ -87,6 +87,7 @@ void my_server_free(struct my_server *s)
 {
 	my_server_stmts_clear(&s->stmts);
 	list_del(&s->node);
+	my_session_server_clear(s);
 	free(s);
 }
 
@@ -127,6 +128,10 @@ void my_server_link(struct my_server *s, struct my_client *c)
 	}
 	if (s->autocommit_off != c->autocommit_off &&
 	    !send_internal(s, MY_INTERNAL_AUTOCOMMIT, MY_COM_QUERY, c->autocommit_off ? "SET autocommit=0" : "SET autocommit=1"))
+		s->pinned = true;
+	char set[8192];
+	int n = my_session_restore(s, c, set, sizeof(set));
+	if (n < 0 || (n > 0 && !send_internal(s, MY_INTERNAL_SESSION, MY_COM_QUERY, set)))
 		s->pinned = true;
 	if (s->internal)
 		my_server_send_pending(s);
@@ -242,6 +247,8 @@ static void internal_answer(struct my_server *s, const struct my_packet *pk)
 			snprintf(s->schema, sizeof(s->schema), "%s", s->want_schema);
 		if (kind == MY_INTERNAL_INSERT_ID)
 			s->last_insert_id = s->want_insert_id;
+		if (kind == MY_INTERNAL_SESSION && s->client && !my_session_restored(s, s->client))
+			s->pinned = true;
 		s->autocommit_off = !(ok.status & MY_STATUS_AUTOCOMMIT);
 		return; /* process() lets the client's command go */
 	}
@@ -251,6 +258,8 @@ static void internal_answer(struct my_server *s, const struct my_packet *pk)
 			 kind == MY_INTERNAL_INIT_DB ? s->want_schema : "of a prepared statement");
 	else if (kind == MY_INTERNAL_INSERT_ID)
 		snprintf(what, sizeof(what), "Could not set the session's LAST_INSERT_ID()");
+	else if (kind == MY_INTERNAL_SESSION)
+		snprintf(what, sizeof(what), "Could not restore the session's variables");
 	else
 		snprintf(what, sizeof(what), "Could not set the session's autocommit");
 	struct my_err e;
@@ -262,7 +271,7 @@ static void internal_answer(struct my_server *s, const struct my_packet *pk)
 	if (c) {
 		s->client = NULL;
 		c->server = NULL;
-		my_client_fail(c, "42000", msg);
+		my_client_fail(c, kind == MY_INTERNAL_INIT_DB ? "42000" : "HY000", msg);
 	}
 	my_server_close(s, msg);
 }
@@ -291,8 +300,11 @@ static void answered(struct my_server *s)
 		snprintf(s->schema, sizeof(s->schema), "%s", c->want_schema);
 	}
 	c->want_schema[0] = '\0';
+	my_session_answered(c, s, ok);
 	if (ok && s->answer.command == MY_COM_RESET_CONNECTION) {
 		c->pinned = s->pinned = false;
+		c->pin_why = NULL;
+		my_session_reset_connection(c, s);
 		my_stmts_clear(&c->stmts);
 		my_server_stmts_clear(&s->stmts);
 	}
@@ -416,6 +428,7 @@ static bool process(struct my_server *s)
 			my_client_update_events(s->client);
 		}
 		if (r == MY_ANSWER_DONE) {
+			my_session_tracked(s, pk.payload, pk.len);
 			answered(s);
 			break;
 		}

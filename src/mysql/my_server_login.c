@@ -206,6 +206,7 @@ static void logged_in(struct my_server *s, const struct my_packet *pk)
 	s->last_insert_id = 0;
 	s->pinned = false;
 	s->in_trans = false;
+	my_session_server_clear(s); /* every variable at its login value */
 	/* The server's default, or what a reset left. */
 	s->autocommit_off = my_ok_parse(pk->payload, pk->len, s->caps, &ok) == 0 && !(ok.status & MY_STATUS_AUTOCOMMIT);
 	if (s->state == SERVER_LOGIN)

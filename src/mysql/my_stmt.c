@@ -352,8 +352,10 @@ static enum my_stmt_verdict execute_with_types(struct my_client *c, struct my_se
 static enum my_stmt_verdict execute(struct my_client *c, struct my_server *s, const struct my_packet *pk,
 				    uint32_t full, struct my_stmt *st, struct my_server_stmt *ss)
 {
-	if (pk->len > EXEC_FLAGS && (pk->payload[EXEC_FLAGS] & 0x07))
+	if (pk->len > EXEC_FLAGS && (pk->payload[EXEC_FLAGS] & 0x07)) {
 		c->pinned = true; /* a cursor lives in the server's session */
+		c->pin_why = "a cursor (COM_STMT_EXECUTE asked for one)";
+	}
 	if (!st->params)
 		return MY_STMT_FORWARD;
 	uint32_t flag_at = EXEC_PARAMS + (st->params + 7u) / 8u;
@@ -442,8 +444,10 @@ enum my_stmt_verdict my_stmt_command(struct my_client *c, const struct my_packet
 	}
 	ss->used = ++s->stmts.clock;
 	put_u32(pgsock_cursor(&c->sock) + MY_HEADER_LEN + 1, ss->server_id);
-	if (cmd == MY_COM_STMT_SEND_LONG_DATA)
+	if (cmd == MY_COM_STMT_SEND_LONG_DATA) {
 		c->pinned = true; /* the data waits in the server's session */
+		c->pin_why = "a long-data upload (COM_STMT_SEND_LONG_DATA)";
+	}
 	if (cmd == MY_COM_STMT_EXECUTE)
 		return execute(c, s, pk, full, st, ss);
 	return MY_STMT_FORWARD;

@@ -40,6 +40,7 @@ static void pg_client_show(const struct client *core, struct proto_show *out)
 		.link_id = link ? link->id : 0,
 		.cancel = (uint64_t)c->cancel_pid << 32 | c->cancel_key,
 		.fd_params = { c->params[0], c->params[4], c->params[1], c->params[2] },
+		.pinned = c->pinned ? "session state (see the debug log)" : NULL,
 	};
 }
 
