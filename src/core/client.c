@@ -8,10 +8,13 @@
 
 #include <stdio.h>
 
+#include "balance.h"
 #include "cancel.h"
+#include "control.h"
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "proto.h"
 #include "runtime.h"
 #include "server.h"
 #include "stats.h"
@@ -136,4 +139,32 @@ void client_core_close(struct client *c)
 	pgsock_close(&c->worker->loop, &c->sock);
 	if (!c->over_limit)
 		runtime_clients_add(-1);
+}
+
+void client_core_move(struct client *c)
+{
+	struct worker *to = balance_move_target(c->worker);
+	if (!to || to == c->worker)
+		return;
+	/* Out of this loop now; off the worker's list at its safe point. */
+	loop_forget(&c->worker->loop, &c->sock.h);
+	c->moving = true;
+	worker_move_client(c->worker, c, to);
+}
+
+void client_core_stay(struct client *c)
+{
+	c->moving = false;
+	c->proto->client_update_events(c);
+}
+
+void client_core_arrive(struct client *c)
+{
+	c->moving = false;
+	log_write(LOG_LEVEL_DEBUG, "C-%llu moved to worker %d", (unsigned long long)c->id, c->worker->id);
+	/* A shutdown or an online restart began while it travelled: the
+	 * drain went over this worker's clients without it. */
+	if (control_phase() != PHASE_RUNNING && control_at_boundary(c))
+		return;
+	c->proto->client_update_events(c);
 }

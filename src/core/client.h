@@ -104,6 +104,15 @@ void client_core_join_pool(struct client *c);
  * the pool's statistics. False when c closed meanwhile: the server went
  * back to the pool, c is buried. */
 bool client_core_receive_server(struct client *c, struct server *s);
+
+/* Moving between workers (balance.h), for a client its protocol found
+ * movable (between transactions): to the worker the balance wants, if any
+ * (its socket leaves this loop at once). proto.h's client_stay and
+ * client_arrive for every protocol: the move was called off / c arrived on
+ * c->worker. */
+void client_core_move(struct client *c);
+void client_core_stay(struct client *c);
+void client_core_arrive(struct client *c);
 /* An error message for the client is in its wbuf, and it is about to
  * close: send it (one try), count it by SQLSTATE, log it when
  * log_pooler_errors asks. */

@@ -11,12 +11,15 @@
 #include <sys/ioctl.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#include "tls.h"
 
 void pgsock_init(struct pgsock *s, int fd, loop_cb cb)
 {
@@ -253,4 +256,21 @@ int pgsock_update(struct loop *l, struct pgsock *s, bool want_write)
 	if (s->ssl && (ev & EPOLLIN) && SSL_pending(s->ssl) > 0)
 		loop_defer(l, &s->h);
 	return loop_set(l, &s->h, ev);
+}
+
+int pgsock_tls_step(struct loop *l, struct pgsock *s, char *why, size_t whylen)
+{
+	bool want_write = false;
+	int rc = tls_handshake(s->ssl, &want_write, why, whylen);
+	if (rc != -EAGAIN)
+		return rc;
+	bool rd = s->want_read;
+	s->want_read = !want_write;
+	rc = pgsock_update(l, s, want_write);
+	s->want_read = rd;
+	if (rc < 0) {
+		snprintf(why, whylen, "epoll failure");
+		return -EIO;
+	}
+	return -EAGAIN;
 }

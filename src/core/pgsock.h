@@ -102,4 +102,9 @@ void pgsock_drop(struct pgsock *s, uint32_t len);
  * EPOLLOUT when want_write. */
 int pgsock_update(struct loop *l, struct pgsock *s, bool want_write);
 
+/* One step of the TLS handshake on s (s->ssl set): 0 when done, -EAGAIN
+ * while it goes on (the events it waits for are set), another negative
+ * value with why when it failed (or epoll did). */
+int pgsock_tls_step(struct loop *l, struct pgsock *s, char *why, size_t whylen);
+
 #endif

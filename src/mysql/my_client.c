@@ -42,7 +42,7 @@ void my_client_set_state(struct my_client *c, int state)
 void my_client_update_events(struct my_client *c)
 {
 	if (c->moving)
-		return; /* out of this worker's loop: its new worker sets them (my_client_arrive) */
+		return; /* out of this worker's loop: its new worker sets them (client_core_arrive) */
 	bool want_write = iobuf_len(&c->sock.wbuf) || (c->server && c->server->sock.fwd);
 	bool want_read = c->sock.want_read;
 	if (c->worker->suspended)

@@ -200,8 +200,13 @@ void my_server_login_fail(struct my_server *s, const char *sqlstate, const char 
 void my_server_tls_step(struct my_server *s);
 /* Clear the session for the next client (COM_CHANGE_USER). */
 bool my_server_reset_session(struct my_server *s);
-/* The password sluice logs in to p's servers with ("" when none). */
-const char *my_server_password(struct pool *p);
+/* The password sluice logs in to p's servers with ("" when none), and its
+ * answer to a nonce for plugin (returns the plugin answered for:
+ * mysql_native_password for one sluice does not speak). Also for
+ * my_kill.c's connections, which log in as the pool's user. */
+const char *my_server_password(const struct pool *p);
+const char *my_server_auth_answer(const struct pool *p, const char *plugin, const uint8_t *nonce, uint8_t *out,
+				  uint32_t *len);
 
 /* my_server.c */
 void my_server_launch(struct worker *w, struct pool *p);

@@ -296,32 +296,8 @@ static bool movable(const struct my_client *c)
 
 void my_client_maybe_move(struct my_client *c)
 {
-	if (!movable(c))
-		return;
-	struct worker *to = balance_move_target(c->worker);
-	if (!to || to == c->worker)
-		return;
-	/* Out of this loop now; off the worker's list at its safe point. */
-	loop_forget(&c->worker->loop, &c->sock.h);
-	c->moving = true;
-	worker_move_client(c->worker, &c->base, to);
-}
-
-void my_client_stay(struct my_client *c)
-{
-	c->moving = false;
-	my_client_update_events(c);
-}
-
-void my_client_arrive(struct my_client *c)
-{
-	c->moving = false;
-	CLOG(c, LOG_LEVEL_DEBUG, "moved to worker %d", c->worker->id);
-	/* A shutdown or an online restart began while it travelled: the
-	 * drain went over this worker's clients without it. */
-	if (control_phase() != PHASE_RUNNING && control_at_boundary(&c->base))
-		return;
-	my_client_update_events(c);
+	if (movable(c))
+		client_core_move(&c->base);
 }
 
 void my_handover_at_rest(struct my_client *c)

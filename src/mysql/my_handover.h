@@ -38,14 +38,11 @@ int my_handover_decode(struct my_client *c, const uint8_t *p, uint32_t len, char
  * socket is closed when the state cannot be used). */
 void my_handover_adopt(struct worker *w, int fd, const uint8_t *state, uint32_t len);
 
-/* ---- between workers (proto.h client_maybe_move, client_stay, client_arrive) ---- */
+/* ---- between workers (proto.h client_maybe_move; client_stay and
+ * client_arrive are the core's) ---- */
 
 /* Between transactions: move to the worker the balance wants, if any. */
 void my_client_maybe_move(struct my_client *c);
-/* The move was called off: read on here. */
-void my_client_stay(struct my_client *c);
-/* It arrived on c->worker. */
-void my_client_arrive(struct my_client *c);
 
 /* A command was answered and c may have given its server back: the
  * moment to leave for the new process (online restart) or another worker. */

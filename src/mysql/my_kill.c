@@ -228,19 +228,6 @@ static bool kill_flush(struct kill_conn *k)
 	return true;
 }
 
-/* The pool's answer to a nonce for plugin; the plugin answered for. */
-static const char *auth_answer(struct kill_conn *k, const char *plugin, const uint8_t *nonce, uint8_t *out,
-			       uint32_t *len)
-{
-	const char *pw = my_server_password(k->pool);
-	if (strcmp(plugin, SHA2) == 0) {
-		my_sha2_answer(pw, nonce, out, len);
-		return SHA2;
-	}
-	my_native_answer(pw, nonce, out, len);
-	return NATIVE;
-}
-
 static void server_error(struct kill_conn *k, const struct my_packet *pk)
 {
 	struct my_err e;
@@ -269,7 +256,7 @@ static bool greeting(struct kill_conn *k, const struct my_packet *pk)
 	struct my_response r = { .caps = want & h.caps, .max_packet = 1u << 24, .charset = 45 };
 	snprintf(r.user, sizeof(r.user), "%s", k->pool->server_user);
 	memcpy(k->scramble, h.scramble, MY_SCRAMBLE_LEN);
-	const char *plugin = auth_answer(k, h.auth_plugin, h.scramble, r.auth, &r.auth_len);
+	const char *plugin = my_server_auth_answer(k->pool, h.auth_plugin, h.scramble, r.auth, &r.auth_len);
 	snprintf(r.auth_plugin, sizeof(r.auth_plugin), "%s", plugin);
 	snprintf(k->plugin, sizeof(k->plugin), "%s", plugin);
 	k->seq = (uint8_t)(pk->seq + 1);
@@ -319,7 +306,7 @@ static bool auth(struct kill_conn *k, const struct my_packet *pk)
 		memcpy(k->scramble, data, MY_SCRAMBLE_LEN);
 		uint8_t ans[32];
 		uint32_t alen;
-		const char *used = auth_answer(k, plugin, k->scramble, ans, &alen);
+		const char *used = my_server_auth_answer(k->pool, plugin, k->scramble, ans, &alen);
 		if (strcmp(used, plugin) != 0) {
 			kill_fail(k, "the server asks for an authentication plugin sluice does not speak");
 			return false;

@@ -583,16 +583,9 @@ void my_login_packet(struct my_client *c, const struct my_packet *pk)
 void my_login_tls_step(struct my_client *c)
 {
 	char why[240];
-	bool want_write = false;
-	int rc = tls_handshake(c->sock.ssl, &want_write, why, sizeof(why));
-	if (rc == -EAGAIN) {
-		bool rd = c->sock.want_read;
-		c->sock.want_read = !want_write;
-		if (pgsock_update(&c->worker->loop, &c->sock, want_write) < 0)
-			my_client_close(c, "epoll failure");
-		c->sock.want_read = rd;
+	int rc = pgsock_tls_step(&c->worker->loop, &c->sock, why, sizeof(why));
+	if (rc == -EAGAIN)
 		return;
-	}
 	if (rc < 0) {
 		/* Nothing readable can be sent mid-handshake: log and close. */
 		CLOG(c, LOG_LEVEL_WARNING, "%s", why);

@@ -26,9 +26,7 @@ static void op_client_free(struct client *c) { my_client_free(my_client(c)); }
 static void op_client_tick(struct client *c, int64_t now_us) { my_client_tick(my_client(c), now_us); }
 static void op_client_update_events(struct client *c) { my_client_update_events(my_client(c)); }
 /* Between transactions, to another worker (my_handover.c). */
-static void op_client_stay(struct client *c) { my_client_stay(my_client(c)); }
 static void op_client_maybe_move(struct client *c) { my_client_maybe_move(my_client(c)); }
-static void op_client_arrive(struct client *c) { my_client_arrive(my_client(c)); }
 static void op_client_resume_admin(struct client *c) { (void)c; } /* no console on the MySQL port */
 /* A PostgreSQL CancelRequest cannot name a MySQL client (its key is 0):
  * MySQL's cancel is KILL QUERY, my_kill.c. */
@@ -96,8 +94,8 @@ const struct proto_ops my_ops = {
 	.client_tick = op_client_tick,
 	.client_update_events = op_client_update_events,
 	.client_maybe_move = op_client_maybe_move,
-	.client_stay = op_client_stay,
-	.client_arrive = op_client_arrive,
+	.client_stay = client_core_stay,
+	.client_arrive = client_core_arrive,
 	.client_resume_admin = op_client_resume_admin,
 	.client_cancel = op_client_cancel,
 	.client_handover_ok = op_client_handover_ok,

@@ -365,6 +365,29 @@ int my_handshake_build(struct iobuf *out, const struct my_handshake *h)
 	return my_end(out, off);
 }
 
+/* The end of a HandshakeResponse41 or a COM_CHANGE_USER: the plugin's
+ * name (PLUGIN_AUTH) and the connect attributes (CONNECT_ATTRS), each only
+ * when bytes are left. */
+static int parse_plugin_and_attrs(struct my_reader *rd, struct my_response *r)
+{
+	size_t n;
+	if ((r->caps & MY_CLIENT_PLUGIN_AUTH) && my_left(rd)) {
+		const char *pl = my_get_strnul(rd, &n);
+		if (!pl || !copy_str(r->auth_plugin, sizeof(r->auth_plugin), pl, n))
+			return -EPROTO;
+	}
+	if ((r->caps & MY_CLIENT_CONNECT_ATTRS) && my_left(rd)) {
+		uint64_t total = my_get_lenenc(rd, NULL);
+		if (rd->err || total > my_left(rd))
+			return -EPROTO;
+		if (total) {
+			r->attrs = rd->p;
+			r->attrs_len = (uint32_t)total;
+		}
+	}
+	return 0;
+}
+
 /*
  * Protocol::HandshakeResponse41:
  *   4 capabilities, 4 max packet size, 1 charset, 23 filler (MariaDB: 19
@@ -428,21 +451,7 @@ int my_response_parse(const uint8_t *payload, uint32_t len, struct my_response *
 			return -EPROTO;
 		r->has_db = n > 0; /* the server ignores an empty name */
 	}
-	if ((r->caps & MY_CLIENT_PLUGIN_AUTH) && my_left(&rd)) {
-		const char *pl = my_get_strnul(&rd, &n);
-		if (!pl || !copy_str(r->auth_plugin, sizeof(r->auth_plugin), pl, n))
-			return -EPROTO;
-	}
-	if ((r->caps & MY_CLIENT_CONNECT_ATTRS) && my_left(&rd)) {
-		uint64_t total = my_get_lenenc(&rd, NULL);
-		if (rd.err || total > my_left(&rd))
-			return -EPROTO;
-		if (total) {
-			r->attrs = rd.p;
-			r->attrs_len = (uint32_t)total;
-		}
-	}
-	return 0;
+	return parse_plugin_and_attrs(&rd, r);
 }
 
 int my_response_build(struct iobuf *out, uint8_t seq, const struct my_response *r)
@@ -1330,19 +1339,5 @@ int my_change_user_parse(const uint8_t *payload, uint32_t len, uint32_t caps, st
 	r->has_db = n > 0;
 	if (my_left(&rd) >= 2)
 		r->charset = (uint8_t)my_get_u16(&rd); /* collation ids past 255 are not kept */
-	if ((caps & MY_CLIENT_PLUGIN_AUTH) && my_left(&rd)) {
-		const char *pl = my_get_strnul(&rd, &n);
-		if (!pl || !copy_str(r->auth_plugin, sizeof(r->auth_plugin), pl, n))
-			return -EPROTO;
-	}
-	if ((caps & MY_CLIENT_CONNECT_ATTRS) && my_left(&rd)) {
-		uint64_t total = my_get_lenenc(&rd, NULL);
-		if (rd.err || total > my_left(&rd))
-			return -EPROTO;
-		if (total) {
-			r->attrs = rd.p;
-			r->attrs_len = (uint32_t)total;
-		}
-	}
-	return 0;
+	return parse_plugin_and_attrs(&rd, r);
 }

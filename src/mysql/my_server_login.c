@@ -44,29 +44,34 @@ void my_server_login_fail(struct my_server *s, const char *sqlstate, const char 
 /* The password to log in with: the [databases] entry's, else auth_file's
  * for the server user when it is in plain text ("" otherwise: a MySQL
  * server needs the password itself, not a hash of it). */
-static const char *password(const struct my_server *s)
+const char *my_server_password(const struct pool *p)
 {
-	if (s->pool->server_password)
-		return s->pool->server_password;
-	const char *pw = config_find_secret(runtime_config(), s->pool->server_user);
+	if (p->server_password)
+		return p->server_password;
+	const char *pw = config_find_secret(runtime_config(), p->server_user);
 	if (!pw || (pw[0] == '*' && strlen(pw) == 41) || strncmp(pw, "md5", 3) == 0 ||
 	    strncmp(pw, "SCRAM-SHA-256$", 14) == 0)
 		return "";
 	return pw;
 }
 
-/* The answer to nonce for plugin, with the pool's password. Returns the
- * plugin answered for (mysql_native_password for one sluice does not know). */
-static const char *auth_answer(struct my_server *s, const char *plugin, const uint8_t *nonce, uint8_t *out,
-			       uint32_t *len)
+const char *my_server_auth_answer(const struct pool *p, const char *plugin, const uint8_t *nonce, uint8_t *out,
+				  uint32_t *len)
 {
-	const char *pw = password(s);
+	const char *pw = my_server_password(p);
 	if (strcmp(plugin, SHA2) == 0) {
 		my_sha2_answer(pw, nonce, out, len);
 		return SHA2;
 	}
 	my_native_answer(pw, nonce, out, len);
 	return NATIVE;
+}
+
+/* s's answer to nonce for plugin. */
+static const char *auth_answer(struct my_server *s, const char *plugin, const uint8_t *nonce, uint8_t *out,
+			       uint32_t *len)
+{
+	return my_server_auth_answer(s->pool, plugin, nonce, out, len);
 }
 
 /* HandshakeResponse41 with the pool's user, database and collation,
@@ -100,13 +105,9 @@ static void send_response(struct my_server *s)
 void my_server_tls_step(struct my_server *s)
 {
 	char why[240];
-	bool want_write = false;
-	int rc = tls_handshake(s->sock.ssl, &want_write, why, sizeof(why));
-	if (rc == -EAGAIN) {
-		if (pgsock_update(&s->worker->loop, &s->sock, want_write) < 0)
-			my_server_close(s, "epoll failure");
+	int rc = pgsock_tls_step(&s->worker->loop, &s->sock, why, sizeof(why));
+	if (rc == -EAGAIN)
 		return;
-	}
 	if (rc < 0) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "TLS towards server %s: %s", server_core_host(&s->base)->addr_text, why);
@@ -271,7 +272,7 @@ static void handle_auth(struct my_server *s, const struct my_packet *pk)
 			return; /* fast authentication succeeded: the OK follows */
 		if (pk->len == 2 && p[1] == 4 && s->sock.ssl) {
 			/* Full authentication inside TLS: the password itself. */
-			const char *pw = password(s);
+			const char *pw = my_server_password(s->pool);
 			my_packet_put(&s->sock.wbuf, s->seq++, pw, (uint32_t)strlen(pw) + 1);
 			my_server_send_pending(s);
 			return;
@@ -285,7 +286,7 @@ static void handle_auth(struct my_server *s, const struct my_packet *pk)
 			return;
 		}
 		/* The public key (PEM). */
-		const char *pw = password(s);
+		const char *pw = my_server_password(s->pool);
 		uint8_t enc[1024];
 		int n = my_sha2_rsa_encrypt(pw, s->scramble, (const char *)p + 1, pk->len - 1, enc, sizeof(enc));
 		if (n < 0) {
@@ -331,11 +332,3 @@ bool my_server_reset_session(struct my_server *s)
 	return true;
 }
 
-
-/* For my_kill.c's connections, which log in as the pool's user without
- * being one of its servers: password() reads only s->pool. */
-const char *my_server_password(struct pool *p)
-{
-	struct my_server s = { .base.pool = p };
-	return password(&s);
-}

@@ -986,32 +986,8 @@ static bool client_movable(const struct pg_client *c)
 
 void client_maybe_move(struct pg_client *c)
 {
-	if (!client_movable(c))
-		return;
-	struct worker *to = balance_move_target(c->worker);
-	if (!to || to == c->worker)
-		return;
-	/* Out of this loop now; off the worker's list at its safe point. */
-	loop_forget(&c->worker->loop, &c->sock.h);
-	c->moving = true;
-	worker_move_client(c->worker, &c->base, to);
-}
-
-void client_stay(struct pg_client *c)
-{
-	c->moving = false;
-	client_update_events(c);
-}
-
-void client_arrive(struct pg_client *c)
-{
-	c->moving = false;
-	CLOG(c, LOG_LEVEL_DEBUG, "moved to worker %d", c->worker->id);
-	/* A shutdown or an online restart began while it travelled: the
-	 * drain went over this worker's clients without it. */
-	if (control_phase() != PHASE_RUNNING && control_at_boundary(&c->base))
-		return;
-	client_update_events(c);
+	if (client_movable(c))
+		client_core_move(&c->base);
 }
 
 void client_unlinked(struct pg_client *c)
@@ -1099,16 +1075,9 @@ static bool tls_offered(const struct pg_client *c)
 static void tls_step(struct pg_client *c)
 {
 	char why[240];
-	bool want_write = false;
-	int rc = tls_handshake(c->sock.ssl, &want_write, why, sizeof(why));
-	if (rc == -EAGAIN) {
-		bool rd = c->sock.want_read;
-		c->sock.want_read = !want_write;
-		if (pgsock_update(&c->worker->loop, &c->sock, want_write) < 0)
-			client_close(c, "epoll failure");
-		c->sock.want_read = rd;
+	int rc = pgsock_tls_step(&c->worker->loop, &c->sock, why, sizeof(why));
+	if (rc == -EAGAIN)
 		return;
-	}
 	if (rc < 0) {
 		/* Nothing readable can be sent mid-handshake: log and close. */
 		CLOG(c, LOG_LEVEL_WARNING, "%s", why);

@@ -123,10 +123,6 @@ void client_unlinked(struct pg_client *c);
 /* balance.h: between transactions, move c to the worker the balance
  * wants it on, if any (its socket leaves this loop at once). */
 void client_maybe_move(struct pg_client *c);
-/* The move was called off (no memory for the mail): back in the loop. */
-void client_stay(struct pg_client *c);
-/* c arrived on its new worker (c->worker, already in its list). */
-void client_arrive(struct pg_client *c);
 
 /* Periodic checks (login timeout, query_wait_timeout, reserve pool). */
 void client_tick(struct pg_client *c, int64_t now_us);

@@ -84,8 +84,6 @@ static void op_client_free(struct client *c) { client_free(pg_client(c)); }
 static void op_client_tick(struct client *c, int64_t now_us) { client_tick(pg_client(c), now_us); }
 static void op_client_update_events(struct client *c) { client_update_events(pg_client(c)); }
 static void op_client_maybe_move(struct client *c) { client_maybe_move(pg_client(c)); }
-static void op_client_stay(struct client *c) { client_stay(pg_client(c)); }
-static void op_client_arrive(struct client *c) { client_arrive(pg_client(c)); }
 static void op_client_resume_admin(struct client *c) { client_resume_admin(pg_client(c)); }
 static bool op_client_handover_ok(const struct client *c)
 {
@@ -119,8 +117,8 @@ const struct proto_ops pg_ops = {
 	.client_tick = op_client_tick,
 	.client_update_events = op_client_update_events,
 	.client_maybe_move = op_client_maybe_move,
-	.client_stay = op_client_stay,
-	.client_arrive = op_client_arrive,
+	.client_stay = client_core_stay,
+	.client_arrive = client_core_arrive,
 	.client_resume_admin = op_client_resume_admin,
 	.client_cancel = pg_client_cancel,
 	.client_handover_ok = op_client_handover_ok,

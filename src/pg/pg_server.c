@@ -256,13 +256,9 @@ static void tls_progress(struct pg_server *s)
 		}
 		s->tls_step = 2;
 	}
-	bool want_write = false;
-	int rc = tls_handshake(s->sock.ssl, &want_write, why, sizeof(why));
-	if (rc == -EAGAIN) {
-		if (pgsock_update(&s->worker->loop, &s->sock, want_write) < 0)
-			server_close(s, "epoll failure");
+	int rc = pgsock_tls_step(&s->worker->loop, &s->sock, why, sizeof(why));
+	if (rc == -EAGAIN)
 		return;
-	}
 	if (rc < 0) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "TLS towards server %s: %s", server_host(s)->addr_text, why);
