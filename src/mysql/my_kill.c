@@ -230,12 +230,8 @@ static bool kill_flush(struct kill_conn *k)
 
 static void server_error(struct kill_conn *k, const struct my_packet *pk)
 {
-	struct my_err e;
 	char msg[200];
-	if (my_err_parse(pk->payload, pk->len, &e) == 0)
-		snprintf(msg, sizeof(msg), "%.*s", (int)e.msg_len, e.msg);
-	else
-		snprintf(msg, sizeof(msg), "the server refused");
+	my_err_text(pk->payload, pk->len, "the server refused", msg, sizeof(msg));
 	kill_fail(k, msg);
 }
 

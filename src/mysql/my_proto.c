@@ -13,6 +13,7 @@
 #include "my_proto.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -651,6 +652,15 @@ int my_err_parse(const uint8_t *payload, uint32_t len, struct my_err *e)
 	e->msg = (const char *)r.p;
 	e->msg_len = (uint32_t)my_left(&r);
 	return 0;
+}
+
+void my_err_text(const uint8_t *payload, uint32_t len, const char *what, char *out, size_t outlen)
+{
+	struct my_err e;
+	if (my_err_parse(payload, len, &e) < 0)
+		snprintf(out, outlen, "%s", what);
+	else
+		snprintf(out, outlen, "%s%s%.*s", what, *what ? ": " : "", (int)e.msg_len, e.msg);
 }
 
 int my_err_build(struct iobuf *out, uint8_t seq, uint16_t code, const char *sqlstate, const char *msg)

@@ -234,6 +234,9 @@ struct my_err {
 	uint32_t msg_len;
 };
 int my_err_parse(const uint8_t *payload, uint32_t len, struct my_err *e);
+/* "<what>: <the packet's message>", or what alone when the packet is no
+ * ERR (what may be ""; then the message alone). */
+void my_err_text(const uint8_t *payload, uint32_t len, const char *what, char *out, size_t outlen);
 /* Writes an ERR packet with '#' and the SQLSTATE (PROTOCOL_41). */
 int my_err_build(struct iobuf *out, uint8_t seq, uint16_t code, const char *sqlstate, const char *msg);
 

@@ -262,11 +262,7 @@ static void internal_answer(struct my_server *s, const struct my_packet *pk)
 		snprintf(what, sizeof(what), "Could not restore the session's variables");
 	else
 		snprintf(what, sizeof(what), "Could not set the session's autocommit");
-	struct my_err e;
-	if (my_err_parse(pk->payload, pk->len, &e) == 0)
-		snprintf(msg, sizeof(msg), "%s: %.*s", what, (int)e.msg_len, e.msg);
-	else
-		snprintf(msg, sizeof(msg), "%s", what);
+	my_err_text(pk->payload, pk->len, what, msg, sizeof(msg));
 	struct my_client *c = s->client;
 	if (c) {
 		s->client = NULL;

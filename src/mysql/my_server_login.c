@@ -154,12 +154,8 @@ static void start_tls(struct my_server *s)
 static void handle_greeting(struct my_server *s, const struct my_packet *pk)
 {
 	if (pk->len && pk->payload[0] == 0xff) {
-		struct my_err e;
 		char msg[300];
-		if (my_err_parse(pk->payload, pk->len, &e) == 0)
-			snprintf(msg, sizeof(msg), "server refused the connection: %.*s", (int)e.msg_len, e.msg);
-		else
-			snprintf(msg, sizeof(msg), "server refused the connection");
+		my_err_text(pk->payload, pk->len, "server refused the connection", msg, sizeof(msg));
 		my_server_login_fail(s, "08004", msg, false);
 		return;
 	}
