@@ -39,6 +39,7 @@ enum my_internal {
 				  * an INIT_DB back to the client's follows */
 	MY_INTERNAL_INSERT_ID,  /* DO LAST_INSERT_ID(n): the client's, before it reads it */
 	MY_INTERNAL_SESSION,    /* SET the client's session variables (my_session.c) */
+	MY_INTERNAL_LEARN,      /* SELECT the values a SET with expressions gave (my_session.c) */
 };
 
 /* Where a client's connection phase is. */
@@ -118,7 +119,9 @@ struct my_server {
 	bool internal_started;     /* the answer to the oldest internal command has begun */
 	uint64_t last_insert_id;   /* LAST_INSERT_ID() of the session, as far as sluice saw */
 	uint64_t want_insert_id;   /* what a DO LAST_INSERT_ID sluice sent sets */
-	bool internal_failed;      /* one of them failed and answered the client's command */
+	bool answered_meanwhile;   /* the client's command is answered (by sluice, or before
+				    * sluice's own that follow it): my_client_answered once
+				    * the internal commands are done */
 	struct my_server_stmts stmts; /* the statements its session has prepared */
 	uint8_t kills;             /* KILL QUERYs for its command on their way (my_kill.c): it is
 				    * not lent to another client until they are answered */

@@ -1351,3 +1351,8 @@ int my_change_user_parse(const uint8_t *payload, uint32_t len, uint32_t caps, st
 		r->charset = (uint8_t)my_get_u16(&rd); /* collation ids past 255 are not kept */
 	return parse_plugin_and_attrs(&rd, r);
 }
+
+bool my_answer_in_rows(const struct my_answer *a)
+{
+	return (a->phase & PH_MASK) == PH_ROWS;
+}

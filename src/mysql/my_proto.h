@@ -311,6 +311,9 @@ void my_answer_begin(struct my_answer *a, const uint8_t *cmd, uint32_t len, uint
  * COM_STMT_SEND_LONG_DATA do not.) */
 bool my_command_answered(uint8_t command);
 int my_answer_feed(struct my_answer *a, const uint8_t *payload, uint32_t len);
+/* Is the next packet a row or the result's terminator (a result set's
+ * column definitions are behind)? */
+bool my_answer_in_rows(const struct my_answer *a);
 
 /* ---- COM_CHANGE_USER ---- */
 

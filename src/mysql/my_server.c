@@ -212,7 +212,7 @@ static void refuse_waiting_command(struct my_server *s, const struct my_packet *
 	}
 	pgsock_drop(&c->sock, MY_HEADER_LEN + pk.len);
 	my_packet_put(&c->sock.wbuf, 1, err->payload, err->len);
-	s->internal_failed = true;
+	s->answered_meanwhile = true;
 }
 
 /* A packet of the answer to sluice's own COM_STMT_PREPARE (OK, parameter
@@ -231,6 +231,30 @@ static bool internal_prepare_answer(struct my_server *s, const struct my_packet 
 		my_server_close(s, "protocol error: unexpected packet in the answer to a prepare");
 		return false;
 	}
+	if (r == MY_ANSWER_DONE)
+		pop_internal(s);
+	return true;
+}
+
+/* A packet of the answer to sluice's SELECT of session values (a result
+ * set of one row). False when s was closed. */
+static bool internal_learn_answer(struct my_server *s, const struct my_packet *pk)
+{
+	if (!s->internal_started) {
+		uint8_t cmd = MY_COM_QUERY;
+		my_answer_begin(&s->answer, &cmd, 1, s->caps);
+		s->internal_started = true;
+		if (pk->len && pk->payload[0] == 0xff && s->client)
+			my_session_learned(s->client, s, NULL, 0);
+	}
+	bool row = my_answer_in_rows(&s->answer);
+	int r = my_answer_feed(&s->answer, pk->payload, pk->len);
+	if (r == MY_ANSWER_BAD) {
+		my_server_close(s, "protocol error: unexpected packet in the answer to a SELECT of session values");
+		return false;
+	}
+	if (row && r == MY_ANSWER_MORE && s->client)
+		my_session_learned(s->client, s, pk->payload, pk->len);
 	if (r == MY_ANSWER_DONE)
 		pop_internal(s);
 	return true;
@@ -272,6 +296,22 @@ static void internal_answer(struct my_server *s, const struct my_packet *pk)
 	my_server_close(s, msg);
 }
 
+/* A SET that gave variables values from expressions: ask the server for
+ * them (SELECT @@session.x, ...) before the server goes on. */
+static void learn_session_values(struct my_server *s, struct my_client *c)
+{
+	char query[600];
+	int n = my_session_learn_query(c, query, sizeof(query));
+	if (n == 0)
+		return;
+	if (n < 0 || !send_internal(s, MY_INTERNAL_LEARN, MY_COM_QUERY, query)) {
+		my_session_learned(c, s, NULL, 0); /* pins */
+		return;
+	}
+	s->answered_meanwhile = true;
+	my_server_send_pending(s);
+}
+
 static void answered(struct my_server *s)
 {
 	struct my_client *c = s->client;
@@ -297,6 +337,8 @@ static void answered(struct my_server *s)
 	}
 	c->want_schema[0] = '\0';
 	my_session_answered(c, s, ok);
+	if (ok)
+		learn_session_values(s, c);
 	if (ok && s->answer.command == MY_COM_RESET_CONNECTION) {
 		c->pinned = s->pinned = false;
 		c->pin_why = NULL;
@@ -382,6 +424,9 @@ static bool process(struct my_server *s)
 			if (s->internal_kind[0] == MY_INTERNAL_PREPARE) {
 				if (!internal_prepare_answer(s, &pk))
 					return true;
+			} else if (s->internal_kind[0] == MY_INTERNAL_LEARN) {
+				if (!internal_learn_answer(s, &pk))
+					return true;
 			} else {
 				internal_answer(s, &pk);
 				if (s->closed)
@@ -389,9 +434,9 @@ static bool process(struct my_server *s)
 			}
 			pgsock_drop(&s->sock, MY_HEADER_LEN + pk.len);
 			if (!s->internal && s->client) {
-				if (s->internal_failed) {
+				if (s->answered_meanwhile) {
 					/* The client's command was answered with the error. */
-					s->internal_failed = false;
+					s->answered_meanwhile = false;
 					my_client_answered(s->client);
 					return true;
 				}

@@ -341,6 +341,53 @@ static bool not_followed(const char *name)
 	return strncmp(name, "session_track_", 14) == 0; /* changes what OK packets carry */
 }
 
+/* The value of an assignment whose expression sluice does not evaluate:
+ * a marker no literal can be, replaced by what the server says once the
+ * SET went through (my_session_learned). */
+#define LEARN "\001"
+
+/* An expression up to the end of its item (a ',' or ';' outside brackets
+ * and quotes, or the end of the text): CONCAT(@@sql_mode, ',X'). Not one
+ * with a user variable, a subquery or a comment. */
+static bool expression(struct lex *l)
+{
+	size_t start = l->i;
+	int depth = 0;
+	while (l->i < l->n) {
+		char ch = l->s[l->i];
+		if (ch == '\'' || ch == '"' || ch == '`') {
+			size_t j = l->i + 1;
+			while (j < l->n && l->s[j] != ch)
+				j += l->s[j] == '\\' ? 2 : 1;
+			if (j >= l->n)
+				return false;
+			l->i = j + 1;
+			continue;
+		}
+		if (ch == '@') {
+			if (l->i + 1 >= l->n || l->s[l->i + 1] != '@')
+				return false; /* a user variable */
+			l->i += 2;
+			continue;
+		}
+		if (ch == '#' || (ch == '-' && l->i + 1 < l->n && l->s[l->i + 1] == '-') ||
+		    (ch == '/' && l->i + 1 < l->n && l->s[l->i + 1] == '*'))
+			return false;
+		if ((ch == ',' || ch == ';') && depth == 0)
+			break;
+		if (ch == '(')
+			depth++;
+		if (ch == ')' && --depth < 0)
+			return false;
+		if (word_char(ch) && (l->i == 0 || !word_char(l->s[l->i - 1])) && keyword(l, "select"))
+			return false;
+		l->i++;
+	}
+	if (depth || l->i == start)
+		return false;
+	return true;
+}
+
 /* One item of the SET list onto v. False: not one sluice follows. */
 static bool item(struct lex *l, struct my_vars *v)
 {
@@ -381,10 +428,17 @@ static bool item(struct lex *l, struct my_vars *v)
 	else
 		return false;
 	blanks(l);
-	if (!literal(l, value, sizeof(value)))
-		return false;
-	if (strcmp(name, "autocommit") == 0)
+	size_t at = l->i;
+	if (!literal(l, value, sizeof(value)) || (l->i < l->n && l->s[l->i] != ',' && l->s[l->i] != ';')) {
+		/* Not a lone literal: an expression, whose value the server is
+		 * asked for after the SET. */
+		l->i = at;
+		if (strcmp(name, "autocommit") == 0 || !expression(l))
+			return false;
+		snprintf(value, sizeof(value), "%s", LEARN);
+	} else if (strcmp(name, "autocommit") == 0) {
 		return true; /* the answer's status flags follow it (my_server.c) */
+	}
 	return vars_set(v, name, value);
 }
 
@@ -578,4 +632,88 @@ void my_session_client_free(struct my_client *c)
 	free(c->vars);
 	free(c->want_vars);
 	c->vars = c->want_vars = NULL;
+}
+
+/* ---- values from expressions ---- */
+
+int my_session_learn_query(const struct my_client *c, char *out, size_t cap)
+{
+	struct out o = { out, cap, 0, cap < 8, true };
+	if (!o.full) {
+		memcpy(out, "SELECT ", 7);
+		o.len = 7;
+	}
+	const char *k, *v;
+	for (size_t off = 0; c->vars && off < c->vars->len;) {
+		off = pair_at(c->vars, off, &k, &v);
+		if (strcmp(v, LEARN) == 0)
+			put(&o, "@@session.%s", k);
+	}
+	if (o.first)
+		return 0;
+	if (o.full)
+		return -1;
+	return (int)o.len;
+}
+
+/* v with key's value replaced, in place in the order (false: no room). */
+static bool vars_replace(struct my_vars *v, const char *key, const char *value)
+{
+	struct my_vars old = *v;
+	v->len = 0;
+	const char *k, *val;
+	bool ok = true;
+	for (size_t off = 0; off < old.len && ok;) {
+		off = pair_at(&old, off, &k, &val);
+		ok = vars_append(v, k, strcmp(k, key) == 0 ? value : val);
+	}
+	return ok;
+}
+
+void my_session_learned(struct my_client *c, struct my_server *s, const uint8_t *row, uint32_t len)
+{
+	struct my_reader r = my_reader_of(row, row ? len : 0);
+	const char *why = row ? NULL : "the server did not say what a SET with expressions gave";
+	char names[16][64];
+	size_t n = 0;
+	const char *k, *v;
+	for (size_t off = 0; c->vars && off < c->vars->len && n < 16;) {
+		off = pair_at(c->vars, off, &k, &v);
+		if (strcmp(v, LEARN) == 0)
+			snprintf(names[n++], sizeof(names[0]), "%.63s", k);
+	}
+	for (size_t i = 0; i < n && !why; i++) {
+		bool is_null = false;
+		uint64_t vl = 0;
+		if (my_left(&r) && *r.p == 0xfb) {
+			is_null = true;
+			r.p++;
+		}
+		const uint8_t *val = is_null ? NULL : my_get_lenenc_str(&r, &vl);
+		char lit[256];
+		bool sayable = val && vl + 3 <= sizeof(lit);
+		for (uint64_t j = 0; sayable && j < vl; j++)
+			sayable = val[j] != '\'' && val[j] != '\\' && val[j] != 0 && !(val[j] & 0x80);
+		if (!sayable) {
+			why = "a SET with expressions whose value sluice cannot say again";
+			break;
+		}
+		snprintf(lit, sizeof(lit), "'%.*s'", (int)vl, (const char *)val);
+		if (!vars_replace(c->vars, names[i], lit))
+			why = "session variables beyond what sluice keeps";
+	}
+	for (size_t off = 0; !why && c->vars && off < c->vars->len;) {
+		off = pair_at(c->vars, off, &k, &v);
+		if (strcmp(v, LEARN) == 0)
+			why = "too many SET expressions at once";
+	}
+	if (why) {
+		CLOG(c, LOG_LEVEL_DEBUG, "pinned to its server (%s)", why);
+		c->pinned = true;
+		c->pin_why = why;
+		s->pinned = true;
+		return;
+	}
+	if (!vars_copy(&s->vars, c->vars))
+		s->pinned = true;
 }

@@ -45,6 +45,16 @@ bool my_session_screen(struct my_client *c, const uint8_t *payload, uint32_t len
 /* The client's command on s was answered (ok: without an error): a SET
  * screened above takes effect on both. */
 void my_session_answered(struct my_client *c, struct my_server *s, bool ok);
+/* After my_session_answered: the SET gave variables values from
+ * expressions (Connector/J's `sql_mode = CONCAT(@@sql_mode, ...)`), which
+ * sluice asks the server for: the query (SELECT @@session.x, ...) written
+ * to out; 0 when there is none, -1 when it does not fit (the caller pins). */
+int my_session_learn_query(const struct my_client *c, char *out, size_t cap);
+/* The row that query returned (a text row), or NULL when it failed: the
+ * values go into the client's and the server's lists; one that cannot be
+ * said again as a literal (a quote inside, NULL) pins the client. */
+void my_session_learned(struct my_client *c, struct my_server *s, const uint8_t *row, uint32_t len);
+
 /* The last packet of an answer on s (before my_session_answered): when the
  * server reports system variables that changed (SESSION_TRACK, for
  * clients that asked for it) and the command was no SET sluice read (a

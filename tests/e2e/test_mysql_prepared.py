@@ -130,8 +130,7 @@ def test_connector_j_server_prepared_statements(sluice, pg, maria, cache):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=90)
         assert r.returncode == 0, r.stdout
         url = (f"jdbc:mariadb://127.0.0.1:{s.myport}/mydb"
-               "?useServerPrepStmts=true&cachePrepStmts=true&jdbcCompliantTruncation=false"
-               "&connectTimeout=10000&socketTimeout=30000")
+               "?useServerPrepStmts=true&cachePrepStmts=true&connectTimeout=10000&socketTimeout=30000")
         r = subprocess.run(["java", "-Xmx256m", "-cp", f"{tmp}:{JDBC_JAR}", "MyPrepTest", url,
                             "sluice_test", "test_pw", str(threads), str(iters)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=90)
@@ -144,4 +143,6 @@ def test_connector_j_server_prepared_statements(sluice, pg, maria, cache):
         assert f"TX {tid} ok" in lines, r.stdout[-2000:]
     assert "DONE" in lines
     assert server_count(s) <= 2
+    # Connector/J's connect-time SET sql_mode = CONCAT(@@sql_mode, ...) did not pin
+    assert "pinned" not in s.log_text()
     assert maria.sql("SELECT COUNT(*) FROM mydb.jdbc_rows").strip() == str(5 * threads)

@@ -90,17 +90,35 @@ def test_a_refused_set_changes_nothing_and_does_not_pin(sluice, pg, maria):
 
 
 def test_sets_sluice_does_not_follow_still_pin(sluice, pg, maria):
-    """A user variable or an expression stays on its server: the client
-    keeps it (pinned) and the other clients get the other server."""
+    """A user variable stays on its server: the client keeps it (pinned)
+    and the other clients get the other server."""
     s = start(sluice, pg, maria, size=2, extra={"query_wait_timeout": 10})
     with connect(s) as a, connect(s) as b, connect(s) as c:
-        execute(a, "SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+        execute(a, "SET @keep = 1, sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
         mine = one(a, "SELECT CONNECTION_ID()")[0]
         for _ in range(3):
             assert one(b, "SELECT CONNECTION_ID()")[0] != mine
             assert "ANSI_QUOTES" not in one(c, "SELECT @@sql_mode")[0]
             assert one(a, "SELECT CONNECTION_ID()")[0] == mine
         assert "ANSI_QUOTES" in one(a, "SELECT @@sql_mode")[0]
+
+
+def test_a_set_with_expressions_follows_the_client(sluice, pg, maria):
+    """SET var = <expression> (Connector/J sends sql_mode =
+    CONCAT(@@sql_mode, ',STRICT_TRANS_TABLES') at connect): sluice asks the
+    server for the values it gave and restores them like literals."""
+    s = start(sluice, pg, maria, size=1, extra={"query_wait_timeout": 10})
+    with connect(s) as a, connect(s) as b:
+        base = one(b, "SELECT @@sql_mode")[0]
+        execute(a, "SET autocommit=1, sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES'), "
+                   "time_zone = CONCAT('+0', 3 + 1, ':00')")
+        want = set(base.split(",")) | {"ANSI_QUOTES"} if base else {"ANSI_QUOTES"}
+        for _ in range(3):
+            mode, zone = one(a, "SELECT @@sql_mode, @@time_zone")
+            assert (set(mode.split(",")), zone) == (want, "+04:00")
+            assert one(b, "SELECT @@sql_mode, @@time_zone") == (base, "SYSTEM")
+        # one server for both: a is not pinned
+        assert one(a, "SELECT CONNECTION_ID()") == one(b, "SELECT CONNECTION_ID()")
 
 
 def test_many_clients_each_keep_their_own_zone_over_two_servers(sluice, pg, maria):

@@ -61,14 +61,21 @@ static void test_followed_or_not(void)
 		{ "SET GLOBAL time_zone = '+00:00'", false },
 		{ "SET @@global.time_zone = '+00:00'", false },
 		{ "SET time_zone = '+00:00', GLOBAL max_connections = 10", false },
-		{ "SET sql_mode = CONCAT(@@sql_mode, ',ANSI')", false },
-		{ "SET sql_mode = @@global.sql_mode", false },
-		{ "SET time_zone = 'a\\'b'", false },
-		{ "SET time_zone = 'it''s'", false },
-		{ "SET time_zone = 'x' 'y'", false },
-		{ "SET lc_messages = 'fr\xc3\xa9'", false },
-		{ "SET time_zone = _latin1'+01:00'", false },
-		{ "SET sql_mode = 0x1f", false },
+		/* Expressions: followed with the values the server says after the
+		 * SET (my_session_learned; one it cannot say again pins then). */
+		{ "SET sql_mode = CONCAT(@@sql_mode, ',ANSI')", true },
+		{ "SET sql_mode = @@global.sql_mode", true },
+		{ "SET time_zone = 'a\\'b'", true },
+		{ "SET time_zone = 'it''s'", true },
+		{ "SET time_zone = 'x' 'y'", true },
+		{ "SET lc_messages = 'fr\xc3\xa9'", true },
+		{ "SET time_zone = _latin1'+01:00'", true },
+		{ "SET sql_mode = 0x1f", true },
+		{ "SET x = 1e5", true },
+		{ "SET sql_mode = (SELECT 'ANSI')", false },
+		{ "SET sql_mode = CONCAT(@m, 'X')", false },
+		{ "SET sql_mode = CONCAT('a', 'b' -- c\n)", false },
+		{ "SET time_zone = ('+05:00'", false },
 		{ "SET time_zone = '+05:00'; SELECT 1", false },
 		{ "SET time_zone = '+05:00' /* c */", false },
 		{ "SET insert_id = 5", false },
@@ -79,7 +86,6 @@ static void test_followed_or_not(void)
 		{ "SET STATEMENT max_statement_time=1 FOR SELECT 1", false },
 		{ "SET ROLE admin", false },
 		{ "SET session_track_system_variables = '*'", false },
-		{ "SET x = 1e5", false },
 		{ "SELECT 1", false },
 		{ "SET", false },
 	};
@@ -180,7 +186,64 @@ static void test_lists_and_restore(void)
 	free(s);
 }
 
+/* A text row of lenenc strings. */
+static uint32_t row_of(uint8_t *out, const char *const *values, size_t n)
+{
+	uint32_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = strlen(values[i]);
+		out[len++] = (uint8_t)k;
+		memcpy(out + len, values[i], k);
+		len += (uint32_t)k;
+	}
+	return len;
+}
+
+static void test_values_of_expressions(void)
+{
+	struct my_client *a = calloc(1, sizeof(*a));
+	struct my_server *s = calloc(1, sizeof(*s));
+	s->pool = &pool;
+	char q[600];
+	uint8_t row[256];
+
+	set_ok(a, s, "SET autocommit=1, sql_mode = CONCAT(@@sql_mode, ',X'), time_zone='+01:00', wait_timeout = 60 * 2");
+	int n = my_session_learn_query(a, q, sizeof(q));
+	CHECK(n > 0);
+	q[n > 0 ? n : 0] = '\0';
+	CHECK_STR(q, "SELECT @@session.sql_mode, @@session.wait_timeout");
+	static const char *const values[] = { "STRICT_ALL_TABLES,X", "120" };
+	my_session_learned(a, s, row, row_of(row, values, 2));
+	CHECK(!a->pinned && !s->pinned);
+	CHECK(my_session_learn_query(a, q, sizeof(q)) == 0);
+	CHECK_STR(restore(s, a), ""); /* the server has them */
+	struct my_server *t = calloc(1, sizeof(*t));
+	t->pool = &pool;
+	CHECK_STR(restore(t, a), "SET sql_mode='STRICT_ALL_TABLES,X', time_zone='+01:00', wait_timeout='120'");
+
+	/* A value that cannot be said again as a literal, or no answer: pins. */
+	set_ok(a, s, "SET time_zone = CONCAT('it', CHAR(39), 's')");
+	static const char *const quote[] = { "it's" };
+	my_session_learned(a, s, row, row_of(row, quote, 1));
+	CHECK(a->pinned && s->pinned);
+
+	struct my_client *b = calloc(1, sizeof(*b));
+	set_ok(b, t, "SET sql_mode = @@global.sql_mode");
+	my_session_learned(b, t, NULL, 0);
+	CHECK(b->pinned && t->pinned);
+
+	my_session_client_free(a);
+	my_session_client_free(b);
+	my_session_server_clear(s);
+	my_session_server_clear(t);
+	free(a);
+	free(b);
+	free(s);
+	free(t);
+}
+
 UNIT_MAIN({
 	test_followed_or_not();
 	test_lists_and_restore();
+	test_values_of_expressions();
 })
