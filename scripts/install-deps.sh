@@ -13,7 +13,7 @@ required=(
 	procps util-linux iproute2 curl
 	libpostgresql-jdbc-java libmariadb-java
 	clang libbpf-dev bpftool
-	mariadb-server mariadb-client python3-pymysql python3-mysqldb python3-cryptography
+	mariadb-server mariadb-client python3-pymysql sysbench python3-mysqldb python3-cryptography
 	systemd groff-base
 	debhelper dpkg-dev lintian adduser
 )
