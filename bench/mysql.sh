@@ -22,7 +22,8 @@
 #
 # Environment: ROUNDS (3), DURATION (10), THREADS (16), TABLES (4),
 # TABLE_SIZE (10000), SLUICE_BIN (build/sluice), IDLE_CLIENTS (500),
-# PS_MODE (auto).
+# PS_MODE (auto), SLUICE_EXTRA (lines added to sluice.ini's [sluice]
+# section, e.g. "workers = 1").
 # Output: a table on stdout and in build/bench/mysql.txt; every figure in
 # build/bench/mysql_runs.csv.
 set -euo pipefail
@@ -85,6 +86,7 @@ auth_type = md5
 auth_file = $WORK/userlist.txt
 pool_mode = transaction
 max_client_conn = $((IDLE_CLIENTS + 200))
+${SLUICE_EXTRA:-}
 EOF
 echo '"bench" "bench"' >"$WORK/userlist.txt"
 "$SLUICE_BIN" "$WORK/sluice.ini" >"$WORK/sluice.log" 2>&1 &
