@@ -225,6 +225,7 @@ static bool command_here(struct my_client *c, const struct my_packet *pk)
 	case MY_COM_STMT_CLOSE:
 	case MY_COM_STMT_RESET:
 	case MY_COM_STMT_FETCH:
+	case MY_COM_STMT_EXECUTE:
 		return my_stmt_enabled() && my_stmt_command_here(c, pk);
 	case MY_COM_SET_OPTION:
 		/* The multi-statement option lives in the server's session. */

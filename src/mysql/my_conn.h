@@ -195,6 +195,9 @@ void my_client_session_cleared(struct my_client *c);
 /* my_screen.c: what a COM_QUERY's text means to the pooler */
 void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len);
 bool my_query_is_kill(const uint8_t *text, size_t n);
+/* Does a statement text read LAST_INSERT_ID() (1) or set it with
+ * LAST_INSERT_ID(expr) (2)? 0: neither. */
+int my_screen_insert_id_use(const char *s, size_t n);
 
 /* my_server_login.c: sluice's login to a server, and its reset */
 void my_server_login_packet(struct my_server *s, const struct my_packet *pk);

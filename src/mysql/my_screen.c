@@ -133,7 +133,7 @@ static const char *my_screen_pin_reason(const char *why)
 
 /* LAST_INSERT_ID() (or @@last_insert_id, @@identity) read: 1; written
  * with LAST_INSERT_ID(expr): 2; neither: 0. */
-static int insert_id_use(const char *s, size_t n)
+int my_screen_insert_id_use(const char *s, size_t n)
 {
 	static const char w[] = "last_insert_id";
 	int use = contains_word(s, n, "identity") ? 1 : 0;
@@ -198,7 +198,7 @@ void my_screen_query(struct my_client *c, const uint8_t *payload, uint32_t len)
 		}
 	}
 	const char *why = has_user_variable(s, n) ? "@" : NULL;
-	int insert_id = insert_id_use(s, n);
+	int insert_id = my_screen_insert_id_use(s, n);
 	if (insert_id == 2)
 		why = "LAST_INSERT_ID(expr)";
 	else if (insert_id == 1)

@@ -33,6 +33,7 @@ struct my_stmt {
 	uint32_t key_len;
 	uint16_t params;
 	bool pending;              /* its COM_STMT_PREPARE is not answered yet */
+	bool reads_insert_id;      /* its text reads LAST_INSERT_ID() */
 	uint8_t *types;            /* 2 bytes per parameter, as last bound; NULL = never */
 	char key[];                /* schema NUL text */
 };
@@ -124,6 +125,7 @@ static struct my_stmt *client_add(struct my_stmts *t, const char *schema, const 
 	memcpy(st->key + schema_len + 1, text, text_len);
 	st->key_len = key_len;
 	st->hash = key_hash(st->key, key_len);
+	st->reads_insert_id = my_screen_insert_id_use((const char *)text, text_len) == 1;
 	st->id = ++t->next_id ? t->next_id : ++t->next_id; /* never 0 */
 	st->pending = true;
 	t->v[t->n++] = st;
@@ -255,6 +257,13 @@ static const char *command_name(uint8_t cmd)
 bool my_stmt_command_here(struct my_client *c, const struct my_packet *pk)
 {
 	uint8_t cmd = pk->payload[0];
+	if (cmd == MY_COM_STMT_EXECUTE) {
+		/* Its own LAST_INSERT_ID() first, as for a query (my_client.c). */
+		struct my_stmt *st = pk->len >= 5 ? client_find(&c->stmts, get_u32(pk->payload + 1)) : NULL;
+		if (st && st->reads_insert_id)
+			c->reads_insert_id = true;
+		return false;
+	}
 	if (cmd == MY_COM_STMT_CLOSE) {
 		/* No answer; the servers keep their statement for whoever
 		 * prepares the same text next. */
@@ -402,6 +411,10 @@ enum my_stmt_verdict my_stmt_command(struct my_client *c, const struct my_packet
 				 "%llu bytes per client, max_client_prepared_statements / max_client_prepared_bytes)",
 				 c->stmts.n, (unsigned long long)c->stmts.bytes);
 			return answer_err(c, pk, 1461, "42000", msg) ? MY_STMT_ANSWERED : MY_STMT_GONE;
+		}
+		if (my_screen_insert_id_use((const char *)pk->payload + 1, pk->len - 1) == 2) {
+			c->pinned = true; /* it sets the session's LAST_INSERT_ID() when run */
+			c->pin_why = "LAST_INSERT_ID(expr) (sets the session's value)";
 		}
 		struct my_stmt *st = client_add(&c->stmts, c->schema, pk->payload + 1, pk->len - 1);
 		if (!st || !server_add(s, st->key, st->key_len, st->hash, 0)) {

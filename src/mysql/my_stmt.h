@@ -58,8 +58,9 @@ enum my_stmt_verdict {
 };
 
 /* Before a server is needed: COM_STMT_CLOSE, and COM_STMT_RESET /
- * COM_STMT_FETCH of a client without a server, are sluice's own. True when
- * the command was dealt with here. */
+ * COM_STMT_FETCH of a client without a server, are sluice's own; an
+ * execute of a statement that reads LAST_INSERT_ID() sets
+ * c->reads_insert_id. True when the command was dealt with here. */
 bool my_stmt_command_here(struct my_client *c, const struct my_packet *pk);
 
 /* With a server linked: a COM_STMT_* command at the cursor (pk->len are

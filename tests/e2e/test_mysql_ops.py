@@ -326,3 +326,39 @@ def test_garbage_after_login_is_refused(sluice, pg, maria):
     sock.close()
     with connect(s) as c:
         assert one(c, "SELECT 1") == (1,)
+
+
+def test_prepared_last_insert_id_is_the_clients_own(sluice, pg, maria):
+    """A server-side statement that reads LAST_INSERT_ID() gets the
+    client's own id too, over one server shared with another client."""
+    s = start(sluice, pg, maria, size=1)
+    maria.sql("DROP TABLE IF EXISTS t_pai; CREATE TABLE t_pai (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+              db="mydb")
+    a = raw_session(s)
+    command(a, b"\x16SELECT LAST_INSERT_ID()")
+    _, ok = read_packet(a)
+    assert ok[0] == 0x00, ok
+    stmt_id, ncols, nparams = struct.unpack("<IHH", ok[1:9])
+    while not (lambda p: p[0] == 0xFE and len(p) < 9)(read_packet(a)[1]):
+        pass  # column definitions, EOF
+
+    def run_stmt():
+        command(a, b"\x17" + struct.pack("<IBI", stmt_id, 0, 1))
+        _, first = read_packet(a)
+        assert first[0] not in (0x00, 0xFF), first
+        while not (lambda p: p[0] == 0xFE and len(p) < 9)(read_packet(a)[1]):
+            pass
+        _, row = read_packet(a)
+        assert read_packet(a)[1][0] == 0xFE
+        return struct.unpack("<Q", row[2:10])[0]
+
+    with connect(s) as b:
+        for i in range(3):
+            command(a, b"\x03INSERT INTO t_pai (v) VALUES (1)")
+            _, okp = read_packet(a)
+            assert okp[0] == 0x00
+            a_id = okp[2]  # lenenc affected rows (1 byte), then the insert id (< 251 here)
+            with b.cursor() as cur:
+                cur.execute("INSERT INTO t_pai (v) VALUES (2), (3)")
+            assert run_stmt() == a_id
+    a.close()
