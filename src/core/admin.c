@@ -32,6 +32,7 @@ enum admin_wait {
 	WAIT_NONE,
 	WAIT_PAUSE,      /* PAUSE: until the paused pools have no server open */
 	WAIT_CLOSE,      /* WAIT_CLOSE: until no outdated server is left */
+	WAIT_SUSPEND,    /* SUSPEND: until every worker stopped reading */
 	WAIT_SHUTDOWN,   /* SHUTDOWN: no answer; the console closes with the
 			  * process */
 	WAIT_SHUTDOWN_ANSWER, /* SHUTDOWN WAIT_FOR_*: answered once every listener
@@ -44,6 +45,7 @@ struct admin_session {
 	bool skip_until_sync;      /* refused an extended-protocol message */
 	int wait;                  /* enum admin_wait */
 	char wait_db[64];          /* its database, "" = all */
+	uint64_t wait_ticket;      /* WAIT_SUSPEND: control_suspend's ticket */
 	struct admin_job *job;     /* cross-worker job in flight (origin owns) */
 	int db_index;              /* its database in admin_console_dbs */
 };
@@ -708,10 +710,10 @@ static bool run_command(struct client *c, struct command *cmd)
 		return true;
 	}
 	if (strcasecmp(verb, "SUSPEND") == 0) {
-		control_suspend(true);
+		a->wait_ticket = control_suspend(true);
+		a->wait = WAIT_SUSPEND;
 		log_info("SUSPEND by admin C-%llu", (unsigned long long)c->id);
-		reply_complete(r, "SUSPEND");
-		return true;
+		return false; /* answered by admin_tick once every worker stopped reading */
 	}
 	if (strcasecmp(verb, "DISABLE") == 0 || strcasecmp(verb, "ENABLE") == 0) {
 		bool off = strcasecmp(verb, "DISABLE") == 0;
@@ -879,6 +881,10 @@ void admin_tick(struct client *c, int64_t now_us)
 	if (a->wait == WAIT_PAUSE && pool_open_servers(db) == 0) {
 		a->wait = WAIT_NONE;
 		reply_complete(&a->reply, "PAUSE");
+		finish_later(c);
+	} else if (a->wait == WAIT_SUSPEND && control_suspend_applied(a->wait_ticket)) {
+		a->wait = WAIT_NONE;
+		reply_complete(&a->reply, "SUSPEND");
 		finish_later(c);
 	} else if (a->wait == WAIT_CLOSE) {
 		if (!start_job(c, JOB_COUNT_OLD, db, 0))

@@ -339,11 +339,27 @@ static void suspend_fn(struct worker *w, void *arg)
 	}
 }
 
-void control_suspend(bool on)
+static uint64_t suspend_tickets, suspend_done_count; /* (atomic) */
+
+static void suspend_done(void *arg)
+{
+	(void)arg;
+	__atomic_add_fetch(&suspend_done_count, 1, __ATOMIC_RELEASE);
+}
+
+uint64_t control_suspend(bool on)
 {
 	__atomic_store_n(&suspended, on, __ATOMIC_RELAXED);
 	bypass_sync_pools(); /* before SUSPEND is answered: no new transaction in the kernel */
-	worker_run_all(suspend_fn, NULL, on ? (void *)1 : NULL);
+	uint64_t ticket = __atomic_add_fetch(&suspend_tickets, 1, __ATOMIC_RELAXED);
+	if (worker_run_all(suspend_fn, suspend_done, on ? (void *)1 : NULL) < 0)
+		suspend_done(NULL); /* nothing runs: nothing to wait for */
+	return ticket;
+}
+
+bool control_suspend_applied(uint64_t ticket)
+{
+	return __atomic_load_n(&suspend_done_count, __ATOMIC_ACQUIRE) >= ticket;
 }
 
 bool control_suspended(void)

@@ -56,8 +56,12 @@ bool control_exit_due(int64_t now_us);
  * Returns true when the client is gone from this process. */
 bool control_at_boundary(struct client *c);
 
-/* SUSPEND / RESUME of reading and accepting on every worker. */
-void control_suspend(bool on);
+/* SUSPEND / RESUME of reading and accepting on every worker. The workers
+ * apply it between their events: control_suspend returns a ticket, and
+ * control_suspend_applied(ticket) says when every worker has (SUSPEND is
+ * answered then, as PgBouncer answers once no socket is read). */
+uint64_t control_suspend(bool on);
+bool control_suspend_applied(uint64_t ticket);
 bool control_suspended(void);
 
 /* Settings the main thread reads while a worker might be reloading. */
