@@ -372,8 +372,13 @@ static enum my_stmt_verdict execute(struct my_client *c, struct my_server *s, co
 	if (pk->len <= flag_at)
 		return MY_STMT_FORWARD; /* malformed or cut: the server judges */
 	if (pk->payload[flag_at] == 1) {
-		if (pk->len < flag_at + 1 + types_len)
+		if (pk->len < flag_at + 1 + types_len) {
+			/* Types beyond the receive buffer: the server gets them, sluice
+			 * cannot read them, so the next execute says them again. */
+			free(ss->types);
+			ss->types = NULL;
 			return MY_STMT_FORWARD;
+		}
 		const uint8_t *types = pk->payload + flag_at + 1;
 		if (!st->types)
 			st->types = malloc(types_len);
