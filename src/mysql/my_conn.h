@@ -30,6 +30,14 @@
 
 struct my_server;
 
+/* Where sluice is while it logs in to a MySQL server as a pool's user
+ * (its servers, and my_kill.c's short connections). */
+struct my_pool_auth {
+	uint8_t seq;               /* sequence id of sluice's next packet in the login */
+	uint8_t scramble[MY_SCRAMBLE_LEN]; /* nonce of the server's greeting, or of a switch */
+	char plugin[64];           /* plugin of the login exchange */
+};
+
 /* Commands sluice sends on a server before a client's (my_server_link). */
 enum my_internal {
 	MY_INTERNAL_INIT_DB,    /* COM_INIT_DB to the client's database */
@@ -98,9 +106,7 @@ struct my_server {
 	};
 	uint8_t login_step;        /* 0 = waiting for the greeting, 1 = response sent */
 	bool tls_handshaking;      /* SSLRequest sent, the TLS handshake runs (CONNECTING) */
-	uint8_t seq;               /* sequence id of sluice's next packet in the login */
-	uint8_t scramble[MY_SCRAMBLE_LEN]; /* nonce of the server's greeting */
-	char plugin[64];           /* plugin of the login exchange */
+	struct my_pool_auth auth;  /* the login (and a reset's COM_CHANGE_USER) */
 	uint32_t caps;             /* capabilities agreed with the server */
 	uint32_t conn_id;          /* the server's connection id (SHOW SERVERS remote_pid) */
 	struct my_answer answer;   /* the answer being forwarded */
@@ -213,6 +219,13 @@ bool my_server_reset_session(struct my_server *s);
 const char *my_server_password(const struct pool *p);
 const char *my_server_auth_answer(const struct pool *p, const char *plugin, const uint8_t *nonce, uint8_t *out,
 				  uint32_t *len);
+/* A packet of the exchange after sluice's response other than the final
+ * OK or ERR (the caller's): an AuthSwitchRequest or caching_sha2's
+ * AuthMoreData, answered into out (tls: the connection is inside TLS).
+ * 0 to go on; -1 with the SQLSTATE, a message, and whether the password
+ * was what the server refused. */
+int my_pool_auth_more(const struct pool *p, struct my_pool_auth *a, const struct my_packet *pk, bool tls,
+		      struct iobuf *out, const char **sqlstate, char *err, size_t errlen, bool *auth_error);
 
 /* my_server.c */
 void my_server_launch(struct worker *w, struct pool *p);

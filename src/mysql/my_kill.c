@@ -48,9 +48,6 @@
 #include "runtime.h"
 #include "worker.h"
 
-#define NATIVE "mysql_native_password"
-#define SHA2 "caching_sha2_password"
-
 /* MySQL's and MariaDB's error numbers for KILL. */
 #define ER_NO_SUCH_THREAD 1094       /* "Unknown thread id: %lu" */
 #define ER_KILL_DENIED_ERROR 1095    /* "You are not owner of thread %lu" */
@@ -94,9 +91,7 @@ struct kill_conn {
 	uint32_t thread;           /* the server's connection id to kill */
 	bool connection;           /* KILL CONNECTION (the target's server closes anyway) */
 	uint8_t step;              /* enum kill_step */
-	uint8_t seq;               /* sequence id of the next login packet */
-	uint8_t scramble[MY_SCRAMBLE_LEN]; /* nonce of the login */
-	char plugin[64];           /* plugin of the login exchange */
+	struct my_pool_auth auth;  /* the login */
 	int64_t start_us;          /* for the time limit */
 	char addr[128];            /* the server's address, for log lines */
 	struct iobuf out;          /* bytes to send */
@@ -251,12 +246,12 @@ static bool greeting(struct kill_conn *k, const struct my_packet *pk)
 			      MY_CLIENT_PLUGIN_AUTH_LENENC;
 	struct my_response r = { .caps = want & h.caps, .max_packet = 1u << 24, .charset = 45 };
 	snprintf(r.user, sizeof(r.user), "%s", k->pool->server_user);
-	memcpy(k->scramble, h.scramble, MY_SCRAMBLE_LEN);
+	memcpy(k->auth.scramble, h.scramble, MY_SCRAMBLE_LEN);
 	const char *plugin = my_server_auth_answer(k->pool, h.auth_plugin, h.scramble, r.auth, &r.auth_len);
 	snprintf(r.auth_plugin, sizeof(r.auth_plugin), "%s", plugin);
-	snprintf(k->plugin, sizeof(k->plugin), "%s", plugin);
-	k->seq = (uint8_t)(pk->seq + 1);
-	int rc = my_response_build(&k->out, k->seq++, &r);
+	snprintf(k->auth.plugin, sizeof(k->auth.plugin), "%s", plugin);
+	k->auth.seq = (uint8_t)(pk->seq + 1);
+	int rc = my_response_build(&k->out, k->auth.seq++, &r);
 	OPENSSL_cleanse(r.auth, sizeof(r.auth));
 	if (rc < 0) {
 		kill_fail(k, "out of memory");
@@ -283,53 +278,21 @@ static bool send_kill(struct kill_conn *k)
 static bool auth(struct kill_conn *k, const struct my_packet *pk)
 {
 	const uint8_t *p = pk->payload;
-	k->seq = (uint8_t)(pk->seq + 1);
+	k->auth.seq = (uint8_t)(pk->seq + 1);
 	if (p[0] == 0x00)
 		return send_kill(k);
 	if (p[0] == 0xff) {
 		server_error(k, pk);
 		return false;
 	}
-	if (p[0] == 0xfe) { /* AuthSwitchRequest */
-		char plugin[64];
-		const uint8_t *data;
-		uint32_t dlen;
-		if (my_auth_switch_parse(p, pk->len, plugin, sizeof(plugin), &data, &dlen) < 0 ||
-		    dlen < MY_SCRAMBLE_LEN) {
-			kill_fail(k, "bad AuthSwitchRequest from the server");
-			return false;
-		}
-		memcpy(k->scramble, data, MY_SCRAMBLE_LEN);
-		uint8_t ans[32];
-		uint32_t alen;
-		const char *used = my_server_auth_answer(k->pool, plugin, k->scramble, ans, &alen);
-		if (strcmp(used, plugin) != 0) {
-			kill_fail(k, "the server asks for an authentication plugin sluice does not speak");
-			return false;
-		}
-		snprintf(k->plugin, sizeof(k->plugin), "%s", plugin);
-		int rc = my_packet_put(&k->out, k->seq++, ans, alen);
-		OPENSSL_cleanse(ans, sizeof(ans));
-		return rc == 0 || (kill_fail(k, "out of memory"), false);
+	const char *sqlstate;
+	char err[240];
+	bool denied;
+	if (my_pool_auth_more(k->pool, &k->auth, pk, false, &k->out, &sqlstate, err, sizeof(err), &denied) < 0) {
+		kill_fail(k, err);
+		return false;
 	}
-	if (p[0] == 0x01 && strcmp(k->plugin, SHA2) == 0) { /* AuthMoreData */
-		if (pk->len == 2 && p[1] == 3)
-			return true; /* fast authentication succeeded: the OK follows */
-		if (pk->len == 2 && p[1] == 4) {
-			uint8_t ask = 2; /* full authentication: the server's RSA key, please */
-			return my_packet_put(&k->out, k->seq++, &ask, 1) == 0 || (kill_fail(k, "out of memory"), false);
-		}
-		uint8_t enc[1024];
-		int n = my_sha2_rsa_encrypt(my_server_password(k->pool), k->scramble, (const char *)p + 1, pk->len - 1,
-					    enc, sizeof(enc));
-		if (n < 0) {
-			kill_fail(k, "cannot encrypt the password with the server's RSA key");
-			return false;
-		}
-		return my_packet_put(&k->out, k->seq++, enc, (uint32_t)n) == 0 || (kill_fail(k, "out of memory"), false);
-	}
-	kill_fail(k, "unexpected packet during login");
-	return false;
+	return true;
 }
 
 /* One whole packet; false when k is gone. */

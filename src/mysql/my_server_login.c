@@ -74,8 +74,71 @@ static const char *auth_answer(struct my_server *s, const char *plugin, const ui
 	return my_server_auth_answer(s->pool, plugin, nonce, out, len);
 }
 
+static int auth_fail(const char **sqlstate, const char *state, char *err, size_t errlen, bool *auth_error,
+		     bool denied, const char *msg)
+{
+	*sqlstate = state;
+	*auth_error = denied;
+	snprintf(err, errlen, "%s", msg);
+	return -1;
+}
+
+int my_pool_auth_more(const struct pool *p, struct my_pool_auth *a, const struct my_packet *pk, bool tls,
+		      struct iobuf *out, const char **sqlstate, char *err, size_t errlen, bool *auth_error)
+{
+	const uint8_t *b = pk->payload;
+	if (pk->len && b[0] == 0xfe) { /* AuthSwitchRequest */
+		char plugin[64];
+		const uint8_t *data;
+		uint32_t dlen;
+		if (my_auth_switch_parse(b, pk->len, plugin, sizeof(plugin), &data, &dlen) < 0 || dlen < MY_SCRAMBLE_LEN)
+			return auth_fail(sqlstate, "08P01", err, errlen, auth_error, false,
+					 "bad AuthSwitchRequest from the server");
+		memcpy(a->scramble, data, MY_SCRAMBLE_LEN);
+		uint8_t answer[32];
+		uint32_t alen;
+		const char *used = my_server_auth_answer(p, plugin, a->scramble, answer, &alen);
+		if (strcmp(used, plugin) != 0) {
+			char msg[200];
+			snprintf(msg, sizeof(msg), "server asks for authentication plugin %s, which sluice does not speak",
+				 plugin);
+			return auth_fail(sqlstate, "28000", err, errlen, auth_error, true, msg);
+		}
+		snprintf(a->plugin, sizeof(a->plugin), "%s", plugin);
+		int rc = my_packet_put(out, a->seq++, answer, alen);
+		OPENSSL_cleanse(answer, sizeof(answer));
+		return rc == 0 ? 0 : auth_fail(sqlstate, "53200", err, errlen, auth_error, false, "out of memory");
+	}
+	if (pk->len && b[0] == 0x01 && strcmp(a->plugin, SHA2) == 0) { /* AuthMoreData */
+		int rc = 0;
+		if (pk->len == 2 && b[1] == 3)
+			return 0; /* fast authentication succeeded: the OK follows */
+		if (pk->len == 2 && b[1] == 4 && tls) {
+			/* Full authentication inside TLS: the password itself. */
+			const char *pw = my_server_password(p);
+			rc = my_packet_put(out, a->seq++, pw, (uint32_t)strlen(pw) + 1);
+		} else if (pk->len == 2 && b[1] == 4) {
+			/* Full authentication without TLS: ask for the server's RSA
+			 * public key. */
+			uint8_t ask = 2;
+			rc = my_packet_put(out, a->seq++, &ask, 1);
+		} else {
+			/* The public key (PEM). */
+			uint8_t enc[1024];
+			int n = my_sha2_rsa_encrypt(my_server_password(p), a->scramble, (const char *)b + 1, pk->len - 1, enc,
+						    sizeof(enc));
+			if (n < 0)
+				return auth_fail(sqlstate, "28000", err, errlen, auth_error, false,
+						 "cannot encrypt the password with the server's RSA key");
+			rc = my_packet_put(out, a->seq++, enc, (uint32_t)n);
+		}
+		return rc == 0 ? 0 : auth_fail(sqlstate, "53200", err, errlen, auth_error, false, "out of memory");
+	}
+	return auth_fail(sqlstate, "08P01", err, errlen, auth_error, false, "unexpected packet during login");
+}
+
 /* HandshakeResponse41 with the pool's user, database and collation,
- * answering the greeting's nonce for its plugin (s->plugin); inside TLS
+ * answering the greeting's nonce for its plugin (s->auth.plugin); inside TLS
  * when the SSLRequest went before it. */
 static void send_response(struct my_server *s)
 {
@@ -88,10 +151,10 @@ static void send_response(struct my_server *s)
 	};
 	snprintf(r.user, sizeof(r.user), "%s", s->pool->server_user);
 	snprintf(r.db, sizeof(r.db), "%s", s->pool->server_db);
-	const char *plugin = auth_answer(s, s->plugin, s->scramble, r.auth, &r.auth_len);
+	const char *plugin = auth_answer(s, s->auth.plugin, s->auth.scramble, r.auth, &r.auth_len);
 	snprintf(r.auth_plugin, sizeof(r.auth_plugin), "%s", plugin);
-	snprintf(s->plugin, sizeof(s->plugin), "%s", plugin);
-	int rc = my_response_build(&s->sock.wbuf, s->seq++, &r);
+	snprintf(s->auth.plugin, sizeof(s->auth.plugin), "%s", plugin);
+	int rc = my_response_build(&s->sock.wbuf, s->auth.seq++, &r);
 	OPENSSL_cleanse(r.auth, sizeof(r.auth));
 	if (rc < 0) {
 		my_server_login_fail(s, "53200", "out of memory", false);
@@ -137,7 +200,7 @@ static void start_tls(struct my_server *s)
 		my_server_login_fail(s, "08006", "server sent unencrypted data after its greeting", false);
 		return;
 	}
-	if (my_response_build(&s->sock.wbuf, s->seq++, &r) < 0 || pgsock_flush(&s->sock, NULL) != 0) {
+	if (my_response_build(&s->sock.wbuf, s->auth.seq++, &r) < 0 || pgsock_flush(&s->sock, NULL) != 0) {
 		my_server_login_fail(s, "08006", "cannot send the SSLRequest", false);
 		return;
 	}
@@ -175,9 +238,9 @@ static void handle_greeting(struct my_server *s, const struct my_packet *pk)
 	}
 	s->caps = caps;
 	s->conn_id = h.conn_id;
-	memcpy(s->scramble, h.scramble, MY_SCRAMBLE_LEN);
-	snprintf(s->plugin, sizeof(s->plugin), "%s", h.auth_plugin);
-	s->seq = (uint8_t)(pk->seq + 1);
+	memcpy(s->auth.scramble, h.scramble, MY_SCRAMBLE_LEN);
+	snprintf(s->auth.plugin, sizeof(s->auth.plugin), "%s", h.auth_plugin);
+	s->auth.seq = (uint8_t)(pk->seq + 1);
 	const struct config *cfg = runtime_config();
 	if (cfg->server_tls_sslmode != TLS_MODE_DISABLE && server_core_host(&s->base)->addr.ss_family != AF_UNIX) {
 		if (h.caps & MY_CLIENT_SSL) {
@@ -215,7 +278,7 @@ static void logged_in(struct my_server *s, const struct my_packet *pk)
 static void handle_auth(struct my_server *s, const struct my_packet *pk)
 {
 	const uint8_t *p = pk->payload;
-	s->seq = (uint8_t)(pk->seq + 1);
+	s->auth.seq = (uint8_t)(pk->seq + 1);
 	if (pk->len == 0) {
 		my_server_login_fail(s, "08P01", "empty packet during login", false);
 		return;
@@ -237,63 +300,15 @@ static void handle_auth(struct my_server *s, const struct my_packet *pk)
 		my_server_login_fail(s, parsed ? e.sqlstate : "28000", msg[0] ? msg : "login refused", denied);
 		return;
 	}
-	if (p[0] == 0xfe) { /* AuthSwitchRequest */
-		char plugin[64];
-		const uint8_t *data;
-		uint32_t dlen;
-		if (my_auth_switch_parse(p, pk->len, plugin, sizeof(plugin), &data, &dlen) < 0 ||
-		    dlen < MY_SCRAMBLE_LEN) {
-			my_server_login_fail(s, "08P01", "bad AuthSwitchRequest from the server", false);
-			return;
-		}
-		memcpy(s->scramble, data, MY_SCRAMBLE_LEN);
-		uint8_t answer[32];
-		uint32_t alen;
-		const char *used = auth_answer(s, plugin, s->scramble, answer, &alen);
-		if (strcmp(used, plugin) != 0) {
-			char msg[200];
-			snprintf(msg, sizeof(msg), "server asks for authentication plugin %s, which sluice does not speak",
-				 plugin);
-			my_server_login_fail(s, "28000", msg, true);
-			return;
-		}
-		snprintf(s->plugin, sizeof(s->plugin), "%s", plugin);
-		my_packet_put(&s->sock.wbuf, s->seq++, answer, alen);
-		OPENSSL_cleanse(answer, sizeof(answer));
-		my_server_send_pending(s);
+	const char *sqlstate;
+	char err[240];
+	bool denied;
+	if (my_pool_auth_more(s->pool, &s->auth, pk, s->sock.ssl != NULL, &s->sock.wbuf, &sqlstate, err, sizeof(err),
+			      &denied) < 0) {
+		my_server_login_fail(s, sqlstate, err, denied);
 		return;
 	}
-	if (p[0] == 0x01 && strcmp(s->plugin, SHA2) == 0) { /* AuthMoreData */
-		if (pk->len == 2 && p[1] == 3)
-			return; /* fast authentication succeeded: the OK follows */
-		if (pk->len == 2 && p[1] == 4 && s->sock.ssl) {
-			/* Full authentication inside TLS: the password itself. */
-			const char *pw = my_server_password(s->pool);
-			my_packet_put(&s->sock.wbuf, s->seq++, pw, (uint32_t)strlen(pw) + 1);
-			my_server_send_pending(s);
-			return;
-		}
-		if (pk->len == 2 && p[1] == 4) {
-			/* Full authentication without TLS: ask for the server's RSA
-			 * public key. */
-			uint8_t ask = 2;
-			my_packet_put(&s->sock.wbuf, s->seq++, &ask, 1);
-			my_server_send_pending(s);
-			return;
-		}
-		/* The public key (PEM). */
-		const char *pw = my_server_password(s->pool);
-		uint8_t enc[1024];
-		int n = my_sha2_rsa_encrypt(pw, s->scramble, (const char *)p + 1, pk->len - 1, enc, sizeof(enc));
-		if (n < 0) {
-			my_server_login_fail(s, "28000", "cannot encrypt the password with the server's RSA key", false);
-			return;
-		}
-		my_packet_put(&s->sock.wbuf, s->seq++, enc, (uint32_t)n);
-		my_server_send_pending(s);
-		return;
-	}
-	my_server_login_fail(s, "08P01", "unexpected packet during login", false);
+	my_server_send_pending(s);
 }
 
 void my_server_login_packet(struct my_server *s, const struct my_packet *pk)
@@ -311,7 +326,7 @@ bool my_server_reset_session(struct my_server *s)
 	const uint8_t *v = s->pool->variant;
 	uint8_t answer[32];
 	uint32_t alen;
-	const char *plugin = auth_answer(s, s->plugin, s->scramble, answer, &alen);
+	const char *plugin = auth_answer(s, s->auth.plugin, s->auth.scramble, answer, &alen);
 	int off = my_begin(&s->sock.wbuf, 0);
 	bool ok = off >= 0 && my_put_u8(&s->sock.wbuf, MY_COM_CHANGE_USER) == 0 &&
 		  my_put_strnul(&s->sock.wbuf, s->pool->server_user) == 0 && my_put_u8(&s->sock.wbuf, (uint8_t)alen) == 0 &&
@@ -321,7 +336,7 @@ bool my_server_reset_session(struct my_server *s)
 	OPENSSL_cleanse(answer, sizeof(answer));
 	if (!ok)
 		return false;
-	s->seq = 1;
+	s->auth.seq = 1;
 	server_core_set_state(&s->base, SERVER_RESET);
 	s->sock.want_read = true;
 	my_server_send_pending(s);
