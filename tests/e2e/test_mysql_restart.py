@@ -22,7 +22,6 @@ sluice only (PgBouncer has no MySQL listener).
 import re
 import signal
 import time
-import urllib.request
 
 import pytest
 
@@ -30,6 +29,7 @@ pymysql = pytest.importorskip("pymysql")
 
 from conftest import free_port, is_pgbouncer_compat, tail  # noqa: E402
 from test_online_restart import admin_show, holder, restarter, wait_old_exit  # noqa: E402,F401
+from test_workers import metrics, per_worker  # noqa: E402
 
 pytestmark = [pytest.mark.skipif(is_pgbouncer_compat(), reason="PgBouncer has no MySQL listener"),
               pytest.mark.sluice_only, pytest.mark.timeout(90)]
@@ -253,21 +253,6 @@ def test_graceful_shutdown_lets_mysql_transactions_finish(sluice, pg, maria):
 
 # --------------------------------------------------------------------------
 # adaptive_workers
-
-def metrics(s):
-    with urllib.request.urlopen(f"http://127.0.0.1:{s.mport}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("sluice_") and " " in line:
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
-
-
-def per_worker(m, workers):
-    return [int(m[f'sluice_worker_clients{{worker="{i}"}}']) for i in range(workers)]
-
 
 def test_adaptive_workers_move_mysql_clients(sluice, pg, maria):
     mport = free_port()
