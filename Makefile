@@ -199,6 +199,7 @@ bench: deps
 	$(MAKE) all build/fakepg
 	bench/bench.sh
 	bench/mysql.sh
+	bench/routing.sh
 
 # The MySQL part of make bench alone: sysbench against MariaDB, direct and
 # through sluice (bench/mysql.sh).
@@ -236,3 +237,11 @@ fuzz:
 fuzz-protocol: $(BIN)
 	SLUICE_BIN=$(abspath $(BIN)) PROTOFUZZ_SECONDS="$${PROTOFUZZ_SECONDS:-600}" \
 		scripts/run-e2e.sh tests/e2e/test_protocol_fuzz.py
+
+# Routing and mirroring alone: read_routing = auto over a primary and its
+# standby vs the primary alone, and the primary's TPS and p99 with a slow
+# mirror vs none (bench/routing.sh).
+.PHONY: bench-routing
+bench-routing: deps
+	$(MAKE) all
+	bench/routing.sh

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# bench/routing.sh: what routing and mirroring (issue 18) cost or bring.
+# `make bench` runs it after bench/mysql.sh; `make bench-routing` runs it
+# alone. It prints figures and ratios and never fails on them.
+#
+# What it does, all on 127.0.0.1 and torn down on exit:
+#   1. starts a throwaway PostgreSQL 15 primary (user bench / password bench,
+#      database bench, `pgbench -i -s $SCALE`), a streaming standby of it
+#      (pg_basebackup -R -X stream) and a third, independent cluster loaded
+#      the same way, the mirror;
+#   2. puts a small TCP forwarder in front of the mirror that holds every
+#      chunk sent to it for MIRROR_DELAY_MS (5) ms: a slow mirror;
+#   3. starts one sluice ($SLUICE_BIN), pool_mode = transaction,
+#      default_pool_size = 20, with four [databases] entries:
+#        primary   the primary alone
+#        routed    primary + standby, read_routing = auto
+#        mirrored  the primary alone, mirror = slowmirror, mirror_fraction = 1
+#        slowmirror  the mirror, through the forwarder
+#   4. runs ROUNDS rounds; in each, every workload against its two targets,
+#      the order swapped from round to round; medians over rounds:
+#        select   pgbench -S -c CLIENTS -j 2: TPS on `routed` against
+#                 `primary` (reads over both servers vs the primary alone;
+#                 on a 2-CPU machine both servers share the same CPUs, so
+#                 expect no gain here, only the cost of routing)
+#        tpcb     pgbench (TPC-B-like) -c WRITERS -j 2 --log: TPS and p99
+#                 latency on `mirrored` against `primary`: what mirroring to
+#                 a slow mirror costs the primary's clients; SHOW MIRRORS
+#                 after the last mirrored run (sent, dropped, ...)
+#
+# Environment: ROUNDS (3), DURATION (10 s per run), SCALE (10), CLIENTS (16),
+# WRITERS (8), MIRROR_DELAY_MS (5), SLUICE_BIN (build/sluice).
+# Output: the table on stdout and in build/bench/routing.txt; every figure
+# in build/bench/routing_runs.csv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+SCALE=${SCALE:-10}
+CLIENTS=${CLIENTS:-16}
+WRITERS=${WRITERS:-8}
+MIRROR_DELAY_MS=${MIRROR_DELAY_MS:-5}
+SLUICE_BIN=${SLUICE_BIN:-$PWD/build/sluice}
+PGBIN=/usr/lib/postgresql/15/bin
+PGBENCH=$PGBIN/pgbench
+PY=/usr/bin/python3
+OUT=build/bench
+mkdir -p "$OUT"
+
+die() { echo "bench/routing.sh: $*" >&2; exit 1; }
+note() { echo "routing: $*" >&2; }
+[ -x "$PGBIN/initdb" ] || die "PostgreSQL 15 not found in $PGBIN (scripts/install-deps.sh)"
+[ -x "$SLUICE_BIN" ] || die "$SLUICE_BIN not built (make all)"
+
+IS_ROOT=0; [ "$(id -u)" = 0 ] && IS_ROOT=1
+as_pg() { if [ $IS_ROOT -eq 1 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+	local port=$1 secs=$2 i
+	for ((i = 0; i < secs * 10; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+WORK=$(mktemp -d /tmp/sluice-bench-routing.XXXXXX)
+chmod 755 "$WORK"
+[ $IS_ROOT -eq 1 ] && chown postgres: "$WORK"
+CLUSTERS=()   # data directories started with pg_ctl
+FWD_PID=""; SPID=""
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	for p in $SPID $FWD_PID; do
+		kill "$p" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	done
+	for d in "${CLUSTERS[@]}"; do
+		as_pg "$PGBIN/pg_ctl" -D "$d" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+	done
+	mkdir -p "$OUT/routing-logs"
+	cp "$WORK"/*.log "$OUT/routing-logs/" 2>/dev/null || true
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# new_cluster NAME PORT: initdb + start; user bench, database bench.
+new_cluster() {
+	local d=$WORK/$1 port=$2
+	as_pg "$PGBIN/initdb" -D "$d" -U postgres -A trust -E UTF8 --locale=C --no-sync \
+		>"$WORK/initdb-$1.log" 2>&1 || { cat "$WORK/initdb-$1.log" >&2; die "initdb failed"; }
+	cat >>"$d/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$WORK'
+max_connections = 200
+password_encryption = md5
+fsync = off
+shared_buffers = 128MB
+wal_level = replica
+max_wal_senders = 5
+hot_standby = on
+CONF
+	cat >"$d/pg_hba.conf" <<HBA
+local all postgres trust
+local replication postgres trust
+host all all 127.0.0.1/32 md5
+HBA
+	as_pg "$PGBIN/pg_ctl" -D "$d" -l "$WORK/$1.log" -w -t 60 start >/dev/null ||
+		{ cat "$WORK/$1.log" >&2; die "PostgreSQL ($1) did not start"; }
+	CLUSTERS+=("$d")
+	as_pg timeout 30 "$PGBIN/psql" -X -q -h "$WORK" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+		-c "CREATE ROLE bench LOGIN PASSWORD 'bench'" -c "CREATE DATABASE bench OWNER bench" >/dev/null ||
+		die "could not create user/database bench ($1)"
+	timeout 600 env PGPASSWORD=bench "$PGBENCH" -i -q -s "$SCALE" -h 127.0.0.1 -p "$port" -U bench bench \
+		>"$WORK/pgbench-init-$1.log" 2>&1 || { tail "$WORK/pgbench-init-$1.log" >&2; die "pgbench -i failed ($1)"; }
+}
+
+P_PORT=$(free_port); S_PORT=$(free_port); M_PORT=$(free_port); F_PORT=$(free_port); SPORT=$(free_port)
+note "primary on $P_PORT, pgbench -i -s $SCALE"
+new_cluster primary "$P_PORT"
+note "standby on $S_PORT (pg_basebackup)"
+as_pg timeout 300 "$PGBIN/pg_basebackup" -h "$WORK" -p "$P_PORT" -U postgres -D "$WORK/standby" \
+	-R -X stream -c fast --no-sync >"$WORK/basebackup.log" 2>&1 || { cat "$WORK/basebackup.log" >&2; die "pg_basebackup failed"; }
+echo "port = $S_PORT" >>"$WORK/standby/postgresql.conf"
+as_pg "$PGBIN/pg_ctl" -D "$WORK/standby" -l "$WORK/standby.log" -w -t 60 start >/dev/null ||
+	{ cat "$WORK/standby.log" >&2; die "the standby did not start"; }
+CLUSTERS+=("$WORK/standby")
+[ "$(as_pg timeout 20 "$PGBIN/psql" -X -At -h "$WORK" -p "$S_PORT" -U postgres -d bench \
+	-c 'select pg_is_in_recovery()')" = t ] || die "the standby is not in recovery"
+note "mirror on $M_PORT, behind a forwarder adding ${MIRROR_DELAY_MS} ms on $F_PORT"
+new_cluster mirror "$M_PORT"
+
+# The slow mirror: every chunk towards the mirror waits MIRROR_DELAY_MS
+# (in order); answers come back at once.
+"$PY" - "$F_PORT" "$M_PORT" "$MIRROR_DELAY_MS" >"$WORK/forwarder.log" 2>&1 <<'EOF' &
+import asyncio, sys
+lport, tport, delay = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 1000
+
+async def pipe(r, w, d):
+    try:
+        while True:
+            data = await r.read(65536)
+            if not data:
+                break
+            if d:
+                await asyncio.sleep(d)
+            w.write(data)
+            await w.drain()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        w.close()
+
+async def handle(cr, cw):
+    try:
+        sr, sw = await asyncio.open_connection("127.0.0.1", tport)
+    except OSError:
+        cw.close()
+        return
+    await asyncio.gather(pipe(cr, sw, delay), pipe(sr, cw, 0))
+
+async def main():
+    srv = await asyncio.start_server(handle, "127.0.0.1", lport)
+    async with srv:
+        await srv.serve_forever()
+
+asyncio.run(main())
+EOF
+FWD_PID=$!
+wait_port "$F_PORT" 10 || die "the forwarder did not start"
+
+cat >"$WORK/sluice.ini" <<EOF
+[databases]
+primary = host=127.0.0.1 port=$P_PORT dbname=bench
+routed = host=127.0.0.1,127.0.0.1 port=$P_PORT,$S_PORT dbname=bench read_routing=auto
+mirrored = host=127.0.0.1 port=$P_PORT dbname=bench mirror=slowmirror mirror_fraction=1
+slowmirror = host=127.0.0.1 port=$F_PORT dbname=bench
+[sluice]
+listen_addr = 127.0.0.1
+listen_port = $SPORT
+unix_socket_dir =
+auth_type = md5
+auth_file = $WORK/userlist.txt
+admin_users = bench
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 500
+role_check_interval = 1
+EOF
+echo '"bench" "bench"' >"$WORK/userlist.txt"
+"$SLUICE_BIN" "$WORK/sluice.ini" >"$WORK/sluice.log" 2>&1 &
+SPID=$!
+wait_port "$SPORT" 10 || { cat "$WORK/sluice.log" >&2; die "sluice did not start"; }
+export PGPASSWORD=bench
+# Wait until the routed entry reads from the standby (roles are found after start-up).
+for _ in $(seq 100); do
+	[ "$(timeout 10 "$PGBIN/psql" -X -At -h 127.0.0.1 -p "$SPORT" -U bench -d routed \
+		-c 'select pg_is_in_recovery()' 2>/dev/null)" = t ] && break
+	sleep 0.1
+done
+
+RUNS=$OUT/routing_runs.csv
+echo "round,workload,target,tps,p99_us" >"$RUNS"
+# run WORKLOAD TARGET ROUND
+run() {
+	local w=$1 t=$2 r=$3 log=$WORK/$1-$2-r$3.log lat=$WORK/lat-$1-$2-r$3 args p99=""
+	case $w in
+	select) args=(-S -c "$CLIENTS" -j 2) ;;
+	tpcb) mkdir -p "$lat"; args=(-c "$WRITERS" -j 2 --log "--log-prefix=$lat/tx") ;;
+	esac
+	timeout $((DURATION + 60)) "$PGBENCH" -n -h 127.0.0.1 -p "$SPORT" -U bench -T "$DURATION" "${args[@]}" "$t" \
+		>"$log" 2>&1 || { tail -20 "$log" >&2; die "pgbench $w on $t failed"; }
+	local tps; tps=$(awk '/^tps = / {print $3; exit}' "$log")
+	if [ "$w" = tpcb ]; then
+		p99=$("$PY" bench/bench_stats.py latency "$lat"/tx.* | awk '{print $3}')
+		rm -rf "$lat"
+	fi
+	echo "$r,$w,$t,$tps,$p99" >>"$RUNS"
+	note "round $r $w $t: $tps tps${p99:+, p99 $p99 us}"
+}
+
+for r in $(seq "$ROUNDS"); do
+	if [ $((r % 2)) = 1 ]; then order=(a b); else order=(b a); fi
+	for o in "${order[@]}"; do
+		if [ "$o" = a ]; then run select primary "$r"; else run select routed "$r"; fi
+	done
+	for o in "${order[@]}"; do
+		if [ "$o" = a ]; then run tpcb primary "$r"; else run tpcb mirrored "$r"; fi
+	done
+done
+
+MIRRORS=$(timeout 10 "$PGBIN/psql" -X -h 127.0.0.1 -p "$SPORT" -U bench -d pgbouncer -c 'SHOW MIRRORS' 2>&1 || true)
+
+"$PY" - "$RUNS" "$ROUNDS" "$DURATION" "$CLIENTS" "$WRITERS" "$MIRROR_DELAY_MS" <<'EOF' | tee "$OUT/routing.txt"
+import csv, statistics, sys
+runs, rounds, duration, clients, writers, delay = sys.argv[1:]
+rows = list(csv.DictReader(open(runs)))
+def med(w, t, k):
+    v = [float(r[k]) for r in rows if r["workload"] == w and r["target"] == t and r[k]]
+    return statistics.median(v) if v else None
+print(f"sluice routing benchmark: {rounds} rounds x {duration} s, medians")
+print(f"{'workload':<34} {'target':<10} {'TPS':>9} {'p99 us':>9} {'TPS ratio':>10} {'p99 ratio':>10}")
+for w, label, base, other in (("select", f"pgbench -S -c {clients}", "primary", "routed"),
+                              ("tpcb", f"pgbench tpcb -c {writers}", "primary", "mirrored")):
+    b_tps, b_p99 = med(w, base, "tps"), med(w, base, "p99_us")
+    for t in (base, other):
+        tps, p99 = med(w, t, "tps"), med(w, t, "p99_us")
+        rt = f"{tps / b_tps:.2f}" if tps and b_tps else ""
+        rp = f"{p99 / b_p99:.2f}" if p99 and b_p99 else ""
+        print(f"{label:<34} {t:<10} {tps or 0:>9.0f} {'' if p99 is None else f'{p99:.0f}':>9} "
+              f"{rt:>10} {rp:>10}")
+print(f"routed: read_routing = auto over primary + standby; mirrored: mirror_fraction = 1 "
+      f"to a mirror {delay} ms away; ratios are over the primary-only entry")
+EOF
+echo "SHOW MIRRORS after the last mirrored run:" | tee -a "$OUT/routing.txt"
+echo "$MIRRORS" | tee -a "$OUT/routing.txt"
