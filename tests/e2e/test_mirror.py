@@ -15,7 +15,7 @@ import time
 import pytest
 
 from admin_helpers import ADMIN, USERLIST
-from conftest import PGBENCH, Worker, client_env, free_port
+from conftest import PGBENCH, Worker, free_port
 from routing_helpers import (column, console_rows, lone_primary, mirror,  # noqa: F401
                              rsluice, value, wait_for)
 
