@@ -70,6 +70,25 @@ def test_harness_standby_replays_with_delay(pair):
         assert ei.value.sqlstate == READ_ONLY_SQLSTATE
 
 
+@pytest.mark.xdist_group("routing_failover")
+def test_harness_promote_and_rejoin(fresh_pair):
+    p = fresh_pair
+    p.primary.crash()
+    assert not p.primary.answers()
+    p.standby.promote()
+    p.standby.sql("INSERT INTO rt_items (v) VALUES ('promoted')", dbname="sluicedb")
+    old_port = p.primary.port
+    rejoined = p.rejoin(p.primary, p.standby)
+    assert rejoined.port == old_port and rejoined.in_recovery() is True
+    assert rejoined.sql("SELECT count(*) FROM rt_items WHERE v = 'promoted'",
+                        dbname="sluicedb")[0][0] == 1
+    rejoined.crash()
+    rejoined.restart()
+    wait_for(rejoined.answers, 30, "the restarted standby answering")
+    assert rejoined.in_recovery() is True
+    wait_replay(p.standby, rejoined)
+
+
 # --------------------------------------------------------------------------
 # read_routing = auto
 
@@ -451,6 +470,33 @@ def test_old_primary_rejoins_as_standby(rsluice, fresh_pair):
     assert p.standby.sql("SELECT count(*) FROM rt_items WHERE client = 8",
                          dbname="sluicedb")[0][0] == 10
     assert not [e for e in errors if e[0] == READ_ONLY_SQLSTATE], errors
+
+
+@pytest.mark.xdist_group("routing_failover")
+@pytest.mark.timeout(120)
+def test_standby_down_sends_reads_to_the_primary(rsluice, fresh_pair):
+    """The standby crashes: reads go to the primary (SHOW HOSTS says the
+    standby is down); once it is back, reads return to it."""
+    p = fresh_pair
+    s = failover_sluice(rsluice, p)
+    with s.connect() as c:
+        wait_reads_on_standby(c)
+    p.standby.crash()
+
+    def read_on_primary():
+        with s.connect(connect_timeout=5) as c:
+            return on_standby(c) is False
+    wait_for(read_on_primary, 2 * ROLE_CHECK + 15, "reads going to the primary")
+    with s.connect() as c:
+        answers = [on_standby(c) for _ in range(20)]
+        c.execute("INSERT INTO rt_items (client, v) VALUES (9, 'standby-down')")
+    assert answers == [False] * 20, answers
+    rows = {int(r["port"]): r for r in console_rows(s, "HOSTS") if r["database"] == "sluicedb"}
+    assert rows[p.standby.port]["role"] in ("down", "unknown"), rows
+    assert rows[p.primary.port]["role"] == "primary", rows
+    p.standby.restart()
+    with s.connect() as c:
+        wait_reads_on_standby(c, 2 * ROLE_CHECK + 15)
 
 
 # --------------------------------------------------------------------------
