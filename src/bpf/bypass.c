@@ -419,7 +419,7 @@ void bypass_client_maybe_enter(struct pg_client *c)
 	const struct config *cfg = runtime_config();
 	if (cfg->disable_pqexec || cfg->max_packet_size < INT32_MAX)
 		return;
-	if (!c->pool || c->pool->replication || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending ||
+	if (!c->pool || c->pool->replication || c->pool->route || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending ||
 	    __atomic_load_n(&c->pool->paused, __ATOMIC_RELAXED) || __atomic_load_n(&c->pool->stale, __ATOMIC_RELAXED))
 		return;
 	bool session = c->pool->mode == POOL_MODE_SESSION;
@@ -716,7 +716,7 @@ bool bypass_server_lend(struct server *core)
 	struct pg_server *s = pg_server(core);
 	if (!__atomic_load_n(&active, __ATOMIC_RELAXED) || s->bp_refused || s->bp_lent)
 		return false;
-	if (s->pool->mode != POOL_MODE_TRANSACTION || pool_server_outdated(&s->base) || s->sock.ssl ||
+	if (s->pool->mode != POOL_MODE_TRANSACTION || s->pool->route || pool_server_outdated(&s->base) || s->sock.ssl ||
 	    s->state != SERVER_IDLE || s->client ||
 	    s->closed || s->lookup || s->pinned || iobuf_len(&s->sock.rbuf) || iobuf_len(&s->sock.wbuf) ||
 	    s->sock.skip || s->sock.fwd || !s->worker || s->worker->suspended)

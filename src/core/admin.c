@@ -398,7 +398,7 @@ static void kill_fn(struct worker *w, struct admin_job *job)
 	if (job->kind == JOB_KILL_DB) {
 		list_for_each_safe(pos, tmp, &w->servers) {
 			struct server *s = list_entry(pos, struct server, node);
-			if (s->closed || (job->db[0] && strcmp(s->pool->db_name, job->db) != 0))
+			if (s->closed || s->aside || (job->db[0] && strcmp(s->pool->db_name, job->db) != 0))
 				continue;
 			if (s->state == SERVER_IDLE && !pool_take_idle(s))
 				continue;
@@ -416,7 +416,7 @@ static void count_old_fn(struct worker *w, struct admin_job *job)
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->servers) {
 		struct server *s = list_entry(pos, struct server, node);
-		if (!s->closed && (!job->db[0] || strcmp(s->pool->db_name, job->db) == 0) &&
+		if (!s->closed && !s->aside && (!job->db[0] || strcmp(s->pool->db_name, job->db) == 0) &&
 		    (s->generation != __atomic_load_n(&s->pool->generation, __ATOMIC_RELAXED) ||
 		     __atomic_load_n(&s->pool->stale, __ATOMIC_RELAXED)))
 			n++;

@@ -26,6 +26,7 @@
 #include "control.h"
 #include "loop.h"
 #include "pool.h"
+#include "route.h"
 #include "proto.h"
 #include "runtime.h"
 #include "server.h"
@@ -46,7 +47,7 @@ static void show_help(struct admin_reply *r)
 {
 	reply_notice(r, "Console usage",
 		     "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION"
-		     "\n\tSHOW FDS|LISTS|MEM|STATE|BYPASS|PINS"
+		     "\n\tSHOW FDS|LISTS|MEM|STATE|BYPASS|PINS|HOSTS"
 		     "\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES"
 		     "\n\tSET key = arg"
 		     "\n\tRELOAD"
@@ -134,6 +135,55 @@ static void show_bypass(struct admin_reply *r)
 	bypass_row_u(r, "kernel_clients", (uint64_t)(b.kernel_clients > 0 ? b.kernel_clients : 0));
 	bypass_row_u(r, "lent_servers", (uint64_t)(b.lent_servers > 0 ? b.lent_servers : 0));
 	bypass_row_u(r, "slots_used", (uint64_t)(b.slots_used > 0 ? b.slots_used : 0));
+	reply_complete(r, "SHOW");
+}
+
+/* ---- SHOW HOSTS: sluice's own, one row per host of each routed pool (route.h) ---- */
+
+static const struct admin_col hosts_cols[] = {
+	{ "database", 's' }, { "user", 's' }, { "host", 's' }, { "port", 'i' }, { "role", 's' },
+	{ "lsn", 's' }, { "lag_bytes", 'i' }, { "lag_ms", 'i' }, { "checked_ms_ago", 'i' },
+	{ "reads", 'i' }, { "reads_on_primary", 'i' }, { "error", 's' },
+};
+
+static void host_row(const struct route *rt, int i, void *arg)
+{
+	struct admin_reply *r = arg;
+	const struct route_host *h = &rt->host[i];
+	const struct pool_host *ph = &rt->home->hosts.h[i];
+	int64_t now = loop_now_us();
+	reply_row_begin(r, NCOLS(hosts_cols));
+	reply_cell(r, rt->home->db_name);
+	reply_cell(r, rt->home->user);
+	reply_cell(r, *ph->name ? ph->name : ph->addr_text);
+	reply_cell_int(r, pool_host_port(ph));
+	reply_cell(r, route_role_name(h->role));
+	if (h->sampled_us)
+		reply_cellf(r, "%X/%X", (unsigned)(h->lsn >> 32), (unsigned)h->lsn);
+	else
+		reply_cell(r, NULL);
+	if (h->lag_bytes >= 0)
+		reply_cell_int(r, h->lag_bytes);
+	else
+		reply_cell(r, NULL);
+	if (h->lag_us >= 0)
+		reply_cell_int(r, h->lag_us / 1000);
+	else
+		reply_cell(r, NULL);
+	if (h->sampled_us)
+		reply_cell_int(r, (now - h->sampled_us) / 1000);
+	else
+		reply_cell(r, NULL);
+	reply_cell_int(r, h->reads);
+	reply_cell_int(r, rt->reads_on_primary);
+	reply_cell(r, *h->error ? h->error : NULL);
+	reply_row_end(r);
+}
+
+static void show_hosts(struct admin_reply *r)
+{
+	reply_columns(r, hosts_cols, NCOLS(hosts_cols));
+	route_foreach_host(host_row, r);
 	reply_complete(r, "SHOW");
 }
 
@@ -855,7 +905,7 @@ void admin_show_collect(struct worker *w, struct admin_job *job)
 	if (job->kind == JOB_SHOW_SERVERS || job->kind == JOB_SHOW_FDS) {
 		list_for_each_safe(pos, tmp, &w->servers) {
 			struct server *s = list_entry(pos, struct server, node);
-			if (s->closed)
+			if (s->closed || s->aside) /* sluice's own: SHOW HOSTS */
 				continue;
 			if (job->kind == JOB_SHOW_SERVERS) {
 				server_row(&rows, job, s);
@@ -896,6 +946,7 @@ bool admin_show(struct client *c, const char *what, struct admin_reply *r, int *
 		{ "MEM", show_mem, -1 },           { "CLIENTS", NULL, JOB_SHOW_CLIENTS },
 		{ "SERVERS", NULL, JOB_SHOW_SERVERS }, { "FDS", NULL, JOB_SHOW_FDS },
 		{ "BYPASS", show_bypass, -1 },     { "PINS", NULL, JOB_SHOW_PINS },
+		{ "HOSTS", show_hosts, -1 },
 	};
 	(void)c;
 	*job_kind = -1;

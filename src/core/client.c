@@ -87,10 +87,11 @@ bool client_core_wait_expired(struct client *c, int64_t age, char *msg, size_t l
 	const char *what = t->query_timeout_us && age > t->query_timeout_us ? "query_timeout"
 			   : t->query_wait_timeout_us && age > t->query_wait_timeout_us ? "query_wait_timeout"
 			   : NULL;
-	if (!what || !pool_dequeue(c->pool, c))
+	struct pool *queue = c->wait_pool ? c->wait_pool : c->pool;
+	if (!what || !pool_dequeue(queue, c))
 		return false;
 	char why[160];
-	if (pool_login_failing(c->pool, why, sizeof(why)))
+	if (pool_login_failing(queue, why, sizeof(why)))
 		snprintf(msg, len, "%s (server login failing: %s)", what, why);
 	else
 		snprintf(msg, len, "%s", what);
@@ -121,7 +122,7 @@ bool client_core_leave_queue(struct client *c)
 {
 	if ((c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT || c->state == CLIENT_AUTH) &&
 	    c->pool && !c->server)
-		return !pool_dequeue(c->pool, c) && c->handoff_pending;
+		return !pool_dequeue(c->wait_pool ? c->wait_pool : c->pool, c) && c->handoff_pending;
 	return false;
 }
 

@@ -64,6 +64,7 @@ enum client_state {
 	uint8_t state;             /* enum client_state */                                         \
 	uint64_t id;               /* unique id for log lines */                                   \
 	struct pool *pool;         /* set after startup */                                         \
+	struct pool *wait_pool;    /* the pool whose queue it joined last (a reader pool, route.h) */ \
 	struct SERVER *server;     /* linked server (ACTIVE, LOGIN_WAIT) */                        \
 	struct client *cancel_next; /* chain in the cancel registry (its lock) */                  \
 	bool over_limit;           /* accepted past max_client_conn: refuse after startup */       \

@@ -405,6 +405,9 @@ static const struct config_key main_keys[] = {
 	KEY("server_fast_close", KT_BOOL, server_fast_close, 0, 0),
 	KEY("server_check_query", KT_STR, server_check_query, 0, 0),
 	DUR("server_check_delay", server_check_delay_us),
+	/* Zero would re-check in a tight loop. */
+	KEY("role_check_interval", KT_DURATION, role_check_interval_us, 10000, INT64_MAX),
+	KEY("mirror_queue_size", KT_INT, mirror_queue_size, 0, 1000000),
 	DUR("server_lifetime", server_lifetime_us),
 	DUR("server_idle_timeout", server_idle_timeout_us),
 	DUR("server_connect_timeout", server_connect_timeout_us),
@@ -786,6 +789,85 @@ int config_database_hosts(const struct config_database *db)
 	return n;
 }
 
+const char *const config_target_names[CONFIG_TARGETS] = {
+	"any", "read-write", "primary", "read-only", "standby", "prefer-standby",
+};
+
+int config_database_target(const struct config_database *db)
+{
+	if (db->target >= 0)
+		return db->target;
+	return config_database_hosts(db) > 1 ? CONFIG_TARGET_READ_WRITE : CONFIG_TARGET_ANY;
+}
+
+/* max_standby_lag: bytes (a number, or with B, kB, MB, GB) or a duration
+ * (with a time unit). */
+static int parse_standby_lag(const char *val, int64_t *bytes, int64_t *us)
+{
+	static const struct { const char *unit; int64_t mult; } sizes[] = {
+		{ "", 1 }, { "B", 1 }, { "kB", 1024 }, { "MB", 1024 * 1024 }, { "GB", 1024LL * 1024 * 1024 },
+	};
+	char *end;
+	errno = 0;
+	long long n = strtoll(val, &end, 10);
+	if (end != val && errno == 0 && n >= 0) {
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			if (strcasecmp(end, sizes[i].unit) == 0 && n <= INT64_MAX / sizes[i].mult) {
+				*bytes = n * sizes[i].mult;
+				*us = 0;
+				return 0;
+			}
+		}
+	}
+	if (config_parse_duration_us(val, us) == 0) {
+		*bytes = 0;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* The routing and mirroring keys of a [databases] entry: 1 when key is
+ * one of them (0 when not, <0 on a bad value). */
+static int routing_param(struct config_parser *p, const char *owner, const char *key, const char *val,
+			 struct config_database *db)
+{
+	if (strcasecmp(key, "target_session_attrs") == 0) {
+		for (int i = 0; i < CONFIG_TARGETS; i++) {
+			if (strcasecmp(val, config_target_names[i]) == 0) {
+				db->target = i;
+				return 1;
+			}
+		}
+		return fail_at(p, -EINVAL, "database '%s': target_session_attrs must be any, read-write, primary, "
+			       "read-only, standby or prefer-standby, not '%.*s'", owner, CONFIG_ECHO_MAX, val);
+	}
+	if (strcasecmp(key, "read_routing") == 0) {
+		if (strcasecmp(val, "off") == 0 || strcasecmp(val, "auto") == 0) {
+			db->read_routing = strcasecmp(val, "auto") == 0;
+			return 1;
+		}
+		return fail_at(p, -EINVAL, "database '%s': read_routing must be off or auto, not '%.*s'",
+			       owner, CONFIG_ECHO_MAX, val);
+	}
+	if (strcasecmp(key, "max_standby_lag") == 0) {
+		if (parse_standby_lag(val, &db->max_standby_lag_bytes, &db->max_standby_lag_us) == 0)
+			return 1;
+		return fail_at(p, -EINVAL, "database '%s': max_standby_lag must be a size (16MB) or a duration (5s), "
+			       "not '%.*s'", owner, CONFIG_ECHO_MAX, val);
+	}
+	if (strcasecmp(key, "mirror_fraction") == 0) {
+		char *end;
+		errno = 0;
+		double f = strtod(val, &end);
+		if (end == val || *end || errno || !(f >= 0.0 && f <= 1.0))
+			return fail_at(p, -EINVAL, "database '%s': mirror_fraction must be a number from 0 to 1, not '%.*s'",
+				       owner, CONFIG_ECHO_MAX, val);
+		db->mirror_fraction = f;
+		return 1;
+	}
+	return 0;
+}
+
 static int database_param(struct config_parser *p, void *ctx, const char *owner,
 			  const char *key, const char *val)
 {
@@ -808,6 +890,8 @@ static int database_param(struct config_parser *p, void *ctx, const char *owner,
 		str = &db->auth_query;
 	else if (strcasecmp(key, "auth_dbname") == 0)
 		str = &db->auth_dbname;
+	else if (strcasecmp(key, "mirror") == 0)
+		str = &db->mirror;
 	for (int i = 0; !str && i < CONFIG_SERVER_PARAMS; i++) {
 		if (strcasecmp(key, config_server_param_names[i]) == 0)
 			str = &db->server_params[i];
@@ -841,6 +925,9 @@ static int database_param(struct config_parser *p, void *ctx, const char *owner,
 	}
 	if (strcasecmp(key, "pool_size") == 0)
 		return connstr_int(p, owner, "pool_size", val, 0, 100000, &db->pool_size);
+	int routed = routing_param(p, owner, key, val, db);
+	if (routed)
+		return routed < 0 ? routed : 0;
 	if (strcasecmp(key, "min_pool_size") == 0)
 		return connstr_int(p, owner, "min_pool_size", val, 0, 100000, &db->min_pool_size);
 	/* reserve_pool is the older PgBouncer spelling, still accepted there. */
@@ -899,6 +986,8 @@ static void database_clear(struct config_database *db)
 	free(db->auth_user);
 	free(db->auth_query);
 	free(db->auth_dbname);
+	free(db->mirror);
+	free(db->where);
 	memset(db, 0, sizeof(*db));
 }
 
@@ -931,6 +1020,8 @@ static int add_database(struct config_parser *p, const char *name, char *val)
 		.max_db_connections = -1,
 		.max_db_client_connections = -1,
 		.t = timeouts_unset,
+		.target = -1,
+		.mirror_fraction = 1.0,
 	};
 	size_t i;
 	int rc;
@@ -939,8 +1030,13 @@ static int add_database(struct config_parser *p, const char *name, char *val)
 	if (strcmp(name, "pgbouncer") == 0)
 		return fail_at(p, -EINVAL, "key '%s': database name is reserved for the admin console", name);
 	db.name = strdup(name);
-	if (!db.name)
+	char where[300];
+	snprintf(where, sizeof(where), "%s:%d", p->file, p->line);
+	db.where = strdup(where);
+	if (!db.name || !db.where) {
+		database_clear(&db);
 		return fail_oom(p);
+	}
 	rc = parse_connstr(p, name, val, database_param, &db);
 	if (db.port == 0)
 		db.port = db.protocol == CONFIG_PROTO_MYSQL ? 3306 : 5432;
@@ -1312,6 +1408,8 @@ static int set_defaults(struct config *cfg)
 	cfg->reserve_pool_timeout_us = 5 * 1000000LL;
 	cfg->max_client_conn = 100;
 	cfg->server_check_delay_us = 30 * 1000000LL;
+	cfg->role_check_interval_us = 1000000;
+	cfg->mirror_queue_size = 64;
 	cfg->server_lifetime_us = 3600 * 1000000LL;
 	cfg->server_idle_timeout_us = 600 * 1000000LL;
 	cfg->server_connect_timeout_us = 15 * 1000000LL;
@@ -1384,6 +1482,42 @@ static const char *auth_type_name(int t)
 	return "?";
 }
 
+/* What [databases] entries say of each other: mirror names another entry
+ * of its protocol; read_routing needs the primary as its target. */
+static int check_routing(struct config_parser *p, const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_databases; i++) {
+		const struct config_database *d = &cfg->databases[i];
+		int target = config_database_target(d);
+		if (d->read_routing && target != CONFIG_TARGET_READ_WRITE && target != CONFIG_TARGET_PRIMARY) {
+			set_err(p, "%s: database '%s': key 'read_routing': auto needs target_session_attrs read-write "
+				"or primary, not %s", d->where, d->name, config_target_names[target]);
+			return -EINVAL;
+		}
+		if (!d->mirror)
+			continue;
+		if (strcmp(d->mirror, d->name) == 0) {
+			set_err(p, "%s: database '%s': key 'mirror': a database cannot mirror to itself", d->where, d->name);
+			return -EINVAL;
+		}
+		const struct config_database *m = NULL;
+		for (size_t k = 0; k < cfg->n_databases && !m; k++)
+			if (strcmp(cfg->databases[k].name, d->mirror) == 0)
+				m = &cfg->databases[k];
+		if (!m || strcmp(m->name, "*") == 0) {
+			set_err(p, "%s: database '%s': key 'mirror': no database entry named '%.*s'", d->where, d->name,
+				CONFIG_ECHO_MAX, d->mirror);
+			return -EINVAL;
+		}
+		if (m->protocol != d->protocol) {
+			set_err(p, "%s: database '%s': key 'mirror': '%s' speaks another protocol", d->where, d->name,
+				m->name);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int config_load(const char *path, struct config **out, char *err, size_t errlen,
 		void (*warn_cb)(const char *msg))
 {
@@ -1439,6 +1573,9 @@ int config_load_with(const char *path, const struct config_override *ov, size_t 
 		rc = -EINVAL;
 		goto fail;
 	}
+	rc = check_routing(&p, cfg);
+	if (rc < 0)
+		goto fail;
 	if (cfg->auth_type == AUTH_TYPE_HBA && !cfg->auth_hba_file) {
 		set_err(&p, "%s: key 'auth_type': 'hba' needs auth_hba_file to be set", path);
 		rc = -EINVAL;

@@ -111,7 +111,31 @@ struct config_database {
 	char *auth_user;       /* overrides the global auth_user for this database; NULL = global */
 	char *auth_query;      /* overrides the global auth_query; NULL = global */
 	char *auth_dbname;     /* overrides the global auth_dbname; NULL = global */
+	/* Routing over several hosts (route.h). */
+	int target;            /* target_session_attrs: enum config_target; -1 = not set
+				* (read-write with several hosts, else any) */
+	bool read_routing;     /* read_routing = auto: reads to standbys */
+	int64_t max_standby_lag_bytes; /* a standby further behind takes no reads; 0 = no limit */
+	int64_t max_standby_lag_us;    /* the same in time; 0 = no limit */
+	/* Workload mirroring. */
+	char *mirror;          /* mirror = OTHER_DB; NULL = none */
+	double mirror_fraction; /* share of transactions mirrored, 0..1 (default 1) */
+	char *where;           /* "FILE:LINE" of the entry, for errors found after parsing */
 };
+
+/* target_session_attrs, libpq's names and meanings. */
+enum config_target {
+	CONFIG_TARGET_ANY,
+	CONFIG_TARGET_READ_WRITE,     /* the primary (not in recovery) */
+	CONFIG_TARGET_PRIMARY,        /* the same */
+	CONFIG_TARGET_READ_ONLY,      /* a standby */
+	CONFIG_TARGET_STANDBY,        /* a standby */
+	CONFIG_TARGET_PREFER_STANDBY, /* a standby, else any */
+	CONFIG_TARGETS
+};
+extern const char *const config_target_names[CONFIG_TARGETS];
+/* The target a database entry's pools use (the default resolved). */
+int config_database_target(const struct config_database *db);
 
 /* One line of [users]: "name = pool_mode=... max_user_connections=..." */
 struct config_user {
@@ -161,6 +185,9 @@ struct config {
 					 * its next transaction boundary, with its client */
 	char *server_check_query; /* default "select 1"; "" = none */
 	int64_t server_check_delay_us;     /* default 30 s */
+	int64_t role_check_interval_us;    /* host roles re-checked (route.h), default 1 s */
+	int mirror_queue_size;             /* transactions waiting for a mirror, per database
+					    * and worker (default 64) */
 	int64_t server_lifetime_us;        /* default 3600 s; 0 = unlimited */
 	int64_t server_idle_timeout_us;    /* default 600 s; 0 = disabled */
 	int64_t server_connect_timeout_us; /* default 15 s */

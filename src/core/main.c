@@ -34,6 +34,7 @@
 #include "my_ops.h"
 #include "pg_ops.h"
 #include "pool.h"
+#include "route.h"
 #include "runtime.h"
 #include "systemd.h"
 #include "takeover.h"
@@ -417,6 +418,7 @@ int main(int argc, char **argv)
 	worker_stop_all();
 	bypass_shutdown();
 	pool_free_all();
+	route_free_all();
 	tls_cleanup();
 	cfg = (struct config *)runtime_config();
 	if (cfg->pidfile)

@@ -16,12 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <openssl/crypto.h>
 
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "route.h"
 #include "runtime.h"
 #include "server.h"
 #include "worker.h"
@@ -320,15 +323,40 @@ static void *dup_bytes(const void *src, uint32_t n)
 	return d;
 }
 
-static struct pool *find_or_make(const struct config *cfg, const struct proto_ops *proto, const char *db,
-				 const char *user, int kind, const char *startup, uint32_t startup_len,
-				 const void *variant, uint32_t variant_len, char *err, size_t errlen)
+static bool want_launch_locked(struct pool *p, int64_t now, bool for_waiters, bool reserve_ok);
+
+/* A pool's identity: protocol, database and user, its kind of
+ * replication and protocol variant, and for a reader pool its home pool
+ * (home NULL = not a reader). */
+struct pool_key {
+	const struct proto_ops *proto;
+	const char *db, *user;
+	int kind;
+	const char *startup;
+	uint32_t startup_len;
+	const void *variant;
+	uint32_t variant_len;
+	struct pool *home;
+	int fixed_host;
+};
+
+static bool key_matches(const struct pool *p, const struct pool_key *k)
 {
+	return !p->stale && p->proto == k->proto && strcmp(p->db_name, k->db) == 0 && strcmp(p->user, k->user) == 0 &&
+	       same_replication(p, k->kind, k->startup, k->startup_len) &&
+	       same_variant(p, k->variant, k->variant_len) && p->fixed_host == k->fixed_host &&
+	       (!k->home || p->home == k->home);
+}
+
+static struct pool *find_or_make(const struct config *cfg, const struct pool_key *k, char *err, size_t errlen)
+{
+	const struct proto_ops *proto = k->proto;
+	const char *db = k->db, *user = k->user;
+	int kind = k->kind;
 	pthread_mutex_lock(&pools_lock);
 	struct pool *p;
 	for (p = pools; p; p = p->next)
-		if (!p->stale && p->proto == proto && strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0 &&
-		    same_replication(p, kind, startup, startup_len) && same_variant(p, variant, variant_len))
+		if (key_matches(p, k))
 			break;
 	if (p) {
 		if (p->forgotten)
@@ -361,18 +389,18 @@ static struct pool *find_or_make(const struct config *cfg, const struct proto_op
 	p->autodb = strcmp(d->name, "*") == 0;
 	if (kind != 0) {
 		p->replication = kind;
-		if (!(p->repl_startup = dup_bytes(startup, startup_len))) {
+		if (!(p->repl_startup = dup_bytes(k->startup, k->startup_len))) {
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
-		p->repl_startup_len = startup_len;
+		p->repl_startup_len = k->startup_len;
 	}
-	if (variant_len) {
-		if (!(p->variant = dup_bytes(variant, variant_len))) {
+	if (k->variant_len) {
+		if (!(p->variant = dup_bytes(k->variant, k->variant_len))) {
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
-		p->variant_len = variant_len;
+		p->variant_len = k->variant_len;
 	}
 	snprintf(p->db_name, sizeof(p->db_name), "%s", db);
 	snprintf(p->user, sizeof(p->user), "%s", user);
@@ -401,9 +429,15 @@ static struct pool *find_or_make(const struct config *cfg, const struct proto_op
 	list_init(&p->waiters);
 	for (int i = 0; i < n_workers; i++)
 		list_init(&p->idle[i]);
+	p->fixed_host = k->fixed_host;
+	p->home = k->home ? k->home : p;
+	p->route = k->home ? k->home->route : route_new(p, d);
 	p->next = pools;
 	pools = p;
-	log_info("pool %s/%s created: server %s%s db=%s user=%s mode=%d size=%d", db, user,
+	if (k->home)
+		log_info("pool %s/%s: reads go to host %s too", db, user, p->hosts.h[k->fixed_host].addr_text);
+	else
+		log_info("pool %s/%s created: server %s%s db=%s user=%s mode=%d size=%d", db, user,
 		 p->hosts.h[0].addr_text, p->hosts.n > 1 ? " (and more)" : "", p->server_db, p->server_user, p->mode, p->pool_size);
 	goto out;
 fail:
@@ -417,20 +451,48 @@ out:
 struct pool *pool_get(const struct config *cfg, const struct proto_ops *proto, const char *db,
 		      const char *user, char *err, size_t errlen)
 {
-	return find_or_make(cfg, proto, db, user, 0, NULL, 0, NULL, 0, err, errlen);
+	struct pool_key k = { .proto = proto, .db = db, .user = user, .fixed_host = -1 };
+	return find_or_make(cfg, &k, err, errlen);
 }
 
 struct pool *pool_get_variant(const struct config *cfg, const struct proto_ops *proto, const char *db,
 			      const char *user, const void *variant, uint32_t variant_len, char *err, size_t errlen)
 {
-	return find_or_make(cfg, proto, db, user, 0, NULL, 0, variant, variant_len, err, errlen);
+	struct pool_key k = { .proto = proto, .db = db, .user = user, .variant = variant,
+			      .variant_len = variant_len, .fixed_host = -1 };
+	return find_or_make(cfg, &k, err, errlen);
 }
 
 struct pool *pool_get_replication(const struct config *cfg, const struct proto_ops *proto, const char *db,
 				  const char *user, int kind, const char *startup, uint32_t startup_len,
 				  char *err, size_t errlen)
 {
-	return find_or_make(cfg, proto, db, user, kind, startup, startup_len, NULL, 0, err, errlen);
+	struct pool_key k = { .proto = proto, .db = db, .user = user, .kind = kind, .startup = startup,
+			      .startup_len = startup_len, .fixed_host = -1 };
+	return find_or_make(cfg, &k, err, errlen);
+}
+
+struct pool *pool_get_reader(struct pool *p, int host)
+{
+	char err[200];
+	struct pool_key k = { .proto = p->proto, .db = p->db_name, .user = p->user, .variant = p->variant,
+			      .variant_len = p->variant_len, .home = p, .fixed_host = host };
+	struct pool *r = find_or_make(runtime_config(), &k, err, sizeof(err));
+	if (!r)
+		log_warning("pool %s/%s: no reader pool for host %d: %s", p->db_name, p->user, host, err);
+	return r;
+}
+
+void pool_hosts_changed(struct pool *p)
+{
+	struct worker *w = worker_self();
+	pthread_mutex_lock(&p->lock);
+	p->login_fail_until_us = 0;
+	p->hosts_failed = 0;
+	bool launch = w && want_launch_locked(p, w->loop.now_us, true, false);
+	pthread_mutex_unlock(&p->lock);
+	if (launch)
+		p->proto->server_launch(w, p);
 }
 
 /* Decide under p->lock whether to open one more server; counts it. */
@@ -445,6 +507,9 @@ static bool want_launch_locked(struct pool *p, int64_t now, bool for_waiters, bo
 	 * max_db_connections and max_user_connections bound them. */
 	int limit = p->replication ? INT_MAX : p->pool_size + (reserve_ok ? p->reserve_size : 0);
 	if (p->n_servers >= limit)
+		return false;
+	/* Routed: only when a host in the right role is known. */
+	if (p->route && !route_host_available(p))
 		return false;
 	if (!limit_take(p->db_count, p->max_db))
 		return false;
@@ -521,6 +586,7 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 	}
 	list_add_tail(&p->waiters, &c->wait_node);
 	c->queued = true;
+	c->wait_pool = p;
 	c->wait_since_us = now;
 	p->n_waiting++;
 	bypass_pool_waiters(p, p->n_waiting);
@@ -754,6 +820,8 @@ void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bo
 
 int pool_pick_host(struct pool *p)
 {
+	if (p->route)
+		return route_pick_host(p);
 	if (p->hosts.n <= 1)
 		return 0;
 	pthread_mutex_lock(&p->lock);
@@ -765,7 +833,9 @@ int pool_pick_host(struct pool *p)
 
 bool pool_host_failed(struct pool *p, int i)
 {
-	if (p->hosts.n <= 1)
+	/* Routed: the route picks the host; its monitors tell when another
+	 * one takes over (pool_hosts_changed ends the pause). */
+	if (p->hosts.n <= 1 || p->route)
 		return true;
 	pthread_mutex_lock(&p->lock);
 	if (p->lb_disable && p->cur_host == i)
@@ -1148,7 +1218,18 @@ bool pool_server_outdated(const struct server *s)
 	struct pool *p = s->pool;
 	return s->generation != __atomic_load_n(&p->generation, __ATOMIC_RELAXED) ||
 	       __atomic_load_n(&p->paused, __ATOMIC_RELAXED) ||
-	       __atomic_load_n(&p->stale, __ATOMIC_RELAXED);
+	       __atomic_load_n(&p->stale, __ATOMIC_RELAXED) ||
+	       (p->route && !s->aside && !route_server_current(s));
+}
+
+/* Does p route as entry d says? */
+static bool route_same(const struct pool *p, const struct config_database *d)
+{
+	const struct route *r = p->route;
+	if (!r)
+		return config_database_target(d) == CONFIG_TARGET_ANY && !d->read_routing;
+	return r->target == config_database_target(d) && r->read_routing == d->read_routing &&
+	       r->max_lag_bytes == d->max_standby_lag_bytes && r->max_lag_us == d->max_standby_lag_us;
 }
 
 void pool_reconfigure(const struct config *cfg)
@@ -1166,7 +1247,7 @@ void pool_reconfigure(const struct config *cfg)
 		char err[200];
 		bool moved = resolve_hosts(&probe, d, err, sizeof(err)) < 0 || !hosts_same(&probe, &p->hosts) ||
 			     d->lb_disable != p->lb_disable;
-		bool changed = moved || strcmp(st.server_db, p->server_db) != 0 ||
+		bool changed = moved || strcmp(st.server_db, p->server_db) != 0 || !route_same(p, d) ||
 			       strcmp(st.server_user, p->server_user) != 0 ||
 			       !str_same(st.server_password, p->server_password) ||
 			       !str_same(st.connect_query, p->connect_query) ||
@@ -1183,6 +1264,15 @@ void pool_reconfigure(const struct config *cfg)
 		if (changed)
 			log_info("pool %s/%s: server settings changed; its connections are replaced", p->db_name, p->user);
 	}
+	/* Reader pools follow their home pool. */
+	for (struct pool *p = pools; p; p = p->next) {
+		if (p->home != p && __atomic_load_n(&p->home->stale, __ATOMIC_RELAXED) && !p->stale) {
+			pthread_mutex_lock(&p->lock);
+			__atomic_store_n(&p->stale, true, __ATOMIC_RELAXED);
+			bump_generation_locked(p);
+			pthread_mutex_unlock(&p->lock);
+		}
+	}
 	pthread_mutex_unlock(&pools_lock);
 	bypass_sync_pools();
 }
@@ -1191,6 +1281,16 @@ struct pool *pool_current(struct pool *p, char *err, size_t errlen)
 {
 	if (!__atomic_load_n(&p->stale, __ATOMIC_RELAXED))
 		return p;
-	return find_or_make(runtime_config(), p->proto, p->db_name, p->user, 0, NULL, 0, p->variant, p->variant_len,
-			    err, errlen);
+	struct pool_key k = { .proto = p->proto, .db = p->db_name, .user = p->user, .variant = p->variant,
+			      .variant_len = p->variant_len, .fixed_host = -1 };
+	return find_or_make(runtime_config(), &k, err, errlen);
+}
+
+int pool_host_port(const struct pool_host *h)
+{
+	if (h->addr.ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&h->addr)->sin_port);
+	if (h->addr.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&h->addr)->sin6_port);
+	return 0;
 }

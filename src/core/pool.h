@@ -30,6 +30,7 @@ struct client;
 struct server;
 struct worker;
 struct config;
+struct route;
 
 /* One server address of a pool. */
 struct pool_host {
@@ -38,6 +39,9 @@ struct pool_host {
 	char addr_text[128];        /* for log lines */
 	char name[128];             /* host name as configured (TLS SNI, verify-full); "" for unix */
 };
+
+/* Its TCP port, 0 for a unix socket. */
+int pool_host_port(const struct pool_host *h);
 
 /* The addresses of a [databases] entry, in its order. */
 struct pool_hosts {
@@ -72,6 +76,10 @@ struct pool {
 				     * with); heap, NULL = none */
 	uint32_t variant_len;
 	struct pool_hosts hosts;    /* server addresses ("host=a,b,c"); fixed for the pool's life */
+	struct route *route;        /* roles of its hosts and where reads go (route.h), NULL =
+				     * plain: hosts used in turn. Shared by a home pool and its readers */
+	int fixed_host;             /* reader pool: the standby it uses; -1 = a home pool */
+	struct pool *home;          /* reader pool: the pool its clients logged in to; else itself */
 	bool lb_disable;            /* load_balance_hosts = disable */
 	int mode;                   /* enum pool_mode */
 	int pool_size;              /* servers normally allowed */
@@ -131,6 +139,13 @@ struct pool {
 };
 
 /* Counts for SHOW POOLS and /metrics, taken under the pool lock. */
+/* The reader pool on host i of routed home pool p (route.h), made on
+ * first use: p's settings, its own servers. NULL when out of memory. */
+struct pool *pool_get_reader(struct pool *p, int host);
+/* The roles of p's hosts changed (route.c): servers may launch for its
+ * waiters now, without waiting out server_login_retry. */
+void pool_hosts_changed(struct pool *p);
+
 struct pool_counts {
 	int cl_active;              /* logged in, not waiting */
 	int cl_waiting;             /* queued for a server */

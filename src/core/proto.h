@@ -108,6 +108,15 @@ struct proto_ops {
 	void (*server_free)(struct server *s);
 	void (*server_show)(const struct server *s, struct proto_show *out);
 
+	/* ---- monitors of routed hosts (route.h); NULL = the protocol has none ---- */
+	/* Open a monitor connection to host i of p on worker w: it logs in
+	 * as p's servers do, runs a check, and reports through route_report,
+	 * or route_monitor_gone when it closes. NULL when it failed at once
+	 * (reported too). */
+	struct server *(*monitor_open)(struct worker *w, struct pool *p, int host);
+	/* Run the next check on monitor s (idle since its last report). */
+	void (*monitor_check)(struct server *s);
+
 	/* ---- per worker ---- */
 	/* Periodic upkeep of the protocol's own per-worker work (cancels in
 	 * flight); all: give up everything (the worker is stopping). */

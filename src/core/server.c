@@ -15,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "route.h"
 #include "runtime.h"
 #include "sockopt.h"
 #include "worker.h"
@@ -40,8 +41,19 @@ int server_core_connect(struct server *s, struct pool *p, struct worker *w, loop
 	list_add_tail(&w->servers, &s->node);
 	s->connect_time_us = w->loop.now_us;
 	server_core_set_state(s, SERVER_CONNECTING);
-	s->host_index = pool_pick_host(p);
+	/* An aside server comes with its host; a routed pool may have none
+	 * in the right role (pool.c launches only when one is known, but
+	 * roles change). */
+	int host = s->aside ? s->host_index : pool_pick_host(p);
+	s->host_index = host >= 0 ? host : 0;
+	if (p->route)
+		s->route_epoch = route_epoch(p, s->host_index);
 	const struct pool_host *h = server_core_host(s);
+	if (host < 0) {
+		pgsock_init(&s->sock, -1, cb);
+		snprintf(err, errlen, "no host of database %s is in the role target_session_attrs asks for", p->db_name);
+		return -1;
+	}
 	int fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	pgsock_init(&s->sock, fd, cb);
 	if (fd < 0) {
@@ -71,7 +83,8 @@ void server_core_close(struct server *s)
 	if (s->state == SERVER_IDLE)
 		pool_take_idle(s);
 	pgsock_close(&s->worker->loop, &s->sock);
-	pool_server_gone(s->pool, s->state);
+	if (!s->aside)
+		pool_server_gone(s->pool, s->state);
 	worker_bury_server(s->worker, s);
 }
 

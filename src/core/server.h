@@ -37,6 +37,14 @@ enum server_state {
 			    * server_check_query), no client; counted in pool->n_checking */
 };
 
+/* A server sluice opens for itself, not counted in its pool nor handed to
+ * clients: its protocol's own code drives it from login on. */
+enum server_aside {
+	SERVER_POOLED = 0,  /* an ordinary server of the pool */
+	SERVER_MONITOR,     /* checks its host's role (route.h) */
+	SERVER_MIRROR,      /* replays mirrored transactions */
+};
+
 /*
  * The core's fields, as a list a protocol's struct repeats at its start
  * (pg_server.h), with CLIENT the struct tag of its clients: see
@@ -50,6 +58,8 @@ enum server_state {
 	struct list pool_node;     /* in pool->idle[worker] (pool lock) */                  \
 	struct pool *pool;                                                                  \
 	int host_index;            /* its address in pool->hosts (pool_pick_host) */       \
+	uint32_t route_epoch;      /* its host's epoch at connect (route.h) */             \
+	uint8_t aside;             /* enum server_aside: not one of the pool's servers */  \
 	struct CLIENT *client;     /* linked client (ACTIVE) */                             \
 	uint8_t state;             /* enum server_state */                                  \
 	bool closed;               /* fd gone; memory freed at the loop's safe point */     \

@@ -43,6 +43,7 @@
 #include "iobuf.h"
 #include "log.h"
 #include "pool.h"
+#include "route.h"
 #include "proto.h"
 #include "runtime.h"
 #include "server.h"
@@ -463,6 +464,7 @@ static void tick(struct worker *w)
 			s->pool->proto->server_tick(s, now);
 	}
 	pool_tick(w, now);
+	route_tick(w, now);
 	for (int i = 0; i < CONFIG_PROTOCOLS; i++)
 		if (protocols[i] && protocols[i]->worker_tick)
 			protocols[i]->worker_tick(w, now, false);

@@ -17,6 +17,7 @@
 #include "pool.h"
 #include "replication.h"
 #include "pg_server.h"
+#include "pg_monitor.h"
 
 static void pg_client_cancel(struct client *core)
 {
@@ -128,6 +129,8 @@ const struct proto_ops pg_ops = {
 	.client_take_back = op_client_take_back,
 	.server_launch = server_launch,
 	.server_check = op_server_check,
+	.monitor_open = monitor_open,
+	.monitor_check = monitor_check,
 	.server_watch_idle = op_server_watch_idle,
 	.server_detach = op_server_detach,
 	.server_at_boundary = op_server_at_boundary,

@@ -415,3 +415,35 @@ void pg_fe_cancel(uint8_t buf[16], uint32_t pid, uint32_t key)
 	pg_put_u32(buf + 8, pid);
 	pg_put_u32(buf + 12, key);
 }
+
+int pg_datarow_column(const uint8_t *body, size_t len, int i, const uint8_t **val, uint32_t *vlen)
+{
+	struct pg_reader r;
+	pg_reader_init(&r, body, len);
+	int n = pg_read_u16(&r);
+	if (r.err || i < 0 || i >= n)
+		return -1;
+	for (int k = 0;; k++) {
+		uint32_t l = pg_read_u32(&r);
+		if (r.err)
+			return -1;
+		const uint8_t *v = l == 0xffffffffu ? NULL : pg_read_bytes(&r, l);
+		if (r.err)
+			return -1;
+		if (k == i) {
+			*val = v;
+			*vlen = v ? l : 0;
+			return 0;
+		}
+	}
+}
+
+int pg_first_column_bool(const uint8_t *body, size_t len, bool *out)
+{
+	const uint8_t *v;
+	uint32_t n;
+	if (pg_datarow_column(body, len, 0, &v, &n) < 0 || n != 1 || (v[0] != 't' && v[0] != 'f'))
+		return -1;
+	*out = v[0] == 't';
+	return 0;
+}

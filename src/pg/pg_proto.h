@@ -109,6 +109,11 @@ int pg_be_error_parse(const uint8_t *body, size_t len, struct pg_error_fields *o
 
 /* ParameterStatus: name and value (pointers into body). */
 int pg_be_param_parse(const uint8_t *body, size_t len, const char **name, const char **value);
+/* DataRow body: column i's value (*val NULL and *vlen 0 for SQL NULL).
+ * 0, or -1 when malformed or short of columns. */
+int pg_datarow_column(const uint8_t *body, size_t len, int i, const uint8_t **val, uint32_t *vlen);
+/* A DataRow's first column as a boolean in text form ('t' / 'f'). */
+int pg_first_column_bool(const uint8_t *body, size_t len, bool *out);
 
 /* ---- builders: append whole messages to an iobuf. A builder keeps a
  * sticky error; check it once at the end with pg_build_done(). ---- */

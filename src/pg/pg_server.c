@@ -26,11 +26,13 @@
 #include "auth_crypto.h"
 #include "cancel_conn.h"
 #include "pg_client.h"
+#include "pg_monitor.h"
 #include "config.h"
 #include "log.h"
 #include "pg_proto.h"
 #include "pool.h"
 #include "replication.h"
+#include "route.h"
 #include "runtime.h"
 #include "sockopt.h"
 #include "tls.h"
@@ -59,6 +61,44 @@ static void server_update_events(struct pg_server *s)
 
 static void host_failed(struct pg_server *s, const char *sqlstate, const char *msg, bool auth_error);
 
+/* ---- servers sluice uses itself (server.h enum server_aside) ---- */
+
+/* Logged in: its kind's code takes over. */
+static void aside_ready(struct pg_server *s)
+{
+	switch (s->aside) {
+	case SERVER_MONITOR:
+		monitor_ready(s);
+		break;
+	default:
+		server_close(s, "no use for this connection");
+		break;
+	}
+}
+
+/* A whole message from it; false when it closed. */
+static bool aside_message(struct pg_server *s, const struct pg_msg *m)
+{
+	switch (s->aside) {
+	case SERVER_MONITOR:
+		return monitor_message(s, m);
+	default:
+		server_close(s, "unexpected message");
+		return false;
+	}
+}
+
+static void aside_closed(struct pg_server *s, const char *reason)
+{
+	switch (s->aside) {
+	case SERVER_MONITOR:
+		monitor_closed(s, reason);
+		break;
+	default:
+		break;
+	}
+}
+
 const struct pool_host *server_host(const struct pg_server *s)
 {
 	return server_core_host(&s->base);
@@ -74,7 +114,9 @@ void server_close(struct pg_server *s, const char *reason)
 		return;
 	s->closed = true;
 	bool was_connecting = s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN;
-	SLOG(s, was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO, "closing because: %s", reason);
+	/* A monitor's failures are the route's to tell (once per change). */
+	SLOG(s, s->aside == SERVER_MONITOR ? LOG_LEVEL_DEBUG : was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO,
+	     "closing because: %s", reason);
 	/* Any end before login completes is a failed login: without the
 	 * server_login_retry pause the pool would reconnect in a tight loop. */
 	if (was_connecting && !s->login_failure_reported)
@@ -103,6 +145,8 @@ void server_close(struct pg_server *s, const char *reason)
 	}
 	if (s->cancels_pending)
 		cancel_forget_server(s->worker, s);
+	if (s->aside)
+		aside_closed(s, reason);
 	server_core_close(&s->base);
 }
 
@@ -126,6 +170,8 @@ void server_free(struct pg_server *s)
 static void host_failed(struct pg_server *s, const char *sqlstate, const char *msg, bool auth_error)
 {
 	s->login_failure_reported = true;
+	if (s->aside)
+		return; /* its own code hears of it when it closes */
 	if (!server_core_host_failed(&s->base, sqlstate, msg, auth_error))
 		SLOG(s, LOG_LEVEL_WARNING, "trying the next host: %s", msg);
 }
@@ -182,6 +228,28 @@ void server_launch(struct worker *w, struct pool *p)
 	}
 	SLOG(s, LOG_LEVEL_DEBUG, "connecting");
 	server_update_events(s);
+}
+
+struct pg_server *server_launch_aside(struct worker *w, struct pool *p, int host, int kind, char *err, size_t errlen)
+{
+	struct pg_server *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->tx_status = 'I';
+	s->aside = (uint8_t)kind;
+	s->host_index = host;
+	if (server_core_connect(&s->base, p, w, server_cb, err, errlen) < 0) {
+		s->login_failure_reported = true;
+		s->aside = SERVER_POOLED; /* closing: nobody to tell but the caller */
+		s->closed = true;
+		pgsock_close(&w->loop, &s->sock);
+		worker_bury_server(w, &s->base);
+		return NULL;
+	}
+	server_update_events(s);
+	return s;
 }
 
 static void connect_done(struct pg_server *s)
@@ -300,12 +368,33 @@ static const char *server_password(struct pg_server *s)
 	if (s->pool->server_password)
 		return s->pool->server_password;
 	const char *pw = config_find_secret(runtime_config(), s->pool->server_user);
-	if (!pw && pool_get_lookup_secret(s->pool, looked_up, sizeof(looked_up)))
+	if (!pw && pool_get_lookup_secret(s->pool->home, looked_up, sizeof(looked_up)))
 		pw = looked_up;
 	return pw;
 }
 
 /* One complete message during login. Returns false when s was closed. */
+/* The answer to the login's role check is in: go on (true), or close a
+ * server on a host in the wrong role (false) and tell the route. */
+static bool role_check_passed(struct pg_server *s)
+{
+	s->role_check = ROLE_CHECK_DONE;
+	int want = route_login_role(s->pool);
+	if (s->role_found == HOST_UNKNOWN) {
+		login_fail(s, "08006", "could not read pg_is_in_recovery() at login", false);
+		return false;
+	}
+	route_login_found(s->pool, s->host_index, s->role_found);
+	if (want == HOST_UNKNOWN || want == s->role_found)
+		return true;
+	char msg[200];
+	snprintf(msg, sizeof(msg), "host %s is %s now, not a %s", server_host(s)->addr_text,
+		 route_role_name(s->role_found), route_role_name(want));
+	s->login_failure_reported = true; /* not a failure: the route picks another host */
+	server_close(s, msg);
+	return false;
+}
+
 static bool login_message(struct pg_server *s, const struct pg_msg *m)
 {
 	struct pg_reader r;
@@ -355,7 +444,7 @@ static bool login_message(struct pg_server *s, const struct pg_msg *m)
 					have = true;
 			}
 			uint8_t ck[SCRAM_KEY_LEN], sk[SCRAM_KEY_LEN];
-			bool keys = have && pg_secret_is_scram(pw) && pool_get_scram_keys(s->pool, ck, sk);
+			bool keys = have && pg_secret_is_scram(pw) && pool_get_scram_keys(s->pool->home, ck, sk);
 			if (!have || pg_secret_is_md5(pw) || (pg_secret_is_scram(pw) && !keys)) {
 				login_fail(s, "28P01", have ? "SCRAM login to the server needs a plain password, "
 							      "or a client that logged in with SCRAM first"
@@ -436,15 +525,36 @@ static bool login_message(struct pg_server *s, const struct pg_msg *m)
 		/* The answer to connect_query ends the login (internal back to 0). */
 		if (s->internal && --s->internal > 0)
 			return true;
-		if (s->pool->connect_query && !s->pool->replication && !s->last_was_ready) {
+		if (s->pool->connect_query && !s->pool->replication && !s->aside && !s->last_was_ready) {
 			/* First ReadyForQuery: run connect_query once, then finish. */
 			s->last_was_ready = true;
 			pg_fe_query(&s->sock.wbuf, s->pool->connect_query);
 			s->internal++;
 			return true;
 		}
+		if (s->role_check == ROLE_CHECK_SENT && !role_check_passed(s))
+			return false;
+		if (s->pool->route && !s->pool->replication && !s->aside && s->role_check == ROLE_CHECK_NONE) {
+			/* Routed: is the host in the role the pool wants? */
+			s->last_was_ready = true;
+			s->role_check = ROLE_CHECK_SENT;
+			s->role_found = HOST_UNKNOWN;
+			pg_fe_query(&s->sock.wbuf, "SELECT pg_catalog.pg_is_in_recovery()");
+			s->internal++;
+			return true;
+		}
 		break;
-	case 'C': case 'T': case 'D': case 'I':
+	case 'D':
+		if (s->role_check == ROLE_CHECK_SENT) {
+			bool in_recovery;
+			if (pg_first_column_bool(m->body, m->body_len, &in_recovery) == 0)
+				s->role_found = in_recovery ? HOST_STANDBY : HOST_PRIMARY;
+			return true;
+		}
+		if (s->internal)
+			return true;
+		break;
+	case 'C': case 'T': case 'I':
 		if (s->internal)
 			return true;
 		break;
@@ -454,6 +564,13 @@ static bool login_message(struct pg_server *s, const struct pg_msg *m)
 	if (m->type == 'Z') {
 		/* Logged in. */
 		SLOG(s, LOG_LEVEL_DEBUG, "logged in (backend pid %u)", s->backend_pid);
+		if (s->aside) {
+			iobuf_release(&s->login_params);
+			s->tx_status = 'I';
+			pgsock_drop(&s->sock, m->len);
+			aside_ready(s);
+			return false;
+		}
 		pool_set_welcome(s->pool, iobuf_head(&s->login_params), iobuf_len(&s->login_params));
 		iobuf_release(&s->login_params);
 		s->last_was_ready = true;
@@ -926,6 +1043,12 @@ static void server_process(struct pg_server *s)
 			pgsock_drop(sk, m.len);
 			continue;
 		}
+		if (s->aside) {
+			if (!aside_message(s, &m))
+				return;
+			pgsock_drop(sk, m.len);
+			continue;
+		}
 		if (s->state == SERVER_IDLE || s->state == SERVER_RESET || s->state == SERVER_CHECK ||
 		    s->state == SERVER_CONNECTING) {
 			/* No client: swallow answers to our own queries; anything
@@ -1171,6 +1294,8 @@ void server_tick(struct pg_server *s, int64_t now_us)
 	}
 	int64_t age = now_us - s->state_since_us;
 	int64_t lifetime = s->pool->t.server_lifetime_us; /* per database (pool.h) */
+	if (s->aside && s->state != SERVER_CONNECTING && s->state != SERVER_LOGIN)
+		return; /* its own code watches it (route.c, mirror) */
 	switch (s->state) {
 	case SERVER_CONNECTING:
 	case SERVER_LOGIN:

@@ -26,6 +26,9 @@ struct pg_client;
 struct scram_client;
 struct pool_host;
 
+/* A routed pool's server checks its host's role once, after login. */
+enum role_check { ROLE_CHECK_NONE, ROLE_CHECK_SENT, ROLE_CHECK_DONE };
+
 struct pg_server {
 	union {
 		struct server base;                   /* the core's view (server.h) */
@@ -72,6 +75,10 @@ struct pg_server {
 				    * resumes once every request is answered */
 	bool resume_client;        /* a held client may read on once this is delivered */
 	struct copy_watch copy;    /* Syncs the client sent into a COPY FROM STDIN (copy_watch.h) */
+	uint8_t role_check;        /* routed pools: enum role_check, the login's role check */
+	uint8_t role_found;        /* what it found (enum host_role, route.h) */
+	int64_t aside_sent_us;     /* aside servers: when their current query was sent */
+	uint64_t aside_lsn;        /* monitors: the WAL position its answer gave */
 	bool lookup;               /* running auth_query for the linked client (answers consumed) */
 	char *lookup_secret;       /* what the lookup found so far (heap) */
 	char lookup_error[160];    /* the lookup's ErrorResponse, "" = none */
@@ -86,6 +93,11 @@ static inline struct pg_server *pg_server(struct server *s)
 /* Start connecting a new server for pool p on worker w. The pool already
  * counted it. Failures are reported through the pool. */
 void server_launch(struct worker *w, struct pool *p);
+/* A server sluice uses itself (server.h enum server_aside: kind) on host
+ * of p: it logs in as p's servers do, then its kind's code drives it
+ * (aside_ready, aside_message, aside_closed in pg_server.c). NULL with err
+ * when it could not even start connecting. */
+struct pg_server *server_launch_aside(struct worker *w, struct pool *p, int host, int kind, char *err, size_t errlen);
 
 /* Link a clean idle server (already in c's loop) to client c and make it
  * ready to forward (sends SETs to match the client's parameters). */

@@ -2,7 +2,13 @@
 (PgBouncer 1.24+): round-robin spreads new server connections over the
 hosts, disable stays on one host until a connection to it fails; a host
 that does not answer is skipped at once while another one works.
-PgBouncer 1.18 has one host per entry."""
+PgBouncer 1.18 has one host per entry.
+
+sluice's default for several hosts is target_session_attrs=read-write,
+which adds a monitor connection per host (route.h; tests/e2e/test_routing.py):
+the tests that count connections per host, or force failures at login,
+set target_session_attrs=any, where hosts are used exactly as PgBouncer
+uses them."""
 
 import socket
 import threading
@@ -78,7 +84,7 @@ def _busy_clients(s, n, seconds=1.0):
 
 
 def test_round_robin_spreads_servers_over_hosts(sluice, pg, fwd):
-    line = f"host=127.0.0.1,127.0.0.1 port={pg.port},{fwd.port} dbname=sluicedb"
+    line = f"host=127.0.0.1,127.0.0.1 port={pg.port},{fwd.port} dbname=sluicedb target_session_attrs=any"
     s = sluice({"pool_mode": "transaction", "default_pool_size": 4}, databases={"sluicedb": line})
     assert _busy_clients(s, 4) == [(1,)] * 4
     # four servers, every other one through the second address
@@ -86,7 +92,8 @@ def test_round_robin_spreads_servers_over_hosts(sluice, pg, fwd):
 
 
 def test_disable_stays_on_the_first_host(sluice, pg, fwd):
-    line = f"host=127.0.0.1,127.0.0.1 port={pg.port},{fwd.port} dbname=sluicedb load_balance_hosts=disable"
+    line = (f"host=127.0.0.1,127.0.0.1 port={pg.port},{fwd.port} dbname=sluicedb load_balance_hosts=disable "
+            "target_session_attrs=any")
     s = sluice({"pool_mode": "transaction", "default_pool_size": 4}, databases={"sluicedb": line})
     assert _busy_clients(s, 4) == [(1,)] * 4
     assert fwd.count == 0
@@ -163,7 +170,7 @@ def test_parallel_failures_of_one_host_count_once(sluice, pg, balance):
     bad = SlowCloser(0.5)
     try:
         line = (f"host=127.0.0.1,127.0.0.1 port={bad.port},{pg.port} dbname=sluicedb "
-                f"load_balance_hosts={balance}")
+                f"load_balance_hosts={balance} target_session_attrs=any")
         s = sluice({"pool_mode": "transaction", "default_pool_size": 4}, databases={"sluicedb": line})
         t0 = time.monotonic()
         assert _busy_clients(s, 4, 0.3) == [(1,)] * 4
