@@ -45,6 +45,17 @@ def routed(rsluice, pair, **db):
     return start(rsluice, {"sluicedb": pair.db_line(**db)})
 
 
+def wait_roles_known(s, pair, timeout=10):
+    """Wait until SHOW HOSTS knows both hosts' roles (the pool's
+    monitors start with its first client)."""
+    want = {pair.primary.port: "primary", pair.standby.port: "standby"}
+
+    def known():
+        rows = console_rows(s, "HOSTS")
+        return {int(r["port"]): r["role"] for r in rows if r["database"] == "sluicedb"} == want
+    wait_for(known, timeout, f"SHOW HOSTS showing roles {want}")
+
+
 def wait_reads_on_standby(conn, timeout=10):
     """Roles are found after start-up: wait until a read reaches the standby."""
     wait_for(lambda: on_standby(conn), timeout, "a read through sluice reaching the standby")
@@ -281,6 +292,9 @@ def test_target_session_attrs_picks_the_host(rsluice, pair, tsa, want_standby):
     extra = {"target_session_attrs": tsa} if tsa else {}
     order = ("primary", "standby") if want_standby else ("standby", "primary")
     s = start(rsluice, {"sluicedb": pair.db_line(order=order, **extra)})
+    with s.connect() as c:  # the pool, and its monitors, start with a first client
+        c.execute("SELECT 1")
+    wait_roles_known(s, pair)
     # roles are found after start-up: wait for the first answer from the right host
     def right():
         with s.connect() as c:
@@ -402,6 +416,8 @@ def test_failover(rsluice, fresh_pair, read_routing):
         c.execute("INSERT INTO rt_items (client, v) VALUES (7, 'before')")
         if read_routing == "auto":
             wait_reads_on_standby(c)
+    # synchronous_commit is off: without this the crash could lose 'before'
+    wait_replay(p.primary, p.standby)
 
     # a transaction in flight on the primary when it dies
     inflight = s.connect(autocommit=False)
