@@ -470,10 +470,13 @@ void sql_info_put(struct sql_info *si)
 int sql_inspect(const char *sql, struct sql_info **out)
 {
 	*out = NULL;
-	PgQuery__ParseResult *pr;
-	int rc = sql_parse(sql, &pr);
-	if (rc < 0 || !pr)
+	struct sql_tree tree;
+	int rc = sql_parse(&tree, sql);
+	const PgQuery__ParseResult *pr = tree.pr;
+	if (rc < 0 || !pr) {
+		sql_tree_deinit(&tree);
 		return rc;
+	}
 	struct sql_info *si = calloc(1, sizeof(*si));
 	rc = si ? 0 : -ENOMEM;
 	struct walk wk = { .w = { .visit = visit, .too_deep = too_deep }, .si = si };
@@ -489,7 +492,7 @@ int sql_inspect(const char *sql, struct sql_info **out)
 			si->name = NULL;
 		}
 	}
-	sql_parse_free(pr);
+	sql_tree_deinit(&tree);
 	if (rc < 0) {
 		sql_info_put(si);
 		return rc;

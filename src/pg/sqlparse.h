@@ -18,11 +18,27 @@
 #include <pg_query.h>
 #include <pg_query/pg_query.pb-c.h>
 
-/* Parse a NUL-terminated text. *out is the unpacked tree (free it with
- * sql_parse_free), or NULL when the text does not parse (PostgreSQL would
- * refuse it too). Returns 0, or -ENOMEM when the tree cannot be unpacked. */
-int sql_parse(const char *sql, PgQuery__ParseResult **out);
-void sql_parse_free(PgQuery__ParseResult *pr);
+/* The tree of one text. The unpacked messages live in an arena (the
+ * first part inline, so a short query's tree costs no malloc, and nothing
+ * is freed message by message): unpacking with malloc and freeing each
+ * message cost about as much as the rest of sql_parse's work on a pgbench
+ * SELECT. Embedded, usually on the caller's stack; the tree is gone at
+ * sql_tree_deinit. */
+#define SQL_TREE_INLINE 4096
+
+struct sql_tree {
+	PgQuery__ParseResult *pr; /* the statements; NULL when the text did not parse */
+	char *chunk;              /* arena chunk being filled: inline, or the last heap one */
+	size_t used, cap;         /* bytes of chunk handed out, and its size */
+	void *heap;               /* heap chunks, each starting with the previous one's address */
+	_Alignas(16) char inline_chunk[SQL_TREE_INLINE]; /* the first chunk */
+};
+
+/* Parse a NUL-terminated text into t (then always sql_tree_deinit it).
+ * t->pr is NULL when the text does not parse (PostgreSQL would refuse it
+ * too). Returns 0, or -ENOMEM when the tree cannot be unpacked. */
+int sql_parse(struct sql_tree *t, const char *sql);
+void sql_tree_deinit(struct sql_tree *t);
 
 /* What a visitor tells the walk. */
 enum {
