@@ -41,14 +41,14 @@ bool sql_read_worth_parsing(const char *sql, size_t len)
 
 /* ---- functions known to only read ---- */
 
-/* Built-ins that read nothing but their arguments and the catalogs, write
- * nothing, hold no session state and work on a standby. Left out on
- * purpose: nextval/setval/currval/lastval (sequence state of the session),
- * pg_advisory_* (locks), set_config and setseed (session settings),
- * pg_notify, txid_current/pg_current_xact_id (assign an xid), pg_current_wal_*
- * (fail on a standby), pg_create_*, pg_drop_*, lo_*, dblink*, pg_read_file
- * and its kin, pg_cancel/terminate_backend, pg_reload_conf, and everything
- * not named here. Sorted by strcmp: bsearch. */
+/* Built-ins that write nothing, change no state of the session and work on
+ * a standby (volatile ones such as random() and clock_timestamp() too: they
+ * only read). Left out on purpose: nextval/setval/currval/lastval (sequence
+ * state of the session), pg_advisory_* (locks), set_config and setseed
+ * (session settings), pg_notify, txid_current/pg_current_xact_id (assign an
+ * xid), pg_current_wal_* (fail on a standby), pg_create_*, pg_drop_*, lo_*,
+ * dblink*, pg_read_file and its kin, pg_cancel/terminate_backend,
+ * pg_reload_conf, and everything not named here. Sorted by strcmp: bsearch. */
 static const char *const builtins[] = {
 		"abs", "acos", "age", "array_agg", "array_append", "array_cat", "array_dims",
 		"array_fill", "array_length", "array_lower", "array_ndims", "array_position",
