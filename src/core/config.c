@@ -849,6 +849,14 @@ static int routing_param(struct config_parser *p, const char *owner, const char 
 		return fail_at(p, -EINVAL, "database '%s': read_routing must be off or auto, not '%.*s'",
 			       owner, CONFIG_ECHO_MAX, val);
 	}
+	if (strcasecmp(key, "primary_reads") == 0) {
+		if (strcasecmp(val, "off") == 0 || strcasecmp(val, "on") == 0) {
+			db->primary_reads = strcasecmp(val, "on") == 0;
+			return 1;
+		}
+		return fail_at(p, -EINVAL, "database '%s': primary_reads must be off or on, not '%.*s'",
+			       owner, CONFIG_ECHO_MAX, val);
+	}
 	if (strcasecmp(key, "max_standby_lag") == 0) {
 		if (parse_standby_lag(val, &db->max_standby_lag_bytes, &db->max_standby_lag_us) == 0)
 			return 1;

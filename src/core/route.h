@@ -71,6 +71,7 @@ struct route {
 	int n_hosts;
 	int target;               /* enum config_target of the home pool */
 	bool read_routing;        /* read_routing = auto */
+	bool primary_reads;       /* primary_reads = on: the primary is one of the readers */
 	int64_t max_lag_bytes;    /* 0 = no limit */
 	int64_t max_lag_us;       /* 0 = no limit */
 	unsigned rr;              /* round-robin over hosts that qualify */
