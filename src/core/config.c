@@ -510,11 +510,6 @@ static const char *const unsupported_main_keys[] = {
 	"user",
 };
 
-/* PgBouncer connection-string keys of [databases] that sluice lacks so far. */
-static const char *const unsupported_db_keys[] = {
-	"target_session_attrs",
-};
-
 /* Every [users] key of PgBouncer 1.25 is implemented. */
 
 static bool in_list(const char *const *list, size_t n, const char *key)
@@ -951,10 +946,8 @@ static int database_param(struct config_parser *p, void *ctx, const char *owner,
 	int rc = scoped_timeout(p, owner, key, val, &db->t, true);
 	if (rc)
 		return rc < 0 ? rc : 0;
-	if (IN_LIST(unsupported_db_keys, key))
-		warn_at(p, "database '%s': parameter '%s' is not supported by sluice yet, ignored", owner, key);
-	else
-		warn_at(p, "database '%s': unknown parameter '%s' ignored", owner, key);
+	/* Every [databases] key of PgBouncer (to 1.25, and target_session_attrs) is implemented. */
+	warn_at(p, "database '%s': unknown parameter '%s' ignored", owner, key);
 	return 0;
 }
 

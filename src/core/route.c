@@ -440,3 +440,29 @@ void route_free_all(void)
 		r = next;
 	}
 }
+
+void route_add_reader_counts(struct pool *home, struct pool_counts *k)
+{
+	struct route *r = home->route;
+	if (!r || r->home != home)
+		return;
+	struct pool *readers[CONFIG_MAX_HOSTS];
+	pthread_mutex_lock(&r->lock);
+	memcpy(readers, r->readers, sizeof(readers));
+	pthread_mutex_unlock(&r->lock);
+	int64_t now = loop_now_us();
+	for (int i = 0; i < r->n_hosts; i++) {
+		if (!readers[i])
+			continue;
+		struct pool_counts c;
+		pool_get_counts(readers[i], now, &c);
+		k->cl_waiting += c.cl_waiting; /* its clients are home's, counted active there */
+		k->cl_active -= c.cl_waiting < k->cl_active ? c.cl_waiting : k->cl_active;
+		k->sv_active += c.sv_active;
+		k->sv_idle += c.sv_idle;
+		k->sv_tested += c.sv_tested;
+		k->sv_login += c.sv_login;
+		if (c.maxwait_us > k->maxwait_us)
+			k->maxwait_us = c.maxwait_us;
+	}
+}

@@ -127,6 +127,11 @@ void route_foreach_host(void (*fn)(const struct route *r, int i, void *arg), voi
 
 const char *route_role_name(int role);
 
+/* SHOW POOLS: add the servers and waiters of home's reader pools to its
+ * counts k (its clients are home's already). */
+struct pool_counts;
+void route_add_reader_counts(struct pool *home, struct pool_counts *k);
+
 /* Stop: close the monitors (worker 0, at exit) and free the routes. */
 void route_free_all(void);
 
