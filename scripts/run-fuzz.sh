@@ -19,7 +19,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 
-ALL_TARGETS="startup framer scram config hba ident pgframe mysql mysql_session"
+ALL_TARGETS="startup framer scram config hba ident pgframe mysql mysql_session sqlread"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SECONDS_PER=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
@@ -50,7 +50,7 @@ fi
 
 CFLAGS="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 -D_GNU_SOURCE -Isrc -Isrc/core -Isrc/pg -Isrc/mysql -Isrc/bpf"
 WARN="-Wall -Wextra -Wno-unused-parameter"
-LIBS="-lssl -lcrypto"
+LIBS="-lssl -lcrypto -lpg_query"
 
 # src files each harness links (nothing else from src/).
 srcs_of() {
@@ -62,6 +62,7 @@ srcs_of() {
 	ident) echo "src/core/ident.c src/core/hba_lex.c" ;;
 	mysql) echo "src/mysql/my_proto.c src/core/iobuf.c" ;;
 	mysql_session) echo "src/mysql/my_session.c src/mysql/my_proto.c src/core/iobuf.c" ;;
+	sqlread) echo "src/pg/sqlread.c src/pg/sqlparse.c" ;;
 	*) return 1 ;;
 	esac
 }

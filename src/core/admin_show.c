@@ -236,7 +236,10 @@ static void pool_row(struct pool *p, void *arg)
 {
 	struct admin_reply *r = arg;
 	struct pool_counts k;
+	if (p->home != p)
+		return; /* a reader pool (route.h): counted in its home pool's row */
 	pool_get_counts(p, loop_now_us(), &k);
+	route_add_reader_counts(p, &k);
 	if (p->stale && k.cl_active + k.cl_waiting + k.sv_active + k.sv_idle + k.sv_login == 0)
 		return;
 	pools_row(r, p->db_name, p->user, &k, p->mode, load_balance_name(p->hosts.n, p->lb_disable));

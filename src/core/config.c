@@ -510,11 +510,6 @@ static const char *const unsupported_main_keys[] = {
 	"user",
 };
 
-/* PgBouncer connection-string keys of [databases] that sluice lacks so far. */
-static const char *const unsupported_db_keys[] = {
-	"target_session_attrs",
-};
-
 /* Every [users] key of PgBouncer 1.25 is implemented. */
 
 static bool in_list(const char *const *list, size_t n, const char *key)
@@ -849,6 +844,14 @@ static int routing_param(struct config_parser *p, const char *owner, const char 
 		return fail_at(p, -EINVAL, "database '%s': read_routing must be off or auto, not '%.*s'",
 			       owner, CONFIG_ECHO_MAX, val);
 	}
+	if (strcasecmp(key, "primary_reads") == 0) {
+		if (strcasecmp(val, "off") == 0 || strcasecmp(val, "on") == 0) {
+			db->primary_reads = strcasecmp(val, "on") == 0;
+			return 1;
+		}
+		return fail_at(p, -EINVAL, "database '%s': primary_reads must be off or on, not '%.*s'",
+			       owner, CONFIG_ECHO_MAX, val);
+	}
 	if (strcasecmp(key, "max_standby_lag") == 0) {
 		if (parse_standby_lag(val, &db->max_standby_lag_bytes, &db->max_standby_lag_us) == 0)
 			return 1;
@@ -943,10 +946,8 @@ static int database_param(struct config_parser *p, void *ctx, const char *owner,
 	int rc = scoped_timeout(p, owner, key, val, &db->t, true);
 	if (rc)
 		return rc < 0 ? rc : 0;
-	if (IN_LIST(unsupported_db_keys, key))
-		warn_at(p, "database '%s': parameter '%s' is not supported by sluice yet, ignored", owner, key);
-	else
-		warn_at(p, "database '%s': unknown parameter '%s' ignored", owner, key);
+	/* Every [databases] key of PgBouncer (to 1.25, and target_session_attrs) is implemented. */
+	warn_at(p, "database '%s': unknown parameter '%s' ignored", owner, key);
 	return 0;
 }
 

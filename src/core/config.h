@@ -115,6 +115,7 @@ struct config_database {
 	int target;            /* target_session_attrs: enum config_target; -1 = not set
 				* (read-write with several hosts, else any) */
 	bool read_routing;     /* read_routing = auto: reads to standbys */
+	bool primary_reads;    /* primary_reads = on: the primary takes its share of reads too */
 	int64_t max_standby_lag_bytes; /* a standby further behind takes no reads; 0 = no limit */
 	int64_t max_standby_lag_us;    /* the same in time; 0 = no limit */
 	/* Workload mirroring. */

@@ -58,6 +58,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
+#include "route.h"
 #include "runtime.h"
 #include "stats.h"
 #include "worker.h"
@@ -413,6 +414,57 @@ static void render_bypass(struct outbuf *b)
 	out_printf(b, "sluice_bypass_lent_servers %lld\n", (long long)(st.lent_servers > 0 ? st.lent_servers : 0));
 }
 
+/* ---- routed hosts (route.h) ---- */
+
+struct host_pass {
+	struct outbuf *b;
+	const char *name;
+	int what;               /* which number of the host */
+};
+
+enum { HOST_UP, HOST_LAG_BYTES, HOST_READS };
+
+static void host_sample(const struct route *r, int i, void *arg)
+{
+	struct host_pass *hp = arg;
+	const struct route_host *h = &r->host[i];
+	const struct pool_host *ph = &r->home->hosts.h[i];
+	if (hp->what == HOST_LAG_BYTES && h->lag_bytes < 0)
+		return;
+	out_str(hp->b, hp->name);
+	out_str(hp->b, "{database=\"");
+	out_label_value(hp->b, r->home->db_name);
+	out_str(hp->b, "\",user=\"");
+	out_label_value(hp->b, r->home->user);
+	out_str(hp->b, "\",host=\"");
+	out_label_value(hp->b, ph->addr_text);
+	switch (hp->what) {
+	case HOST_UP:
+		out_printf(hp->b, "\",role=\"%s\"} 1\n", route_role_name(h->role));
+		break;
+	case HOST_LAG_BYTES:
+		out_printf(hp->b, "\"} %" PRId64 "\n", h->lag_bytes);
+		break;
+	default:
+		out_printf(hp->b, "\"} %" PRId64 "\n", h->reads);
+		break;
+	}
+}
+
+static void render_hosts(struct outbuf *b)
+{
+	static const struct { const char *name, *type, *help; } fams[] = {
+		[HOST_UP] = { "sluice_host_role", "gauge", "Each routed host with its role as sluice last learned it." },
+		[HOST_LAG_BYTES] = { "sluice_host_lag_bytes", "gauge", "WAL bytes a standby is behind its primary." },
+		[HOST_READS] = { "sluice_host_reads_total", "counter", "Transactions read_routing sent to the host." },
+	};
+	for (int k = 0; k < 3; k++) {
+		struct host_pass hp = { .b = b, .name = fams[k].name, .what = k };
+		out_family(b, fams[k].name, fams[k].type, fams[k].help);
+		route_foreach_host(host_sample, &hp);
+	}
+}
+
 static void render_pools(struct outbuf *b, const struct pool_set *set)
 {
 	const struct metrics_pool *v = set->v;
@@ -521,6 +573,7 @@ char *metrics_render(void)
 	render_process(&b);
 	render_bypass(&b);
 	render_pools(&b, &set);
+	render_hosts(&b);
 	bool failed = set.failed || b.failed || !out_reserve(&b, 0);
 	free(set.v);
 	if (failed) {

@@ -1229,6 +1229,7 @@ static bool route_same(const struct pool *p, const struct config_database *d)
 	if (!r)
 		return config_database_target(d) == CONFIG_TARGET_ANY && !d->read_routing;
 	return r->target == config_database_target(d) && r->read_routing == d->read_routing &&
+	       r->primary_reads == d->primary_reads &&
 	       r->max_lag_bytes == d->max_standby_lag_bytes && r->max_lag_us == d->max_standby_lag_us;
 }
 

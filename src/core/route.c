@@ -45,6 +45,7 @@ struct route *route_new(struct pool *home, const struct config_database *d)
 	r->n_hosts = home->hosts.n;
 	r->target = target;
 	r->read_routing = d->read_routing;
+	r->primary_reads = d->primary_reads;
 	r->max_lag_bytes = d->max_standby_lag_bytes;
 	r->max_lag_us = d->max_standby_lag_us;
 	for (int i = 0; i < r->n_hosts; i++) {
@@ -315,21 +316,24 @@ struct pool *route_for_read(struct pool *home, int64_t last_write_us)
 	int64_t now = loop_now_us();
 	pthread_mutex_lock(&r->lock);
 	int pick = -1;
+	bool primary = false; /* primary_reads: its turn came */
 	for (int k = 0; k < r->n_hosts && pick < 0; k++) {
 		int i = (int)((r->rr + (unsigned)k) % (unsigned)r->n_hosts);
 		if (fresh_enough_locked(r, i, last_write_us, now))
 			pick = i;
+		else if (r->primary_reads && r->host[i].role == HOST_PRIMARY)
+			pick = i, primary = true;
 	}
 	struct pool *reader = NULL;
 	if (pick >= 0) {
 		r->rr = (unsigned)pick + 1;
 		r->host[pick].reads++;
-		reader = r->readers[pick];
+		reader = primary ? NULL : r->readers[pick];
 	} else {
 		r->reads_on_primary++;
 	}
 	pthread_mutex_unlock(&r->lock);
-	if (pick < 0 || reader)
+	if (pick < 0 || primary || reader)
 		return reader;
 	reader = pool_get_reader(home, pick);
 	if (!reader)
@@ -434,5 +438,31 @@ void route_free_all(void)
 		pthread_mutex_destroy(&r->lock);
 		free(r);
 		r = next;
+	}
+}
+
+void route_add_reader_counts(struct pool *home, struct pool_counts *k)
+{
+	struct route *r = home->route;
+	if (!r || r->home != home)
+		return;
+	struct pool *readers[CONFIG_MAX_HOSTS];
+	pthread_mutex_lock(&r->lock);
+	memcpy(readers, r->readers, sizeof(readers));
+	pthread_mutex_unlock(&r->lock);
+	int64_t now = loop_now_us();
+	for (int i = 0; i < r->n_hosts; i++) {
+		if (!readers[i])
+			continue;
+		struct pool_counts c;
+		pool_get_counts(readers[i], now, &c);
+		k->cl_waiting += c.cl_waiting; /* its clients are home's, counted active there */
+		k->cl_active -= c.cl_waiting < k->cl_active ? c.cl_waiting : k->cl_active;
+		k->sv_active += c.sv_active;
+		k->sv_idle += c.sv_idle;
+		k->sv_tested += c.sv_tested;
+		k->sv_login += c.sv_login;
+		if (c.maxwait_us > k->maxwait_us)
+			k->maxwait_us = c.maxwait_us;
 	}
 }

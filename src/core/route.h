@@ -71,6 +71,7 @@ struct route {
 	int n_hosts;
 	int target;               /* enum config_target of the home pool */
 	bool read_routing;        /* read_routing = auto */
+	bool primary_reads;       /* primary_reads = on: the primary is one of the readers */
 	int64_t max_lag_bytes;    /* 0 = no limit */
 	int64_t max_lag_us;       /* 0 = no limit */
 	unsigned rr;              /* round-robin over hosts that qualify */
@@ -125,6 +126,11 @@ void route_tick(struct worker *w, int64_t now_us);
 void route_foreach_host(void (*fn)(const struct route *r, int i, void *arg), void *arg);
 
 const char *route_role_name(int role);
+
+/* SHOW POOLS: add the servers and waiters of home's reader pools to its
+ * counts k (its clients are home's already). */
+struct pool_counts;
+void route_add_reader_counts(struct pool *home, struct pool_counts *k);
 
 /* Stop: close the monitors (worker 0, at exit) and free the routes. */
 void route_free_all(void);

@@ -36,6 +36,7 @@
 #include "runtime.h"
 #include "scram_cache.h"
 #include "pg_server.h"
+#include "pg_route.h"
 #include "sqlinfo.h"
 #include "hba.h"
 #include "ident.h"
@@ -1302,7 +1303,8 @@ static void client_process(struct pg_client *c)
 			client_set_state(c, CLIENT_WAITING);
 			sk->want_read = false;
 			const char *fail = NULL;
-			struct pg_server *s = pg_server(pool_acquire(c->pool, &c->base, &fail));
+			struct pool *serving = pg_route_pick(c, &m, avail); /* c->pool, or a standby's */
+			struct pg_server *s = pg_server(pool_acquire(serving, &c->base, &fail));
 			if (fail) {
 				client_fail(c, "08P01", fail);
 				return;
@@ -1317,6 +1319,14 @@ static void client_process(struct pg_client *c)
 		}
 		/* CLIENT_ACTIVE: forward; count requests that end with ReadyForQuery. */
 		struct pg_server *s = c->server;
+		if (!pg_route_may_follow(c, &m, avail)) {
+			/* On a standby, and this may write: once the server is
+			 * free, the client's next transaction is routed anew. */
+			c->hold_for_sync = true;
+			s->resume_client = true;
+			sk->parse_blocked = true;
+			break;
+		}
 		if (waits_for_kernel_answers(s) && !copy_watch_passes_wait(&s->copy, m.type)) {
 			/* Taken from the kernel with answers on their way:
 			 * tracking resumes once they are in (the server's

@@ -63,6 +63,8 @@ struct pg_client {
 	bool batch_clears_cache;   /* this batch runs DISCARD ALL / DEALLOCATE ALL */
 	bool hold_for_sync;        /* wait for the batch's ReadyForQuery before reading on */
 	bool pinned;               /* did something a shared server cannot keep: keeps its server */
+	uint8_t route_kind;        /* its current transaction (pg_route.h enum route_kind) */
+	int64_t last_write_us;     /* when its last write on the primary ended (route.h), 0 = never */
 	bool wait_notified;        /* got the query_wait_notify NOTICE (once per connection) */
 	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
 	uint32_t bp_unnamed_ver;   /* bpf_bypass: the kernel's unnamed_ver sluice last read */

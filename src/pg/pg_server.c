@@ -27,6 +27,7 @@
 #include "cancel_conn.h"
 #include "pg_client.h"
 #include "pg_monitor.h"
+#include "pg_route.h"
 #include "config.h"
 #include "log.h"
 #include "pg_proto.h"
@@ -1135,6 +1136,8 @@ static void server_process(struct pg_server *s)
 				stats_xact_done(st, now - s->xact_begin_us);
 				s->xact_begin_us = 0;
 			}
+			if (status == 'I' && s->outstanding == 0)
+				pg_route_tx_end(s->client, s);
 		}
 		sk->fwd += m.len;
 	}

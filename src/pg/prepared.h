@@ -31,6 +31,7 @@ struct client_stmt {
 	char *name;              /* client's statement name (heap) */
 	struct pstmt_def def;
 	struct sql_info *info;   /* what its text does (sqlinfo.h), one reference; NULL = nothing */
+	int8_t read_class;       /* 1 + its sql_read_class (sqlread.h), 0 = not known yet */
 };
 
 struct client_stmts {            /* owned by one client */

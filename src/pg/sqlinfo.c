@@ -1,10 +1,9 @@
 /*
- * sqlinfo.c - see sqlinfo.h. The parse tree comes from libpg_query as
- * protobuf (its only stable C interface) and is walked generically through
- * protobuf-c's descriptors, so no node type can hide a function call or a
- * relation from the walk.
+ * sqlinfo.c - see sqlinfo.h. The parse tree and its generic walk come from
+ * sqlparse.c (shared with sqlread.c).
  */
 #include "sqlinfo.h"
+#include "sqlparse.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,9 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <pg_query.h>
-#include <pg_query/pg_query.pb-c.h>
 
 /* ---- the lexical screen ---- */
 
@@ -105,25 +101,8 @@ bool sql_worth_parsing(const char *sql, size_t len)
 	bool first = true; /* the next word begins a statement */
 	while (p < end) {
 		unsigned char c = (unsigned char)*p;
-		if (isspace(c)) {
-			p++;
-		} else if (c == '-' && p + 1 < end && p[1] == '-') {
-			while (p < end && *p != '\n')
-				p++;
-		} else if (c == '/' && p + 1 < end && p[1] == '*') {
-			int depth = 0;
-			while (p < end) {
-				if (*p == '/' && p + 1 < end && p[1] == '*') {
-					depth++;
-					p += 2;
-				} else if (*p == '*' && p + 1 < end && p[1] == '/') {
-					p += 2;
-					if (--depth == 0)
-						break;
-				} else {
-					p++;
-				}
-			}
+		if (isspace(c) || (c == '-' && p + 1 < end && p[1] == '-') || (c == '/' && p + 1 < end && p[1] == '*')) {
+			p = sql_skip_space(p, end);
 		} else if (c == '\'') {
 			p = skip_quoted(p, end, '\'', false);
 			first = false;
@@ -163,9 +142,11 @@ bool sql_worth_parsing(const char *sql, size_t len)
 /* ---- the parse tree ---- */
 
 struct walk {
+	struct sql_walker w;              /* first: sql_walk hands it back to visit */
 	struct sql_info *si;
 	int err;                          /* -ENOMEM */
 	const void *ignore_rel;           /* a temporary relation dropped at commit */
+	uint16_t stmt;                    /* index of the statement walked */
 };
 
 static void set_pin(struct sql_info *si, int why)
@@ -296,19 +277,20 @@ char *sql_set_config_statement(const char *name, const char *value)
 	return sql;
 }
 
-static void visit(struct walk *wk, const ProtobufCMessage *m, const ProtobufCMessageDescriptor *parent, uint16_t stmt)
+static int visit(struct sql_walker *w, const ProtobufCMessage *m, const ProtobufCMessageDescriptor *parent)
 {
+	struct walk *wk = (struct walk *)w;
 	const ProtobufCMessageDescriptor *d = m->descriptor;
 	if (d == &pg_query__func_call__descriptor) {
 		const PgQuery__FuncCall *fc = (const PgQuery__FuncCall *)m;
 		const char *schema, *fn = qualified_last(fc->n_funcname, fc->funcname, &schema);
 		if (!fn || (schema && strcmp(schema, "pg_catalog") != 0))
-			return;
+			return SQL_WALK_ON;
 		if (strcmp(fn, "pg_advisory_lock") == 0 || strcmp(fn, "pg_advisory_lock_shared") == 0 ||
 		    strcmp(fn, "pg_try_advisory_lock") == 0 || strcmp(fn, "pg_try_advisory_lock_shared") == 0)
 			set_pin(wk->si, SQL_PIN_ADVISORY);
 		else if (strcmp(fn, "set_config") == 0)
-			on_set_config(wk, fc, stmt);
+			on_set_config(wk, fc, wk->stmt);
 	} else if (d == &pg_query__range_var__descriptor) {
 		const PgQuery__RangeVar *rv = (const PgQuery__RangeVar *)m;
 		if (m != wk->ignore_rel && ((rv->relpersistence && strcmp(rv->relpersistence, "t") == 0) ||
@@ -327,39 +309,14 @@ static void visit(struct walk *wk, const ProtobufCMessage *m, const ProtobufCMes
 		if (ic->on_commit == PG_QUERY__ON_COMMIT_ACTION__ONCOMMIT_DROP)
 			wk->ignore_rel = ic->rel;
 	}
+	return SQL_WALK_ON;
 }
 
-enum { WALK_MAX_DEPTH = 400 };
-
-/* Every message below m, through the descriptors (oneofs: the set case
- * only; repeated fields: each element). */
-static void walk(struct walk *wk, const ProtobufCMessage *m, const ProtobufCMessageDescriptor *parent,
-		 uint16_t stmt, int depth)
+/* A subtree too deep to read through: assume the worst of it. */
+static int too_deep(struct sql_walker *w)
 {
-	if (!m)
-		return;
-	if (depth > WALK_MAX_DEPTH) {
-		set_pin(wk->si, SQL_PIN_UNREADABLE);
-		return;
-	}
-	visit(wk, m, parent, stmt);
-	const ProtobufCMessageDescriptor *d = m->descriptor;
-	const char *base = (const char *)m;
-	for (unsigned i = 0; i < d->n_fields; i++) {
-		const ProtobufCFieldDescriptor *f = &d->fields[i];
-		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
-			continue;
-		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(const uint32_t *)(base + f->quantifier_offset) != f->id)
-			continue;
-		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t n = *(const size_t *)(base + f->quantifier_offset);
-			ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
-			for (size_t k = 0; k < n; k++)
-				walk(wk, v[k], d, stmt, depth + 1);
-		} else {
-			walk(wk, *(ProtobufCMessage *const *)(base + f->offset), d, stmt, depth + 1);
-		}
-	}
+	set_pin(((struct walk *)w)->si, SQL_PIN_UNREADABLE);
+	return SQL_WALK_SKIP;
 }
 
 /* Settings a session SET must not be tracked for: the transaction's own,
@@ -492,7 +449,8 @@ static int on_statement(struct walk *wk, const char *sql, const PgQuery__RawStmt
 		break;
 	}
 	wk->ignore_rel = NULL;
-	walk(wk, &n->base, NULL, k, 0);
+	wk->stmt = k;
+	sql_walk(&wk->w, &n->base);
 	return wk->err;
 }
 
@@ -512,18 +470,16 @@ void sql_info_put(struct sql_info *si)
 int sql_inspect(const char *sql, struct sql_info **out)
 {
 	*out = NULL;
-	PgQueryProtobufParseResult r = pg_query_parse_protobuf(sql);
-	if (r.error) {
-		pg_query_free_protobuf_parse_result(r);
-		return 0;
+	struct sql_tree tree;
+	int rc = sql_parse(&tree, sql);
+	const PgQuery__ParseResult *pr = tree.pr;
+	if (rc < 0 || !pr) {
+		sql_tree_deinit(&tree);
+		return rc;
 	}
-	PgQuery__ParseResult *pr = pg_query__parse_result__unpack(NULL, r.parse_tree.len, (const uint8_t *)r.parse_tree.data);
-	pg_query_free_protobuf_parse_result(r);
-	if (!pr)
-		return -ENOMEM;
 	struct sql_info *si = calloc(1, sizeof(*si));
-	int rc = si ? 0 : -ENOMEM;
-	struct walk wk = { .si = si };
+	rc = si ? 0 : -ENOMEM;
+	struct walk wk = { .w = { .visit = visit, .too_deep = too_deep }, .si = si };
 	for (size_t k = 0; rc == 0 && k < pr->n_stmts && k < UINT16_MAX; k++)
 		rc = on_statement(&wk, sql, pr->stmts[k], (uint16_t)k);
 	if (si) {
@@ -536,7 +492,7 @@ int sql_inspect(const char *sql, struct sql_info **out)
 			si->name = NULL;
 		}
 	}
-	pg_query__parse_result__free_unpacked(pr, NULL);
+	sql_tree_deinit(&tree);
 	if (rc < 0) {
 		sql_info_put(si);
 		return rc;
