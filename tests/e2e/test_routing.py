@@ -245,19 +245,27 @@ def test_read_your_writes(rsluice, pair):
         wait_for(lambda: on_standby(c), 10, "the writer's reads going back to the standby")
 
 
-def test_max_standby_lag_sends_reads_to_the_primary(rsluice, pair):
-    """The standby's replay is paused and the primary writes well over
-    max_standby_lag of WAL: reads go to the primary; once replay resumes
-    and catches up they go back to the standby."""
-    s = routed(rsluice, pair, max_standby_lag="1MB")
+@pytest.mark.parametrize("limit", ["1MB", "1s"])
+def test_max_standby_lag_sends_reads_to_the_primary(rsluice, pair, limit):
+    """The standby's replay is paused while the primary goes on writing
+    (4 MB of WAL at once, then a row now and then): once it is further
+    behind than max_standby_lag (in bytes or in time) reads go to the
+    primary; once replay resumes and catches up they go back to it."""
+    s = routed(rsluice, pair, max_standby_lag=limit)
     with s.connect() as c:
         wait_reads_on_standby(c)
+        # the client that reads never writes (no read-your-writes here)
         pair.standby.sql("SELECT pg_wal_replay_pause()")
         try:
             pair.primary.sql("INSERT INTO rt_items (client, v) "
                              "SELECT 5, repeat('x', 1000) FROM generate_series(1, 4000)",
                              dbname="sluicedb")
-            wait_for(lambda: not on_standby(c), 10, "reads leaving the lagging standby")
+
+            def on_primary():
+                pair.primary.sql("INSERT INTO rt_items (client, v) VALUES (5, 'tick')",
+                                 dbname="sluicedb")
+                return not on_standby(c)
+            wait_for(on_primary, 15, "reads leaving the lagging standby", interval=0.2)
             answers = [on_standby(c) for _ in range(20)]
             assert answers == [False] * 20, answers
         finally:
