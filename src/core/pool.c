@@ -324,6 +324,8 @@ static void *dup_bytes(const void *src, uint32_t n)
 }
 
 static bool want_launch_locked(struct pool *p, int64_t now, bool for_waiters, bool reserve_ok);
+static struct client *pop_waiter_locked(struct pool *p, struct worker *server_worker);
+static void send_waiters_away(struct list *drained, const char *sqlstate, const char *msg);
 
 /* A pool's identity: protocol, database and user, its kind of
  * replication and protocol variant, and for a reader pool its home pool
@@ -486,11 +488,21 @@ struct pool *pool_get_reader(struct pool *p, int host)
 void pool_hosts_changed(struct pool *p)
 {
 	struct worker *w = worker_self();
+	struct list away;
+	list_init(&away);
 	pthread_mutex_lock(&p->lock);
 	p->login_fail_until_us = 0;
 	p->hosts_failed = 0;
 	bool launch = w && want_launch_locked(p, w->loop.now_us, true, false);
+	/* A reader pool whose standby is gone: its waiters are routed anew
+	 * (to another standby or the primary) rather than wait for it. */
+	if (p->fixed_host >= 0 && !route_host_available(p)) {
+		struct client *c;
+		while ((c = pop_waiter_locked(p, NULL)) != NULL)
+			list_add_tail(&away, &c->wait_node);
+	}
 	pthread_mutex_unlock(&p->lock);
+	send_waiters_away(&away, NULL, NULL);
 	if (launch)
 		p->proto->server_launch(w, p);
 }
@@ -777,10 +789,42 @@ void pool_server_gone(struct pool *p, int state)
 		p->proto->server_launch(w, p);
 }
 
+/* Waiters taken off a queue (pop_waiter_locked, chained by wait_node):
+ * each fails with sqlstate and msg, or with sqlstate NULL goes back to its
+ * protocol to be routed anew (proto.h client_reroute); on its own worker,
+ * by mail when another. */
+static void send_waiters_away(struct list *drained, const char *sqlstate, const char *msg)
+{
+	struct worker *self = worker_self();
+	struct list *n;
+	while ((n = list_pop(drained)) != NULL) {
+		struct client *c = list_entry(n, struct client, wait_node);
+		if (c->worker == self) {
+			c->handoff_pending = false;
+			if (c->closing)
+				worker_bury_client(self, c);
+			else if (sqlstate)
+				c->proto->client_fail(c, sqlstate, msg);
+			else
+				c->proto->client_reroute(c);
+			continue;
+		}
+		struct mail *m = calloc(1, sizeof(*m));
+		if (!m)
+			abort();
+		m->kind = sqlstate ? MAIL_FAIL_CLIENT : MAIL_REROUTE;
+		m->client = c;
+		if (sqlstate) {
+			snprintf(m->sqlstate, sizeof(m->sqlstate), "%s", sqlstate);
+			snprintf(m->message, sizeof(m->message), "%s", msg);
+		}
+		worker_post(c->worker, m);
+	}
+}
+
 void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bool auth_error)
 {
 	const struct config *cfg = runtime_config();
-	struct worker *self = worker_self();
 	struct list failed;
 	list_init(&failed);
 	pthread_mutex_lock(&p->lock);
@@ -795,27 +839,7 @@ void pool_login_failed(struct pool *p, const char *sqlstate, const char *msg, bo
 	}
 	pthread_mutex_unlock(&p->lock);
 	log_warning("pool %s/%s: server login failed: %s", p->db_name, p->user, msg);
-	struct list *n;
-	while ((n = list_pop(&failed)) != NULL) {
-		struct client *c = list_entry(n, struct client, wait_node);
-		if (c->worker == self) {
-			c->handoff_pending = false;
-			if (c->closing) {
-				worker_bury_client(self, c);
-			} else {
-				c->proto->client_fail(c, sqlstate, msg);
-			}
-			continue;
-		}
-		struct mail *m = calloc(1, sizeof(*m));
-		if (!m)
-			abort();
-		m->kind = MAIL_FAIL_CLIENT;
-		m->client = c;
-		snprintf(m->sqlstate, sizeof(m->sqlstate), "%s", sqlstate);
-		snprintf(m->message, sizeof(m->message), "%s", msg);
-		worker_post(c->worker, m);
-	}
+	send_waiters_away(&failed, sqlstate, msg);
 }
 
 int pool_pick_host(struct pool *p)

@@ -58,6 +58,10 @@ struct proto_ops {
 	/* Tell c why it cannot go on (sqlstate: a PostgreSQL SQLSTATE, which
 	 * names the class of error for the statistics), then close it. */
 	void (*client_fail)(struct client *c, const char *sqlstate, const char *msg);
+	/* Waiting client c was taken off a reader pool whose standby went
+	 * away (route.h): choose where its request goes again. NULL for a
+	 * protocol that does not route reads. */
+	void (*client_reroute)(struct client *c);
 	/* Close without a word (the peer is gone or was told already). */
 	void (*client_close)(struct client *c, const char *reason);
 	/* Free a closed client: the worker's safe point only. */

@@ -168,6 +168,13 @@ static void mailbox_cb(struct loop_handle *h, uint32_t revents)
 				m->client->proto->client_fail(m->client, m->sqlstate, m->message);
 			}
 			break;
+		case MAIL_REROUTE:
+			m->client->handoff_pending = false;
+			if (m->client->closing)
+				worker_bury_client(w, m->client);
+			else
+				m->client->proto->client_reroute(m->client);
+			break;
 		case MAIL_CANCEL:
 			cancel_deliver(w, m->key_pid, m->key);
 			break;

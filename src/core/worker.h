@@ -34,6 +34,7 @@ enum mail_kind {
 	MAIL_STOP,        /* leave the loop */
 	MAIL_RUN,         /* run a function on this worker (worker_run_all) */
 	MAIL_ADOPT_CLIENT, /* a client moved here between transactions (balance.h) */
+	MAIL_REROUTE,     /* waiting client must choose its server's pool again (route.h) */
 };
 
 struct run_all;

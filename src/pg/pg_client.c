@@ -1448,6 +1448,17 @@ static bool parse_may_resume(const struct pg_client *c)
 	return pgsock_unexamined(&c->sock) > 0 && copy_watch_passes_wait(&s->copy, pgsock_cursor(&c->sock)[0]);
 }
 
+void client_reroute(struct pg_client *c)
+{
+	if (c->state != CLIENT_WAITING || c->server)
+		return;
+	/* Its request is still unread in its buffer: read it again, as an
+	 * idle client does, and route it where it can go now. */
+	client_set_state(c, CLIENT_IDLE);
+	c->sock.want_read = true;
+	client_process(c);
+}
+
 void client_resume_parse(struct pg_client *c)
 {
 	if (c->sock.parse_blocked && c->sock.fwd == 0 && parse_may_resume(c)) {

@@ -97,6 +97,8 @@ void client_on_server(struct pg_client *c, struct pg_server *s);
 
 /* The client's waiting ended with an error (pool failure, timeout). */
 void client_fail(struct pg_client *c, const char *sqlstate, const char *msg);
+/* proto.h client_reroute: waiting c routes its request again. */
+void client_reroute(struct pg_client *c);
 
 /* The client's forward part was sent: resume parsing if it waited for that. */
 void client_resume_parse(struct pg_client *c);

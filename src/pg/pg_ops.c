@@ -80,6 +80,11 @@ static void op_client_fail(struct client *c, const char *sqlstate, const char *m
 {
 	client_fail(pg_client(c), sqlstate, msg);
 }
+
+static void op_client_reroute(struct client *c)
+{
+	client_reroute(pg_client(c));
+}
 static void op_client_close(struct client *c, const char *reason) { client_close(pg_client(c), reason); }
 static void op_client_free(struct client *c) { client_free(pg_client(c)); }
 static void op_client_tick(struct client *c, int64_t now_us) { client_tick(pg_client(c), now_us); }
@@ -113,6 +118,7 @@ const struct proto_ops pg_ops = {
 	.client_accept = client_accept,
 	.client_on_server = op_client_on_server,
 	.client_fail = op_client_fail,
+	.client_reroute = op_client_reroute,
 	.client_close = op_client_close,
 	.client_free = op_client_free,
 	.client_tick = op_client_tick,
