@@ -177,6 +177,32 @@ def test_extended_protocol_writes_go_to_the_primary(rsluice, pair):
                             dbname="sluicedb")[0][0] == 15
 
 
+def test_extended_protocol_reads_go_to_the_standby(rsluice, pair):
+    s = routed(rsluice, pair)
+    with s.connect() as c:
+        wait_reads_on_standby(c)
+        for i in range(10):
+            # parameters: Parse/Bind/Execute/Sync in one batch
+            assert c.execute("SELECT pg_is_in_recovery() WHERE %s = %s", (i, i)).fetchone() == (True,)
+    with s.connect(prepare_threshold=0) as c:  # named prepared statements
+        wait_reads_on_standby(c)
+        for i in range(5):
+            assert c.execute("SELECT pg_is_in_recovery() WHERE %s >= 0", (i,)).fetchone() == (True,)
+
+
+def test_libpq_finds_the_primary_through_sluice(rsluice, pair):
+    """libpq's own target_session_attrs asks the server (SHOW
+    transaction_read_only, in_hot_standby): through a routed entry it must
+    find sluice read-write and not in hot standby."""
+    s = routed(rsluice, pair)
+    with s.connect() as c:
+        wait_reads_on_standby(c)
+        assert value(c, "SHOW transaction_read_only") == "off"
+    for tsa in ("read-write", "primary"):
+        r = s.psql("-At", "-c", "SELECT 1", conn_extra=f"target_session_attrs={tsa}", timeout=30)
+        assert r.returncode == 0 and r.stdout.strip() == "1", (tsa, r.stdout, r.stderr)
+
+
 def test_transaction_that_writes_stays_on_the_primary(rsluice, pair):
     """A transaction begun with a plain BEGIN may write: all of it runs on
     the primary, its reads included."""
