@@ -549,6 +549,27 @@ def test_standby_down_sends_reads_to_the_primary(rsluice, fresh_pair):
         wait_reads_on_standby(c, 2 * ROLE_CHECK + 15)
 
 
+@pytest.mark.xdist_group("routing_failover")
+@pytest.mark.timeout(120)
+def test_prefer_standby_follows_the_standby(rsluice, fresh_pair):
+    """prefer-standby: the standby goes down, servers go to the primary;
+    it comes back, they go to it again (as libpq would on a new connection)."""
+    p = fresh_pair
+    s = start(rsluice, {"sluicedb": p.db_line(target_session_attrs="prefer-standby")},
+              query_wait_timeout=5)
+
+    def on(want):
+        def check():
+            with s.connect(connect_timeout=5) as c:
+                return on_standby(c) is want
+        return check
+    wait_for(on(True), 10, "prefer-standby reaching the standby")
+    p.standby.crash()
+    wait_for(on(False), 2 * ROLE_CHECK + 15, "prefer-standby falling back to the primary")
+    p.standby.restart()
+    wait_for(on(True), 2 * ROLE_CHECK + 15, "prefer-standby back on the standby")
+
+
 # --------------------------------------------------------------------------
 # configuration errors
 
