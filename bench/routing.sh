@@ -25,7 +25,8 @@
 #        tpcb     pgbench (TPC-B-like) -c WRITERS -j 2 --log: TPS and p99
 #                 latency on `mirrored` against `primary`: what mirroring to
 #                 a slow mirror costs the primary's clients; SHOW MIRRORS
-#                 after the last mirrored run (sent, dropped, ...)
+#                 after the last mirrored run (sent, dropped, ...), and
+#                 SHOW HOSTS (how many reads each host took)
 #
 # Environment: ROUNDS (3), DURATION (10 s per run), SCALE (10), CLIENTS (16),
 # WRITERS (8), MIRROR_DELAY_MS (5), SLUICE_BIN (build/sluice).
@@ -236,6 +237,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 MIRRORS=$(timeout 10 "$PGBIN/psql" -X -h 127.0.0.1 -p "$SPORT" -U bench -d pgbouncer -c 'SHOW MIRRORS' 2>&1 || true)
+HOSTS=$(timeout 10 "$PGBIN/psql" -X -h 127.0.0.1 -p "$SPORT" -U bench -d pgbouncer -c 'SHOW HOSTS' 2>&1 || true)
 
 "$PY" - "$RUNS" "$ROUNDS" "$DURATION" "$CLIENTS" "$WRITERS" "$MIRROR_DELAY_MS" <<'EOF' | tee "$OUT/routing.txt"
 import csv, statistics, sys
@@ -260,3 +262,5 @@ print(f"routed: read_routing = auto over primary + standby; mirrored: mirror_fra
 EOF
 echo "SHOW MIRRORS after the last mirrored run:" | tee -a "$OUT/routing.txt"
 echo "$MIRRORS" | tee -a "$OUT/routing.txt"
+echo "SHOW HOSTS (reads: transactions each host took as reads):" | tee -a "$OUT/routing.txt"
+echo "$HOSTS" | tee -a "$OUT/routing.txt"
