@@ -578,7 +578,7 @@ def _ini(pair, port, sockdir, db_extra, main_lines=()):
         "[databases]",                                                       # line 1
         f"sluicedb = {pair.db_line()} {db_extra}".rstrip(),                  # line 2
         f"other = {pair.db_line()}",                                         # line 3
-        "",                                                                  # line 4
+        "my = host=127.0.0.1 port=3306 dbname=x protocol=mysql",             # line 4
         "[sluice]",                                                          # line 5
         "listen_addr = 127.0.0.1",                                           # line 6
         f"listen_port = {port}",                                             # line 7
@@ -597,6 +597,7 @@ def _ini(pair, port, sockdir, db_extra, main_lines=()):
     ("read_routing=on", "read_routing"),
     ("mirror=nosuchdb", "mirror"),
     ("mirror=sluicedb", "mirror"),
+    ("mirror=my", "mirror"),
     ("mirror=other mirror_fraction=1.5", "mirror_fraction"),
     ("mirror=other mirror_fraction=-0.1", "mirror_fraction"),
     ("mirror=other mirror_fraction=half", "mirror_fraction"),
