@@ -246,6 +246,8 @@ def test_mirror_dying_mid_workload(rsluice, lone_primary):
 
 def test_show_mirrors_columns(rsluice, lone_primary, mirror):
     s = start(rsluice, lone_primary, mirror.db_line("sluicedb"))
+    with s.connect() as c:
+        c.execute("SELECT 1")
     rows = console_rows(s, "MIRRORS")
     assert [r["database"] for r in rows] == ["sluicedb"], rows
     for k in ("database", "mirror", "sent", "dropped", "errors", "differed"):
