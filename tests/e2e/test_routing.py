@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from admin_helpers import ADMIN, USERLIST
-from conftest import Worker, free_port
+from conftest import PGBENCH, Worker, free_port
 from routing_helpers import (console_rows, fresh_pair, on_standby, pair,  # noqa: F401
                              rsluice, value, wait_for, wait_replay)
 
@@ -201,6 +201,38 @@ def test_libpq_finds_the_primary_through_sluice(rsluice, pair):
     for tsa in ("read-write", "primary"):
         r = s.psql("-At", "-c", "SELECT 1", conn_extra=f"target_session_attrs={tsa}", timeout=30)
         assert r.returncode == 0 and r.stdout.strip() == "1", (tsa, r.stdout, r.stderr)
+
+
+@pytest.fixture(scope="module")
+def pgbench_tables(pair):
+    r = pair.primary._run([PGBENCH, "-i", "-q", "-s", "1", "-h", pair.primary.sockdir,
+                           "-p", str(pair.primary.port), "-U", "postgres", "sluicedb"])
+    assert r.returncode == 0, r.stdout
+    pair.primary.sql("GRANT ALL ON pgbench_accounts, pgbench_branches, pgbench_tellers, "
+                     "pgbench_history TO sluice_test", dbname="sluicedb")
+    wait_replay(pair.primary, pair.standby)
+
+
+def standby_reads(s, pair):
+    rows = console_rows(s, "HOSTS")
+    return sum(int(r["reads"]) for r in rows
+               if r["database"] == "sluicedb" and int(r["port"]) == pair.standby.port)
+
+
+@pytest.mark.parametrize("mode", ["simple", "extended", "prepared"])
+def test_pgbench(rsluice, pair, pgbench_tables, mode):
+    """pgbench -S through a routed entry reads from the standby; the
+    TPC-B-like script's transactions write, so they all run on the primary
+    (pgbench stops at the first error)."""
+    s = routed(rsluice, pair)
+    with s.connect() as c:
+        wait_reads_on_standby(c)
+    before = standby_reads(s, pair)
+    r = s.pgbench("-n", "-S", "-M", mode, "-c", "4", "-j", "2", "-t", "100", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert standby_reads(s, pair) - before >= 400
+    r = s.pgbench("-n", "-M", mode, "-c", "2", "-j", "1", "-t", "50", timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 def test_transaction_that_writes_stays_on_the_primary(rsluice, pair):
