@@ -346,6 +346,16 @@ def test_read_routing_off_sends_reads_to_the_primary(rsluice, pair):
     assert answers == [False] * 20
 
 
+def test_session_mode_clients_stay_on_the_primary(rsluice, pair):
+    """A session-mode client keeps one server: the primary's."""
+    s = start(rsluice, {"sluicedb": pair.db_line(read_routing="auto")}, pool_mode="session")
+    for _ in range(3):
+        with s.connect() as c:
+            answers = [on_standby(c) for _ in range(10)]
+            c.execute("INSERT INTO rt_items (client, v) VALUES (15, 'session')")
+        assert answers == [False] * 10
+
+
 # --------------------------------------------------------------------------
 # target_session_attrs (read_routing off): which host the entry uses
 
