@@ -88,14 +88,18 @@ static int pick_locked(struct route *r, const struct pool *p, bool advance)
 		return r->host[p->fixed_host].role == HOST_STANDBY ? p->fixed_host : -1;
 	int target = pool_target(p);
 	if (target == CONFIG_TARGET_PREFER_STANDBY) {
+		bool unknown = false;
 		for (int k = 0; k < r->n_hosts; k++) {
 			int i = (int)((r->rr + (unsigned)k) % (unsigned)r->n_hosts);
+			unknown |= r->host[i].role == HOST_UNKNOWN;
 			if (r->host[i].role == HOST_STANDBY) {
 				if (advance)
 					r->rr = (unsigned)i + 1;
 				return i;
 			}
 		}
+		if (unknown)
+			return -1; /* a standby may yet show up: its monitor reports soon */
 		target = CONFIG_TARGET_ANY;
 	}
 	/* load_balance_hosts = disable: stay on a host while it fits. */
@@ -158,7 +162,18 @@ uint32_t route_epoch(const struct pool *p, int host)
 bool route_server_current(const struct server *s)
 {
 	struct route *r = s->pool->route;
-	return __atomic_load_n(&r->host[s->host_index].epoch, __ATOMIC_RELAXED) == s->route_epoch;
+	if (__atomic_load_n(&r->host[s->host_index].epoch, __ATOMIC_RELAXED) != s->route_epoch)
+		return false;
+	if (pool_target(s->pool) != CONFIG_TARGET_PREFER_STANDBY)
+		return true;
+	/* prefer-standby on another host: only while no standby is up. */
+	pthread_mutex_lock(&r->lock);
+	bool standby_up = false;
+	for (int i = 0; i < r->n_hosts; i++)
+		standby_up |= r->host[i].role == HOST_STANDBY;
+	bool ok = r->host[s->host_index].role == HOST_STANDBY || !standby_up;
+	pthread_mutex_unlock(&r->lock);
+	return ok;
 }
 
 /* A pool whose hosts changed: servers may launch for its waiters now,

@@ -289,10 +289,79 @@ static int classify(const PgQuery__ParseResult *pr)
 /* Texts this short are copied to the stack to get their NUL. */
 enum { READ_STACK_TEXT = 1024 };
 
+/* ---- the quick path ---- */
+
+static bool word_is(const char *w, size_t n, const char *kw)
+{
+	return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
+}
+
+/*
+ * A SELECT that provably only reads without a parse: one statement, no
+ * parenthesis (so no function call, subquery or set-returning FROM), no
+ * FOR (locking) or INTO, no pg_temp name, only plain 'strings' and
+ * "names". Anything else, comments and escapes included, is left to the
+ * parser (false). pgbench's select is such a text.
+ */
+static bool plain_select(const char *sql, size_t len)
+{
+	const char *p = sql, *end = sql + len;
+	while (p < end && isspace((unsigned char)*p))
+		p++;
+	bool first = true, ended = false;
+	while (p < end) {
+		unsigned char ch = (unsigned char)*p;
+		if (isspace(ch)) {
+			p++;
+			continue;
+		}
+		if (ended)
+			return false; /* something after the ';' */
+		if (isalpha(ch) || ch == '_') {
+			const char *w = p;
+			while (p < end && (isalnum((unsigned char)*p) || *p == '_'))
+				p++;
+			size_t n = (size_t)(p - w);
+			if (p < end && (*p == '$' || (unsigned char)*p >= 0x80))
+				return false;
+			if (first ? !word_is(w, n, "select")
+				  : word_is(w, n, "for") || word_is(w, n, "into") ||
+				    (n >= 7 && strncasecmp(w, "pg_temp", 7) == 0))
+				return false;
+			first = false;
+			continue;
+		}
+		if (first)
+			return false;
+		if (ch == '\'' || ch == '"') {
+			/* Doubled quotes inside are two strings in a row here. */
+			const char *q = memchr(p + 1, ch, (size_t)(end - p - 1));
+			if (!q || memchr(p + 1, '\\', (size_t)(q - p - 1)) ||
+			    (ch == '"' && q - p >= 8 && strncasecmp(p + 1, "pg_temp", 7) == 0))
+				return false;
+			p = q + 1;
+			continue;
+		}
+		if (ch == ';') {
+			ended = true;
+			p++;
+			continue;
+		}
+		/* Digits, operators, commas, dots, casts: no call among them. */
+		if (ch == '(' || ch == ')' || ch == '$' || ch == '\\' || ch >= 0x80 || ch == 0 ||
+		    (ch == '-' && p + 1 < end && p[1] == '-') || (ch == '/' && p + 1 < end && p[1] == '*'))
+			return false;
+		p++;
+	}
+	return !first;
+}
+
 int sql_read_class(const char *sql, size_t len)
 {
 	if (!sql_read_worth_parsing(sql, len))
 		return SQL_READ_NO;
+	if (plain_select(sql, len && sql[len - 1] == '\0' ? len - 1 : len)) /* the Query's own NUL */
+		return SQL_READ_YES;
 	size_t n = strnlen(sql, len);
 	if (n + 1 < len)
 		return SQL_READ_NO; /* a NUL inside: PostgreSQL refuses such a Query */

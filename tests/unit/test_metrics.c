@@ -63,6 +63,7 @@ static void test_render_without_pools(void)
 		"sluice_bypass_fallbacks_total counter", "sluice_bypass_resent_bytes_total counter",
 		"sluice_bypass_kernel_clients gauge",
 		"sluice_bypass_lent_servers gauge",
+		"sluice_host_role gauge", "sluice_host_lag_bytes gauge", "sluice_host_reads_total counter",
 	};
 	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
 		char line[128];

@@ -344,6 +344,33 @@ static double now_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
+/* The quick path (no parse) must agree with the parser: texts on both
+ * sides of each of its rules. */
+static void test_quick_path(void)
+{
+	static const struct read_case cases[] = {
+		{ "SELECT abalance FROM pgbench_accounts WHERE aid = 48213", YES },
+		{ "SELECT a, b::text, 'x''y' AS \"q\"\"r\" FROM t WHERE c >= 1.5e3 AND d <> 'for'", YES },
+		{ "SELECT 1 ; ", YES },
+		{ "SELECT 1; SELECT 2", YES },            /* the parser decides: both read */
+		{ "SELECT 1; DELETE FROM t", NO },
+		{ "SELECT * FROM t FOR UPDATE", NO },
+		{ "SELECT * FROM t for share", NO },
+		{ "SELECT * INTO t2 FROM t", NO },
+		{ "SELECT * FROM pg_temp.t", NO },
+		{ "SELECT * FROM \"pg_temp\".t", NO },
+		{ "SELECT nextval('s')", NO },            /* a call: parsed */
+		{ "SELECT E'\\'' FROM t", YES },          /* an escape: parsed */
+		{ "SELECT $$for$$", YES },
+		{ "SELECT 1 -- for update\n", YES },
+		{ "SELECT \"for\" FROM t", YES },
+		{ "SELECT 'into' FROM t", YES },
+		{ "SELECT 1 /* FOR UPDATE */", YES },
+		{ NULL, 0 },
+	};
+	check_cases(cases);
+}
+
 /* Printed, never asserted. */
 static void bench(void)
 {
@@ -370,5 +397,6 @@ UNIT_MAIN({
 	test_read_only_transactions();
 	test_empty_and_garbage();
 	test_big();
+	test_quick_path();
 	bench();
 })
