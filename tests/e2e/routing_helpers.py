@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from conftest import (PGBIN, PgCluster, SluiceFactory, _as_postgres, _chown_postgres,
-                      client_env, free_port)
+                      client_env)
 
 # Tables every cluster of these tests has in database sluicedb, owned by
 # sluice_test. rt_items: the rows clients write and read back; rt_seq: a
@@ -212,11 +212,16 @@ def start_nodes(*nodes):
 
 
 def stop_nodes(*nodes):
+    """Stop every node, even when stopping one of them fails."""
+    errors = []
     for n in nodes:
         try:
             n.stop()
-        finally:
-            atexit.unregister(n.stop)
+        except Exception as e:  # noqa: BLE001 - raised below
+            errors.append(e)
+        atexit.unregister(n.stop)
+    if errors:
+        raise errors[0]
 
 
 class Pair:
@@ -366,9 +371,3 @@ def on_standby(conn):
     """True when a plain read over conn ran on a server in recovery."""
     return value(conn, "SELECT pg_is_in_recovery()")
 
-
-def free_ports(n):
-    out = set()
-    while len(out) < n:
-        out.add(free_port())
-    return list(out)
