@@ -257,6 +257,8 @@ static void chan_kick(struct mirror_chan *ch)
 		ch->ready = false;
 		ch->srv = server_launch_aside(ch->worker, ch->pool, pool_pick_host(ch->pool), SERVER_MIRROR, err,
 					      sizeof(err));
+		if (ch->srv && ch->srv->closed)
+			ch->srv = NULL; /* failed at once (it is buried; nobody was told) */
 		if (!ch->srv) {
 			log_write(LOG_LEVEL_WARNING, "mirror %s: cannot connect: %s", ch->pool->db_name, err);
 			ch->retry_us = now + MX_RETRY_US;
@@ -935,4 +937,21 @@ void pg_mirror_client_free(struct pg_client *c)
 		tx_free(c->mirror_tx);
 		c->mirror_tx = NULL;
 	}
+}
+
+void pg_mirror_tick(struct worker *w, int64_t now_us, bool all)
+{
+	(void)w;
+	while (all && chans) {
+		struct mirror_chan *ch = chans;
+		chans = ch->next;
+		if (ch->cur) /* its connection went without telling: not expected */
+			tx_free(ch->cur);
+		fail_all(ch, MIRROR_ERROR);
+		sum_free(&ch->sum);
+		free(ch);
+	}
+	for (struct mirror_chan *ch = chans; ch; ch = ch->next)
+		if (!ch->srv && ch->queue.n && now_us >= ch->retry_us)
+			chan_kick(ch);
 }

@@ -47,6 +47,12 @@ uint32_t pg_mirror_server_msg(struct pg_server *s, const struct pg_msg *m, uint3
 /* The client is freed: its capture, if any, is abandoned. */
 void pg_mirror_client_free(struct pg_client *c);
 
+/* The worker's periodic tick: a channel whose connection failed tries
+ * again once transactions wait; with all (the worker stops), the
+ * channels are freed (their connections are closed by then). */
+struct worker;
+void pg_mirror_tick(struct worker *w, int64_t now_us, bool all);
+
 /* From pg_server.c's aside dispatch for SERVER_MIRROR connections. */
 void mirror_ready(struct pg_server *s);
 bool mirror_message(struct pg_server *s, const struct pg_msg *m);
