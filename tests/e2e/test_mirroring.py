@@ -236,3 +236,28 @@ def test_slow_mirror_drops_and_never_slows_clients(sluice, dbs):
         body = r.read().decode()
     assert f'sluice_mirror_transactions_total{{database="{PRIMARY}",mirror="{MIRROR}",result="dropped"}}' in body
     assert "sluice_mirror_mirror_seconds_sum" in body
+
+
+def test_session_mode(sluice, dbs):
+    """Session mode: each transaction is mirrored on its own; a named
+    statement prepared in an earlier transaction is unknown to sluice
+    there (no statement tracking), so such a transaction is dropped and
+    counted, and the client sees nothing of it."""
+    pg = dbs
+    t = unique("msess")
+    both(pg, f"CREATE TABLE {t} (id int PRIMARY KEY)")
+    s = start(sluice, pg, pool_mode="session")
+    with s.connect(db=PRIMARY) as c:
+        for i in range(5):
+            c.execute(f"INSERT INTO {t} VALUES (%s)", (i,))
+        with c.transaction():
+            c.execute(f"INSERT INTO {t} VALUES (%s)", (5,))
+            c.execute(f"INSERT INTO {t} VALUES (%s)", (6,))
+        for i in range(7, 10):
+            c.execute(f"INSERT INTO {t} VALUES (%s)", (i,), prepare=True)
+    assert count(pg, PRIMARY, t) == 10
+    # The first prepared use parses in its own transaction: replayed.
+    assert wait_rows(pg, t, 8) >= 8
+    m = settled(s)
+    assert m["errors"] == 0 and m["differed"] == 0, m
+    assert m["sent"] + m["dropped"] == 9, m
