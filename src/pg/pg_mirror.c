@@ -833,10 +833,16 @@ static void capture(struct mirror_tx *tx, struct pg_client *c, struct pg_server 
 	}
 }
 
-uint32_t pg_mirror_client_msg(struct pg_client *c, struct pg_server *s, const struct pg_msg *m, uint32_t avail)
+bool pg_mirror_wanted(struct pg_client *c)
 {
 	if (c->mirror_cfg != runtime_config() || (c->mirror_chan && c->mirror_chan->worker != c->worker))
 		judge(c);
+	return c->mirror_chan != NULL;
+}
+
+uint32_t pg_mirror_client_msg(struct pg_client *c, struct pg_server *s, const struct pg_msg *m, uint32_t avail)
+{
+	pg_mirror_wanted(c);
 	struct mirror_chan *ch = c->mirror_chan;
 	struct mirror_tx *tx = c->mirror_tx;
 	if (!ch && !tx)

@@ -44,6 +44,9 @@ void pg_mirror_client_unsee(struct pg_client *c);
  * 0 to go on, or how many more bytes must arrive first. May end the
  * transaction (ReadyForQuery 'I'). */
 uint32_t pg_mirror_server_msg(struct pg_server *s, const struct pg_msg *m, uint32_t avail);
+/* Are c's transactions (some of them) mirrored? Such a client stays in
+ * user space (bpf_bypass): the kernel would carry them unseen. */
+bool pg_mirror_wanted(struct pg_client *c);
 /* The client is freed: its capture, if any, is abandoned. */
 void pg_mirror_client_free(struct pg_client *c);
 
