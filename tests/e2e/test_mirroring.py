@@ -113,12 +113,16 @@ def test_simple_extended_and_prepared_reach_the_mirror(sluice, dbs):
         for i in range(11, 21):
             c.execute(f"INSERT INTO {t} VALUES (%s, %s)", (i, f"p{i}"), prepare=True)
             assert c.execute(f"SELECT v FROM {t} WHERE id = %s", (i,), prepare=True).fetchone() == (f"p{i}",)
-    assert wait_rows(pg, t, 20) == 20
+    # COPY FROM STDIN: the data goes with the replay.
+    r = s.psql("-v", "ON_ERROR_STOP=1", "-c", f"\\copy {t} from stdin", db=PRIMARY,
+               input="21\tcopied\n22\tcopied too\n\\.\n")
+    assert r.returncode == 0, r.stderr
+    assert wait_rows(pg, t, 22) == 22
     assert pg.sql(f"SELECT id, v FROM {t} ORDER BY id", dbname=MIRROR) == \
         pg.sql(f"SELECT id, v FROM {t} ORDER BY id", dbname=PRIMARY)
     m = settled(s)
     assert m["mirror"] == MIRROR
-    assert m["sent"] >= 20 and m["errors"] == 0 and m["dropped"] == 0, m
+    assert m["sent"] >= 21 and m["errors"] == 0 and m["dropped"] == 0, m
     assert m["differed"] == 0, m
     assert m["avg_primary_us"] > 0 and m["avg_mirror_us"] > 0, m
 
@@ -261,3 +265,22 @@ def test_session_mode(sluice, dbs):
     m = settled(s)
     assert m["errors"] == 0 and m["differed"] == 0, m
     assert m["sent"] + m["dropped"] == 9, m
+
+
+def test_reload_turns_mirroring_on(sluice, dbs):
+    """mirror_fraction changed by RELOAD applies from the next message of
+    clients already connected."""
+    pg = dbs
+    t = unique("mrel")
+    both(pg, f"CREATE TABLE {t} (id int)")
+    s = start(sluice, pg, fraction="0")
+    with s.connect(db=PRIMARY) as c:
+        c.execute(f"INSERT INTO {t} VALUES (1)")
+        ini = s.ini.read_text()
+        s.ini.write_text(ini.replace("mirror_fraction=0", "mirror_fraction=1"))
+        with Console(s.port) as con:
+            con.cmd("RELOAD")
+        for i in range(2, 6):
+            c.execute(f"INSERT INTO {t} VALUES (%s)", (i,))
+    assert wait_rows(pg, t, 4) == 4
+    assert pg.sql(f"SELECT min(id) FROM {t}", dbname=MIRROR)[0][0] == 2
