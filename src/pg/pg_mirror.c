@@ -192,9 +192,11 @@ static struct mirror_chan *chan_of(const struct pg_server *s)
 static void judge(struct pg_client *c)
 {
 	const struct config *cfg = runtime_config();
-	c->mirror_cfg = cfg;
 	c->mirror_chan = NULL;
-	if (c->replication || !c->pool)
+	if (!c->pool)
+		return; /* judged once it has one */
+	c->mirror_cfg = cfg;
+	if (c->replication)
 		return;
 	const struct config_database *d = config_find_database_for(cfg, c->pool->db_name, CONFIG_PROTO_PG);
 	if (!d || !d->mirror || d->mirror_fraction <= 0)
