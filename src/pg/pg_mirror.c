@@ -48,6 +48,8 @@ enum {
 	MX_PREPARED_MAX = 128,    /* statements kept prepared per mirror connection */
 	MX_RETRY_US = 1000000,    /* after a mirror connection failed, none before this */
 };
+/* A replay not answered within this is given up, with its connection. */
+#define MX_REPLAY_TIMEOUT_US (60 * 1000000LL)
 
 /* One statement's answer. */
 struct mx_result {
@@ -959,7 +961,10 @@ void pg_mirror_tick(struct worker *w, int64_t now_us, bool all)
 		sum_free(&ch->sum);
 		free(ch);
 	}
-	for (struct mirror_chan *ch = chans; ch; ch = ch->next)
+	for (struct mirror_chan *ch = chans; ch; ch = ch->next) {
+		if (ch->cur && ch->srv && now_us - ch->sent_us > MX_REPLAY_TIMEOUT_US)
+			server_close(ch->srv, "mirror: replay not answered within 60 s");
 		if (!ch->srv && ch->queue.n && now_us >= ch->retry_us)
 			chan_kick(ch);
+	}
 }
