@@ -530,8 +530,8 @@ bool mirror_message(struct pg_server *s, const struct pg_msg *m)
 {
 	struct mirror_chan *ch = chan_of(s);
 	if (!ch || !ch->cur) {
-		if (m->type == 'N' || m->type == 'S')
-			return true;
+		if (m->type == 'N' || m->type == 'S' || m->type == 'A')
+			return true; /* notices, settings, notifications of a replayed LISTEN */
 		server_close(s, "mirror: unexpected message");
 		return false;
 	}
