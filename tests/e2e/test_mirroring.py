@@ -113,11 +113,17 @@ def test_simple_extended_and_prepared_reach_the_mirror(sluice, dbs):
         for i in range(11, 21):
             c.execute(f"INSERT INTO {t} VALUES (%s, %s)", (i, f"p{i}"), prepare=True)
             assert c.execute(f"SELECT v FROM {t} WHERE id = %s", (i,), prepare=True).fetchone() == (f"p{i}",)
+    # Pipelined autocommit statements (one Sync each, sent before the
+    # answers): replayed together, as one unit.
+    with s.connect(db=PRIMARY) as c:
+        with c.pipeline():
+            for i in range(23, 28):
+                c.execute(f"INSERT INTO {t} VALUES (%s, %s)", (i, "piped"))
     # COPY FROM STDIN: the data goes with the replay.
     r = s.psql("-v", "ON_ERROR_STOP=1", "-c", f"\\copy {t} from stdin", db=PRIMARY,
                input="21\tcopied\n22\tcopied too\n\\.\n")
     assert r.returncode == 0, r.stderr
-    assert wait_rows(pg, t, 22) == 22
+    assert wait_rows(pg, t, 27) == 27
     assert pg.sql(f"SELECT id, v FROM {t} ORDER BY id", dbname=MIRROR) == \
         pg.sql(f"SELECT id, v FROM {t} ORDER BY id", dbname=PRIMARY)
     m = settled(s)
