@@ -735,8 +735,9 @@ static void capture(struct mirror_tx *tx, struct pg_client *c, struct pg_server 
 	case 'Q': {
 		const char *q = pg_read_str(&r);
 		/* Statement tracking answers DEALLOCATE and DISCARD in part
-		 * itself: such a transaction is not compared. */
-		if (s->tracking && (starts_with_word(q, "DEALLOCATE") || starts_with_word(q, "DISCARD"))) {
+		 * itself, and on the mirror they would drop its own names:
+		 * such a transaction is not replayed. */
+		if (starts_with_word(q, "DEALLOCATE") || starts_with_word(q, "DISCARD")) {
 			tx->over = true;
 			return;
 		}
@@ -844,6 +845,42 @@ bool pg_mirror_wanted(struct pg_client *c)
 	return c->mirror_chan != NULL;
 }
 
+/* Session mode has no statement tracking: a mirrored client's named
+ * statements are noted here, in the map tracking would keep (unused
+ * otherwise), so that a later transaction's Bind can be replayed. Noted
+ * as parsed (a Parse PostgreSQL refuses stays noted), forgotten at their
+ * Close or at DISCARD ALL / DEALLOCATE ALL; at most
+ * max_client_prepared_statements of them (10000 when 0). */
+static void session_note(struct pg_client *c, const struct pg_msg *m)
+{
+	struct pg_reader r;
+	pg_reader_init(&r, m->body, m->body_len);
+	if (m->type == 'C') {
+		uint8_t what = pg_read_u8(&r);
+		const char *name = pg_read_str(&r);
+		if (!r.err && what == 'S' && *name)
+			client_stmts_remove(&c->stmts, name, NULL);
+		return;
+	}
+	if (m->type == 'Q') {
+		const char *q = pg_read_str(&r);
+		if (starts_with_word(q, "DISCARD ALL") || starts_with_word(q, "DEALLOCATE ALL"))
+			client_stmts_clear(&c->stmts);
+		return;
+	}
+	const char *name;
+	struct pstmt_def def = { 0 };
+	if (pstmt_parse_msg(m->body, m->body_len, &name, &def) < 0)
+		return;
+	int max = runtime_config()->max_client_prepared_statements;
+	if (*name) {
+		client_stmts_remove(&c->stmts, name, NULL);
+		if (c->stmts.n < (uint32_t)(max > 0 ? max : 10000) && client_stmts_add(&c->stmts, name, &def, NULL) == 0)
+			return; /* the map owns def now */
+	}
+	pstmt_def_free(&def);
+}
+
 uint32_t pg_mirror_client_msg(struct pg_client *c, struct pg_server *s, const struct pg_msg *m, uint32_t avail)
 {
 	pg_mirror_wanted(c);
@@ -851,6 +888,12 @@ uint32_t pg_mirror_client_msg(struct pg_client *c, struct pg_server *s, const st
 	struct mirror_tx *tx = c->mirror_tx;
 	if (!ch && !tx)
 		return 0;
+	if (ch && !s->tracking && (m->type == 'P' || m->type == 'C' || m->type == 'Q')) {
+		if (m->len > avail && m->len <= MX_REQ_MAX)
+			return m->len - avail;
+		if (m->len <= avail)
+			session_note(c, m);
+	}
 	if (!tx) {
 		bool boundary = s->tx_status == 'I' && s->outstanding == 0 && !s->client_mid_batch;
 		if (!boundary || (ch->fraction < 1.0 && draw() >= ch->fraction))
