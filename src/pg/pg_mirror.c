@@ -845,8 +845,9 @@ bool pg_mirror_wanted(struct pg_client *c)
 	return c->mirror_chan != NULL;
 }
 
-/* Session mode has no statement tracking: a mirrored client's named
- * statements are noted here, in the map tracking would keep (unused
+/* Without statement tracking's renaming (session mode, or
+ * max_prepared_statements = 0) sluice keeps no map of a client's named
+ * statements: a mirrored client's are noted here, in the map tracking would keep (unused
  * otherwise), so that a later transaction's Bind can be replayed. Noted
  * as parsed (a Parse PostgreSQL refuses stays noted), forgotten at their
  * Close or at DISCARD ALL / DEALLOCATE ALL; at most
@@ -888,7 +889,7 @@ uint32_t pg_mirror_client_msg(struct pg_client *c, struct pg_server *s, const st
 	struct mirror_tx *tx = c->mirror_tx;
 	if (!ch && !tx)
 		return 0;
-	if (ch && !s->tracking && (m->type == 'P' || m->type == 'C' || m->type == 'Q')) {
+	if (ch && !track_renames(c->pool) && (m->type == 'P' || m->type == 'C' || m->type == 'Q')) {
 		if (m->len > avail && m->len <= MX_REQ_MAX)
 			return m->len - avail;
 		if (m->len <= avail)

@@ -248,14 +248,20 @@ def test_slow_mirror_drops_and_never_slows_clients(sluice, dbs):
     assert "sluice_mirror_mirror_seconds_sum" in body
 
 
-def test_session_mode(sluice, dbs):
-    """Session mode has no statement tracking: the named statements of a
-    mirrored client are noted all the same, so a transaction that uses one
-    prepared earlier is replayed too."""
+@pytest.mark.parametrize("main", [
+    {"pool_mode": "session"},
+    # Names pass through to one shared server.
+    {"pool_mode": "transaction", "max_prepared_statements": 0, "default_pool_size": 1},
+], ids=["session", "no_renames"])
+def test_statements_without_renaming(sluice, dbs, main):
+    """Without statement tracking's renaming (session mode, or
+    max_prepared_statements = 0) the named statements of a mirrored client
+    are noted all the same, so a transaction that uses one prepared
+    earlier is replayed too."""
     pg = dbs
     t = unique("msess")
     both(pg, f"CREATE TABLE {t} (id int PRIMARY KEY)")
-    s = start(sluice, pg, pool_mode="session")
+    s = start(sluice, pg, **main)
     with s.connect(db=PRIMARY) as c:
         for i in range(5):
             c.execute(f"INSERT INTO {t} VALUES (%s)", (i,))
