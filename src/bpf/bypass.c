@@ -16,6 +16,7 @@
 #include <linux/sockios.h>
 
 #include "pg_client.h"
+#include "pg_mirror.h"
 #include "pg_ops.h"
 #include "config.h"
 #include "control.h"
@@ -420,6 +421,7 @@ void bypass_client_maybe_enter(struct pg_client *c)
 	if (cfg->disable_pqexec || cfg->max_packet_size < INT32_MAX)
 		return;
 	if (!c->pool || c->pool->replication || c->pool->route || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending ||
+	    pg_mirror_wanted(c) ||
 	    __atomic_load_n(&c->pool->paused, __ATOMIC_RELAXED) || __atomic_load_n(&c->pool->stale, __ATOMIC_RELAXED))
 		return;
 	bool session = c->pool->mode == POOL_MODE_SESSION;

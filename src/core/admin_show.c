@@ -25,6 +25,7 @@
 #include "config.h"
 #include "control.h"
 #include "loop.h"
+#include "mirror.h"
 #include "pool.h"
 #include "route.h"
 #include "proto.h"
@@ -949,7 +950,7 @@ bool admin_show(struct client *c, const char *what, struct admin_reply *r, int *
 		{ "MEM", show_mem, -1 },           { "CLIENTS", NULL, JOB_SHOW_CLIENTS },
 		{ "SERVERS", NULL, JOB_SHOW_SERVERS }, { "FDS", NULL, JOB_SHOW_FDS },
 		{ "BYPASS", show_bypass, -1 },     { "PINS", NULL, JOB_SHOW_PINS },
-		{ "HOSTS", show_hosts, -1 },
+		{ "HOSTS", show_hosts, -1 },       { "MIRRORS", mirror_show, -1 },
 	};
 	(void)c;
 	*job_kind = -1;

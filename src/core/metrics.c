@@ -57,6 +57,7 @@
 #include "control.h"
 #include "log.h"
 #include "loop.h"
+#include "mirror.h"
 #include "pool.h"
 #include "route.h"
 #include "runtime.h"
@@ -574,7 +575,12 @@ char *metrics_render(void)
 	render_bypass(&b);
 	render_pools(&b, &set);
 	render_hosts(&b);
-	bool failed = set.failed || b.failed || !out_reserve(&b, 0);
+	char *mirrors = mirror_metrics_text();
+	if (mirrors)
+		out_str(&b, mirrors);
+	bool failed = !mirrors;
+	free(mirrors);
+	failed = failed || set.failed || b.failed || !out_reserve(&b, 0);
 	free(set.v);
 	if (failed) {
 		free(b.data);

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
+#include "pg_mirror.h"
 #include "pg_ops.h"
 #include "pg_proto.h"
 #include "pool.h"
@@ -209,6 +210,8 @@ void client_free(struct pg_client *c)
 		free(c->lookup_secret);
 	}
 	track_client_free(c);
+	if (c->mirror_tx)
+		pg_mirror_client_free(c);
 	free(c->scram);
 	for (int i = 0; i < TRACKED_PARAMS; i++)
 		free(c->params[i]);
@@ -1348,6 +1351,15 @@ static void client_process(struct pg_client *c)
 				return;
 			}
 		}
+		if ((c->mirror_chan || c->mirror_tx || c->mirror_cfg != runtime_config()) &&
+		    !(s->tracking && c->hold_for_sync)) {
+			uint32_t missing = pg_mirror_client_msg(c, s, &m, avail);
+			if (missing) {
+				if (!await_rest(c, missing, "53200", "out of memory"))
+					return;
+				break;
+			}
+		}
 		if (s->tracking) {
 			if (c->hold_for_sync) {
 				sk->parse_blocked = true;
@@ -1362,6 +1374,8 @@ static void client_process(struct pg_client *c)
 			int act = track_client_msg(c, s, &m);
 			track_journal_note(s, &m, act, avail, wbuf_before);
 			if (act == TRACK_FLUSH_FIRST) {
+				if (c->mirror_tx)
+					pg_mirror_client_unsee(c); /* examined again later */
 				sk->parse_blocked = true;
 				break;
 			}

@@ -22,6 +22,9 @@ struct worker;
 struct pool;
 struct pg_server;
 struct scram_server;
+struct config;
+struct mirror_chan;
+struct mirror_tx;
 
 #define CLIENT_ASKED_SSL 1 /* an SSLRequest was answered */
 #define CLIENT_ASKED_GSS 2 /* a GSSENCRequest was answered */
@@ -72,6 +75,9 @@ struct pg_client {
 				    * had an error: the server is asked before it is lent on */
 	bool bp_kernel;            /* bpf_bypass: the kernel carries this client (bypass.h) */
 	bool bp_refused;           /* bpf_bypass: cannot go to the kernel (no slot, no group) */
+	const struct config *mirror_cfg; /* configuration mirror_chan was found under (pg_mirror.h) */
+	struct mirror_chan *mirror_chan; /* where its transactions are mirrored, NULL = nowhere */
+	struct mirror_tx *mirror_tx; /* its transaction being captured for the mirror (heap), NULL = none */
 };
 
 /* The PostgreSQL client a core client is (its protocol is pg_ops). */

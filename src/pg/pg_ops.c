@@ -12,6 +12,7 @@
 #include "bypass.h"
 #include "cancel_conn.h"
 #include "pg_client.h"
+#include "pg_mirror.h"
 #include "client_handover.h"
 #include "peer.h"
 #include "pool.h"
@@ -111,6 +112,13 @@ static void op_server_tick(struct server *s, int64_t now_us) { server_tick(pg_se
 static void op_server_close(struct server *s, const char *reason) { server_close(pg_server(s), reason); }
 static void op_server_free(struct server *s) { server_free(pg_server(s)); }
 
+/* Periodic upkeep of the worker's cancels and mirror channels. */
+static void pg_worker_tick(struct worker *w, int64_t now_us, bool all)
+{
+	cancel_tick(w, now_us, all);
+	pg_mirror_tick(w, now_us, all);
+}
+
 const struct proto_ops pg_ops = {
 	.name = "postgresql",
 	.protocol = CONFIG_PROTO_PG,
@@ -144,6 +152,6 @@ const struct proto_ops pg_ops = {
 	.server_close = op_server_close,
 	.server_free = op_server_free,
 	.server_show = pg_server_show,
-	.worker_tick = cancel_tick,
+	.worker_tick = pg_worker_tick,
 	.cancel_draw_key = pg_cancel_draw_key,
 };

@@ -26,6 +26,7 @@
 #include "auth_crypto.h"
 #include "cancel_conn.h"
 #include "pg_client.h"
+#include "pg_mirror.h"
 #include "pg_monitor.h"
 #include "pg_route.h"
 #include "config.h"
@@ -71,6 +72,9 @@ static void aside_ready(struct pg_server *s)
 	case SERVER_MONITOR:
 		monitor_ready(s);
 		break;
+	case SERVER_MIRROR:
+		mirror_ready(s);
+		break;
 	default:
 		server_close(s, "no use for this connection");
 		break;
@@ -83,6 +87,8 @@ static bool aside_message(struct pg_server *s, const struct pg_msg *m)
 	switch (s->aside) {
 	case SERVER_MONITOR:
 		return monitor_message(s, m);
+	case SERVER_MIRROR:
+		return mirror_message(s, m);
 	default:
 		server_close(s, "unexpected message");
 		return false;
@@ -94,6 +100,9 @@ static void aside_closed(struct pg_server *s, const char *reason)
 	switch (s->aside) {
 	case SERVER_MONITOR:
 		monitor_closed(s, reason);
+		break;
+	case SERVER_MIRROR:
+		mirror_closed(s, reason);
 		break;
 	default:
 		break;
@@ -1011,6 +1020,16 @@ static void server_process(struct pg_server *s)
 			if (act == TRACK_DROP) {
 				pgsock_drop(sk, m.len);
 				continue;
+			}
+		}
+		if (s->client && s->client->mirror_tx && s->state == SERVER_ACTIVE && !s->internal) {
+			uint32_t missing = pg_mirror_server_msg(s, &m, avail);
+			if (missing) {
+				if (iobuf_reserve(&sk->rbuf, missing) < 0) {
+					server_close(s, "out of memory");
+					return;
+				}
+				break;
 			}
 		}
 		bool examine = s->state != SERVER_ACTIVE || m.type == 'Z' || m.type == 'S' || s->internal;
