@@ -29,7 +29,9 @@
 #                 SHOW HOSTS (how many reads each host took)
 #
 # Environment: ROUNDS (3), DURATION (10 s per run), SCALE (10), CLIENTS (16),
-# WRITERS (8), MIRROR_DELAY_MS (5), SLUICE_BIN (build/sluice).
+# WRITERS (8), MIRROR_DELAY_MS (5), MIRROR_QUEUE_SIZE (sluice's default:
+# a mirror slower than the primary drops what overflows it), SLUICE_BIN
+# (build/sluice).
 # Output: the table on stdout and in build/bench/routing.txt; every figure
 # in build/bench/routing_runs.csv.
 set -euo pipefail
@@ -193,6 +195,7 @@ pool_mode = transaction
 default_pool_size = 20
 max_client_conn = 500
 role_check_interval = 1
+${MIRROR_QUEUE_SIZE:+mirror_queue_size = $MIRROR_QUEUE_SIZE}
 EOF
 echo '"bench" "bench"' >"$WORK/userlist.txt"
 "$SLUICE_BIN" "$WORK/sluice.ini" >"$WORK/sluice.log" 2>&1 &
