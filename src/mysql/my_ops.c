@@ -12,6 +12,7 @@
 #include "config.h"
 #include "my_conn.h"
 #include "my_handover.h"
+#include "my_monitor.h"
 #include "pool.h"
 
 /* The table's entries take the core's structs; MySQL's functions take its
@@ -113,5 +114,7 @@ const struct proto_ops my_ops = {
 	.server_free = op_server_free,
 	.server_show = op_server_show,
 	.worker_tick = my_kill_tick,
+	.monitor_open = my_monitor_open,
+	.monitor_check = my_monitor_check,
 	.cancel_draw_key = op_cancel_draw_key,
 };
