@@ -32,9 +32,10 @@ bool my_gtid_single_seq(const char *s, size_t n, uint64_t *seq)
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
 		if (ch >= '0' && ch <= '9') {
-			if (part[k] > (UINT64_MAX - 9) / 10)
+			uint64_t d = (uint64_t)(ch - '0');
+			if (part[k] > (UINT64_MAX - d) / 10)
 				return false;
-			part[k] = part[k] * 10 + (uint64_t)(ch - '0');
+			part[k] = part[k] * 10 + d;
 			digit = true;
 		} else if (ch == '-' && digit && k < 2) {
 			k++;
