@@ -19,6 +19,7 @@
 #include "log.h"
 #include "my_monitor.h"
 #include "my_ops.h"
+#include "my_route.h"
 #include "pool.h"
 #include "runtime.h"
 #include "stats.h"
@@ -354,6 +355,8 @@ static void answered(struct my_server *s)
 		stats_add(&st->xacts, 1);
 	if (!c)
 		return;
+	if (!s->in_trans)
+		my_route_tx_end(c, s); /* read-your-writes */
 	bool ok = s->answer.status_known;
 	if (s->answer.last_insert_id)
 		c->last_insert_id = s->last_insert_id = s->answer.last_insert_id;
