@@ -12,6 +12,7 @@ on the replica (a read of a system variable only reads)."""
 import re
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -280,3 +281,46 @@ def test_failover_to_a_promoted_replica(sluice, pg):
         assert pair.replica.sql("SELECT COUNT(*) FROM t_fo WHERE v = 2", db="mydb").strip() == "1"
     finally:
         pair.stop()
+
+
+@pytest.mark.timeout(180)
+def test_a_read_waiting_for_a_replica_that_goes_away_is_routed_anew(sluice, pg):
+    """pool_size 1: one client holds the replica's server in a READ ONLY
+    transaction, a second one's SELECT waits for it; the replica stops:
+    the waiting SELECT is answered by the primary (proto.h client_reroute),
+    not after query_wait_timeout."""
+    pair = make_pair()
+    try:
+        s = start(sluice, pg, pair, size=1, read_routing="auto", extra={"query_wait_timeout": 60})
+        holder, waiter = connect(s), connect(s)
+        wait_roles(s, pair)
+        wait_reads_on(holder, REPLICA, "the holder's reads on the replica")
+        wait_reads_on(waiter, REPLICA, "the waiter's reads on the replica")
+        with holder.cursor() as cur:
+            cur.execute("START TRANSACTION READ ONLY")
+            cur.execute("SELECT @@server_id")
+            assert cur.fetchone() == (REPLICA,)
+        got = {}
+
+        def read():
+            try:
+                got["row"] = one(waiter, "SELECT @@server_id")
+            except pymysql.err.MySQLError as e:
+                got["error"] = e
+        t = threading.Thread(target=read)
+        t.start()
+        wait_for("the waiting client", lambda: any(
+            r[4] == "waiting" for r in admin_rows(s, "SHOW CLIENTS") if r[2] == "mydb"))
+        pair.replica.stop()
+        t.join(30)  # well before query_wait_timeout
+        assert not t.is_alive()
+        assert got.get("row") == (PRIMARY,), got
+        holder.close()
+        waiter.close()
+    finally:
+        pair.stop()
+
+
+def admin_rows(s, command):
+    with s.connect(db="sluice", user="sluice_test") as adm:
+        return adm.execute(command).fetchall()
