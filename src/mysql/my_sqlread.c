@@ -19,16 +19,17 @@ enum tok_kind {
 };
 
 struct tok {
-	int kind;
-	const char *p;
-	size_t len;
-	char ch;
-	bool assign;
+	int kind;       /* enum tok_kind */
+	const char *p;  /* its first byte in the text (T_SYSVAR: of the name) */
+	size_t len;     /* its bytes from p */
+	char ch;        /* T_PUNCT: the character */
+	bool assign;    /* T_PUNCT: it is ":=" */
 };
 
+/* A pass over one text. */
 struct lex {
-	const char *s;
-	size_t n, i;
+	const char *s;  /* the text (not NUL-terminated) */
+	size_t n, i;    /* its length; the next byte to read */
 	bool backslash; /* backslash escapes in strings (no NO_BACKSLASH_ESCAPES) */
 };
 

@@ -17,6 +17,11 @@
  * (NO_BACKSLASH_ESCAPES), since the session's sql_mode is not known.
  * Executable comments (slash-star-bang) make a text not a read.
  *
+ * Conservative where words cannot tell: a name spelled like a locking or
+ * writing keyword (a column `share`, `lock`, `update`, `into`, `delete`)
+ * or like a call (WITH RECURSIVE c (n) AS ...) makes a text not a read;
+ * a view or a built-in that writes cannot hide behind the allowlist.
+ *
  * START TRANSACTION READ ONLY opens a transaction that may go to a
  * standby whole. Everything else (SHOW, SET, DML, DDL, ...) is not a
  * read.
