@@ -184,6 +184,30 @@ def test_reads_go_to_the_replica_and_the_rest_to_the_primary(sluice, pg, pair):
     assert hosts(s)[pair.replica.port]["reads"] > 0
 
 
+def test_clients_that_keep_a_session_are_not_routed(sluice, pg, pair):
+    """A pinned client (a user variable), a client with autocommit off, and
+    every client of a session-mode pool read from the primary."""
+    s = start(sluice, pg, pair, read_routing="auto")
+    with connect(s) as c:
+        wait_roles(s, pair)
+        wait_reads_on(c, REPLICA, "a plain SELECT on the replica")
+        with c.cursor() as cur:
+            cur.execute("SET @marker = 1")  # pins it to its server (on the primary)
+        for _ in range(3):
+            assert one(c, "SELECT @@server_id") == (PRIMARY,)
+    with connect(s) as c:
+        wait_reads_on(c, REPLICA, "a plain SELECT on the replica")
+        c.autocommit(False)
+        for _ in range(3):
+            assert one(c, "SELECT @@server_id") == (PRIMARY,)
+            c.commit()
+    s2 = start(sluice, pg, pair, read_routing="auto", pool_mode="session")
+    with connect(s2) as c:
+        wait_roles(s2, pair)
+        for _ in range(3):
+            assert one(c, "SELECT @@server_id") == (PRIMARY,)
+
+
 def test_a_writer_reads_its_writes_while_the_replica_lags(sluice, pg, pair):
     """The replica's SQL thread stopped: a client that inserted reads from
     the primary (it sees its row) while a client that did not write still
