@@ -55,10 +55,12 @@ def start(sluice, pg, pair, size=3, extra=None, **db):
     return s
 
 
-def connect(s, database="mydb", **kw):
+def connect(s, database="mydb", autocommit=True, **kw):
+    """autocommit=None: pymysql sends no SET AUTOCOMMIT (the server's
+    default, on), so the client has written nothing."""
     return pymysql.connect(host="127.0.0.1", port=s.myport, user="sluice_test", password="test_pw",
                            database=database, connect_timeout=10, read_timeout=30, write_timeout=30,
-                           autocommit=True, **kw)
+                           autocommit=autocommit, **kw)
 
 
 def one(conn, sql, args=None):
@@ -238,6 +240,41 @@ def test_a_writer_reads_its_writes_while_the_replica_lags(sluice, pg, pair):
     finally:
         writer.close()
         reader.close()
+
+
+@pytest.mark.timeout(180)
+def test_positions_of_several_gtid_domains_keep_writers_on_the_primary(sluice, pg):
+    """A second GTID domain: positions that cannot be compared. A client
+    that never wrote still reads the replica; one that wrote reads from the
+    primary, even once the replica has its write."""
+    pair = make_pair()
+    try:
+        fresh_table(pair, "t_dom")
+        pair.primary.sql("SET SESSION gtid_domain_id = 7; INSERT INTO t_dom (v) VALUES (0)", db="mydb")
+        pair.wait_caught_up()
+        assert "," in pair.primary.sql("SELECT @@global.gtid_binlog_pos")
+        s = start(sluice, pg, pair, read_routing="auto")
+        reader, writer = connect(s, autocommit=None), connect(s, autocommit=None)
+        try:
+            def known():
+                h = hosts(s)
+                return (h[pair.primary.port]["role"], h[pair.replica.port]["role"]) == ("primary", "standby")
+            wait_for("the roles in SHOW HOSTS", known)
+            wait_reads_on(reader, REPLICA, "a reader's SELECT on the replica")
+            h = hosts(s)[pair.replica.port]
+            assert h["lsn"] is None and h["lag_bytes"] is None
+            with writer.cursor() as cur:
+                cur.execute("INSERT INTO t_dom (v) VALUES (1)")
+            pair.wait_caught_up()
+            time.sleep(1)  # several monitor reports after the write
+            for _ in range(3):
+                assert one(writer, "SELECT @@server_id, COUNT(*) FROM t_dom WHERE v = 1") == (PRIMARY, 1)
+                assert one(reader, "SELECT @@server_id") == (REPLICA,)
+        finally:
+            reader.close()
+            writer.close()
+    finally:
+        pair.stop()
 
 
 @pytest.mark.timeout(120)
