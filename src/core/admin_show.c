@@ -159,7 +159,11 @@ static void host_row(const struct route *rt, int i, void *arg)
 	reply_cell(r, *ph->name ? ph->name : ph->addr_text);
 	reply_cell_int(r, pool_host_port(ph));
 	reply_cell(r, route_role_name(h->role));
-	if (h->sampled_us)
+	if (h->sampled_us && h->pos_opaque)
+		reply_cell(r, NULL);
+	else if (h->sampled_us && rt->home->proto->protocol == CONFIG_PROTO_MYSQL)
+		reply_cellf(r, "%llu", (unsigned long long)h->lsn); /* a GTID's sequence number */
+	else if (h->sampled_us)
 		reply_cellf(r, "%X/%X", (unsigned)(h->lsn >> 32), (unsigned)h->lsn);
 	else
 		reply_cell(r, NULL);

@@ -456,7 +456,7 @@ static void render_hosts(struct outbuf *b)
 {
 	static const struct { const char *name, *type, *help; } fams[] = {
 		[HOST_UP] = { "sluice_host_role", "gauge", "Each routed host with its role as sluice last learned it." },
-		[HOST_LAG_BYTES] = { "sluice_host_lag_bytes", "gauge", "WAL bytes a standby is behind its primary." },
+		[HOST_LAG_BYTES] = { "sluice_host_lag_bytes", "gauge", "WAL bytes (MySQL: transactions) a standby is behind its primary." },
 		[HOST_READS] = { "sluice_host_reads_total", "counter", "Transactions read_routing sent to the host." },
 	};
 	for (int k = 0; k < 3; k++) {

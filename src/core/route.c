@@ -234,6 +234,10 @@ static void standby_lag_locked(struct route *r, int i, int64_t now_us)
 {
 	struct route_host *h = &r->host[i];
 	const uint64_t *top = primary_now_locked(r);
+	if (h->pos_opaque || (r->hist_n && r->hist[r->hist_n - 1].opaque)) {
+		h->lag_bytes = h->lag_us = -1; /* not comparable: unknown */
+		return;
+	}
 	h->lag_bytes = top ? (*top > h->lsn ? (int64_t)(*top - h->lsn) : 0) : -1;
 	/* In time: since the oldest primary position the standby has not
 	 * reached yet (0 when it has all of them). */
@@ -250,12 +254,18 @@ static void standby_lag_locked(struct route *r, int i, int64_t now_us)
 
 void route_report(struct route *r, int i, int role, uint64_t lsn, int64_t sent_us)
 {
+	route_report_pos(r, i, role, lsn, true, sent_us);
+}
+
+void route_report_pos(struct route *r, int i, int role, uint64_t lsn, bool comparable, int64_t sent_us)
+{
 	int64_t now = loop_now_us();
 	pthread_mutex_lock(&r->lock);
 	struct route_host *h = &r->host[i];
 	bool news = set_role_locked(r, i, role);
 	h->monitor_busy = false;
-	h->lsn = lsn;
+	h->lsn = comparable ? lsn : 0;
+	h->pos_opaque = !comparable;
 	h->sampled_us = sent_us;
 	h->error[0] = '\0';
 	if (role == HOST_PRIMARY) {
@@ -268,7 +278,8 @@ void route_report(struct route *r, int i, int role, uint64_t lsn, int64_t sent_u
 		if (news)
 			r->hist_n = 0;
 		r->hist[r->hist_n].sent_us = sent_us;
-		r->hist[r->hist_n].lsn = lsn;
+		r->hist[r->hist_n].lsn = h->lsn;
+		r->hist[r->hist_n].opaque = !comparable;
 		r->hist_n++;
 		for (int k = 0; k < r->n_hosts; k++)
 			if (r->host[k].role == HOST_STANDBY)
@@ -308,18 +319,24 @@ static bool fresh_enough_locked(const struct route *r, int i, int64_t last_write
 	int64_t interval = runtime_config()->role_check_interval_us;
 	if (h->role != HOST_STANDBY || now_us - h->sampled_us > 3 * interval + 1000000)
 		return false; /* its last report is too old to trust */
-	if (h->lag_bytes < 0)
+	/* Unknown lag: no primary heard of yet, or positions that cannot be
+	 * compared (route_report_pos), which serve only clients that never
+	 * wrote, without lag limits. */
+	bool opaque = h->pos_opaque || (r->hist_n && r->hist[r->hist_n - 1].opaque);
+	if (h->lag_bytes < 0 && !(opaque && r->hist_n))
 		return false;
-	if (r->max_lag_bytes && h->lag_bytes > r->max_lag_bytes)
+	if (r->max_lag_bytes && (h->lag_bytes < 0 || h->lag_bytes > r->max_lag_bytes))
 		return false;
 	if (r->max_lag_us && (h->lag_us < 0 || h->lag_us > r->max_lag_us))
 		return false;
 	if (!last_write_us)
 		return true;
+	if (h->pos_opaque)
+		return false;
 	/* The first primary position sampled after the write covers it. */
 	for (int k = 0; k < r->hist_n; k++)
 		if (r->hist[k].sent_us > last_write_us)
-			return h->lsn >= r->hist[k].lsn;
+			return !r->hist[k].opaque && h->lsn >= r->hist[k].lsn;
 	return false;
 }
 

@@ -60,6 +60,7 @@ struct route_host {
 	int64_t next_check_us;
 	int64_t reads;            /* transactions sent here as reads */
 	char error[160];          /* why its monitor last failed ("" = it did not) */
+	bool pos_opaque;          /* its last position cannot be compared (route_report_pos) */
 };
 
 struct route {
@@ -76,7 +77,7 @@ struct route {
 	int64_t max_lag_us;       /* 0 = no limit */
 	unsigned rr;              /* round-robin over hosts that qualify */
 	int cur;                  /* load_balance_hosts = disable: the host in use */
-	struct { int64_t sent_us; uint64_t lsn; } hist[ROUTE_HISTORY]; /* primary positions, oldest first */
+	struct { int64_t sent_us; uint64_t lsn; bool opaque; } hist[ROUTE_HISTORY]; /* primary positions, oldest first */
 	int hist_n;
 	int64_t reads_on_primary; /* reads that found no standby fresh enough */
 };
@@ -115,6 +116,12 @@ int64_t route_write_time(void);
 /* Monitor reports (worker 0): host i is in role with lsn, for the query
  * sent at sent_us; or it is gone (why: for SHOW HOSTS and the log). */
 void route_report(struct route *r, int host, int role, uint64_t lsn, int64_t sent_us);
+/* The same, with comparable false when the host's position cannot be
+ * compared with the others' (MySQL: a GTID set of several domains, or
+ * none): a standby so reported has no known lag, never serves a client
+ * that wrote, and serves the others only without max_standby_lag_*; a
+ * primary so reported leaves its writers' reads on the primary. */
+void route_report_pos(struct route *r, int host, int role, uint64_t lsn, bool comparable, int64_t sent_us);
 void route_monitor_gone(struct route *r, int host, const char *why);
 
 /* Worker w's periodic upkeep (worker 0 only does anything): monitors

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "my_handover.h"
 #include "my_ops.h"
+#include "my_route.h"
 #include "pool.h"
 #include "runtime.h"
 #include "stats.h"
@@ -245,13 +246,25 @@ static bool is_stmt_command(uint8_t cmd)
 	       cmd == MY_COM_STMT_RESET || cmd == MY_COM_STMT_FETCH;
 }
 
-/* A server for the command at the cursor: true when c has one now. */
-static bool get_server(struct my_client *c)
+/* A server for the command pk at the cursor: true when c has one now. */
+static bool get_server(struct my_client *c, const struct my_packet *pk, bool partial)
 {
+	if (c->server && !my_route_may_follow(c, pk, partial) && !c->server->answering && !c->server->internal &&
+	    !c->server->in_trans && !c->server->pinned && !c->server->kills && !c->sock.fwd &&
+	    pgsock_quiet(&c->server->sock)) {
+		/* Kept on a standby after a read (my_route.h): pk goes where
+		 * it is routed now. */
+		struct my_server *s = c->server;
+		c->server = NULL;
+		s->client = NULL;
+		my_client_set_state(c, CLIENT_IDLE);
+		pool_release(&s->base);
+	}
 	if (c->server)
 		return true;
 	const char *fail = NULL;
-	struct server *s = pool_acquire(c->pool, &c->base, &fail);
+	struct pool *serving = my_route_pick(c, pk, partial); /* c->pool, or a standby's */
+	struct server *s = pool_acquire(serving, &c->base, &fail);
 	if (fail) {
 		my_client_fail(c, "08004", fail);
 		return false;
@@ -384,7 +397,7 @@ static void process(struct my_client *c)
 		}
 		if (command_here(c, &pk))
 			continue;
-		if (!get_server(c))
+		if (!get_server(c, &pk, partial))
 			return; /* waiting, failed, or processed on its new server */
 		if (c->reads_insert_id) {
 			c->reads_insert_id = false;

@@ -96,6 +96,9 @@ struct my_client {
 	uint64_t last_insert_id;   /* the last id its statements generated (OK packets) */
 	struct my_stmts stmts;     /* its prepared statements, under sluice's ids */
 	bool killing;              /* its KILL is on its way (my_kill.c): not read until answered */
+	/* read_routing (my_route.h) */
+	uint8_t route_kind;        /* its current transaction: enum my_route_kind */
+	int64_t last_write_us;     /* when its last write on the primary ended (route.h), 0 = never */
 };
 
 /* What a server's session holds besides its transaction. */
@@ -133,6 +136,13 @@ struct my_server {
 				    * not lent to another client until they are answered */
 	struct my_vars *vars;      /* system variables its session has away from a fresh
 				    * login's (my_session.h); NULL = none; owned */
+	/* Routed pools (my_monitor.h): the role query, at login or a monitor's. */
+	bool mariadb;              /* its greeting's version says MariaDB */
+	bool role_query;           /* sluice's role query is out: its answer is my_monitor's */
+	uint8_t role_found;        /* what its answer says (enum host_role, route.h) */
+	bool pos_comparable;       /* monitors: pos is a single GTID domain's sequence number */
+	uint64_t pos;
+	int64_t aside_sent_us;     /* monitors: when the current query was sent */
 };
 
 #define CLOG(c, lvl, fmt, ...) \
@@ -229,6 +239,10 @@ int my_pool_auth_more(const struct pool *p, struct my_pool_auth *a, const struct
 
 /* my_server.c */
 void my_server_launch(struct worker *w, struct pool *p);
+/* A server sluice uses itself (server.h enum server_aside) on host of p:
+ * my_monitor.c's. NULL with err when it could not even start. */
+struct my_server *my_server_launch_aside(struct worker *w, struct pool *p, int host, int kind, char *err,
+					 size_t errlen);
 /* Set the session's LAST_INSERT_ID() to the client's before its command
  * (which waits for the answer). False when it cannot be queued. */
 bool my_server_restore_insert_id(struct my_server *s, uint64_t id);

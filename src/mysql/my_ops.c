@@ -12,6 +12,8 @@
 #include "config.h"
 #include "my_conn.h"
 #include "my_handover.h"
+#include "my_monitor.h"
+#include "my_route.h"
 #include "pool.h"
 
 /* The table's entries take the core's structs; MySQL's functions take its
@@ -103,6 +105,7 @@ const struct proto_ops my_ops = {
 	.client_adopt = my_handover_adopt,
 	.client_show = op_client_show,
 	.client_take_back = NULL,
+	.client_reroute = my_route_reroute,
 	.server_launch = my_server_launch,
 	.server_check = op_server_check,
 	.server_watch_idle = op_server_watch_idle,
@@ -113,5 +116,7 @@ const struct proto_ops my_ops = {
 	.server_free = op_server_free,
 	.server_show = op_server_show,
 	.worker_tick = my_kill_tick,
+	.monitor_open = my_monitor_open,
+	.monitor_check = my_monitor_check,
 	.cancel_draw_key = op_cancel_draw_key,
 };

@@ -17,7 +17,9 @@
 
 #include "config.h"
 #include "log.h"
+#include "my_monitor.h"
 #include "my_ops.h"
+#include "my_route.h"
 #include "pool.h"
 #include "runtime.h"
 #include "stats.h"
@@ -53,6 +55,27 @@ void my_server_launch(struct worker *w, struct pool *p)
 	my_server_update_events(s);
 }
 
+struct my_server *my_server_launch_aside(struct worker *w, struct pool *p, int host, int kind, char *err,
+					 size_t errlen)
+{
+	struct my_server *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->aside = (uint8_t)kind;
+	s->host_index = host;
+	if (server_core_connect(&s->base, p, w, server_cb, err, errlen) < 0) {
+		s->closed = true; /* nobody to tell but the caller */
+		pgsock_close(&w->loop, &s->sock);
+		worker_bury_server(w, &s->base);
+		return NULL;
+	}
+	s->sock.want_read = true;
+	my_server_update_events(s);
+	return s;
+}
+
 void my_server_close(struct my_server *s, const char *reason)
 {
 	if (s->closed)
@@ -61,10 +84,12 @@ void my_server_close(struct my_server *s, const char *reason)
 	if (s->kills)
 		my_kill_forget_server(s);
 	bool was_connecting = s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN;
-	SLOG(s, was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO, "closing because: %s", reason);
+	/* A monitor's failures are the route's to tell (once per change). */
+	SLOG(s, s->aside ? LOG_LEVEL_DEBUG : was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO, "closing because: %s",
+	     reason);
 	/* Any end before the login completes is a failed login: without the
 	 * server_login_retry pause the pool would reconnect in a tight loop. */
-	if (was_connecting && s->login_step < 2)
+	if (was_connecting && s->login_step < 2 && !s->aside)
 		server_core_host_failed(&s->base, "08006", reason, false);
 	struct my_client *c = s->client;
 	s->client = NULL;
@@ -80,6 +105,8 @@ void my_server_close(struct my_server *s, const char *reason)
 		if (send(s->sock.h.fd, quit, sizeof(quit), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			(void)0;
 	}
+	if (s->aside)
+		my_monitor_closed(s, reason);
 	server_core_close(&s->base);
 }
 
@@ -328,6 +355,8 @@ static void answered(struct my_server *s)
 		stats_add(&st->xacts, 1);
 	if (!c)
 		return;
+	if (!s->in_trans)
+		my_route_tx_end(c, s); /* read-your-writes */
 	bool ok = s->answer.status_known;
 	if (s->answer.last_insert_id)
 		c->last_insert_id = s->last_insert_id = s->answer.last_insert_id;
@@ -367,6 +396,19 @@ static bool process(struct my_server *s)
 		}
 		struct my_packet pk;
 		int whole = my_packet_peek(pgsock_cursor(&s->sock), avail, &pk);
+		if (s->role_query) {
+			/* sluice's role query (routed pools, my_monitor.c). */
+			if (!whole) {
+				if (avail >= MY_HEADER_LEN && pgsock_rbuf_full(&s->sock))
+					my_server_close(s, "role check: answer too long");
+				if (s->closed)
+					return true;
+				break;
+			}
+			if (my_monitor_packet(s, &pk))
+				return true;
+			continue;
+		}
 		if (s->state == SERVER_CHECK) {
 			/* The answer to server_check's COM_PING. */
 			if (!whole)
@@ -557,7 +599,7 @@ static void server_cb(struct loop_handle *h, uint32_t revents)
 		if (s->closed)
 			return;
 	}
-	if (s->state == SERVER_IDLE && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+	if (s->state == SERVER_IDLE && !s->aside && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
 		/* MariaDB says why before it closes an idle session
 		 * (wait_timeout): either way the session is over. */
 		if (pool_take_idle(&s->base))

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "my_monitor.h"
 #include "pool.h"
 #include "runtime.h"
 #include "tls.h"
@@ -35,7 +36,7 @@
 
 void my_server_login_fail(struct my_server *s, const char *sqlstate, const char *msg, bool auth_error)
 {
-	if (!server_core_host_failed(&s->base, sqlstate, msg, auth_error))
+	if (!s->aside && !server_core_host_failed(&s->base, sqlstate, msg, auth_error))
 		SLOG(s, LOG_LEVEL_WARNING, "trying the next host: %s", msg);
 	s->login_step = 2; /* reported */
 	my_server_close(s, msg);
@@ -238,6 +239,7 @@ static void handle_greeting(struct my_server *s, const struct my_packet *pk)
 	}
 	s->caps = caps;
 	s->conn_id = h.conn_id;
+	s->mariadb = strstr(h.server_version, "MariaDB") != NULL;
 	memcpy(s->auth.scramble, h.scramble, MY_SCRAMBLE_LEN);
 	snprintf(s->auth.plugin, sizeof(s->auth.plugin), "%s", h.auth_plugin);
 	s->auth.seq = (uint8_t)(pk->seq + 1);
@@ -271,6 +273,8 @@ static void logged_in(struct my_server *s, const struct my_packet *pk)
 	s->autocommit_off = my_ok_parse(pk->payload, pk->len, s->caps, &ok) == 0 && !(ok.status & MY_STATUS_AUTOCOMMIT);
 	if (s->state == SERVER_LOGIN)
 		SLOG(s, LOG_LEVEL_DEBUG, "logged in (connection id %u)", s->conn_id);
+	if (s->state == SERVER_LOGIN && my_monitor_logged_in(s))
+		return; /* its role is asked first (routed pools), or it is a monitor */
 	pool_release(&s->base);
 }
 

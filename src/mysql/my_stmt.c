@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "my_conn.h"
+#include "my_sqlread.h"
 #include "runtime.h"
 #include "stats.h"
 #include "takeover.h"
@@ -34,6 +35,7 @@ struct my_stmt {
 	uint16_t params;
 	bool pending;              /* its COM_STMT_PREPARE is not answered yet */
 	bool reads_insert_id;      /* its text reads LAST_INSERT_ID() */
+	bool reads_only;           /* its text only reads (my_sqlread.h): read_routing */
 	uint8_t *types;            /* 2 bytes per parameter, as last bound; NULL = never */
 	char key[];                /* schema NUL text */
 };
@@ -126,6 +128,7 @@ static struct my_stmt *client_add(struct my_stmts *t, const char *schema, const 
 	st->key_len = key_len;
 	st->hash = key_hash(st->key, key_len);
 	st->reads_insert_id = my_screen_insert_id_use((const char *)text, text_len) == 1;
+	st->reads_only = my_sql_read_class((const char *)text, text_len) == MY_READ_YES;
 	st->id = ++t->next_id ? t->next_id : ++t->next_id; /* never 0 */
 	st->pending = true;
 	t->v[t->n++] = st;
@@ -573,4 +576,10 @@ void my_stmts_decode(struct my_stmts *t, struct takeover_dec *d)
 		st->pending = false;
 	}
 	t->next_id = next_id;
+}
+
+bool my_stmt_reads_only(const struct my_client *c, uint32_t id)
+{
+	const struct my_stmt *st = client_find(&c->stmts, id);
+	return st && !st->pending && st->reads_only;
 }

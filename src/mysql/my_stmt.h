@@ -91,6 +91,10 @@ struct takeover_dec;
 void my_stmts_encode(const struct my_stmts *t, struct takeover_enc *e);
 void my_stmts_decode(struct my_stmts *t, struct takeover_dec *d);
 
+/* Does the client's statement id only read (my_sqlread.h, classified
+ * once when it was prepared)? False for an unknown id. */
+bool my_stmt_reads_only(const struct my_client *c, uint32_t id);
+
 /* How many statements a client / server session has (SHOW, tests). */
 static inline uint32_t my_stmts_count(const struct my_stmts *t) { return t->n; }
 

@@ -25,7 +25,9 @@ class MariaDB:
         self.port = port
         self.proc = None
 
-    def start(self):
+    def start(self, setup=True):
+        """setup=False: no test user and databases (a replica gets them
+        from its primary, mysql_repl_helpers.py)."""
         r = subprocess.run([INSTALL_DB, "--no-defaults", f"--datadir={self.data}", "--user=root",
                             "--auth-root-authentication-method=normal", "--skip-test-db",
                             f"--tmpdir={self.dir}"],
@@ -46,6 +48,10 @@ class MariaDB:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("mariadbd did not start:\n" + self.log_tail())
             time.sleep(0.1)
+        if setup:
+            self.setup()
+
+    def setup(self):
         self.sql("CREATE USER 'sluice_test'@'%' IDENTIFIED BY 'test_pw';"
                  "CREATE DATABASE mydb; CREATE DATABASE otherdb;"
                  "GRANT ALL ON *.* TO 'sluice_test'@'%';")
