@@ -55,6 +55,8 @@ enum client_state {
 	struct client *dead_next;  /* in worker->dead_clients once closed */                       \
 	bool buried;               /* on worker->dead_clients */                                   \
 	bool moving;               /* leaving for move_to (out of the loop; worker->movers) */     \
+	bool over_limit;           /* accepted past max_client_conn: refuse after startup */       \
+	bool counted;              /* counted in pool->n_clients */                                \
 	struct worker *move_to;    /* while moving: the worker that adopts it */                   \
 	struct client *move_next;  /* chain in worker->movers */                                   \
 	struct list wait_node;     /* in pool->waiters (pool lock) */                              \
@@ -67,8 +69,6 @@ enum client_state {
 	struct pool *wait_pool;    /* the pool whose queue it joined last (a reader pool, route.h) */ \
 	struct SERVER *server;     /* linked server (ACTIVE, LOGIN_WAIT) */                        \
 	struct client *cancel_next; /* chain in the cancel registry (its lock) */                  \
-	bool over_limit;           /* accepted past max_client_conn: refuse after startup */       \
-	bool counted;              /* counted in pool->n_clients */                                \
 	struct limit_counter *db_clients, *user_clients; /* client limits taken (pool.c) */        \
 	struct admin_session *adm; /* console session (heap), NULL for pooled clients */           \
 	int64_t connect_us;        /* accepted (monotonic), for SHOW CLIENTS */                    \

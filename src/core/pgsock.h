@@ -39,6 +39,7 @@ struct pgsock {
 			       * before any forwarded bytes */
 	SSL *ssl;             /* TLS session once the handshake began, else NULL (owned) */
 	bool want_read;       /* owner wants EPOLLIN when there is room */
+	bool parse_blocked;   /* parsing stopped until the forward part is sent */
 	bool bp_quiet;        /* bpf_bypass: the kernel carries this socket; only a
 			       * hang-up is watched (hand-overs come as events) */
 	bool bp_settle;       /* bpf_bypass: just taken back from the kernel; bytes it
@@ -50,7 +51,6 @@ struct pgsock {
 	int64_t bp_base;
 	const void *bp_slot;  /* bpf_bypass: the socket's slot while it is in the
 			       * sockhash, else NULL; only bypass.c looks inside */
-	bool parse_blocked;   /* parsing stopped until the forward part is sent */
 };
 
 void pgsock_init(struct pgsock *s, int fd, loop_cb cb);

@@ -39,45 +39,46 @@ struct pg_client {
 		struct client base;                   /* the core's view (client.h) */
 		struct { CLIENT_FIELDS(pg_server) }; /* the same fields, by name */
 	};
-	uint8_t auth_step;         /* 0 = nothing asked yet, else the code asked */
+	/* Grouped by size, so that a client idle by the ten thousand costs no padding. */
 	struct scram_server *scram; /* heap, only during a SCRAM exchange */
+	char *lookup_secret;       /* secret found by auth_query (heap, wiped on free) */
+	char *params[TRACKED_PARAMS]; /* wanted values (heap), NULL = server default */
+	char *repl_startup;        /* then its startup parameters, packed (replication.h; heap) */
+	struct client_stmts stmts; /* named prepared statements (transaction/statement mode) */
+	struct unnamed_stmt *unnamed; /* the unnamed statement as the client's messages so far
+				    * leave it (heap), NULL = none (track.c) */
+	struct portal_infos portals; /* portals whose statement does something (track.h) */
+	size_t acct_bytes;         /* bytes counted in pool->client_prepared_bytes */
+	struct session_vars vars;  /* settings the client SET (session_vars.h) */
+	int64_t last_write_us;     /* when its last write on the primary ended (route.h), 0 = never */
+	const struct config *mirror_cfg; /* configuration mirror_chan was found under (pg_mirror.h) */
+	struct mirror_chan *mirror_chan; /* where its transactions are mirrored, NULL = nowhere */
+	struct mirror_tx *mirror_tx; /* its transaction being captured for the mirror (heap), NULL = none */
+	uint32_t repl_startup_len;
+	uint32_t unnamed_gen;      /* bumped at each unnamed Parse sent; names its version */
+	uint32_t batch;            /* Syncs and simple Queries read so far (track.c) */
+	uint32_t acct_prepared;    /* statements counted in pool->client_prepared (track_account) */
+	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
+	uint32_t bp_unnamed_ver;   /* bpf_bypass: the kernel's unnamed_ver sluice last read */
 	uint8_t md5_salt[4];       /* salt of the md5 challenge */
+	uint8_t auth_step;         /* 0 = nothing asked yet, else the code asked */
 	bool tls_handshaking;      /* answered 'S' to SSLRequest; handshake running */
 	uint8_t asked_encryption;  /* CLIENT_ASKED_*: negotiation requests already answered */
 	bool lookup_done;          /* auth_query answered (lookup_secret may still be NULL) */
 	uint8_t lookup_method;     /* auth method to resume with after the lookup */
-	char *lookup_secret;       /* secret found by auth_query (heap, wiped on free) */
 	uint8_t admin_level;       /* console login in progress: enum admin_level */
-	char *params[TRACKED_PARAMS]; /* wanted values (heap), NULL = server default */
 	uint8_t replication;       /* enum repl_kind asked for in the startup packet */
-	char *repl_startup;        /* then its startup parameters, packed (replication.h; heap) */
-	uint32_t repl_startup_len;
-	struct client_stmts stmts; /* named prepared statements (transaction/statement mode) */
-	struct unnamed_stmt *unnamed; /* the unnamed statement as the client's messages so far
-				    * leave it (heap), NULL = none (track.c) */
-	uint32_t unnamed_gen;      /* bumped at each unnamed Parse sent; names its version */
-	struct portal_infos portals; /* portals whose statement does something (track.h) */
-	uint32_t batch;            /* Syncs and simple Queries read so far (track.c) */
-	uint32_t acct_prepared;    /* statements counted in pool->client_prepared (track_account) */
-	size_t acct_bytes;         /* bytes counted in pool->client_prepared_bytes */
-	struct session_vars vars;  /* settings the client SET (session_vars.h) */
 	bool skip_until_sync;      /* sluice answered an error: drop messages until Sync */
 	bool batch_changed_names;  /* this batch Parse'd or Closed a named statement */
 	bool batch_clears_cache;   /* this batch runs DISCARD ALL / DEALLOCATE ALL */
 	bool hold_for_sync;        /* wait for the batch's ReadyForQuery before reading on */
 	bool pinned;               /* did something a shared server cannot keep: keeps its server */
 	uint8_t route_kind;        /* its current transaction (pg_route.h enum route_kind) */
-	int64_t last_write_us;     /* when its last write on the primary ended (route.h), 0 = never */
 	bool wait_notified;        /* got the query_wait_notify NOTICE (once per connection) */
-	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
-	uint32_t bp_unnamed_ver;   /* bpf_bypass: the kernel's unnamed_ver sluice last read */
 	bool unnamed_doubt;        /* bpf_bypass: the kernel carried an unnamed Parse whose batch
 				    * had an error: the server is asked before it is lent on */
 	bool bp_kernel;            /* bpf_bypass: the kernel carries this client (bypass.h) */
 	bool bp_refused;           /* bpf_bypass: cannot go to the kernel (no slot, no group) */
-	const struct config *mirror_cfg; /* configuration mirror_chan was found under (pg_mirror.h) */
-	struct mirror_chan *mirror_chan; /* where its transactions are mirrored, NULL = nowhere */
-	struct mirror_tx *mirror_tx; /* its transaction being captured for the mirror (heap), NULL = none */
 };
 
 /* The PostgreSQL client a core client is (its protocol is pg_ops). */

@@ -899,6 +899,11 @@ uint32_t pg_mirror_client_msg(struct pg_client *c, struct pg_server *s, const st
 		bool boundary = s->tx_status == 'I' && s->outstanding == 0 && !s->client_mid_batch;
 		if (!boundary || (ch->fraction < 1.0 && draw() >= ch->fraction))
 			return 0;
+		/* A full queue now is a drop at the end: spare the capture. */
+		if (ch->cur && ch->queue.n >= (uint32_t)runtime_config()->mirror_queue_size) {
+			mirror_count(ch->stats, MIRROR_DROPPED);
+			return 0;
+		}
 		if (!(tx = tx_new(ch)))
 			return 0;
 		c->mirror_tx = tx;
