@@ -52,6 +52,7 @@ enum my_ho_tag {
 	MY_HO_STMTS = 6 | MY_HO_MUST,      /* prepared statements (my_stmt.c) */
 	MY_HO_INSERT_ID = 7 | MY_HO_MUST,  /* the last id its statements generated */
 	MY_HO_VARS = 8 | MY_HO_MUST,       /* session variables it SET (my_session.h) */
+	MY_HO_LAST_WRITE = 9,              /* when it last wrote on a primary (route.h; CLOCK_MONOTONIC) */
 	/* Next free: 9. */
 };
 
@@ -134,6 +135,17 @@ static void dec_insert_id(struct my_client *c, struct takeover_dec *d)
 	c->last_insert_id = hi << 32 | takeover_dec_u32(d);
 }
 
+static void enc_last_write(const struct my_client *c, struct takeover_enc *e)
+{
+	takeover_enc_u32(e, (uint32_t)((uint64_t)c->last_write_us >> 32));
+	takeover_enc_u32(e, (uint32_t)c->last_write_us);
+}
+static void dec_last_write(struct my_client *c, struct takeover_dec *d)
+{
+	uint64_t hi = takeover_dec_u32(d);
+	c->last_write_us = (int64_t)(hi << 32 | takeover_dec_u32(d));
+}
+
 static void enc_vars(const struct my_client *c, struct takeover_enc *e)
 {
 	uint32_t n = c->vars ? c->vars->len : 0;
@@ -176,6 +188,7 @@ static const struct my_ho_field fields[] = {
 	{ MY_HO_STMTS, enc_stmts, dec_stmts },
 	{ MY_HO_INSERT_ID, enc_insert_id, dec_insert_id },
 	{ MY_HO_VARS, enc_vars, dec_vars },
+	{ MY_HO_LAST_WRITE, enc_last_write, dec_last_write },
 	/* ---- new fields of struct my_client here (prepared statements,
 	 * session variables): see the comment at the top of the file ---- */
 };

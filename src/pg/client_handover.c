@@ -27,7 +27,7 @@ bool client_handover_ok(const struct pg_client *c)
  * parameters (absent = server default), the prepared statements (name,
  * query, parameter types), the pool's SCRAM pass-through keys (flag + 64
  * bytes), the bytes the client already sent that were not examined, then
- * the unnamed statement and the session settings.
+ * the unnamed statement, the session settings and when it last wrote.
  */
 int client_encode(struct pg_client *c, struct takeover_enc *e)
 {
@@ -70,6 +70,10 @@ int client_encode(struct pg_client *c, struct takeover_enc *e)
 		takeover_enc_str(e, c->vars.v[i].name);
 		takeover_enc_str(e, c->vars.v[i].sql);
 	}
+	/* Added later still: when it last wrote (read-your-writes, route.h;
+	 * CLOCK_MONOTONIC, the same in both processes). */
+	takeover_enc_u32(e, (uint32_t)((uint64_t)c->last_write_us >> 32));
+	takeover_enc_u32(e, (uint32_t)c->last_write_us);
 	return e->oom ? -ENOMEM : 0;
 }
 
@@ -182,6 +186,10 @@ static int client_decode(struct pg_client *c, const uint8_t *p, uint32_t len, ui
 			d.err = true;
 		free(name);
 		free(sql);
+	}
+	if (!d.err && d.p != d.end) {
+		uint64_t hi = takeover_dec_u32(&d), lo = takeover_dec_u32(&d);
+		c->last_write_us = (int64_t)(hi << 32 | lo);
 	}
 	return d.err ? -EPROTO : 0;
 }
