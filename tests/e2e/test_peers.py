@@ -35,9 +35,14 @@ def _sleep_and_cancel(query_on, cancel_to, timeout=15):
             result["err"], result["t"] = err, time.monotonic() - t0
         t = threading.Thread(target=run, daemon=True)
         t.start()
+        # A cancel that arrives before the query reached PostgreSQL (a
+        # slow machine, ASan) cancels nothing: send it again until the
+        # query ends, as a user pressing Ctrl-C twice would.
+        deadline = time.monotonic() + timeout + 10
         time.sleep(0.7)
-        send_cancel(cancel_to.host, cancel_to.port, pid, key)
-        t.join(timeout + 10)
+        while t.is_alive() and time.monotonic() < deadline:
+            send_cancel(cancel_to.host, cancel_to.port, pid, key)
+            t.join(1.5)
         return result.get("err"), result.get("t"), (pid, key)
     finally:
         c.close()
