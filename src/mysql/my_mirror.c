@@ -428,7 +428,7 @@ static void replay_next(struct my_mirror_chan *ch)
 	bool ok = true;
 	if (ch->stage == 0) {
 		ch->stage = 1;
-		if (strcmp(s->schema, tx->schema) != 0) {
+		if (tx->schema[0] && strcmp(s->schema, tx->schema) != 0) {
 			snprintf(ch->want_schema, sizeof(ch->want_schema), "%s", tx->schema);
 			ch->want = W_SCHEMA;
 			send_text(s, MY_COM_INIT_DB, tx->schema, &ok);
@@ -575,7 +575,10 @@ bool my_mirror_partial(struct my_server *s, uint32_t avail)
 	if (avail < MY_HEADER_LEN || !pgsock_rbuf_full(&s->sock))
 		return false;
 	uint32_t len = my_header_len(pgsock_cursor(&s->sock));
-	if (MY_HEADER_LEN + len > IOBUF_MAX || iobuf_reserve(&s->sock.rbuf, MY_HEADER_LEN + len - avail) < 0) {
+	uint32_t more = MY_HEADER_LEN + len - avail;
+	if (more < PGSOCK_READ_MIN)
+		more = PGSOCK_READ_MIN; /* room enough for the socket to be read again */
+	if (MY_HEADER_LEN + len > IOBUF_MAX || iobuf_reserve(&s->sock.rbuf, more) < 0) {
 		my_server_close(s, "mirror: answer packet longer than 1 MiB");
 		return true;
 	}
@@ -903,7 +906,8 @@ void my_mirror_primary_unseen(struct my_client *c)
 void my_mirror_client_free(struct my_client *c)
 {
 	if (c->mirror_tx) {
-		mirror_count(c->mirror_tx->chan->stats, MIRROR_DROPPED);
+		if (c->mirror_tx->n_cmds || c->mirror_tx->over)
+			mirror_count(c->mirror_tx->chan->stats, MIRROR_DROPPED);
 		tx_free(c->mirror_tx);
 		c->mirror_tx = NULL;
 	}
