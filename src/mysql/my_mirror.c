@@ -51,16 +51,16 @@ enum {
 /* One result of a command: 'O' OK (a = affected rows), 'E' ERR (a = its
  * code), 'R' a result set (a = rows, hash of their payloads). */
 struct mx_result {
-	uint8_t kind;
-	uint64_t a;
-	uint64_t hash;
+	uint8_t kind;              /* 'O', 'E' or 'R' */
+	uint64_t a;                /* affected rows, error code or row count */
+	uint64_t hash;             /* 'R': of its rows' payloads in order; else 0 */
 	uint32_t cmd;              /* index of the command it answered */
 };
 
 /* A side's results for one transaction, as they arrive. */
 struct mx_sum {
 	struct mx_result *v;       /* heap, n of cap */
-	uint32_t n, cap;
+	uint32_t n, cap;           /* results in v, and room */
 	uint64_t rows;             /* rows of the result set running */
 	uint64_t hash;             /* their hash so far */
 	uint32_t cur;              /* command the next result answers */
@@ -69,7 +69,7 @@ struct mx_sum {
 
 /* Where a capture was before its last command (unsee). */
 struct mx_mark {
-	uint32_t req_len, texts_len, n_cmds;
+	uint32_t req_len, texts_len, n_cmds; /* bytes of req and texts, commands */
 };
 
 struct my_mirror_chan;
@@ -82,7 +82,7 @@ struct my_mirror_tx {
 	struct iobuf req;          /* the commands (file header) */
 	struct iobuf texts;        /* their texts, NUL-terminated, <= MIRROR_QUERY_MAX */
 	uint32_t *cmd_text;        /* heap, MX_CMDS_MAX: offset of each command's text, UINT32_MAX = none */
-	uint32_t n_cmds;
+	uint32_t n_cmds;           /* commands in req */
 	char schema[64];           /* the client's schema at its start, as named on the mirror */
 	bool autocommit_off;       /* the client's autocommit at its start */
 	bool summarise;            /* the primary's answer to the command running is compared */
@@ -124,7 +124,7 @@ struct my_mirror_chan {
 	struct mx_sum sum;         /* the mirror's results for cur */
 	int64_t sent_us;           /* cur was started */
 	struct mx_prepared prepared[MX_PREPARED_MAX]; /* a ring */
-	uint32_t n_prepared, next_slot;
+	uint32_t n_prepared, next_slot; /* entries in prepared; the one replaced next when full */
 };
 
 static __thread struct my_mirror_chan *chans; /* this worker's channels */
