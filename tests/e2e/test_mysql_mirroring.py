@@ -222,6 +222,24 @@ def test_fraction_zero_sends_nothing(sluice, pg, maria):
     assert m is None or m["sent"] == 0, m
 
 
+def test_fraction_half_sends_about_half(sluice, pg, maria):
+    name = pair(maria, "mhalf")
+    s = start(sluice, pg, maria, name, fraction=0.5, mirror_queue_size=10000)
+    with connect(s) as c, c.cursor() as cur:
+        for i in range(200):
+            cur.execute("INSERT INTO items (id, v) VALUES (%s, 'x')", (i,))
+    def settled():
+        before = mirrors(s)
+        time.sleep(0.3)
+        after = mirrors(s)
+        n = int(rows(maria, f"{name}_m", "SELECT count(*) FROM items"))
+        return after if before and before["sent"] == after["sent"] == n else None
+
+    m = wait_for(settled, 20, "the mirror receiving what was sent")
+    # binomial(200, 0.5): outside 50..150 once in about 10^12 runs
+    assert 50 <= m["sent"] <= 150 and m["dropped"] == 0 and m["differed"] == 0, str(m)
+
+
 def test_a_dead_mirror_changes_nothing_for_clients(sluice, pg, maria):
     name = pair(maria, "mdead")
     dead = f"host=127.0.0.1 port={free_port()} dbname={name}_m protocol=mysql"
