@@ -768,6 +768,24 @@ static void capture_stmt(struct my_mirror_tx *tx, struct my_client *c, const str
 	put(tx, p + flag_at + 1, pk->len - flag_at - 1);
 }
 
+/* A move to schema name (n bytes): a COM_INIT_DB, the primary entry's
+ * schema named as the mirror entry's. */
+static void capture_schema(struct my_mirror_tx *tx, struct my_client *c, const char *name, size_t n)
+{
+	const char *primary = c->pool->server_db;
+	if (n == strlen(primary) && memcmp(name, primary, n) == 0) {
+		name = tx->chan->pool->server_db;
+		n = strlen(name);
+	}
+	uint8_t cmd = MY_COM_INIT_DB;
+	char text[80];
+	snprintf(text, sizeof(text), "USE %.*s", (int)(n > 64 ? 64 : n), name);
+	if (add_cmd(tx, 'C', (uint32_t)n + 1, text, strlen(text))) {
+		put(tx, &cmd, 1);
+		put(tx, name, (uint32_t)n);
+	}
+}
+
 static void capture(struct my_mirror_tx *tx, struct my_client *c, const struct my_packet *pk, bool partial)
 {
 	const uint8_t *p = pk->payload;
@@ -777,27 +795,23 @@ static void capture(struct my_mirror_tx *tx, struct my_client *c, const struct m
 			tx->over = true; /* longer than the receive buffer */
 			return;
 		}
+		if (c->want_schema[0]) {
+			/* "USE name", which sluice follows (my_screen.c). */
+			capture_schema(tx, c, c->want_schema, strlen(c->want_schema));
+			return;
+		}
+		if (c->pinned && c->pin_why && strncmp(c->pin_why, "USE ", 4) == 0) {
+			/* A USE among other statements: the mirror would follow
+			 * it to the schema named, maybe the primary's. */
+			tx->over = true;
+			return;
+		}
 		if (add_cmd(tx, 'C', pk->len, p + 1, pk->len - 1))
 			put(tx, p, pk->len);
 		return;
-	case MY_COM_INIT_DB: {
-		struct my_mirror_chan *ch = tx->chan;
-		const char *name = (const char *)p + 1;
-		size_t n = pk->len - 1;
-		const char *primary = c->pool->server_db;
-		if (n == strlen(primary) && memcmp(name, primary, n) == 0) {
-			name = ch->pool->server_db;
-			n = strlen(name);
-		}
-		uint8_t cmd = MY_COM_INIT_DB;
-		char text[80];
-		snprintf(text, sizeof(text), "USE %.*s", (int)(n > 64 ? 64 : n), name);
-		if (add_cmd(tx, 'C', (uint32_t)n + 1, text, strlen(text))) {
-			put(tx, &cmd, 1);
-			put(tx, name, (uint32_t)n);
-		}
+	case MY_COM_INIT_DB:
+		capture_schema(tx, c, (const char *)p + 1, pk->len - 1);
 		return;
-	}
 	case MY_COM_STMT_EXECUTE:
 	case MY_COM_STMT_RESET:
 		if (partial) {

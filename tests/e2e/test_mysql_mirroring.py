@@ -109,6 +109,9 @@ def test_writes_reach_the_mirror(sluice, pg, maria):
         # a statement the server refuses, on both sides alike
         with pytest.raises(pymysql.err.IntegrityError):
             cur.execute("INSERT INTO items (id, v) VALUES (1, 'dup')")
+        # USE of the primary's schema: the mirror's, there
+        cur.execute(f"USE {name}_p")
+        cur.execute("INSERT INTO items (id, v) VALUES (60, 'after-use')")
     # autocommit off: every statement up to COMMIT is one transaction, and
     # the mirror connection is given the client's autocommit first
     with pymysql.connect(host="127.0.0.1", port=s.myport, user="sluice_test", password="test_pw",
@@ -121,9 +124,9 @@ def test_writes_reach_the_mirror(sluice, pg, maria):
             cur.execute("INSERT INTO items (id, v) VALUES (51, 'rolled back')")
         c.rollback()
     want = rows(maria, f"{name}_p")
-    assert "no-autocommit" in want and "rolled back" not in want
+    assert "no-autocommit" in want and "rolled back" not in want and "after-use" in want
     wait_for(lambda: rows(maria, f"{name}_m") == want, 20, "the mirror schema matching the primary's")
-    m = wait_for(lambda: (lambda r: r if r and r["sent"] >= 36 else None)(mirrors(s)), 10,
+    m = wait_for(lambda: (lambda r: r if r and r["sent"] >= 38 else None)(mirrors(s)), 10,
                  "SHOW MIRRORS counting the transactions")
     assert m["dropped"] == 0 and m["errors"] == 0 and m["differed"] == 0, str(m)
     # the mariadb command-line client, its `use` a COM_INIT_DB of the
@@ -137,7 +140,7 @@ def test_writes_reach_the_mirror(sluice, pg, maria):
     want = rows(maria, f"{name}_p")
     assert "cli" in want and "in-tx" in want
     wait_for(lambda: rows(maria, f"{name}_m") == want, 20, "the mirror schema matching the primary's")
-    m = wait_for(lambda: (lambda r: r if r and r["sent"] >= 40 else None)(mirrors(s)), 10,
+    m = wait_for(lambda: (lambda r: r if r and r["sent"] >= 42 else None)(mirrors(s)), 10,
                  "SHOW MIRRORS counting the transactions")
     # The client asks SELECT DATABASE() after `use`: the schemas' names
     # differ, and so do the answers (docs/behaviour.md says so).
