@@ -408,7 +408,8 @@ static bool prepared_add(struct my_mirror_chan *ch, uint64_t key, uint32_t id)
 
 static void chan_finish(struct my_mirror_chan *ch);
 
-/* Give up cur (counted as r); the connection goes on when it is clean. */
+/* Give up cur (counted as r) and close the connection: its session is
+ * in a state the next replay cannot trust. */
 static void chan_abandon(struct my_mirror_chan *ch, enum mirror_result r, const char *why)
 {
 	log_write(LOG_LEVEL_WARNING, "mirror %s: replay given up: %s", ch->pool->db_name, why);
@@ -417,7 +418,7 @@ static void chan_abandon(struct my_mirror_chan *ch, enum mirror_result r, const 
 	ch->cur = NULL;
 	ch->want = W_NONE;
 	sum_free(&ch->sum);
-	my_server_close(ch->srv, why); /* its session is in an unknown state */
+	my_server_close(ch->srv, why);
 }
 
 /* Send the next command of cur, or finish it. */
