@@ -192,7 +192,7 @@ def test_prepared_statements_with_sysbench(sluice, pg, maria):
     s = start(sluice, pg, maria, name, mirror_queue_size=100000)
     r = subprocess.run(["sysbench", "oltp_read_write", *common, f"--mysql-port={s.myport}",
                         "--mysql-db=prim", "--threads=1", "--time=3", "--report-interval=0",
-                        "--db-ps-mode=auto", "run"],  # noqa: E501
+                        "--db-ps-mode=auto", "run"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]
     tx = int(re.search(r"transactions:\s+(\d+)", r.stdout).group(1))
@@ -304,3 +304,29 @@ def test_long_rows(sluice, pg, maria):
     # length(b) of id 2: the mirror has no such row
     assert m["dropped"] == 1 and m["errors"] == 0 and m["differed"] == 2, str(m)
     assert "long on the mirror" in m["last_differing_query"], str(m)
+
+
+def test_cost_on_the_primary_path(sluice, pg, maria):
+    """Prints (never asserts) what mirroring every transaction costs a
+    client: 1000 autocommit point SELECTs, unmirrored and mirrored."""
+    name = pair(maria, "mcost")
+    maria.sql("INSERT INTO items (id, v) SELECT seq, 'x' FROM seq_1_to_100", db=f"{name}_p")
+    maria.sql("INSERT INTO items (id, v) SELECT seq, 'x' FROM seq_1_to_100", db=f"{name}_m")
+    took = {}
+    for fraction in (0, 1):
+        s = start(sluice, pg, maria, name, fraction=fraction, mirror_queue_size=10000)
+        with connect(s) as c, c.cursor() as cur:
+            for i in range(300):  # warm up: the first run would pay for both
+                cur.execute("SELECT v FROM items WHERE id = %s", (i % 100 + 1,))
+                cur.fetchall()
+            t0 = time.monotonic()
+            for i in range(1000):
+                cur.execute("SELECT v FROM items WHERE id = %s", (i % 100 + 1,))
+                cur.fetchall()
+            took[fraction] = time.monotonic() - t0
+        if fraction:
+            m = wait_for(lambda: (lambda r: r if r and r["sent"] + r["dropped"] >= 1300 else None)(mirrors(s)), 20,
+                         "SHOW MIRRORS counting the SELECTs")
+            assert m["differed"] == 0 and m["errors"] == 0, str(m)
+    print(f"1000 point SELECTs: unmirrored {took[0]:.3f} s, all mirrored {took[1]:.3f} s "
+          f"(ratio {took[1] / took[0]:.2f})")
