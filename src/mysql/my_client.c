@@ -24,6 +24,7 @@
 #include "control.h"
 #include "log.h"
 #include "my_handover.h"
+#include "my_mirror.h"
 #include "my_ops.h"
 #include "my_route.h"
 #include "pool.h"
@@ -134,6 +135,8 @@ void my_client_close(struct my_client *c, const char *reason)
 
 void my_client_free(struct my_client *c)
 {
+	if (c->mirror_tx)
+		my_mirror_client_free(c);
 	my_stmts_clear(&c->stmts);
 	worker_remove_client(c->worker, &c->base);
 	my_session_client_free(c);
@@ -412,8 +415,12 @@ static void process(struct my_client *c)
 				break;
 			}
 		}
+		if (c->mirror_chan || c->mirror_tx || c->mirror_cfg != runtime_config())
+			my_mirror_client_command(c, &pk, partial); /* before ids are rewritten */
 		if (stmt) {
 			enum my_stmt_verdict v = my_stmt_command(c, &pk, full);
+			if (v != MY_STMT_FORWARD && v != MY_STMT_SENT && c->mirror_tx)
+				my_mirror_client_unsee(c); /* not forwarded now */
 			if (v == MY_STMT_GONE)
 				return;
 			if (v == MY_STMT_WAIT) {
@@ -572,6 +579,7 @@ void my_client_session_cleared(struct my_client *c)
 	c->reads_insert_id = false;
 	c->last_insert_id = 0;
 	c->pin_why = NULL;
+	c->mirror_cfg = NULL; /* judged again: maybe another pool */
 	my_stmts_clear(&c->stmts); /* a server's session loses its statements too */
 	my_session_client_free(c); /* its variables: a new session has none set */
 }

@@ -99,6 +99,10 @@ struct my_client {
 	/* read_routing (my_route.h) */
 	uint8_t route_kind;        /* its current transaction: enum my_route_kind */
 	int64_t last_write_us;     /* when its last write on the primary ended (route.h), 0 = never */
+	/* workload mirroring (my_mirror.h) */
+	struct my_mirror_chan *mirror_chan; /* where its transactions are mirrored, NULL = nowhere */
+	struct my_mirror_tx *mirror_tx; /* its transaction being captured, NULL = none; owned */
+	const struct config *mirror_cfg; /* configuration mirror_chan was judged under */
 };
 
 /* What a server's session holds besides its transaction. */

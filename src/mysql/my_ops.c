@@ -12,6 +12,7 @@
 #include "config.h"
 #include "my_conn.h"
 #include "my_handover.h"
+#include "my_mirror.h"
 #include "my_monitor.h"
 #include "my_route.h"
 #include "pool.h"
@@ -74,6 +75,13 @@ static void op_server_show(const struct server *s, struct proto_show *out)
 	};
 }
 
+/* The worker's periodic upkeep: KILLs on their way, mirror channels. */
+static void op_worker_tick(struct worker *w, int64_t now_us, bool all)
+{
+	my_kill_tick(w, now_us, all);
+	my_mirror_tick(w, now_us, all);
+}
+
 /* A MySQL connection id: 31 random bits, never 0; KILL names only this. */
 static void op_cancel_draw_key(uint32_t *pid, uint32_t *key)
 {
@@ -115,7 +123,7 @@ const struct proto_ops my_ops = {
 	.server_close = op_server_close,
 	.server_free = op_server_free,
 	.server_show = op_server_show,
-	.worker_tick = my_kill_tick,
+	.worker_tick = op_worker_tick,
 	.monitor_open = my_monitor_open,
 	.monitor_check = my_monitor_check,
 	.cancel_draw_key = op_cancel_draw_key,

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "my_mirror.h"
 #include "my_monitor.h"
 #include "my_ops.h"
 #include "my_route.h"
@@ -105,7 +106,9 @@ void my_server_close(struct my_server *s, const char *reason)
 		if (send(s->sock.h.fd, quit, sizeof(quit), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			(void)0;
 	}
-	if (s->aside)
+	if (s->aside == SERVER_MIRROR)
+		my_mirror_closed(s, reason);
+	else if (s->aside)
 		my_monitor_closed(s, reason);
 	server_core_close(&s->base);
 }
@@ -396,6 +399,17 @@ static bool process(struct my_server *s)
 		}
 		struct my_packet pk;
 		int whole = my_packet_peek(pgsock_cursor(&s->sock), avail, &pk);
+		if (s->aside == SERVER_MIRROR && (s->state == SERVER_IDLE || s->state == SERVER_CHECK)) {
+			/* A mirror's answers are my_mirror.c's. */
+			if (!whole) {
+				if (my_mirror_partial(s, avail))
+					return true;
+				break;
+			}
+			if (my_mirror_packet(s, &pk))
+				return true;
+			continue;
+		}
 		if (s->role_query) {
 			/* sluice's role query (routed pools, my_monitor.c). */
 			if (!whole) {
@@ -455,6 +469,8 @@ static bool process(struct my_server *s)
 					return true;
 				}
 				uint32_t len = my_header_len(pgsock_cursor(&s->sock));
+				if (s->client->mirror_tx)
+					my_mirror_primary_unseen(s->client);
 				s->continued = len == MY_MAX_PAYLOAD;
 				s->skip_rows = MY_HEADER_LEN + len - avail;
 				s->sock.fwd += avail;
@@ -500,7 +516,10 @@ static bool process(struct my_server *s)
 		s->continued = pk.len == MY_MAX_PAYLOAD;
 		if (s->answer.command == MY_COM_STMT_PREPARE && s->client->stmts.preparing)
 			my_stmt_prepare_answer(s, (uint8_t *)pk.payload, pk.len); /* in rbuf, not sent yet */
+		bool rows = s->client->mirror_tx && my_answer_in_rows(&s->answer);
 		int r = my_answer_feed(&s->answer, pk.payload, pk.len);
+		if (s->client->mirror_tx)
+			my_mirror_primary_packet(s, &pk, rows, r);
 		if (r == MY_ANSWER_BAD) {
 			my_server_close(s, "protocol error: unexpected packet in an answer");
 			return true;

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "my_mirror.h"
 #include "my_monitor.h"
 #include "pool.h"
 #include "runtime.h"
@@ -273,6 +274,10 @@ static void logged_in(struct my_server *s, const struct my_packet *pk)
 	s->autocommit_off = my_ok_parse(pk->payload, pk->len, s->caps, &ok) == 0 && !(ok.status & MY_STATUS_AUTOCOMMIT);
 	if (s->state == SERVER_LOGIN)
 		SLOG(s, LOG_LEVEL_DEBUG, "logged in (connection id %u)", s->conn_id);
+	if (s->state == SERVER_LOGIN && s->aside == SERVER_MIRROR) {
+		my_mirror_ready(s); /* it replays mirrored transactions */
+		return;
+	}
 	if (s->state == SERVER_LOGIN && my_monitor_logged_in(s))
 		return; /* its role is asked first (routed pools), or it is a monitor */
 	pool_release(&s->base);

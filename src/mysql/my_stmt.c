@@ -583,3 +583,15 @@ bool my_stmt_reads_only(const struct my_client *c, uint32_t id)
 	const struct my_stmt *st = client_find(&c->stmts, id);
 	return st && !st->pending && st->reads_only;
 }
+
+bool my_stmt_describe(const struct my_client *c, uint32_t id, const char **text, uint32_t *text_len,
+		      uint16_t *params, const uint8_t **types)
+{
+	const struct my_stmt *st = client_find(&c->stmts, id);
+	if (!st || st->pending)
+		return false;
+	*text = key_text(st->key, st->key_len, text_len);
+	*params = st->params;
+	*types = st->types;
+	return true;
+}

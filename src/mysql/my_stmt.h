@@ -95,6 +95,12 @@ void my_stmts_decode(struct my_stmts *t, struct takeover_dec *d);
  * once when it was prepared)? False for an unknown id. */
 bool my_stmt_reads_only(const struct my_client *c, uint32_t id);
 
+/* A client's statement for my_mirror.c: its text (not NUL-terminated),
+ * parameter count and last bound types (2 bytes each, NULL = never
+ * bound). False for an unknown id or one not prepared yet. */
+bool my_stmt_describe(const struct my_client *c, uint32_t id, const char **text, uint32_t *text_len,
+		      uint16_t *params, const uint8_t **types);
+
 /* How many statements a client / server session has (SHOW, tests). */
 static inline uint32_t my_stmts_count(const struct my_stmts *t) { return t->n; }
 
