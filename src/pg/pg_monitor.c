@@ -14,10 +14,14 @@
 #include "route.h"
 #include "worker.h"
 
-/* One round trip tells the role and the position that matters for it. */
+/* One round trip tells the role and the position that matters for it.
+ * On a primary the insert position, not pg_current_wal_lsn() (the write
+ * position): with synchronous_commit = off a commit is acknowledged while
+ * its record is still in the WAL buffers, past the write position, and a
+ * standby that reached only that could still miss it. */
 static const char check_query[] =
 	"SELECT pg_catalog.pg_is_in_recovery(), CASE WHEN pg_catalog.pg_is_in_recovery() "
-	"THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END";
+	"THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_insert_lsn() END";
 
 struct server *monitor_open(struct worker *w, struct pool *p, int host)
 {
