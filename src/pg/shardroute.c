@@ -73,6 +73,7 @@ static int refuse(struct route_ctx *c, const char *sqlstate, const char *fmt, ..
 	if (c->refused)
 		return ROUTE_FAIL;
 	c->refused = true;
+	shard_route_deinit(c->out); /* rows of an INSERT met before the reason */
 	c->out->kind = SHARD_ROUTE_REFUSE;
 	snprintf(c->out->sqlstate, sizeof(c->out->sqlstate), "%s", sqlstate);
 	va_list ap;

@@ -240,6 +240,10 @@ static void test_details(void)
 	}
 	shard_route_deinit(&r);
 	CHECK(r.items == NULL && r.n_items == 0);
+	/* A refusal after some rows keeps none of them. */
+	CHECK(shard_route("INSERT INTO orders (id, customer_id) VALUES (1, 2), (2, $1), (3, x)", NULL, 0, &map, &r) == 0);
+	CHECK(r.kind == SHARD_ROUTE_REFUSE && r.items == NULL && r.n_items == 0);
+	shard_route_deinit(&r);
 	/* The key's type comes from the configuration, else from the Parse. */
 	CHECK(shard_route("SELECT * FROM orders WHERE customer_id = $1", NULL, 0, &map, &r) == 0);
 	CHECK(r.kind == SHARD_ROUTE_BIND && r.param_type == PGHASH_INT8 && !r.write);
