@@ -916,11 +916,11 @@ static int parse_shards(struct config_parser *p, const char *owner, const char *
 			return fail_oom(p);
 		if (!(db->shards[db->n_shards] = strndup(s, n)))
 			return fail_oom(p);
-		for (int i = 0; i < db->n_shards; i++)
-			if (strcmp(db->shards[i], db->shards[db->n_shards]) == 0)
+		db->n_shards++; /* owned by db from here, freed with it on an error */
+		for (int i = 0; i < db->n_shards - 1; i++)
+			if (strcmp(db->shards[i], db->shards[db->n_shards - 1]) == 0)
 				return fail_at(p, -EINVAL, "database '%s': key 'shards': '%.*s' is listed twice", owner,
 					       CONFIG_ECHO_MAX, db->shards[i]);
-		db->n_shards++;
 		if (!comma)
 			return 0;
 		s = comma + 1;

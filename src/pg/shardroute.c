@@ -582,10 +582,9 @@ static void using_edges(struct route_ctx *c, const struct using *u)
 
 static int read_conditions(struct route_ctx *c)
 {
+	for (int i = 0; i < c->n_usings; i++)
+		using_edges(c, &c->usings[i]);
 	for (int pass = 0; pass < 2; pass++) {
-		if (pass == 1)
-			for (int i = 0; i < c->n_usings; i++)
-				using_edges(c, &c->usings[i]);
 		for (int i = 0; i < c->n_quals; i++)
 			if (conjuncts(c, c->quals[i].expr, pass, c->quals[i].fixes) < 0)
 				return ROUTE_FAIL;

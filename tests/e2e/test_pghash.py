@@ -6,6 +6,7 @@ is set) the remainder that satisfies_hash_partition() on a
 hash-partitioned table of the real PostgreSQL 15 accepts, for several
 moduli. Also: values PostgreSQL refuses for the type are errors."""
 
+import fcntl
 import os
 import random
 import struct
@@ -25,9 +26,13 @@ PER_TYPE = 300
 
 @pytest.fixture(scope="module")
 def oracle():
-    # make unit builds it; build just this binary when it is missing or stale.
-    subprocess.run(["make", "-s", "-C", str(REPO), "build/unit/test_pghash"], check=True,
-                   stdout=subprocess.DEVNULL, timeout=300)
+    # make unit builds it; build just this binary when it is missing or
+    # stale, one test process at a time (the suite runs tests in parallel).
+    ORACLE.parent.mkdir(parents=True, exist_ok=True)
+    with open(ORACLE.parent / ".test_pghash.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(["make", "-s", "-C", str(REPO), "build/unit/test_pghash"], check=True,
+                       stdout=subprocess.DEVNULL, timeout=300)
     return ORACLE
 
 
