@@ -103,7 +103,8 @@ def test_sharded_database_refused_clearly(pg, helpers):
 
     factory = ShardFactory(pg)
     try:
-        s = factory(databases={"shop_0": pg.db_line("sluicedb"), "shop_1": pg.db_line("sluicedb"),
+        s = factory(ini_main={"admin_users": "sluice_test"},
+                    databases={"shop_0": pg.db_line("sluicedb"), "shop_1": pg.db_line("sluicedb"),
                                "shop": "shards=shop_0,shop_1"})
         with s.connect(db="shop_0") as c:
             assert c.execute("select 1").fetchone() == (1,)
@@ -113,6 +114,13 @@ def test_sharded_database_refused_clearly(pg, helpers):
         assert "sharded databases are not served yet: issue 19" in str(e.value)
         with s.connect(db="shop_1") as c:
             assert c.execute("select 2").fetchone() == (2,)
+        # The console lists the entry (no host of its own) and makes no pool of it.
+        r = s.psql("-A", "-t", "-c", "SHOW DATABASES", db="pgbouncer")
+        assert r.returncode == 0, r.stderr
+        assert any(line.split("|")[0] == "shop" for line in r.stdout.splitlines()), r.stdout
+        r = s.psql("-A", "-t", "-c", "SHOW POOLS", db="pgbouncer")
+        assert r.returncode == 0, r.stderr
+        assert not any(line.split("|")[0] == "shop" for line in r.stdout.splitlines()), r.stdout
     finally:
         problems = factory.finish()
     assert not problems, problems
