@@ -461,12 +461,48 @@ static int param_value(struct route_ctx *c, int type, const PgQuery__ParamRef *p
 	return VAL_PARAM;
 }
 
+static int value_of(struct route_ctx *c, const struct shard_table *t, const PgQuery__Node *n, struct value *v);
+
+/* -8::smallint is -(8::smallint): the parser folds a minus into a number
+ * only when nothing binds tighter. The shard of minus an integer constant
+ * (or of its cast to an integer type). */
+static int negated_value(struct route_ctx *c, const struct shard_table *t, const PgQuery__Node *n, struct value *v)
+{
+	int type = t->key_type;
+	if (type != PGHASH_UNKNOWN && family(type) != PGHASH_INT8)
+		return VAL_NONE;
+	if (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST && n->type_cast->type_name &&
+	    !n->type_cast->type_name->n_array_bounds) {
+		const PgQuery__TypeName *tn = n->type_cast->type_name;
+		const char *name = catalog_name(tn->n_names, tn->names);
+		int cast = name ? pghash_type_from_name(name) : -1;
+		if (cast < 0 || family(cast) != PGHASH_INT8)
+			return VAL_NONE;
+		n = n->type_cast->arg;
+	}
+	char buf[16], neg[48];
+	const char *num = n && n->node_case == PG_QUERY__NODE__NODE_A_CONST && !n->a_const->isnull
+				  ? int_literal(n->a_const, buf, sizeof(buf)) : NULL;
+	if (!num)
+		return VAL_NONE;
+	if (strlen(num) > 40)
+		return VAL_NONE; /* beyond int8 anyway: a numeric */
+	snprintf(neg, sizeof(neg), "%s%s", num[0] == '-' ? "" : "-", num[0] == '-' ? num + 1 : num);
+	v->shard = pghash_shard_text(PGHASH_INT8, neg, strlen(neg), c->map->n_shards);
+	return v->shard < 0 ? VAL_NONE : VAL_SHARD;
+}
+
 /* What n, compared with table t's key, fixes: VAL_*, or ROUTE_FAIL. */
 static int value_of(struct route_ctx *c, const struct shard_table *t, const PgQuery__Node *n, struct value *v)
 {
 	int type = t->key_type;
 	if (!n)
 		return VAL_NONE;
+	if (n->node_case == PG_QUERY__NODE__NODE_A_EXPR && n->a_expr->kind == PG_QUERY__A__EXPR__KIND__AEXPR_OP &&
+	    !n->a_expr->lexpr) {
+		const char *op = catalog_name(n->a_expr->n_name, n->a_expr->name);
+		return op && strcmp(op, "-") == 0 ? negated_value(c, t, n->a_expr->rexpr, v) : VAL_NONE;
+	}
 	if (n->node_case == PG_QUERY__NODE__NODE_A_CONST)
 		return const_value(c, t, type, n->a_const, v);
 	if (n->node_case == PG_QUERY__NODE__NODE_PARAM_REF)
