@@ -19,7 +19,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 
-ALL_TARGETS="startup framer scram config hba ident pgframe mysql mysql_session sqlread my_sqlread"
+ALL_TARGETS="startup framer scram config hba ident pgframe mysql mysql_session sqlread my_sqlread shardroute"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SECONDS_PER=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
@@ -63,6 +63,7 @@ srcs_of() {
 	mysql) echo "src/mysql/my_proto.c src/core/iobuf.c" ;;
 	mysql_session) echo "src/mysql/my_session.c src/mysql/my_proto.c src/core/iobuf.c" ;;
 	sqlread) echo "src/pg/sqlread.c src/pg/sqlparse.c" ;;
+	shardroute) echo "src/pg/shardroute.c src/pg/pghash.c src/pg/sqlread.c src/pg/sqlparse.c" ;;
 	my_sqlread) echo "src/mysql/my_sqlread.c" ;;
 	*) return 1 ;;
 	esac

@@ -47,7 +47,15 @@ enum config_section {
 	SECT_DATABASES, /* [databases] */
 	SECT_USERS,     /* [users] */
 	SECT_PEERS,     /* [peers] */
+	SECT_SHARDED_TABLES, /* [sharded_tables] */
 	SECT_IGNORED,   /* an unknown section: lines skipped */
+};
+
+/* A [sharded_tables] line until its database is known. */
+struct pending_table {
+	char *key;                       /* the line's key as written, for errors */
+	char *db;                        /* the sharded [databases] entry it names */
+	struct config_sharded_table t;   /* moved to that entry by check_shards */
 };
 
 /* State of one config_load(); lives on its stack. */
@@ -64,6 +72,9 @@ struct config_parser {
 	size_t cap_users;        /* allocated slots in cfg->users */
 	size_t cap_peers;        /* allocated slots in cfg->peers */
 	size_t cap_auth;         /* allocated slots in cfg->auth */
+	struct pending_table *tables; /* [sharded_tables] lines, handed to their
+				       * databases once the whole file is read */
+	size_t n_tables, cap_tables;
 };
 
 /* ---- messages ---------------------------------------------------------- */
@@ -619,7 +630,7 @@ static bool is_known_word(const char *w)
 		"host", "port", "dbname", "user", "password", "pool_size", "protocol",
 		"min_pool_size", "reserve_pool", "reserve_pool_size", "pool_mode",
 		"max_db_connections", "connect_query", "application_name",
-		"max_user_connections",
+		"max_user_connections", "shards",
 	};
 
 	return find_main_key(w) || IN_LIST(unsupported_main_keys, w) ||
@@ -871,6 +882,51 @@ static int routing_param(struct config_parser *p, const char *owner, const char 
 	return 0;
 }
 
+static void shards_clear(struct config_database *db)
+{
+	for (int i = 0; i < db->n_shards; i++)
+		free(db->shards[i]);
+	free(db->shards);
+	db->shards = NULL;
+	db->n_shards = 0;
+}
+
+/* shards=a,b,c: the names, in shard order (checked against the other
+ * entries by check_shards, once all are read). */
+static int parse_shards(struct config_parser *p, const char *owner, const char *val, struct config_database *db)
+{
+	shards_clear(db);
+	const char *s = val;
+	for (;;) {
+		const char *comma = strchr(s, ',');
+		size_t n = comma ? (size_t)(comma - s) : strlen(s);
+		while (n && isspace((unsigned char)*s)) {
+			s++;
+			n--;
+		}
+		while (n && isspace((unsigned char)s[n - 1]))
+			n--;
+		if (n == 0)
+			return fail_at(p, -EINVAL, "database '%s': key 'shards': %s", owner,
+				       *val ? "an empty name in the list" : "the list is empty");
+		if (db->n_shards == CONFIG_MAX_SHARDS)
+			return fail_at(p, -EINVAL, "database '%s': key 'shards': more than %d shards", owner,
+				       CONFIG_MAX_SHARDS);
+		if (!db->shards && !(db->shards = calloc(CONFIG_MAX_SHARDS, sizeof(*db->shards))))
+			return fail_oom(p);
+		if (!(db->shards[db->n_shards] = strndup(s, n)))
+			return fail_oom(p);
+		db->n_shards++; /* owned by db from here, freed with it on an error */
+		for (int i = 0; i < db->n_shards - 1; i++)
+			if (strcmp(db->shards[i], db->shards[db->n_shards - 1]) == 0)
+				return fail_at(p, -EINVAL, "database '%s': key 'shards': '%.*s' is listed twice", owner,
+					       CONFIG_ECHO_MAX, db->shards[i]);
+		if (!comma)
+			return 0;
+		s = comma + 1;
+	}
+}
+
 static int database_param(struct config_parser *p, void *ctx, const char *owner,
 			  const char *key, const char *val)
 {
@@ -895,6 +951,8 @@ static int database_param(struct config_parser *p, void *ctx, const char *owner,
 		str = &db->auth_dbname;
 	else if (strcasecmp(key, "mirror") == 0)
 		str = &db->mirror;
+	else if (strcasecmp(key, "shards") == 0)
+		return parse_shards(p, owner, val, db);
 	for (int i = 0; !str && i < CONFIG_SERVER_PARAMS; i++) {
 		if (strcasecmp(key, config_server_param_names[i]) == 0)
 			str = &db->server_params[i];
@@ -974,6 +1032,15 @@ static int user_param(struct config_parser *p, void *ctx, const char *owner,
 	return 0;
 }
 
+static void sharded_table_clear(struct config_sharded_table *t)
+{
+	free(t->schema);
+	free(t->table);
+	free(t->column);
+	free(t->where);
+	memset(t, 0, sizeof(*t));
+}
+
 static void database_clear(struct config_database *db)
 {
 	free(db->name);
@@ -988,6 +1055,11 @@ static void database_clear(struct config_database *db)
 	free(db->auth_query);
 	free(db->auth_dbname);
 	free(db->mirror);
+	shards_clear(db);
+	free(db->shard_db);
+	for (size_t i = 0; i < db->n_tables; i++)
+		sharded_table_clear(&db->tables[i]);
+	free(db->tables);
 	free(db->where);
 	memset(db, 0, sizeof(*db));
 }
@@ -1158,6 +1230,201 @@ static int add_peer(struct config_parser *p, const char *name, char *val)
 
 static int parse_file(struct config_parser *p, const char *path);
 
+/* ---- [sharded_tables] -------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	int type;
+} key_type_names[] = {
+	{ "int2", CONFIG_KEY_INT2 }, { "smallint", CONFIG_KEY_INT2 },
+	{ "int4", CONFIG_KEY_INT4 }, { "integer", CONFIG_KEY_INT4 }, { "int", CONFIG_KEY_INT4 },
+	{ "int8", CONFIG_KEY_INT8 }, { "bigint", CONFIG_KEY_INT8 },
+	{ "text", CONFIG_KEY_TEXT }, { "varchar", CONFIG_KEY_TEXT },
+	{ "uuid", CONFIG_KEY_UUID },
+};
+
+int config_key_type_from_name(const char *name)
+{
+	for (size_t i = 0; i < sizeof(key_type_names) / sizeof(key_type_names[0]); i++)
+		if (strcasecmp(name, key_type_names[i].name) == 0)
+			return key_type_names[i].type;
+	return -1;
+}
+
+/* A plain identifier as PostgreSQL reads one unquoted (a letter or '_',
+ * then letters, digits, '_' or '$'; at most 63 bytes), folded to lower
+ * case in place. */
+static bool fold_identifier(char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63 || !(isalpha((unsigned char)*s) || *s == '_'))
+		return false;
+	for (char *c = s; *c; c++) {
+		if (!isalnum((unsigned char)*c) && *c != '_' && *c != '$')
+			return false;
+		*c = (char)tolower((unsigned char)*c);
+	}
+	return true;
+}
+
+/* "db.table = column[:type]" or "db.schema.table = column[:type]". The
+ * database is checked once the whole file is read (check_shards). */
+static int add_sharded_table(struct config_parser *p, const char *key, char *val)
+{
+	char name[512];
+	if (strlen(key) >= sizeof(name))
+		return fail_at(p, -EINVAL, "key '%.*s...': name too long", CONFIG_ECHO_MAX, key);
+	strcpy(name, key);
+	char *parts[4] = { name }, *dot;
+	int n = 1;
+	while (n < 4 && (dot = strchr(parts[n - 1], '.'))) {
+		*dot = '\0';
+		parts[n++] = dot + 1;
+	}
+	if (n < 2 || n > 3 || !*parts[0] || !fold_identifier(parts[n - 1]) || (n == 3 && !fold_identifier(parts[1])))
+		return fail_at(p, -EINVAL, "key '%.*s': expected DATABASE.TABLE or DATABASE.SCHEMA.TABLE "
+			       "(plain identifiers)", CONFIG_ECHO_MAX, key);
+	char *type = strchr(val, ':');
+	int key_type = CONFIG_KEY_UNKNOWN;
+	if (type) {
+		*type++ = '\0';
+		type = trim(type);
+		key_type = config_key_type_from_name(type);
+		if (key_type < 0)
+			return fail_at(p, -EINVAL, "key '%.*s': shard key type '%.*s' is not supported "
+				       "(int2, int4, int8, text, varchar or uuid)", CONFIG_ECHO_MAX, key, CONFIG_ECHO_MAX, type);
+	}
+	val = trim(val);
+	if (!fold_identifier(val))
+		return fail_at(p, -EINVAL, "key '%.*s': the value must be the shard key column (a plain identifier), "
+			       "optionally followed by :TYPE", CONFIG_ECHO_MAX, key);
+	if (grow((void **)&p->tables, &p->cap_tables, p->n_tables, sizeof(*p->tables)) < 0)
+		return fail_oom(p);
+	char where[300];
+	snprintf(where, sizeof(where), "%s:%d", p->file, p->line);
+	struct pending_table *pt = &p->tables[p->n_tables];
+	*pt = (struct pending_table){
+		.key = strdup(key),
+		.db = strdup(parts[0]),
+		.t = {
+			.schema = n == 3 ? strdup(parts[1]) : NULL,
+			.table = strdup(parts[n - 1]),
+			.column = strdup(val),
+			.key_type = key_type,
+			.where = strdup(where),
+		},
+	};
+	p->n_tables++;
+	if (!pt->key || !pt->db || (n == 3 && !pt->t.schema) || !pt->t.table || !pt->t.column || !pt->t.where)
+		return fail_oom(p);
+	return 0;
+}
+
+static void pending_tables_free(struct config_parser *p)
+{
+	for (size_t i = 0; i < p->n_tables; i++) {
+		free(p->tables[i].key);
+		free(p->tables[i].db);
+		sharded_table_clear(&p->tables[i].t);
+	}
+	free(p->tables);
+	p->tables = NULL;
+	p->n_tables = p->cap_tables = 0;
+}
+
+static int database_index(const struct config *cfg, const char *name)
+{
+	for (size_t k = 0; k < cfg->n_databases; k++)
+		if (strcmp(cfg->databases[k].name, name) == 0)
+			return (int)k;
+	return -1;
+}
+
+/* Two lines for one table: the same name, and schemas that could be the
+ * same table (equal, or one unqualified). */
+static bool same_table(const struct config_sharded_table *a, const struct config_sharded_table *b)
+{
+	return strcmp(a->table, b->table) == 0 && (!a->schema || !b->schema || strcmp(a->schema, b->schema) == 0);
+}
+
+/* What sharded entries say of others: each shard an entry of the same
+ * section, itself not sharded, PostgreSQL like the sharded one; each
+ * [sharded_tables] line names a sharded entry, once per table. */
+static int check_shards(struct config_parser *p, struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_databases; i++) {
+		struct config_database *d = &cfg->databases[i];
+		if (!d->n_shards)
+			continue;
+		if (strcmp(d->name, "*") == 0) {
+			set_err(p, "%s: database '*': key 'shards': the fallback entry cannot be sharded", d->where);
+			return -EINVAL;
+		}
+		if (d->protocol != CONFIG_PROTO_PG) {
+			set_err(p, "%s: database '%s': key 'shards': sharding is for PostgreSQL entries only", d->where,
+				d->name);
+			return -EINVAL;
+		}
+		if (d->host || d->dbname) {
+			set_err(p, "%s: database '%s': key 'shards': a sharded entry has no %s of its own (its shards have)",
+				d->where, d->name, d->host ? "host" : "dbname");
+			return -EINVAL;
+		}
+		if (d->mirror) {
+			set_err(p, "%s: database '%s': key 'shards': a sharded entry cannot be mirrored (yet)", d->where,
+				d->name);
+			return -EINVAL;
+		}
+		d->shard_db = calloc((size_t)d->n_shards, sizeof(*d->shard_db));
+		if (!d->shard_db) {
+			set_err(p, "%s: out of memory", cfg->path);
+			return -ENOMEM;
+		}
+		for (int k = 0; k < d->n_shards; k++) {
+			const char *s = d->shards[k];
+			int at = strcmp(s, "*") == 0 ? -1 : database_index(cfg, s);
+			const char *why = at < 0 ? "no database entry named so"
+					  : at == (int)i ? "a database cannot be its own shard"
+					  : cfg->databases[at].n_shards ? "that entry is itself sharded"
+					  : cfg->databases[at].protocol != d->protocol ? "that entry speaks another protocol"
+					  : NULL;
+			if (why) {
+				set_err(p, "%s: database '%s': key 'shards': '%.*s': %s", d->where, d->name,
+					CONFIG_ECHO_MAX, s, why);
+				return -EINVAL;
+			}
+			d->shard_db[k] = at;
+		}
+	}
+	for (size_t i = 0; i < p->n_tables; i++) {
+		struct pending_table *pt = &p->tables[i];
+		int at = database_index(cfg, pt->db);
+		if (at < 0 || !cfg->databases[at].n_shards) {
+			set_err(p, "%s: key '%.*s': '%.*s' is not a sharded [databases] entry (one with shards=)",
+				pt->t.where, CONFIG_ECHO_MAX, pt->key, CONFIG_ECHO_MAX, pt->db);
+			return -EINVAL;
+		}
+		struct config_database *d = &cfg->databases[at];
+		for (size_t k = 0; k < d->n_tables; k++) {
+			if (same_table(&d->tables[k], &pt->t)) {
+				set_err(p, "%s: key '%.*s': the table is already listed at %s", pt->t.where,
+					CONFIG_ECHO_MAX, pt->key, d->tables[k].where);
+				return -EINVAL;
+			}
+		}
+		size_t cap = d->n_tables; /* grow by one: the lists are short */
+		struct config_sharded_table *nt = realloc(d->tables, (cap + 1) * sizeof(*nt));
+		if (!nt) {
+			set_err(p, "%s: out of memory", cfg->path);
+			return -ENOMEM;
+		}
+		d->tables = nt;
+		d->tables[d->n_tables++] = pt->t;
+		memset(&pt->t, 0, sizeof(pt->t)); /* moved */
+	}
+	return 0;
+}
+
 static int do_include(struct config_parser *p, char *arg)
 {
 	const char *slash;
@@ -1216,6 +1483,8 @@ static int parse_line(struct config_parser *p, char *line)
 			p->section = SECT_USERS;
 		} else if (strcasecmp(key, "peers") == 0) {
 			p->section = SECT_PEERS;
+		} else if (strcasecmp(key, "sharded_tables") == 0) {
+			p->section = SECT_SHARDED_TABLES;
 		} else {
 			warn_at(p, "unknown section [%.*s] ignored", CONFIG_ECHO_MAX, key);
 			p->section = SECT_IGNORED;
@@ -1264,6 +1533,8 @@ static int parse_line(struct config_parser *p, char *line)
 		return add_user(p, key, val);
 	case SECT_PEERS:
 		return add_peer(p, key, val);
+	case SECT_SHARDED_TABLES:
+		return add_sharded_table(p, key, val);
 	case SECT_IGNORED:
 		return 0;
 	}
@@ -1575,6 +1846,9 @@ int config_load_with(const char *path, const struct config_override *ov, size_t 
 		goto fail;
 	}
 	rc = check_routing(&p, cfg);
+	if (rc == 0)
+		rc = check_shards(&p, cfg);
+	pending_tables_free(&p);
 	if (rc < 0)
 		goto fail;
 	if (cfg->auth_type == AUTH_TYPE_HBA && !cfg->auth_hba_file) {
@@ -1632,6 +1906,7 @@ int config_load_with(const char *path, const struct config_override *ov, size_t 
 	return 0;
 
 fail:
+	pending_tables_free(&p);
 	config_free(cfg);
 	return rc;
 }

@@ -80,6 +80,36 @@ struct config_peer {
 };
 #define CONFIG_MAX_PEER_ID 16383
 
+/* The most shards a sharded [databases] entry may list ("shards=a,b,..."). */
+#define CONFIG_MAX_SHARDS 64
+
+/* Types of a shard key column ([sharded_tables] "column:type"); the same
+ * values as enum pghash_type (src/pg/pghash.h, which the core does not
+ * include; test_config checks that the two agree). */
+enum config_shard_key_type {
+	CONFIG_KEY_UNKNOWN = 0, /* not said: learned later from the shards' catalog */
+	CONFIG_KEY_INT2,
+	CONFIG_KEY_INT4,
+	CONFIG_KEY_INT8,
+	CONFIG_KEY_TEXT,        /* text or varchar */
+	CONFIG_KEY_UUID,
+	CONFIG_KEY_TYPES
+};
+/* The type a name means (int2, smallint, int4, integer, int, int8, bigint,
+ * text, varchar, uuid; any case), or -1. */
+int config_key_type_from_name(const char *name);
+
+/* One [sharded_tables] line: "db.table = column" or
+ * "db.schema.table = column:type". Names are plain identifiers, folded to
+ * lower case as PostgreSQL folds unquoted ones. */
+struct config_sharded_table {
+	char *schema;          /* NULL: the table unqualified (any schema on the search path) */
+	char *table;           /* table name */
+	char *column;          /* its shard key column */
+	int key_type;          /* enum config_shard_key_type */
+	char *where;           /* "FILE:LINE" of the line */
+};
+
 /* Wire protocols of [databases] entries ("protocol = mysql"). */
 enum config_protocol {
 	CONFIG_PROTO_PG = 0,    /* PostgreSQL (the default) */
@@ -121,6 +151,12 @@ struct config_database {
 	/* Workload mirroring. */
 	char *mirror;          /* mirror = OTHER_DB; NULL = none */
 	double mirror_fraction; /* share of transactions mirrored, 0..1 (default 1) */
+	/* Sharding (docs/sharding.md). */
+	char **shards;         /* shards = a,b,c: entry names in shard order; NULL = not sharded */
+	int n_shards;          /* entries in shards (0 = not sharded) */
+	int *shard_db;         /* index in config.databases of each shard, resolved after parsing */
+	struct config_sharded_table *tables; /* its [sharded_tables] lines, in file order */
+	size_t n_tables;
 	char *where;           /* "FILE:LINE" of the entry, for errors found after parsing */
 };
 

@@ -93,3 +93,11 @@ def test_versions_agree():
         assert f'"sluice {v}"' in th, (page, th)
     first = (REPO / "debian" / "changelog").read_text().splitlines()[0]
     assert first.startswith(f"sluice ({v})"), first
+
+
+def test_sections_in_both():
+    """Every section docs/config.md documents has a section of the man page."""
+    md = (REPO / "docs" / "config.md").read_text()
+    roff = (REPO / "man" / "sluice.ini.5").read_text()
+    for name in re.findall(r"^## (\[[a-z_]+\])", md, re.M):
+        assert f'.SH "{name} SECTION"' in roff, name

@@ -7,6 +7,7 @@
  * `valgrind --leak-check=full` to check that config_free() releases all.
  */
 #include "config.h"
+#include "pghash.h"
 #include "unit.h"
 
 #include <errno.h>
@@ -1294,6 +1295,106 @@ static void cleanup_tmpdir(void)
 		fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 
+/* ---- sharding ------------------------------------------------------- */
+
+static void test_shards(void)
+{
+	struct config *cfg = NULL;
+	CHECK(load_str("[sluice]\nauth_type=any\n[sharded_tables]\nshop.orders = customer_id\n"
+		       "shop.Sales.Items = Order_ID : BIGINT\nshop.users = id:uuid\n"
+		       "[databases]\nshop_0 = host=/tmp dbname=s0\nshop_1 = host=/tmp dbname=s1\n"
+		       "shop = shards='shop_0, shop_1' pool_size=5\n", &cfg) == 0);
+	const struct config_database *d = cfg ? config_find_database(cfg, "shop") : NULL;
+	CHECK(d && d->n_shards == 2 && strcmp(d->shards[0], "shop_0") == 0 && strcmp(d->shards[1], "shop_1") == 0);
+	CHECK(d && d->shard_db && d->shard_db[0] == 0 && d->shard_db[1] == 1 && d->pool_size == 5);
+	CHECK(d && d->n_tables == 3);
+	if (d && d->n_tables == 3) {
+		CHECK(!d->tables[0].schema && strcmp(d->tables[0].table, "orders") == 0 &&
+		      strcmp(d->tables[0].column, "customer_id") == 0 && d->tables[0].key_type == CONFIG_KEY_UNKNOWN);
+		CHECK(d->tables[1].schema && strcmp(d->tables[1].schema, "sales") == 0 &&
+		      strcmp(d->tables[1].table, "items") == 0 && strcmp(d->tables[1].column, "order_id") == 0 &&
+		      d->tables[1].key_type == CONFIG_KEY_INT8);
+		CHECK(d->tables[2].key_type == CONFIG_KEY_UUID);
+		CHECK(strstr(d->tables[0].where, ":4") != NULL);
+	}
+	d = cfg ? config_find_database(cfg, "shop_0") : NULL;
+	CHECK(d && d->n_shards == 0 && d->n_tables == 0);
+	config_free(cfg);
+
+	static const struct {
+		const char *ini, *err;
+	} bad[] = {
+		{ "[databases]\nshop = shards=a,b\n", ":2: database 'shop': key 'shards': 'a': no database entry named so" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a,shop\n", "'shop': a database cannot be its own shard" },
+		{ "[databases]\na = host=/tmp\nb = shards=a\nshop = shards=a,b\n", "'b': that entry is itself sharded" },
+		{ "[databases]\na = host=/tmp protocol=mysql\nb = host=/tmp\nshop = shards=b,a\n",
+		  "'a': that entry speaks another protocol" },
+		{ "[databases]\nshop = shards=\n", ":2: database 'shop': key 'shards': the list is empty" },
+		{ "[databases]\nshop = shards=a,,b\n", "key 'shards': an empty name in the list" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a,a\n", "key 'shards': 'a' is listed twice" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a host=/tmp\n", "a sharded entry has no host of its own" },
+		{ "[databases]\na = host=/tmp\n* = shards=a\n", "the fallback entry cannot be sharded" },
+		{ "[databases]\na = host=/tmp\nshop = shards=* \n", "'*': no database entry named so" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a\n[sharded_tables]\nshop.t = k:numeric\n",
+		  ":5: key 'shop.t': shard key type 'numeric' is not supported" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a\n[sharded_tables]\nshop = k\n", ":5: key 'shop': expected DATABASE.TABLE" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a\n[sharded_tables]\nshop.a.b.c = k\n", "expected DATABASE.TABLE" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a\n[sharded_tables]\nshop.1t = k\n", "expected DATABASE.TABLE" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a\n[sharded_tables]\nshop..t = k\n", "expected DATABASE.TABLE" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a\n[sharded_tables]\nshop.t = \n", "must be the shard key column" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a\n[sharded_tables]\nshop.t = k-1\n", "must be the shard key column" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a\n[sharded_tables]\na.t = k\n",
+		  ":5: key 'a.t': 'a' is not a sharded [databases] entry" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a\n[sharded_tables]\nnone.t = k\n", "'none' is not a sharded" },
+		{ "[databases]\na = host=/tmp\nshop = shards=a\n[sharded_tables]\nshop.t = k\nshop.public.T = j\n",
+		  ":6: key 'shop.public.T': the table is already listed at " },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char ini[1024];
+		snprintf(ini, sizeof(ini), "[sluice]\nauth_type=any\n%s", bad[i].ini);
+		/* The [sluice] lines shift line numbers by two. */
+		char want[256];
+		const char *colon = bad[i].err[0] == ':' ? strchr(bad[i].err + 1, ':') : NULL;
+		if (colon)
+			snprintf(want, sizeof(want), ":%d%s", atoi(bad[i].err + 1) + 2, colon);
+		else
+			snprintf(want, sizeof(want), "%s", bad[i].err);
+		cfg = NULL;
+		int rc = load_str(ini, &cfg);
+		CHECK(rc < 0 && !cfg);
+		if (!strstr(err, want))
+			fprintf(stderr, "shard config %zu: '%s' lacks '%s'\n", i, err, want);
+		CHECK(strstr(err, want) != NULL);
+		CHECK(strstr(err, last_path) != NULL);
+	}
+	/* 64 shards, not 65. */
+	char big[8192] = "[sluice]\nauth_type=any\n[databases]\ns = host=/tmp\nshop = shards=s";
+	for (int i = 1; i < CONFIG_MAX_SHARDS; i++)
+		strcat(big, ",s");
+	strcat(big, "\n");
+	CHECK(load_str(big, &cfg) < 0 && strstr(err, "listed twice")); /* within the limit: the names count */
+	snprintf(big, sizeof(big), "[sluice]\nauth_type=any\n[databases]\n");
+	for (int i = 0; i <= CONFIG_MAX_SHARDS; i++)
+		snprintf(big + strlen(big), sizeof(big) - strlen(big), "s%d = host=/tmp\n", i);
+	strcat(big, "shop = shards=s0");
+	for (int i = 1; i < CONFIG_MAX_SHARDS; i++)
+		snprintf(big + strlen(big), sizeof(big) - strlen(big), ",s%d", i);
+	strcat(big, "\n");
+	cfg = NULL;
+	CHECK(load_str(big, &cfg) == 0 && cfg && config_find_database(cfg, "shop")->n_shards == CONFIG_MAX_SHARDS);
+	config_free(cfg);
+	big[strlen(big) - 1] = '\0';
+	strcat(big, ",s64\n");
+	cfg = NULL;
+	CHECK(load_str(big, &cfg) < 0 && strstr(err, "more than 64 shards"));
+	/* The core's key types are pghash's (src/pg/pghash.h). */
+	static const char *const names[] = { "int2", "smallint", "int4", "integer", "int", "int8", "bigint",
+					     "text", "varchar", "uuid", "numeric", "float8", "" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		CHECK(config_key_type_from_name(names[i]) == pghash_type_from_name(names[i]));
+	CHECK((int)CONFIG_KEY_TYPES == (int)PGHASH_TYPES && (int)CONFIG_KEY_INT8 == (int)PGHASH_INT8 && (int)CONFIG_KEY_UUID == (int)PGHASH_UUID);
+}
+
 UNIT_MAIN(
 	if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
 	test_parse_duration();
@@ -1322,6 +1423,7 @@ UNIT_MAIN(
 	test_net_tls_keys();
 	test_misc();
 	test_mysql_keys();
+	test_shards();
 	reset_warns();
 	cleanup_tmpdir()
 )

@@ -1,0 +1,1119 @@
+/*
+ * shardroute.c - see shardroute.h. The statement's own FROM list, joins
+ * and WHERE are read here by hand; everything else (subqueries, WITH,
+ * window functions, locking clauses, function calls) is found by
+ * sqlparse.c's generic walk, so no node type can hide a sharded table.
+ */
+#include "shardroute.h"
+#include "pghash.h"
+#include "sqlparse.h"
+#include "sqlread.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Tables (with their repeats) one statement may name at its top level. */
+#define ROUTE_MAX_REFS 32
+
+/* One table of the statement's own FROM (or UPDATE/DELETE/INSERT target). */
+struct ref {
+	const char *schema;  /* as written; NULL when unqualified */
+	const char *name;
+	const char *alias;   /* NULL when none */
+	int table;           /* index in map->tables; -1: replicated (or a WITH query) */
+	int parent;          /* union-find over co-located refs */
+};
+
+/* What the AND-ed conditions fix of one ref's key. */
+struct fix {
+	bool has_set;        /* mask holds: the key is one of these shards' */
+	uint64_t mask;
+	int param;           /* first `key = $n`; 0 = none */
+	int param_type;      /* its enum pghash_type */
+};
+
+/* A join's ON (or WHERE): read once every ref is known. */
+struct qual {
+	const PgQuery__Node *expr;
+	bool fixes;          /* its conditions fix keys (WHERE, inner joins not under an outer one) */
+};
+
+/* JOIN ... USING (cols): the refs of each side. */
+struct using {
+	const PgQuery__JoinExpr *j;
+	int l0, l1, r0, r1;  /* refs [l0, l1) left, [r0, r1) right */
+};
+
+struct route_ctx {
+	const struct shard_map *map;
+	const uint32_t *ptypes;    /* the Parse's parameter type OIDs, or NULL */
+	int n_ptypes;
+	struct shard_route *out;
+	const PgQuery__WithClause *with; /* the statement's WITH: its names are not tables */
+	struct ref refs[ROUTE_MAX_REFS];
+	struct fix fix[ROUTE_MAX_REFS];
+	int n_refs;
+	struct qual quals[ROUTE_MAX_REFS + 1];
+	int n_quals;
+	struct using usings[ROUTE_MAX_REFS];
+	int n_usings;
+	bool refused;              /* out holds a REFUSE (the first reason wins) */
+};
+
+enum { ROUTE_FAIL = -1 };
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int refuse(struct route_ctx *c, const char *sqlstate, const char *fmt, ...)
+{
+	if (c->refused)
+		return ROUTE_FAIL;
+	c->refused = true;
+	shard_route_deinit(c->out); /* rows of an INSERT met before the reason */
+	c->out->kind = SHARD_ROUTE_REFUSE;
+	snprintf(c->out->sqlstate, sizeof(c->out->sqlstate), "%s", sqlstate);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->out->message, sizeof(c->out->message), fmt, ap);
+	va_end(ap);
+	return ROUTE_FAIL;
+}
+
+static uint64_t all_shards(const struct route_ctx *c)
+{
+	return c->map->n_shards >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << c->map->n_shards) - 1;
+}
+
+/* ---- names ---- */
+
+static const char *str_node(const PgQuery__Node *n)
+{
+	return n && n->node_case == PG_QUERY__NODE__NODE_STRING ? n->string->sval : NULL;
+}
+
+static bool is_cte_name(const struct route_ctx *c, const char *name)
+{
+	if (!c->with)
+		return false;
+	for (size_t i = 0; i < c->with->n_ctes; i++) {
+		const PgQuery__Node *n = c->with->ctes[i];
+		if (n->node_case == PG_QUERY__NODE__NODE_COMMON_TABLE_EXPR && n->common_table_expr->ctename &&
+		    strcmp(n->common_table_expr->ctename, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The sharded table a (schema, name) means, or -1. */
+static int map_find(const struct shard_map *map, const char *schema, const char *name)
+{
+	if (!name)
+		return -1;
+	for (size_t i = 0; i < map->n_tables; i++) {
+		const struct shard_table *t = &map->tables[i];
+		if (strcmp(t->table, name) == 0 && (!t->schema || !schema || strcmp(t->schema, schema) == 0))
+			return (int)i;
+	}
+	return -1;
+}
+
+static const char *ref_name(const struct route_ctx *c, int r)
+{
+	return c->refs[r].name;
+}
+
+/* ---- union-find over refs ---- */
+
+static int find(struct route_ctx *c, int r)
+{
+	while (c->refs[r].parent != r)
+		r = c->refs[r].parent = c->refs[c->refs[r].parent].parent;
+	return r;
+}
+
+static int family(int type)
+{
+	return type == PGHASH_INT2 || type == PGHASH_INT4 ? PGHASH_INT8 : type;
+}
+
+static void unite(struct route_ctx *c, int a, int b)
+{
+	int ta = c->map->tables[c->refs[a].table].key_type, tb = c->map->tables[c->refs[b].table].key_type;
+	if (ta != PGHASH_UNKNOWN && tb != PGHASH_UNKNOWN && family(ta) != family(tb))
+		return; /* PostgreSQL refuses the comparison anyway */
+	a = find(c, a);
+	b = find(c, b);
+	if (a != b)
+		c->refs[a > b ? a : b].parent = a < b ? a : b;
+}
+
+/* ---- the statement's tables ---- */
+
+static int add_ref(struct route_ctx *c, const PgQuery__RangeVar *rv)
+{
+	if (c->n_refs == ROUTE_MAX_REFS)
+		return refuse(c, "0A000", "more than %d tables in one statement of a sharded database", ROUTE_MAX_REFS);
+	struct ref *r = &c->refs[c->n_refs];
+	r->schema = rv->schemaname && *rv->schemaname ? rv->schemaname : NULL;
+	r->name = rv->relname;
+	r->alias = rv->alias && rv->alias->aliasname ? rv->alias->aliasname : NULL;
+	r->table = !r->schema && r->name && is_cte_name(c, r->name) ? -1 : map_find(c->map, r->schema, r->name);
+	r->parent = c->n_refs;
+	c->fix[c->n_refs] = (struct fix){ 0 };
+	return c->n_refs++;
+}
+
+static int add_qual(struct route_ctx *c, const PgQuery__Node *expr, bool fixes)
+{
+	if (!expr)
+		return 0;
+	if (c->n_quals == (int)(sizeof(c->quals) / sizeof(c->quals[0])))
+		return refuse(c, "0A000", "too many joins in one statement of a sharded database");
+	c->quals[c->n_quals++] = (struct qual){ expr, fixes };
+	return 0;
+}
+
+/* One item of a FROM list. inner: its rows reach the result only through
+ * inner joins (so a condition in its ON restricts the result). */
+static int from_item(struct route_ctx *c, const PgQuery__Node *n, bool inner)
+{
+	if (!n)
+		return 0;
+	if (n->node_case == PG_QUERY__NODE__NODE_RANGE_VAR)
+		return add_ref(c, n->range_var) < 0 ? ROUTE_FAIL : 0;
+	if (n->node_case != PG_QUERY__NODE__NODE_JOIN_EXPR)
+		return 0; /* subqueries and functions: the scan looks into them */
+	const PgQuery__JoinExpr *j = n->join_expr;
+	bool l_inner = inner, r_inner = inner;
+	switch (j->jointype) {
+	case PG_QUERY__JOIN_TYPE__JOIN_INNER:
+		break;
+	case PG_QUERY__JOIN_TYPE__JOIN_LEFT:
+		r_inner = false;
+		break;
+	case PG_QUERY__JOIN_TYPE__JOIN_RIGHT:
+		l_inner = false;
+		break;
+	default:
+		l_inner = r_inner = false;
+		break;
+	}
+	int l0 = c->n_refs;
+	if (from_item(c, j->larg, l_inner) < 0)
+		return ROUTE_FAIL;
+	int l1 = c->n_refs;
+	if (from_item(c, j->rarg, r_inner) < 0)
+		return ROUTE_FAIL;
+	if (j->n_using_clause && c->n_usings < ROUTE_MAX_REFS)
+		c->usings[c->n_usings++] = (struct using){ j, l0, l1, l1, c->n_refs };
+	return add_qual(c, j->quals, inner && j->jointype == PG_QUERY__JOIN_TYPE__JOIN_INNER);
+}
+
+/* ---- what the tree holds beyond the top level ---- */
+
+struct scan {
+	struct sql_walker w;       /* first member */
+	struct route_ctx *c;
+	const ProtobufCMessage *root;
+	bool nested;               /* inside a sub-statement: every table counts */
+	const char *sharded;       /* first sharded table inside a sub-statement */
+	const char *what;          /* that sub-statement: "a subquery", ... */
+	bool window;               /* a window function at the top level */
+	bool lock;                 /* FOR UPDATE/SHARE */
+	bool into;                 /* SELECT INTO */
+	bool modifying;            /* INSERT/UPDATE/DELETE/MERGE inside (WITH) */
+	bool unknown_func;         /* a call of a function not known to only read */
+	bool too_deep;
+};
+
+static int scan_visit(struct sql_walker *w, const ProtobufCMessage *m, const ProtobufCMessageDescriptor *parent);
+
+static int scan_too_deep(struct sql_walker *w)
+{
+	((struct scan *)w)->too_deep = true;
+	return SQL_WALK_SKIP;
+}
+
+/* A sub-statement: every table in it counts. */
+static void scan_sub(struct scan *s, const ProtobufCMessage *m, const char *what, bool modifying)
+{
+	struct scan sub = { .w = { scan_visit, scan_too_deep }, .c = s->c, .root = m, .nested = true };
+	sql_walk(&sub.w, m);
+	if (sub.sharded && !s->sharded) {
+		s->sharded = sub.sharded;
+		s->what = what;
+	}
+	s->lock |= sub.lock;
+	s->modifying |= sub.modifying || modifying;
+	s->unknown_func |= sub.unknown_func;
+	s->too_deep |= sub.too_deep;
+}
+
+static bool is_modifying(const ProtobufCMessageDescriptor *d)
+{
+	return d == &pg_query__insert_stmt__descriptor || d == &pg_query__update_stmt__descriptor ||
+	       d == &pg_query__delete_stmt__descriptor || d == &pg_query__merge_stmt__descriptor;
+}
+
+/* A name list (String nodes) that is name or pg_catalog.name: name. */
+static const char *catalog_name(size_t n, PgQuery__Node *const *names)
+{
+	if (n < 1 || n > 2 || !str_node(names[n - 1]))
+		return NULL;
+	if (n == 2 && (!str_node(names[0]) || strcmp(str_node(names[0]), "pg_catalog") != 0))
+		return NULL;
+	return str_node(names[n - 1]);
+}
+
+static int scan_visit(struct sql_walker *w, const ProtobufCMessage *m, const ProtobufCMessageDescriptor *parent)
+{
+	struct scan *s = (struct scan *)w;
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	if (d == &pg_query__func_call__descriptor) {
+		const PgQuery__FuncCall *fc = (const PgQuery__FuncCall *)m;
+		const char *fn = catalog_name(fc->n_funcname, fc->funcname);
+		if (!fn || !sql_read_builtin(fn))
+			s->unknown_func = true;
+		if (fc->over && !s->nested)
+			s->window = true;
+		return SQL_WALK_ON;
+	}
+	if (d == &pg_query__locking_clause__descriptor) {
+		s->lock = true;
+		return SQL_WALK_SKIP; /* FOR UPDATE OF a: names, not tables */
+	}
+	if (d == &pg_query__into_clause__descriptor) {
+		s->into = true;
+		return SQL_WALK_SKIP;
+	}
+	if (s->nested) {
+		if (d == &pg_query__range_var__descriptor && !s->sharded) {
+			const PgQuery__RangeVar *rv = (const PgQuery__RangeVar *)m;
+			if (map_find(s->c->map, rv->schemaname && *rv->schemaname ? rv->schemaname : NULL, rv->relname) >= 0)
+				s->sharded = rv->relname;
+		}
+		if (is_modifying(d))
+			s->modifying = true;
+		return SQL_WALK_ON;
+	}
+	if (m == s->root)
+		return SQL_WALK_ON;
+	if (d == &pg_query__common_table_expr__descriptor) {
+		scan_sub(s, m, "a WITH query", false);
+		return SQL_WALK_SKIP;
+	}
+	if (d == &pg_query__range_subselect__descriptor) {
+		scan_sub(s, m, "a subquery in FROM", false);
+		return SQL_WALK_SKIP;
+	}
+	if (d == &pg_query__sub_link__descriptor) {
+		scan_sub(s, m, "a subquery", false);
+		return SQL_WALK_SKIP;
+	}
+	if (d == &pg_query__select_stmt__descriptor || is_modifying(d)) {
+		scan_sub(s, m, d == &pg_query__select_stmt__descriptor ? "a query" : "a data-modifying statement",
+			 is_modifying(d));
+		return SQL_WALK_SKIP;
+	}
+	return SQL_WALK_ON;
+}
+
+static int scan_stmt(struct route_ctx *c, const ProtobufCMessage *root, bool nested, struct scan *s)
+{
+	*s = (struct scan){ .w = { scan_visit, scan_too_deep }, .c = c, .root = root, .nested = nested };
+	sql_walk(&s->w, root);
+	if (s->too_deep)
+		return refuse(c, "54001", "statement too deeply nested for sluice to route over shards");
+	return 0;
+}
+
+/* ---- conditions ---- */
+
+static bool is_eq(size_t n, PgQuery__Node *const *name)
+{
+	const char *op = catalog_name(n, name);
+	return op && strcmp(op, "=") == 0;
+}
+
+/* The ref whose shard key column n is, or -1. */
+static int key_ref(struct route_ctx *c, const PgQuery__Node *n)
+{
+	if (!n || n->node_case != PG_QUERY__NODE__NODE_COLUMN_REF)
+		return -1;
+	const PgQuery__ColumnRef *cr = n->column_ref;
+	size_t k = cr->n_fields;
+	if (k < 1 || k > 3)
+		return -1;
+	for (size_t i = 0; i < k; i++)
+		if (!str_node(cr->fields[i]))
+			return -1; /* a.* */
+	const char *col = str_node(cr->fields[k - 1]);
+	int found = -1;
+	for (int r = 0; r < c->n_refs; r++) {
+		const struct ref *ref = &c->refs[r];
+		if (k == 2) {
+			const char *q = str_node(cr->fields[0]);
+			if (strcmp(ref->alias ? ref->alias : ref->name, q) != 0)
+				continue;
+		} else if (k == 3) {
+			if (ref->alias || strcmp(ref->name, str_node(cr->fields[1])) != 0 ||
+			    (ref->schema && strcmp(ref->schema, str_node(cr->fields[0])) != 0))
+				continue;
+		}
+		if (k > 1 && found >= 0)
+			return -1; /* the same name twice: PostgreSQL refuses it */
+		if (ref->table < 0 || strcmp(c->map->tables[ref->table].column, col) != 0) {
+			if (k > 1)
+				return -1; /* that table's other column */
+			continue;
+		}
+		if (k == 1 && found >= 0 && find(c, found) != find(c, r))
+			return -1; /* ambiguous between tables not joined on it */
+		if (found < 0)
+			found = r;
+	}
+	return found;
+}
+
+/* What a value fixes of a key of type type. */
+enum { VAL_NONE = 0, VAL_SHARD, VAL_PARAM };
+
+struct value {
+	int shard;      /* VAL_SHARD */
+	int param;      /* VAL_PARAM: $n */
+	int param_type; /* VAL_PARAM: enum pghash_type */
+};
+
+static int oid_type(uint32_t oid)
+{
+	switch (oid) {
+	case 21: return PGHASH_INT2;
+	case 23: return PGHASH_INT4;
+	case 20: return PGHASH_INT8;
+	case 25: case 1043: return PGHASH_TEXT; /* text, varchar */
+	case 2950: return PGHASH_UUID;
+	default: return PGHASH_UNKNOWN;
+	}
+}
+
+/* An integer literal as text (PostgreSQL makes one beyond int4 a Float
+ * node), else NULL. */
+static const char *int_literal(const PgQuery__AConst *ac, char *buf, size_t len)
+{
+	if (ac->val_case == PG_QUERY__A__CONST__VAL_IVAL) {
+		snprintf(buf, len, "%d", ac->ival->ival);
+		return buf;
+	}
+	if (ac->val_case != PG_QUERY__A__CONST__VAL_FVAL || !ac->fval->fval)
+		return NULL;
+	const char *p = ac->fval->fval;
+	if (*p == '-')
+		p++;
+	if (!*p)
+		return NULL;
+	for (; *p; p++)
+		if (*p < '0' || *p > '9')
+			return NULL;
+	return ac->fval->fval;
+}
+
+static int const_value(struct route_ctx *c, const struct shard_table *t, int type, const PgQuery__AConst *ac,
+		       struct value *v)
+{
+	char buf[16];
+	if (ac->isnull)
+		return VAL_NONE;
+	const char *num = int_literal(ac, buf, sizeof(buf));
+	if (num) {
+		/* int2, int4 and int8 hash alike; text of a number is its digits
+		 * (only through a cast: text = integer is an error). */
+		if (type == PGHASH_UNKNOWN || family(type) == PGHASH_INT8) {
+			v->shard = pghash_shard_text(PGHASH_INT8, num, strlen(num), c->map->n_shards);
+			return v->shard < 0 ? VAL_NONE : VAL_SHARD; /* beyond int8: numeric, matches nothing */
+		}
+		return VAL_NONE;
+	}
+	if (ac->val_case != PG_QUERY__A__CONST__VAL_SVAL || !ac->sval->sval)
+		return VAL_NONE; /* a float, a boolean, a bit string: not a key of ours */
+	const char *s = ac->sval->sval;
+	if (type == PGHASH_UNKNOWN)
+		return refuse(c, "0A000", "the type of shard key %s.%s is not known: give it in [sharded_tables] "
+			      "as %s:TYPE", t->table, t->column, t->column);
+	v->shard = pghash_shard_text(type, s, strlen(s), c->map->n_shards);
+	if (v->shard < 0)
+		return refuse(c, "22P02", "invalid input syntax for type %s: \"%.60s\" (shard key %s.%s)",
+			      pghash_type_name(type), s, t->table, t->column);
+	return VAL_SHARD;
+}
+
+static int param_value(struct route_ctx *c, int type, const PgQuery__ParamRef *p, struct value *v)
+{
+	if (p->number < 1)
+		return VAL_NONE;
+	v->param = p->number;
+	v->param_type = type;
+	if (type == PGHASH_UNKNOWN && c->ptypes && p->number <= c->n_ptypes)
+		v->param_type = oid_type(c->ptypes[p->number - 1]);
+	return VAL_PARAM;
+}
+
+static int value_of(struct route_ctx *c, const struct shard_table *t, const PgQuery__Node *n, struct value *v);
+
+/* -8::smallint is -(8::smallint): the parser folds a minus into a number
+ * only when nothing binds tighter. The shard of minus an integer constant
+ * (or of its cast to an integer type). */
+static int negated_value(struct route_ctx *c, const struct shard_table *t, const PgQuery__Node *n, struct value *v)
+{
+	int type = t->key_type;
+	if (type != PGHASH_UNKNOWN && family(type) != PGHASH_INT8)
+		return VAL_NONE;
+	if (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST && n->type_cast->type_name &&
+	    !n->type_cast->type_name->n_array_bounds) {
+		const PgQuery__TypeName *tn = n->type_cast->type_name;
+		const char *name = catalog_name(tn->n_names, tn->names);
+		int cast = name ? pghash_type_from_name(name) : -1;
+		if (cast < 0 || family(cast) != PGHASH_INT8)
+			return VAL_NONE;
+		n = n->type_cast->arg;
+	}
+	char buf[16], neg[48];
+	const char *num = n && n->node_case == PG_QUERY__NODE__NODE_A_CONST && !n->a_const->isnull
+				  ? int_literal(n->a_const, buf, sizeof(buf)) : NULL;
+	if (!num)
+		return VAL_NONE;
+	if (strlen(num) > 40)
+		return VAL_NONE; /* beyond int8 anyway: a numeric */
+	snprintf(neg, sizeof(neg), "%s%s", num[0] == '-' ? "" : "-", num[0] == '-' ? num + 1 : num);
+	v->shard = pghash_shard_text(PGHASH_INT8, neg, strlen(neg), c->map->n_shards);
+	return v->shard < 0 ? VAL_NONE : VAL_SHARD;
+}
+
+/* What n, compared with table t's key, fixes: VAL_*, or ROUTE_FAIL. */
+static int value_of(struct route_ctx *c, const struct shard_table *t, const PgQuery__Node *n, struct value *v)
+{
+	int type = t->key_type;
+	if (!n)
+		return VAL_NONE;
+	if (n->node_case == PG_QUERY__NODE__NODE_A_EXPR && n->a_expr->kind == PG_QUERY__A__EXPR__KIND__AEXPR_OP &&
+	    !n->a_expr->lexpr) {
+		const char *op = catalog_name(n->a_expr->n_name, n->a_expr->name);
+		return op && strcmp(op, "-") == 0 ? negated_value(c, t, n->a_expr->rexpr, v) : VAL_NONE;
+	}
+	if (n->node_case == PG_QUERY__NODE__NODE_A_CONST)
+		return const_value(c, t, type, n->a_const, v);
+	if (n->node_case == PG_QUERY__NODE__NODE_PARAM_REF)
+		return param_value(c, type, n->param_ref, v);
+	if (n->node_case != PG_QUERY__NODE__NODE_TYPE_CAST || !n->type_cast->type_name || !n->type_cast->arg)
+		return VAL_NONE;
+	const PgQuery__TypeName *tn = n->type_cast->type_name;
+	const char *name = tn->n_array_bounds ? NULL : catalog_name(tn->n_names, tn->names);
+	int cast = name ? pghash_type_from_name(name) : -1;
+	if (cast < 0 || (type != PGHASH_UNKNOWN && family(cast) != family(type)))
+		return VAL_NONE; /* another type: compared as that type, not hashed as the key */
+	const PgQuery__Node *arg = n->type_cast->arg;
+	if (arg->node_case == PG_QUERY__NODE__NODE_PARAM_REF)
+		return param_value(c, type != PGHASH_UNKNOWN ? type : cast, arg->param_ref, v);
+	if (arg->node_case != PG_QUERY__NODE__NODE_A_CONST)
+		return VAL_NONE;
+	const PgQuery__AConst *ac = arg->a_const;
+	char buf[16];
+	const char *num = int_literal(ac, buf, sizeof(buf));
+	if (num && cast == PGHASH_TEXT) {
+		/* 42::text is '42'. */
+		v->shard = pghash_shard_text(PGHASH_TEXT, num, strlen(num), c->map->n_shards);
+		return VAL_SHARD;
+	}
+	return const_value(c, t, cast, ac, v);
+}
+
+static void fix_mask(struct fix *f, uint64_t mask)
+{
+	f->mask = f->has_set ? f->mask & mask : mask;
+	f->has_set = true;
+}
+
+/* The AND-ed conditions of e. Pass 0 joins refs (key = key), pass 1 fixes keys. */
+static int conjuncts(struct route_ctx *c, const PgQuery__Node *e, int pass, bool fixes)
+{
+	if (!e)
+		return 0;
+	if (e->node_case == PG_QUERY__NODE__NODE_BOOL_EXPR &&
+	    e->bool_expr->boolop == PG_QUERY__BOOL_EXPR_TYPE__AND_EXPR) {
+		for (size_t i = 0; i < e->bool_expr->n_args; i++)
+			if (conjuncts(c, e->bool_expr->args[i], pass, fixes) < 0)
+				return ROUTE_FAIL;
+		return 0;
+	}
+	if (e->node_case != PG_QUERY__NODE__NODE_A_EXPR)
+		return 0; /* OR, NOT, anything else: fixes nothing */
+	const PgQuery__AExpr *a = e->a_expr;
+	if (!is_eq(a->n_name, a->name))
+		return 0;
+	int l = key_ref(c, a->lexpr);
+	struct value v = { 0 };
+	if (a->kind == PG_QUERY__A__EXPR__KIND__AEXPR_OP) {
+		int r = key_ref(c, a->rexpr);
+		if (pass == 0) {
+			if (l >= 0 && r >= 0)
+				unite(c, l, r);
+			return 0;
+		}
+		if (!fixes || (l >= 0) == (r >= 0))
+			return 0;
+		int k = l >= 0 ? l : r;
+		int got = value_of(c, &c->map->tables[c->refs[k].table], l >= 0 ? a->rexpr : a->lexpr, &v);
+		if (got == VAL_SHARD)
+			fix_mask(&c->fix[k], UINT64_C(1) << v.shard);
+		else if (got == VAL_PARAM && !c->fix[k].param) {
+			c->fix[k].param = v.param;
+			c->fix[k].param_type = v.param_type;
+		}
+		return got < 0 ? ROUTE_FAIL : 0;
+	}
+	if (a->kind != PG_QUERY__A__EXPR__KIND__AEXPR_IN || pass == 0 || !fixes || l < 0 || !a->rexpr ||
+	    a->rexpr->node_case != PG_QUERY__NODE__NODE_LIST)
+		return 0;
+	/* key IN (a, b, ...): the union of their shards, when all are constants. */
+	uint64_t mask = 0;
+	const PgQuery__List *list = a->rexpr->list;
+	for (size_t i = 0; i < list->n_items; i++) {
+		int got = value_of(c, &c->map->tables[c->refs[l].table], list->items[i], &v);
+		if (got < 0)
+			return ROUTE_FAIL;
+		if (got != VAL_SHARD)
+			return 0; /* a parameter or an expression: not fixed here */
+		mask |= UINT64_C(1) << v.shard;
+	}
+	fix_mask(&c->fix[l], mask);
+	return 0;
+}
+
+/* USING (col): co-locates the two sides when col is the key of one table
+ * on each side. */
+static void using_edges(struct route_ctx *c, const struct using *u)
+{
+	for (size_t i = 0; i < u->j->n_using_clause; i++) {
+		const char *col = str_node(u->j->using_clause[i]);
+		int l = -1, r = -1, nl = 0, nr = 0;
+		for (int k = u->l0; col && k < u->r1; k++) {
+			const struct ref *ref = &c->refs[k];
+			if (ref->table < 0 || strcmp(c->map->tables[ref->table].column, col) != 0)
+				continue;
+			if (k < u->l1) {
+				l = k;
+				nl++;
+			} else {
+				r = k;
+				nr++;
+			}
+		}
+		if (nl == 1 && nr == 1)
+			unite(c, l, r);
+	}
+}
+
+static int read_conditions(struct route_ctx *c)
+{
+	for (int i = 0; i < c->n_usings; i++)
+		using_edges(c, &c->usings[i]);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < c->n_quals; i++)
+			if (conjuncts(c, c->quals[i].expr, pass, c->quals[i].fixes) < 0)
+				return ROUTE_FAIL;
+	}
+	return 0;
+}
+
+/* ---- decisions ---- */
+
+/* What the conditions fix of the group of ref g: has_set/mask, else param. */
+static struct fix group_fix(struct route_ctx *c, int g)
+{
+	struct fix f = { .mask = all_shards(c) };
+	for (int r = 0; r < c->n_refs; r++) {
+		if (c->refs[r].table < 0 || find(c, r) != g)
+			continue;
+		if (c->fix[r].has_set)
+			fix_mask(&f, c->fix[r].mask);
+		if (!f.param && c->fix[r].param) {
+			f.param = c->fix[r].param;
+			f.param_type = c->fix[r].param_type;
+		}
+	}
+	return f;
+}
+
+static int first_shard(uint64_t mask)
+{
+	return mask ? __builtin_ctzll(mask) : 0;
+}
+
+/* The route of one co-located group; window: a window function is there. */
+static int decide_group(struct route_ctx *c, int g, bool window, bool write)
+{
+	struct fix f = group_fix(c, g);
+	struct shard_route *out = c->out;
+	out->write = write;
+	if (f.has_set && __builtin_popcountll(f.mask) <= 1) {
+		/* No shard at all: no row can match, any one shard answers. */
+		out->kind = SHARD_ROUTE_ONE;
+		out->shard = first_shard(f.mask);
+		return 0;
+	}
+	if (!f.has_set && f.param) {
+		out->kind = SHARD_ROUTE_BIND;
+		out->param = f.param;
+		out->param_type = f.param_type;
+		return 0;
+	}
+	if (window)
+		return refuse(c, "0A000", "a window function over sharded table %s across shards: fix its shard key "
+			      "(%s = value)", ref_name(c, g), c->map->tables[c->refs[g].table].column);
+	if (f.has_set) {
+		out->kind = SHARD_ROUTE_SEVERAL;
+		out->mask = f.mask;
+		return 0;
+	}
+	out->kind = SHARD_ROUTE_MULTI;
+	return 0;
+}
+
+/* A statement whose tables are all refs (sharded or not): what co-location
+ * and the conditions make of it. */
+static int decide(struct route_ctx *c, bool window, bool write)
+{
+	int groups[ROUTE_MAX_REFS], n = 0;
+	for (int r = 0; r < c->n_refs; r++) {
+		if (c->refs[r].table < 0)
+			continue;
+		int g = find(c, r), k;
+		for (k = 0; k < n && groups[k] != g; k++)
+			;
+		if (k == n)
+			groups[n++] = g;
+	}
+	if (n == 1)
+		return decide_group(c, groups[0], window, write);
+	/* Tables not joined on their keys: only when every one is fixed to
+	 * the same single shard does one shard hold all their rows. */
+	int shard = -1;
+	for (int k = 0; k < n; k++) {
+		struct fix f = group_fix(c, groups[k]);
+		if (!f.has_set || __builtin_popcountll(f.mask) > 1 || (shard >= 0 && first_shard(f.mask) != shard))
+			return refuse(c, "0A000", "a join of sharded tables %s and %s not on their shard keys (%s.%s = %s.%s)",
+				      ref_name(c, groups[0]), ref_name(c, groups[k ? k : 1]),
+				      ref_name(c, groups[0]), c->map->tables[c->refs[groups[0]].table].column,
+				      ref_name(c, groups[k ? k : 1]), c->map->tables[c->refs[groups[k ? k : 1]].table].column);
+		shard = first_shard(f.mask);
+	}
+	c->out->kind = SHARD_ROUTE_ONE;
+	c->out->shard = shard;
+	c->out->write = write;
+	return 0;
+}
+
+static int replicated(struct route_ctx *c, bool write)
+{
+	c->out->kind = write ? SHARD_ROUTE_REPLICATED_WRITE : SHARD_ROUTE_REPLICATED_READ;
+	c->out->write = write;
+	return 0;
+}
+
+static int first_sharded(const struct route_ctx *c)
+{
+	for (int r = 0; r < c->n_refs; r++)
+		if (c->refs[r].table >= 0)
+			return r;
+	return -1;
+}
+
+static int refuse_sub(struct route_ctx *c, const struct scan *s)
+{
+	return refuse(c, "0A000", "%s over sharded table %s (only the statement's own FROM may name sharded tables)",
+		      s->what, s->sharded);
+}
+
+/* ---- statements ---- */
+
+static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
+{
+	struct scan s;
+	if (sel->op != PG_QUERY__SET_OPERATION__SETOP_NONE) {
+		if (scan_stmt(c, &sel->base, true, &s) < 0)
+			return ROUTE_FAIL;
+		if (s.sharded)
+			return refuse(c, "0A000", "UNION, INTERSECT or EXCEPT over sharded table %s", s.sharded);
+		return replicated(c, s.lock || s.modifying || s.unknown_func || s.into);
+	}
+	c->with = sel->with_clause;
+	for (size_t i = 0; i < sel->n_from_clause; i++)
+		if (from_item(c, sel->from_clause[i], true) < 0)
+			return ROUTE_FAIL;
+	if (scan_stmt(c, &sel->base, false, &s) < 0)
+		return ROUTE_FAIL;
+	if (s.sharded)
+		return refuse_sub(c, &s);
+	int r = first_sharded(c);
+	if (r < 0)
+		return replicated(c, s.lock || s.modifying || s.unknown_func || s.into);
+	if (s.into)
+		return refuse(c, "0A000", "SELECT INTO from sharded table %s", ref_name(c, r));
+	if (add_qual(c, sel->where_clause, true) < 0 || read_conditions(c) < 0)
+		return ROUTE_FAIL;
+	return decide(c, s.window, s.lock || s.modifying);
+}
+
+/* UPDATE target (ref 0) with FROM, DELETE with USING: every sharded table
+ * in the target's group. */
+static int route_write(struct route_ctx *c, const PgQuery__RangeVar *target, size_t n_from, PgQuery__Node *const *from,
+		       const PgQuery__Node *where, const PgQuery__WithClause *with, const ProtobufCMessage *stmt,
+		       const char *verb, const char *from_word)
+{
+	c->with = with;
+	if (!target || add_ref(c, target) < 0)
+		return target ? ROUTE_FAIL : refuse(c, "0A000", "%s without a table", verb);
+	for (size_t i = 0; i < n_from; i++)
+		if (from_item(c, from[i], true) < 0)
+			return ROUTE_FAIL;
+	struct scan s;
+	if (scan_stmt(c, stmt, false, &s) < 0)
+		return ROUTE_FAIL;
+	int r = first_sharded(c);
+	if (c->refs[0].table < 0) {
+		if (r >= 0)
+			return refuse(c, "0A000", "%s of replicated table %s from sharded table %s (each shard would "
+				      "write differently)", verb, ref_name(c, 0), ref_name(c, r));
+		if (s.sharded)
+			return refuse(c, "0A000", "%s of replicated table %s from sharded table %s in %s (each shard "
+				      "would write differently)", verb, ref_name(c, 0), s.sharded, s.what);
+		return replicated(c, true);
+	}
+	if (s.sharded)
+		return refuse_sub(c, &s);
+	if (add_qual(c, where, true) < 0 || read_conditions(c) < 0)
+		return ROUTE_FAIL;
+	for (int k = 1; k < c->n_refs; k++)
+		if (c->refs[k].table >= 0 && find(c, k) != find(c, 0))
+			return refuse(c, "0A000", "%s ... %s across shards: %s is not joined to %s on their shard keys", verb,
+				      from_word, ref_name(c, k), ref_name(c, 0));
+	return decide_group(c, find(c, 0), false, true);
+}
+
+/* SET key = ...: the row would have to move to another shard. */
+static int check_key_kept(struct route_ctx *c, const struct shard_table *t, size_t n, PgQuery__Node *const *targets,
+			  const char *what)
+{
+	for (size_t i = 0; i < n; i++) {
+		const PgQuery__Node *n_ = targets[i];
+		if (n_->node_case == PG_QUERY__NODE__NODE_RES_TARGET && n_->res_target->name &&
+		    strcmp(n_->res_target->name, t->column) == 0)
+			return refuse(c, "0A000", "%s of shard key column %s.%s (the row would move to another shard)", what,
+				      t->table, t->column);
+	}
+	return 0;
+}
+
+static int route_update(struct route_ctx *c, const PgQuery__UpdateStmt *u)
+{
+	int rc = route_write(c, u->relation, u->n_from_clause, u->from_clause, u->where_clause, u->with_clause, &u->base,
+			     "UPDATE", "FROM");
+	if (rc < 0 || c->refs[0].table < 0)
+		return rc;
+	return check_key_kept(c, &c->map->tables[c->refs[0].table], u->n_target_list, u->target_list, "UPDATE");
+}
+
+static int route_delete(struct route_ctx *c, const PgQuery__DeleteStmt *d)
+{
+	return route_write(c, d->relation, d->n_using_clause, d->using_clause, d->where_clause, d->with_clause, &d->base,
+			   "DELETE", "USING");
+}
+
+static int route_insert(struct route_ctx *c, const PgQuery__InsertStmt *ins)
+{
+	c->with = ins->with_clause;
+	if (!ins->relation || add_ref(c, ins->relation) < 0)
+		return ins->relation ? ROUTE_FAIL : refuse(c, "0A000", "INSERT without a table");
+	const PgQuery__SelectStmt *sel = ins->select_stmt && ins->select_stmt->node_case == PG_QUERY__NODE__NODE_SELECT_STMT
+						 ? ins->select_stmt->select_stmt : NULL;
+	bool values = sel && sel->n_values_lists > 0 && sel->op == PG_QUERY__SET_OPERATION__SETOP_NONE;
+	struct scan s;
+	if (scan_stmt(c, &ins->base, false, &s) < 0)
+		return ROUTE_FAIL;
+	if (c->refs[0].table < 0) {
+		if (s.sharded)
+			return refuse(c, "0A000", "INSERT into replicated table %s from sharded table %s (each shard would "
+				      "write differently)", ref_name(c, 0), s.sharded);
+		return replicated(c, true);
+	}
+	const struct shard_table *t = &c->map->tables[c->refs[0].table];
+	if (!sel)
+		return refuse(c, "0A000", "INSERT ... DEFAULT VALUES into sharded table %s: no shard key value", t->table);
+	if (!values)
+		return refuse(c, "0A000", "INSERT ... SELECT into sharded table %s (its rows would need splitting by "
+			      "shard key)", t->table);
+	if (s.sharded)
+		return refuse_sub(c, &s);
+	if (ins->on_conflict_clause && check_key_kept(c, t, ins->on_conflict_clause->n_target_list,
+						      ins->on_conflict_clause->target_list, "ON CONFLICT DO UPDATE") < 0)
+		return ROUTE_FAIL;
+	int pos = -1;
+	for (size_t i = 0; i < ins->n_cols; i++) {
+		const PgQuery__Node *n = ins->cols[i];
+		if (n->node_case != PG_QUERY__NODE__NODE_RES_TARGET || !n->res_target->name ||
+		    strcmp(n->res_target->name, t->column) != 0)
+			continue;
+		if (n->res_target->n_indirection)
+			return refuse(c, "0A000", "INSERT into a part of shard key column %s.%s", t->table, t->column);
+		pos = (int)i;
+	}
+	if (!ins->n_cols)
+		return refuse(c, "0A000", "INSERT into sharded table %s without a column list (sluice needs the "
+			      "position of shard key %s)", t->table, t->column);
+	if (pos < 0)
+		return refuse(c, "0A000", "INSERT into sharded table %s without its shard key column %s", t->table,
+			      t->column);
+	c->out->items = calloc(sel->n_values_lists, sizeof(*c->out->items));
+	if (!c->out->items)
+		return -ENOMEM;
+	c->out->n_items = sel->n_values_lists;
+	uint64_t mask = 0;
+	size_t params = 0;
+	for (size_t i = 0; i < sel->n_values_lists; i++) {
+		const PgQuery__Node *row = sel->values_lists[i];
+		if (row->node_case != PG_QUERY__NODE__NODE_LIST || row->list->n_items <= (size_t)pos)
+			return refuse(c, "0A000", "INSERT row %zu into %s without a shard key value", i + 1, t->table);
+		struct value v = { 0 };
+		int got = value_of(c, t, row->list->items[pos], &v);
+		if (got < 0)
+			return ROUTE_FAIL;
+		struct shard_item *it = &c->out->items[i];
+		if (got == VAL_SHARD) {
+			*it = (struct shard_item){ .shard = v.shard };
+			mask |= UINT64_C(1) << v.shard;
+		} else if (got == VAL_PARAM) {
+			*it = (struct shard_item){ .shard = -1, .param = v.param, .param_type = v.param_type };
+			params++;
+		} else {
+			return refuse(c, "0A000", "INSERT into sharded table %s with a shard key sluice cannot compute "
+				      "(row %zu: only constants and parameters, $n)", t->table, i + 1);
+		}
+	}
+	c->out->write = true;
+	if (sel->n_values_lists == 1 && params == 1) {
+		c->out->kind = SHARD_ROUTE_BIND;
+		c->out->param = c->out->items[0].param;
+		c->out->param_type = c->out->items[0].param_type;
+	} else if (!params && __builtin_popcountll(mask) == 1) {
+		c->out->kind = SHARD_ROUTE_ONE;
+		c->out->shard = first_shard(mask);
+	} else {
+		c->out->kind = SHARD_ROUTE_SEVERAL;
+		c->out->mask = mask;
+		return 0;
+	}
+	free(c->out->items);
+	c->out->items = NULL;
+	c->out->n_items = 0;
+	return 0;
+}
+
+/* Any other statement (DDL, DO, CALL, ...): on every shard, unless a query
+ * inside it reads sharded tables (CREATE VIEW, CREATE TABLE AS, ...). */
+static int route_other(struct route_ctx *c, const PgQuery__Node *n, const char *what)
+{
+	struct scan s;
+	const ProtobufCMessageDescriptor *d = NULL;
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(&pg_query__node__descriptor,
+									     (unsigned)n->node_case);
+	if (f && f->type == PROTOBUF_C_TYPE_MESSAGE)
+		d = f->descriptor;
+	const ProtobufCMessage *m = d ? *(ProtobufCMessage *const *)((const char *)n + f->offset) : NULL;
+	if (!m)
+		return replicated(c, true);
+	if (scan_stmt(c, m, false, &s) < 0)
+		return ROUTE_FAIL;
+	if (s.sharded)
+		return refuse(c, "0A000", "%s reading sharded table %s (each shard would get only its own rows)", what,
+			      s.sharded);
+	return replicated(c, true);
+}
+
+static int route_stmt(struct route_ctx *c, const PgQuery__Node *n)
+{
+	c->n_refs = c->n_quals = c->n_usings = 0;
+	c->with = NULL;
+	switch (n ? n->node_case : PG_QUERY__NODE__NODE__NOT_SET) {
+	case PG_QUERY__NODE__NODE_SELECT_STMT:
+		return route_select(c, n->select_stmt);
+	case PG_QUERY__NODE__NODE_INSERT_STMT:
+		return route_insert(c, n->insert_stmt);
+	case PG_QUERY__NODE__NODE_UPDATE_STMT:
+		return route_update(c, n->update_stmt);
+	case PG_QUERY__NODE__NODE_DELETE_STMT:
+		return route_delete(c, n->delete_stmt);
+	case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
+		return route_stmt(c, n->explain_stmt->query);
+	case PG_QUERY__NODE__NODE_TRANSACTION_STMT:
+	case PG_QUERY__NODE__NODE_VARIABLE_SET_STMT:
+	case PG_QUERY__NODE__NODE_VARIABLE_SHOW_STMT:
+	case PG_QUERY__NODE__NODE_DISCARD_STMT:
+	case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+	case PG_QUERY__NODE__NODE_LISTEN_STMT:
+	case PG_QUERY__NODE__NODE_UNLISTEN_STMT:
+	case PG_QUERY__NODE__NODE_NOTIFY_STMT:
+		c->out->kind = SHARD_ROUTE_SESSION;
+		return 0;
+	case PG_QUERY__NODE__NODE_PREPARE_STMT:
+	case PG_QUERY__NODE__NODE_EXECUTE_STMT:
+		return refuse(c, "0A000", "SQL-level PREPARE and EXECUTE on a sharded database (use the extended "
+			      "protocol's Parse and Bind)");
+	case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+	case PG_QUERY__NODE__NODE_FETCH_STMT:
+	case PG_QUERY__NODE__NODE_CLOSE_PORTAL_STMT:
+		return refuse(c, "0A000", "cursors (DECLARE, FETCH, MOVE, CLOSE) on a sharded database");
+	case PG_QUERY__NODE__NODE_COPY_STMT: {
+		const PgQuery__CopyStmt *cp = n->copy_stmt;
+		if (cp->relation && map_find(c->map, cp->relation->schemaname && *cp->relation->schemaname
+							     ? cp->relation->schemaname : NULL, cp->relation->relname) >= 0)
+			return refuse(c, "0A000", "COPY of sharded table %s (splitting rows by shard key is not built yet)",
+				      cp->relation->relname);
+		struct scan s;
+		if (scan_stmt(c, &cp->base, false, &s) < 0)
+			return ROUTE_FAIL;
+		if (s.sharded)
+			return refuse(c, "0A000", "COPY (query) over sharded table %s", s.sharded);
+		return replicated(c, cp->is_from || s.modifying || s.unknown_func);
+	}
+	case PG_QUERY__NODE__NODE_MERGE_STMT: {
+		struct scan s;
+		if (scan_stmt(c, &n->merge_stmt->base, true, &s) < 0)
+			return ROUTE_FAIL;
+		if (s.sharded)
+			return refuse(c, "0A000", "MERGE with sharded table %s", s.sharded);
+		return replicated(c, true);
+	}
+	case PG_QUERY__NODE__NODE__NOT_SET:
+		return replicated(c, false);
+	default:
+		return route_other(c, n, "a statement");
+	}
+}
+
+/* Several statements in one Query: one place for all, or refused. */
+static int combine(struct route_ctx *c, struct shard_route *acc, bool *have, const struct shard_route *r)
+{
+	if (r->kind == SHARD_ROUTE_SESSION && *have)
+		return 0;
+	if (!*have || acc->kind == SHARD_ROUTE_SESSION) {
+		struct shard_item *items = acc->items;
+		*acc = *r;
+		acc->items = items; /* a multi-statement text never keeps items */
+		*have = true;
+		return 0;
+	}
+	bool acc_rep = acc->kind == SHARD_ROUTE_REPLICATED_READ || acc->kind == SHARD_ROUTE_REPLICATED_WRITE;
+	bool r_rep = r->kind == SHARD_ROUTE_REPLICATED_READ || r->kind == SHARD_ROUTE_REPLICATED_WRITE;
+	if (acc_rep && r_rep) {
+		acc->write |= r->write;
+		acc->kind = acc->write ? SHARD_ROUTE_REPLICATED_WRITE : SHARD_ROUTE_REPLICATED_READ;
+		return 0;
+	}
+	if (acc->kind == SHARD_ROUTE_ONE && r->kind == SHARD_ROUTE_ONE && acc->shard == r->shard) {
+		acc->write |= r->write;
+		return 0;
+	}
+	return refuse(c, "0A000", "several statements in one query that do not all go to one shard: send them one "
+		      "at a time");
+}
+
+int shard_route(const char *sql, const uint32_t *param_types, int n_param_types, const struct shard_map *map,
+		struct shard_route *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct route_ctx *c = calloc(1, sizeof(*c));
+	if (!c) {
+		out->kind = SHARD_ROUTE_REFUSE;
+		snprintf(out->sqlstate, sizeof(out->sqlstate), "53200");
+		snprintf(out->message, sizeof(out->message), "out of memory routing over shards");
+		return -ENOMEM;
+	}
+	c->map = map;
+	c->ptypes = param_types;
+	c->n_ptypes = n_param_types;
+	struct sql_tree tree;
+	int rc = sql_parse(&tree, sql);
+	if (rc < 0) {
+		/* below */
+	} else if (!tree.pr) {
+		c->out = out;
+		refuse(c, "42601", "syntax error: sluice routes over shards only what PostgreSQL's parser reads");
+	} else if (tree.pr->n_stmts == 1) {
+		c->out = out;
+		rc = route_stmt(c, tree.pr->stmts[0]->stmt);
+	} else if (tree.pr->n_stmts == 0) {
+		out->kind = SHARD_ROUTE_REPLICATED_READ; /* an empty query: any shard answers it */
+	} else {
+		struct shard_route one;
+		bool have = false;
+		for (size_t i = 0; i < tree.pr->n_stmts && rc >= 0 && !c->refused; i++) {
+			memset(&one, 0, sizeof(one));
+			c->out = &one;
+			rc = route_stmt(c, tree.pr->stmts[i]->stmt);
+			if (rc == -ENOMEM) {
+				shard_route_deinit(&one);
+				break;
+			}
+			c->out = out;
+			if (one.kind == SHARD_ROUTE_REFUSE) {
+				shard_route_deinit(out);
+				*out = one;
+				one.items = NULL;
+			} else if (one.kind == SHARD_ROUTE_BIND || one.kind == SHARD_ROUTE_SEVERAL ||
+				   one.kind == SHARD_ROUTE_MULTI) {
+				c->refused = false;
+				refuse(c, "0A000", "several statements in one query where one of them needs more than one "
+				       "shard (or a Bind): send them one at a time");
+			} else {
+				combine(c, out, &have, &one);
+			}
+			shard_route_deinit(&one);
+			rc = 0;
+		}
+	}
+	sql_tree_deinit(&tree);
+	free(c);
+	if (rc == -ENOMEM) {
+		shard_route_deinit(out);
+		out->kind = SHARD_ROUTE_REFUSE;
+		snprintf(out->sqlstate, sizeof(out->sqlstate), "53200");
+		snprintf(out->message, sizeof(out->message), "out of memory routing over shards");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void shard_route_deinit(struct shard_route *r)
+{
+	free(r->items);
+	r->items = NULL;
+	r->n_items = 0;
+}
+
+const char *shard_route_kind_name(int kind)
+{
+	static const char *const names[SHARD_ROUTE_KINDS] = {
+		[SHARD_ROUTE_ONE] = "one",
+		[SHARD_ROUTE_SEVERAL] = "several",
+		[SHARD_ROUTE_BIND] = "bind",
+		[SHARD_ROUTE_REPLICATED_READ] = "replicated read",
+		[SHARD_ROUTE_REPLICATED_WRITE] = "replicated write",
+		[SHARD_ROUTE_MULTI] = "multi",
+		[SHARD_ROUTE_SESSION] = "session",
+		[SHARD_ROUTE_REFUSE] = "refuse",
+	};
+	return kind >= 0 && kind < SHARD_ROUTE_KINDS ? names[kind] : "?";
+}

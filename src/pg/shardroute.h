@@ -1,0 +1,95 @@
+/*
+ * shardroute.h - where a statement of a sharded database goes (issue 19,
+ * docs/sharding.md): a pure function of the SQL text, the types of its
+ * parameters (when a Parse gave them) and the database's sharded tables.
+ * PostgreSQL's own grammar reads the text (sqlparse.h, libpg_query); the
+ * shard of a key value is PostgreSQL's hash partitioning (pghash.h).
+ *
+ * What fixes a table's shard key: `key = constant`, `key = $n` and
+ * `key IN (constants)` among the AND-ed conditions at the top of a WHERE
+ * (or of an inner join's ON); under OR or NOT nothing is fixed. Sharded
+ * tables of one statement must be co-located: joined by equality of their
+ * keys (`a.k = b.k`, or USING (k)), so every row a shard's join needs is on
+ * that shard. Tables not in the map are replicated: the same on every
+ * shard. The answer is never a guess: what sluice cannot route exactly is
+ * refused (SQLSTATE 0A000) with a message naming the construct.
+ *
+ * Owns: struct shard_route's items (shard_route_deinit frees them).
+ * Must not: do I/O, keep state between calls, or know about clients,
+ * servers and pools.
+ */
+#ifndef SLUICE_SHARDROUTE_H
+#define SLUICE_SHARDROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One sharded table of the database ([sharded_tables]; names as the
+ * parser leaves them: unquoted ones in lower case). */
+struct shard_table {
+	const char *schema; /* NULL: the name in any schema */
+	const char *table;
+	const char *column; /* the shard key column */
+	int key_type;       /* enum pghash_type; PGHASH_UNKNOWN when not configured */
+};
+
+/* A sharded database as the router sees it; the caller owns it all. */
+struct shard_map {
+	const struct shard_table *tables;
+	size_t n_tables;
+	int n_shards;       /* 1..PGHASH_MAX_MODULUS */
+};
+
+enum shard_route_kind {
+	SHARD_ROUTE_ONE = 0,          /* one shard: .shard */
+	SHARD_ROUTE_SEVERAL,          /* the shards in .mask (an IN list, the rows of a
+				       * multi-row INSERT: .items), each running the
+				       * text as it is; their answers merged */
+	SHARD_ROUTE_BIND,             /* one shard, decided at Bind: the shard of
+				       * parameter $.param's value, of type .param_type */
+	SHARD_ROUTE_REPLICATED_READ,  /* only replicated tables, reads: any one shard */
+	SHARD_ROUTE_REPLICATED_WRITE, /* only replicated tables (or DDL), writes: every shard */
+	SHARD_ROUTE_MULTI,            /* sharded tables, no fixed key: every shard, merged */
+	SHARD_ROUTE_SESSION,          /* transaction control and session settings (BEGIN,
+				       * COMMIT, SET, SHOW, ...): the client side applies
+				       * them on the shards its transaction uses */
+	SHARD_ROUTE_REFUSE,           /* cannot be answered exactly: .sqlstate, .message */
+	SHARD_ROUTE_KINDS
+};
+
+/* One row of a multi-row INSERT ... VALUES, in order. */
+struct shard_item {
+	int shard;          /* its shard, or -1: decided at Bind */
+	int param;          /* -1 rows: the parameter ($n) holding its key */
+	int param_type;     /* -1 rows: the parameter's type (enum pghash_type) */
+};
+
+struct shard_route {
+	int kind;           /* enum shard_route_kind */
+	bool write;         /* the statement writes (or locks rows: FOR UPDATE) */
+	int shard;          /* ONE: the shard */
+	uint64_t mask;      /* SEVERAL: bit i for shard i (known rows only for items) */
+	int param;          /* BIND: $n, from 1 */
+	int param_type;     /* BIND: enum pghash_type of the value (PGHASH_UNKNOWN when
+			     * neither the configuration nor the Parse said) */
+	struct shard_item *items; /* SEVERAL from INSERT ... VALUES: one per row; else NULL */
+	size_t n_items;
+	char sqlstate[6];   /* REFUSE */
+	char message[256];  /* REFUSE: what cannot be routed, and why */
+};
+
+/*
+ * Route the NUL-terminated SQL text (one or several statements) over map.
+ * param_types: the Parse's parameter type OIDs (n_param_types of them, 0 =
+ * unspecified; NULL for a simple Query). Fills *out (then always
+ * shard_route_deinit it) and returns 0; -ENOMEM when memory ran out (out
+ * is then a REFUSE with SQLSTATE 53200).
+ */
+int shard_route(const char *sql, const uint32_t *param_types, int n_param_types, const struct shard_map *map,
+		struct shard_route *out);
+void shard_route_deinit(struct shard_route *r);
+
+const char *shard_route_kind_name(int kind);
+
+#endif
