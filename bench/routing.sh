@@ -19,7 +19,8 @@
 #   4. runs ROUNDS rounds; in each, every workload against its two targets,
 #      the order swapped from round to round; medians over rounds:
 #        select   pgbench -S -c CLIENTS -j 2: TPS on `routed` against
-#                 `primary` (reads over both servers vs the primary alone;
+#                 `primary` (reads over both servers, primary_reads = on
+#                 (PRIMARY_READS=off: standbys only), vs the primary alone;
 #                 on a 2-CPU machine both servers share the same CPUs, so
 #                 expect no gain here, only the cost of routing)
 #        tpcb     pgbench (TPC-B-like) -c WRITERS -j 2 --log: TPS and p99
@@ -181,7 +182,7 @@ wait_port "$F_PORT" 10 || die "the forwarder did not start"
 cat >"$WORK/sluice.ini" <<EOF
 [databases]
 primary = host=127.0.0.1 port=$P_PORT dbname=bench
-routed = host=127.0.0.1,127.0.0.1 port=$P_PORT,$S_PORT dbname=bench read_routing=auto
+routed = host=127.0.0.1,127.0.0.1 port=$P_PORT,$S_PORT dbname=bench read_routing=auto primary_reads=${PRIMARY_READS:-on}
 mirrored = host=127.0.0.1 port=$P_PORT dbname=bench mirror=slowmirror mirror_fraction=1
 slowmirror = host=127.0.0.1 port=$F_PORT dbname=bench
 [sluice]
