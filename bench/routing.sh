@@ -30,7 +30,8 @@
 #                 SHOW HOSTS (how many reads each host took)
 #
 # Environment: ROUNDS (3), DURATION (10 s per run), SCALE (10), CLIENTS (16),
-# WRITERS (8), MIRROR_DELAY_MS (5), MIRROR_QUEUE_SIZE (sluice's default:
+# WRITERS (8), MIRROR_DELAY_MS (5), MIRROR_SLEEP_MS (20: a trigger on the
+# mirror's pgbench_history sleeps that long per row), MIRROR_QUEUE_SIZE (sluice's default:
 # a mirror slower than the primary drops what overflows it), SLUICE_BIN
 # (build/sluice).
 # Output: the table on stdout and in build/bench/routing.txt; every figure
@@ -139,6 +140,15 @@ CLUSTERS+=("$WORK/standby")
 	-c 'select pg_is_in_recovery()')" = t ] || die "the standby is not in recovery"
 note "mirror on $M_PORT, behind a forwarder adding ${MIRROR_DELAY_MS} ms on $F_PORT"
 new_cluster mirror "$M_PORT"
+# ... and that sleeps: each replayed TPC-B transaction waits
+# MIRROR_SLEEP_MS (20) ms in the mirror without using a CPU, so the mirror
+# is slow without taking the CPUs the primary's clients need.
+if [ "${MIRROR_SLEEP_MS:-20}" != 0 ]; then
+	env PGPASSWORD=bench timeout 30 "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$M_PORT" -U bench -d bench -v ON_ERROR_STOP=1 \
+		-c "CREATE FUNCTION bench_sleep() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN PERFORM pg_sleep(${MIRROR_SLEEP_MS:-20} / 1000.0); RETURN NEW; END \$\$" \
+		-c "CREATE TRIGGER bench_sleep BEFORE INSERT ON pgbench_history FOR EACH ROW EXECUTE FUNCTION bench_sleep()" \
+		>/dev/null || die "could not make the mirror sleep"
+fi
 
 # The slow mirror: every chunk towards the mirror waits MIRROR_DELAY_MS
 # (in order); answers come back at once.
