@@ -153,19 +153,6 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
-static inline uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline void put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
 /* ---- channels ---- */
 
 static struct my_mirror_chan *chan_find(struct worker *w, struct mirror_stats *st, struct pool *p)
@@ -350,7 +337,7 @@ static bool send_cmd(struct my_server *s, const uint8_t *p, uint32_t len, bool i
 		return false;
 	if (id_at) {
 		uint8_t head[5] = { p[0] };
-		put_u32(head + 1, id);
+		my_le32_put(head + 1, id);
 		if (iobuf_append(out, head, 5) < 0 || iobuf_append(out, p + 5, len - 5) < 0)
 			return false;
 	} else if (iobuf_append(out, p, len) < 0) {
@@ -398,7 +385,7 @@ static bool prepared_add(struct my_mirror_chan *ch, uint64_t key, uint32_t id)
 	}
 	struct mx_prepared *old = &ch->prepared[ch->next_slot];
 	uint8_t close[5] = { MY_COM_STMT_CLOSE };
-	put_u32(close + 1, old->id);
+	my_le32_put(close + 1, old->id);
 	if (my_packet_put(&ch->srv->sock.wbuf, 0, close, sizeof(close)) < 0)
 		return false;
 	*old = (struct mx_prepared){ key, id };
@@ -449,7 +436,7 @@ static void replay_next(struct my_mirror_chan *ch)
 		while (base + ch->pos + 5 <= end) {
 			const uint8_t *item = base + ch->pos;
 			uint8_t kind = item[0];
-			uint32_t len = get_u32(item + 1);
+			uint32_t len = my_le32_get(item + 1);
 			const uint8_t *p = item + 5;
 			ch->sum.cur = ch->cmd;
 			if (kind == 'C') {
@@ -463,8 +450,8 @@ static void replay_next(struct my_mirror_chan *ch)
 				goto sent;
 			}
 			/* 'S': [u64 hash][u32 text length][text][payload] */
-			uint64_t h = (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-			uint32_t tlen = get_u32(p + 8);
+			uint64_t h = (uint64_t)my_le32_get(p) | (uint64_t)my_le32_get(p + 4) << 32;
+			uint32_t tlen = my_le32_get(p + 8);
 			const uint8_t *text = p + 12;
 			const uint8_t *cmd = text + tlen;
 			uint32_t clen = len - 12 - tlen;
@@ -607,13 +594,13 @@ bool my_mirror_packet(struct my_server *s, const struct my_packet *pk)
 	} else if (ch->want == W_PREP && ch->prep_first) {
 		ch->prep_first = false;
 		if (pk->len >= 9 && pk->payload[0] == 0x00) {
-			if (!prepared_add(ch, ch->prep_key, get_u32(pk->payload + 1)))
+			if (!prepared_add(ch, ch->prep_key, my_le32_get(pk->payload + 1)))
 				failed = true;
 		} else {
 			/* Its command's result is this error; it is not sent. */
 			sum_packet(&ch->sum, pk->payload, pk->len, false, false);
 			const uint8_t *item = iobuf_head(&ch->cur->req) + ch->pos;
-			ch->pos += 5 + get_u32(item + 1);
+			ch->pos += 5 + my_le32_get(item + 1);
 			ch->cmd++;
 		}
 	}
@@ -708,7 +695,7 @@ static bool add_cmd(struct my_mirror_tx *tx, uint8_t kind, uint32_t len, const v
 		return false;
 	}
 	uint8_t h[5] = { kind };
-	put_u32(h + 1, len);
+	my_le32_put(h + 1, len);
 	put(tx, h, 5);
 	tx->cmd_text[tx->n_cmds++] = text ? add_text(tx, text, text_len) : UINT32_MAX;
 	tx->summarise = !tx->over;
@@ -722,7 +709,7 @@ static void capture_stmt(struct my_mirror_tx *tx, struct my_client *c, const str
 	uint32_t tlen;
 	uint16_t params;
 	const uint8_t *types;
-	if (pk->len < 5 || !my_stmt_describe(c, get_u32(pk->payload + 1), &text, &tlen, &params, &types)) {
+	if (pk->len < 5 || !my_stmt_describe(c, my_le32_get(pk->payload + 1), &text, &tlen, &params, &types)) {
 		tx->over = true; /* not a statement sluice knows (max_prepared_statements = 0) */
 		return;
 	}
@@ -753,9 +740,9 @@ static void capture_stmt(struct my_mirror_tx *tx, struct my_client *c, const str
 	if (!add_cmd(tx, 'S', 12 + tlen + clen, text, tlen))
 		return;
 	uint8_t head[12];
-	put_u32(head, (uint32_t)h);
-	put_u32(head + 4, (uint32_t)(h >> 32));
-	put_u32(head + 8, tlen);
+	my_le32_put(head, (uint32_t)h);
+	my_le32_put(head + 4, (uint32_t)(h >> 32));
+	my_le32_put(head + 8, tlen);
 	put(tx, head, sizeof(head));
 	put(tx, text, tlen);
 	if (!add_types) {

@@ -131,6 +131,21 @@ uint8_t my_get_u8(struct my_reader *r);
 uint16_t my_get_u16(struct my_reader *r);
 uint32_t my_get_u24(struct my_reader *r);
 uint32_t my_get_u32(struct my_reader *r);
+
+/* A little-endian 32-bit value at p (MySQL's byte order; also the order of
+ * sluice's own records of statements and mirrored commands). */
+static inline uint32_t my_le32_get(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void my_le32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
 uint64_t my_get_u64(struct my_reader *r);
 /* Length-encoded integer; 0xfb (NULL in a text row) sets *is_null (may be
  * NULL) and returns 0; 0xff is an error. */

@@ -64,19 +64,6 @@ static uint32_t key_hash(const char *key, uint32_t len)
 	return h;
 }
 
-static inline uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline void put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
 /* The text of a key (after the schema and its NUL). */
 static const char *key_text(const char *key, uint32_t key_len, uint32_t *text_len)
 {
@@ -179,7 +166,7 @@ static void server_drop_at(struct my_server_stmts *t, uint32_t i)
 static bool send_close(struct my_server *s, uint32_t server_id)
 {
 	uint8_t cmd[5] = { MY_COM_STMT_CLOSE };
-	put_u32(cmd + 1, server_id);
+	my_le32_put(cmd + 1, server_id);
 	return my_packet_put(&s->sock.wbuf, 0, cmd, sizeof(cmd)) == 0;
 }
 
@@ -262,7 +249,7 @@ bool my_stmt_command_here(struct my_client *c, const struct my_packet *pk)
 	uint8_t cmd = pk->payload[0];
 	if (cmd == MY_COM_STMT_EXECUTE) {
 		/* Its own LAST_INSERT_ID() first, as for a query (my_client.c). */
-		struct my_stmt *st = pk->len >= 5 ? client_find(&c->stmts, get_u32(pk->payload + 1)) : NULL;
+		struct my_stmt *st = pk->len >= 5 ? client_find(&c->stmts, my_le32_get(pk->payload + 1)) : NULL;
 		if (st && st->reads_insert_id)
 			c->reads_insert_id = true;
 		return false;
@@ -271,13 +258,13 @@ bool my_stmt_command_here(struct my_client *c, const struct my_packet *pk)
 		/* No answer; the servers keep their statement for whoever
 		 * prepares the same text next. */
 		if (pk->len >= 5)
-			client_remove(&c->stmts, get_u32(pk->payload + 1));
+			client_remove(&c->stmts, my_le32_get(pk->payload + 1));
 		pgsock_drop(&c->sock, MY_HEADER_LEN + pk->len);
 		return true;
 	}
 	if (c->server || (cmd != MY_COM_STMT_RESET && cmd != MY_COM_STMT_FETCH))
 		return false;
-	uint32_t id = pk->len >= 5 ? get_u32(pk->payload + 1) : 0;
+	uint32_t id = pk->len >= 5 ? my_le32_get(pk->payload + 1) : 0;
 	if (!client_find(&c->stmts, id)) {
 		unknown_stmt(c, pk, id, command_name(cmd));
 		return true;
@@ -434,7 +421,7 @@ enum my_stmt_verdict my_stmt_command(struct my_client *c, const struct my_packet
 		c->stmts.preparing = st->id;
 		return MY_STMT_FORWARD;
 	}
-	uint32_t id = pk->len >= 5 ? get_u32(pk->payload + 1) : 0;
+	uint32_t id = pk->len >= 5 ? my_le32_get(pk->payload + 1) : 0;
 	struct my_stmt *st = client_find(&c->stmts, id);
 	if (!st || st->pending) {
 		if (pk->len < full) {
@@ -464,7 +451,7 @@ enum my_stmt_verdict my_stmt_command(struct my_client *c, const struct my_packet
 		return MY_STMT_WAIT;
 	}
 	ss->used = ++s->stmts.clock;
-	put_u32(pgsock_cursor(&c->sock) + MY_HEADER_LEN + 1, ss->server_id);
+	my_le32_put(pgsock_cursor(&c->sock) + MY_HEADER_LEN + 1, ss->server_id);
 	if (cmd == MY_COM_STMT_SEND_LONG_DATA) {
 		c->pinned = true; /* the data waits in the server's session */
 		c->pin_why = "a long-data upload (COM_STMT_SEND_LONG_DATA)";
@@ -491,9 +478,9 @@ void my_stmt_prepare_answer(struct my_server *s, uint8_t *payload, uint32_t len)
 			server_drop_at(&s->stmts, (uint32_t)(ss - s->stmts.v));
 		return;
 	}
-	uint32_t server_id = get_u32(payload + 1);
+	uint32_t server_id = my_le32_get(payload + 1);
 	uint16_t params = (uint16_t)(payload[7] | payload[8] << 8);
-	put_u32(payload + 1, st->id);
+	my_le32_put(payload + 1, st->id);
 	st->params = params;
 	st->pending = false;
 	/* A statement this session already had under the same key goes. */
@@ -513,7 +500,7 @@ bool my_stmt_internal_prepared(struct my_server *s, const uint8_t *payload, uint
 {
 	struct my_server_stmt *ss = server_pending(&s->stmts);
 	if (len >= 9 && payload[0] == 0x00 && ss) {
-		ss->server_id = get_u32(payload + 1);
+		ss->server_id = my_le32_get(payload + 1);
 		ss->pending = false;
 		return true;
 	}
