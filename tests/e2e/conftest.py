@@ -122,6 +122,19 @@ def pytest_sessionfinish(session, exitstatus):
     _kill_leftovers()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test shows the tail of each of its sluice logs: a rare
+    failure in CI must carry what sluice said when it happened."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    factory = getattr(item, "funcargs", {}).get("sluice")
+    for inst in getattr(factory, "instances", []):
+        report.sections.append((f"sluice log, port {inst.port}", tail(inst.log_text(), 40)))
+
+
 def pytest_collection_modifyitems(config, items):
     if not is_pgbouncer_compat():
         return
