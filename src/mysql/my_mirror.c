@@ -32,6 +32,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mirror.h"
+#include "mirror_chan.h"
 #include "my_conn.h"
 #include "my_ops.h"
 #include "pool.h"
@@ -43,10 +44,7 @@ enum {
 	MX_RESULTS_MAX = 1024,    /* results per transaction */
 	MX_CMDS_MAX = 1024,       /* commands per transaction */
 	MX_PREPARED_MAX = 128,    /* statements kept prepared per mirror connection */
-	MX_RETRY_US = 1000000,    /* after a mirror connection failed, none before this */
 };
-/* A replay not answered within this is given up, with its connection. */
-#define MX_REPLAY_TIMEOUT_US (60 * 1000000LL)
 
 /* One result of a command: 'O' OK (a = affected rows), 'E' ERR (a = its
  * code), 'R' a result set (a = rows, hash of their payloads). */
@@ -104,16 +102,7 @@ struct mx_prepared {
 
 /* A worker's way to one mirror pool for one mirrored database. */
 struct my_mirror_chan {
-	struct my_mirror_chan *next;  /* this worker's channels */
-	struct worker *worker;     /* whose thread uses it */
-	struct mirror_stats *stats; /* counters of (database, mirror) */
-	struct pool *pool;         /* the mirror's pool (mirror database, client's user and variant) */
-	double fraction;           /* mirror_fraction, as last read */
-	struct mirror_queue queue; /* transactions waiting */
-	struct my_server *srv;     /* the aside connection, NULL = none */
-	bool ready;                /* srv logged in */
-	int64_t retry_us;          /* no new connection before this */
-	struct my_mirror_tx *cur;     /* being replayed on srv */
+	MIRROR_CHAN_FIELDS(my_mirror_chan, my_server, my_mirror_tx) /* pool: mirror database, client's user and variant */
 	int stage;                 /* of cur: 0 schema, 1 autocommit, 2 commands, 3 ending */
 	uint32_t pos;              /* offset of cur's next command in its req */
 	uint32_t cmd;              /* index of that command */
@@ -122,61 +111,20 @@ struct my_mirror_chan {
 	uint64_t prep_key;         /* a COM_STMT_PREPARE out is for this key */
 	bool prep_first;           /* its answer's first packet is still to come */
 	struct mx_sum sum;         /* the mirror's results for cur */
-	int64_t sent_us;           /* cur was started */
 	struct mx_prepared prepared[MX_PREPARED_MAX]; /* a ring */
 	uint32_t n_prepared, next_slot; /* entries in prepared; the one replaced next when full */
 };
 
-static __thread struct my_mirror_chan *chans; /* this worker's channels */
-static __thread uint64_t rng;              /* xorshift state, 0 = not seeded */
+static __thread struct mirror_chan *chans; /* this worker's channels (of this protocol) */
 
-static double draw(void)
-{
-	if (!rng)
-		rng = (uint64_t)loop_now_us() * 0x9E3779B97F4A7C15ull ^ (uintptr_t)&rng;
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (double)(rng >> 11) / (double)(1ull << 53);
-}
+#define CORE(ch) ((struct mirror_chan *)(ch))
+#define LIST (&chans)
 
-/* FNV-1a, chained. */
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	if (!h)
-		h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
-/* ---- channels ---- */
-
-static struct my_mirror_chan *chan_find(struct worker *w, struct mirror_stats *st, struct pool *p)
-{
-	for (struct my_mirror_chan *ch = chans; ch; ch = ch->next)
-		if (ch->stats == st && ch->pool == p)
-			return ch;
-	struct my_mirror_chan *ch = calloc(1, sizeof(*ch));
-	if (!ch)
-		return NULL;
-	ch->worker = w;
-	ch->stats = st;
-	ch->pool = p;
-	ch->next = chans;
-	chans = ch;
-	return ch;
-}
+static const struct mirror_chan_ops chan_ops;
 
 static struct my_mirror_chan *chan_of(const struct my_server *s)
 {
-	for (struct my_mirror_chan *ch = chans; ch; ch = ch->next)
-		if (ch->srv == s)
-			return ch;
-	return NULL;
+	return (struct my_mirror_chan *)mirror_chan_of(*LIST, &s->base);
 }
 
 /* Which channel, if any, c's transactions go to under the current
@@ -191,22 +139,14 @@ static void judge(struct my_client *c)
 	const struct config_database *d = config_find_database_for(cfg, c->pool->db_name, CONFIG_PROTO_MYSQL);
 	if (!d || !d->mirror || d->mirror_fraction <= 0)
 		return;
-	char err[200];
+	char err[200] = "";
 	/* The client's variant (capabilities, character set): answers such
 	 * as affected rows (CLIENT_FOUND_ROWS) depend on it. */
 	struct pool *p = pool_get_variant(cfg, &my_ops, d->mirror, c->user, c->pool->variant, c->pool->variant_len, err,
 					  sizeof(err));
-	struct mirror_stats *st = mirror_stats_get(c->pool->db_name, d->mirror);
-	if (!p || !st) {
-		if (!p)
-			log_write(LOG_LEVEL_WARNING, "mirror of %s: %s", c->pool->db_name, err);
-		return;
-	}
-	struct my_mirror_chan *ch = chan_find(c->worker, st, p);
-	if (!ch)
-		return;
-	ch->fraction = d->mirror_fraction;
-	c->mirror_chan = ch;
+	c->mirror_chan = (struct my_mirror_chan *)mirror_chan_get(LIST, &chan_ops, sizeof(struct my_mirror_chan),
+								  c->worker, c->pool->db_name, d->mirror,
+								  d->mirror_fraction, p, err);
 }
 
 static void sum_free(struct mx_sum *s)
@@ -224,49 +164,6 @@ static void tx_free(struct my_mirror_tx *tx)
 	free(tx->cmd_text);
 	sum_free(&tx->primary);
 	free(tx);
-}
-
-static void fail_all(struct my_mirror_chan *ch, enum mirror_result r)
-{
-	struct mirror_qnode *q;
-	while ((q = mirror_queue_pop(&ch->queue))) {
-		mirror_count(ch->stats, r);
-		tx_free((struct my_mirror_tx *)q);
-	}
-}
-
-static void chan_start(struct my_mirror_chan *ch, struct my_mirror_tx *tx);
-
-/* Start the next replay, or the connection it needs. */
-static void chan_kick(struct my_mirror_chan *ch)
-{
-	if (ch->cur || !ch->queue.n)
-		return;
-	if (!ch->srv) {
-		int64_t now = loop_now_us();
-		if (now < ch->retry_us) {
-			fail_all(ch, MIRROR_ERROR);
-			return;
-		}
-		char err[200];
-		ch->ready = false;
-		struct my_server *s = my_server_launch_aside(ch->worker, ch->pool, pool_pick_host(ch->pool), SERVER_MIRROR,
-							     err, sizeof(err));
-		if (s && s->closed) {
-			s = NULL; /* failed at once (closed before we knew it) */
-			snprintf(err, sizeof(err), "connection failed");
-		}
-		ch->srv = s;
-		if (!s) {
-			log_write(LOG_LEVEL_WARNING, "mirror %s: cannot connect: %s", ch->pool->db_name, err);
-			ch->retry_us = now + MX_RETRY_US;
-			fail_all(ch, MIRROR_ERROR);
-		}
-		return;
-	}
-	if (!ch->ready)
-		return;
-	chan_start(ch, (struct my_mirror_tx *)mirror_queue_pop(&ch->queue));
 }
 
 /* ---- summaries (both sides) ---- */
@@ -301,7 +198,7 @@ static void sum_packet(struct mx_sum *s, const uint8_t *p, uint32_t len, bool wa
 		return; /* MariaDB's progress report */
 	if (row) {
 		s->rows++;
-		s->hash = hash_bytes(s->hash, p, len);
+		s->hash = mirror_hash(s->hash, p, len);
 		return;
 	}
 	if (p[0] == 0xff) {
@@ -364,7 +261,7 @@ static void send_text(struct my_server *s, uint8_t command, const char *text, bo
 
 static uint64_t stmt_key(const struct my_server *s, uint64_t text_hash)
 {
-	return hash_bytes(text_hash, s->schema, strlen(s->schema) + 1);
+	return mirror_hash(text_hash, s->schema, strlen(s->schema) + 1);
 }
 
 static const struct mx_prepared *prepared_find(const struct my_mirror_chan *ch, uint64_t key)
@@ -399,13 +296,7 @@ static void chan_finish(struct my_mirror_chan *ch);
  * in a state the next replay cannot trust. */
 static void chan_abandon(struct my_mirror_chan *ch, enum mirror_result r, const char *why)
 {
-	log_write(LOG_LEVEL_WARNING, "mirror %s: replay given up: %s", ch->pool->db_name, why);
-	mirror_count(ch->stats, r);
-	tx_free(ch->cur);
-	ch->cur = NULL;
-	ch->want = W_NONE;
-	sum_free(&ch->sum);
-	my_server_close(ch->srv, why);
+	mirror_chan_abandon(CORE(ch), r, why);
 }
 
 /* Send the next command of cur, or finish it. */
@@ -494,17 +385,15 @@ sent:
 	my_server_send_pending(s);
 }
 
-static void chan_start(struct my_mirror_chan *ch, struct my_mirror_tx *tx)
+static void chan_start(struct mirror_chan *core, struct mirror_qnode *rec)
 {
-	ch->cur = tx;
+	struct my_mirror_chan *ch = (struct my_mirror_chan *)core;
+	(void)rec; /* ch->cur */
 	sum_free(&ch->sum);
 	ch->stage = 0;
 	ch->pos = 0;
 	ch->cmd = 0;
 	ch->want = W_NONE;
-	mirror_count(ch->stats, MIRROR_SENT);
-	ch->sent_us = loop_now_us();
-	server_core_set_state(&ch->srv->base, SERVER_CHECK);
 	replay_next(ch);
 }
 
@@ -518,7 +407,6 @@ static void chan_finish(struct my_mirror_chan *ch)
 {
 	struct my_mirror_tx *tx = ch->cur;
 	const struct mx_sum *p = &tx->primary, *m = &ch->sum;
-	int64_t mirror_us = loop_now_us() - ch->sent_us;
 	uint32_t n = p->n > m->n ? p->n : m->n;
 	bool differ = m->over;
 	uint32_t at = m->over ? m->n : 0;
@@ -528,19 +416,35 @@ static void chan_finish(struct my_mirror_chan *ch)
 			at = i;
 		}
 	}
-	if (differ) {
-		uint32_t cmd = at < p->n ? p->v[at].cmd : at < m->n ? m->v[at].cmd : UINT32_MAX;
-		mirror_count(ch->stats, MIRROR_DIFFERED);
-		mirror_note_differed(ch->stats, cmd_text(tx, cmd));
-	}
-	mirror_note_times(ch->stats, tx->primary_us, mirror_us);
-	ch->cur = NULL;
+	uint32_t cmd = at < p->n ? p->v[at].cmd : at < m->n ? m->v[at].cmd : UINT32_MAX;
+	mirror_chan_done(CORE(ch), differ, differ ? cmd_text(tx, cmd) : NULL, tx->primary_us);
+}
+
+/* What the channel kept of its replay in flight. */
+static void chan_forget(struct mirror_chan *core)
+{
+	struct my_mirror_chan *ch = (struct my_mirror_chan *)core;
 	ch->want = W_NONE;
 	sum_free(&ch->sum);
-	tx_free(tx);
-	server_core_set_state(&ch->srv->base, SERVER_IDLE);
-	chan_kick(ch);
 }
+
+static struct server *chan_open(struct mirror_chan *ch, int host, char *err, size_t errlen)
+{
+	struct my_server *s = my_server_launch_aside(ch->worker, ch->pool, host, SERVER_MIRROR, err, errlen);
+	return s ? &s->base : NULL;
+}
+
+static void chan_rec_free(struct mirror_qnode *rec)
+{
+	tx_free((struct my_mirror_tx *)rec);
+}
+
+static const struct mirror_chan_ops chan_ops = {
+	.open = chan_open,
+	.start = chan_start,
+	.forget = chan_forget,
+	.rec_free = chan_rec_free,
+};
 
 void my_mirror_ready(struct my_server *s)
 {
@@ -550,12 +454,10 @@ void my_mirror_ready(struct my_server *s)
 		return;
 	}
 	SLOG(s, LOG_LEVEL_DEBUG, "mirror connection ready");
-	ch->ready = true;
 	ch->n_prepared = ch->next_slot = 0;
-	server_core_set_state(&s->base, SERVER_IDLE);
 	s->sock.want_read = true;
 	my_server_update_events(s);
-	chan_kick(ch);
+	mirror_chan_ready(CORE(ch));
 }
 
 bool my_mirror_partial(struct my_server *s, uint32_t avail)
@@ -634,20 +536,8 @@ bool my_mirror_packet(struct my_server *s, const struct my_packet *pk)
 void my_mirror_closed(struct my_server *s, const char *reason)
 {
 	struct my_mirror_chan *ch = chan_of(s);
-	if (!ch)
-		return;
-	log_write(LOG_LEVEL_WARNING, "mirror %s: connection closed: %s", ch->pool->db_name, reason);
-	ch->srv = NULL;
-	ch->ready = false;
-	ch->retry_us = loop_now_us() + MX_RETRY_US;
-	if (ch->cur) {
-		mirror_count(ch->stats, MIRROR_ERROR);
-		tx_free(ch->cur);
-		ch->cur = NULL;
-	}
-	ch->want = W_NONE;
-	sum_free(&ch->sum);
-	fail_all(ch, MIRROR_ERROR);
+	if (ch)
+		mirror_chan_closed(CORE(ch), reason);
 }
 
 /* ---- capture (client side) ---- */
@@ -736,7 +626,7 @@ static void capture_stmt(struct my_mirror_tx *tx, struct my_client *c, const str
 		}
 	}
 	uint32_t clen = pk->len + (add_types ? types_len : 0);
-	uint64_t h = hash_bytes(0, text, tlen);
+	uint64_t h = mirror_hash(0, text, tlen);
 	if (!add_cmd(tx, 'S', 12 + tlen + clen, text, tlen))
 		return;
 	uint8_t head[12];
@@ -829,13 +719,8 @@ void my_mirror_client_command(struct my_client *c, const struct my_packet *pk, b
 		struct my_server *s = c->server;
 		if (!ch || !s || s->in_trans || s->answering)
 			return;
-		if (ch->fraction < 1.0 && draw() >= ch->fraction)
+		if (!mirror_chan_take(CORE(ch)))
 			return;
-		/* A full queue now is a drop at the end: spare the capture. */
-		if (ch->cur && ch->queue.n >= (uint32_t)runtime_config()->mirror_queue_size) {
-			mirror_count(ch->stats, MIRROR_DROPPED);
-			return;
-		}
 		if (!(tx = tx_new(ch, c)))
 			return;
 		c->mirror_tx = tx;
@@ -871,13 +756,12 @@ static void tx_end(struct my_client *c)
 		tx_free(tx); /* nothing compared (COM_STMT_PREPARE, COM_PING) */
 		return;
 	}
-	if (tx->over || tx->primary.over ||
-	    !mirror_queue_push(&ch->queue, &tx->qn, runtime_config()->mirror_queue_size + (ch->cur ? 0 : 1))) {
+	if (tx->over || tx->primary.over) {
 		mirror_count(ch->stats, MIRROR_DROPPED);
 		tx_free(tx);
 		return;
 	}
-	chan_kick(ch);
+	mirror_chan_push(CORE(ch), &tx->qn);
 }
 
 void my_mirror_primary_packet(struct my_server *s, const struct my_packet *pk, bool rows, int rc)
@@ -918,23 +802,5 @@ void my_mirror_client_free(struct my_client *c)
 void my_mirror_tick(struct worker *w, int64_t now_us, bool all)
 {
 	(void)w;
-	while (all && chans) {
-		struct my_mirror_chan *ch = chans;
-		chans = ch->next;
-		if (ch->srv && !ch->srv->closed) {
-			struct my_server *s = ch->srv;
-			ch->srv = NULL; /* closing it tells nobody now */
-			my_server_close(s, "mirror: worker stopping");
-		}
-		tx_free(ch->cur);
-		fail_all(ch, MIRROR_ERROR);
-		sum_free(&ch->sum);
-		free(ch);
-	}
-	for (struct my_mirror_chan *ch = chans; ch; ch = ch->next) {
-		if (ch->cur && ch->srv && now_us - ch->sent_us > MX_REPLAY_TIMEOUT_US)
-			my_server_close(ch->srv, "mirror: replay not answered within 60 s");
-		if (!ch->srv && ch->queue.n && now_us >= ch->retry_us)
-			chan_kick(ch);
-	}
+	mirror_chans_tick(LIST, now_us, all);
 }

@@ -23,7 +23,7 @@ struct pool;
 struct pg_server;
 struct scram_server;
 struct config;
-struct mirror_chan;
+struct pg_mirror_chan;
 struct mirror_tx;
 
 #define CLIENT_ASKED_SSL 1 /* an SSLRequest was answered */
@@ -52,7 +52,7 @@ struct pg_client {
 	struct session_vars vars;  /* settings the client SET (session_vars.h) */
 	int64_t last_write_us;     /* when its last write on the primary ended (route.h), 0 = never */
 	const struct config *mirror_cfg; /* configuration mirror_chan was found under (pg_mirror.h) */
-	struct mirror_chan *mirror_chan; /* where its transactions are mirrored, NULL = nowhere */
+	struct pg_mirror_chan *mirror_chan; /* where its transactions are mirrored, NULL = nowhere */
 	struct mirror_tx *mirror_tx; /* its transaction being captured for the mirror (heap), NULL = none */
 	uint32_t repl_startup_len;
 	uint32_t unnamed_gen;      /* bumped at each unnamed Parse sent; names its version */

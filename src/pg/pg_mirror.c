@@ -29,6 +29,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mirror.h"
+#include "mirror_chan.h"
 #include "pg_client.h"
 #include "pg_proto.h"
 #include "pg_server.h"
@@ -46,10 +47,7 @@ enum {
 	MX_REQS_MAX = 1024,       /* requests (Query, Execute, Sync) per transaction */
 	MX_NAMED_MAX = 64,        /* named statements parsed within one transaction */
 	MX_PREPARED_MAX = 128,    /* statements kept prepared per mirror connection */
-	MX_RETRY_US = 1000000,    /* after a mirror connection failed, none before this */
 };
-/* A replay not answered within this is given up, with its connection. */
-#define MX_REPLAY_TIMEOUT_US (60 * 1000000LL)
 
 /* One statement's answer. */
 struct mx_result {
@@ -89,13 +87,13 @@ struct mx_named {
 	uint32_t text;             /* offset of its text in texts */
 };
 
-struct mirror_chan;
+struct pg_mirror_chan;
 
 /* One captured transaction: the client's (pg_client.mirror_tx) while it
  * runs, then its channel's (queued or being replayed). */
 struct mirror_tx {
 	struct mirror_qnode qn;    /* in the channel's queue */
-	struct mirror_chan *chan;  /* where it is replayed */
+	struct pg_mirror_chan *chan;  /* where it is replayed */
 	struct iobuf req;          /* the items (file header) */
 	struct iobuf texts;        /* request texts, NUL-terminated, <= MIRROR_QUERY_MAX */
 	struct mx_req *reqs;       /* heap, n_reqs of MX_REQS_MAX */
@@ -116,77 +114,28 @@ struct mirror_tx {
 enum { PH_IDLE, PH_PREP, PH_TX, PH_END };
 
 /* A worker's way to one mirror pool for one mirrored database. */
-struct mirror_chan {
-	struct mirror_chan *next;  /* this worker's channels */
-	struct worker *worker;     /* whose thread uses it */
-	struct mirror_stats *stats; /* counters of (database, mirror) */
-	struct pool *pool;         /* the mirror's pool (mirror database, client's user) */
-	double fraction;           /* mirror_fraction, as last read */
-	struct mirror_queue queue; /* transactions waiting */
-	struct pg_server *srv;     /* the aside connection, NULL = none */
-	bool ready;                /* srv logged in */
-	int64_t retry_us;          /* no new connection before this */
-	struct mirror_tx *cur;     /* being replayed on srv */
+struct pg_mirror_chan {
+	MIRROR_CHAN_FIELDS(pg_mirror_chan, pg_server, mirror_tx) /* pool: mirror database, client's user */
 	int phase;                 /* PH_*: what srv's answers belong to */
 	uint32_t zs_left;          /* ReadyForQuery still to come in this phase */
 	char status;               /* last ReadyForQuery status from srv */
 	bool errored;              /* the replay had an error: statements may be missing */
 	bool reset_due;            /* DEALLOCATE ALL before the next replay */
 	struct mx_sum sum;         /* the mirror's answers to cur */
-	int64_t sent_us;           /* cur was sent */
 	uint64_t prepared[MX_PREPARED_MAX]; /* hashes of statements prepared on srv (ring) */
 	uint32_t n_prepared, next_slot;
 };
 
-static __thread struct mirror_chan *chans; /* this worker's channels */
-static __thread uint64_t rng;              /* xorshift state, 0 = not seeded */
+static __thread struct mirror_chan *chans; /* this worker's channels (of this protocol) */
 
-static double draw(void)
+#define CORE(ch) ((struct mirror_chan *)(ch))
+#define LIST (&chans)
+
+static const struct mirror_chan_ops chan_ops;
+
+static struct pg_mirror_chan *chan_of(const struct pg_server *s)
 {
-	if (!rng)
-		rng = (uint64_t)loop_now_us() * 0x9E3779B97F4A7C15ull ^ (uintptr_t)&rng;
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (double)(rng >> 11) / (double)(1ull << 53);
-}
-
-/* FNV-1a, chained. */
-static uint64_t hash_bytes(uint64_t h, const uint8_t *p, uint32_t n)
-{
-	if (!h)
-		h = 0xcbf29ce484222325ull;
-	for (uint32_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
-/* ---- channels ---- */
-
-static struct mirror_chan *chan_find(struct worker *w, struct mirror_stats *st, struct pool *p)
-{
-	for (struct mirror_chan *ch = chans; ch; ch = ch->next)
-		if (ch->stats == st && ch->pool == p)
-			return ch;
-	struct mirror_chan *ch = calloc(1, sizeof(*ch));
-	if (!ch)
-		return NULL;
-	ch->worker = w;
-	ch->stats = st;
-	ch->pool = p;
-	ch->next = chans;
-	chans = ch;
-	return ch;
-}
-
-static struct mirror_chan *chan_of(const struct pg_server *s)
-{
-	for (struct mirror_chan *ch = chans; ch; ch = ch->next)
-		if (ch->srv == s)
-			return ch;
-	return NULL;
+	return (struct pg_mirror_chan *)mirror_chan_of(*LIST, &s->base);
 }
 
 /* Which channel, if any, c's transactions go to under the current
@@ -203,19 +152,11 @@ static void judge(struct pg_client *c)
 	const struct config_database *d = config_find_database_for(cfg, c->pool->db_name, CONFIG_PROTO_PG);
 	if (!d || !d->mirror || d->mirror_fraction <= 0)
 		return;
-	char err[200];
+	char err[200] = "";
 	struct pool *p = pool_get(cfg, c->proto, d->mirror, c->user, err, sizeof(err));
-	struct mirror_stats *st = mirror_stats_get(c->pool->db_name, d->mirror);
-	if (!p || !st) {
-		if (!p)
-			log_write(LOG_LEVEL_WARNING, "mirror of %s: %s", c->pool->db_name, err);
-		return;
-	}
-	struct mirror_chan *ch = chan_find(c->worker, st, p);
-	if (!ch)
-		return;
-	ch->fraction = d->mirror_fraction;
-	c->mirror_chan = ch;
+	c->mirror_chan = (struct pg_mirror_chan *)mirror_chan_get(LIST, &chan_ops, sizeof(struct pg_mirror_chan),
+								  c->worker, c->pool->db_name, d->mirror,
+								  d->mirror_fraction, p, err);
 }
 
 static void sum_free(struct mx_sum *s)
@@ -235,49 +176,9 @@ static void tx_free(struct mirror_tx *tx)
 	free(tx);
 }
 
-static void fail_all(struct mirror_chan *ch, enum mirror_result r)
-{
-	struct mirror_qnode *q;
-	while ((q = mirror_queue_pop(&ch->queue))) {
-		mirror_count(ch->stats, r);
-		tx_free((struct mirror_tx *)q);
-	}
-}
-
-static void chan_start(struct mirror_chan *ch, struct mirror_tx *tx);
-
-/* Start the next replay, or the connection it needs. */
-static void chan_kick(struct mirror_chan *ch)
-{
-	if (ch->cur || !ch->queue.n)
-		return;
-	if (!ch->srv) {
-		int64_t now = loop_now_us();
-		if (now < ch->retry_us) {
-			fail_all(ch, MIRROR_ERROR);
-			return;
-		}
-		char err[200];
-		ch->ready = false;
-		ch->srv = server_launch_aside(ch->worker, ch->pool, pool_pick_host(ch->pool), SERVER_MIRROR, err,
-					      sizeof(err));
-		if (ch->srv && ch->srv->closed)
-			ch->srv = NULL; /* failed at once (it is buried; nobody was told) */
-		if (!ch->srv) {
-			log_write(LOG_LEVEL_WARNING, "mirror %s: cannot connect: %s", ch->pool->db_name, err);
-			ch->retry_us = now + MX_RETRY_US;
-			fail_all(ch, MIRROR_ERROR);
-		}
-		return;
-	}
-	if (!ch->ready)
-		return;
-	chan_start(ch, (struct mirror_tx *)mirror_queue_pop(&ch->queue));
-}
-
 /* ---- replay ---- */
 
-static bool prepared_has(const struct mirror_chan *ch, uint64_t h)
+static bool prepared_has(const struct pg_mirror_chan *ch, uint64_t h)
 {
 	for (uint32_t i = 0; i < ch->n_prepared; i++)
 		if (ch->prepared[i] == h)
@@ -292,7 +193,7 @@ static void stmt_name(char *buf, size_t n, uint64_t h)
 
 /* Payload of an 'N' item: its statement parsed on ch's connection if it
  * is not yet (a Parse goes first), then the message with its name. */
-static void replay_named(struct mirror_chan *ch, struct pg_builder *b, const uint8_t *p, uint32_t len)
+static void replay_named(struct pg_mirror_chan *ch, struct pg_builder *b, const uint8_t *p, uint32_t len)
 {
 	struct pg_reader r;
 	pg_reader_init(&r, p, len);
@@ -347,10 +248,11 @@ static void replay_named(struct mirror_chan *ch, struct pg_builder *b, const uin
 	}
 }
 
-static void chan_start(struct mirror_chan *ch, struct mirror_tx *tx)
+static void chan_start(struct mirror_chan *core, struct mirror_qnode *rec)
 {
+	struct pg_mirror_chan *ch = (struct pg_mirror_chan *)core;
+	struct mirror_tx *tx = (struct mirror_tx *)rec;
 	struct pg_server *s = ch->srv;
-	ch->cur = tx;
 	sum_free(&ch->sum);
 	ch->errored = false;
 	ch->phase = PH_TX;
@@ -381,9 +283,6 @@ static void chan_start(struct mirror_chan *ch, struct mirror_tx *tx)
 		server_close(s, "mirror: out of memory");
 		return;
 	}
-	mirror_count(ch->stats, MIRROR_SENT);
-	ch->sent_us = loop_now_us();
-	server_core_set_state(&s->base, SERVER_CHECK);
 	s->sock.want_read = true;
 	server_send_pending(s);
 }
@@ -393,7 +292,7 @@ static void chan_start(struct mirror_chan *ch, struct mirror_tx *tx)
 static void sum_row(struct mx_sum *s, const struct pg_msg *m)
 {
 	s->rows++;
-	s->hash = hash_bytes(s->hash, m->body, m->body_len);
+	s->hash = mirror_hash(s->hash, m->body, m->body_len);
 }
 
 /* A statement ended with tag; it answered request sum->cur. */
@@ -481,11 +380,10 @@ static const char *req_text(const struct mirror_tx *tx, uint32_t req)
 }
 
 /* The replay of ch->cur is complete: compare and count. */
-static void chan_finish(struct mirror_chan *ch)
+static void chan_finish(struct pg_mirror_chan *ch)
 {
 	struct mirror_tx *tx = ch->cur;
 	const struct mx_sum *p = &tx->primary, *m = &ch->sum;
-	int64_t mirror_us = loop_now_us() - ch->sent_us;
 	uint32_t n = p->n > m->n ? p->n : m->n;
 	bool differ = m->over;
 	uint32_t at = m->over ? m->n : 0;
@@ -496,39 +394,54 @@ static void chan_finish(struct mirror_chan *ch)
 			at = i;
 		}
 	}
-	if (differ) {
-		uint32_t req = at < p->n ? p->v[at].req : at < m->n ? m->v[at].req : UINT32_MAX;
-		mirror_count(ch->stats, MIRROR_DIFFERED);
-		mirror_note_differed(ch->stats, req_text(tx, req));
-	}
-	mirror_note_times(ch->stats, tx->primary_us, mirror_us);
-	ch->cur = NULL;
+	uint32_t req = at < p->n ? p->v[at].req : at < m->n ? m->v[at].req : UINT32_MAX;
+	mirror_chan_done(CORE(ch), differ, differ ? req_text(tx, req) : NULL, tx->primary_us);
+}
+
+/* What the channel kept of its replay in flight. */
+static void chan_forget(struct mirror_chan *core)
+{
+	struct pg_mirror_chan *ch = (struct pg_mirror_chan *)core;
 	ch->phase = PH_IDLE;
 	sum_free(&ch->sum);
-	tx_free(tx);
 	if (ch->errored)
-		ch->reset_due = true;
-	server_core_set_state(&ch->srv->base, SERVER_IDLE);
-	chan_kick(ch);
+		ch->reset_due = true; /* an error may have skipped a Parse the cache counts as done */
+	ch->errored = false;
 }
+
+static struct server *chan_open(struct mirror_chan *ch, int host, char *err, size_t errlen)
+{
+	struct pg_server *s = server_launch_aside(ch->worker, ch->pool, host, SERVER_MIRROR, err, errlen);
+	return s ? &s->base : NULL;
+}
+
+static void chan_rec_free(struct mirror_qnode *rec)
+{
+	tx_free((struct mirror_tx *)rec);
+}
+
+static const struct mirror_chan_ops chan_ops = {
+	.open = chan_open,
+	.start = chan_start,
+	.forget = chan_forget,
+	.rec_free = chan_rec_free,
+};
 
 void mirror_ready(struct pg_server *s)
 {
-	struct mirror_chan *ch = chan_of(s);
+	struct pg_mirror_chan *ch = chan_of(s);
 	if (!ch) {
 		server_close(s, "mirror: no longer needed");
 		return;
 	}
-	ch->ready = true;
 	ch->n_prepared = ch->next_slot = 0;
 	ch->reset_due = false;
-	server_core_set_state(&s->base, SERVER_IDLE);
-	chan_kick(ch);
+	mirror_chan_ready(CORE(ch));
 }
 
 bool mirror_message(struct pg_server *s, const struct pg_msg *m)
 {
-	struct mirror_chan *ch = chan_of(s);
+	struct pg_mirror_chan *ch = chan_of(s);
 	if (!ch || !ch->cur) {
 		if (m->type == 'N' || m->type == 'S' || m->type == 'A')
 			return true; /* notices, settings, notifications of a replayed LISTEN */
@@ -566,26 +479,14 @@ bool mirror_message(struct pg_server *s, const struct pg_msg *m)
 
 void mirror_closed(struct pg_server *s, const char *reason)
 {
-	struct mirror_chan *ch = chan_of(s);
-	if (!ch)
-		return;
-	log_write(LOG_LEVEL_WARNING, "mirror %s: connection closed: %s", ch->pool->db_name, reason);
-	ch->srv = NULL;
-	ch->ready = false;
-	ch->retry_us = loop_now_us() + MX_RETRY_US;
-	if (ch->cur) {
-		mirror_count(ch->stats, MIRROR_ERROR);
-		tx_free(ch->cur);
-		ch->cur = NULL;
-	}
-	ch->phase = PH_IDLE;
-	sum_free(&ch->sum);
-	fail_all(ch, MIRROR_ERROR);
+	struct pg_mirror_chan *ch = chan_of(s);
+	if (ch)
+		mirror_chan_closed(CORE(ch), reason);
 }
 
 /* ---- capture (client side) ---- */
 
-static struct mirror_tx *tx_new(struct mirror_chan *ch)
+static struct mirror_tx *tx_new(struct pg_mirror_chan *ch)
 {
 	struct mirror_tx *tx = calloc(1, sizeof(*tx));
 	if (!tx || !(tx->reqs = malloc(MX_REQS_MAX * sizeof(*tx->reqs)))) {
@@ -885,7 +786,7 @@ static void session_note(struct pg_client *c, const struct pg_msg *m)
 uint32_t pg_mirror_client_msg(struct pg_client *c, struct pg_server *s, const struct pg_msg *m, uint32_t avail)
 {
 	pg_mirror_wanted(c);
-	struct mirror_chan *ch = c->mirror_chan;
+	struct pg_mirror_chan *ch = c->mirror_chan;
 	struct mirror_tx *tx = c->mirror_tx;
 	if (!ch && !tx)
 		return 0;
@@ -897,13 +798,8 @@ uint32_t pg_mirror_client_msg(struct pg_client *c, struct pg_server *s, const st
 	}
 	if (!tx) {
 		bool boundary = s->tx_status == 'I' && s->outstanding == 0 && !s->client_mid_batch;
-		if (!boundary || (ch->fraction < 1.0 && draw() >= ch->fraction))
+		if (!boundary || !mirror_chan_take(CORE(ch)))
 			return 0;
-		/* A full queue now is a drop at the end: spare the capture. */
-		if (ch->cur && ch->queue.n >= (uint32_t)runtime_config()->mirror_queue_size) {
-			mirror_count(ch->stats, MIRROR_DROPPED);
-			return 0;
-		}
 		if (!(tx = tx_new(ch)))
 			return 0;
 		c->mirror_tx = tx;
@@ -945,7 +841,7 @@ void pg_mirror_client_unsee(struct pg_client *c)
 static void tx_end(struct pg_client *c)
 {
 	struct mirror_tx *tx = c->mirror_tx;
-	struct mirror_chan *ch = tx->chan;
+	struct pg_mirror_chan *ch = tx->chan;
 	c->mirror_tx = NULL;
 	tx->primary_us = loop_now_us() - tx->start_us;
 	if (tx->over || tx->primary.over || !tx->zs) {
@@ -953,12 +849,7 @@ static void tx_end(struct pg_client *c)
 		tx_free(tx);
 		return;
 	}
-	if (!mirror_queue_push(&ch->queue, &tx->qn, runtime_config()->mirror_queue_size + (ch->cur ? 0 : 1))) {
-		mirror_count(ch->stats, MIRROR_DROPPED);
-		tx_free(tx);
-		return;
-	}
-	chan_kick(ch);
+	mirror_chan_push(CORE(ch), &tx->qn);
 }
 
 uint32_t pg_mirror_server_msg(struct pg_server *s, const struct pg_msg *m, uint32_t avail)
@@ -1001,19 +892,5 @@ void pg_mirror_client_free(struct pg_client *c)
 void pg_mirror_tick(struct worker *w, int64_t now_us, bool all)
 {
 	(void)w;
-	while (all && chans) {
-		struct mirror_chan *ch = chans;
-		chans = ch->next;
-		if (ch->cur) /* its connection went without telling: not expected */
-			tx_free(ch->cur);
-		fail_all(ch, MIRROR_ERROR);
-		sum_free(&ch->sum);
-		free(ch);
-	}
-	for (struct mirror_chan *ch = chans; ch; ch = ch->next) {
-		if (ch->cur && ch->srv && now_us - ch->sent_us > MX_REPLAY_TIMEOUT_US)
-			server_close(ch->srv, "mirror: replay not answered within 60 s");
-		if (!ch->srv && ch->queue.n && now_us >= ch->retry_us)
-			chan_kick(ch);
-	}
+	mirror_chans_tick(LIST, now_us, all);
 }
