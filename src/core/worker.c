@@ -534,7 +534,27 @@ static void *worker_main(void *arg)
 
 /* ---- listening sockets ---- */
 
-static int open_tcp_listener(const char *host, int port, int backlog, char *err, size_t errlen)
+/* Whether another process listens on addr already: a socket without
+ * SO_REUSEPORT cannot bind beside a listener. Without so_reuseport, as
+ * PgBouncer, a second instance on the port is refused at start-up rather
+ * than silently given half of the connections (the workers' own sockets
+ * must all carry SO_REUSEPORT, so they cannot tell by themselves). */
+static bool port_taken(const struct addrinfo *ai)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false; /* the real bind says what is wrong */
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	bool taken = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE;
+	close(fd);
+	return taken;
+}
+
+/* exclusive: refuse the port when another process listens on it. */
+static int open_tcp_listener(const char *host, int port, int backlog, bool exclusive, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
 	struct addrinfo *res = NULL;
@@ -544,6 +564,12 @@ static int open_tcp_listener(const char *host, int port, int backlog, char *err,
 	if (rc || !res) {
 		snprintf(err, errlen, "listen_addr %s: %s", host, gai_strerror(rc));
 		return -EINVAL;
+	}
+	if (exclusive && port_taken(res)) {
+		snprintf(err, errlen, "cannot listen on %s:%d: another process listens on it (so_reuseport = 1 lets "
+			 "processes share a port)", host, port);
+		freeaddrinfo(res);
+		return -EADDRINUSE;
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -688,7 +714,9 @@ static int open_tcp_for_worker(struct worker *w, const struct config *cfg, const
 			hosts[1] = "::";
 		}
 		for (int i = 0; i < 2 && hosts[i] && rc == 0; i++) {
-			int fd = open_tcp_listener(hosts[i], port, cfg->listen_backlog, err, errlen);
+			/* The first worker's socket is the first of its group. */
+			int fd = open_tcp_listener(hosts[i], port, cfg->listen_backlog, w->id == 0 && !cfg->so_reuseport,
+						   err, errlen);
 			if (fd < 0) {
 				/* "*" on a host without IPv6 still works with IPv4 alone. */
 				if (i == 1)

@@ -582,8 +582,22 @@ class SluiceFactory:
         if not os.path.isfile(self.bin) or not os.access(self.bin, os.X_OK):
             pytest.fail(f"sluice binary not found or not executable: {self.bin} "
                         f"(build it with `make`, or set SLUICE_BIN)", pytrace=False)
+        fixed_port = (ini_main or {}).get("listen_port")
+        for attempt in range(3):
+            inst = self._start(ini_main, databases, users, userlist, workers, section, args, verbose,
+                               peers, fixed_port)
+            if inst is not None:
+                return inst
+        pytest.fail("sluice found its port taken three times in a row", pytrace=False)
+
+    def _start(self, ini_main, databases, users, userlist, workers, section, args, verbose, peers,
+               fixed_port):
+        """One start; None when the port free_port chose was taken by
+        another process meanwhile (a test running in parallel): sluice
+        refuses a port another process listens on, and the caller picks
+        another."""
         d, ini, port = self.write_config(ini_main, databases, users, userlist, workers, section,
-                                         port=(ini_main or {}).get("listen_port"), peers=peers)
+                                         port=fixed_port, peers=peers)
         logpath = d / "sluice.log"
         cmd = [self.bin] + list(args)
         if verbose or os.environ.get("SLUICE_E2E_VERBOSE"):
@@ -604,9 +618,16 @@ class SluiceFactory:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if proc.poll() is not None:
+                if not fixed_port and "another process listens on it" in inst.log_text():
+                    self.instances.remove(inst)
+                    _live_procs.discard(proc)
+                    return None
                 pytest.fail(f"sluice exited with status {proc.returncode} before listening "
                             f"on port {port}; log tail:\n{tail(inst.log_text())}", pytrace=False)
-            if port_open("127.0.0.1", port):
+            # Its own log line too: a process of a test running in
+            # parallel may hold the port (sluice then exits, see above).
+            if port_open("127.0.0.1", port) and (is_pgbouncer_compat(self.bin)
+                                                  or "listening on port" in inst.log_text()):
                 break
             if time.monotonic() > deadline:
                 pytest.fail(f"sluice did not accept TCP connections on port {port} within "

@@ -118,3 +118,21 @@ def test_shared_port_with_so_reuseport(sluice, pg, tmp_path):
         owners.add((pid >> 16) & 0x3FFF)
     assert owners <= {1, 2}
     assert b.alive()
+
+
+@pytest.mark.sluice_only
+@pytest.mark.timeout(30)
+def test_second_process_refused_on_a_port_without_so_reuseport(sluice):
+    """so_reuseport = 0 (the default), as PgBouncer: a second sluice given
+    a port the first listens on stops at start-up with a clear message,
+    instead of silently taking half of the first one's connections."""
+    import subprocess
+    a = sluice()
+    d, ini, _port = sluice.write_config(port=a.port)
+    r = subprocess.run([sluice.bin, str(ini)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=20, cwd=str(d))
+    assert r.returncode != 0, r.stdout
+    assert f"cannot listen on 127.0.0.1:{a.port}: another process listens on it" in r.stdout, r.stdout
+    assert a.alive()
+    with a.connect() as c:
+        assert c.execute("select 1").fetchone() == (1,)
