@@ -56,10 +56,13 @@ static int ext_class(struct pg_client *c, const struct pg_msg *m, bool *parsed_u
 		if (!*name) {
 			if (*parsed_unnamed)
 				return SQL_READ_YES;
-			if (!c->unnamed || !c->unnamed->def.query)
+			struct unnamed_stmt *u = c->unnamed;
+			if (!u || !u->def.query)
 				return SQL_READ_NO;
-			const char *q = c->unnamed->def.query;
-			return sql_read_class(q, strlen(q)) == SQL_READ_YES ? SQL_READ_YES : SQL_READ_NO;
+			/* Classed once: a driver binds it again and again. */
+			if (!u->read_class)
+				u->read_class = (int8_t)(1 + sql_read_class(u->def.query, strlen(u->def.query)));
+			return u->read_class - 1 == SQL_READ_YES ? SQL_READ_YES : SQL_READ_NO;
 		}
 		/* Named: known only when sluice tracks the client's statements. */
 		struct client_stmt *st = track_renames(c->pool) ? client_stmts_find(&c->stmts, name) : NULL;

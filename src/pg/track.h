@@ -37,6 +37,7 @@ struct sql_info;
 struct unnamed_stmt {
 	struct pstmt_def def;
 	struct sql_info *info; /* what its text does, one reference, or NULL */
+	int8_t read_class;     /* 1 + its sql_read_class (sqlread.h), 0 = not known yet (pg_route.c) */
 };
 
 /* Portals bound from a statement that does something sluice follows
