@@ -23,14 +23,16 @@
 #                 (PRIMARY_READS=off: standbys only), vs the primary alone;
 #                 on a 2-CPU machine both servers share the same CPUs, so
 #                 expect no gain here, only the cost of routing)
-#        tpcb     pgbench (TPC-B-like) -c WRITERS -j 2 --log: TPS and p99
+#        update   pgbench -N (simple update: TPC-B-like without the
+#                 branch and teller rows, whose row locks make p99 a
+#                 matter of lock queues) -c WRITERS -j 2 --log: TPS and p99
 #                 latency on `mirrored` against `primary`: what mirroring to
 #                 a slow mirror costs the primary's clients, and sluice's
 #                 own CPU time per transaction (/proc, user + system),
 #                 which the machine's noise moves less; SHOW MIRRORS
 #                 after the last mirrored run (sent, dropped, ...), and
 #                 SHOW HOSTS (how many reads each host took)
-#        tpcb-rate the same at a fixed rate (pgbench -R: RATE, or
+#        update-rate the same at a fixed rate (pgbench -R: RATE, or
 #                 RATE_SHARE (0.6) of the primary's first TPS): p99 latency
 #                 where it is not all queueing for two saturated CPUs
 #
@@ -38,7 +40,7 @@
 # WRITERS (8), MIRROR_DELAY_MS (5), MIRROR_SLEEP_MS (100: a trigger on the
 # mirror's pgbench_history sleeps that long per row), MIRROR_QUEUE_SIZE (sluice's default:
 # a mirror slower than the primary drops what overflows it), RATE and
-# RATE_SHARE (tpcb-rate, above), SLUICE_BIN
+# RATE_SHARE (update-rate, above), SLUICE_BIN
 # (build/sluice).
 # Output: the table on stdout and in build/bench/routing.txt; every figure
 # in build/bench/routing_runs.csv.
@@ -147,7 +149,7 @@ CLUSTERS+=("$WORK/standby")
 	-c 'select pg_is_in_recovery()')" = t ] || die "the standby is not in recovery"
 note "mirror on $M_PORT, behind a forwarder adding ${MIRROR_DELAY_MS} ms on $F_PORT"
 new_cluster mirror "$M_PORT"
-# ... and that sleeps: each replayed TPC-B transaction waits
+# ... and that sleeps: each replayed transaction waits
 # MIRROR_SLEEP_MS (100) ms in the mirror without using a CPU. The mirror is
 # slow (sluice drops what overflows its queue) and replays a few
 # transactions a second: the mirror cluster, which a real deployment runs
@@ -242,8 +244,8 @@ run() {
 	local w=$1 t=$2 r=$3 log=$WORK/$1-$2-r$3.log lat=$WORK/lat-$1-$2-r$3 args p99="" t0 t1
 	case $w in
 	select) args=(-S -c "$CLIENTS" -j 2) ;;
-	tpcb) mkdir -p "$lat"; args=(-c "$WRITERS" -j 2 --log "--log-prefix=$lat/tx") ;;
-	tpcb-rate) mkdir -p "$lat"; args=(-c "$WRITERS" -j 2 -R "$RATE" --log "--log-prefix=$lat/tx") ;;
+	update) mkdir -p "$lat"; args=(-N -c "$WRITERS" -j 2 --log "--log-prefix=$lat/tx") ;;
+	update-rate) mkdir -p "$lat"; args=(-N -c "$WRITERS" -j 2 -R "$RATE" --log "--log-prefix=$lat/tx") ;;
 	esac
 	t0=$(sluice_ticks)
 	timeout $((DURATION + 60)) "$PGBENCH" -n -h 127.0.0.1 -p "$SPORT" -U bench -T "$DURATION" "${args[@]}" "$t" \
@@ -266,12 +268,12 @@ for r in $(seq "$ROUNDS"); do
 		if [ "$o" = a ]; then run select primary "$r"; else run select routed "$r"; fi
 	done
 	for o in "${order[@]}"; do
-		if [ "$o" = a ]; then run tpcb primary "$r"; else run tpcb mirrored "$r"; fi
+		if [ "$o" = a ]; then run update primary "$r"; else run update mirrored "$r"; fi
 	done
 	# The fixed rate: RATE_SHARE of the primary's first TPS.
-	[ -n "${RATE:-}" ] || RATE=$(awk -F, -v s="$RATE_SHARE" '$2 == "tpcb" && $3 == "primary" {printf "%d", $4 * s; exit}' "$RUNS")
+	[ -n "${RATE:-}" ] || RATE=$(awk -F, -v s="$RATE_SHARE" '$2 == "update" && $3 == "primary" {printf "%d", $4 * s; exit}' "$RUNS")
 	for o in "${order[@]}"; do
-		if [ "$o" = a ]; then run tpcb-rate primary "$r"; else run tpcb-rate mirrored "$r"; fi
+		if [ "$o" = a ]; then run update-rate primary "$r"; else run update-rate mirrored "$r"; fi
 	done
 done
 
@@ -289,8 +291,8 @@ print(f"sluice routing benchmark: {rounds} rounds x {duration} s, medians")
 print(f"{'workload':<34} {'target':<10} {'TPS':>9} {'p99 us':>9} {'TPS ratio':>10} {'p99 ratio':>10} "
       f"{'sluice us/tx':>13} {'ratio':>6}")
 for w, label, base, other in (("select", f"pgbench -S -c {clients}", "primary", "routed"),
-                              ("tpcb", f"pgbench tpcb -c {writers}", "primary", "mirrored"),
-                              ("tpcb-rate", f"pgbench tpcb -c {writers} -R {rate}", "primary", "mirrored")):
+                              ("update", f"pgbench -N -c {writers}", "primary", "mirrored"),
+                              ("update-rate", f"pgbench -N -c {writers} -R {rate}", "primary", "mirrored")):
     b_tps, b_p99, b_cpu = med(w, base, "tps"), med(w, base, "p99_us"), med(w, base, "sluice_us_per_tx")
     for t in (base, other):
         tps, p99, cpu = med(w, t, "tps"), med(w, t, "p99_us"), med(w, t, "sluice_us_per_tx")
