@@ -11,13 +11,16 @@
 #   2. puts a small TCP forwarder in front of the mirror that holds every
 #      chunk sent to it for MIRROR_DELAY_MS (5) ms: a slow mirror;
 #   3. starts one sluice ($SLUICE_BIN), pool_mode = transaction,
-#      default_pool_size = 20, with four [databases] entries:
+#      default_pool_size = 20, with five [databases] entries:
 #        primary   the primary alone
+#        control   the primary alone again: primary against control is
+#                  the machine's noise (an A/A comparison), the yardstick
+#                  for what the mirror seems to cost
 #        routed    primary + standby, read_routing = auto
 #        mirrored  the primary alone, mirror = slowmirror, mirror_fraction = 1
 #        slowmirror  the mirror, through the forwarder
-#   4. runs ROUNDS rounds; in each, every workload against its two targets,
-#      the order swapped from round to round; medians over rounds:
+#   4. runs ROUNDS rounds; in each, every workload against its targets,
+#      the order rotated from round to round; medians over rounds:
 #        select   pgbench -S -c CLIENTS -j 2: TPS on `routed` against
 #                 `primary` (reads over both servers, primary_reads = on
 #                 (PRIMARY_READS=off: standbys only), vs the primary alone;
@@ -208,6 +211,7 @@ cat >"$WORK/sluice.ini" <<EOF
 primary = host=127.0.0.1 port=$P_PORT dbname=bench
 routed = host=127.0.0.1,127.0.0.1 port=$P_PORT,$S_PORT dbname=bench read_routing=auto primary_reads=${PRIMARY_READS:-on}
 mirrored = host=127.0.0.1 port=$P_PORT dbname=bench mirror=slowmirror mirror_fraction=1
+control = host=127.0.0.1 port=$P_PORT dbname=bench
 slowmirror = host=127.0.0.1 port=$F_PORT dbname=bench
 [sluice]
 listen_addr = 127.0.0.1
@@ -267,14 +271,15 @@ for r in $(seq "$ROUNDS"); do
 	for o in "${order[@]}"; do
 		if [ "$o" = a ]; then run select primary "$r"; else run select routed "$r"; fi
 	done
-	for o in "${order[@]}"; do
-		if [ "$o" = a ]; then run update primary "$r"; else run update mirrored "$r"; fi
-	done
+	case $((r % 3)) in
+	1) three=(primary mirrored control) ;;
+	2) three=(mirrored control primary) ;;
+	0) three=(control primary mirrored) ;;
+	esac
+	for t in "${three[@]}"; do run update "$t" "$r"; done
 	# The fixed rate: RATE_SHARE of the primary's first TPS.
 	[ -n "${RATE:-}" ] || RATE=$(awk -F, -v s="$RATE_SHARE" '$2 == "update" && $3 == "primary" {printf "%d", $4 * s; exit}' "$RUNS")
-	for o in "${order[@]}"; do
-		if [ "$o" = a ]; then run update-rate primary "$r"; else run update-rate mirrored "$r"; fi
-	done
+	for t in "${three[@]}"; do run update-rate "$t" "$r"; done
 done
 
 MIRRORS=$(timeout 10 "$PGBIN/psql" -X -h 127.0.0.1 -p "$SPORT" -U bench -d pgbouncer -c 'SHOW MIRRORS' 2>&1 || true)
@@ -290,11 +295,11 @@ def med(w, t, k):
 print(f"sluice routing benchmark: {rounds} rounds x {duration} s, medians")
 print(f"{'workload':<34} {'target':<10} {'TPS':>9} {'p99 us':>9} {'TPS ratio':>10} {'p99 ratio':>10} "
       f"{'sluice us/tx':>13} {'ratio':>6}")
-for w, label, base, other in (("select", f"pgbench -S -c {clients}", "primary", "routed"),
-                              ("update", f"pgbench -N -c {writers}", "primary", "mirrored"),
-                              ("update-rate", f"pgbench -N -c {writers} -R {rate}", "primary", "mirrored")):
+for w, label, base, others in (("select", f"pgbench -S -c {clients}", "primary", ("routed",)),
+                               ("update", f"pgbench -N -c {writers}", "primary", ("mirrored", "control")),
+                               ("update-rate", f"pgbench -N -c {writers} -R {rate}", "primary", ("mirrored", "control"))):
     b_tps, b_p99, b_cpu = med(w, base, "tps"), med(w, base, "p99_us"), med(w, base, "sluice_us_per_tx")
-    for t in (base, other):
+    for t in (base,) + others:
         tps, p99, cpu = med(w, t, "tps"), med(w, t, "p99_us"), med(w, t, "sluice_us_per_tx")
         rt = f"{tps / b_tps:.2f}" if tps and b_tps else ""
         rp = f"{p99 / b_p99:.2f}" if p99 and b_p99 else ""
@@ -302,7 +307,8 @@ for w, label, base, other in (("select", f"pgbench -S -c {clients}", "primary", 
         print(f"{label:<34} {t:<10} {tps or 0:>9.0f} {'' if p99 is None else f'{p99:.0f}':>9} "
               f"{rt:>10} {rp:>10} {'' if cpu is None else f'{cpu:.1f}':>13} {rc:>6}")
 print(f"routed: read_routing = auto over primary + standby; mirrored: mirror_fraction = 1 "
-      f"to a mirror {delay} ms away; ratios are over the primary-only entry")
+      f"to a mirror {delay} ms away; control: the primary alone again (its ratios are the "
+      f"machine's noise); ratios are over the primary-only entry")
 EOF
 echo "SHOW MIRRORS after the last mirrored run:" | tee -a "$OUT/routing.txt"
 echo "$MIRRORS" | tee -a "$OUT/routing.txt"
