@@ -107,7 +107,7 @@ e2e-bypass: $(BIN)
 # the workers and servers and cancels cross between threads
 # (test_workers.py covers adaptive_workers under ASan too).
 e2e-asan:
-	$(MAKE) SAN=asan all
+	$(MAKE) -j$(JOBS) SAN=asan all
 	SLUICE_BIN=$(abspath build/sluice-asan) SLUICE_E2E_INI_EXTRA="adaptive_workers=0" E2E_JOBS=$${E2E_JOBS:-3} \
 		scripts/run-e2e.sh
 e2e-tsan:
@@ -119,9 +119,12 @@ e2e-tsan:
 # The protocol fuzzer's 30 s in the suite run a fixed seed here (CI must
 # not pass or fail by the draw); new seeds are make fuzz-protocol's job,
 # and PROTOFUZZ_SEED from the environment wins.
+# Builds use every CPU (JOBS): three full builds ran one file at a time.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: deps
-	$(MAKE) all
-	$(MAKE) BPF=0 all   # the build without the eBPF part must not need clang
+	$(MAKE) -j$(JOBS) all
+	$(MAKE) -j$(JOBS) BPF=0 all   # the build without the eBPF part must not need clang
+	$(MAKE) -j$(JOBS) $(UNIT_BINS)
 	$(MAKE) unit
 	PROTOFUZZ_SEED=$${PROTOFUZZ_SEED:-11} $(MAKE) e2e
 	$(MAKE) e2e-bypass
