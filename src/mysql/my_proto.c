@@ -712,40 +712,90 @@ static void digest(const EVP_MD *md, const void *p, size_t n, uint8_t *out)
 }
 
 /*
- * mysql_native_password ("Native Authentication"):
- *   stage1 = SHA1(password), stage2 = SHA1(stage1) (the "*HEX" stored in
- *   mysql.user), answer = stage1 XOR SHA1(nonce + stage2).
- * An empty password is an empty answer. The check recovers stage1 from the
- * answer and compares SHA1(stage1) with stage2. An empty answer proves the
- * empty password: it is accepted when stage2 is that of "" (compared in
- * constant time like the rest).
+ * The two challenge-response schemes have one shape: stage1 = H(password),
+ * stage2 = H(stage1) (what the server stores), answer = stage1 XOR
+ * H(stage2 and the nonce). The check recovers stage1 from an answer and
+ * compares H(stage1) with stage2, in constant time.
+ *   mysql_native_password ("Native Authentication"): H = SHA1, the nonce
+ *   before stage2; stage2 is the "*HEX" stored in mysql.user.
+ *   caching_sha2_password, fast path (MySQL's "Caching_sha2_password
+ *   information"): H = SHA256, stage2 before the nonce.
+ * An empty password is an empty answer, and an empty answer proves the
+ * empty password: it is accepted when stage2 is that of "".
  */
-void my_native_answer(const char *password, const uint8_t nonce[MY_SCRAMBLE_LEN], uint8_t out[20],
-		      uint32_t *out_len)
+struct scheme {
+	const EVP_MD *(*md)(void);
+	uint32_t n;                /* digest bytes */
+	bool nonce_first;          /* H(nonce + stage2), else H(stage2 + nonce) */
+};
+static const struct scheme NATIVE = { EVP_sha1, 20, true };
+static const struct scheme SHA2 = { EVP_sha256, 32, false };
+
+/* H(stage2 and the nonce), in the scheme's order. */
+static void mix_of(const struct scheme *k, const uint8_t *stage2, const uint8_t nonce[MY_SCRAMBLE_LEN], uint8_t *mix)
+{
+	uint8_t buf[32 + MY_SCRAMBLE_LEN];
+	memcpy(buf + (k->nonce_first ? 0 : k->n), nonce, MY_SCRAMBLE_LEN);
+	memcpy(buf + (k->nonce_first ? MY_SCRAMBLE_LEN : 0), stage2, k->n);
+	digest(k->md(), buf, k->n + MY_SCRAMBLE_LEN, mix);
+}
+
+static void stage2_of(const struct scheme *k, const char *password, uint8_t *out)
+{
+	uint8_t stage1[32];
+	digest(k->md(), password, strlen(password), stage1);
+	digest(k->md(), stage1, k->n, out);
+	OPENSSL_cleanse(stage1, sizeof(stage1));
+}
+
+static void answer_of(const struct scheme *k, const char *password, const uint8_t nonce[MY_SCRAMBLE_LEN],
+		      uint8_t *out, uint32_t *out_len)
 {
 	if (!*password) {
 		*out_len = 0;
 		return;
 	}
-	uint8_t stage1[20], buf[MY_SCRAMBLE_LEN + 20], mix[20];
-	digest(EVP_sha1(), password, strlen(password), stage1);
-	memcpy(buf, nonce, MY_SCRAMBLE_LEN);
-	digest(EVP_sha1(), stage1, 20, buf + MY_SCRAMBLE_LEN);
-	digest(EVP_sha1(), buf, sizeof(buf), mix);
-	for (int i = 0; i < 20; i++)
+	uint8_t stage1[32], stage2[32], mix[32];
+	digest(k->md(), password, strlen(password), stage1);
+	digest(k->md(), stage1, k->n, stage2);
+	mix_of(k, stage2, nonce, mix);
+	for (uint32_t i = 0; i < k->n; i++)
 		out[i] = stage1[i] ^ mix[i];
-	*out_len = 20;
+	*out_len = k->n;
 	OPENSSL_cleanse(stage1, sizeof(stage1));
-	OPENSSL_cleanse(buf, sizeof(buf));
+	OPENSSL_cleanse(stage2, sizeof(stage2));
 	OPENSSL_cleanse(mix, sizeof(mix));
+}
+
+static bool check_of(const struct scheme *k, const uint8_t *stage2, const uint8_t nonce[MY_SCRAMBLE_LEN],
+		     const uint8_t *answer, uint32_t answer_len, bool empty)
+{
+	uint8_t mix[32], stage1[32], check[32];
+	if (empty) {
+		stage2_of(k, "", check);
+		return CRYPTO_memcmp(check, stage2, k->n) == 0;
+	}
+	if (answer_len != k->n)
+		return false;
+	mix_of(k, stage2, nonce, mix);
+	for (uint32_t i = 0; i < k->n; i++)
+		stage1[i] = answer[i] ^ mix[i];
+	digest(k->md(), stage1, k->n, check);
+	bool ok = CRYPTO_memcmp(check, stage2, k->n) == 0;
+	OPENSSL_cleanse(stage1, sizeof(stage1));
+	OPENSSL_cleanse(mix, sizeof(mix));
+	return ok;
+}
+
+void my_native_answer(const char *password, const uint8_t nonce[MY_SCRAMBLE_LEN], uint8_t out[20],
+		      uint32_t *out_len)
+{
+	answer_of(&NATIVE, password, nonce, out, out_len);
 }
 
 void my_native_stage2(const char *password, uint8_t out[20])
 {
-	uint8_t stage1[20];
-	digest(EVP_sha1(), password, strlen(password), stage1);
-	digest(EVP_sha1(), stage1, 20, out);
-	OPENSSL_cleanse(stage1, sizeof(stage1));
+	stage2_of(&NATIVE, password, out);
 }
 
 static int hexval(char c)
@@ -775,82 +825,26 @@ int my_native_stage2_from_hex(const char *star_hex, uint8_t out[20])
 bool my_native_check(const uint8_t stage2[20], const uint8_t nonce[MY_SCRAMBLE_LEN], const uint8_t *answer,
 		     uint32_t answer_len)
 {
-	uint8_t buf[MY_SCRAMBLE_LEN + 20], mix[20], stage1[20], check[20];
-	bool ok;
-	if (answer_len == 0) {
-		my_native_stage2("", check);
-		return CRYPTO_memcmp(check, stage2, 20) == 0;
-	}
-	if (answer_len != 20)
-		return false;
-	memcpy(buf, nonce, MY_SCRAMBLE_LEN);
-	memcpy(buf + MY_SCRAMBLE_LEN, stage2, 20);
-	digest(EVP_sha1(), buf, sizeof(buf), mix);
-	for (int i = 0; i < 20; i++)
-		stage1[i] = answer[i] ^ mix[i];
-	digest(EVP_sha1(), stage1, 20, check);
-	ok = CRYPTO_memcmp(check, stage2, 20) == 0;
-	OPENSSL_cleanse(stage1, sizeof(stage1));
-	OPENSSL_cleanse(mix, sizeof(mix));
-	return ok;
+	return check_of(&NATIVE, stage2, nonce, answer, answer_len, answer_len == 0);
 }
 
-/*
- * caching_sha2_password, fast path (MySQL's "Caching_sha2_password
- * information"): answer = SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + nonce)
- * (note the order: stage2 first, nonce second, unlike native). The client
- * sends an empty answer for an empty password (some send a single NUL);
- * both prove the empty password here.
- */
 void my_sha2_answer(const char *password, const uint8_t nonce[MY_SCRAMBLE_LEN], uint8_t out[32],
 		    uint32_t *out_len)
 {
-	if (!*password) {
-		*out_len = 0;
-		return;
-	}
-	uint8_t stage1[32], buf[32 + MY_SCRAMBLE_LEN], mix[32];
-	digest(EVP_sha256(), password, strlen(password), stage1);
-	digest(EVP_sha256(), stage1, 32, buf);
-	memcpy(buf + 32, nonce, MY_SCRAMBLE_LEN);
-	digest(EVP_sha256(), buf, sizeof(buf), mix);
-	for (int i = 0; i < 32; i++)
-		out[i] = stage1[i] ^ mix[i];
-	*out_len = 32;
-	OPENSSL_cleanse(stage1, sizeof(stage1));
-	OPENSSL_cleanse(buf, sizeof(buf));
-	OPENSSL_cleanse(mix, sizeof(mix));
+	answer_of(&SHA2, password, nonce, out, out_len);
 }
 
 void my_sha2_stage2(const char *password, uint8_t out[32])
 {
-	uint8_t stage1[32];
-	digest(EVP_sha256(), password, strlen(password), stage1);
-	digest(EVP_sha256(), stage1, 32, out);
-	OPENSSL_cleanse(stage1, sizeof(stage1));
+	stage2_of(&SHA2, password, out);
 }
 
+/* Some clients send a single NUL for the empty password. */
 bool my_sha2_check(const uint8_t stage2[32], const uint8_t nonce[MY_SCRAMBLE_LEN], const uint8_t *answer,
 		   uint32_t answer_len)
 {
-	uint8_t buf[32 + MY_SCRAMBLE_LEN], mix[32], stage1[32], check[32];
-	bool ok;
-	if (answer_len == 0 || (answer_len == 1 && answer[0] == 0)) {
-		my_sha2_stage2("", check);
-		return CRYPTO_memcmp(check, stage2, 32) == 0;
-	}
-	if (answer_len != 32)
-		return false;
-	memcpy(buf, stage2, 32);
-	memcpy(buf + 32, nonce, MY_SCRAMBLE_LEN);
-	digest(EVP_sha256(), buf, sizeof(buf), mix);
-	for (int i = 0; i < 32; i++)
-		stage1[i] = answer[i] ^ mix[i];
-	digest(EVP_sha256(), stage1, 32, check);
-	ok = CRYPTO_memcmp(check, stage2, 32) == 0;
-	OPENSSL_cleanse(stage1, sizeof(stage1));
-	OPENSSL_cleanse(mix, sizeof(mix));
-	return ok;
+	return check_of(&SHA2, stage2, nonce, answer, answer_len,
+			answer_len == 0 || (answer_len == 1 && answer[0] == 0));
 }
 
 /* Largest RSA modulus we handle (bytes): 8192-bit keys. The plaintext
