@@ -20,6 +20,7 @@ import pytest
 
 pymysql = pytest.importorskip("pymysql")
 
+from admin_helpers import poll  # noqa: E402
 from conftest import free_port, is_pgbouncer_compat  # noqa: E402
 
 pytestmark = pytest.mark.skipif(is_pgbouncer_compat(), reason="PgBouncer has no MySQL listener")
@@ -75,17 +76,6 @@ def mirrors(s):
     return r
 
 
-def wait_for(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {v!r})")
-        time.sleep(0.05)
-
-
 def rows(maria, schema, sql="SELECT id, v, n FROM items ORDER BY id"):
     return maria.sql(sql, db=schema)
 
@@ -125,9 +115,9 @@ def test_writes_reach_the_mirror(sluice, pg, maria):
         c.rollback()
     want = rows(maria, f"{name}_p")
     assert "no-autocommit" in want and "rolled back" not in want and "after-use" in want
-    wait_for(lambda: rows(maria, f"{name}_m") == want, 20, "the mirror schema matching the primary's")
-    m = wait_for(lambda: (lambda r: r if r and r["sent"] >= 38 else None)(mirrors(s)), 10,
-                 "SHOW MIRRORS counting the transactions")
+    poll(lambda: rows(maria, f"{name}_m") == want, 20, what="the mirror schema matching the primary's")
+    m = poll(lambda: (lambda r: r if r and r["sent"] >= 38 else None)(mirrors(s)), 10,
+             what="SHOW MIRRORS counting the transactions")
     assert m["dropped"] == 0 and m["errors"] == 0 and m["differed"] == 0, str(m)
     # the mariadb command-line client, its `use` a COM_INIT_DB of the
     # primary entry's schema (the mirror's own there)
@@ -139,9 +129,9 @@ def test_writes_reach_the_mirror(sluice, pg, maria):
     assert r.returncode == 0, r.stdout
     want = rows(maria, f"{name}_p")
     assert "cli" in want and "in-tx" in want
-    wait_for(lambda: rows(maria, f"{name}_m") == want, 20, "the mirror schema matching the primary's")
-    m = wait_for(lambda: (lambda r: r if r and r["sent"] >= 42 else None)(mirrors(s)), 10,
-                 "SHOW MIRRORS counting the transactions")
+    poll(lambda: rows(maria, f"{name}_m") == want, 20, what="the mirror schema matching the primary's")
+    m = poll(lambda: (lambda r: r if r and r["sent"] >= 42 else None)(mirrors(s)), 10,
+             what="SHOW MIRRORS counting the transactions")
     # The client asks SELECT DATABASE() after `use`: the schemas' names
     # differ, and so do the answers (docs/behaviour.md says so).
     assert m["dropped"] == 0 and m["errors"] == 0 and m["differed"] == 1, str(m)
@@ -157,16 +147,16 @@ def test_a_different_row_is_reported(sluice, pg, maria):
         assert cur.fetchall() == ((1, "both"),)
         cur.execute("SELECT /* the one that differs */ id, v FROM items ORDER BY id")
         assert cur.fetchall() == ((1, "both"),)  # the primary's answer, always
-    m = wait_for(lambda: (lambda r: r if r and r["differed"] >= 1 else None)(mirrors(s)), 20,
-                 "SHOW MIRRORS counting a difference")
+    m = poll(lambda: (lambda r: r if r and r["differed"] >= 1 else None)(mirrors(s)), 20,
+             what="SHOW MIRRORS counting a difference")
     assert m["differed"] == 1 and m["errors"] == 0, m
     assert "the one that differs" in (m["last_differing_query"] or ""), m
     # an UPDATE touching a different number of rows differs too
     with connect(s) as c, c.cursor() as cur:
         cur.execute("UPDATE /* affected rows */ items SET n = 1")
         assert cur.rowcount == 1
-    m = wait_for(lambda: (lambda r: r if r and r["differed"] >= 2 else None)(mirrors(s)), 20,
-                 "SHOW MIRRORS counting the UPDATE")
+    m = poll(lambda: (lambda r: r if r and r["differed"] >= 2 else None)(mirrors(s)), 20,
+             what="SHOW MIRRORS counting the UPDATE")
     assert "affected rows" in (m["last_differing_query"] or ""), m
 
 
@@ -203,12 +193,12 @@ def test_prepared_statements_with_sysbench(sluice, pg, maria):
 
     want = checksums(f"{name}_p")
     try:
-        wait_for(lambda: checksums(f"{name}_m") == want, 15, "the mirror's tables matching the primary's")
+        poll(lambda: checksums(f"{name}_m") == want, 15, what="the mirror's tables matching the primary's")
     except AssertionError as e:
         raise AssertionError(f"{e}; SHOW MIRRORS: {mirrors(s)}") from None
     # each sysbench transaction, and the statements it ran outside one
-    m = wait_for(lambda: (lambda r: r if r and r["sent"] >= tx else None)(mirrors(s)), 30,
-                 "SHOW MIRRORS counting sysbench's transactions")
+    m = poll(lambda: (lambda r: r if r and r["sent"] >= tx else None)(mirrors(s)), 30,
+             what="SHOW MIRRORS counting sysbench's transactions")
     assert m["dropped"] == 0 and m["errors"] == 0 and m["differed"] == 0, str(m)
 
 
@@ -238,7 +228,7 @@ def test_fraction_half_sends_about_half(sluice, pg, maria):
         n = int(rows(maria, f"{name}_m", "SELECT count(*) FROM items"))
         return after if before and before["sent"] == after["sent"] == n else None
 
-    m = wait_for(settled, 20, "the mirror receiving what was sent")
+    m = poll(settled, 20, what="the mirror receiving what was sent")
     # binomial(200, 0.5): outside 50..150 once in about 10^12 runs
     assert 50 <= m["sent"] <= 150 and m["dropped"] == 0 and m["differed"] == 0, str(m)
 
@@ -253,8 +243,8 @@ def test_a_dead_mirror_changes_nothing_for_clients(sluice, pg, maria):
             time.sleep(0.02)
         cur.execute("SELECT count(*) FROM items")
         assert cur.fetchone() == (20,)
-    m = wait_for(lambda: (lambda r: r if r and r["errors"] >= 1 else None)(mirrors(s)), 10,
-                 "SHOW MIRRORS counting the failures")
+    m = poll(lambda: (lambda r: r if r and r["errors"] >= 1 else None)(mirrors(s)), 10,
+             what="SHOW MIRRORS counting the failures")
     assert m["differed"] == 0, m
     # sluice still serves, and the client's connection saw nothing
     with connect(s) as c, c.cursor() as cur:
@@ -273,12 +263,12 @@ def test_a_slow_mirror_drops_what_does_not_fit(sluice, pg, maria):
     elapsed = time.monotonic() - t0
     print(f"30 inserts with a mirror 0.2 s per insert behind: {elapsed:.2f} s")
     assert rows(maria, f"{name}_p", "SELECT count(*) FROM items").strip() == "30"
-    m = wait_for(lambda: (lambda r: r if r and r["dropped"] >= 1 else None)(mirrors(s)), 10,
-                 "SHOW MIRRORS counting drops")
+    m = poll(lambda: (lambda r: r if r and r["dropped"] >= 1 else None)(mirrors(s)), 10,
+             what="SHOW MIRRORS counting drops")
     assert m["sent"] + m["dropped"] <= 30 and m["errors"] == 0, m
     # what was sent arrives; what was dropped never does
-    wait_for(lambda: int(rows(maria, f"{name}_m", "SELECT count(*) FROM items").strip()) == mirrors(s)["sent"],
-             20, "the mirror catching up with what it was sent")
+    poll(lambda: int(rows(maria, f"{name}_m", "SELECT count(*) FROM items").strip()) == mirrors(s)["sent"],
+         20, what="the mirror catching up with what it was sent")
     assert mirrors(s)["sent"] < 30
 
 
@@ -298,9 +288,9 @@ def test_long_rows(sluice, pg, maria):
         cur.execute("SELECT /* long on the mirror */ b FROM blobs WHERE id = 1")
         assert cur.fetchone() == ("short",)
         cur.execute("INSERT INTO items (id, v) VALUES (1, 'after')")
-    wait_for(lambda: rows(maria, f"{name}_m") == rows(maria, f"{name}_p"), 20, "the insert reaching the mirror")
-    m = wait_for(lambda: (lambda r: r if r and r["sent"] + r["dropped"] >= 4 else None)(mirrors(s)), 10,
-                 "SHOW MIRRORS counting the four transactions")
+    poll(lambda: rows(maria, f"{name}_m") == rows(maria, f"{name}_p"), 20, what="the insert reaching the mirror")
+    m = poll(lambda: (lambda r: r if r and r["sent"] + r["dropped"] >= 4 else None)(mirrors(s)), 10,
+             what="SHOW MIRRORS counting the four transactions")
     # length(b) of id 2: the mirror has no such row
     assert m["dropped"] == 1 and m["errors"] == 0 and m["differed"] == 2, str(m)
     assert "long on the mirror" in m["last_differing_query"], str(m)
@@ -325,8 +315,8 @@ def test_cost_on_the_primary_path(sluice, pg, maria):
                 cur.fetchall()
             took[fraction] = time.monotonic() - t0
         if fraction:
-            m = wait_for(lambda: (lambda r: r if r and r["sent"] + r["dropped"] >= 1300 else None)(mirrors(s)), 20,
-                         "SHOW MIRRORS counting the SELECTs")
+            m = poll(lambda: (lambda r: r if r and r["sent"] + r["dropped"] >= 1300 else None)(mirrors(s)), 20,
+                     what="SHOW MIRRORS counting the SELECTs")
             assert m["differed"] == 0 and m["errors"] == 0, str(m)
     print(f"1000 point SELECTs: unmirrored {took[0]:.3f} s, all mirrored {took[1]:.3f} s "
           f"(ratio {took[1] / took[0]:.2f})")
