@@ -20,6 +20,7 @@ PgBouncer, which is how the tests themselves are checked; tests marked
 
 import atexit
 import base64
+import fcntl
 import hashlib
 import hmac
 import os
@@ -178,6 +179,19 @@ def _alarm_timeout(request):
 
 # --------------------------------------------------------------------------
 # small helpers
+
+def unit_binary(name):
+    """build/unit/NAME, built when missing or stale (make unit builds them
+    all), one test process at a time: the suite runs tests in parallel.
+    Tests use some of them as oracles for sluice's code."""
+    path = REPO / "build" / "unit" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(["make", "-s", "-C", str(REPO), f"build/unit/{name}"], check=True,
+                       stdout=subprocess.DEVNULL, timeout=300)
+    return path
+
 
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -6,7 +6,6 @@ is set) the remainder that satisfies_hash_partition() on a
 hash-partitioned table of the real PostgreSQL 15 accepts, for several
 moduli. Also: values PostgreSQL refuses for the type are errors."""
 
-import fcntl
 import os
 import random
 import struct
@@ -15,25 +14,17 @@ import uuid
 
 import pytest
 
-from conftest import REPO
+from conftest import unit_binary
 
 pytestmark = pytest.mark.sluice_only
 
-ORACLE = REPO / "build" / "unit" / "test_pghash"
 MODULI = (1, 2, 3, 4, 7, 16, 64)
 PER_TYPE = 300
 
 
 @pytest.fixture(scope="module")
 def oracle():
-    # make unit builds it; build just this binary when it is missing or
-    # stale, one test process at a time (the suite runs tests in parallel).
-    ORACLE.parent.mkdir(parents=True, exist_ok=True)
-    with open(ORACLE.parent / ".test_pghash.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run(["make", "-s", "-C", str(REPO), "build/unit/test_pghash"], check=True,
-                       stdout=subprocess.DEVNULL, timeout=300)
-    return ORACLE
+    return unit_binary("test_pghash")
 
 
 def ask(oracle, tmp_path, rows):

@@ -7,7 +7,6 @@ SHARDROUTE_QUERIES is set) to the shard whose partition PostgreSQL puts
 the row in (PARTITION BY HASH, MODULUS 4). Texts PostgreSQL refuses for a
 bad key value are refused by the router too."""
 
-import fcntl
 import os
 import random
 import subprocess
@@ -16,21 +15,13 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import REPO
+from conftest import unit_binary
 
 pytestmark = pytest.mark.sluice_only
 
-ORACLE = REPO / "build" / "unit" / "test_shardroute"
-
-
 @pytest.fixture(scope="module")
 def router():
-    ORACLE.parent.mkdir(parents=True, exist_ok=True)
-    with open(ORACLE.parent / ".test_shardroute.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run(["make", "-s", "-C", str(REPO), "build/unit/test_shardroute"], check=True,
-                       stdout=subprocess.DEVNULL, timeout=300)
-    return ORACLE
+    return unit_binary("test_shardroute")
 
 
 def route(router, tmp_path, rows):
