@@ -21,12 +21,13 @@ static bool routes_reads(const struct pg_client *c)
 	       !c->replication && !c->adm;
 }
 
-/* The class of a named statement's text, classified once. */
-static int stmt_class(struct client_stmt *st)
+/* The class of a statement's text, classified once (cache: 1 + the class,
+ * 0 = not yet): a driver binds the same statement again and again. */
+static int def_class(const struct pstmt_def *def, int8_t *cache)
 {
-	if (!st->read_class)
-		st->read_class = (int8_t)(1 + sql_read_class(st->def.query, strlen(st->def.query)));
-	return st->read_class - 1;
+	if (!*cache)
+		*cache = (int8_t)(1 + sql_read_class(def->query, strlen(def->query)));
+	return *cache - 1;
 }
 
 /* The class of one extended-protocol message (body whole): Parse by its
@@ -59,14 +60,11 @@ static int ext_class(struct pg_client *c, const struct pg_msg *m, bool *parsed_u
 			struct unnamed_stmt *u = c->unnamed;
 			if (!u || !u->def.query)
 				return SQL_READ_NO;
-			/* Classed once: a driver binds it again and again. */
-			if (!u->read_class)
-				u->read_class = (int8_t)(1 + sql_read_class(u->def.query, strlen(u->def.query)));
-			return u->read_class - 1 == SQL_READ_YES ? SQL_READ_YES : SQL_READ_NO;
+			return def_class(&u->def, &u->read_class) == SQL_READ_YES ? SQL_READ_YES : SQL_READ_NO;
 		}
 		/* Named: known only when sluice tracks the client's statements. */
 		struct client_stmt *st = track_renames(c->pool) ? client_stmts_find(&c->stmts, name) : NULL;
-		return st && stmt_class(st) == SQL_READ_YES ? SQL_READ_YES : SQL_READ_NO;
+		return st && def_class(&st->def, &st->read_class) == SQL_READ_YES ? SQL_READ_YES : SQL_READ_NO;
 	}
 	case 'D': case 'E': case 'C': case 'S': case 'H':
 		return SQL_READ_YES;
