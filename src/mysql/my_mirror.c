@@ -388,8 +388,7 @@ sent:
 static void chan_start(struct mirror_chan *core, struct mirror_qnode *rec)
 {
 	struct my_mirror_chan *ch = (struct my_mirror_chan *)core;
-	(void)rec; /* ch->cur */
-	sum_free(&ch->sum);
+	(void)rec; /* ch->cur; sum was cleared by chan_forget when the last replay ended */
 	ch->stage = 0;
 	ch->pos = 0;
 	ch->cmd = 0;

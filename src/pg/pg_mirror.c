@@ -253,8 +253,7 @@ static void chan_start(struct mirror_chan *core, struct mirror_qnode *rec)
 	struct pg_mirror_chan *ch = (struct pg_mirror_chan *)core;
 	struct mirror_tx *tx = (struct mirror_tx *)rec;
 	struct pg_server *s = ch->srv;
-	sum_free(&ch->sum);
-	ch->errored = false;
+	/* sum and errored: cleared by chan_forget when the last replay ended. */
 	ch->phase = PH_TX;
 	ch->zs_left = tx->zs;
 	struct pg_builder b;
