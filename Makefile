@@ -203,6 +203,7 @@ bench: deps
 	bench/bench.sh
 	bench/mysql.sh
 	bench/routing.sh
+	bench/sharding.sh
 
 # The MySQL part of make bench alone: sysbench against MariaDB, direct and
 # through sluice (bench/mysql.sh).
@@ -248,3 +249,10 @@ fuzz-protocol: $(BIN)
 bench-routing: deps
 	$(MAKE) all
 	bench/routing.sh
+
+# Sharding alone: a single-shard point select through a sharded database
+# vs the same rows in one database (bench/sharding.sh).
+.PHONY: bench-sharding
+bench-sharding: deps
+	$(MAKE) all
+	bench/sharding.sh

@@ -57,33 +57,8 @@ SCALE=${SCALE:-10}
 CLIENTS=${CLIENTS:-16}
 WRITERS=${WRITERS:-8}
 MIRROR_DELAY_MS=${MIRROR_DELAY_MS:-5}
-SLUICE_BIN=${SLUICE_BIN:-$PWD/build/sluice}
-PGBIN=/usr/lib/postgresql/15/bin
-PGBENCH=$PGBIN/pgbench
-PY=/usr/bin/python3
-OUT=build/bench
-mkdir -p "$OUT"
-
-die() { echo "bench/routing.sh: $*" >&2; exit 1; }
-note() { echo "routing: $*" >&2; }
-[ -x "$PGBIN/initdb" ] || die "PostgreSQL 15 not found in $PGBIN (scripts/install-deps.sh)"
-[ -x "$SLUICE_BIN" ] || die "$SLUICE_BIN not built (make all)"
-
-IS_ROOT=0; [ "$(id -u)" = 0 ] && IS_ROOT=1
-as_pg() { if [ $IS_ROOT -eq 1 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-	local port=$1 secs=$2 i
-	for ((i = 0; i < secs * 10; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-WORK=$(mktemp -d /tmp/sluice-bench-routing.XXXXXX)
-chmod 755 "$WORK"
-[ $IS_ROOT -eq 1 ] && chown postgres: "$WORK"
+. bench/lib.sh
+bench_init routing
 CLUSTERS=()   # data directories started with pg_ctl
 FWD_PID=""; SPID=""
 cleanup() {
@@ -213,23 +188,8 @@ routed = host=127.0.0.1,127.0.0.1 port=$P_PORT,$S_PORT dbname=bench read_routing
 mirrored = host=127.0.0.1 port=$P_PORT dbname=bench mirror=slowmirror mirror_fraction=1
 control = host=127.0.0.1 port=$P_PORT dbname=bench
 slowmirror = host=127.0.0.1 port=$F_PORT dbname=bench
-[sluice]
-listen_addr = 127.0.0.1
-listen_port = $SPORT
-unix_socket_dir =
-auth_type = md5
-auth_file = $WORK/userlist.txt
-admin_users = bench
-pool_mode = transaction
-default_pool_size = 20
-max_client_conn = 500
-role_check_interval = 1
-${MIRROR_QUEUE_SIZE:+mirror_queue_size = $MIRROR_QUEUE_SIZE}
 EOF
-echo '"bench" "bench"' >"$WORK/userlist.txt"
-"$SLUICE_BIN" "$WORK/sluice.ini" >"$WORK/sluice.log" 2>&1 &
-SPID=$!
-wait_port "$SPORT" 10 || { cat "$WORK/sluice.log" >&2; die "sluice did not start"; }
+bench_start_sluice "$SPORT" "role_check_interval = 1" ${MIRROR_QUEUE_SIZE:+"mirror_queue_size = $MIRROR_QUEUE_SIZE"}
 export PGPASSWORD=bench
 # Wait until the routed entry reads from the standby (roles are found after start-up).
 for _ in $(seq 100); do
@@ -241,7 +201,7 @@ done
 RUNS=$OUT/routing_runs.csv
 echo "round,workload,target,tps,p99_us,sluice_us_per_tx" >"$RUNS"
 # sluice's CPU time so far (user + system), in clock ticks.
-sluice_ticks() { awk '{print $14 + $15}' "/proc/$SPID/stat"; }
+sluice_ticks() { proc_ticks "$SPID"; }
 HZ=$(getconf CLK_TCK)
 # run WORKLOAD TARGET ROUND
 run() {

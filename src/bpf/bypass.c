@@ -420,7 +420,8 @@ void bypass_client_maybe_enter(struct pg_client *c)
 	const struct config *cfg = runtime_config();
 	if (cfg->disable_pqexec || cfg->max_packet_size < INT32_MAX)
 		return;
-	if (!c->pool || c->pool->replication || c->pool->route || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending ||
+	/* A sharded database's statements are routed one by one (pg_shard.h). */
+	if (!c->pool || c->pool->replication || c->pool->route || c->pool->n_shards || c->adm || c->sock.ssl || c->closing || c->queued || c->handoff_pending ||
 	    pg_mirror_wanted(c) ||
 	    __atomic_load_n(&c->pool->paused, __ATOMIC_RELAXED) || __atomic_load_n(&c->pool->stale, __ATOMIC_RELAXED))
 		return;

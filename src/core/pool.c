@@ -279,7 +279,7 @@ static void apply_sizes_locked(struct pool *p, const struct pool_settings *st)
 	 * never opened ahead of its client. */
 	__atomic_store_n(&p->mode, p->replication ? POOL_MODE_SESSION : st->mode, __ATOMIC_RELAXED);
 	p->pool_size = st->pool_size;
-	p->min_pool_size = p->replication ? 0 : st->min_pool_size;
+	p->min_pool_size = p->replication || p->n_shards ? 0 : st->min_pool_size;
 	p->reserve_size = st->reserve_size;
 	p->max_db = st->max_db;
 	p->max_user = st->max_user;
@@ -300,6 +300,8 @@ static void pool_destroy(struct pool *p)
 	free(p->repl_startup);
 	free(p->variant);
 	free(p->welcome);
+	free(p->shard_pools);
+	free(p->shard_map); /* one block (pg_shard.c) */
 	free(p);
 }
 
@@ -326,6 +328,34 @@ static void *dup_bytes(const void *src, uint32_t n)
 static bool want_launch_locked(struct pool *p, int64_t now, bool for_waiters, bool reserve_ok);
 static struct client *pop_waiter_locked(struct pool *p, struct worker *server_worker);
 static void send_waiters_away(struct list *drained, const char *sqlstate, const char *msg);
+
+/* What a sharded entry's pool is made of: its shards and its
+ * [sharded_tables] lines (FNV-1a); 0 for an entry without shards. A RELOAD
+ * that changes it makes a new pool. */
+static uint64_t shard_signature(const struct config_database *d)
+{
+	uint64_t h = 0;
+	if (!d->n_shards)
+		return 0;
+	const unsigned char sep = 0;
+#define MIX(p, n) do { const unsigned char *b_ = (const unsigned char *)(p); \
+		for (size_t i_ = 0; i_ < (n); i_++) h = (h ^ b_[i_]) * 1099511628211ull; } while (0)
+	h = 14695981039346656037ull;
+	for (int i = 0; i < d->n_shards; i++) {
+		MIX(d->shards[i], strlen(d->shards[i]));
+		MIX(&sep, 1);
+	}
+	for (size_t i = 0; i < d->n_tables; i++) {
+		const struct config_sharded_table *t = &d->tables[i];
+		const char *schema = t->schema ? t->schema : "";
+		MIX(schema, strlen(schema) + 1);
+		MIX(t->table, strlen(t->table) + 1);
+		MIX(t->column, strlen(t->column) + 1);
+		MIX(&t->key_type, sizeof(t->key_type));
+	}
+#undef MIX
+	return h;
+}
 
 /* A pool's identity: protocol, database and user, its kind of
  * replication and protocol variant, and for a reader pool its home pool
@@ -370,10 +400,6 @@ static struct pool *find_or_make(const struct config *cfg, const struct pool_key
 	const struct config_database *d = config_find_database_for(cfg, db, proto->protocol);
 	if (!d) {
 		snprintf(err, errlen, "no such database: %s", db);
-		goto out;
-	}
-	if (d->n_shards) { /* docs/sharding.md: the client side is not built yet */
-		snprintf(err, errlen, "database \"%s\": sharded databases are not served yet: issue 19", db);
 		goto out;
 	}
 	struct pool_settings st;
@@ -422,6 +448,17 @@ static struct pool *find_or_make(const struct config *cfg, const struct pool_key
 		}
 	}
 	apply_sizes_locked(p, &st);
+	if (d->n_shards) {
+		/* A logical pool: its shards' pools hold the servers
+		 * (with_shards fills them in, outside pools_lock). */
+		if (!(p->shard_pools = calloc((size_t)d->n_shards, sizeof(*p->shard_pools)))) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		p->n_shards = d->n_shards;
+		p->shard_sig = shard_signature(d);
+		p->min_pool_size = 0;
+	}
 	p->db_count = limit_get("db", p->server_db);
 	p->user_count = limit_get("user", p->server_user);
 	if (!p->db_count || !p->user_count) {
@@ -442,6 +479,8 @@ static struct pool *find_or_make(const struct config *cfg, const struct pool_key
 	pools = p;
 	if (k->home)
 		log_info("pool %s/%s: reads go to host %s too", db, user, p->hosts.h[k->fixed_host].addr_text);
+	else if (p->n_shards)
+		log_info("pool %s/%s created: sharded over %d shards, mode=%d", db, user, p->n_shards, p->mode);
 	else
 		log_info("pool %s/%s created: server %s%s db=%s user=%s mode=%d size=%d", db, user,
 		 p->hosts.h[0].addr_text, p->hosts.n > 1 ? " (and more)" : "", p->server_db, p->server_user, p->mode, p->pool_size);
@@ -454,11 +493,65 @@ out:
 	return p;
 }
 
+/* A sharded pool's shard pools, made when missing (each an ordinary pool
+ * of its shard's entry and the same user). Returns p, or NULL with err
+ * set. Sharded clients need transaction or statement mode: sluice decides
+ * at each transaction where it goes. */
+static struct pool *with_shards(const struct config *cfg, struct pool *p, char *err, size_t errlen)
+{
+	if (!p || !p->n_shards)
+		return p;
+	if (p->mode == POOL_MODE_SESSION) {
+		snprintf(err, errlen, "database \"%s\" is sharded: it needs pool_mode = transaction or statement",
+			 p->db_name);
+		return NULL;
+	}
+	const struct config_database *d = config_find_database_for(cfg, p->db_name, p->proto->protocol);
+	for (int i = 0; i < p->n_shards; i++) {
+		if (__atomic_load_n(&p->shard_pools[i], __ATOMIC_ACQUIRE))
+			continue;
+		if (!d || !d->shard_db || d->n_shards != p->n_shards) {
+			snprintf(err, errlen, "database \"%s\": its shards changed; reconnect", p->db_name);
+			return NULL;
+		}
+		const char *name = cfg->databases[d->shard_db[i]].name;
+		struct pool *sp = pool_get(cfg, p->proto, name, p->user, err, errlen);
+		if (!sp)
+			return NULL;
+		if (sp->mode == POOL_MODE_SESSION) {
+			snprintf(err, errlen, "database \"%s\" is sharded: its shard \"%s\" needs pool_mode = "
+				 "transaction or statement", p->db_name, name);
+			return NULL;
+		}
+		struct pool *none = NULL;
+		__atomic_compare_exchange_n(&p->shard_pools[i], &none, sp, false, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE);
+	}
+	return p;
+}
+
+struct pool *pool_shard(struct pool *p, int i, char *err, size_t errlen)
+{
+	struct pool *sp = __atomic_load_n(&p->shard_pools[i], __ATOMIC_ACQUIRE);
+	if (!__atomic_load_n(&sp->stale, __ATOMIC_RELAXED))
+		return sp;
+	struct pool *now = pool_current(sp, err, errlen);
+	if (now)
+		__atomic_compare_exchange_n(&p->shard_pools[i], &sp, now, false, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE);
+	return now;
+}
+
+struct pool *pool_for_login(struct pool *p)
+{
+	return p->n_shards ? __atomic_load_n(&p->shard_pools[0], __ATOMIC_ACQUIRE) : p;
+}
+
 struct pool *pool_get(const struct config *cfg, const struct proto_ops *proto, const char *db,
 		      const char *user, char *err, size_t errlen)
 {
 	struct pool_key k = { .proto = proto, .db = db, .user = user, .fixed_host = -1 };
-	return find_or_make(cfg, &k, err, errlen);
+	return with_shards(cfg, find_or_make(cfg, &k, err, errlen), err, errlen);
 }
 
 struct pool *pool_get_variant(const struct config *cfg, const struct proto_ops *proto, const char *db,
@@ -575,6 +668,10 @@ struct server *pool_acquire(struct pool *p, struct client *c, const char **fail)
 	struct worker *w = c->worker;
 	int64_t now = w->loop.now_us;
 	*fail = NULL;
+	if (p->n_shards) { /* its shards' pools serve (pg_shard.c picks one) */
+		*fail = "internal error: a sharded database has no servers of its own";
+		return NULL;
+	}
 	pthread_mutex_lock(&p->lock);
 	while (list_empty(&p->waiters) && !list_empty(&p->idle[w->id]) && !p->paused) {
 		struct server *s = list_entry(list_pop(&p->idle[w->id]), struct server, pool_node);
@@ -1280,7 +1377,8 @@ void pool_reconfigure(const struct config *cfg)
 			       strcmp(st.server_user, p->server_user) != 0 ||
 			       !str_same(st.server_password, p->server_password) ||
 			       !str_same(st.connect_query, p->connect_query) ||
-			       !server_params_same(st.server_params, p->server_params);
+			       !server_params_same(st.server_params, p->server_params) ||
+			       shard_signature(d) != p->shard_sig;
 		pthread_mutex_lock(&p->lock);
 		if (changed) {
 			/* A new pool is made at the next login; this one drains. */
@@ -1312,7 +1410,7 @@ struct pool *pool_current(struct pool *p, char *err, size_t errlen)
 		return p;
 	struct pool_key k = { .proto = p->proto, .db = p->db_name, .user = p->user, .variant = p->variant,
 			      .variant_len = p->variant_len, .fixed_host = -1 };
-	return find_or_make(runtime_config(), &k, err, errlen);
+	return with_shards(runtime_config(), find_or_make(runtime_config(), &k, err, errlen), err, errlen);
 }
 
 int pool_host_port(const struct pool_host *h)

@@ -80,6 +80,16 @@ struct pool {
 				     * plain: hosts used in turn. Shared by a home pool and its readers */
 	int fixed_host;             /* reader pool: the standby it uses; -1 = a home pool */
 	struct pool *home;          /* reader pool: the pool its clients logged in to; else itself */
+	struct pool **shard_pools;  /* a sharded database's pool (docs/sharding.md): the pool of
+				     * each shard for the same user, [n_shards], filled by pool_get
+				     * (atomic pointers: RELOAD replaces a stale one). It has no
+				     * servers of its own. NULL = an ordinary pool */
+	int n_shards;
+	uint64_t shard_sig;         /* what its shards and sharded tables were when made: a RELOAD
+				     * that changes them makes a new pool */
+	void *shard_map;            /* the protocol's view of its sharded tables, made by the
+				     * protocol (pg_shard.c) on first use as one heap block;
+				     * freed with the pool */
 	bool lb_disable;            /* load_balance_hosts = disable */
 	int mode;                   /* enum pool_mode */
 	int pool_size;              /* servers normally allowed */
@@ -137,6 +147,14 @@ struct pool {
 	struct stats_totals period_delta; /* what the last complete period added */
 	int64_t period_us;          /* length of that period */
 };
+
+/* Shard i's pool of sharded pool p, the current one after a RELOAD.
+ * NULL with a message in err when it cannot be had. */
+struct pool *pool_shard(struct pool *p, int i, char *err, size_t errlen);
+/* The pool whose servers stand in for p at login (auth_query, the
+ * parameters reported to a new client): shard 0's for a sharded pool,
+ * else p itself. */
+struct pool *pool_for_login(struct pool *p);
 
 /* Counts for SHOW POOLS and /metrics, taken under the pool lock. */
 /* The reader pool on host i of routed home pool p (route.h), made on

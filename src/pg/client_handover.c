@@ -19,7 +19,7 @@
 bool client_handover_ok(const struct pg_client *c)
 {
 	/* A socket in the kernel's sockhash stays with this process. */
-	return !c->hold_for_sync && !c->skip_until_sync && !c->bp_slot;
+	return !c->hold_for_sync && !c->skip_until_sync && !c->bp_slot && !c->shard_begin;
 }
 
 /*

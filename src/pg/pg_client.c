@@ -38,6 +38,7 @@
 #include "scram_cache.h"
 #include "pg_server.h"
 #include "pg_route.h"
+#include "pg_shard.h"
 #include "sqlinfo.h"
 #include "hba.h"
 #include "ident.h"
@@ -210,6 +211,7 @@ void client_free(struct pg_client *c)
 		free(c->lookup_secret);
 	}
 	track_client_free(c);
+	free(c->shard_begin);
 	if (c->mirror_tx)
 		pg_mirror_client_free(c);
 	free(c->scram);
@@ -601,6 +603,7 @@ static bool lookup_start(struct pg_client *c, int method)
 		client_fail(c, "08P01", err);
 		return true;
 	}
+	p = pool_for_login(p);
 	c->lookup_method = (uint8_t)method;
 	c->pool = p; /* the lookup pool until login_finish picks the real one */
 	c->sock.want_read = false;
@@ -818,7 +821,7 @@ static void auth_message(struct pg_client *c, const struct pg_msg *m)
 static bool send_welcome(struct pg_client *c, bool only_if_known)
 {
 	struct iobuf params = { 0 };
-	if (!pool_copy_welcome(c->pool, &params) && only_if_known)
+	if (!pool_copy_welcome(pool_for_login(c->pool), &params) && only_if_known)
 		return false;
 	bool seen[TRACKED_PARAMS] = { false };
 	uint32_t off = 0, len = iobuf_len(&params);
@@ -895,16 +898,22 @@ static void login_finish(struct pg_client *c)
 		client_fail(c, "08P01", err);
 		return;
 	}
-	if (c->lookup_secret)
-		pool_set_lookup_secret(c->pool, c->lookup_secret);
-	if (c->scram) {
-		/* Authenticated against a verifier: the same keys log in to the
-		 * server when it holds the same verifier (no plain password
-		 * stored anywhere). Only for the pool's own user. */
+	/* What logs in to the servers goes to each pool that has them: the
+	 * client's own, or each of its shards'. */
+	int n_serving = c->pool->n_shards ? c->pool->n_shards : 1;
+	for (int i = 0; i < n_serving; i++) {
+		struct pool *p = c->pool->n_shards ? c->pool->shard_pools[i] : c->pool;
+		if (c->lookup_secret)
+			pool_set_lookup_secret(p, c->lookup_secret);
+		/* Authenticated against a verifier: the same keys log in to
+		 * the server when it holds the same verifier (no plain
+		 * password stored anywhere). Only for the pool's own user. */
 		const char *secret = client_secret(c);
-		if (c->scram->have_client_key && secret && pg_secret_is_scram(secret) &&
-		    strcmp(c->pool->server_user, c->user) == 0)
-			pool_set_scram_keys(c->pool, c->scram->client_key, c->scram->v.server_key);
+		if (c->scram && c->scram->have_client_key && secret && pg_secret_is_scram(secret) &&
+		    strcmp(p->server_user, c->user) == 0)
+			pool_set_scram_keys(p, c->scram->client_key, c->scram->v.server_key);
+	}
+	if (c->scram) {
 		OPENSSL_cleanse(c->scram, sizeof(*c->scram));
 		free(c->scram);
 		c->scram = NULL;
@@ -921,7 +930,7 @@ static void login_finish(struct pg_client *c)
 	client_set_state(c, CLIENT_LOGIN_WAIT);
 	c->sock.want_read = false;
 	const char *fail = NULL;
-	struct pg_server *s = pg_server(pool_acquire(c->pool, &c->base, &fail));
+	struct pg_server *s = pg_server(pool_acquire(pool_for_login(c->pool), &c->base, &fail));
 	if (fail) {
 		client_fail(c, "08P01", fail);
 		return;
@@ -1063,6 +1072,8 @@ static bool client_repool(struct pg_client *c)
 		track_account(c, true);
 		__atomic_sub_fetch(&c->pool->n_clients, 1, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&p->n_clients, 1, __ATOMIC_RELAXED);
+		if (c->pool->n_shards || p->n_shards)
+			pg_shard_forget_routes(c);
 		c->pool = p;
 		track_account(c, false);
 	}
@@ -1303,10 +1314,22 @@ static void client_process(struct pg_client *c)
 					return;
 				break;
 			}
+			struct pool *serving;
+			if (c->pool->n_shards) { /* a shard's pool (pg_shard.h) */
+				int act = pg_shard_pick(c, &m, avail, &serving);
+				if (act == PG_SHARD_FAILED)
+					return;
+				if (act == PG_SHARD_WAIT)
+					break;
+				if (act == PG_SHARD_ANSWERED)
+					continue;
+				c->route_kind = ROUTE_KIND_PRIMARY;
+			} else {
+				serving = pg_route_pick(c, &m, avail); /* c->pool, or a standby's */
+			}
 			client_set_state(c, CLIENT_WAITING);
 			sk->want_read = false;
 			const char *fail = NULL;
-			struct pool *serving = pg_route_pick(c, &m, avail); /* c->pool, or a standby's */
 			struct pg_server *s = pg_server(pool_acquire(serving, &c->base, &fail));
 			if (fail) {
 				client_fail(c, "08P01", fail);
@@ -1322,6 +1345,28 @@ static void client_process(struct pg_client *c)
 		}
 		/* CLIENT_ACTIVE: forward; count requests that end with ReadyForQuery. */
 		struct pg_server *s = c->server;
+		struct pg_shard_refusal refusal;
+		bool refused = false;
+		if (c->pool->n_shards && !c->hold_for_sync) {
+			int act = pg_shard_follow(c, &m, avail, &refusal);
+			if (act == PG_SHARD_FAIL)
+				return;
+			if (act == PG_SHARD_AWAIT)
+				break;
+			if (act == PG_SHARD_HOLD) {
+				/* Once the answers in flight are in, the server may be
+				 * free and the message routed anew. */
+				c->hold_for_sync = true;
+				s->resume_client = true;
+				sk->parse_blocked = true;
+				break;
+			}
+			refused = act == PG_SHARD_REFUSE;
+			if (refused && !s->tracking) {
+				client_fail(c, refusal.sqlstate, refusal.message);
+				return;
+			}
+		}
 		if (!pg_route_may_follow(c, &m, avail)) {
 			/* On a standby, and this may write: once the server is
 			 * free, the client's next transaction is routed anew. */
@@ -1371,7 +1416,8 @@ static void client_process(struct pg_client *c)
 				break;
 			}
 			uint32_t wbuf_before = iobuf_len(&s->sock.wbuf);
-			int act = track_client_msg(c, s, &m);
+			int act = refused ? track_refuse(c, s, &m, refusal.sqlstate, refusal.message)
+					  : track_client_msg(c, s, &m);
 			track_journal_note(s, &m, act, avail, wbuf_before);
 			if (act == TRACK_FLUSH_FIRST) {
 				if (c->mirror_tx)

@@ -54,12 +54,16 @@ struct pg_client {
 	const struct config *mirror_cfg; /* configuration mirror_chan was found under (pg_mirror.h) */
 	struct pg_mirror_chan *mirror_chan; /* where its transactions are mirrored, NULL = nowhere */
 	struct mirror_tx *mirror_tx; /* its transaction being captured for the mirror (heap), NULL = none */
+	char *shard_begin;         /* sharded database: the BEGIN sluice answered itself, sent ahead of
+				    * the transaction's first statement on its shard (heap), NULL = none */
 	uint32_t repl_startup_len;
 	uint32_t unnamed_gen;      /* bumped at each unnamed Parse sent; names its version */
 	uint32_t batch;            /* Syncs and simple Queries read so far (track.c) */
 	uint32_t acct_prepared;    /* statements counted in pool->client_prepared (track_account) */
 	uint32_t bp_slot;          /* bpf_bypass: slot + 1 in the kernel's state, 0 = none */
 	uint32_t bp_unnamed_ver;   /* bpf_bypass: the kernel's unnamed_ver sluice last read */
+	uint16_t shard_judged;     /* sharded: messages already judged when the transaction was routed */
+	int8_t shard;              /* sharded: the shard of its server, or of its last transaction */
 	uint8_t md5_salt[4];       /* salt of the md5 challenge */
 	uint8_t auth_step;         /* 0 = nothing asked yet, else the code asked */
 	bool tls_handshaking;      /* answered 'S' to SSLRequest; handshake running */

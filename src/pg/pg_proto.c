@@ -292,6 +292,11 @@ int pg_be_notice(struct iobuf *out, const char *msg)
 	return be_report(out, 'N', "NOTICE", "00000", msg);
 }
 
+int pg_be_warning(struct iobuf *out, const char *sqlstate, const char *msg)
+{
+	return be_report(out, 'N', "WARNING", sqlstate, msg);
+}
+
 int pg_be_auth(struct iobuf *out, uint32_t code, const void *data, size_t n)
 {
 	struct pg_builder b;

@@ -139,6 +139,8 @@ int pg_build_done(struct pg_builder *b);                          /* 0 or -ENOME
 int pg_be_error(struct iobuf *out, const char *severity, const char *sqlstate, const char *msg);
 /* NoticeResponse, severity NOTICE, SQLSTATE 00000 (successful completion). */
 int pg_be_notice(struct iobuf *out, const char *msg);
+/* A NoticeResponse of severity WARNING. */
+int pg_be_warning(struct iobuf *out, const char *sqlstate, const char *msg);
 int pg_be_auth(struct iobuf *out, uint32_t code, const void *data, size_t n);
 int pg_be_auth_sasl_mechs(struct iobuf *out);
 int pg_be_key_data(struct iobuf *out, uint32_t pid, uint32_t key);

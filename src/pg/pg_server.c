@@ -754,6 +754,17 @@ void server_link(struct pg_server *s, struct pg_client *c)
 		s->unnamed_owner = 0; /* a simple Query drops the unnamed statement */
 	}
 	free(sql);
+	if (c->shard_begin) {
+		/* Sharding: the BEGIN sluice answered goes ahead of the
+		 * transaction's first statement, now that its shard is known
+		 * (pg_shard.h). Alone: settings made before it must not become
+		 * part of the transaction. */
+		pg_fe_query(&s->sock.wbuf, c->shard_begin);
+		s->internal++;
+		s->unnamed_owner = 0;
+		free(c->shard_begin);
+		c->shard_begin = NULL;
+	}
 	server_update_events(s);
 }
 

@@ -118,6 +118,7 @@ int client_stmts_add(struct client_stmts *m, const char *name, struct pstmt_def 
 	m->v[m->n].def = *def;
 	m->v[m->n].info = info;
 	m->v[m->n].read_class = 0;
+	m->v[m->n].shard = (struct shard_plan){ 0 };
 	memset(def, 0, sizeof(*def));
 	m->bytes += pstmt_cost(n, &m->v[m->n].def);
 	m->n++;

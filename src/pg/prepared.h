@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "iobuf.h"
+#include "shardroute.h"
 
 struct pstmt_def {
 	char *query;       /* heap, NUL-terminated */
@@ -32,6 +33,7 @@ struct client_stmt {
 	struct pstmt_def def;
 	struct sql_info *info;   /* what its text does (sqlinfo.h), one reference; NULL = nothing */
 	int8_t read_class;       /* 1 + its sql_read_class (sqlread.h), 0 = not known yet */
+	struct shard_plan shard; /* where it goes on a sharded database (pg_shard.c) */
 };
 
 struct client_stmts {            /* owned by one client */

@@ -957,7 +957,18 @@ static int route_stmt(struct route_ctx *c, const PgQuery__Node *n)
 		return route_delete(c, n->delete_stmt);
 	case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
 		return route_stmt(c, n->explain_stmt->query);
-	case PG_QUERY__NODE__NODE_TRANSACTION_STMT:
+	case PG_QUERY__NODE__NODE_TRANSACTION_STMT: {
+		const PgQuery__TransactionStmt *t = n->transaction_stmt;
+		c->out->kind = SHARD_ROUTE_SESSION;
+		if (t->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_BEGIN ||
+		    t->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_START)
+			c->out->tx = SHARD_TX_BEGIN;
+		else if (t->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_COMMIT && !t->chain)
+			c->out->tx = SHARD_TX_COMMIT;
+		else if (t->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK && !t->chain)
+			c->out->tx = SHARD_TX_ROLLBACK;
+		return 0;
+	}
 	case PG_QUERY__NODE__NODE_VARIABLE_SET_STMT:
 	case PG_QUERY__NODE__NODE_VARIABLE_SHOW_STMT:
 	case PG_QUERY__NODE__NODE_DISCARD_STMT:
@@ -1083,6 +1094,7 @@ int shard_route(const char *sql, const uint32_t *param_types, int n_param_types,
 			shard_route_deinit(&one);
 			rc = 0;
 		}
+		out->tx = SHARD_TX_NONE; /* only a text of one statement is answered by sluice */
 	}
 	sql_tree_deinit(&tree);
 	free(c);
@@ -1101,6 +1113,12 @@ void shard_route_deinit(struct shard_route *r)
 	free(r->items);
 	r->items = NULL;
 	r->n_items = 0;
+}
+
+struct shard_plan shard_plan_of(const struct shard_route *r)
+{
+	return (struct shard_plan){ .kind = (int8_t)(r->kind + 1), .tx = r->tx, .param_type = (int8_t)r->param_type,
+				    .write = r->write, .shard = (int16_t)r->shard, .param = (int16_t)r->param };
 }
 
 const char *shard_route_kind_name(int kind)

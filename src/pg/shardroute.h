@@ -58,6 +58,15 @@ enum shard_route_kind {
 	SHARD_ROUTE_KINDS
 };
 
+/* A text that is one transaction-control statement the client side may
+ * answer itself (a BEGIN before the shard is known, docs/sharding.md). */
+enum shard_tx {
+	SHARD_TX_NONE = 0,  /* anything else (also SAVEPOINT, COMMIT AND CHAIN, ...) */
+	SHARD_TX_BEGIN,     /* BEGIN or START TRANSACTION, alone */
+	SHARD_TX_COMMIT,    /* COMMIT or END, alone */
+	SHARD_TX_ROLLBACK,  /* ROLLBACK or ABORT, alone */
+};
+
 /* One row of a multi-row INSERT ... VALUES, in order. */
 struct shard_item {
 	int shard;          /* its shard, or -1: decided at Bind */
@@ -65,9 +74,21 @@ struct shard_item {
 	int param_type;     /* -1 rows: the parameter's type (enum pghash_type) */
 };
 
+/* A route in 8 bytes: what a client keeps per prepared statement, so that
+ * a statement bound again and again is parsed once (shard_plan_of). */
+struct shard_plan {
+	int8_t kind;        /* enum shard_route_kind + 1; 0 = not routed yet */
+	uint8_t tx;         /* enum shard_tx */
+	int8_t param_type;  /* BIND: enum pghash_type */
+	bool write;
+	int16_t shard;      /* ONE */
+	int16_t param;      /* BIND: $n */
+};
+
 struct shard_route {
 	int kind;           /* enum shard_route_kind */
 	bool write;         /* the statement writes (or locks rows: FOR UPDATE) */
+	uint8_t tx;         /* SESSION: enum shard_tx */
 	int shard;          /* ONE: the shard */
 	uint64_t mask;      /* SEVERAL: bit i for shard i (known rows only for items) */
 	int param;          /* BIND: $n, from 1 */
@@ -91,5 +112,9 @@ int shard_route(const char *sql, const uint32_t *param_types, int n_param_types,
 void shard_route_deinit(struct shard_route *r);
 
 const char *shard_route_kind_name(int kind);
+
+/* The plan that keeps r (its items, mask and refusal are not kept: a
+ * client routes such texts again when it needs them). */
+struct shard_plan shard_plan_of(const struct shard_route *r);
 
 #endif

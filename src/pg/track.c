@@ -1804,6 +1804,36 @@ void track_client_free(struct pg_client *c)
 	session_vars_clear(&c->vars);
 }
 
+int track_refuse(struct pg_client *c, struct pg_server *s, const struct pg_msg *m, const char *sqlstate,
+		 const char *message)
+{
+	return fail_with(c, s, m->type == 'Q', sqlstate, "%s", message);
+}
+
+int track_local_parse(struct pg_client *c, const struct pg_msg *m)
+{
+	const char *name;
+	struct pstmt_def def;
+	if (pstmt_parse_msg(m->body, m->body_len, &name, &def) < 0)
+		return -EINVAL;
+	if (!*name) {
+		pstmt_def_free(&def);
+		track_unnamed_from_kernel(c, m->body, m->body_len);
+		return c->unnamed ? 0 : -ENOMEM;
+	}
+	const struct config *cfg = runtime_config();
+	struct sql_info *si = NULL;
+	if (!track_renames(c->pool) || client_stmts_find(&c->stmts, name) ||
+	    (cfg->max_client_prepared_statements && c->stmts.n >= (uint32_t)cfg->max_client_prepared_statements) ||
+	    sql_inspect_if_needed(def.query, strlen(def.query), &si) < 0 ||
+	    client_stmts_add(&c->stmts, name, &def, si) < 0) {
+		pstmt_def_free(&def);
+		sql_info_put(si);
+		return -EEXIST;
+	}
+	return 0;
+}
+
 uint32_t track_unnamed_from_kernel(struct pg_client *c, const uint8_t *body, uint32_t len)
 {
 	struct unnamed_stmt *n = body ? calloc(1, sizeof(*n)) : NULL;

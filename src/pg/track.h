@@ -38,6 +38,7 @@ struct unnamed_stmt {
 	struct pstmt_def def;
 	struct sql_info *info; /* what its text does, one reference, or NULL */
 	int8_t read_class;     /* 1 + its sql_read_class (sqlread.h), 0 = not known yet (pg_route.c) */
+	struct shard_plan shard; /* where it goes on a sharded database (pg_shard.c) */
 };
 
 /* Portals bound from a statement that does something sluice follows
@@ -101,6 +102,19 @@ bool track_check_before_release(struct pg_server *s);
  * (appended to *sql as in session_vars_diff_sql); s is then taken to hold
  * c's settings. Returns 0 or -ENOMEM. */
 int track_restore_sql(struct pg_server *s, struct pg_client *c, char **sql, size_t *len, size_t *cap);
+
+/* Refuse the client's message m (a Query, Parse or Bind) with sluice's
+ * error, in its place: the server fails instead, aborting the
+ * transaction or skipping to Sync as PostgreSQL would have (sharding,
+ * pg_shard.h). Returns a track_action, as track_client_msg. */
+int track_refuse(struct pg_client *c, struct pg_server *s, const struct pg_msg *m, const char *sqlstate,
+		 const char *message);
+
+/* A Parse (m, whole) that sluice answers itself, without a server (a
+ * BEGIN before the shard is known, pg_shard.h): the statement is the
+ * client's from now on. 0, or < 0 when sluice cannot take it so (a name
+ * in use, too many statements, no memory): then a server must see it. */
+int track_local_parse(struct pg_client *c, const struct pg_msg *m);
 
 /* bpf_bypass: the kernel carried the client's unnamed Parse (its body,
  * len bytes) or dropped the statement (body NULL): sluice's copy follows.

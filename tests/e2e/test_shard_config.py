@@ -3,7 +3,8 @@
 checked at start-up, each mistake stopping sluice with file, line and key
 named; a valid sharded entry starts, its shards serve as usual, and a
 client of the sharded database itself gets a clear error (the client side
-is not built yet), never a silent fallback."""
+is served (tests/e2e/test_sharding.py has the rest), never a silent
+fallback to one shard."""
 
 import psycopg
 import pytest
@@ -89,9 +90,10 @@ def test_duplicate_sharded_table(pg, run_sluice_raw, tmp_path, helpers):
            14, "shop.public.ORDERS", "the table is already listed at ")
 
 
-def test_sharded_database_refused_clearly(pg, helpers):
-    """A valid sharded configuration starts; the shards serve; the sharded
-    database says it is not served yet."""
+def test_sharded_database_served(pg, helpers):
+    """A valid sharded configuration starts; the shards serve; so does the
+    sharded database, in transaction mode; in session mode it says why it
+    cannot."""
 
     class ShardFactory(helpers.SluiceFactory):
         def write_config(self, *a, **kw):
@@ -104,23 +106,28 @@ def test_sharded_database_refused_clearly(pg, helpers):
     factory = ShardFactory(pg)
     try:
         s = factory(ini_main={"admin_users": "sluice_test"},
-                    databases={"shop_0": pg.db_line("sluicedb"), "shop_1": pg.db_line("sluicedb"),
-                               "shop": "shards=shop_0,shop_1"})
+                    databases={"shop_0": pg.db_line("sluicedb", pool_mode="transaction"),
+                               "shop_1": pg.db_line("sluicedb", pool_mode="transaction"),
+                               "shop": "shards=shop_0,shop_1 pool_mode=transaction",
+                               "shop_s": "shards=shop_0,shop_1 pool_mode=session"})
         with s.connect(db="shop_0") as c:
             assert c.execute("select 1").fetchone() == (1,)
+        with s.connect(db="shop") as c:
+            assert c.execute("select 3").fetchone() == (3,)  # no table: any shard answers
         with pytest.raises(psycopg.OperationalError) as e:
-            with s.connect(db="shop"):
+            with s.connect(db="shop_s"):
                 pass
-        assert "sharded databases are not served yet: issue 19" in str(e.value)
+        assert "database \"shop_s\" is sharded: it needs pool_mode = transaction or statement" in str(e.value)
         with s.connect(db="shop_1") as c:
             assert c.execute("select 2").fetchone() == (2,)
-        # The console lists the entry (no host of its own) and makes no pool of it.
+        # The console lists the entry (no host of its own), and its pool
+        # with no servers of its own.
         r = s.psql("-A", "-t", "-c", "SHOW DATABASES", db="pgbouncer")
         assert r.returncode == 0, r.stderr
         assert any(line.split("|")[0] == "shop" for line in r.stdout.splitlines()), r.stdout
         r = s.psql("-A", "-t", "-c", "SHOW POOLS", db="pgbouncer")
         assert r.returncode == 0, r.stderr
-        assert not any(line.split("|")[0] == "shop" for line in r.stdout.splitlines()), r.stdout
+        assert any(line.split("|")[0] == "shop" for line in r.stdout.splitlines()), r.stdout
     finally:
         problems = factory.finish()
     assert not problems, problems

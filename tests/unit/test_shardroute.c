@@ -238,6 +238,46 @@ static void test_cases(void)
 	}
 }
 
+/* Transaction control that the client side may answer itself: one
+ * statement of it, nothing else. */
+static void test_tx(void)
+{
+	static const struct { const char *sql; int tx; } tx[] = {
+		{ "BEGIN", SHARD_TX_BEGIN },
+		{ "begin isolation level serializable read only", SHARD_TX_BEGIN },
+		{ "START TRANSACTION", SHARD_TX_BEGIN },
+		{ "COMMIT", SHARD_TX_COMMIT },
+		{ "END", SHARD_TX_COMMIT },
+		{ "ROLLBACK;", SHARD_TX_ROLLBACK },
+		{ "ABORT", SHARD_TX_ROLLBACK },
+		{ "COMMIT AND CHAIN", SHARD_TX_NONE },
+		{ "SAVEPOINT a", SHARD_TX_NONE },
+		{ "ROLLBACK TO SAVEPOINT a", SHARD_TX_NONE },
+		{ "PREPARE TRANSACTION 'x'", SHARD_TX_NONE },
+		{ "BEGIN; COMMIT", SHARD_TX_NONE },
+		{ "SET search_path = app", SHARD_TX_NONE },
+	};
+	for (size_t i = 0; i < sizeof(tx) / sizeof(tx[0]); i++) {
+		struct shard_route r;
+		CHECK(shard_route(tx[i].sql, NULL, 0, &map, &r) == 0);
+		CHECK(r.kind == SHARD_ROUTE_SESSION);
+		if (r.tx != tx[i].tx)
+			fprintf(stderr, "tx of \"%s\": %d, want %d\n", tx[i].sql, r.tx, tx[i].tx);
+		CHECK(r.tx == tx[i].tx);
+		shard_route_deinit(&r);
+	}
+	/* The plan keeps what the client side needs. */
+	struct shard_route r;
+	CHECK(shard_route("SELECT * FROM events WHERE k = $1", NULL, 0, &map, &r) == 0);
+	struct shard_plan pl = shard_plan_of(&r);
+	CHECK(pl.kind == SHARD_ROUTE_BIND + 1 && pl.param == 1 && pl.param_type == r.param_type);
+	shard_route_deinit(&r);
+	CHECK(shard_route("UPDATE orders SET total = 1 WHERE customer_id = 42", NULL, 0, &map, &r) == 0);
+	pl = shard_plan_of(&r);
+	CHECK(pl.kind == SHARD_ROUTE_ONE + 1 && pl.shard == 2 && pl.write);
+	shard_route_deinit(&r);
+}
+
 static void test_details(void)
 {
 	struct shard_route r;
@@ -361,6 +401,7 @@ int main(void)
 	if (queries)
 		return answer_file(queries);
 	test_cases();
+	test_tx();
 	test_details();
 	printf("%s: %d passed, %d failed\n", __FILE__, unit_passed, unit_failed);
 	return unit_failed ? 1 : 0;

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# bench/sharding.sh: what routing over shards (issue 19) costs a
+# single-shard point query. `make bench` runs it after bench/routing.sh;
+# `make bench-sharding` runs it alone. It prints figures and ratios and
+# never fails on them.
+#
+# What it does, all on 127.0.0.1 and torn down on exit:
+#   1. starts a throwaway PostgreSQL 15 (user bench / password bench) with
+#      five databases: `plain`, with pgbench_accounts (ACCOUNTS rows), and
+#      four shard databases, each with the rows of pgbench_accounts that
+#      PostgreSQL's PARTITION BY HASH (aid) with MODULUS 4 puts in its
+#      remainder (satisfies_hash_partition decides);
+#   2. starts one sluice ($SLUICE_BIN), pool_mode = transaction,
+#      default_pool_size = 20, with two targets: `plain` (the database as
+#      one pool) and `shop` (shards=shop_0..shop_3, pgbench_accounts
+#      sharded on aid:int4);
+#   3. runs ROUNDS rounds; in each, both targets in turn (the order
+#      alternated), for each protocol in MODES: pgbench -c CLIENTS -j 2 -T
+#      DURATION with the script `SELECT abalance FROM pgbench_accounts
+#      WHERE aid = :aid` (aid random); medians over rounds of TPS and of
+#      sluice's own CPU time per transaction (/proc, user + system).
+# The target of issue 19 is shop/plain >= 0.8 (routing must be cheap: a
+# prepared statement's route is kept, a simple query is parsed once).
+# The cross-shard aggregate row of issue 19 is printed as not built:
+# sluice refuses what needs several shards (docs/sharding.md).
+#
+# Environment: ROUNDS (5), DURATION (8 s per run), ACCOUNTS (100000),
+# CLIENTS (8), MODES ("simple prepared"), SLUICE_BIN (build/sluice).
+# Output: the table on stdout and in build/bench/sharding.txt; every figure
+# in build/bench/sharding_runs.csv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-8}
+ACCOUNTS=${ACCOUNTS:-100000}
+CLIENTS=${CLIENTS:-8}
+MODES=${MODES:-simple prepared}
+. bench/lib.sh
+bench_init sharding
+DATA=""; SPID=""
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -n "$SPID" ]; then
+		kill "$SPID" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$SPID" 2>/dev/null || true
+	fi
+	[ -n "$DATA" ] && { as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w -t 30 stop >/dev/null 2>&1 || true; }
+	mkdir -p "$OUT/sharding-logs"
+	cp "$WORK"/*.log "$OUT/sharding-logs/" 2>/dev/null || true
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+PG_PORT=$(free_port); SPORT=$(free_port)
+DATA=$WORK/data
+note "PostgreSQL on $PG_PORT: plain and 4 shards, $ACCOUNTS accounts"
+as_pg "$PGBIN/initdb" -D "$DATA" -U postgres -A trust -E UTF8 --locale=C --no-sync >"$WORK/initdb.log" 2>&1 ||
+	{ cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+cat >>"$DATA/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$WORK'
+max_connections = 300
+password_encryption = md5
+fsync = off
+shared_buffers = 128MB
+CONF
+cat >"$DATA/pg_hba.conf" <<HBA
+local all postgres trust
+host all all 127.0.0.1/32 md5
+HBA
+as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/postgres.log" -w -t 60 start >/dev/null ||
+	{ cat "$WORK/postgres.log" >&2; die "PostgreSQL did not start"; }
+su_sql() { as_pg timeout 600 "$PGBIN/psql" -X -q -h "$WORK" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 "$@" >/dev/null; }
+su_sql -d postgres -c "CREATE ROLE bench LOGIN PASSWORD 'bench'" || die "could not create user bench"
+LOAD="CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+GRANT ALL ON pgbench_accounts TO bench;"
+for db in plain shop_0 shop_1 shop_2 shop_3; do
+	su_sql -d postgres -c "CREATE DATABASE $db OWNER bench" || die "could not create database $db"
+	if [ "$db" = plain ]; then
+		su_sql -d "$db" -c "$LOAD" \
+			-c "INSERT INTO pgbench_accounts SELECT aid, 1, 0, '' FROM generate_series(1, $ACCOUNTS) aid" ||
+			die "could not load $db"
+	else
+		r=${db#shop_}
+		su_sql -d "$db" -c "$LOAD" \
+			-c "CREATE TABLE placement (aid int) PARTITION BY HASH (aid)" \
+			-c "INSERT INTO pgbench_accounts SELECT aid, 1, 0, '' FROM generate_series(1, $ACCOUNTS) aid
+			    WHERE satisfies_hash_partition('placement'::regclass, 4, $r, aid)" ||
+			die "could not load $db"
+	fi
+	su_sql -d "$db" -c "VACUUM ANALYZE pgbench_accounts" || true
+done
+
+db_line() { echo "host=127.0.0.1 port=$PG_PORT dbname=$1"; }
+cat >"$WORK/sluice.ini" <<EOF
+[databases]
+plain = $(db_line plain)
+shop_0 = $(db_line shop_0)
+shop_1 = $(db_line shop_1)
+shop_2 = $(db_line shop_2)
+shop_3 = $(db_line shop_3)
+shop = shards=shop_0,shop_1,shop_2,shop_3
+[sharded_tables]
+shop.pgbench_accounts = aid:int4
+EOF
+bench_start_sluice "$SPORT"
+export PGPASSWORD=bench
+
+SCRIPT=$WORK/point.sql
+printf '\\set aid random(1, %d)\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n' "$ACCOUNTS" >"$SCRIPT"
+# Each target answers the same rows: a wrong route would show here.
+for t in plain shop; do
+	got=$(timeout 20 "$PGBIN/psql" -X -At -h 127.0.0.1 -p "$SPORT" -U bench -d "$t" \
+		-c "SELECT aid FROM pgbench_accounts WHERE aid = 4242") || die "query through $t failed"
+	[ "$got" = 4242 ] || die "$t answered '$got' for account 4242"
+done
+
+RUNS=$OUT/sharding_runs.csv
+echo "round,mode,target,tps,sluice_us_per_tx" >"$RUNS"
+sluice_ticks() { proc_ticks "$SPID"; }
+HZ=$(getconf CLK_TCK)
+# run MODE TARGET ROUND
+run() {
+	local mode=$1 t=$2 r=$3 log=$WORK/$1-$2-r$3.log t0 t1
+	t0=$(sluice_ticks)
+	timeout $((DURATION + 60)) "$PGBENCH" -n -h 127.0.0.1 -p "$SPORT" -U bench -T "$DURATION" -c "$CLIENTS" -j 2 \
+		-M "$mode" -f "$SCRIPT" "$t" >"$log" 2>&1 || { tail -20 "$log" >&2; die "pgbench -M $mode on $t failed"; }
+	t1=$(sluice_ticks)
+	local tps n cpu
+	tps=$(awk '/^tps = / {print $3; exit}' "$log")
+	n=$(awk '/^number of transactions actually processed:/ {print $6; exit}' "$log")
+	cpu=$(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / hz / n }')
+	echo "$r,$mode,$t,$tps,$cpu" >>"$RUNS"
+	note "round $r -M $mode $t: $tps tps, sluice $cpu us CPU per transaction"
+}
+
+for r in $(seq "$ROUNDS"); do
+	if [ $((r % 2)) = 1 ]; then order=(plain shop); else order=(shop plain); fi
+	for mode in $MODES; do
+		for t in "${order[@]}"; do run "$mode" "$t" "$r"; done
+	done
+done
+
+"$PY" - "$RUNS" "$ROUNDS" "$DURATION" "$CLIENTS" "$ACCOUNTS" <<'EOF' | tee "$OUT/sharding.txt"
+import csv, statistics, sys
+runs, rounds, duration, clients, accounts = sys.argv[1:]
+rows = list(csv.DictReader(open(runs)))
+modes = list(dict.fromkeys(r["mode"] for r in rows))
+def vals(m, t, k):
+    return [float(r[k]) for r in rows if r["mode"] == m and r["target"] == t and r[k]]
+print(f"sluice sharding benchmark: {rounds} rounds x {duration} s, {clients} clients, "
+      f"{accounts} accounts; medians (per-round shop/plain TPS ratios in brackets)")
+print(f"{'workload':<36} {'target':<7} {'TPS':>9} {'ratio':>6} {'sluice us/tx':>13} {'ratio':>6}")
+for m in modes:
+    label = f"point select -M {m}"
+    base_tps, base_cpu = statistics.median(vals(m, "plain", "tps")), statistics.median(vals(m, "plain", "sluice_us_per_tx"))
+    for t in ("plain", "shop"):
+        tps, cpu = statistics.median(vals(m, t, "tps")), statistics.median(vals(m, t, "sluice_us_per_tx"))
+        print(f"{label:<36} {t:<7} {tps:>9.0f} {tps / base_tps:>6.2f} {cpu:>13.1f} {cpu / base_cpu:>6.2f}")
+    per_round = []
+    for r in sorted({x["round"] for x in rows}, key=int):
+        p = [float(x["tps"]) for x in rows if x["round"] == r and x["mode"] == m and x["target"] == "plain"]
+        s = [float(x["tps"]) for x in rows if x["round"] == r and x["mode"] == m and x["target"] == "shop"]
+        if p and s:
+            per_round.append(f"{s[0] / p[0]:.2f}")
+    print(f"{'':<36} per round: [{' '.join(per_round)}]")
+print(f"{'aggregate over 4 shards':<36} {'shop':<7} {'not built: sluice refuses what needs several shards (docs/sharding.md)'}")
+print("plain: pgbench_accounts in one database, one pool; shop: the same rows over 4 shard databases "
+      "of the same server (shards=, PARTITION BY HASH (aid) placement); target shop/plain >= 0.8")
+EOF

@@ -1,0 +1,61 @@
+/*
+ * pg_shard.h - the client side of a sharded database (docs/sharding.md):
+ * each transaction runs on the one shard its statements fix, with the
+ * shard's own pool; the router (shardroute.h) reads the SQL, the shard of
+ * a Bind comes from the bound value (pghash.h).
+ *
+ * A transaction is routed when it starts: by its simple Query, or by the
+ * first Bind of its batch that fixes a shard (a Parse and Bind in the same
+ * batch, or a statement prepared before, whose route is kept per
+ * statement). A BEGIN that comes alone is answered by sluice and sent
+ * ahead of the transaction's first statement, on the shard that statement
+ * goes to. Inside a transaction (or a batch up to its Sync) every
+ * statement must stay on that shard; one that needs another is refused in
+ * place (SQLSTATE 0A000), so PostgreSQL aborts the transaction as it would
+ * for its own error. Statements that need several shards are refused the
+ * same way: merging is not built yet.
+ *
+ * Owns: the shard map of each sharded pool (made on first use, one heap
+ * block that pool_destroy frees) and the client's deferred BEGIN
+ * (pg_client.shard_begin).
+ */
+#ifndef SLUICE_PG_SHARD_H
+#define SLUICE_PG_SHARD_H
+
+#include <stdint.h>
+
+struct pg_client;
+struct pg_msg;
+struct pool;
+
+/* What an idle client's next message leads to. */
+enum pg_shard_pick {
+	PG_SHARD_GO,       /* *out: the shard pool that serves the transaction */
+	PG_SHARD_WAIT,     /* more of the batch must arrive first (room was made) */
+	PG_SHARD_ANSWERED, /* sluice answered it (a BEGIN alone, or its end): bytes dropped */
+	PG_SHARD_FAILED,   /* the client was failed */
+};
+int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, struct pool **out);
+
+/* A refusal: what sluice answers in place of a message. */
+struct pg_shard_refusal {
+	char sqlstate[6];
+	char message[240];
+};
+
+/* What a linked client's next message leads to. */
+enum pg_shard_follow {
+	PG_SHARD_FOLLOW,   /* it goes to the client's server */
+	PG_SHARD_HOLD,     /* it needs another shard: wait for the answers in flight, then
+			    * route again (the server may be free by then) */
+	PG_SHARD_REFUSE,   /* refuse it in place (*why) */
+	PG_SHARD_AWAIT,    /* it must be whole first (room was made) */
+	PG_SHARD_FAIL,     /* the client was failed */
+};
+int pg_shard_follow(struct pg_client *c, const struct pg_msg *m, uint32_t avail, struct pg_shard_refusal *why);
+
+/* The client moved to another pool (RELOAD): the routes its statements
+ * keep were computed over the old one's shards and tables. */
+void pg_shard_forget_routes(struct pg_client *c);
+
+#endif
