@@ -212,6 +212,7 @@ void client_free(struct pg_client *c)
 	}
 	track_client_free(c);
 	free(c->shard_begin);
+	pg_shard_client_free(c);
 	if (c->mirror_tx)
 		pg_mirror_client_free(c);
 	free(c->scram);

@@ -25,6 +25,7 @@ struct scram_server;
 struct config;
 struct pg_mirror_chan;
 struct mirror_tx;
+struct pg_shard_shapes;
 
 #define CLIENT_ASKED_SSL 1 /* an SSLRequest was answered */
 #define CLIENT_ASKED_GSS 2 /* a GSSENCRequest was answered */
@@ -54,6 +55,8 @@ struct pg_client {
 	const struct config *mirror_cfg; /* configuration mirror_chan was found under (pg_mirror.h) */
 	struct pg_mirror_chan *mirror_chan; /* where its transactions are mirrored, NULL = nowhere */
 	struct mirror_tx *mirror_tx; /* its transaction being captured for the mirror (heap), NULL = none */
+	struct pg_shard_shapes *shard_shapes; /* sharded: routes of its simple queries' shapes
+				    * (pg_shard.c; heap), NULL = none yet */
 	char *shard_begin;         /* sharded database: the BEGIN sluice answered itself, sent ahead of
 				    * the transaction's first statement on its shard (heap), NULL = none */
 	uint32_t repl_startup_len;

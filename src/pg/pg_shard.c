@@ -19,6 +19,7 @@
 #include "prepared.h"
 #include "runtime.h"
 #include "shardroute.h"
+#include "sqlshape.h"
 #include "track.h"
 
 /* The most bytes of a batch looked at to find the Bind that fixes its
@@ -241,6 +242,107 @@ static struct stmt_ref known_stmt(struct pg_client *c, const char *name)
 	if (st)
 		ref = (struct stmt_ref){ st->def.query, st->def.types, st->def.n_types, &st->shard, true };
 	return ref;
+}
+
+/* ---- simple queries: routes kept by shape ---- */
+
+/* A client's simple queries repeat a few shapes (the same text but for
+ * its integer literals, sqlshape.h): the route of a shape is kept in a few
+ * slots per client, so such a query is routed without a parse. */
+enum { SHAPE_SLOTS = 4, SHAPE_MAX = 1024 };
+
+struct shape_slot {
+	char *shape;            /* heap, NULL = free */
+	uint64_t hash;
+	struct shard_plan plan;
+	uint32_t used;          /* the clock when last used */
+};
+
+struct pg_shard_shapes {
+	struct shape_slot slot[SHAPE_SLOTS];
+	uint32_t clock;
+};
+
+static uint64_t fnv(const char *s)
+{
+	uint64_t h = 14695981039346656037ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* The kept plan of shape (routed and kept when new); NULL without memory. */
+static const struct shard_plan *shape_plan(struct pg_client *c, const struct shard_map *map, const char *shape)
+{
+	if (!c->shard_shapes && !(c->shard_shapes = calloc(1, sizeof(*c->shard_shapes))))
+		return NULL;
+	struct pg_shard_shapes *sh = c->shard_shapes;
+	uint64_t h = fnv(shape);
+	struct shape_slot *victim = &sh->slot[0];
+	for (int i = 0; i < SHAPE_SLOTS; i++) {
+		struct shape_slot *s = &sh->slot[i];
+		if (s->shape && s->hash == h && strcmp(s->shape, shape) == 0) {
+			s->used = ++sh->clock;
+			return &s->plan;
+		}
+		if (!s->shape || (victim->shape && s->used < victim->used))
+			victim = s;
+	}
+	char *copy = strdup(shape);
+	if (!copy)
+		return NULL;
+	struct shard_route r;
+	int rc = shard_route(shape, NULL, 0, map, &r);
+	struct shard_plan pl = shard_plan_of(&r);
+	shard_route_deinit(&r);
+	if (rc < 0) {
+		free(copy);
+		return NULL;
+	}
+	free(victim->shape);
+	*victim = (struct shape_slot){ .shape = copy, .hash = h, .plan = pl, .used = ++sh->clock };
+	return &victim->plan;
+}
+
+/* The plan of a simple Query's text (NUL-terminated, len bytes): from the
+ * plan of its shape when that says all (a shard fixed by one of its
+ * literals is a plan for that shard), else from a parse of the text.
+ * *known: the route parsed, when *parsed (deinit it). */
+static struct shard_plan query_plan(struct pg_client *c, const struct shard_map *map, const char *sql, size_t len,
+				    struct shard_route *known, bool *parsed)
+{
+	char shape[SHAPE_MAX];
+	struct sql_literal lits[SQL_SHAPE_MAX_LITERALS];
+	int n = len < SHAPE_MAX ? sql_shape(sql, len, shape, sizeof(shape), lits) : -1;
+	const struct shard_plan *pl = n >= 0 ? shape_plan(c, map, shape) : NULL;
+	*parsed = false;
+	if (pl && n == 0)
+		return *pl; /* the shape is the text */
+	if (pl && pl->kind - 1 == SHARD_ROUTE_BIND && pl->param >= 1 && pl->param <= n) {
+		/* The key is one of the literals: an integer (an integer key of
+		 * any width hashes it alike; a constant of an integer for a
+		 * text or uuid key is PostgreSQL's error, left to the parse). */
+		int type = pl->param_type == PGHASH_UNKNOWN ? PGHASH_INT8 : pl->param_type;
+		const struct sql_literal *l = &lits[pl->param - 1];
+		int shard = type == PGHASH_INT2 || type == PGHASH_INT4 || type == PGHASH_INT8
+				    ? pghash_shard_text(type, sql + l->off, l->len, map->n_shards) : -1;
+		if (shard >= 0)
+			return (struct shard_plan){ .kind = SHARD_ROUTE_ONE + 1, .shard = (int16_t)shard,
+						    .write = pl->write };
+	}
+	shard_route(sql, NULL, 0, map, known);
+	*parsed = true;
+	return shard_plan_of(known);
+}
+
+void pg_shard_client_free(struct pg_client *c)
+{
+	if (!c->shard_shapes)
+		return;
+	for (int i = 0; i < SHAPE_SLOTS; i++)
+		free(c->shard_shapes->slot[i].shape);
+	free(c->shard_shapes);
+	c->shard_shapes = NULL;
 }
 
 /* ---- a batch of the extended protocol, from an idle client ---- */
@@ -541,11 +643,12 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 			return await(c, m->len - avail) < 0 ? PG_SHARD_FAILED : PG_SHARD_WAIT;
 		if (m->body_len && !m->body[m->body_len - 1]) {
 			struct shard_route r;
-			shard_route((const char *)m->body, NULL, 0, map, &r);
-			struct shard_plan pl = shard_plan_of(&r);
-			if (r.kind == SHARD_ROUTE_SESSION && tx_answerable(c, r.tx)) {
-				shard_route_deinit(&r);
-				if (!run_tx(c, r.tx, (const char *)m->body)) {
+			bool parsed;
+			struct shard_plan pl = query_plan(c, map, (const char *)m->body, m->body_len - 1, &r, &parsed);
+			if (pl.kind - 1 == SHARD_ROUTE_SESSION && tx_answerable(c, pl.tx)) {
+				if (parsed)
+					shard_route_deinit(&r);
+				if (!run_tx(c, pl.tx, (const char *)m->body)) {
 					client_fail(c, "53200", "out of memory");
 					return PG_SHARD_FAILED;
 				}
@@ -553,8 +656,9 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 				pgsock_drop(&c->sock, m->len);
 				return PG_SHARD_ANSWERED;
 			}
-			dest = dest_of(map, &pl, &r, (const char *)m->body, NULL, 0, NULL, &why);
-			shard_route_deinit(&r);
+			dest = dest_of(map, &pl, parsed ? &r : NULL, (const char *)m->body, NULL, 0, NULL, &why);
+			if (parsed)
+				shard_route_deinit(&r);
 			if (dest != DEST_REFUSED)
 				c->shard_judged = 1;
 		}
@@ -596,6 +700,7 @@ void pg_shard_forget_routes(struct pg_client *c)
 		c->unnamed->shard = (struct shard_plan){ 0 };
 	c->shard = 0;
 	c->shard_judged = 0;
+	pg_shard_client_free(c); /* routes by shape */
 }
 
 /* The linked client's statement needs shard dest, not its own: wait for
@@ -674,10 +779,11 @@ int pg_shard_follow(struct pg_client *c, const struct pg_msg *m, uint32_t avail,
 		if (!m->body_len || m->body[m->body_len - 1])
 			return PG_SHARD_FOLLOW; /* PostgreSQL refuses it */
 		struct shard_route r;
-		shard_route((const char *)m->body, NULL, 0, map, &r);
-		struct shard_plan pl = shard_plan_of(&r);
-		dest = dest_of(map, &pl, &r, (const char *)m->body, NULL, 0, NULL, why);
-		shard_route_deinit(&r);
+		bool parsed;
+		struct shard_plan pl = query_plan(c, map, (const char *)m->body, m->body_len - 1, &r, &parsed);
+		dest = dest_of(map, &pl, parsed ? &r : NULL, (const char *)m->body, NULL, 0, NULL, why);
+		if (parsed)
+			shard_route_deinit(&r);
 	} else {
 		struct pg_reader r;
 		pg_reader_init(&r, m->body, m->body_len);

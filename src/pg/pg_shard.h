@@ -54,6 +54,9 @@ enum pg_shard_follow {
 };
 int pg_shard_follow(struct pg_client *c, const struct pg_msg *m, uint32_t avail, struct pg_shard_refusal *why);
 
+/* Free what the client keeps for routing (at its end). */
+void pg_shard_client_free(struct pg_client *c);
+
 /* The client moved to another pool (RELOAD): the routes its statements
  * keep were computed over the old one's shards and tables. */
 void pg_shard_forget_routes(struct pg_client *c);
