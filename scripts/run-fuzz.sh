@@ -63,7 +63,7 @@ srcs_of() {
 	mysql) echo "src/mysql/my_proto.c src/core/iobuf.c" ;;
 	mysql_session) echo "src/mysql/my_session.c src/mysql/my_proto.c src/core/iobuf.c" ;;
 	sqlread) echo "src/pg/sqlread.c src/pg/sqlparse.c" ;;
-	shardroute) echo "src/pg/shardroute.c src/pg/pghash.c src/pg/sqlread.c src/pg/sqlparse.c" ;;
+	shardroute) echo "src/pg/shardroute.c src/pg/pghash.c src/pg/sqlread.c src/pg/sqlparse.c src/pg/sqlshape.c" ;;
 	my_sqlread) echo "src/mysql/my_sqlread.c" ;;
 	*) return 1 ;;
 	esac

@@ -271,8 +271,10 @@ static uint64_t fnv(const char *s)
 	return h;
 }
 
-/* The kept plan of shape (routed and kept when new); NULL without memory. */
-static const struct shard_plan *shape_plan(struct pg_client *c, const struct shard_map *map, const char *shape)
+/* The kept plan of shape (routed and kept when new: sql with its
+ * literals is the text it came from); NULL without memory. */
+static const struct shard_plan *shape_plan(struct pg_client *c, const struct shard_map *map, const char *shape,
+					   const char *sql, const struct sql_literal *lits, int n_lits)
 {
 	if (!c->shard_shapes && !(c->shard_shapes = calloc(1, sizeof(*c->shard_shapes))))
 		return NULL;
@@ -291,11 +293,8 @@ static const struct shard_plan *shape_plan(struct pg_client *c, const struct sha
 	char *copy = strdup(shape);
 	if (!copy)
 		return NULL;
-	struct shard_route r;
-	int rc = shard_route(shape, NULL, 0, map, &r);
-	struct shard_plan pl = shard_plan_of(&r);
-	shard_route_deinit(&r);
-	if (rc < 0) {
+	struct shard_plan pl;
+	if (shard_plan_of_shape(shape, sql, lits, n_lits, map, &pl) < 0) {
 		free(copy);
 		return NULL;
 	}
@@ -314,20 +313,14 @@ static struct shard_plan query_plan(struct pg_client *c, const struct shard_map 
 	char shape[SHAPE_MAX];
 	struct sql_literal lits[SQL_SHAPE_MAX_LITERALS];
 	int n = len < SHAPE_MAX ? sql_shape(sql, len, shape, sizeof(shape), lits) : -1;
-	const struct shard_plan *pl = n >= 0 ? shape_plan(c, map, shape) : NULL;
+	const struct shard_plan *pl = n >= 0 ? shape_plan(c, map, shape, sql, lits, n) : NULL;
 	*parsed = false;
 	if (pl && n == 0)
 		return *pl; /* the shape is the text */
-	if (pl && pl->kind - 1 == SHARD_ROUTE_BIND && pl->param >= 1 && pl->param <= n) {
-		/* The key is one of the literals: an integer (an integer key of
-		 * any width hashes it alike; a constant of an integer for a
-		 * text or uuid key is PostgreSQL's error, left to the parse). */
-		int type = pl->param_type == PGHASH_UNKNOWN ? PGHASH_INT8 : pl->param_type;
-		const struct sql_literal *l = &lits[pl->param - 1];
-		int shard = type == PGHASH_INT2 || type == PGHASH_INT4 || type == PGHASH_INT8
-				    ? pghash_shard_text(type, sql + l->off, l->len, map->n_shards) : -1;
-		if (shard >= 0)
-			return (struct shard_plan){ .kind = SHARD_ROUTE_ONE + 1, .shard = (int16_t)shard,
+	if (pl && n > 0) {
+		int shard = shard_plan_literal_shard(pl, sql, lits, n, map->n_shards);
+		if (shard >= 0) /* the key is one of the literals */
+			return (struct shard_plan){ .kind = SHARD_ROUTE_ONE + 1, .shard = (int8_t)shard,
 						    .write = pl->write };
 	}
 	shard_route(sql, NULL, 0, map, known);

@@ -33,6 +33,7 @@ struct fix {
 	uint64_t mask;
 	int param;           /* first `key = $n`; 0 = none */
 	int param_type;      /* its enum pghash_type */
+	int n_params;        /* `key = $n` conditions, all of them */
 };
 
 /* A join's ON (or WHERE): read once every ref is known. */
@@ -568,9 +569,12 @@ static int conjuncts(struct route_ctx *c, const PgQuery__Node *e, int pass, bool
 		int got = value_of(c, &c->map->tables[c->refs[k].table], l >= 0 ? a->rexpr : a->lexpr, &v);
 		if (got == VAL_SHARD)
 			fix_mask(&c->fix[k], UINT64_C(1) << v.shard);
-		else if (got == VAL_PARAM && !c->fix[k].param) {
-			c->fix[k].param = v.param;
-			c->fix[k].param_type = v.param_type;
+		else if (got == VAL_PARAM) {
+			if (!c->fix[k].param) {
+				c->fix[k].param = v.param;
+				c->fix[k].param_type = v.param_type;
+			}
+			c->fix[k].n_params++;
 		}
 		return got < 0 ? ROUTE_FAIL : 0;
 	}
@@ -643,6 +647,7 @@ static struct fix group_fix(struct route_ctx *c, int g)
 			f.param = c->fix[r].param;
 			f.param_type = c->fix[r].param_type;
 		}
+		f.n_params += c->fix[r].n_params;
 	}
 	return f;
 }
@@ -668,6 +673,7 @@ static int decide_group(struct route_ctx *c, int g, bool window, bool write)
 		out->kind = SHARD_ROUTE_BIND;
 		out->param = f.param;
 		out->param_type = f.param_type;
+		out->bind_alone = f.n_params == 1;
 		return 0;
 	}
 	if (window)
@@ -907,6 +913,7 @@ static int route_insert(struct route_ctx *c, const PgQuery__InsertStmt *ins)
 		c->out->kind = SHARD_ROUTE_BIND;
 		c->out->param = c->out->items[0].param;
 		c->out->param_type = c->out->items[0].param_type;
+		c->out->bind_alone = true;
 	} else if (!params && __builtin_popcountll(mask) == 1) {
 		c->out->kind = SHARD_ROUTE_ONE;
 		c->out->shard = first_shard(mask);
@@ -1115,10 +1122,46 @@ void shard_route_deinit(struct shard_route *r)
 	r->n_items = 0;
 }
 
+int shard_plan_literal_shard(const struct shard_plan *plan, const char *sql, const struct sql_literal *lits,
+			     int n_lits, int n_shards)
+{
+	if (plan->kind - 1 != SHARD_ROUTE_BIND || !plan->bind_alone || plan->param < 1 || plan->param > n_lits)
+		return -1;
+	/* An integer constant hashes alike for a key of any integer width
+	 * (and so for one whose type is not configured); for a text or uuid
+	 * key it is PostgreSQL's error, left to the text's own route. */
+	int type = plan->param_type == PGHASH_UNKNOWN ? PGHASH_INT8 : plan->param_type;
+	if (type != PGHASH_INT2 && type != PGHASH_INT4 && type != PGHASH_INT8)
+		return -1;
+	int k = plan->param - 1;
+	int shard = pghash_shard_text(type, sql + lits[k].off, lits[k].len, n_shards);
+	return shard >= 0 ? shard : -1;
+}
+
+int shard_plan_of_shape(const char *shape, const char *sql, const struct sql_literal *lits, int n_lits,
+			const struct shard_map *map, struct shard_plan *out)
+{
+	struct shard_route r;
+	int rc = shard_route(shape, NULL, 0, map, &r);
+	*out = shard_plan_of(&r);
+	shard_route_deinit(&r);
+	if (rc < 0)
+		return rc;
+	int shard = shard_plan_literal_shard(out, sql, lits, n_lits, map->n_shards);
+	if (shard < 0)
+		return 0;
+	rc = shard_route(sql, NULL, 0, map, &r);
+	if (rc < 0 || r.kind != SHARD_ROUTE_ONE || r.shard != shard)
+		out->bind_alone = false; /* the text itself must be routed, each time */
+	shard_route_deinit(&r);
+	return rc;
+}
+
 struct shard_plan shard_plan_of(const struct shard_route *r)
 {
 	return (struct shard_plan){ .kind = (int8_t)(r->kind + 1), .tx = r->tx, .param_type = (int8_t)r->param_type,
-				    .write = r->write, .shard = (int16_t)r->shard, .param = (int16_t)r->param };
+				    .write = r->write, .bind_alone = r->bind_alone, .shard = (int8_t)r->shard,
+				    .param = (int16_t)r->param };
 }
 
 const char *shard_route_kind_name(int kind)

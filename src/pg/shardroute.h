@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sqlshape.h"
+
 /* One sharded table of the database ([sharded_tables]; names as the
  * parser leaves them: unquoted ones in lower case). */
 struct shard_table {
@@ -81,7 +83,8 @@ struct shard_plan {
 	uint8_t tx;         /* enum shard_tx */
 	int8_t param_type;  /* BIND: enum pghash_type */
 	bool write;
-	int16_t shard;      /* ONE */
+	bool bind_alone;    /* BIND: the only parameter that fixes a key */
+	int8_t shard;       /* ONE (< PGHASH_MAX_MODULUS) */
 	int16_t param;      /* BIND: $n */
 };
 
@@ -94,6 +97,8 @@ struct shard_route {
 	int param;          /* BIND: $n, from 1 */
 	int param_type;     /* BIND: enum pghash_type of the value (PGHASH_UNKNOWN when
 			     * neither the configuration nor the Parse said) */
+	bool bind_alone;    /* BIND: $param is the only parameter that fixes a key (others
+			     * fixing the same key would intersect with it) */
 	struct shard_item *items; /* SEVERAL from INSERT ... VALUES: one per row; else NULL */
 	size_t n_items;
 	char sqlstate[6];   /* REFUSE */
@@ -112,6 +117,23 @@ int shard_route(const char *sql, const uint32_t *param_types, int n_param_types,
 void shard_route_deinit(struct shard_route *r);
 
 const char *shard_route_kind_name(int kind);
+
+/* A simple query's text routed by its shape (sqlshape.h): plan is the
+ * shape's, the literals are the text's (lits[k] at sql + off, the value
+ * of $k+1; sql_shape's output). When the shape's key is one of those integer literals, the
+ * shard that literal's value gives (what the text's own route says);
+ * else -1: the text must be routed itself. */
+int shard_plan_literal_shard(const struct shard_plan *plan, const char *sql, const struct sql_literal *lits,
+			     int n_lits, int n_shards);
+
+/* The plan of a simple query's shape, to keep for the texts of that
+ * shape: shape and its literals are sql_shape's output for sql. A shape
+ * whose key is one of the literals is checked once against sql's own
+ * route (a shape may parse where its text does not: `c $1` but not
+ * `c 12`), and kept as a plan for any literal only when they agree.
+ * Returns 0 or -ENOMEM. */
+int shard_plan_of_shape(const char *shape, const char *sql, const struct sql_literal *lits, int n_lits,
+			const struct shard_map *map, struct shard_plan *out);
 
 /* The plan that keeps r (its items, mask and refusal are not kept: a
  * client routes such texts again when it needs them). */

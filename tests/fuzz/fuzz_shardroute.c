@@ -13,7 +13,12 @@
  *   a parameter;
  * - a REFUSE has a five-character SQLSTATE and a message;
  * - over a map without sharded tables no decision needs the shards' keys
- *   (no ONE, SEVERAL, BIND or MULTI).
+ *   (no ONE, SEVERAL, BIND or MULTI);
+ * - a text routed by its shape (sqlshape.h, the client side's cache of
+ *   simple queries) goes where its own route sends it: when the shape's
+ *   plan, checked on the text, says the key is one of the literals, the
+ *   route of the text with other values in those literals is ONE, to the
+ *   shard the new key literal gives.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -86,6 +91,45 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		   again.n_items == r.n_items && strcmp(again.message, r.message) == 0);
 	shard_route_deinit(&again);
 	shard_route_deinit(&r);
+
+	char shape[1024];
+	struct sql_literal lits[SQL_SHAPE_MAX_LITERALS];
+	int n = sql_shape(text, size - 1, shape, sizeof(shape), lits);
+	struct shard_plan pl;
+	if (n > 0 && shard_plan_of_shape(shape, text, lits, n, &map, &pl) == 0 &&
+	    shard_plan_literal_shard(&pl, text, lits, n, n_shards) >= 0) {
+		/* Another text of the same shape: each literal's digits changed
+		 * (a 7 after them, then the value 0). */
+		for (int variant = 0; variant < 2; variant++) {
+			char *other = malloc(2 * size + 2);
+			struct sql_literal olits[SQL_SHAPE_MAX_LITERALS];
+			size_t o = 0, at = 0;
+			for (int i = 0; i < n; i++) {
+				memcpy(other + o, text + at, lits[i].off - at);
+				o += lits[i].off - at;
+				olits[i].off = (uint32_t)o;
+				if (variant == 0) {
+					memcpy(other + o, text + lits[i].off, lits[i].len);
+					o += lits[i].len;
+					other[o++] = '7';
+				} else {
+					other[o++] = '0';
+				}
+				olits[i].len = (uint32_t)o - olits[i].off;
+				at = lits[i].off + lits[i].len;
+			}
+			memcpy(other + o, text + at, size - 1 - at);
+			o += size - 1 - at;
+			other[o] = '\0';
+			int shard = shard_plan_literal_shard(&pl, other, olits, n, n_shards);
+			if (shard >= 0) {
+				FUZZ_CHECK(shard_route(other, NULL, 0, &map, &r) == 0);
+				FUZZ_CHECK(r.kind == SHARD_ROUTE_ONE && r.shard == shard);
+				shard_route_deinit(&r);
+			}
+			free(other);
+		}
+	}
 
 	struct shard_map none = { tables, 0, n_shards };
 	FUZZ_CHECK(shard_route(text, NULL, 0, &none, &r) == 0);
