@@ -213,6 +213,7 @@ void client_free(struct pg_client *c)
 	track_client_free(c);
 	free(c->shard_begin);
 	pg_shard_client_free(c);
+	pg_shard_fanout_free(c);
 	if (c->mirror_tx)
 		pg_mirror_client_free(c);
 	free(c->scram);
@@ -1348,6 +1349,10 @@ static void client_process(struct pg_client *c)
 		struct pg_server *s = c->server;
 		struct pg_shard_refusal refusal;
 		bool refused = false;
+		if (c->shard_fanout && pg_shard_fanout_linked(c, s, &m)) {
+			sk->parse_blocked = true; /* the Query is read again for the next shard */
+			break;
+		}
 		if (c->pool->n_shards && !c->hold_for_sync) {
 			int act = pg_shard_follow(c, &m, avail, &refusal);
 			if (act == PG_SHARD_FAIL)
@@ -1501,8 +1506,8 @@ static bool parse_may_resume(const struct pg_client *c)
 	const struct pg_server *s = c->server;
 	if (s && copy_watch_marker_due(&s->copy))
 		return true; /* the loop sends it first */
-	if (c->hold_for_sync)
-		return false;
+	if (c->hold_for_sync || c->shard_fanout)
+		return false; /* a query over several shards reads on when it is done */
 	if (!s || !waits_for_kernel_answers(s) || c->sock.skip || c->sock.drop)
 		return true;
 	/* Only what a COPY needs goes on meanwhile (copy_watch.h). */

@@ -29,6 +29,7 @@
 #include "pg_mirror.h"
 #include "pg_monitor.h"
 #include "pg_route.h"
+#include "pg_shard.h"
 #include "config.h"
 #include "log.h"
 #include "pg_proto.h"
@@ -752,6 +753,7 @@ void server_link(struct pg_server *s, struct pg_client *c)
 		pg_fe_query(&s->sock.wbuf, sql);
 		s->internal++;
 		s->unnamed_owner = 0; /* a simple Query drops the unnamed statement */
+		s->last_was_ready = false; /* until their answer: never lent on before it */
 	}
 	free(sql);
 	if (c->shard_begin) {
@@ -762,6 +764,7 @@ void server_link(struct pg_server *s, struct pg_client *c)
 		pg_fe_query(&s->sock.wbuf, c->shard_begin);
 		s->internal++;
 		s->unnamed_owner = 0;
+		s->last_was_ready = false;
 		free(c->shard_begin);
 		c->shard_begin = NULL;
 	}
@@ -1043,6 +1046,17 @@ static void server_process(struct pg_server *s)
 				break;
 			}
 		}
+		if (s->internal == 1 && s->client && s->client->shard_fanout && s->state == SERVER_ACTIVE &&
+		    pg_shard_fanout_server_msg(s->client, s, &m, avail) == PG_FANOUT_FORWARD) {
+			/* Rows of a query over several shards (pg_shard.h). */
+			if (m.len <= avail) {
+				sk->fwd += m.len;
+				continue;
+			}
+			sk->fwd += avail;
+			sk->skip = m.len - avail;
+			break;
+		}
 		bool examine = s->state != SERVER_ACTIVE || m.type == 'Z' || m.type == 'S' || s->internal;
 		if (!examine) {
 			s->last_was_ready = false;
@@ -1115,9 +1129,16 @@ static void server_process(struct pg_server *s)
 				sk->parse_blocked = true; /* flush what precedes first */
 				break;
 			}
-			if (m.type == 'Z')
+			if (m.type == 'Z') {
 				s->internal--;
-			else if (m.type == 'S') {
+				if (!s->internal) {
+					/* At a ReadyForQuery again, in the state sluice's
+					 * own queries left (a BEGIN for a sharded client). */
+					s->last_was_ready = true;
+					if (m.body_len == 1 && strchr("ITE", m.body[0] ? m.body[0] : '?'))
+						s->tx_status = (char)m.body[0];
+				}
+			} else if (m.type == 'S') {
 				const char *name, *value;
 				if (pg_be_param_parse(m.body, m.body_len, &name, &value) == 0)
 					note_param(s, name, value);

@@ -611,6 +611,129 @@ static bool answer_batch(struct pg_client *c, const struct pg_msg *first, const 
 	return true;
 }
 
+/* ---- a simple query over several shards: their answers one after the other ---- */
+
+/* What a fan-out has done so far (pg_client.shard_fanout). The client's
+ * Query stays in its buffer, unread, until the last shard has answered:
+ * each shard's server runs its text as a query of sluice's own (internal),
+ * whose rows (and the first shard's RowDescription) go to the client and
+ * the rest is swallowed; the server is then free, goes back to its pool,
+ * and the client routes the same Query again, to the next shard. */
+struct pg_shard_fanout {
+	uint64_t todo;   /* shards still to run (bit i: shard i) */
+	uint64_t rows;   /* rows the shards counted so far */
+	bool sent;       /* the text is on the current shard's server */
+	bool described;  /* a RowDescription went to the client */
+	bool failed;     /* a shard answered an error: the rest are not asked */
+};
+
+/* The shards a simple query fans out to (0: none, it is routed or
+ * refused). Only a read whose answer is the shards' answers concatenated,
+ * outside a transaction. */
+static uint64_t fanout_shards(struct pg_client *c, const struct shard_map *map, const struct shard_plan *pl,
+			      const struct shard_route *known, const char *sql)
+{
+	int kind = pl->kind - 1;
+	if ((kind != SHARD_ROUTE_MULTI && kind != SHARD_ROUTE_SEVERAL) || !pl->concat || c->shard_begin || c->pinned)
+		return 0;
+	if (kind == SHARD_ROUTE_MULTI)
+		return map->n_shards >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << map->n_shards) - 1;
+	if (known)
+		return known->mask;
+	struct shard_route r;
+	shard_route(sql, NULL, 0, map, &r);
+	uint64_t mask = r.kind == SHARD_ROUTE_SEVERAL ? r.mask : 0;
+	shard_route_deinit(&r);
+	return mask;
+}
+
+/* The fan-out's next step for the client's Query m: the next shard's
+ * pool, or its end (sluice's CommandComplete and ReadyForQuery). */
+static int fanout_next(struct pg_client *c, const struct pg_msg *m, struct pool **out)
+{
+	struct pg_shard_fanout *f = c->shard_fanout;
+	c->sock.parse_blocked = false; /* idle: the Query is read again */
+	if (f->failed || !f->todo) {
+		if (!f->failed) {
+			char tag[32];
+			snprintf(tag, sizeof(tag), "SELECT %llu", (unsigned long long)f->rows);
+			put_complete(&c->sock.wbuf, tag);
+		}
+		pg_be_ready(&c->sock.wbuf, 'I');
+		pgsock_drop(&c->sock, m->len);
+		free(f);
+		c->shard_fanout = NULL;
+		return PG_SHARD_ANSWERED;
+	}
+	int shard = __builtin_ctzll(f->todo);
+	f->todo &= f->todo - 1;
+	f->sent = false;
+	char err[200];
+	struct pool *sp = pool_shard(c->pool, shard, err, sizeof(err));
+	if (!sp) {
+		client_fail(c, "08P01", err);
+		return PG_SHARD_FAILED;
+	}
+	c->shard = (int8_t)shard;
+	*out = sp;
+	return PG_SHARD_GO;
+}
+
+bool pg_shard_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
+{
+	struct pg_shard_fanout *f = c->shard_fanout;
+	if (!f)
+		return false;
+	if (!f->sent) {
+		/* After the settings server_link may have queued: its answers
+		 * come last, when internal is back to one. */
+		pg_fe_query(&s->sock.wbuf, (const char *)m->body);
+		s->internal++;
+		s->unnamed_owner = 0; /* a simple Query drops the unnamed statement */
+		s->last_was_ready = false; /* busy: a client that leaves now cannot lend it on */
+		f->sent = true;
+	}
+	return true;
+}
+
+int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m,
+			       uint32_t avail)
+{
+	struct pg_shard_fanout *f = c->shard_fanout;
+	if (!f || !f->sent || s->internal != 1)
+		return PG_FANOUT_OTHER; /* not the fan-out's answer (settings first) */
+	switch (m->type) {
+	case 'D':
+		return PG_FANOUT_FORWARD;
+	case 'T':
+		if (f->described)
+			return PG_FANOUT_OTHER;
+		f->described = true;
+		return PG_FANOUT_FORWARD;
+	case 'C':
+		/* Counted once: whole, and with nothing forwarded before it
+		 * (the caller then drops it in the same pass). */
+		if (m->len <= avail && !s->sock.fwd) {
+			const char *tag = (const char *)m->body;
+			unsigned long long n;
+			if (m->body_len && !m->body[m->body_len - 1] && sscanf(tag, "SELECT %llu", &n) == 1)
+				f->rows += n;
+		}
+		return PG_FANOUT_OTHER;
+	case 'E':
+		f->failed = true;
+		return PG_FANOUT_OTHER;
+	default:
+		return PG_FANOUT_OTHER;
+	}
+}
+
+void pg_shard_fanout_free(struct pg_client *c)
+{
+	free(c->shard_fanout);
+	c->shard_fanout = NULL;
+}
+
 /* ---- the client side ---- */
 
 static int await(struct pg_client *c, uint32_t missing)
@@ -631,6 +754,8 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 	struct pg_shard_refusal why;
 	int dest = DEST_ANY;
 	c->shard_judged = 0;
+	if (c->shard_fanout)
+		return fanout_next(c, m, out);
 	if (m->type == 'Q') {
 		if (m->len > avail)
 			return await(c, m->len - avail) < 0 ? PG_SHARD_FAILED : PG_SHARD_WAIT;
@@ -648,6 +773,17 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 				pg_be_ready(&c->sock.wbuf, c->shard_begin ? 'T' : 'I');
 				pgsock_drop(&c->sock, m->len);
 				return PG_SHARD_ANSWERED;
+			}
+			uint64_t fan = fanout_shards(c, map, &pl, parsed ? &r : NULL, (const char *)m->body);
+			if (fan) {
+				if (parsed)
+					shard_route_deinit(&r);
+				if (!(c->shard_fanout = calloc(1, sizeof(*c->shard_fanout)))) {
+					client_fail(c, "53200", "out of memory");
+					return PG_SHARD_FAILED;
+				}
+				c->shard_fanout->todo = fan;
+				return fanout_next(c, m, out);
 			}
 			dest = dest_of(map, &pl, parsed ? &r : NULL, (const char *)m->body, NULL, 0, NULL, &why);
 			if (parsed)

@@ -22,10 +22,12 @@
 #ifndef SLUICE_PG_SHARD_H
 #define SLUICE_PG_SHARD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct pg_client;
 struct pg_msg;
+struct pg_server;
 struct pool;
 
 /* What an idle client's next message leads to. */
@@ -53,6 +55,17 @@ enum pg_shard_follow {
 	PG_SHARD_FAIL,     /* the client was failed */
 };
 int pg_shard_follow(struct pg_client *c, const struct pg_msg *m, uint32_t avail, struct pg_shard_refusal *why);
+
+/* A simple query over several shards (docs/sharding.md): linked client c
+ * is fanning out its Query m (still unread in its buffer) to server s:
+ * true when so (the text is sent to s the first time; the caller reads no
+ * further). */
+bool pg_shard_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_msg *m);
+/* An answer of server s (avail bytes of m in) to its client c's fan-out. */
+enum { PG_FANOUT_OTHER, PG_FANOUT_FORWARD };
+int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m,
+			       uint32_t avail);
+void pg_shard_fanout_free(struct pg_client *c);
 
 /* Free what the client keeps for routing (at its end). */
 void pg_shard_client_free(struct pg_client *c);

@@ -745,6 +745,30 @@ static int refuse_sub(struct route_ctx *c, const struct scan *s)
 
 /* ---- statements ---- */
 
+static int find_call(struct sql_walker *w, const ProtobufCMessage *m, const ProtobufCMessageDescriptor *parent)
+{
+	(void)w;
+	(void)parent;
+	return m->descriptor == &pg_query__func_call__descriptor ? 2 : SQL_WALK_ON;
+}
+
+static int stop_deep(struct sql_walker *w)
+{
+	(void)w;
+	return 2;
+}
+
+/* Does the output of sel call a function (an aggregate, maybe: which
+ * function is one only the catalog knows)? */
+static bool calls_function(const PgQuery__SelectStmt *sel)
+{
+	struct sql_walker w = { find_call, stop_deep };
+	for (size_t i = 0; i < sel->n_target_list; i++)
+		if (sql_walk(&w, &sel->target_list[i]->base) != SQL_WALK_ON)
+			return true;
+	return false;
+}
+
 static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
 {
 	struct scan s;
@@ -770,7 +794,13 @@ static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
 		return refuse(c, "0A000", "SELECT INTO from sharded table %s", ref_name(c, r));
 	if (add_qual(c, sel->where_clause, true) < 0 || read_conditions(c) < 0)
 		return ROUTE_FAIL;
-	return decide(c, s.window, s.lock || s.modifying);
+	bool write = s.lock || s.modifying;
+	int rc = decide(c, s.window, write);
+	if (rc == 0 && (c->out->kind == SHARD_ROUTE_MULTI || c->out->kind == SHARD_ROUTE_SEVERAL))
+		c->out->concat = !write && !s.unknown_func && !s.window && !sel->n_sort_clause && !sel->limit_count &&
+				 !sel->limit_offset && !sel->n_distinct_clause && !sel->n_group_clause &&
+				 !sel->having_clause && !sel->n_window_clause && !calls_function(sel);
+	return rc;
 }
 
 /* UPDATE target (ref 0) with FROM, DELETE with USING: every sharded table
@@ -1161,7 +1191,7 @@ struct shard_plan shard_plan_of(const struct shard_route *r)
 {
 	return (struct shard_plan){ .kind = (int8_t)(r->kind + 1), .tx = r->tx, .param_type = (int8_t)r->param_type,
 				    .write = r->write, .bind_alone = r->bind_alone, .shard = (int8_t)r->shard,
-				    .param = (int16_t)r->param };
+				    .concat = r->concat, .param = (int16_t)r->param };
 }
 
 const char *shard_route_kind_name(int kind)

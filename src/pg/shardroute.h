@@ -76,7 +76,7 @@ struct shard_item {
 	int param_type;     /* -1 rows: the parameter's type (enum pghash_type) */
 };
 
-/* A route in 8 bytes: what a client keeps per prepared statement, so that
+/* A route in 10 bytes: what a client keeps per prepared statement, so that
  * a statement bound again and again is parsed once (shard_plan_of). */
 struct shard_plan {
 	int8_t kind;        /* enum shard_route_kind + 1; 0 = not routed yet */
@@ -85,6 +85,7 @@ struct shard_plan {
 	bool write;
 	bool bind_alone;    /* BIND: the only parameter that fixes a key */
 	int8_t shard;       /* ONE (< PGHASH_MAX_MODULUS) */
+	bool concat;        /* MULTI, SEVERAL: shard_route's concat */
 	int16_t param;      /* BIND: $n */
 };
 
@@ -97,6 +98,9 @@ struct shard_route {
 	int param;          /* BIND: $n, from 1 */
 	int param_type;     /* BIND: enum pghash_type of the value (PGHASH_UNKNOWN when
 			     * neither the configuration nor the Parse said) */
+	bool concat;        /* MULTI, SEVERAL: a SELECT whose answer is the shards' answers one
+			     * after the other (no ORDER BY, LIMIT, DISTINCT, grouping,
+			     * aggregate or other function call in its output) */
 	bool bind_alone;    /* BIND: $param is the only parameter that fixes a key (others
 			     * fixing the same key would intersect with it) */
 	struct shard_item *items; /* SEVERAL from INSERT ... VALUES: one per row; else NULL */

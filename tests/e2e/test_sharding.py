@@ -173,13 +173,51 @@ def test_second_shard_in_a_transaction_is_refused_in_place(pg, sharded):
     assert [r[1] for r in shard_rows(pg, names)] == [4, 5]
 
 
+def test_simple_query_over_all_shards_concatenates(pg, sharded):
+    """A simple SELECT with no key fixed, and no ordering, grouping,
+    DISTINCT, LIMIT or function in its output, is run on each shard in
+    turn and the rows streamed to the client one shard after the other,
+    with one RowDescription and the total row count."""
+    s, names, oracle = sharded
+    a, b = keys_on_distinct_shards(pg, oracle)
+    rows = [(k, k % 9, k * 3) for k in range(1, 41)]
+    with s.connect(db="shop", autocommit=True) as c:
+        for oid, cust, total in rows:
+            c.execute("INSERT INTO orders (id, customer_id, total) VALUES (%s, %s, %s)", (oid, cust, total))
+        cur = c.execute("SELECT id, customer_id, total FROM orders")
+        assert sorted(cur.fetchall()) == rows
+        assert cur.rowcount == len(rows) and [d.name for d in cur.description] == ["id", "customer_id", "total"]
+        cur = c.execute("SELECT id FROM orders WHERE total > 60")
+        assert sorted(r[0] for r in cur.fetchall()) == [k for k, _, t in rows if t > 60]
+        cur = c.execute(f"SELECT id FROM orders WHERE customer_id IN ({a}, {b})")
+        assert sorted(r[0] for r in cur.fetchall()) == [k for k, cu, _ in rows if cu in (a, b)]
+        cur = c.execute("SELECT id FROM orders WHERE total < 0")
+        assert cur.fetchall() == [] and cur.rowcount == 0 and cur.description[0].name == "id"
+        # A shard's error ends it: the client gets PostgreSQL's error, then
+        # the connection goes on.
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT id / (total - total) FROM orders WHERE total > 0")
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        # psql prints what it got.
+        r = s.psql("-A", "-t", "-c", "SELECT id FROM orders WHERE id <= 5", db="shop")
+        assert r.returncode == 0, r.stderr
+        assert sorted(int(x) for x in r.stdout.split()) == [1, 2, 3, 4, 5]
+    with s.connect(db="shop", autocommit=False) as c:
+        # Inside a transaction it would need every shard in it: refused.
+        c.execute("SELECT id FROM orders WHERE customer_id = %s", (a,))
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute("SELECT id FROM orders")
+        c.rollback()
+
+
 def test_what_needs_several_shards_is_refused_clearly(pg, sharded):
     s, names, oracle = sharded
     a, b = keys_on_distinct_shards(pg, oracle)
     with s.connect(db="shop", autocommit=True) as c:
         for sql, words in [
             ("SELECT count(*) FROM orders", "merging the answers of several shards is not built yet"),
-            (f"SELECT * FROM orders WHERE customer_id IN ({a}, {b})", "statements over several shards"),
+            (f"SELECT count(*) FROM orders WHERE customer_id IN ({a}, {b})", "statements over several shards"),
+            (f"SELECT * FROM orders WHERE customer_id IN ({a}, {b}) ORDER BY id", "statements over several shards"),
             ("UPDATE countries SET name = 'X'", "must run on every shard"),
             ("SELECT * FROM orders o JOIN orders p ON o.id = p.total", "join"),
         ]:
@@ -188,6 +226,10 @@ def test_what_needs_several_shards_is_refused_clearly(pg, sharded):
             assert words in str(e.value), (sql, str(e.value))
             with pytest.raises(psycopg.errors.FeatureNotSupported):
                 c.execute(sql.replace(str(a), "%s", 1) if str(a) in sql else sql, (a,) if str(a) in sql else None)
+        # Over several shards with the extended protocol: only simple queries fan out.
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            c.execute("SELECT id FROM orders WHERE total > %s", (0,))
+        assert "statements over several shards" in str(e.value) or "merging" in str(e.value)
         # The connection is fine afterwards; a replicated read answers from any shard.
         assert c.execute("SELECT name FROM countries WHERE code = 'fr'").fetchone() == ("France",)
         assert c.execute("SELECT name FROM countries WHERE code = %s", ("de",)).fetchone() == ("Germany",)
@@ -311,3 +353,32 @@ def test_unknown_key_type_is_not_guessed(sharded):
         rows, err = conn.simple_query("SELECT 1")
         assert err is None and rows == [["1"]]
         conn.terminate()
+
+
+def test_fanout_survives_a_client_that_leaves_and_pipelines(pg, sharded):
+    """A client that sends a query over every shard and another behind it
+    gets both answers in order; one that leaves in the middle of the rows
+    costs nothing but its own query."""
+    s, names, oracle = sharded
+    for i, n in enumerate(names):  # rows straight into each shard (their keys do not matter here)
+        pg.sql(f"INSERT INTO orders (id, customer_id, total) "
+               f"SELECT g, g, {i} FROM generate_series({i * 5000 + 1}, {(i + 1) * 5000}) g", dbname=n)
+    with RawConn("127.0.0.1", s.port) as conn:
+        conn.login("sluice_test", "shop", "test_pw")
+        q1, q2 = b"SELECT id FROM orders\0", b"SELECT 42\0"
+        conn.sock.sendall(b"Q" + struct.pack("!I", 4 + len(q1)) + q1 + b"Q" + struct.pack("!I", 4 + len(q2)) + q2)
+        got = _answers(conn, 2)
+        types = [t for t, _ in got]
+        assert types.count("T") == 2 and types.count("D") == 4 * 5000 + 1, types[-5:]
+        completes = [body for t, body in got if t == "C"]
+        assert completes == [b"SELECT 20000\0", b"SELECT 1\0"]
+        conn.terminate()
+    for _ in range(3):
+        conn = RawConn("127.0.0.1", s.port)
+        conn.login("sluice_test", "shop", "test_pw")
+        conn.sock.sendall(b"Q" + struct.pack("!I", 4 + len(q1)) + q1)
+        conn.read()
+        conn.close()  # in the middle of the rows
+    with s.connect(db="shop") as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        assert len(c.execute("SELECT id FROM orders").fetchall()) == 20000

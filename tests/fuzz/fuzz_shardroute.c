@@ -12,6 +12,7 @@
  *   items only with SEVERAL, each row's shard below the count or -1 with
  *   a parameter;
  * - a REFUSE has a five-character SQLSTATE and a message;
+ * - only a read over several shards may be concatenated;
  * - over a map without sharded tables no decision needs the shards' keys
  *   (no ONE, SEVERAL, BIND or MULTI);
  * - a text routed by its shape (sqlshape.h, the client side's cache of
@@ -44,6 +45,7 @@ static void check(const struct shard_route *r, int n_shards)
 	FUZZ_CHECK(r->kind >= 0 && r->kind < SHARD_ROUTE_KINDS);
 	FUZZ_CHECK((r->items != NULL) == (r->n_items > 0));
 	FUZZ_CHECK(!r->items || r->kind == SHARD_ROUTE_SEVERAL);
+	FUZZ_CHECK(!r->concat || ((r->kind == SHARD_ROUTE_MULTI || r->kind == SHARD_ROUTE_SEVERAL) && !r->write));
 	switch (r->kind) {
 	case SHARD_ROUTE_ONE:
 		FUZZ_CHECK(r->shard >= 0 && r->shard < n_shards);

@@ -266,6 +266,33 @@ static void test_tx(void)
 		CHECK(r.tx == tx[i].tx);
 		shard_route_deinit(&r);
 	}
+	/* Reads whose answer is the shards' rows one after the other. */
+	static const struct { const char *sql; int kind; bool concat; } cat[] = {
+		{ "SELECT * FROM orders", SHARD_ROUTE_MULTI, true },
+		{ "SELECT id, total FROM orders WHERE total > 5 AND country = 'fr'", SHARD_ROUTE_MULTI, true },
+		{ "SELECT * FROM orders WHERE customer_id IN (1, 42)", SHARD_ROUTE_SEVERAL, true },
+		{ "SELECT o.id FROM orders o JOIN countries c ON c.code = o.country", SHARD_ROUTE_MULTI, true },
+		{ "SELECT count(*) FROM orders", SHARD_ROUTE_MULTI, false },
+		{ "SELECT lower(country) FROM orders", SHARD_ROUTE_MULTI, false },
+		{ "SELECT * FROM orders ORDER BY id", SHARD_ROUTE_MULTI, false },
+		{ "SELECT * FROM orders LIMIT 3", SHARD_ROUTE_MULTI, false },
+		{ "SELECT * FROM orders OFFSET 3", SHARD_ROUTE_MULTI, false },
+		{ "SELECT DISTINCT country FROM orders", SHARD_ROUTE_MULTI, false },
+		{ "SELECT country FROM orders GROUP BY country", SHARD_ROUTE_MULTI, false },
+		{ "SELECT * FROM orders FOR UPDATE", SHARD_ROUTE_MULTI, false },
+		{ "SELECT * FROM orders WHERE nextval('s') > 0", SHARD_ROUTE_MULTI, false },
+		{ "SELECT * FROM orders WHERE customer_id = 42", SHARD_ROUTE_ONE, false },
+	};
+	for (size_t i = 0; i < sizeof(cat) / sizeof(cat[0]); i++) {
+		struct shard_route r;
+		CHECK(shard_route(cat[i].sql, NULL, 0, &map, &r) == 0);
+		if (r.kind != cat[i].kind || r.concat != cat[i].concat)
+			fprintf(stderr, "\"%s\": %s concat %d, want %s %d\n", cat[i].sql, shard_route_kind_name(r.kind),
+				r.concat, shard_route_kind_name(cat[i].kind), cat[i].concat);
+		CHECK(r.kind == cat[i].kind && r.concat == cat[i].concat);
+		CHECK(shard_plan_of(&r).concat == r.concat);
+		shard_route_deinit(&r);
+	}
 	/* The plan keeps what the client side needs. */
 	struct shard_route r;
 	CHECK(shard_route("SELECT * FROM events WHERE k = $1", NULL, 0, &map, &r) == 0);
