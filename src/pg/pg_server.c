@@ -1046,20 +1046,14 @@ static void server_process(struct pg_server *s)
 				break;
 			}
 		}
-		if (s->internal == 1 && s->client && s->client->shard_fanout && s->state == SERVER_ACTIVE &&
-		    pg_shard_fanout_server_msg(s->client, s, &m, avail) == PG_FANOUT_FORWARD) {
-			/* Rows of a query over several shards (pg_shard.h). */
-			if (m.len <= avail) {
-				sk->fwd += m.len;
-				continue;
-			}
-			sk->fwd += avail;
-			sk->skip = m.len - avail;
-			break;
-		}
-		bool examine = s->state != SERVER_ACTIVE || m.type == 'Z' || m.type == 'S' || s->internal;
+		/* Rows of a query over several shards go on as they come (pg_shard.h). */
+		bool fanout_rows = s->internal == 1 && s->client && s->client->shard_fanout && s->state == SERVER_ACTIVE &&
+				   pg_shard_fanout_server_msg(s->client, s, &m, avail) == PG_FANOUT_FORWARD;
+		bool examine = !fanout_rows &&
+			       (s->state != SERVER_ACTIVE || m.type == 'Z' || m.type == 'S' || s->internal);
 		if (!examine) {
-			s->last_was_ready = false;
+			if (!fanout_rows)
+				s->last_was_ready = false;
 			if (m.type == 'E')
 				count_error(s, &m, avail);
 			if (m.len <= avail) {

@@ -611,6 +611,20 @@ static bool answer_batch(struct pg_client *c, const struct pg_msg *first, const 
 	return true;
 }
 
+/* The client's transaction (or fan-out step) goes to shard's pool. */
+static int go_to_shard(struct pg_client *c, int shard, struct pool **out)
+{
+	char err[200];
+	struct pool *sp = pool_shard(c->pool, shard, err, sizeof(err));
+	if (!sp) {
+		client_fail(c, "08P01", err);
+		return PG_SHARD_FAILED;
+	}
+	c->shard = (int8_t)shard;
+	*out = sp;
+	return PG_SHARD_GO;
+}
+
 /* ---- a simple query over several shards: their answers one after the other ---- */
 
 /* What a fan-out has done so far (pg_client.shard_fanout). The client's
@@ -668,15 +682,7 @@ static int fanout_next(struct pg_client *c, const struct pg_msg *m, struct pool 
 	int shard = __builtin_ctzll(f->todo);
 	f->todo &= f->todo - 1;
 	f->sent = false;
-	char err[200];
-	struct pool *sp = pool_shard(c->pool, shard, err, sizeof(err));
-	if (!sp) {
-		client_fail(c, "08P01", err);
-		return PG_SHARD_FAILED;
-	}
-	c->shard = (int8_t)shard;
-	*out = sp;
-	return PG_SHARD_GO;
+	return go_to_shard(c, shard, out);
 }
 
 bool pg_shard_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
@@ -810,15 +816,7 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 	}
 	int n = c->pool->n_shards, last = c->shard < n ? c->shard : 0;
 	int shard = dest >= 0 ? dest : dest == DEST_SPREAD ? (last + 1) % n : last;
-	char err[200];
-	struct pool *sp = pool_shard(c->pool, shard, err, sizeof(err));
-	if (!sp) {
-		client_fail(c, "08P01", err);
-		return PG_SHARD_FAILED;
-	}
-	c->shard = (int8_t)shard;
-	*out = sp;
-	return PG_SHARD_GO;
+	return go_to_shard(c, shard, out);
 }
 
 void pg_shard_forget_routes(struct pg_client *c)
