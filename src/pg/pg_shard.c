@@ -635,29 +635,35 @@ static int go_to_shard(struct pg_client *c, int shard, struct pool **out)
  * and the client routes the same Query again, to the next shard. */
 struct pg_shard_fanout {
 	uint64_t todo;   /* shards still to run (bit i: shard i) */
-	uint64_t rows;   /* rows the shards counted so far */
+	uint64_t rows;   /* rows sent to the client so far */
+	int64_t limit;   /* the query's LIMIT: no more rows than that; -1 = none */
 	bool sent;       /* the text is on the current shard's server */
 	bool described;  /* a RowDescription went to the client */
 	bool failed;     /* a shard answered an error: the rest are not asked */
 };
 
 /* The shards a simple query fans out to (0: none, it is routed or
- * refused). Only a read whose answer is the shards' answers concatenated,
- * outside a transaction. */
+ * refused), and its LIMIT. Only a read whose answer is the shards'
+ * answers concatenated, outside a transaction. */
 static uint64_t fanout_shards(struct pg_client *c, const struct shard_map *map, const struct shard_plan *pl,
-			      const struct shard_route *known, const char *sql)
+			      const struct shard_route *known, const char *sql, int64_t *limit)
 {
 	int kind = pl->kind - 1;
+	uint64_t all = map->n_shards >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << map->n_shards) - 1;
+	*limit = -1;
 	if ((kind != SHARD_ROUTE_MULTI && kind != SHARD_ROUTE_SEVERAL) || !pl->concat || c->shard_begin || c->pinned)
 		return 0;
-	if (kind == SHARD_ROUTE_MULTI)
-		return map->n_shards >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << map->n_shards) - 1;
-	if (known)
-		return known->mask;
+	if (!known && kind == SHARD_ROUTE_MULTI)
+		return all; /* a plan kept for the text itself: a LIMIT would be a literal, routed by parse */
 	struct shard_route r;
-	shard_route(sql, NULL, 0, map, &r);
-	uint64_t mask = r.kind == SHARD_ROUTE_SEVERAL ? r.mask : 0;
-	shard_route_deinit(&r);
+	if (!known) {
+		shard_route(sql, NULL, 0, map, &r);
+		known = &r;
+	}
+	uint64_t mask = known->kind == SHARD_ROUTE_SEVERAL ? known->mask : known->kind == SHARD_ROUTE_MULTI ? all : 0;
+	*limit = known->limit;
+	if (known == &r)
+		shard_route_deinit(&r);
 	return mask;
 }
 
@@ -667,7 +673,8 @@ static int fanout_next(struct pg_client *c, const struct pg_msg *m, struct pool 
 {
 	struct pg_shard_fanout *f = c->shard_fanout;
 	c->sock.parse_blocked = false; /* idle: the Query is read again */
-	if (f->failed || !f->todo) {
+	/* Past the LIMIT once a shard has described the rows (LIMIT 0 too). */
+	if (f->failed || !f->todo || (f->limit >= 0 && f->rows >= (uint64_t)f->limit && f->described)) {
 		if (!f->failed) {
 			char tag[32];
 			snprintf(tag, sizeof(tag), "SELECT %llu", (unsigned long long)f->rows);
@@ -702,30 +709,22 @@ bool pg_shard_fanout_linked(struct pg_client *c, struct pg_server *s, const stru
 	return true;
 }
 
-int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m,
-			       uint32_t avail)
+int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m)
 {
 	struct pg_shard_fanout *f = c->shard_fanout;
 	if (!f || !f->sent || s->internal != 1)
 		return PG_FANOUT_OTHER; /* not the fan-out's answer (settings first) */
 	switch (m->type) {
 	case 'D':
+		if (f->limit >= 0 && f->rows >= (uint64_t)f->limit)
+			return PG_FANOUT_OTHER; /* past the LIMIT: swallowed */
+		f->rows++;
 		return PG_FANOUT_FORWARD;
 	case 'T':
 		if (f->described)
 			return PG_FANOUT_OTHER;
 		f->described = true;
 		return PG_FANOUT_FORWARD;
-	case 'C':
-		/* Counted once: whole, and with nothing forwarded before it
-		 * (the caller then drops it in the same pass). */
-		if (m->len <= avail && !s->sock.fwd) {
-			const char *tag = (const char *)m->body;
-			unsigned long long n;
-			if (m->body_len && !m->body[m->body_len - 1] && sscanf(tag, "SELECT %llu", &n) == 1)
-				f->rows += n;
-		}
-		return PG_FANOUT_OTHER;
 	case 'E':
 		f->failed = true;
 		return PG_FANOUT_OTHER;
@@ -780,7 +779,8 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 				pgsock_drop(&c->sock, m->len);
 				return PG_SHARD_ANSWERED;
 			}
-			uint64_t fan = fanout_shards(c, map, &pl, parsed ? &r : NULL, (const char *)m->body);
+			int64_t limit;
+			uint64_t fan = fanout_shards(c, map, &pl, parsed ? &r : NULL, (const char *)m->body, &limit);
 			if (fan) {
 				if (parsed)
 					shard_route_deinit(&r);
@@ -789,6 +789,7 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 					return PG_SHARD_FAILED;
 				}
 				c->shard_fanout->todo = fan;
+				c->shard_fanout->limit = limit;
 				return fanout_next(c, m, out);
 			}
 			dest = dest_of(map, &pl, parsed ? &r : NULL, (const char *)m->body, NULL, 0, NULL, &why);

@@ -769,6 +769,26 @@ static bool calls_function(const PgQuery__SelectStmt *sel)
 	return false;
 }
 
+/* sel's LIMIT into *limit (-1: none, or LIMIT ALL); false when it is not
+ * a constant a concatenation can count (an expression, WITH TIES). */
+static bool const_limit(const PgQuery__SelectStmt *sel, int64_t *limit)
+{
+	*limit = -1;
+	const PgQuery__Node *n = sel->limit_count;
+	if (!n)
+		return true;
+	if (sel->limit_option == PG_QUERY__LIMIT_OPTION__LIMIT_OPTION_WITH_TIES ||
+	    n->node_case != PG_QUERY__NODE__NODE_A_CONST)
+		return false;
+	const PgQuery__AConst *ac = n->a_const;
+	if (ac->isnull)
+		return true; /* LIMIT ALL */
+	if (ac->val_case != PG_QUERY__A__CONST__VAL_IVAL || ac->ival->ival < 0)
+		return false;
+	*limit = ac->ival->ival;
+	return true;
+}
+
 static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
 {
 	struct scan s;
@@ -797,9 +817,9 @@ static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
 	bool write = s.lock || s.modifying;
 	int rc = decide(c, s.window, write);
 	if (rc == 0 && (c->out->kind == SHARD_ROUTE_MULTI || c->out->kind == SHARD_ROUTE_SEVERAL))
-		c->out->concat = !write && !s.unknown_func && !s.window && !sel->n_sort_clause && !sel->limit_count &&
-				 !sel->limit_offset && !sel->n_distinct_clause && !sel->n_group_clause &&
-				 !sel->having_clause && !sel->n_window_clause && !calls_function(sel);
+		c->out->concat = !write && !s.unknown_func && !s.window && !sel->n_sort_clause &&
+				 const_limit(sel, &c->out->limit) && !sel->limit_offset && !sel->n_distinct_clause &&
+				 !sel->n_group_clause && !sel->having_clause && !sel->n_window_clause && !calls_function(sel);
 	return rc;
 }
 

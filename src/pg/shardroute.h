@@ -99,8 +99,10 @@ struct shard_route {
 	int param_type;     /* BIND: enum pghash_type of the value (PGHASH_UNKNOWN when
 			     * neither the configuration nor the Parse said) */
 	bool concat;        /* MULTI, SEVERAL: a SELECT whose answer is the shards' answers one
-			     * after the other (no ORDER BY, LIMIT, DISTINCT, grouping,
-			     * aggregate or other function call in its output) */
+			     * after the other (no ORDER BY, OFFSET, DISTINCT, grouping,
+			     * aggregate or other function call in its output; a LIMIT
+			     * of a constant: .limit) */
+	int64_t limit;      /* concat: LIMIT n, its rows stop after n; -1 = none */
 	bool bind_alone;    /* BIND: $param is the only parameter that fixes a key (others
 			     * fixing the same key would intersect with it) */
 	struct shard_item *items; /* SEVERAL from INSERT ... VALUES: one per row; else NULL */

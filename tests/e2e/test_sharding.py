@@ -193,6 +193,13 @@ def test_simple_query_over_all_shards_concatenates(pg, sharded):
         assert sorted(r[0] for r in cur.fetchall()) == [k for k, cu, _ in rows if cu in (a, b)]
         cur = c.execute("SELECT id FROM orders WHERE total < 0")
         assert cur.fetchall() == [] and cur.rowcount == 0 and cur.description[0].name == "id"
+        # A LIMIT of a constant: no more rows than that, from the shards in turn.
+        for limit, want in ((7, 7), (0, 0), (1000, len(rows))):
+            cur = c.execute(f"SELECT id FROM orders LIMIT {limit}")
+            got = [r[0] for r in cur.fetchall()]
+            assert len(got) == want == cur.rowcount and len(set(got)) == want and set(got) <= {k for k, _, _ in rows}
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute("SELECT id FROM orders LIMIT 2 OFFSET 1")
         # A shard's error ends it: the client gets PostgreSQL's error, then
         # the connection goes on.
         with pytest.raises(psycopg.errors.DivisionByZero):

@@ -267,21 +267,25 @@ static void test_tx(void)
 		shard_route_deinit(&r);
 	}
 	/* Reads whose answer is the shards' rows one after the other. */
-	static const struct { const char *sql; int kind; bool concat; } cat[] = {
-		{ "SELECT * FROM orders", SHARD_ROUTE_MULTI, true },
-		{ "SELECT id, total FROM orders WHERE total > 5 AND country = 'fr'", SHARD_ROUTE_MULTI, true },
-		{ "SELECT * FROM orders WHERE customer_id IN (1, 42)", SHARD_ROUTE_SEVERAL, true },
-		{ "SELECT o.id FROM orders o JOIN countries c ON c.code = o.country", SHARD_ROUTE_MULTI, true },
-		{ "SELECT count(*) FROM orders", SHARD_ROUTE_MULTI, false },
-		{ "SELECT lower(country) FROM orders", SHARD_ROUTE_MULTI, false },
-		{ "SELECT * FROM orders ORDER BY id", SHARD_ROUTE_MULTI, false },
-		{ "SELECT * FROM orders LIMIT 3", SHARD_ROUTE_MULTI, false },
-		{ "SELECT * FROM orders OFFSET 3", SHARD_ROUTE_MULTI, false },
-		{ "SELECT DISTINCT country FROM orders", SHARD_ROUTE_MULTI, false },
-		{ "SELECT country FROM orders GROUP BY country", SHARD_ROUTE_MULTI, false },
-		{ "SELECT * FROM orders FOR UPDATE", SHARD_ROUTE_MULTI, false },
-		{ "SELECT * FROM orders WHERE nextval('s') > 0", SHARD_ROUTE_MULTI, false },
-		{ "SELECT * FROM orders WHERE customer_id = 42", SHARD_ROUTE_ONE, false },
+	static const struct { const char *sql; int kind; bool concat; int64_t limit; } cat[] = {
+		{ "SELECT * FROM orders", SHARD_ROUTE_MULTI, true, -1 },
+		{ "SELECT id, total FROM orders WHERE total > 5 AND country = 'fr'", SHARD_ROUTE_MULTI, true, -1 },
+		{ "SELECT * FROM orders WHERE customer_id IN (1, 42)", SHARD_ROUTE_SEVERAL, true, -1 },
+		{ "SELECT o.id FROM orders o JOIN countries c ON c.code = o.country", SHARD_ROUTE_MULTI, true, -1 },
+		{ "SELECT * FROM orders LIMIT 3", SHARD_ROUTE_MULTI, true, 3 },
+		{ "SELECT * FROM orders FETCH FIRST 2 ROWS ONLY", SHARD_ROUTE_MULTI, true, 2 },
+		{ "SELECT * FROM orders LIMIT ALL", SHARD_ROUTE_MULTI, true, -1 },
+		{ "SELECT count(*) FROM orders", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT lower(country) FROM orders", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders ORDER BY id", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders LIMIT 1 + 2", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders OFFSET 3", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders LIMIT 3 OFFSET 3", SHARD_ROUTE_MULTI, false, 3 },
+		{ "SELECT DISTINCT country FROM orders", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT country FROM orders GROUP BY country", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders FOR UPDATE", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders WHERE nextval('s') > 0", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders WHERE customer_id = 42", SHARD_ROUTE_ONE, false, 0 },
 	};
 	for (size_t i = 0; i < sizeof(cat) / sizeof(cat[0]); i++) {
 		struct shard_route r;
@@ -290,6 +294,7 @@ static void test_tx(void)
 			fprintf(stderr, "\"%s\": %s concat %d, want %s %d\n", cat[i].sql, shard_route_kind_name(r.kind),
 				r.concat, shard_route_kind_name(cat[i].kind), cat[i].concat);
 		CHECK(r.kind == cat[i].kind && r.concat == cat[i].concat);
+		CHECK(!r.concat || r.limit == cat[i].limit);
 		CHECK(shard_plan_of(&r).concat == r.concat);
 		shard_route_deinit(&r);
 	}
