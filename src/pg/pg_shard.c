@@ -18,6 +18,7 @@
 #include "pool.h"
 #include "prepared.h"
 #include "runtime.h"
+#include "shard_merge.h"
 #include "shardroute.h"
 #include "sqlshape.h"
 #include "track.h"
@@ -637,34 +638,54 @@ struct pg_shard_fanout {
 	uint64_t todo;   /* shards still to run (bit i: shard i) */
 	uint64_t rows;   /* rows sent to the client so far */
 	int64_t limit;   /* the query's LIMIT: no more rows than that; -1 = none */
+	struct shard_merge *merge; /* an aggregate: each shard's row combined (heap); NULL =
+				    * the rows concatenated */
 	bool sent;       /* the text is on the current shard's server */
 	bool described;  /* a RowDescription went to the client */
 	bool failed;     /* a shard answered an error: the rest are not asked */
 };
 
-/* The shards a simple query fans out to (0: none, it is routed or
- * refused), and its LIMIT. Only a read whose answer is the shards'
- * answers concatenated, outside a transaction. */
-static uint64_t fanout_shards(struct pg_client *c, const struct shard_map *map, const struct shard_plan *pl,
-			      const struct shard_route *known, const char *sql, int64_t *limit)
+/* Start a fan-out of a simple query when it is one (false: it is routed
+ * or refused as it is; *failed: the client was failed). Only a read whose
+ * answer is the shards' answers concatenated, or one row of aggregates
+ * they combine into, outside a transaction. */
+static bool fanout_start(struct pg_client *c, const struct shard_map *map, const struct shard_plan *pl,
+			 const struct shard_route *known, const char *sql, bool *failed)
 {
 	int kind = pl->kind - 1;
 	uint64_t all = map->n_shards >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << map->n_shards) - 1;
-	*limit = -1;
-	if ((kind != SHARD_ROUTE_MULTI && kind != SHARD_ROUTE_SEVERAL) || !pl->concat || c->shard_begin || c->pinned)
-		return 0;
-	if (!known && kind == SHARD_ROUTE_MULTI)
-		return all; /* a plan kept for the text itself: a LIMIT would be a literal, routed by parse */
+	*failed = false;
+	if ((kind != SHARD_ROUTE_MULTI && kind != SHARD_ROUTE_SEVERAL) || (!pl->concat && !pl->aggregate) ||
+	    c->shard_begin || c->pinned)
+		return false;
 	struct shard_route r;
-	if (!known) {
+	if (!known && (kind == SHARD_ROUTE_SEVERAL || pl->aggregate)) {
 		shard_route(sql, NULL, 0, map, &r);
 		known = &r;
 	}
-	uint64_t mask = known->kind == SHARD_ROUTE_SEVERAL ? known->mask : known->kind == SHARD_ROUTE_MULTI ? all : 0;
-	*limit = known->limit;
+	/* Without a route at hand, the plan was kept for the text itself: a
+	 * LIMIT would have been a literal, routed by a parse. */
+	uint64_t mask = !known ? all : known->kind == SHARD_ROUTE_SEVERAL ? known->mask
+			: known->kind == SHARD_ROUTE_MULTI ? all : 0;
+	struct pg_shard_fanout *f = mask ? calloc(1, sizeof(*f)) : NULL;
+	if (f) {
+		f->todo = mask;
+		f->limit = known && known->concat ? known->limit : -1;
+		if (known && !known->concat && known->n_aggs && !(f->merge = shard_merge_new(known->aggs, known->n_aggs))) {
+			free(f);
+			f = NULL;
+		}
+		if (!f)
+			*failed = true;
+	}
 	if (known == &r)
 		shard_route_deinit(&r);
-	return mask;
+	if (*failed) {
+		client_fail(c, "53200", "out of memory");
+		return false;
+	}
+	c->shard_fanout = f;
+	return f != NULL;
 }
 
 /* The fan-out's next step for the client's Query m: the next shard's
@@ -675,15 +696,21 @@ static int fanout_next(struct pg_client *c, const struct pg_msg *m, struct pool 
 	c->sock.parse_blocked = false; /* idle: the Query is read again */
 	/* Past the LIMIT once a shard has described the rows (LIMIT 0 too). */
 	if (f->failed || !f->todo || (f->limit >= 0 && f->rows >= (uint64_t)f->limit && f->described)) {
-		if (!f->failed) {
+		int rc = 0;
+		if (!f->failed && f->merge) {
+			rc = shard_merge_finish(f->merge, &c->sock.wbuf);
+		} else if (!f->failed) {
 			char tag[32];
 			snprintf(tag, sizeof(tag), "SELECT %llu", (unsigned long long)f->rows);
 			put_complete(&c->sock.wbuf, tag);
 		}
 		pg_be_ready(&c->sock.wbuf, 'I');
 		pgsock_drop(&c->sock, m->len);
-		free(f);
-		c->shard_fanout = NULL;
+		pg_shard_fanout_free(c);
+		if (rc < 0) {
+			client_fail(c, "53200", "out of memory");
+			return PG_SHARD_FAILED;
+		}
 		return PG_SHARD_ANSWERED;
 	}
 	int shard = __builtin_ctzll(f->todo);
@@ -709,11 +736,25 @@ bool pg_shard_fanout_linked(struct pg_client *c, struct pg_server *s, const stru
 	return true;
 }
 
-int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m)
+int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m,
+			       uint32_t avail)
 {
 	struct pg_shard_fanout *f = c->shard_fanout;
 	if (!f || !f->sent || s->internal != 1)
 		return PG_FANOUT_OTHER; /* not the fan-out's answer (settings first) */
+	if (f->merge) {
+		/* Each shard's row is combined, not sent: looked at once, whole,
+		 * just before the server swallows it. */
+		if ((m->type == 'T' || m->type == 'D') && m->len <= avail && !s->sock.fwd) {
+			if (m->type == 'T')
+				shard_merge_describe(f->merge, m->body, m->body_len);
+			else
+				shard_merge_row(f->merge, m->body, m->body_len);
+		} else if (m->type == 'E') {
+			f->failed = true;
+		}
+		return PG_FANOUT_OTHER;
+	}
 	switch (m->type) {
 	case 'D':
 		if (f->limit >= 0 && f->rows >= (uint64_t)f->limit)
@@ -735,6 +776,8 @@ int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, c
 
 void pg_shard_fanout_free(struct pg_client *c)
 {
+	if (c->shard_fanout)
+		shard_merge_free(c->shard_fanout->merge);
 	free(c->shard_fanout);
 	c->shard_fanout = NULL;
 }
@@ -779,18 +822,12 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 				pgsock_drop(&c->sock, m->len);
 				return PG_SHARD_ANSWERED;
 			}
-			int64_t limit;
-			uint64_t fan = fanout_shards(c, map, &pl, parsed ? &r : NULL, (const char *)m->body, &limit);
-			if (fan) {
+			bool failed;
+			bool fan = fanout_start(c, map, &pl, parsed ? &r : NULL, (const char *)m->body, &failed);
+			if (fan || failed) {
 				if (parsed)
 					shard_route_deinit(&r);
-				if (!(c->shard_fanout = calloc(1, sizeof(*c->shard_fanout)))) {
-					client_fail(c, "53200", "out of memory");
-					return PG_SHARD_FAILED;
-				}
-				c->shard_fanout->todo = fan;
-				c->shard_fanout->limit = limit;
-				return fanout_next(c, m, out);
+				return failed ? PG_SHARD_FAILED : fanout_next(c, m, out);
 			}
 			dest = dest_of(map, &pl, parsed ? &r : NULL, (const char *)m->body, NULL, 0, NULL, &why);
 			if (parsed)

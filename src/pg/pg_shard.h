@@ -61,11 +61,13 @@ int pg_shard_follow(struct pg_client *c, const struct pg_msg *m, uint32_t avail,
  * true when so (the text is sent to s the first time; the caller reads no
  * further). */
 bool pg_shard_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_msg *m);
-/* An answer of server s to its client c's fan-out: forward it (a row, the
- * first RowDescription), or let the server swallow it as the answer to a
- * query of sluice's own (OTHER; an ErrorResponse goes to the client). */
+/* An answer of server s (avail bytes of m in) to its client c's fan-out:
+ * forward it (a row, the first RowDescription), or let the server swallow
+ * it as the answer to a query of sluice's own (OTHER; an aggregate's row
+ * is combined then; an ErrorResponse goes to the client). */
 enum { PG_FANOUT_OTHER, PG_FANOUT_FORWARD };
-int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m);
+int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m,
+			       uint32_t avail);
 void pg_shard_fanout_free(struct pg_client *c);
 
 /* Free what the client keeps for routing (at its end). */

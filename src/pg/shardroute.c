@@ -789,6 +789,40 @@ static bool const_limit(const PgQuery__SelectStmt *sel, int64_t *limit)
 	return true;
 }
 
+/* The output of sel is only count/sum/min/max calls (plain: no DISTINCT,
+ * FILTER, ORDER BY or OVER inside): their kinds into out->aggs. */
+static void combinable_aggs(const PgQuery__SelectStmt *sel, struct shard_route *out)
+{
+	if (!sel->n_target_list || sel->n_target_list > SHARD_MAX_AGGS)
+		return;
+	uint8_t kinds[SHARD_MAX_AGGS];
+	for (size_t i = 0; i < sel->n_target_list; i++) {
+		const PgQuery__Node *t = sel->target_list[i];
+		const PgQuery__Node *v = t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->val : NULL;
+		if (!v || v->node_case != PG_QUERY__NODE__NODE_FUNC_CALL)
+			return;
+		const PgQuery__FuncCall *fc = v->func_call;
+		const char *fn = catalog_name(fc->n_funcname, fc->funcname);
+		if (!fn || fc->n_agg_order || fc->agg_filter || fc->over || fc->agg_within_group || fc->agg_distinct ||
+		    fc->func_variadic)
+			return;
+		if (strcmp(fn, "count") == 0 && (fc->agg_star ? fc->n_args == 0 : fc->n_args == 1))
+			kinds[i] = SHARD_AGG_COUNT;
+		else if (fc->agg_star || fc->n_args != 1)
+			return;
+		else if (strcmp(fn, "sum") == 0)
+			kinds[i] = SHARD_AGG_SUM;
+		else if (strcmp(fn, "min") == 0)
+			kinds[i] = SHARD_AGG_MIN;
+		else if (strcmp(fn, "max") == 0)
+			kinds[i] = SHARD_AGG_MAX;
+		else
+			return;
+	}
+	memcpy(out->aggs, kinds, sel->n_target_list);
+	out->n_aggs = (uint8_t)sel->n_target_list;
+}
+
 static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
 {
 	struct scan s;
@@ -816,10 +850,13 @@ static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
 		return ROUTE_FAIL;
 	bool write = s.lock || s.modifying;
 	int rc = decide(c, s.window, write);
-	if (rc == 0 && (c->out->kind == SHARD_ROUTE_MULTI || c->out->kind == SHARD_ROUTE_SEVERAL))
-		c->out->concat = !write && !s.unknown_func && !s.window && !sel->n_sort_clause &&
-				 const_limit(sel, &c->out->limit) && !sel->limit_offset && !sel->n_distinct_clause &&
-				 !sel->n_group_clause && !sel->having_clause && !sel->n_window_clause && !calls_function(sel);
+	if (rc == 0 && (c->out->kind == SHARD_ROUTE_MULTI || c->out->kind == SHARD_ROUTE_SEVERAL) && !write &&
+	    !s.unknown_func && !s.window && !sel->n_sort_clause && !sel->limit_offset && !sel->n_distinct_clause &&
+	    !sel->n_group_clause && !sel->having_clause && !sel->n_window_clause) {
+		c->out->concat = const_limit(sel, &c->out->limit) && !calls_function(sel);
+		if (!sel->limit_count)
+			combinable_aggs(sel, c->out);
+	}
 	return rc;
 }
 
@@ -1211,7 +1248,7 @@ struct shard_plan shard_plan_of(const struct shard_route *r)
 {
 	return (struct shard_plan){ .kind = (int8_t)(r->kind + 1), .tx = r->tx, .param_type = (int8_t)r->param_type,
 				    .write = r->write, .bind_alone = r->bind_alone, .shard = (int8_t)r->shard,
-				    .concat = r->concat, .param = (int16_t)r->param };
+				    .concat = r->concat, .aggregate = r->n_aggs > 0, .param = (int16_t)r->param };
 }
 
 const char *shard_route_kind_name(int kind)

@@ -69,6 +69,15 @@ enum shard_tx {
 	SHARD_TX_ROLLBACK,  /* ROLLBACK or ABORT, alone */
 };
 
+/* An aggregate the client side can combine over shards (shard_route.aggs). */
+enum shard_agg {
+	SHARD_AGG_COUNT = 1, /* count(*), count(x): the counts added */
+	SHARD_AGG_SUM,       /* sum(x): the sums added (NULL when every shard's is) */
+	SHARD_AGG_MIN,       /* min(x) */
+	SHARD_AGG_MAX,       /* max(x) */
+};
+#define SHARD_MAX_AGGS 16
+
 /* One row of a multi-row INSERT ... VALUES, in order. */
 struct shard_item {
 	int shard;          /* its shard, or -1: decided at Bind */
@@ -86,6 +95,7 @@ struct shard_plan {
 	bool bind_alone;    /* BIND: the only parameter that fixes a key */
 	int8_t shard;       /* ONE (< PGHASH_MAX_MODULUS) */
 	bool concat;        /* MULTI, SEVERAL: shard_route's concat */
+	bool aggregate;     /* MULTI, SEVERAL: shard_route's n_aggs > 0 */
 	int16_t param;      /* BIND: $n */
 };
 
@@ -103,6 +113,10 @@ struct shard_route {
 			     * aggregate or other function call in its output; a LIMIT
 			     * of a constant: .limit) */
 	int64_t limit;      /* concat: LIMIT n, its rows stop after n; -1 = none */
+	uint8_t n_aggs;     /* MULTI, SEVERAL: a SELECT of only count/sum/min/max calls, with
+			     * no grouping, ordering or limit: each shard's one row
+			     * combined (enum shard_agg per output column); 0 = not so */
+	uint8_t aggs[SHARD_MAX_AGGS];
 	bool bind_alone;    /* BIND: $param is the only parameter that fixes a key (others
 			     * fixing the same key would intersect with it) */
 	struct shard_item *items; /* SEVERAL from INSERT ... VALUES: one per row; else NULL */

@@ -217,13 +217,45 @@ def test_simple_query_over_all_shards_concatenates(pg, sharded):
         c.rollback()
 
 
+def test_aggregates_over_shards_combined(pg, sharded):
+    """count, sum, min and max with no grouping: each shard answers one
+    row, sluice answers their combination, exactly as one database would
+    (integers and numeric; NULL where no shard has a value)."""
+    s, names, oracle = sharded
+    a, b = keys_on_distinct_shards(pg, oracle)
+    rng = random.Random(7)
+    rows = [(k, rng.randint(1, 30), rng.randint(-10**6, 10**6)) for k in range(1, 61)]
+    with s.connect(db="shop", autocommit=True) as c:
+        for oid, cust, total in rows:
+            c.execute("INSERT INTO orders (id, customer_id, total) VALUES (%s, %s, %s)", (oid, cust, total))
+        totals = [t for _, _, t in rows]
+        got = c.execute("SELECT count(*), count(total), sum(total), min(total), max(total), sum(id::bigint), "
+                        "sum(total / 7.0), min(total::numeric / 3), max(id) FROM orders").fetchone()
+        want = pg.sql("SELECT count(*), count(total), sum(total), min(total), max(total), sum(id::bigint), "
+                      "sum(total / 7.0), min(total::numeric / 3), max(id) FROM (VALUES " +
+                      ",".join(f"({i}, {t})" for i, _, t in rows) + ") v(id, total)")[0]
+        assert got == want
+        got = c.execute(f"SELECT count(*), sum(total) FROM orders WHERE customer_id IN ({a}, {b})").fetchone()
+        sel = [t for _, cu, t in rows if cu in (a, b)]
+        assert got == (len(sel), sum(sel) if sel else None)
+        assert c.execute("SELECT count(*), sum(total), min(total) FROM orders WHERE total > 10000000").fetchone() \
+            == (0, None, None)
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            c.execute("SELECT min(id::text) FROM orders")
+        assert "integer and numeric" in str(e.value)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT sum(total / (id - id)) FROM orders")
+        assert c.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_what_needs_several_shards_is_refused_clearly(pg, sharded):
     s, names, oracle = sharded
     a, b = keys_on_distinct_shards(pg, oracle)
     with s.connect(db="shop", autocommit=True) as c:
         for sql, words in [
-            ("SELECT count(*) FROM orders", "merging the answers of several shards is not built yet"),
-            (f"SELECT count(*) FROM orders WHERE customer_id IN ({a}, {b})", "statements over several shards"),
+            ("SELECT avg(total) FROM orders", "merging the answers of several shards is not built yet"),
+            ("SELECT customer_id, count(*) FROM orders GROUP BY customer_id", "merging the answers of several shards"),
+            (f"SELECT avg(total) FROM orders WHERE customer_id IN ({a}, {b})", "statements over several shards"),
             (f"SELECT * FROM orders WHERE customer_id IN ({a}, {b}) ORDER BY id", "statements over several shards"),
             ("UPDATE countries SET name = 'X'", "must run on every shard"),
             ("SELECT * FROM orders o JOIN orders p ON o.id = p.total", "join"),

@@ -1,0 +1,163 @@
+/*
+ * test_shard_merge.c - combining the shards' answers to an aggregate
+ * query: decimal arithmetic on numeric's text form, and whole merges
+ * (counts and sums added, least and greatest, NULLs, refused types).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "iobuf.h"
+#include "pg_proto.h"
+#include "shard_merge.h"
+#include "shardroute.h"
+#include "unit.h"
+
+static void add_is(const char *a, const char *b, const char *want)
+{
+	char *got = shard_decimal_add(a, b);
+	if (!got || strcmp(got, want) != 0)
+		fprintf(stderr, "%s + %s = %s, want %s\n", a, b, got ? got : "(null)", want);
+	CHECK(got && strcmp(got, want) == 0);
+	free(got);
+}
+
+static void test_decimals(void)
+{
+	add_is("1", "2", "3");
+	add_is("1.50", "2.5", "4.00");
+	add_is("999", "1", "1000");
+	add_is("-5", "3", "-2");
+	add_is("5", "-7.25", "-2.25");
+	add_is("-1.5", "-2.25", "-3.75");
+	add_is("3.5", "-3.5", "0.0");
+	add_is("0.001", "0.999", "1.000");
+	add_is("123456789012345678901234567890", "1", "123456789012345678901234567891");
+	add_is("007", "0", "7");
+	CHECK(shard_decimal_add("NaN", "1") == NULL);
+	CHECK(shard_decimal_cmp("1.5", "1.50") == 0);
+	CHECK(shard_decimal_cmp("-2", "1") < 0);
+	CHECK(shard_decimal_cmp("10", "9.99") > 0);
+	CHECK(shard_decimal_cmp("-10", "-9.99") < 0);
+	CHECK(shard_decimal_cmp("-0", "0") == 0);
+	CHECK(!shard_decimal_valid("Infinity") && !shard_decimal_valid("1.2.3") && shard_decimal_valid("-0.5"));
+}
+
+/* A RowDescription body of n columns of the given types. */
+static uint32_t rowdesc(uint8_t *buf, int n, const uint32_t *types)
+{
+	uint32_t o = 0;
+	buf[o++] = 0;
+	buf[o++] = (uint8_t)n;
+	for (int i = 0; i < n; i++) {
+		memcpy(buf + o, "c", 2);
+		o += 2;
+		memset(buf + o, 0, 6);
+		o += 6;
+		pg_put_u32(buf + o, types[i]);
+		o += 4;
+		memset(buf + o, 0, 8);
+		o += 8;
+	}
+	return o;
+}
+
+/* A DataRow body of n text values (NULL: SQL NULL). */
+static uint32_t datarow(uint8_t *buf, int n, const char *const *v)
+{
+	uint32_t o = 0;
+	buf[o++] = 0;
+	buf[o++] = (uint8_t)n;
+	for (int i = 0; i < n; i++) {
+		pg_put_u32(buf + o, v[i] ? (uint32_t)strlen(v[i]) : 0xffffffffu);
+		o += 4;
+		if (v[i]) {
+			memcpy(buf + o, v[i], strlen(v[i]));
+			o += (uint32_t)strlen(v[i]);
+		}
+	}
+	return o;
+}
+
+/* The values of the DataRow sluice answered, "|"-joined, NULL as "-". */
+static void answer(struct shard_merge *m, char *out, size_t cap, char *type)
+{
+	struct iobuf b = { 0 };
+	CHECK(shard_merge_finish(m, &b) == 0);
+	out[0] = '\0';
+	*type = 0;
+	uint32_t off = 0;
+	struct pg_msg msg;
+	while (off < iobuf_len(&b) && pg_msg_peek(iobuf_head(&b) + off, iobuf_len(&b) - off, &msg) == 1) {
+		if (!*type || *type == 'T')
+			*type = (char)msg.type;
+		if (msg.type == 'D') {
+			for (int i = 0;; i++) {
+				const uint8_t *v;
+				uint32_t n;
+				if (pg_datarow_column(msg.body, msg.body_len, i, &v, &n) < 0)
+					break;
+				if (i)
+					strncat(out, "|", cap - strlen(out) - 1);
+				if (v)
+					strncat(out, (const char *)v, n < cap - strlen(out) - 1 ? n : cap - strlen(out) - 1);
+				else
+					strncat(out, "-", cap - strlen(out) - 1);
+			}
+		}
+		off += msg.len;
+	}
+	iobuf_release(&b);
+}
+
+static void test_merges(void)
+{
+	static const uint8_t aggs[] = { SHARD_AGG_COUNT, SHARD_AGG_SUM, SHARD_AGG_MIN, SHARD_AGG_MAX, SHARD_AGG_SUM,
+					SHARD_AGG_MAX };
+	static const uint32_t types[] = { 20, 20, 23, 23, 1700, 1700 };
+	uint8_t buf[512];
+	struct shard_merge *m = shard_merge_new(aggs, 6);
+	CHECK(m != NULL);
+	static const char *const rows[][6] = {
+		{ "3", "10", "-4", "9", "1.5", "2.25" },
+		{ "0", NULL, NULL, NULL, NULL, NULL },
+		{ "2", "-3", "7", "12", "-0.25", "-1" },
+	};
+	for (int s = 0; s < 3; s++) {
+		shard_merge_describe(m, buf, rowdesc(buf, 6, types));
+		shard_merge_row(m, buf, datarow(buf, 6, rows[s]));
+	}
+	char got[256], type;
+	answer(m, got, sizeof(got), &type);
+	CHECK_STR(got, "5|7|-4|12|1.25|2.25");
+	shard_merge_free(m);
+
+	/* No shard had a value: a count of 0, NULL for the rest. */
+	m = shard_merge_new(aggs, 2);
+	shard_merge_describe(m, buf, rowdesc(buf, 2, types));
+	const char *nulls[] = { "0", NULL };
+	shard_merge_row(m, buf, datarow(buf, 2, nulls));
+	answer(m, got, sizeof(got), &type);
+	CHECK_STR(got, "0|-");
+	shard_merge_free(m);
+
+	/* min over text: refused, not guessed. */
+	static const uint8_t mins[] = { SHARD_AGG_MIN };
+	static const uint32_t text[] = { 25 };
+	m = shard_merge_new(mins, 1);
+	shard_merge_describe(m, buf, rowdesc(buf, 1, text));
+	answer(m, got, sizeof(got), &type);
+	CHECK(type == 'E');
+	shard_merge_free(m);
+
+	/* A NaN: refused. */
+	static const uint32_t num[] = { 1700 };
+	m = shard_merge_new(mins, 1);
+	shard_merge_describe(m, buf, rowdesc(buf, 1, num));
+	const char *nan[] = { "NaN" };
+	shard_merge_row(m, buf, datarow(buf, 1, nan));
+	answer(m, got, sizeof(got), &type);
+	CHECK(type == 'E');
+	shard_merge_free(m);
+}
+
+UNIT_MAIN(test_decimals(); test_merges())
