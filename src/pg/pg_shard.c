@@ -111,8 +111,20 @@ static struct shard_plan plan_of(const struct shard_map *map, const char *sql, c
 /* The reason a plan cannot run on one shard. known: the route it came
  * from, if at hand (else sql is routed again for the message). */
 static int refuse_plan(const struct shard_plan *pl, const struct shard_route *known, const char *sql,
-		       const uint32_t *types, int n_types, const struct shard_map *map, struct pg_shard_refusal *why)
+		       const uint32_t *types, int n_types, const struct shard_map *map, bool extended,
+		       struct pg_shard_refusal *why)
 {
+	if ((pl->kind - 1 == SHARD_ROUTE_MULTI || pl->kind - 1 == SHARD_ROUTE_SEVERAL) && (pl->concat || pl->aggregate)) {
+		/* sluice runs such a read, but not here. */
+		if (extended)
+			refuse(why, "0A000", "a read over several shards is run for a simple Query only, not yet with the "
+			       "extended protocol (docs/sharding.md)");
+		else
+			refuse(why, "0A000", "a read over several shards is run outside a transaction only (it reads the "
+			       "shards one after the other): fix its shard key, or run it outside the transaction "
+			       "(docs/sharding.md)");
+		return DEST_REFUSED;
+	}
 	switch (pl->kind - 1) {
 	case SHARD_ROUTE_MULTI:
 		refuse(why, "0A000", "a statement over sharded tables whose shard key is not fixed to one shard needs "
@@ -217,7 +229,7 @@ static int dest_of(const struct shard_map *map, const struct shard_plan *pl, con
 	case SHARD_ROUTE_SESSION:
 		return DEST_ANY;
 	default:
-		return refuse_plan(pl, known, sql, types, n_types, map, why);
+		return refuse_plan(pl, known, sql, types, n_types, map, bind != NULL, why);
 	}
 }
 
