@@ -117,8 +117,9 @@ static int refuse_plan(const struct shard_plan *pl, const struct shard_route *kn
 	if ((pl->kind - 1 == SHARD_ROUTE_MULTI || pl->kind - 1 == SHARD_ROUTE_SEVERAL) && (pl->concat || pl->aggregate)) {
 		/* sluice runs such a read, but not here. */
 		if (extended)
-			refuse(why, "0A000", "a read over several shards is run for a simple Query only, not yet with the "
-			       "extended protocol (docs/sharding.md)");
+			refuse(why, "0A000", "a read over several shards is run for a simple Query, or for a batch of that "
+			       "one statement alone ([Parse] Bind [Describe] Execute Sync) outside a transaction, "
+			       "aggregates with results in text format (docs/sharding.md)");
 		else
 			refuse(why, "0A000", "a read over several shards is run outside a transaction only (it reads the "
 			       "shards one after the other): fix its shard key, or run it outside the transaction "
@@ -370,6 +371,10 @@ struct batch {
 	bool tx_only;                 /* every statement it binds is one transaction control... */
 	uint8_t tx;                   /* ...of this kind (enum shard_tx); 0 = none bound yet */
 	int n_executes, n_describes;
+	bool fan;                     /* its deciding Bind is a read sluice runs over several
+				       * shards (when the batch is one statement: ext_fanout) */
+	struct stmt_ref fan_stmt;     /* that Bind's statement */
+	bool fan_stmt_aggregate;      /* ...whose rows are combined (count/sum/min/max) */
 };
 
 static void batch_free(struct batch *b)
@@ -456,7 +461,22 @@ static int scan_batch(struct pg_client *c, const struct shard_map *map, const st
 				break;
 			}
 			b->tx_only = false;
+			if (b->fan) {
+				b->n_executes += 2; /* a second Bind: not one statement */
+				break;
+			}
 			int d = dest_of(map, &pl, NULL, st.sql, st.types, st.n_types, &m, why);
+			if ((pl.kind - 1 == SHARD_ROUTE_MULTI || pl.kind - 1 == SHARD_ROUTE_SEVERAL) &&
+			    (pl.concat || pl.aggregate)) {
+				/* Refused in place unless the whole batch turns out to be
+				 * this one statement (seen to its end). */
+				b->fan = true;
+				b->fan_stmt = st;
+				b->fan_stmt_aggregate = pl.aggregate;
+				b->dest = d;
+				b->judged = count - 1;
+				break;
+			}
 			if (d == DEST_ANY)
 				break;
 			b->dest = d;
@@ -652,8 +672,13 @@ struct pg_shard_fanout {
 	int64_t limit;   /* the query's LIMIT: no more rows than that; -1 = none */
 	struct shard_merge *merge; /* an aggregate: each shard's row combined (heap); NULL =
 				    * the rows concatenated */
+	uint8_t *ext;    /* extended protocol: the messages each shard gets (Parse, Bind,
+			  * Describe, Execute, Sync; heap); NULL = the Query's text */
+	uint32_t ext_len;
+	uint32_t consumed; /* the client's bytes answered at the end: its Query, or its batch */
+	bool want_rowdesc; /* the client asked for a RowDescription (a Query, a Describe) */
 	bool sent;       /* the text is on the current shard's server */
-	bool described;  /* a RowDescription went to the client */
+	bool described;  /* a shard described the rows (the first one's went to the client) */
 	bool failed;     /* a shard answered an error: the rest are not asked */
 };
 
@@ -700,9 +725,10 @@ static bool fanout_start(struct pg_client *c, const struct shard_map *map, const
 	return f != NULL;
 }
 
-/* The fan-out's next step for the client's Query m: the next shard's
- * pool, or its end (sluice's CommandComplete and ReadyForQuery). */
-static int fanout_next(struct pg_client *c, const struct pg_msg *m, struct pool **out)
+/* The fan-out's next step: the next shard's pool, or its end (sluice's
+ * CommandComplete and ReadyForQuery in answer to the client's Query or
+ * batch, which is then dropped). */
+static int fanout_next(struct pg_client *c, struct pool **out)
 {
 	struct pg_shard_fanout *f = c->shard_fanout;
 	c->sock.parse_blocked = false; /* idle: the Query is read again */
@@ -710,14 +736,14 @@ static int fanout_next(struct pg_client *c, const struct pg_msg *m, struct pool 
 	if (f->failed || !f->todo || (f->limit >= 0 && f->rows >= (uint64_t)f->limit && f->described)) {
 		int rc = 0;
 		if (!f->failed && f->merge) {
-			rc = shard_merge_finish(f->merge, &c->sock.wbuf);
+			rc = shard_merge_finish(f->merge, &c->sock.wbuf, f->want_rowdesc);
 		} else if (!f->failed) {
 			char tag[32];
 			snprintf(tag, sizeof(tag), "SELECT %llu", (unsigned long long)f->rows);
 			put_complete(&c->sock.wbuf, tag);
 		}
 		pg_be_ready(&c->sock.wbuf, 'I');
-		pgsock_drop(&c->sock, m->len);
+		pgsock_drop(&c->sock, f->consumed);
 		pg_shard_fanout_free(c);
 		if (rc < 0) {
 			client_fail(c, "53200", "out of memory");
@@ -739,7 +765,11 @@ bool pg_shard_fanout_linked(struct pg_client *c, struct pg_server *s, const stru
 	if (!f->sent) {
 		/* After the settings server_link may have queued: its answers
 		 * come last, when internal is back to one. */
-		pg_fe_query(&s->sock.wbuf, (const char *)m->body);
+		if (f->ext ? iobuf_append(&s->sock.wbuf, f->ext, f->ext_len) < 0
+			   : pg_fe_query(&s->sock.wbuf, (const char *)m->body) < 0) {
+			client_fail(c, "53200", "out of memory");
+			return true;
+		}
 		s->internal++;
 		s->unnamed_owner = 0; /* a simple Query drops the unnamed statement */
 		s->last_was_ready = false; /* busy: a client that leaves now cannot lend it on */
@@ -773,11 +803,11 @@ int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, c
 			return PG_FANOUT_OTHER; /* past the LIMIT: swallowed */
 		f->rows++;
 		return PG_FANOUT_FORWARD;
-	case 'T':
-		if (f->described)
-			return PG_FANOUT_OTHER;
+	case 'T': {
+		bool first = !f->described;
 		f->described = true;
-		return PG_FANOUT_FORWARD;
+		return first && f->want_rowdesc ? PG_FANOUT_FORWARD : PG_FANOUT_OTHER;
+	}
 	case 'E':
 		f->failed = true;
 		return PG_FANOUT_OTHER;
@@ -788,10 +818,163 @@ int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, c
 
 void pg_shard_fanout_free(struct pg_client *c)
 {
-	if (c->shard_fanout)
+	if (c->shard_fanout) {
 		shard_merge_free(c->shard_fanout->merge);
+		free(c->shard_fanout->ext);
+	}
 	free(c->shard_fanout);
 	c->shard_fanout = NULL;
+}
+
+/* Does Bind m ask for every result column in text format? */
+static bool results_in_text(const struct pg_msg *m)
+{
+	struct pg_reader r;
+	pg_reader_init(&r, m->body, m->body_len);
+	(void)pg_read_str(&r);
+	(void)pg_read_str(&r);
+	uint16_t n = pg_read_u16(&r);
+	(void)pg_read_bytes(&r, (size_t)n * 2);
+	n = pg_read_u16(&r);
+	for (uint16_t i = 0; i < n && !r.err; i++) {
+		int32_t len = (int32_t)pg_read_u32(&r);
+		if (len > 0)
+			(void)pg_read_bytes(&r, (size_t)len);
+	}
+	n = pg_read_u16(&r);
+	for (uint16_t i = 0; i < n && !r.err; i++)
+		if (pg_read_u16(&r) != 0)
+			return false;
+	return !r.err;
+}
+
+/* An extended-protocol batch that is one read over several shards: [Parse]
+ * Bind [Describe] Execute Sync of one statement and portal, the Execute
+ * with no row limit. Each shard gets the same as sluice's own messages
+ * (the unnamed statement and portal); sluice answers ParseComplete and
+ * BindComplete at once, the rows (and the first RowDescription, when the
+ * client described the portal) stream as with a Query. Returns true when
+ * the fan-out started; false leaves the batch to the usual path (its Bind
+ * is refused there), also when the client was failed. */
+static bool ext_fanout(struct pg_client *c, const struct shard_map *map, const struct pg_msg *first,
+		       const struct batch *b)
+{
+	if (!b->fan || !b->synced || b->n_executes != 1 || b->n_describes > 1 || b->n_parses > 1 || c->shard_begin ||
+	    c->pinned)
+		return false;
+	const uint8_t *p = first->body - 5;
+	const struct pg_msg *bind = NULL;
+	struct pg_msg msgs[5], m;
+	int n = 0;
+	bool has_parse = false, has_describe = false;
+	const char *portal = NULL;
+	for (uint32_t off = 0; off < b->len && pg_msg_peek(p + off, b->len - off, &m) == 1; off += m.len) {
+		if (n == 5)
+			return false;
+		msgs[n] = m;
+		struct pg_reader r;
+		pg_reader_init(&r, m.body, m.body_len);
+		switch (m.type) {
+		case 'P':
+			if (n != 0)
+				return false;
+			has_parse = true;
+			break;
+		case 'B':
+			if (bind)
+				return false;
+			bind = &msgs[n];
+			portal = pg_read_str(&r);
+			break;
+		case 'D':
+			if (!bind || pg_read_u8(&r) != 'P' || strcmp(pg_read_str(&r), portal) != 0 || r.err)
+				return false;
+			has_describe = true;
+			break;
+		case 'E':
+			if (!bind || strcmp(pg_read_str(&r), portal) != 0 || pg_read_u32(&r) != 0 || r.err)
+				return false;
+			break;
+		case 'S':
+			break;
+		default:
+			return false;
+		}
+		n++;
+	}
+	if (!bind || msgs[n - 1].type != 'S')
+		return false;
+	/* The Bind's parameters, after its portal and statement names. */
+	struct pg_reader r;
+	pg_reader_init(&r, bind->body, bind->body_len);
+	(void)pg_read_str(&r);
+	const char *stmt_name = pg_read_str(&r);
+	if (r.err || (has_parse && strcmp(stmt_name, (const char *)msgs[0].body) != 0))
+		return false;
+	uint32_t params_at = (uint32_t)(r.p - bind->body);
+	if (b->fan_stmt_aggregate && !results_in_text(bind))
+		return false; /* combined from text values only: refused in place */
+	struct iobuf out = { 0 };
+	struct pg_builder pb;
+	pg_build_init(&pb, &out);
+	pg_build_begin(&pb, 'P');
+	pg_build_str(&pb, "");
+	pg_build_str(&pb, b->fan_stmt.sql);
+	pg_build_u16(&pb, (uint16_t)b->fan_stmt.n_types);
+	for (int i = 0; i < b->fan_stmt.n_types; i++)
+		pg_build_u32(&pb, b->fan_stmt.types[i]);
+	pg_build_end(&pb);
+	pg_build_begin(&pb, 'B');
+	pg_build_str(&pb, "");
+	pg_build_str(&pb, "");
+	pg_build_bytes(&pb, bind->body + params_at, bind->body_len - params_at);
+	pg_build_end(&pb);
+	pg_build_begin(&pb, 'D');
+	pg_build_u8(&pb, 'P');
+	pg_build_str(&pb, "");
+	pg_build_end(&pb);
+	pg_build_begin(&pb, 'E');
+	pg_build_str(&pb, "");
+	pg_build_u32(&pb, 0);
+	pg_build_end(&pb);
+	pg_build_begin(&pb, 'S');
+	pg_build_end(&pb);
+	bool failed;
+	uint8_t *ext = NULL;
+	if (pg_build_done(&pb) < 0 || !(ext = malloc(iobuf_len(&out)))) {
+		iobuf_release(&out);
+		client_fail(c, "53200", "out of memory");
+		return false;
+	}
+	uint32_t ext_len = iobuf_len(&out);
+	memcpy(ext, iobuf_head(&out), ext_len);
+	iobuf_release(&out);
+	/* Routed again for what a plan does not keep (the shards, a LIMIT, the aggregates). */
+	struct shard_route route;
+	shard_route(b->fan_stmt.sql, b->fan_stmt.types, b->fan_stmt.n_types, map, &route);
+	struct shard_plan pl = shard_plan_of(&route);
+	bool started = fanout_start(c, map, &pl, &route, b->fan_stmt.sql, &failed);
+	shard_route_deinit(&route);
+	if (!started) {
+		free(ext);
+		return false;
+	}
+	/* The client's Parse is its statement from now on, as if a server had
+	 * taken it (a name in use goes the usual way: PostgreSQL's error). */
+	if (has_parse && track_local_parse(c, &msgs[0]) < 0) {
+		pg_shard_fanout_free(c);
+		free(ext);
+		return false;
+	}
+	struct pg_shard_fanout *f = c->shard_fanout;
+	f->ext = ext;
+	f->ext_len = ext_len;
+	f->consumed = b->len;
+	f->want_rowdesc = has_describe;
+	if (has_parse)
+		put_empty(&c->sock.wbuf, '1');
+	put_empty(&c->sock.wbuf, '2');
+	return true;
 }
 
 /* ---- the client side ---- */
@@ -815,7 +998,7 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 	int dest = DEST_ANY;
 	c->shard_judged = 0;
 	if (c->shard_fanout)
-		return fanout_next(c, m, out);
+		return fanout_next(c, out);
 	if (m->type == 'Q') {
 		if (m->len > avail)
 			return await(c, m->len - avail) < 0 ? PG_SHARD_FAILED : PG_SHARD_WAIT;
@@ -839,7 +1022,11 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 			if (fan || failed) {
 				if (parsed)
 					shard_route_deinit(&r);
-				return failed ? PG_SHARD_FAILED : fanout_next(c, m, out);
+				if (failed)
+					return PG_SHARD_FAILED;
+				c->shard_fanout->consumed = m->len;
+				c->shard_fanout->want_rowdesc = true;
+				return fanout_next(c, out);
 			}
 			dest = dest_of(map, &pl, parsed ? &r : NULL, (const char *)m->body, NULL, 0, NULL, &why);
 			if (parsed)
@@ -852,7 +1039,12 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 		uint32_t missing = 0;
 		int rc = scan_batch(c, map, m, avail, &b, &missing, &why);
 		bool answered = rc == SCAN_DONE && batch_answerable(c, map, &b) && answer_batch(c, m, &b);
+		bool fan = rc == SCAN_DONE && !answered && ext_fanout(c, map, m, &b);
 		batch_free(&b);
+		if (c->closing)
+			return PG_SHARD_FAILED;
+		if (fan)
+			return fanout_next(c, out);
 		if (rc == SCAN_NOMEM) {
 			client_fail(c, "53200", "out of memory");
 			return PG_SHARD_FAILED;

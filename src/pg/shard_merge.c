@@ -197,7 +197,7 @@ static void print_int(char *buf, size_t cap, __int128 x)
 	buf[o] = '\0';
 }
 
-int shard_merge_finish(struct shard_merge *m, struct iobuf *out)
+int shard_merge_finish(struct shard_merge *m, struct iobuf *out, bool with_rowdesc)
 {
 	if (!m->rowdesc && !m->bad)
 		refuse(m, "no shard answered");
@@ -208,9 +208,11 @@ int shard_merge_finish(struct shard_merge *m, struct iobuf *out)
 	}
 	struct pg_builder b;
 	pg_build_init(&b, out);
-	pg_build_begin(&b, 'T');
-	pg_build_bytes(&b, m->rowdesc, m->rowdesc_len);
-	pg_build_end(&b);
+	if (with_rowdesc) {
+		pg_build_begin(&b, 'T');
+		pg_build_bytes(&b, m->rowdesc, m->rowdesc_len);
+		pg_build_end(&b);
+	}
 	pg_build_begin(&b, 'D');
 	pg_build_u16(&b, (uint16_t)m->n);
 	for (int i = 0; i < m->n; i++) {

@@ -35,10 +35,11 @@ void shard_merge_describe(struct shard_merge *m, const uint8_t *body, uint32_t l
 /* A shard's DataRow (body, whole). */
 void shard_merge_row(struct shard_merge *m, const uint8_t *body, uint32_t len);
 
-/* The client's answer, into out: RowDescription, DataRow and
- * CommandComplete "SELECT 1"; or an ErrorResponse when the values could
- * not be combined. Returns 0 or -ENOMEM. */
-int shard_merge_finish(struct shard_merge *m, struct iobuf *out);
+/* The client's answer, into out: RowDescription (with_rowdesc: a simple
+ * query, or a Describe asked for it), DataRow and CommandComplete
+ * "SELECT 1"; or an ErrorResponse when the values could not be combined.
+ * Returns 0 or -ENOMEM. */
+int shard_merge_finish(struct shard_merge *m, struct iobuf *out, bool with_rowdesc);
 
 /* Decimal arithmetic on numeric's text form ("-12.340"): a + b, new heap
  * string (NULL without memory or for text that is not a plain decimal);

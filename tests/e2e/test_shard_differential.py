@@ -202,9 +202,14 @@ def test_sharded_answers_equal_unsharded(pg, dbs, shop):
         # the same rows (concatenated), or the same aggregates (combined).
         for round_ in range(60):
             k, k2, t = rng.randint(1, CUSTOMERS), rng.randint(1, CUSTOMERS), rng.randint(0, 500)
-            text = rng.choice(FANOUT).format(k=k, k2=k2, t=t)
+            q = rng.choice(FANOUT)
+            text = q.format(k=k, k2=k2, t=t)
             want = sorted(direct.execute(text).fetchall(), key=repr)
-            cur = via.execute(text)
+            if rng.random() < 0.5:
+                cur = via.execute(text)  # simple protocol
+            else:  # extended: the constant t as a parameter
+                ptext = q.replace("%", "%%").replace("{t}", "%s").format(k=k, k2=k2)
+                cur = (via if rng.random() < 0.5 else named).execute(ptext, [t] * ptext.count("%s"))
             got = sorted(cur.fetchall(), key=repr)
             assert got == want, (text, got, want)
             assert cur.rowcount == len(want)

@@ -207,6 +207,27 @@ def test_simple_query_over_all_shards_concatenates(pg, sharded):
         with pytest.raises(psycopg.errors.DivisionByZero):
             c.execute("SELECT id / (total - total) FROM orders WHERE total > 0")
         assert c.execute("SELECT 1").fetchone() == (1,)
+        # The extended protocol: parameters, named statements, aggregates.
+        for conn_kw in ({}, {"prepare_threshold": 0}):
+            with s.connect(db="shop", **conn_kw) as e:
+                for _ in range(2):
+                    cur = e.execute("SELECT id, total FROM orders WHERE total > %s", (60,))
+                    assert sorted(cur.fetchall()) == [(k, t) for k, _, t in rows if t > 60]
+                    assert cur.rowcount == len([k for k, _, t in rows if t > 60])
+                    assert e.execute("SELECT count(*), sum(total) FROM orders WHERE total > %s",
+                                     (60,)).fetchone() == (len([t for *_, t in rows if t > 60]),
+                                                           sum(t for *_, t in rows if t > 60))
+                    got = e.execute("SELECT id FROM orders WHERE id <= %s LIMIT 3", (30,)).fetchall()
+                    assert len(got) == 3
+                    got = e.execute("SELECT max(id) FROM orders WHERE customer_id = ANY(%s)", ([1, 2, 3],)).fetchone()
+                    assert got == (max(k for k, cu, _ in rows if cu in (1, 2, 3)),)
+                    # Rows in binary go through as they come; aggregates are
+                    # combined from text only.
+                    cur = e.execute("SELECT id FROM orders WHERE total > %s", (60,), binary=True)
+                    assert sorted(r[0] for r in cur.fetchall()) == [k for k, _, t in rows if t > 60]
+                    with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
+                        e.execute("SELECT count(*) FROM orders WHERE total > %s", (60,), binary=True)
+                    assert "text format" in str(err.value)
         # psql prints what it got.
         r = s.psql("-A", "-t", "-c", "SELECT id FROM orders WHERE id <= 5", db="shop")
         assert r.returncode == 0, r.stderr
@@ -268,10 +289,14 @@ def test_what_needs_several_shards_is_refused_clearly(pg, sharded):
             assert words in str(e.value), (sql, str(e.value))
             with pytest.raises(psycopg.errors.FeatureNotSupported):
                 c.execute(sql.replace(str(a), "%s", 1) if str(a) in sql else sql, (a,) if str(a) in sql else None)
-        # Over several shards with the extended protocol: only simple queries fan out.
+        # Over several shards, an extended-protocol batch of two statements
+        # (one implicit transaction) is refused.
         with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
-            c.execute("SELECT id FROM orders WHERE total > %s", (0,))
-        assert "not yet with the extended protocol" in str(e.value)
+            with c.pipeline():
+                c.execute("SELECT id FROM orders WHERE total > %s", (0,))
+                c.execute("SELECT 1")
+        assert "one statement alone" in str(e.value)
+        assert c.execute("SELECT 2").fetchone() == (2,)
         # The connection is fine afterwards; a replicated read answers from any shard.
         assert c.execute("SELECT name FROM countries WHERE code = 'fr'").fetchone() == ("France",)
         assert c.execute("SELECT name FROM countries WHERE code = %s", ("de",)).fetchone() == ("Germany",)

@@ -82,7 +82,7 @@ static uint32_t datarow(uint8_t *buf, int n, const char *const *v)
 static void answer(struct shard_merge *m, char *out, size_t cap, char *type)
 {
 	struct iobuf b = { 0 };
-	CHECK(shard_merge_finish(m, &b) == 0);
+	CHECK(shard_merge_finish(m, &b, true) == 0);
 	out[0] = '\0';
 	*type = 0;
 	uint32_t off = 0;
