@@ -38,6 +38,7 @@
 #include "scram_cache.h"
 #include "pg_server.h"
 #include "pg_route.h"
+#include "pg_fanout.h"
 #include "pg_shard.h"
 #include "sqlinfo.h"
 #include "hba.h"
@@ -213,7 +214,7 @@ void client_free(struct pg_client *c)
 	track_client_free(c);
 	free(c->shard_begin);
 	pg_shard_client_free(c);
-	pg_shard_fanout_free(c);
+	pg_fanout_free(c);
 	if (c->mirror_tx)
 		pg_mirror_client_free(c);
 	free(c->scram);
@@ -1349,7 +1350,7 @@ static void client_process(struct pg_client *c)
 		struct pg_server *s = c->server;
 		struct pg_shard_refusal refusal;
 		bool refused = false;
-		if (c->shard_fanout && pg_shard_fanout_linked(c, s, &m)) {
+		if (c->shard_fanout && pg_fanout_linked(c, s, &m)) {
 			sk->parse_blocked = true; /* the Query is read again for the next shard */
 			break;
 		}

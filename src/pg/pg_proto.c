@@ -292,6 +292,25 @@ int pg_be_notice(struct iobuf *out, const char *msg)
 	return be_report(out, 'N', "NOTICE", "00000", msg);
 }
 
+int pg_be_empty(struct iobuf *out, uint8_t type)
+{
+	struct pg_builder b;
+	pg_build_init(&b, out);
+	pg_build_begin(&b, type);
+	pg_build_end(&b);
+	return pg_build_done(&b);
+}
+
+int pg_be_complete(struct iobuf *out, const char *tag)
+{
+	struct pg_builder b;
+	pg_build_init(&b, out);
+	pg_build_begin(&b, 'C');
+	pg_build_str(&b, tag);
+	pg_build_end(&b);
+	return pg_build_done(&b);
+}
+
 int pg_be_warning(struct iobuf *out, const char *sqlstate, const char *msg)
 {
 	return be_report(out, 'N', "WARNING", sqlstate, msg);

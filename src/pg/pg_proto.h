@@ -139,6 +139,10 @@ int pg_build_done(struct pg_builder *b);                          /* 0 or -ENOME
 int pg_be_error(struct iobuf *out, const char *severity, const char *sqlstate, const char *msg);
 /* NoticeResponse, severity NOTICE, SQLSTATE 00000 (successful completion). */
 int pg_be_notice(struct iobuf *out, const char *msg);
+/* A message with no body (ParseComplete '1', BindComplete '2', NoData 'n',
+ * ...), and a CommandComplete with its tag. */
+int pg_be_empty(struct iobuf *out, uint8_t type);
+int pg_be_complete(struct iobuf *out, const char *tag);
 /* A NoticeResponse of severity WARNING. */
 int pg_be_warning(struct iobuf *out, const char *sqlstate, const char *msg);
 int pg_be_auth(struct iobuf *out, uint32_t code, const void *data, size_t n);

@@ -29,6 +29,7 @@
 #include "pg_mirror.h"
 #include "pg_monitor.h"
 #include "pg_route.h"
+#include "pg_fanout.h"
 #include "pg_shard.h"
 #include "config.h"
 #include "log.h"
@@ -1048,7 +1049,7 @@ static void server_process(struct pg_server *s)
 		}
 		/* Rows of a query over several shards go on as they come (pg_shard.h). */
 		bool fanout_rows = s->internal == 1 && s->client && s->client->shard_fanout && s->state == SERVER_ACTIVE &&
-				   pg_shard_fanout_server_msg(s->client, s, &m, avail) == PG_FANOUT_FORWARD;
+				   pg_fanout_server_msg(s->client, s, &m, avail) == PG_FANOUT_FORWARD;
 		bool examine = !fanout_rows &&
 			       (s->state != SERVER_ACTIVE || m.type == 'Z' || m.type == 'S' || s->internal);
 		if (!examine) {

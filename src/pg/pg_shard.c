@@ -18,7 +18,7 @@
 #include "pool.h"
 #include "prepared.h"
 #include "runtime.h"
-#include "shard_merge.h"
+#include "pg_fanout.h"
 #include "shardroute.h"
 #include "sqlshape.h"
 #include "track.h"
@@ -372,7 +372,7 @@ struct batch {
 	uint8_t tx;                   /* ...of this kind (enum shard_tx); 0 = none bound yet */
 	int n_executes, n_describes;
 	bool fan;                     /* its deciding Bind is a read sluice runs over several
-				       * shards (when the batch is one statement: ext_fanout) */
+				       * shards (when the batch is one statement: pg_fanout_batch) */
 	struct stmt_ref fan_stmt;     /* that Bind's statement */
 	bool fan_stmt_aggregate;      /* ...whose rows are combined (count/sum/min/max) */
 };
@@ -513,25 +513,6 @@ static int scan_batch(struct pg_client *c, const struct shard_map *map, const st
 
 /* ---- what sluice answers itself: a BEGIN before the shard is known ---- */
 
-static void put_empty(struct iobuf *w, uint8_t type)
-{
-	struct pg_builder b;
-	pg_build_init(&b, w);
-	pg_build_begin(&b, type);
-	pg_build_end(&b);
-	(void)pg_build_done(&b);
-}
-
-static void put_complete(struct iobuf *w, const char *tag)
-{
-	struct pg_builder b;
-	pg_build_init(&b, w);
-	pg_build_begin(&b, 'C');
-	pg_build_str(&b, tag);
-	pg_build_end(&b);
-	(void)pg_build_done(&b);
-}
-
 /* Run transaction control tx (text sql, for a BEGIN) as PostgreSQL would
  * have with no statement run yet, writing its CommandComplete. */
 static bool run_tx(struct pg_client *c, uint8_t tx, const char *sql)
@@ -542,12 +523,12 @@ static bool run_tx(struct pg_client *c, uint8_t tx, const char *sql)
 			pg_be_warning(w, "25001", "there is already a transaction in progress");
 		else if (!(c->shard_begin = strdup(sql)))
 			return false;
-		put_complete(w, "BEGIN");
+		pg_be_complete(w, "BEGIN");
 		return true;
 	}
 	free(c->shard_begin);
 	c->shard_begin = NULL;
-	put_complete(w, tx == SHARD_TX_COMMIT ? "COMMIT" : "ROLLBACK");
+	pg_be_complete(w, tx == SHARD_TX_COMMIT ? "COMMIT" : "ROLLBACK");
 	return true;
 }
 
@@ -604,13 +585,13 @@ static bool answer_batch(struct pg_client *c, const struct pg_msg *first, const 
 		pg_reader_init(&r, m.body, m.body_len);
 		switch (m.type) {
 		case 'P':
-			put_empty(w, '1');
+			pg_be_empty(w, '1');
 			break;
 		case 'B': {
 			(void)pg_read_str(&r);
 			struct stmt_ref st = known_stmt(c, pg_read_str(&r));
 			sql = st.sql;
-			put_empty(w, '2');
+			pg_be_empty(w, '2');
 			break;
 		}
 		case 'D': {
@@ -626,7 +607,7 @@ static bool answer_batch(struct pg_client *c, const struct pg_msg *first, const 
 				pg_build_end(&pb);
 				(void)pg_build_done(&pb);
 			}
-			put_empty(w, 'n'); /* transaction control returns no rows */
+			pg_be_empty(w, 'n'); /* transaction control returns no rows */
 			break;
 		}
 		case 'E':
@@ -644,8 +625,7 @@ static bool answer_batch(struct pg_client *c, const struct pg_msg *first, const 
 	return true;
 }
 
-/* The client's transaction (or fan-out step) goes to shard's pool. */
-static int go_to_shard(struct pg_client *c, int shard, struct pool **out)
+int pg_shard_go(struct pg_client *c, int shard, struct pool **out)
 {
 	char err[200];
 	struct pool *sp = pool_shard(c->pool, shard, err, sizeof(err));
@@ -656,325 +636,6 @@ static int go_to_shard(struct pg_client *c, int shard, struct pool **out)
 	c->shard = (int8_t)shard;
 	*out = sp;
 	return PG_SHARD_GO;
-}
-
-/* ---- a simple query over several shards: their answers one after the other ---- */
-
-/* What a fan-out has done so far (pg_client.shard_fanout). The client's
- * Query stays in its buffer, unread, until the last shard has answered:
- * each shard's server runs its text as a query of sluice's own (internal),
- * whose rows (and the first shard's RowDescription) go to the client and
- * the rest is swallowed; the server is then free, goes back to its pool,
- * and the client routes the same Query again, to the next shard. */
-struct pg_shard_fanout {
-	uint64_t todo;   /* shards still to run (bit i: shard i) */
-	uint64_t rows;   /* rows sent to the client so far */
-	int64_t limit;   /* the query's LIMIT: no more rows than that; -1 = none */
-	struct shard_merge *merge; /* an aggregate: each shard's row combined (heap); NULL =
-				    * the rows concatenated */
-	uint8_t *ext;    /* extended protocol: the messages each shard gets (Parse, Bind,
-			  * Describe, Execute, Sync; heap); NULL = the Query's text */
-	uint32_t ext_len;
-	uint32_t consumed; /* the client's bytes answered at the end: its Query, or its batch */
-	bool want_rowdesc; /* the client asked for a RowDescription (a Query, a Describe) */
-	bool sent;       /* the text is on the current shard's server */
-	bool described;  /* a shard described the rows (the first one's went to the client) */
-	bool failed;     /* a shard answered an error: the rest are not asked */
-};
-
-/* Start a fan-out of a simple query when it is one (false: it is routed
- * or refused as it is; *failed: the client was failed). Only a read whose
- * answer is the shards' answers concatenated, or one row of aggregates
- * they combine into, outside a transaction. */
-static bool fanout_start(struct pg_client *c, const struct shard_map *map, const struct shard_plan *pl,
-			 const struct shard_route *known, const char *sql, bool *failed)
-{
-	int kind = pl->kind - 1;
-	uint64_t all = map->n_shards >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << map->n_shards) - 1;
-	*failed = false;
-	if ((kind != SHARD_ROUTE_MULTI && kind != SHARD_ROUTE_SEVERAL) || (!pl->concat && !pl->aggregate) ||
-	    c->shard_begin || c->pinned)
-		return false;
-	struct shard_route r;
-	if (!known && (kind == SHARD_ROUTE_SEVERAL || pl->aggregate)) {
-		shard_route(sql, NULL, 0, map, &r);
-		known = &r;
-	}
-	/* Without a route at hand, the plan was kept for the text itself: a
-	 * LIMIT would have been a literal, routed by a parse. */
-	uint64_t mask = !known ? all : known->kind == SHARD_ROUTE_SEVERAL ? known->mask
-			: known->kind == SHARD_ROUTE_MULTI ? all : 0;
-	struct pg_shard_fanout *f = mask ? calloc(1, sizeof(*f)) : NULL;
-	if (f) {
-		f->todo = mask;
-		f->limit = known && known->concat ? known->limit : -1;
-		if (known && !known->concat && known->n_aggs && !(f->merge = shard_merge_new(known->aggs, known->n_aggs))) {
-			free(f);
-			f = NULL;
-		}
-		if (!f)
-			*failed = true;
-	}
-	if (known == &r)
-		shard_route_deinit(&r);
-	if (*failed) {
-		client_fail(c, "53200", "out of memory");
-		return false;
-	}
-	c->shard_fanout = f;
-	return f != NULL;
-}
-
-/* The fan-out's next step: the next shard's pool, or its end (sluice's
- * CommandComplete and ReadyForQuery in answer to the client's Query or
- * batch, which is then dropped). */
-static int fanout_next(struct pg_client *c, struct pool **out)
-{
-	struct pg_shard_fanout *f = c->shard_fanout;
-	c->sock.parse_blocked = false; /* idle: the Query is read again */
-	/* Past the LIMIT once a shard has described the rows (LIMIT 0 too). */
-	if (f->failed || !f->todo || (f->limit >= 0 && f->rows >= (uint64_t)f->limit && f->described)) {
-		int rc = 0;
-		if (!f->failed && f->merge) {
-			rc = shard_merge_finish(f->merge, &c->sock.wbuf, f->want_rowdesc);
-		} else if (!f->failed) {
-			char tag[32];
-			snprintf(tag, sizeof(tag), "SELECT %llu", (unsigned long long)f->rows);
-			put_complete(&c->sock.wbuf, tag);
-		}
-		pg_be_ready(&c->sock.wbuf, 'I');
-		pgsock_drop(&c->sock, f->consumed);
-		pg_shard_fanout_free(c);
-		if (rc < 0) {
-			client_fail(c, "53200", "out of memory");
-			return PG_SHARD_FAILED;
-		}
-		return PG_SHARD_ANSWERED;
-	}
-	int shard = __builtin_ctzll(f->todo);
-	f->todo &= f->todo - 1;
-	f->sent = false;
-	return go_to_shard(c, shard, out);
-}
-
-bool pg_shard_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
-{
-	struct pg_shard_fanout *f = c->shard_fanout;
-	if (!f)
-		return false;
-	if (!f->sent) {
-		/* After the settings server_link may have queued: its answers
-		 * come last, when internal is back to one. */
-		if (f->ext ? iobuf_append(&s->sock.wbuf, f->ext, f->ext_len) < 0
-			   : pg_fe_query(&s->sock.wbuf, (const char *)m->body) < 0) {
-			client_fail(c, "53200", "out of memory");
-			return true;
-		}
-		s->internal++;
-		s->unnamed_owner = 0; /* a simple Query drops the unnamed statement */
-		s->last_was_ready = false; /* busy: a client that leaves now cannot lend it on */
-		f->sent = true;
-	}
-	return true;
-}
-
-int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m,
-			       uint32_t avail)
-{
-	struct pg_shard_fanout *f = c->shard_fanout;
-	if (!f || !f->sent || s->internal != 1)
-		return PG_FANOUT_OTHER; /* not the fan-out's answer (settings first) */
-	if (f->merge) {
-		/* Each shard's row is combined, not sent: looked at once, whole,
-		 * just before the server swallows it. */
-		if ((m->type == 'T' || m->type == 'D') && m->len <= avail && !s->sock.fwd) {
-			if (m->type == 'T')
-				shard_merge_describe(f->merge, m->body, m->body_len);
-			else
-				shard_merge_row(f->merge, m->body, m->body_len);
-		} else if (m->type == 'E') {
-			f->failed = true;
-		}
-		return PG_FANOUT_OTHER;
-	}
-	switch (m->type) {
-	case 'D':
-		if (f->limit >= 0 && f->rows >= (uint64_t)f->limit)
-			return PG_FANOUT_OTHER; /* past the LIMIT: swallowed */
-		f->rows++;
-		return PG_FANOUT_FORWARD;
-	case 'T': {
-		bool first = !f->described;
-		f->described = true;
-		return first && f->want_rowdesc ? PG_FANOUT_FORWARD : PG_FANOUT_OTHER;
-	}
-	case 'E':
-		f->failed = true;
-		return PG_FANOUT_OTHER;
-	default:
-		return PG_FANOUT_OTHER;
-	}
-}
-
-void pg_shard_fanout_free(struct pg_client *c)
-{
-	if (c->shard_fanout) {
-		shard_merge_free(c->shard_fanout->merge);
-		free(c->shard_fanout->ext);
-	}
-	free(c->shard_fanout);
-	c->shard_fanout = NULL;
-}
-
-/* Does Bind m ask for every result column in text format? */
-static bool results_in_text(const struct pg_msg *m)
-{
-	struct pg_reader r;
-	pg_reader_init(&r, m->body, m->body_len);
-	(void)pg_read_str(&r);
-	(void)pg_read_str(&r);
-	uint16_t n = pg_read_u16(&r);
-	(void)pg_read_bytes(&r, (size_t)n * 2);
-	n = pg_read_u16(&r);
-	for (uint16_t i = 0; i < n && !r.err; i++) {
-		int32_t len = (int32_t)pg_read_u32(&r);
-		if (len > 0)
-			(void)pg_read_bytes(&r, (size_t)len);
-	}
-	n = pg_read_u16(&r);
-	for (uint16_t i = 0; i < n && !r.err; i++)
-		if (pg_read_u16(&r) != 0)
-			return false;
-	return !r.err;
-}
-
-/* An extended-protocol batch that is one read over several shards: [Parse]
- * Bind [Describe] Execute Sync of one statement and portal, the Execute
- * with no row limit. Each shard gets the same as sluice's own messages
- * (the unnamed statement and portal); sluice answers ParseComplete and
- * BindComplete at once, the rows (and the first RowDescription, when the
- * client described the portal) stream as with a Query. Returns true when
- * the fan-out started; false leaves the batch to the usual path (its Bind
- * is refused there), also when the client was failed. */
-static bool ext_fanout(struct pg_client *c, const struct shard_map *map, const struct pg_msg *first,
-		       const struct batch *b)
-{
-	if (!b->fan || !b->synced || b->n_executes != 1 || b->n_describes > 1 || b->n_parses > 1 || c->shard_begin ||
-	    c->pinned)
-		return false;
-	const uint8_t *p = first->body - 5;
-	const struct pg_msg *bind = NULL;
-	struct pg_msg msgs[5], m;
-	int n = 0;
-	bool has_parse = false, has_describe = false;
-	const char *portal = NULL;
-	for (uint32_t off = 0; off < b->len && pg_msg_peek(p + off, b->len - off, &m) == 1; off += m.len) {
-		if (n == 5)
-			return false;
-		msgs[n] = m;
-		struct pg_reader r;
-		pg_reader_init(&r, m.body, m.body_len);
-		switch (m.type) {
-		case 'P':
-			if (n != 0)
-				return false;
-			has_parse = true;
-			break;
-		case 'B':
-			if (bind)
-				return false;
-			bind = &msgs[n];
-			portal = pg_read_str(&r);
-			break;
-		case 'D':
-			if (!bind || pg_read_u8(&r) != 'P' || strcmp(pg_read_str(&r), portal) != 0 || r.err)
-				return false;
-			has_describe = true;
-			break;
-		case 'E':
-			if (!bind || strcmp(pg_read_str(&r), portal) != 0 || pg_read_u32(&r) != 0 || r.err)
-				return false;
-			break;
-		case 'S':
-			break;
-		default:
-			return false;
-		}
-		n++;
-	}
-	if (!bind || msgs[n - 1].type != 'S')
-		return false;
-	/* The Bind's parameters, after its portal and statement names. */
-	struct pg_reader r;
-	pg_reader_init(&r, bind->body, bind->body_len);
-	(void)pg_read_str(&r);
-	const char *stmt_name = pg_read_str(&r);
-	if (r.err || (has_parse && strcmp(stmt_name, (const char *)msgs[0].body) != 0))
-		return false;
-	uint32_t params_at = (uint32_t)(r.p - bind->body);
-	if (b->fan_stmt_aggregate && !results_in_text(bind))
-		return false; /* combined from text values only: refused in place */
-	struct iobuf out = { 0 };
-	struct pg_builder pb;
-	pg_build_init(&pb, &out);
-	pg_build_begin(&pb, 'P');
-	pg_build_str(&pb, "");
-	pg_build_str(&pb, b->fan_stmt.sql);
-	pg_build_u16(&pb, (uint16_t)b->fan_stmt.n_types);
-	for (int i = 0; i < b->fan_stmt.n_types; i++)
-		pg_build_u32(&pb, b->fan_stmt.types[i]);
-	pg_build_end(&pb);
-	pg_build_begin(&pb, 'B');
-	pg_build_str(&pb, "");
-	pg_build_str(&pb, "");
-	pg_build_bytes(&pb, bind->body + params_at, bind->body_len - params_at);
-	pg_build_end(&pb);
-	pg_build_begin(&pb, 'D');
-	pg_build_u8(&pb, 'P');
-	pg_build_str(&pb, "");
-	pg_build_end(&pb);
-	pg_build_begin(&pb, 'E');
-	pg_build_str(&pb, "");
-	pg_build_u32(&pb, 0);
-	pg_build_end(&pb);
-	pg_build_begin(&pb, 'S');
-	pg_build_end(&pb);
-	bool failed;
-	uint8_t *ext = NULL;
-	if (pg_build_done(&pb) < 0 || !(ext = malloc(iobuf_len(&out)))) {
-		iobuf_release(&out);
-		client_fail(c, "53200", "out of memory");
-		return false;
-	}
-	uint32_t ext_len = iobuf_len(&out);
-	memcpy(ext, iobuf_head(&out), ext_len);
-	iobuf_release(&out);
-	/* Routed again for what a plan does not keep (the shards, a LIMIT, the aggregates). */
-	struct shard_route route;
-	shard_route(b->fan_stmt.sql, b->fan_stmt.types, b->fan_stmt.n_types, map, &route);
-	struct shard_plan pl = shard_plan_of(&route);
-	bool started = fanout_start(c, map, &pl, &route, b->fan_stmt.sql, &failed);
-	shard_route_deinit(&route);
-	if (!started) {
-		free(ext);
-		return false;
-	}
-	/* The client's Parse is its statement from now on, as if a server had
-	 * taken it (a name in use goes the usual way: PostgreSQL's error). */
-	if (has_parse && track_local_parse(c, &msgs[0]) < 0) {
-		pg_shard_fanout_free(c);
-		free(ext);
-		return false;
-	}
-	struct pg_shard_fanout *f = c->shard_fanout;
-	f->ext = ext;
-	f->ext_len = ext_len;
-	f->consumed = b->len;
-	f->want_rowdesc = has_describe;
-	if (has_parse)
-		put_empty(&c->sock.wbuf, '1');
-	put_empty(&c->sock.wbuf, '2');
-	return true;
 }
 
 /* ---- the client side ---- */
@@ -998,7 +659,7 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 	int dest = DEST_ANY;
 	c->shard_judged = 0;
 	if (c->shard_fanout)
-		return fanout_next(c, out);
+		return pg_fanout_next(c, out);
 	if (m->type == 'Q') {
 		if (m->len > avail)
 			return await(c, m->len - avail) < 0 ? PG_SHARD_FAILED : PG_SHARD_WAIT;
@@ -1018,15 +679,12 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 				return PG_SHARD_ANSWERED;
 			}
 			bool failed;
-			bool fan = fanout_start(c, map, &pl, parsed ? &r : NULL, (const char *)m->body, &failed);
+			bool fan = pg_fanout_start(c, map, &pl, parsed ? &r : NULL, (const char *)m->body, m->len, true,
+						   &failed);
 			if (fan || failed) {
 				if (parsed)
 					shard_route_deinit(&r);
-				if (failed)
-					return PG_SHARD_FAILED;
-				c->shard_fanout->consumed = m->len;
-				c->shard_fanout->want_rowdesc = true;
-				return fanout_next(c, out);
+				return failed ? PG_SHARD_FAILED : pg_fanout_next(c, out);
 			}
 			dest = dest_of(map, &pl, parsed ? &r : NULL, (const char *)m->body, NULL, 0, NULL, &why);
 			if (parsed)
@@ -1039,12 +697,16 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 		uint32_t missing = 0;
 		int rc = scan_batch(c, map, m, avail, &b, &missing, &why);
 		bool answered = rc == SCAN_DONE && batch_answerable(c, map, &b) && answer_batch(c, m, &b);
-		bool fan = rc == SCAN_DONE && !answered && ext_fanout(c, map, m, &b);
+		/* A batch of one read over several shards fans out. */
+		bool fan = rc == SCAN_DONE && !answered && b.fan && b.synced && b.n_executes == 1 && b.n_describes <= 1 &&
+			   b.n_parses <= 1 && !c->shard_begin && !c->pinned &&
+			   pg_fanout_batch(c, map, m, b.len, b.fan_stmt.sql, b.fan_stmt.types, b.fan_stmt.n_types,
+					   b.fan_stmt_aggregate);
 		batch_free(&b);
 		if (c->closing)
 			return PG_SHARD_FAILED;
 		if (fan)
-			return fanout_next(c, out);
+			return pg_fanout_next(c, out);
 		if (rc == SCAN_NOMEM) {
 			client_fail(c, "53200", "out of memory");
 			return PG_SHARD_FAILED;
@@ -1058,7 +720,7 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 	}
 	int n = c->pool->n_shards, last = c->shard < n ? c->shard : 0;
 	int shard = dest >= 0 ? dest : dest == DEST_SPREAD ? (last + 1) % n : last;
-	return go_to_shard(c, shard, out);
+	return pg_shard_go(c, shard, out);
 }
 
 void pg_shard_forget_routes(struct pg_client *c)

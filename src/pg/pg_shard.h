@@ -12,12 +12,14 @@
  * goes to. Inside a transaction (or a batch up to its Sync) every
  * statement must stay on that shard; one that needs another is refused in
  * place (SQLSTATE 0A000), so PostgreSQL aborts the transaction as it would
- * for its own error. Statements that need several shards are refused the
- * same way: merging is not built yet.
+ * for its own error. A read over several shards outside a transaction is
+ * run on each in turn (pg_fanout.h); other statements that need several
+ * shards are refused the same way.
  *
  * Owns: the shard map of each sharded pool (made on first use, one heap
- * block that pool_destroy frees) and the client's deferred BEGIN
- * (pg_client.shard_begin).
+ * block that pool_destroy frees), the client's deferred BEGIN
+ * (pg_client.shard_begin) and its simple queries' routes by shape
+ * (pg_client.shard_shapes).
  */
 #ifndef SLUICE_PG_SHARD_H
 #define SLUICE_PG_SHARD_H
@@ -56,19 +58,10 @@ enum pg_shard_follow {
 };
 int pg_shard_follow(struct pg_client *c, const struct pg_msg *m, uint32_t avail, struct pg_shard_refusal *why);
 
-/* A simple query over several shards (docs/sharding.md): linked client c
- * is fanning out its Query m (still unread in its buffer) to server s:
- * true when so (the text is sent to s the first time; the caller reads no
- * further). */
-bool pg_shard_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_msg *m);
-/* An answer of server s (avail bytes of m in) to its client c's fan-out:
- * forward it (a row, the first RowDescription), or let the server swallow
- * it as the answer to a query of sluice's own (OTHER; an aggregate's row
- * is combined then; an ErrorResponse goes to the client). */
-enum { PG_FANOUT_OTHER, PG_FANOUT_FORWARD };
-int pg_shard_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m,
-			       uint32_t avail);
-void pg_shard_fanout_free(struct pg_client *c);
+/* The client's transaction (or a step of a read over several shards,
+ * pg_fanout.h) goes to shard's pool: PG_SHARD_GO with it in *out, or
+ * PG_SHARD_FAILED when the client was failed. */
+int pg_shard_go(struct pg_client *c, int shard, struct pool **out);
 
 /* Free what the client keeps for routing (at its end). */
 void pg_shard_client_free(struct pg_client *c);
