@@ -13,6 +13,7 @@
 #include "pg_server.h"
 #include "pg_shard.h"
 #include "pgsock.h"
+#include "pool.h"
 #include "shard_merge.h"
 #include "shardroute.h"
 #include "track.h"
@@ -102,6 +103,10 @@ int pg_fanout_next(struct pg_client *c, struct pool **out)
 	int shard = __builtin_ctzll(f->todo);
 	f->todo &= f->todo - 1;
 	f->sent = false;
+	if (shard >= c->pool->n_shards) { /* a RELOAD changed the shards meanwhile */
+		client_fail(c, "08P01", "the database's shards changed during a read over several shards; reconnect");
+		return PG_SHARD_FAILED;
+	}
 	return pg_shard_go(c, shard, out);
 }
 
