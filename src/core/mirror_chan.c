@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fnv.h"
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
@@ -30,14 +31,7 @@ double mirror_draw(void)
 
 uint64_t mirror_hash(uint64_t h, const void *p, size_t n)
 {
-	const uint8_t *b = p;
-	if (!h)
-		h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
+	return fnv1a(h ? h : FNV1A_START, p, n);
 }
 
 struct mirror_chan *mirror_chan_get(struct mirror_chan **list, const struct mirror_chan_ops *ops, size_t size,

@@ -5,6 +5,7 @@
  * unlocking.
  */
 #include "pool.h"
+#include "fnv.h"
 #include "proto.h"
 #include "balance.h"
 #include "bypass.h"
@@ -334,26 +335,19 @@ static void send_waiters_away(struct list *drained, const char *sqlstate, const 
  * that changes it makes a new pool. */
 static uint64_t shard_signature(const struct config_database *d)
 {
-	uint64_t h = 0;
 	if (!d->n_shards)
 		return 0;
-	const unsigned char sep = 0;
-#define MIX(p, n) do { const unsigned char *b_ = (const unsigned char *)(p); \
-		for (size_t i_ = 0; i_ < (n); i_++) h = (h ^ b_[i_]) * 1099511628211ull; } while (0)
-	h = 14695981039346656037ull;
-	for (int i = 0; i < d->n_shards; i++) {
-		MIX(d->shards[i], strlen(d->shards[i]));
-		MIX(&sep, 1);
-	}
+	uint64_t h = FNV1A_START;
+	for (int i = 0; i < d->n_shards; i++) /* each name with its NUL: "ab","c" is not "a","bc" */
+		h = fnv1a(h, d->shards[i], strlen(d->shards[i]) + 1);
 	for (size_t i = 0; i < d->n_tables; i++) {
 		const struct config_sharded_table *t = &d->tables[i];
 		const char *schema = t->schema ? t->schema : "";
-		MIX(schema, strlen(schema) + 1);
-		MIX(t->table, strlen(t->table) + 1);
-		MIX(t->column, strlen(t->column) + 1);
-		MIX(&t->key_type, sizeof(t->key_type));
+		h = fnv1a(h, schema, strlen(schema) + 1);
+		h = fnv1a(h, t->table, strlen(t->table) + 1);
+		h = fnv1a(h, t->column, strlen(t->column) + 1);
+		h = fnv1a(h, &t->key_type, sizeof(t->key_type));
 	}
-#undef MIX
 	return h;
 }
 

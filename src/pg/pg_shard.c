@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "fnv.h"
 #include "iobuf.h"
 #include "pg_client.h"
 #include "pg_proto.h"
@@ -277,14 +278,6 @@ struct pg_shard_shapes {
 	uint32_t clock;
 };
 
-static uint64_t fnv(const char *s)
-{
-	uint64_t h = 14695981039346656037ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
 /* The kept plan of shape (routed and kept when new: sql with its
  * literals is the text it came from); NULL without memory. */
 static const struct shard_plan *shape_plan(struct pg_client *c, const struct shard_map *map, const char *shape,
@@ -293,7 +286,7 @@ static const struct shard_plan *shape_plan(struct pg_client *c, const struct sha
 	if (!c->shard_shapes && !(c->shard_shapes = calloc(1, sizeof(*c->shard_shapes))))
 		return NULL;
 	struct pg_shard_shapes *sh = c->shard_shapes;
-	uint64_t h = fnv(shape);
+	uint64_t h = fnv1a(FNV1A_START, shape, strlen(shape));
 	struct shape_slot *victim = &sh->slot[0];
 	for (int i = 0; i < SHAPE_SLOTS; i++) {
 		struct shape_slot *s = &sh->slot[i];

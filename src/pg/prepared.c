@@ -11,17 +11,10 @@
 #include <string.h>
 
 #include "pg_proto.h"
+#include "fnv.h"
 #include "sqlinfo.h"
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
+
 
 int pstmt_parse_msg(const uint8_t *body, uint32_t len, const char **name, struct pstmt_def *out)
 {
@@ -51,7 +44,7 @@ void pstmt_def_rehash(struct pstmt_def *d)
 {
 	/* Over the query and the types as they travel (big-endian), so a
 	 * definition rebuilt from its parts hashes as the parsed one did. */
-	uint64_t h = fnv1a(14695981039346656037ull, d->query, strlen(d->query));
+	uint64_t h = fnv1a(FNV1A_START, d->query, strlen(d->query));
 	for (uint16_t i = 0; i < d->n_types; i++) {
 		uint8_t be[4];
 		pg_put_u32(be, d->types[i]);
