@@ -179,28 +179,6 @@ void pg_fanout_free(struct pg_client *c)
 	c->shard_fanout = NULL;
 }
 
-/* Does Bind m ask for every result column in text format? */
-static bool results_in_text(const struct pg_msg *m)
-{
-	struct pg_reader r;
-	pg_reader_init(&r, m->body, m->body_len);
-	(void)pg_read_str(&r);
-	(void)pg_read_str(&r);
-	uint16_t n = pg_read_u16(&r);
-	(void)pg_read_bytes(&r, (size_t)n * 2);
-	n = pg_read_u16(&r);
-	for (uint16_t i = 0; i < n && !r.err; i++) {
-		int32_t len = (int32_t)pg_read_u32(&r);
-		if (len > 0)
-			(void)pg_read_bytes(&r, (size_t)len);
-	}
-	n = pg_read_u16(&r);
-	for (uint16_t i = 0; i < n && !r.err; i++)
-		if (pg_read_u16(&r) != 0)
-			return false;
-	return !r.err;
-}
-
 bool pg_fanout_batch(struct pg_client *c, const struct shard_map *map, const struct pg_msg *first, uint32_t len,
 		     const char *sql, const uint32_t *types, int n_types, bool aggregate)
 {
@@ -246,16 +224,13 @@ bool pg_fanout_batch(struct pg_client *c, const struct shard_map *map, const str
 	}
 	if (!bind || msgs[n - 1].type != 'S')
 		return false;
-	/* The Bind's parameters, after its portal and statement names. */
-	struct pg_reader r;
-	pg_reader_init(&r, bind->body, bind->body_len);
-	(void)pg_read_str(&r);
-	const char *stmt_name = pg_read_str(&r);
-	if (r.err || (has_parse && strcmp(stmt_name, (const char *)msgs[0].body) != 0))
+	struct pg_bind bd;
+	if (pg_bind_read(bind->body, bind->body_len, &bd) < 0 ||
+	    (has_parse && strcmp(bd.stmt, (const char *)msgs[0].body) != 0))
 		return false;
-	uint32_t params_at = (uint32_t)(r.p - bind->body);
-	if (aggregate && !results_in_text(bind))
-		return false; /* combined from text values only: refused in place */
+	for (uint16_t i = 0; aggregate && i < bd.n_results; i++)
+		if (pg_get_u16(bd.results + 2 * i) != 0)
+			return false; /* combined from text values only: refused in place */
 	struct iobuf out = { 0 };
 	struct pg_builder pb;
 	pg_build_init(&pb, &out);
@@ -269,7 +244,7 @@ bool pg_fanout_batch(struct pg_client *c, const struct shard_map *map, const str
 	pg_build_begin(&pb, 'B');
 	pg_build_str(&pb, "");
 	pg_build_str(&pb, "");
-	pg_build_bytes(&pb, bind->body + params_at, bind->body_len - params_at);
+	pg_build_bytes(&pb, bind->body + bd.args_at, bind->body_len - bd.args_at); /* the client's arguments */
 	pg_build_end(&pb);
 	pg_build_begin(&pb, 'D');
 	pg_build_u8(&pb, 'P');

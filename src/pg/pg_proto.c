@@ -462,6 +462,44 @@ int pg_datarow_column(const uint8_t *body, size_t len, int i, const uint8_t **va
 	}
 }
 
+int pg_bind_read(const uint8_t *body, uint32_t len, struct pg_bind *b)
+{
+	struct pg_reader r;
+	pg_reader_init(&r, body, len);
+	b->portal = pg_read_str(&r);
+	b->stmt = pg_read_str(&r);
+	b->args_at = (uint32_t)(r.p - body);
+	b->n_formats = pg_read_u16(&r);
+	b->formats = pg_read_bytes(&r, (size_t)b->n_formats * 2);
+	b->n_params = pg_read_u16(&r);
+	b->params = r.p;
+	for (uint16_t i = 0; i < b->n_params && !r.err; i++) {
+		int32_t l = (int32_t)pg_read_u32(&r);
+		if (l > 0)
+			(void)pg_read_bytes(&r, (size_t)l);
+	}
+	b->n_results = pg_read_u16(&r);
+	b->results = pg_read_bytes(&r, (size_t)b->n_results * 2);
+	return r.err ? -1 : 0;
+}
+
+int pg_bind_param(const struct pg_bind *b, int n, int *format, const uint8_t **val, int32_t *vlen)
+{
+	if (n < 1 || n > b->n_params)
+		return -1;
+	const uint8_t *p = b->params;
+	for (int i = 1; i < n; i++) {
+		int32_t l = (int32_t)pg_get_u32(p);
+		p += 4 + (l > 0 ? (uint32_t)l : 0);
+	}
+	int32_t l = (int32_t)pg_get_u32(p);
+	*format = b->n_formats == 0 ? 0 : b->n_formats == 1 ? pg_get_u16(b->formats)
+		  : n <= b->n_formats ? pg_get_u16(b->formats + 2 * (n - 1)) : 0;
+	*val = l > 0 ? p + 4 : (const uint8_t *)"";
+	*vlen = l;
+	return 0;
+}
+
 int pg_first_column_bool(const uint8_t *body, size_t len, bool *out)
 {
 	const uint8_t *v;

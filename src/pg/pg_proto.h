@@ -112,6 +112,23 @@ int pg_be_param_parse(const uint8_t *body, size_t len, const char **name, const 
 /* DataRow body: column i's value (*val NULL and *vlen 0 for SQL NULL).
  * 0, or -1 when malformed or short of columns. */
 int pg_datarow_column(const uint8_t *body, size_t len, int i, const uint8_t **val, uint32_t *vlen);
+
+/* A Bind message's body, read through (protocol docs 55.7). */
+struct pg_bind {
+	const char *portal, *stmt;
+	uint32_t args_at;         /* offset of what follows the two names (formats onwards) */
+	uint16_t n_formats;       /* parameter format codes: 0, 1 (for all) or one each */
+	const uint8_t *formats;
+	uint16_t n_params;
+	const uint8_t *params;    /* the values: int32 length (-1 = NULL) and bytes, each */
+	uint16_t n_results;       /* result format codes, as n_formats */
+	const uint8_t *results;
+};
+/* Read body (len bytes) into b. Returns 0, or -1 when it is not a whole Bind. */
+int pg_bind_read(const uint8_t *body, uint32_t len, struct pg_bind *b);
+/* Parameter n's (from 1) format (0 text, 1 binary) and value (*vlen -1 =
+ * NULL). Returns 0, or -1 when the Bind has no such parameter. */
+int pg_bind_param(const struct pg_bind *b, int n, int *format, const uint8_t **val, int32_t *vlen);
 /* A DataRow's first column as a boolean in text form ('t' / 'f'). */
 int pg_first_column_bool(const uint8_t *body, size_t len, bool *out);
 

@@ -155,33 +155,6 @@ static int refuse_plan(const struct shard_plan *pl, const struct shard_route *kn
 	return DEST_REFUSED;
 }
 
-/* Parameter n's (from 1) format and value in a Bind body (*len -1 = NULL).
- * False when the Bind does not have it (PostgreSQL refuses the Bind). */
-static bool bind_param(const uint8_t *body, uint32_t body_len, int n, int *fmt, const uint8_t **val, int32_t *len)
-{
-	struct pg_reader r;
-	pg_reader_init(&r, body, body_len);
-	(void)pg_read_str(&r); /* portal */
-	(void)pg_read_str(&r); /* statement */
-	uint16_t n_fmts = pg_read_u16(&r);
-	const uint8_t *fmts = pg_read_bytes(&r, (size_t)n_fmts * 2);
-	uint16_t n_params = pg_read_u16(&r);
-	if (r.err || n < 1 || n > n_params)
-		return false;
-	for (int i = 1; i <= n; i++) {
-		int32_t l = (int32_t)pg_read_u32(&r);
-		const uint8_t *v = l > 0 ? pg_read_bytes(&r, (size_t)l) : (const uint8_t *)"";
-		if (r.err)
-			return false;
-		if (i == n) {
-			*fmt = n_fmts == 0 ? 0 : n_fmts == 1 ? pg_get_u16(fmts) : n <= n_fmts ? pg_get_u16(fmts + 2 * (n - 1)) : 0;
-			*val = v;
-			*len = l;
-		}
-	}
-	return true;
-}
-
 /* The shard of a BIND plan's key value in Bind message bind. */
 static int bound_shard(const struct shard_map *map, const struct shard_plan *pl, const struct pg_msg *bind,
 		       struct pg_shard_refusal *why)
@@ -189,7 +162,8 @@ static int bound_shard(const struct shard_map *map, const struct shard_plan *pl,
 	int fmt = 0;
 	const uint8_t *v = NULL;
 	int32_t len = -1;
-	if (!bind || !bind_param(bind->body, bind->body_len, pl->param, &fmt, &v, &len))
+	struct pg_bind bd;
+	if (!bind || pg_bind_read(bind->body, bind->body_len, &bd) < 0 || pg_bind_param(&bd, pl->param, &fmt, &v, &len) < 0)
 		return DEST_ANY; /* PostgreSQL refuses such a Bind itself */
 	if (len < 0)
 		return 0; /* NULL: PostgreSQL's hash partitioning hashes nothing, remainder 0 */

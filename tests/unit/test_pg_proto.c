@@ -305,7 +305,33 @@ static void test_expect_queue(void)
 	expect_free(&q);
 }
 
+/* Bind bodies read through: names, parameters by number, result formats. */
+static void test_bind_read(void)
+{
+	/* portal "p", statement "s", formats {0, 1}, params '42', NULL, '' , results {1} */
+	static const uint8_t body[] = { 'p', 0, 's', 0, 0, 2, 0, 0, 0, 1, 0, 3, 0, 0, 0, 2, '4', '2',
+					0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1, 0, 1 };
+	struct pg_bind b;
+	CHECK(pg_bind_read(body, sizeof(body), &b) == 0);
+	CHECK_STR(b.portal, "p");
+	CHECK_STR(b.stmt, "s");
+	CHECK(b.args_at == 4 && b.n_params == 3 && b.n_results == 1 && pg_get_u16(b.results) == 1);
+	int fmt;
+	const uint8_t *v;
+	int32_t len;
+	CHECK(pg_bind_param(&b, 1, &fmt, &v, &len) == 0 && fmt == 0 && len == 2 && memcmp(v, "42", 2) == 0);
+	CHECK(pg_bind_param(&b, 2, &fmt, &v, &len) == 0 && fmt == 1 && len == -1);
+	CHECK(pg_bind_param(&b, 3, &fmt, &v, &len) == 0 && fmt == 0 && len == 0);
+	CHECK(pg_bind_param(&b, 4, &fmt, &v, &len) < 0 && pg_bind_param(&b, 0, &fmt, &v, &len) < 0);
+	/* One format code for all; a body cut short is not a Bind. */
+	static const uint8_t one[] = { 0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1, 'x', 0, 0 };
+	CHECK(pg_bind_read(one, sizeof(one), &b) == 0);
+	CHECK(pg_bind_param(&b, 1, &fmt, &v, &len) == 0 && fmt == 1 && len == 1 && v[0] == 'x');
+	CHECK(pg_bind_read(body, sizeof(body) - 3, &b) < 0);
+}
+
 UNIT_MAIN(
+	test_bind_read();
 	test_startup();
 	test_framing();
 	test_readers();
