@@ -238,10 +238,8 @@ int shard_merge_finish(struct shard_merge *m, struct iobuf *out, bool with_rowde
 		pg_build_bytes(&b, text, strlen(text));
 	}
 	pg_build_end(&b);
-	pg_build_begin(&b, 'C');
-	pg_build_str(&b, "SELECT 1");
-	pg_build_end(&b);
-	return pg_build_done(&b);
+	int rc = pg_build_done(&b);
+	return rc < 0 ? rc : pg_be_complete(out, "SELECT 1");
 }
 
 /* ---- decimals ---- */

@@ -1305,14 +1305,10 @@ int track_emit(struct pg_server *s)
 		struct iobuf *out = &c->sock.wbuf;
 		switch (e->kind) {
 		case SYNTH_PARSE_DONE:
-			iobuf_append(out, "1\0\0\0\4", 5);
+			pg_be_empty(out, '1');
 			break;
 		case SYNTH_COMPLETE: {
-			struct pg_builder b;
-			pg_build_init(&b, out);
-			pg_build_begin(&b, 'C');
-			pg_build_str(&b, "DEALLOCATE");
-			pg_build_end(&b);
+			pg_be_complete(out, "DEALLOCATE");
 			if (!(e->flags & EXPECT_F_READY))
 				break;
 			pg_be_ready(out, s->tx_status);
