@@ -186,7 +186,7 @@ bool pg_fanout_batch(struct pg_client *c, const struct shard_map *map, const str
 	const struct pg_msg *bind = NULL;
 	struct pg_msg msgs[5], m;
 	int n = 0;
-	bool has_parse = false, has_describe = false;
+	bool has_parse = false, has_describe = false, has_execute = false;
 	const char *portal = NULL;
 	for (uint32_t off = 0; off < len && pg_msg_peek(p + off, len - off, &m) == 1; off += m.len) {
 		if (n == 5)
@@ -207,13 +207,15 @@ bool pg_fanout_batch(struct pg_client *c, const struct shard_map *map, const str
 			portal = pg_read_str(&r);
 			break;
 		case 'D':
-			if (!bind || pg_read_u8(&r) != 'P' || strcmp(pg_read_str(&r), portal) != 0 || r.err)
+			if (!bind || has_describe || pg_read_u8(&r) != 'P' || strcmp(pg_read_str(&r), portal) != 0 ||
+			    r.err)
 				return false;
 			has_describe = true;
 			break;
 		case 'E':
-			if (!bind || strcmp(pg_read_str(&r), portal) != 0 || pg_read_u32(&r) != 0 || r.err)
+			if (!bind || has_execute || strcmp(pg_read_str(&r), portal) != 0 || pg_read_u32(&r) != 0 || r.err)
 				return false;
+			has_execute = true;
 			break;
 		case 'S':
 			break;
@@ -222,7 +224,7 @@ bool pg_fanout_batch(struct pg_client *c, const struct shard_map *map, const str
 		}
 		n++;
 	}
-	if (!bind || msgs[n - 1].type != 'S')
+	if (!bind || !has_execute || msgs[n - 1].type != 'S')
 		return false;
 	struct pg_bind bd;
 	if (pg_bind_read(bind->body, bind->body_len, &bd) < 0 ||

@@ -1130,8 +1130,7 @@ static void server_process(struct pg_server *s)
 					/* At a ReadyForQuery again, in the state sluice's
 					 * own queries left (a BEGIN for a sharded client). */
 					s->last_was_ready = true;
-					if (m.body_len == 1 && strchr("ITE", m.body[0] ? m.body[0] : '?'))
-						s->tx_status = (char)m.body[0];
+					s->tx_status = (char)m.body[0]; /* checked above */
 				}
 			} else if (m.type == 'S') {
 				const char *name, *value;

@@ -428,10 +428,8 @@ static int scan_batch(struct pg_client *c, const struct shard_map *map, const st
 				break;
 			}
 			b->tx_only = false;
-			if (b->fan) {
-				b->n_executes += 2; /* a second Bind: not one statement */
-				break;
-			}
+			if (b->fan)
+				break; /* a second Bind: pg_fanout_batch sees it is not one statement */
 			int d = dest_of(map, &pl, NULL, st.sql, st.types, st.n_types, &m, why);
 			if ((pl.kind - 1 == SHARD_ROUTE_MULTI || pl.kind - 1 == SHARD_ROUTE_SEVERAL) &&
 			    (pl.concat || pl.aggregate)) {
@@ -665,8 +663,7 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 		int rc = scan_batch(c, map, m, avail, &b, &missing, &why);
 		bool answered = rc == SCAN_DONE && batch_answerable(c, map, &b) && answer_batch(c, m, &b);
 		/* A batch of one read over several shards fans out. */
-		bool fan = rc == SCAN_DONE && !answered && b.fan && b.synced && b.n_executes == 1 && b.n_describes <= 1 &&
-			   b.n_parses <= 1 && !c->shard_begin && !c->pinned &&
+		bool fan = rc == SCAN_DONE && !answered && b.fan && b.synced &&
 			   pg_fanout_batch(c, map, m, b.len, b.fan_stmt.sql, b.fan_stmt.types, b.fan_stmt.n_types,
 					   b.fan_stmt_aggregate);
 		batch_free(&b);
