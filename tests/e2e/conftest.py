@@ -661,6 +661,21 @@ class SluiceFactory:
         return problems
 
 
+class ShardedFactory(SluiceFactory):
+    """A SluiceFactory whose configurations end with a [sharded_tables]
+    section of these lines (docs/sharding.md)."""
+
+    def __init__(self, pg, tables, bin_path=None):
+        super().__init__(pg, bin_path)
+        self.tables = list(tables)
+
+    def write_config(self, *a, **kw):
+        d, ini, port = super().write_config(*a, **kw)
+        with open(ini, "a") as f:
+            f.write("\n[sharded_tables]\n" + "".join(f"{t}\n" for t in self.tables))
+        return d, ini, port
+
+
 @pytest.fixture
 def sluice(pg):
     """Factory: sluice(ini_main, databases, users, userlist, workers=2) -> Sluice."""
@@ -974,6 +989,7 @@ def helpers():
     h.PSQL = PSQL
     h.PGBENCH = PGBENCH
     h.SluiceFactory = SluiceFactory
+    h.ShardedFactory = ShardedFactory
     h.compat = is_pgbouncer_compat()
     # SQLSTATE for a failed password check: 28P01 as PostgreSQL sends it.
     # PgBouncer 1.18 sends 08P01 instead; accepted only when testing it.

@@ -95,15 +95,8 @@ def test_sharded_database_served(pg, helpers):
     sharded database, in transaction mode; in session mode it says why it
     cannot."""
 
-    class ShardFactory(helpers.SluiceFactory):
-        def write_config(self, *a, **kw):
-            d, ini, port = super().write_config(*a, **kw)
-            with open(ini, "a") as f:
-                f.write("\n[sharded_tables]\nshop.orders = customer_id\nshop.sales.items = order_id:bigint\n"
-                        "shop.users = id:uuid\n")
-            return d, ini, port
-
-    factory = ShardFactory(pg)
+    factory = helpers.ShardedFactory(pg, ["shop.orders = customer_id", "shop.sales.items = order_id:bigint",
+                                          "shop.users = id:uuid"])
     try:
         s = factory(ini_main={"admin_users": "sluice_test"},
                     databases={"shop_0": pg.db_line("sluicedb", pool_mode="transaction"),

@@ -17,7 +17,7 @@ import random
 
 import pytest
 
-from conftest import SluiceFactory, unique
+from conftest import ShardedFactory, unique
 
 pytestmark = pytest.mark.sluice_only
 
@@ -57,15 +57,7 @@ def dbs(pg):
 def shop(pg, dbs):
     shards, mono, oracle = dbs
 
-    class ShardFactory(SluiceFactory):
-        def write_config(self, *a, **kw):
-            d, ini, port = super().write_config(*a, **kw)
-            with open(ini, "a") as f:
-                f.write("\n[sharded_tables]\nshop.orders = customer_id:bigint\n"
-                        "shop.order_items = customer_id:int8\n")
-            return d, ini, port
-
-    factory = ShardFactory(pg)
+    factory = ShardedFactory(pg, ["shop.orders = customer_id:bigint", "shop.order_items = customer_id:int8"])
     databases = {f"shop_{i}": pg.db_line(n) for i, n in enumerate(shards)}
     databases["shop"] = "shards=" + ",".join(f"shop_{i}" for i in range(N_SHARDS))
     s = factory(ini_main={"pool_mode": "transaction"}, databases=databases)

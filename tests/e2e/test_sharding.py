@@ -69,14 +69,7 @@ def sharded(pg, shop, helpers):
     for n in names:
         pg.sql("TRUNCATE orders", dbname=n)
 
-    class ShardFactory(helpers.SluiceFactory):
-        def write_config(self, *a, **kw):
-            d, ini, port = super().write_config(*a, **kw)
-            with open(ini, "a") as f:
-                f.write("\n[sharded_tables]\nshop.orders = customer_id:bigint\nshop.untyped = k\n")
-            return d, ini, port
-
-    factory = ShardFactory(pg)
+    factory = helpers.ShardedFactory(pg, ["shop.orders = customer_id:bigint", "shop.untyped = k"])
     dbs = {f"shop_{i}": pg.db_line(n) for i, n in enumerate(names)}
     dbs["shop"] = "shards=" + ",".join(f"shop_{i}" for i in range(N_SHARDS))
     s = factory(ini_main={"pool_mode": "transaction", "admin_users": "sluice_test"}, databases=dbs)
