@@ -39,6 +39,31 @@ bench_init() {
 	if [ $IS_ROOT -eq 1 ]; then chown postgres: "$WORK"; fi
 }
 
+# bench_pg_start NAME PORT [LINE...]: initdb $WORK/NAME (owned by postgres)
+# and start it on 127.0.0.1:PORT, its socket in $WORK, its log in
+# $WORK/NAME.log: md5 logins over TCP, postgres trusted locally (also for
+# replication), fsync off, shared_buffers 128MB, then the LINEs
+# (postgresql.conf settings).
+bench_pg_start() {
+	local d=$WORK/$1 port=$2 line
+	shift 2
+	as_pg "$PGBIN/initdb" -D "$d" -U postgres -A trust -E UTF8 --locale=C --no-sync \
+		>"$WORK/initdb-${d##*/}.log" 2>&1 || { cat "$WORK/initdb-${d##*/}.log" >&2; die "initdb failed"; }
+	{
+		echo "listen_addresses = '127.0.0.1'"
+		echo "port = $port"
+		echo "unix_socket_directories = '$WORK'"
+		echo "password_encryption = md5"
+		echo "fsync = off"
+		echo "shared_buffers = 128MB"
+		for line in "$@"; do echo "$line"; done
+	} >>"$d/postgresql.conf"
+	printf 'local all postgres trust\nlocal replication postgres trust\nhost all all 127.0.0.1/32 md5\n' \
+		>"$d/pg_hba.conf"
+	as_pg "$PGBIN/pg_ctl" -D "$d" -l "$WORK/${d##*/}.log" -w -t 60 start >/dev/null ||
+		{ cat "$WORK/${d##*/}.log" >&2; die "PostgreSQL (${d##*/}) did not start"; }
+}
+
 # bench_start_sluice PORT [LINE...]: append the [sluice] section (user
 # bench, password bench; transaction pooling, pool size 20; the LINEs
 # after) to $WORK/sluice.ini, whose [databases] the caller wrote, and start

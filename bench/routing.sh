@@ -84,27 +84,8 @@ trap 'exit 143' TERM
 # new_cluster NAME PORT: initdb + start; user bench, database bench.
 new_cluster() {
 	local d=$WORK/$1 port=$2
-	as_pg "$PGBIN/initdb" -D "$d" -U postgres -A trust -E UTF8 --locale=C --no-sync \
-		>"$WORK/initdb-$1.log" 2>&1 || { cat "$WORK/initdb-$1.log" >&2; die "initdb failed"; }
-	cat >>"$d/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $port
-unix_socket_directories = '$WORK'
-max_connections = 200
-password_encryption = md5
-fsync = off
-shared_buffers = 128MB
-wal_level = replica
-max_wal_senders = 5
-hot_standby = on
-CONF
-	cat >"$d/pg_hba.conf" <<HBA
-local all postgres trust
-local replication postgres trust
-host all all 127.0.0.1/32 md5
-HBA
-	as_pg "$PGBIN/pg_ctl" -D "$d" -l "$WORK/$1.log" -w -t 60 start >/dev/null ||
-		{ cat "$WORK/$1.log" >&2; die "PostgreSQL ($1) did not start"; }
+	bench_pg_start "$1" "$port" "max_connections = 200" "wal_level = replica" "max_wal_senders = 5" \
+		"hot_standby = on"
 	CLUSTERS+=("$d")
 	as_pg timeout 30 "$PGBIN/psql" -X -q -h "$WORK" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
 		-c "CREATE ROLE bench LOGIN PASSWORD 'bench'" -c "CREATE DATABASE bench OWNER bench" >/dev/null ||

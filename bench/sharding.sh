@@ -68,23 +68,7 @@ trap 'exit 143' TERM
 PG_PORT=$(free_port); SPORT=$(free_port)
 DATA=$WORK/data
 note "PostgreSQL on $PG_PORT: plain and 4 shards, $ACCOUNTS accounts"
-as_pg "$PGBIN/initdb" -D "$DATA" -U postgres -A trust -E UTF8 --locale=C --no-sync >"$WORK/initdb.log" 2>&1 ||
-	{ cat "$WORK/initdb.log" >&2; die "initdb failed"; }
-cat >>"$DATA/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$WORK'
-max_connections = 300
-password_encryption = md5
-fsync = off
-shared_buffers = 128MB
-CONF
-cat >"$DATA/pg_hba.conf" <<HBA
-local all postgres trust
-host all all 127.0.0.1/32 md5
-HBA
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/postgres.log" -w -t 60 start >/dev/null ||
-	{ cat "$WORK/postgres.log" >&2; die "PostgreSQL did not start"; }
+bench_pg_start data "$PG_PORT" "max_connections = 300"
 su_sql() { as_pg timeout 600 "$PGBIN/psql" -X -q -h "$WORK" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 "$@" >/dev/null; }
 su_sql -d postgres -c "CREATE ROLE bench LOGIN PASSWORD 'bench'" || die "could not create user bench"
 LOAD="CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
