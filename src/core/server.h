@@ -43,6 +43,7 @@ enum server_aside {
 	SERVER_POOLED = 0,  /* an ordinary server of the pool */
 	SERVER_MONITOR,     /* checks its host's role (route.h) */
 	SERVER_MIRROR,      /* replays mirrored transactions */
+	SERVER_RECOVER,     /* finishes two-phase commits over shards (PostgreSQL) */
 };
 
 /*

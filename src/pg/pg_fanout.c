@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "iobuf.h"
 #include "pg_client.h"
@@ -14,9 +15,20 @@
 #include "pg_shard.h"
 #include "pgsock.h"
 #include "pool.h"
+#include "log.h"
+#include "pg_shard_recover.h"
+#include "shard_2pc.h"
 #include "shard_merge.h"
 #include "shardroute.h"
 #include "track.h"
+
+/* What a fan-out is doing on its current shard. */
+enum fan_phase {
+	FAN_READ,        /* the read, on each shard */
+	FAN_PREPARE,     /* a write: BEGIN, the statement, PREPARE TRANSACTION, on each shard */
+	FAN_COMMIT,      /* COMMIT PREPARED, the coordinator's first (the decision) */
+	FAN_ABORT,       /* ROLLBACK PREPARED of what was prepared */
+};
 
 /* What a fan-out has done so far (pg_client.shard_fanout). */
 struct pg_shard_fanout {
@@ -33,7 +45,77 @@ struct pg_shard_fanout {
 	bool sent;       /* the text is on the current shard's server */
 	bool described;  /* a shard described the rows (the first one's went to the client) */
 	bool failed;     /* a shard answered an error: the rest are not asked */
+	bool want_nodata; /* the client's Describe gets a shard's NoData (extended writes) */
+	/* A write (docs/sharding.md, shard_2pc.h): */
+	uint8_t phase;   /* enum fan_phase */
+	uint8_t step;    /* PREPARE: the current shard's CommandCompletes so far */
+	bool rolling_back; /* PREPARE: the current shard's transaction failed; its ROLLBACK runs */
+	int8_t shard;    /* the current shard */
+	int8_t coord;    /* the coordinator: the first shard written */
+	uint64_t prepared; /* shards whose transaction is prepared */
+	uint64_t seq;    /* shard_2pc_start's number; 0 = a read */
+	uint64_t xid;    /* the coordinator's transaction id */
+	uint64_t count;  /* the statement's rows over the shards (its tag's number) */
+	bool counted;    /* the tag ends with a number */
+	bool resolved;   /* every shard's prepared transaction was committed or rolled back */
+	bool left_behind; /* a COMMIT or ROLLBACK PREPARED failed: the recovery's to finish */
+	char tag[64];    /* the first shard's CommandComplete, number cut off */
 };
+
+static void pg_fanout_free_one(struct pg_shard_fanout *f);
+
+bool pg_fanout_runs(const struct shard_plan *pl)
+{
+	int kind = pl->kind - 1;
+	if (kind == SHARD_ROUTE_MULTI || kind == SHARD_ROUTE_SEVERAL)
+		return pl->concat || pl->aggregate || pl->write;
+	return kind == SHARD_ROUTE_REPLICATED_WRITE;
+}
+
+/* A statement as extended-protocol messages, unnamed (Parse, Bind,
+ * Describe, Execute; no Sync): args, the Bind's arguments from its
+ * parameter formats on (NULL: none). */
+static void build_stmt(struct pg_builder *pb, const char *sql, const uint32_t *types, int n_types,
+		       const uint8_t *args, uint32_t args_len, bool describe)
+{
+	static const uint8_t no_args[6] = { 0 }; /* no formats, no values, no result formats */
+	pg_build_begin(pb, 'P');
+	pg_build_str(pb, "");
+	pg_build_str(pb, sql);
+	pg_build_u16(pb, (uint16_t)n_types);
+	for (int i = 0; i < n_types; i++)
+		pg_build_u32(pb, types[i]);
+	pg_build_end(pb);
+	pg_build_begin(pb, 'B');
+	pg_build_str(pb, "");
+	pg_build_str(pb, "");
+	if (args)
+		pg_build_bytes(pb, args, args_len);
+	else
+		pg_build_bytes(pb, no_args, sizeof(no_args));
+	pg_build_end(pb);
+	if (describe) {
+		pg_build_begin(pb, 'D');
+		pg_build_u8(pb, 'P');
+		pg_build_str(pb, "");
+		pg_build_end(pb);
+	}
+	pg_build_begin(pb, 'E');
+	pg_build_str(pb, "");
+	pg_build_u32(pb, 0);
+	pg_build_end(pb);
+}
+
+/* The messages pb built, as one heap block (*out, *len); false without memory. */
+static bool built(struct pg_builder *pb, struct iobuf *buf, uint8_t **out, uint32_t *len)
+{
+	*out = NULL;
+	if (pg_build_done(pb) == 0 && (*out = malloc(iobuf_len(buf))))
+		memcpy(*out, iobuf_head(buf), iobuf_len(buf));
+	*len = iobuf_len(buf);
+	iobuf_release(buf);
+	return *out != NULL;
+}
 
 bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const struct shard_plan *pl,
 		     const struct shard_route *known, const char *sql, uint32_t consumed, bool want_rowdesc,
@@ -42,9 +124,11 @@ bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const str
 	int kind = pl->kind - 1;
 	uint64_t all = map->n_shards >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << map->n_shards) - 1;
 	*failed = false;
-	if ((kind != SHARD_ROUTE_MULTI && kind != SHARD_ROUTE_SEVERAL) || (!pl->concat && !pl->aggregate) ||
-	    c->shard_begin || c->pinned)
+	if (!pg_fanout_runs(pl) || c->shard_begin || c->pinned)
 		return false;
+	bool write = !pl->concat && !pl->aggregate;
+	if (write && map->n_shards == 1)
+		return false; /* one shard: an ordinary transaction (pg_shard.c) */
 	struct shard_route r;
 	if (!known && (kind == SHARD_ROUTE_SEVERAL || pl->aggregate)) {
 		shard_route(sql, NULL, 0, map, &r);
@@ -52,15 +136,30 @@ bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const str
 	}
 	/* Without a route at hand, the plan was kept for the text itself: a
 	 * LIMIT would have been a literal, routed by a parse. */
-	uint64_t mask = !known ? all : known->kind == SHARD_ROUTE_SEVERAL ? known->mask
+	uint64_t mask = !known || kind == SHARD_ROUTE_REPLICATED_WRITE ? all
+			: known->kind == SHARD_ROUTE_SEVERAL ? known->mask
 			: known->kind == SHARD_ROUTE_MULTI ? all : 0;
+	if (write && known && known->n_items)
+		mask = 0; /* the rows of one INSERT on several shards: refused (pg_shard.c) */
 	struct pg_shard_fanout *f = mask ? calloc(1, sizeof(*f)) : NULL;
 	if (f) {
 		f->todo = mask;
 		f->consumed = consumed;
 		f->want_rowdesc = want_rowdesc;
 		f->limit = known && known->concat ? known->limit : -1;
-		if (known && !known->concat && known->n_aggs && !(f->merge = shard_merge_new(known->aggs, known->n_aggs))) {
+		f->coord = -1;
+		if (write) {
+			struct iobuf buf = { 0 };
+			struct pg_builder pb;
+			pg_build_init(&pb, &buf);
+			build_stmt(&pb, sql, NULL, 0, NULL, 0, true);
+			f->phase = FAN_PREPARE;
+			if (!(f->seq = shard_2pc_start()) || !built(&pb, &buf, &f->ext, &f->ext_len)) {
+				pg_fanout_free_one(f);
+				f = NULL;
+			}
+		} else if (known && !known->concat && known->n_aggs &&
+			   !(f->merge = shard_merge_new(known->aggs, known->n_aggs))) {
 			free(f);
 			f = NULL;
 		}
@@ -77,37 +176,130 @@ bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const str
 	return f != NULL;
 }
 
+/* The statement's tag (a CommandComplete's body) added to what the
+ * shards before said: "UPDATE 3" and "UPDATE 4" make "UPDATE 7". */
+static void add_tag(struct pg_shard_fanout *f, const uint8_t *body, uint32_t len)
+{
+	const char *tag = (const char *)body;
+	size_t n = strnlen(tag, len), cut = n;
+	while (cut > 0 && tag[cut - 1] >= '0' && tag[cut - 1] <= '9')
+		cut--;
+	bool counted = cut < n && cut > 0 && tag[cut - 1] == ' ';
+	if (!f->tag[0]) {
+		size_t keep = counted ? cut - 1 : n;
+		snprintf(f->tag, sizeof(f->tag), "%.*s", (int)keep, tag);
+		f->counted = counted;
+	}
+	if (counted)
+		f->count += strtoull(tag + cut, NULL, 10);
+}
+
+/* The end of the fan-out: sluice's own answer to the client's Query or
+ * batch, which is dropped. */
+static int finish(struct pg_client *c)
+{
+	struct pg_shard_fanout *f = c->shard_fanout;
+	int rc = 0;
+	if (!f->failed && f->merge) {
+		rc = shard_merge_finish(f->merge, &c->sock.wbuf, f->want_rowdesc);
+	} else if (!f->failed) {
+		char tag[96];
+		if (f->seq && !f->counted)
+			snprintf(tag, sizeof(tag), "%s", f->tag);
+		else
+			snprintf(tag, sizeof(tag), "%s %llu", f->seq ? f->tag : "SELECT",
+				 (unsigned long long)(f->seq ? f->count : f->rows));
+		pg_be_complete(&c->sock.wbuf, tag);
+	}
+	pg_be_ready(&c->sock.wbuf, 'I');
+	pgsock_drop(&c->sock, f->consumed);
+	f->resolved = true;
+	pg_fanout_free(c);
+	if (rc < 0) {
+		client_fail(c, "53200", "out of memory");
+		return PG_SHARD_FAILED;
+	}
+	return PG_SHARD_ANSWERED;
+}
+
+/* A write's next phase, once the current one has run on all its shards
+ * (or failed). */
+static void next_phase(struct pg_shard_fanout *f)
+{
+	switch (f->phase) {
+	case FAN_PREPARE:
+		if (f->failed) {
+			f->phase = FAN_ABORT;
+			f->todo = f->prepared;
+			return;
+		}
+		shard_2pc_crash_point("prepared");
+		f->phase = FAN_COMMIT; /* the coordinator, the lowest shard, first */
+		f->todo = f->prepared;
+		return;
+	default:
+		return;
+	}
+}
+
 int pg_fanout_next(struct pg_client *c, struct pool **out)
 {
 	struct pg_shard_fanout *f = c->shard_fanout;
 	c->sock.parse_blocked = false; /* idle: the Query is read again */
-	/* Past the LIMIT once a shard has described the rows (LIMIT 0 too). */
-	if (f->failed || !f->todo || (f->limit >= 0 && f->rows >= (uint64_t)f->limit && f->described)) {
-		int rc = 0;
-		if (!f->failed && f->merge) {
-			rc = shard_merge_finish(f->merge, &c->sock.wbuf, f->want_rowdesc);
-		} else if (!f->failed) {
-			char tag[32];
-			snprintf(tag, sizeof(tag), "SELECT %llu", (unsigned long long)f->rows);
-			pg_be_complete(&c->sock.wbuf, tag);
+	if (f->phase == FAN_PREPARE && (f->failed || !f->todo))
+		next_phase(f);
+	if (f->phase == FAN_COMMIT && f->shard == f->coord && f->sent) {
+		if (f->failed) { /* the coordinator did not commit: nothing is decided */
+			f->phase = FAN_ABORT;
+			f->todo |= UINT64_C(1) << f->coord; /* still prepared, if it is there */
+		} else {
+			shard_2pc_crash_point("decided");
 		}
-		pg_be_ready(&c->sock.wbuf, 'I');
-		pgsock_drop(&c->sock, f->consumed);
-		pg_fanout_free(c);
-		if (rc < 0) {
-			client_fail(c, "53200", "out of memory");
-			return PG_SHARD_FAILED;
-		}
-		return PG_SHARD_ANSWERED;
 	}
+	/* A read stops past the LIMIT once a shard has described the rows
+	 * (LIMIT 0 too). */
+	if (!f->todo || (f->phase == FAN_READ && (f->failed || (f->limit >= 0 && f->rows >= (uint64_t)f->limit &&
+								     f->described))))
+		return finish(c);
 	int shard = __builtin_ctzll(f->todo);
 	f->todo &= f->todo - 1;
 	f->sent = false;
+	f->step = 0;
+	f->rolling_back = false;
+	f->shard = (int8_t)shard;
+	if (f->coord < 0)
+		f->coord = (int8_t)shard;
 	if (shard >= c->pool->n_shards) { /* a RELOAD changed the shards meanwhile */
-		client_fail(c, "08P01", "the database's shards changed during a read over several shards; reconnect");
+		client_fail(c, "08P01", f->seq ? "the database's shards changed during a write over several shards: "
+				"it is rolled back, or committed, by recovery (docs/sharding.md); reconnect"
+			    : "the database's shards changed during a read over several shards; reconnect");
 		return PG_SHARD_FAILED;
 	}
 	return pg_shard_go(c, shard, out);
+}
+
+/* A step of a write on the current shard's server (w, its output). */
+static int send_write_step(struct pg_client *c, struct pg_shard_fanout *f, struct iobuf *w)
+{
+	char gid[SHARD_GID_MAX], sql[SHARD_GID_MAX + 40];
+	struct shard_gid g = { .host = shard_2pc_host(), .db = shard_2pc_db(c->pool->db_name), .pid = (int)getpid(),
+			       .seq = f->seq, .shard = f->shard, .coord = f->coord, .participant = f->shard != f->coord, .xid = f->xid };
+	shard_gid_format(&g, gid);
+	if (f->phase != FAN_PREPARE) {
+		snprintf(sql, sizeof(sql), "%s PREPARED '%s'", f->phase == FAN_COMMIT ? "COMMIT" : "ROLLBACK", gid);
+		return pg_fe_query(w, sql);
+	}
+	struct pg_builder pb;
+	pg_build_init(&pb, w);
+	build_stmt(&pb, "BEGIN", NULL, 0, NULL, 0, false);
+	if (f->shard == f->coord)
+		build_stmt(&pb, "SELECT pg_catalog.txid_current()", NULL, 0, NULL, 0, false);
+	pg_build_bytes(&pb, f->ext, f->ext_len); /* whole messages: the client's statement */
+	snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", gid);
+	build_stmt(&pb, sql, NULL, 0, NULL, 0, false);
+	pg_build_begin(&pb, 'S');
+	pg_build_end(&pb);
+	return pg_build_done(&pb);
 }
 
 bool pg_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
@@ -118,8 +310,17 @@ bool pg_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_
 	if (!f->sent) {
 		/* After the settings server_link may have queued: its answers
 		 * come last, when internal is back to one. */
-		if (f->ext ? iobuf_append(&s->sock.wbuf, f->ext, f->ext_len) < 0
-			   : pg_fe_query(&s->sock.wbuf, (const char *)m->body) < 0) {
+		int rc;
+		if (f->seq) {
+			rc = send_write_step(c, f, &s->sock.wbuf);
+		} else if (f->ext) {
+			rc = iobuf_append(&s->sock.wbuf, f->ext, f->ext_len);
+			if (rc == 0)
+				rc = iobuf_append(&s->sock.wbuf, (const uint8_t[]){ 'S', 0, 0, 0, 4 }, 5);
+		} else {
+			rc = pg_fe_query(&s->sock.wbuf, (const char *)m->body);
+		}
+		if (rc < 0) {
 			client_fail(c, "53200", "out of memory");
 			return true;
 		}
@@ -131,16 +332,95 @@ bool pg_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_
 	return true;
 }
 
-int pg_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m,
-			       uint32_t avail)
+/* An answer of a write's current shard (whole: settled). */
+static int write_answer(struct pg_client *c, struct pg_shard_fanout *f, struct pg_server *s, const struct pg_msg *m,
+			bool settled)
+{
+	if (f->phase != FAN_PREPARE) {
+		/* COMMIT PREPARED, ROLLBACK PREPARED: the coordinator's error
+		 * goes to the client (nothing was decided); the others' are the
+		 * recovery's to mend (pg_shard_recover.h). */
+		if (m->type != 'E')
+			return PG_FANOUT_OTHER;
+		if (f->phase == FAN_COMMIT && f->shard == f->coord) {
+			f->failed = true;
+			return PG_FANOUT_OTHER;
+		}
+		if (!settled)
+			return PG_FANOUT_OTHER;
+		struct pg_error_fields ef;
+		pg_be_error_parse(m->body, m->body_len, &ef);
+		log_warning("client %llu: shard %s: %s PREPARED failed (recovery will retry): %s",
+			    (unsigned long long)c->base.id, s->pool->db_name, f->phase == FAN_COMMIT ? "COMMIT" : "ROLLBACK",
+			    ef.message);
+		f->left_behind = true;
+		return PG_FANOUT_DROP;
+	}
+	if (f->rolling_back)
+		return PG_FANOUT_OTHER; /* the ROLLBACK's answers */
+	int stmt_at = f->shard == f->coord ? 2 : 1; /* BEGIN [txid_current()] statement PREPARE */
+	switch (m->type) {
+	case 'C':
+		if (!settled)
+			return PG_FANOUT_OTHER;
+		if (f->step == stmt_at)
+			add_tag(f, m->body, m->body_len);
+		else if (f->step == stmt_at + 1)
+			f->prepared |= UINT64_C(1) << f->shard;
+		f->step++;
+		return PG_FANOUT_OTHER;
+	case 'D':
+		if (f->step == 1 && stmt_at == 2) { /* txid_current() */
+			const uint8_t *v;
+			uint32_t n;
+			char num[24];
+			if (settled && pg_datarow_column(m->body, m->body_len, 0, &v, &n) == 0 && v && n < sizeof(num)) {
+				memcpy(num, v, n);
+				num[n] = '\0';
+				f->xid = strtoull(num, NULL, 10);
+			}
+			return PG_FANOUT_OTHER;
+		}
+		f->rows++;
+		return PG_FANOUT_FORWARD; /* RETURNING */
+	case 'T':
+	case 'n': {
+		bool first = !f->described;
+		f->described = true;
+		return first && (m->type == 'T' ? f->want_rowdesc : f->want_nodata) ? PG_FANOUT_FORWARD
+										    : PG_FANOUT_OTHER;
+	}
+	case 'E':
+		f->failed = true;
+		return PG_FANOUT_OTHER;
+	case 'Z':
+		if (settled && m->body_len == 1 && m->body[0] != 'I') {
+			/* Failed, or not prepared: end the shard's transaction. */
+			if (pg_fe_query(&s->sock.wbuf, "ROLLBACK") < 0) {
+				f->failed = true;
+				return PG_FANOUT_OTHER;
+			}
+			s->internal++;
+			f->rolling_back = true;
+		}
+		return PG_FANOUT_OTHER;
+	default:
+		return PG_FANOUT_OTHER;
+	}
+}
+
+int pg_fanout_server_msg(struct pg_client *c, struct pg_server *s, const struct pg_msg *m, uint32_t avail)
 {
 	struct pg_shard_fanout *f = c->shard_fanout;
 	if (!f || !f->sent || s->internal != 1)
 		return PG_FANOUT_OTHER; /* not the fan-out's answer (settings first) */
+	/* Looked at once, whole, just before the server swallows it. */
+	bool settled = m->len <= avail && !s->sock.fwd;
+	if (f->seq)
+		return write_answer(c, f, s, m, settled);
 	if (f->merge) {
-		/* Each shard's row is combined, not sent: looked at once, whole,
-		 * just before the server swallows it. */
-		if ((m->type == 'T' || m->type == 'D') && m->len <= avail && !s->sock.fwd) {
+		/* Each shard's row is combined, not sent. */
+		if ((m->type == 'T' || m->type == 'D') && settled) {
 			if (m->type == 'T')
 				shard_merge_describe(f->merge, m->body, m->body_len);
 			else
@@ -169,13 +449,23 @@ int pg_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const s
 	}
 }
 
+static void pg_fanout_free_one(struct pg_shard_fanout *f)
+{
+	if (!f)
+		return;
+	if (f->seq) {
+		shard_2pc_done(f->seq);
+		if (f->left_behind || (f->prepared && !f->resolved))
+			shard_recover_soon(); /* what it left prepared is the recovery's now */
+	}
+	shard_merge_free(f->merge);
+	free(f->ext);
+	free(f);
+}
+
 void pg_fanout_free(struct pg_client *c)
 {
-	if (c->shard_fanout) {
-		shard_merge_free(c->shard_fanout->merge);
-		free(c->shard_fanout->ext);
-	}
-	free(c->shard_fanout);
+	pg_fanout_free_one(c->shard_fanout);
 	c->shard_fanout = NULL;
 }
 
@@ -233,43 +523,19 @@ bool pg_fanout_batch(struct pg_client *c, const struct shard_map *map, const str
 	for (uint16_t i = 0; aggregate && i < bd.n_results; i++)
 		if (pg_get_u16(bd.results + 2 * i) != 0)
 			return false; /* combined from text values only: refused in place */
-	struct iobuf out = { 0 };
+	struct iobuf buf = { 0 };
 	struct pg_builder pb;
-	pg_build_init(&pb, &out);
-	pg_build_begin(&pb, 'P');
-	pg_build_str(&pb, "");
-	pg_build_str(&pb, sql);
-	pg_build_u16(&pb, (uint16_t)n_types);
-	for (int i = 0; i < n_types; i++)
-		pg_build_u32(&pb, types[i]);
-	pg_build_end(&pb);
-	pg_build_begin(&pb, 'B');
-	pg_build_str(&pb, "");
-	pg_build_str(&pb, "");
-	pg_build_bytes(&pb, bind->body + bd.args_at, bind->body_len - bd.args_at); /* the client's arguments */
-	pg_build_end(&pb);
-	pg_build_begin(&pb, 'D');
-	pg_build_u8(&pb, 'P');
-	pg_build_str(&pb, "");
-	pg_build_end(&pb);
-	pg_build_begin(&pb, 'E');
-	pg_build_str(&pb, "");
-	pg_build_u32(&pb, 0);
-	pg_build_end(&pb);
-	pg_build_begin(&pb, 'S');
-	pg_build_end(&pb);
-	bool failed;
-	uint8_t *ext = NULL;
-	if (pg_build_done(&pb) < 0 || !(ext = malloc(iobuf_len(&out)))) {
-		iobuf_release(&out);
+	pg_build_init(&pb, &buf);
+	build_stmt(&pb, sql, types, n_types, bind->body + bd.args_at, bind->body_len - bd.args_at, true);
+	uint8_t *ext;
+	uint32_t ext_len;
+	if (!built(&pb, &buf, &ext, &ext_len)) {
 		client_fail(c, "53200", "out of memory");
 		return false;
 	}
-	uint32_t ext_len = iobuf_len(&out);
-	memcpy(ext, iobuf_head(&out), ext_len);
-	iobuf_release(&out);
 	/* Routed again for what a plan does not keep (the shards, a LIMIT, the aggregates). */
 	struct shard_route route;
+	bool failed;
 	shard_route(sql, types, n_types, map, &route);
 	struct shard_plan pl = shard_plan_of(&route);
 	bool started = pg_fanout_start(c, map, &pl, &route, sql, len, has_describe, &failed);
@@ -286,8 +552,10 @@ bool pg_fanout_batch(struct pg_client *c, const struct shard_map *map, const str
 		return false;
 	}
 	struct pg_shard_fanout *f = c->shard_fanout;
+	free(f->ext); /* a write's, made of the text alone */
 	f->ext = ext;
 	f->ext_len = ext_len;
+	f->want_nodata = has_describe;
 	if (has_parse)
 		pg_be_empty(&c->sock.wbuf, '1');
 	pg_be_empty(&c->sock.wbuf, '2');

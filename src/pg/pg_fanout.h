@@ -1,11 +1,18 @@
 /*
- * pg_fanout.h - a read of a sharded database over several shards
- * (docs/sharding.md): a simple Query, or an extended-protocol batch of that
- * one statement, outside a transaction, whose answer is the shards' rows
- * one after the other (a LIMIT of a constant kept), or one row of
- * count/sum/min/max that they combine into (shard_merge.h).
+ * pg_fanout.h - a statement of a sharded database that sluice runs over
+ * several shards itself (docs/sharding.md), outside a transaction, sent as
+ * a simple Query or as an extended-protocol batch of that one statement:
  *
- * The shards are read one at a time. The client's Query (or batch) stays
+ * - a read whose answer is the shards' rows one after the other (a LIMIT
+ *   of a constant kept), or one row of count/sum/min/max that they
+ *   combine into (shard_merge.h);
+ * - a write (shard key not fixed to one shard, a replicated table, DDL):
+ *   on each shard BEGIN, the statement and PREPARE TRANSACTION, then
+ *   COMMIT PREPARED on each, the coordinator's first (the decision,
+ *   shard_2pc.h); a shard's error rolls back what the others prepared.
+ *   The tag adds the shards' counts; RETURNING rows go on as they come.
+ *
+ * The shards are run one at a time. The client's Query (or batch) stays
  * unread in its buffer until the last shard has answered: each shard's
  * server runs it as sluice's own query (internal, pg_server.h), whose rows
  * (and the first RowDescription) go to the client while the rest is
@@ -15,7 +22,8 @@
  * bounded. A shard's error ends it; the next shards are not asked.
  *
  * Owns: struct pg_shard_fanout (pg_client.shard_fanout, heap) and what it
- * holds (the extended messages, the merge).
+ * holds (the extended messages, the merge, its two-phase commit's number
+ * in flight).
  */
 #ifndef SLUICE_PG_FANOUT_H
 #define SLUICE_PG_FANOUT_H
@@ -30,6 +38,11 @@ struct pool;
 struct shard_map;
 struct shard_plan;
 struct shard_route;
+
+/* Does sluice run a statement of plan pl over several shards itself
+ * (outside a transaction)? A read whose answers concatenate or combine,
+ * or a write (shard_2pc.h). */
+bool pg_fanout_runs(const struct shard_plan *pl);
 
 /* A simple Query (text sql, consumed bytes of the client's) that plan pl
  * says is such a read, outside a transaction: start its fan-out (true),
@@ -62,8 +75,8 @@ bool pg_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_
  * forward it (a row, the first RowDescription), or let the server swallow
  * it as the answer to a query of sluice's own (OTHER; an aggregate's row
  * is combined then; an ErrorResponse goes to the client). */
-enum { PG_FANOUT_OTHER, PG_FANOUT_FORWARD };
-int pg_fanout_server_msg(struct pg_client *c, const struct pg_server *s, const struct pg_msg *m, uint32_t avail);
+enum { PG_FANOUT_OTHER, PG_FANOUT_FORWARD, PG_FANOUT_DROP /* swallowed, an error too */ };
+int pg_fanout_server_msg(struct pg_client *c, struct pg_server *s, const struct pg_msg *m, uint32_t avail);
 
 void pg_fanout_free(struct pg_client *c);
 

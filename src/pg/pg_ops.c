@@ -18,6 +18,7 @@
 #include "pool.h"
 #include "replication.h"
 #include "pg_server.h"
+#include "pg_shard_recover.h"
 #include "pg_monitor.h"
 
 static void pg_client_cancel(struct client *core)
@@ -117,6 +118,7 @@ static void pg_worker_tick(struct worker *w, int64_t now_us, bool all)
 {
 	cancel_tick(w, now_us, all);
 	pg_mirror_tick(w, now_us, all);
+	shard_recover_tick(w, now_us);
 }
 
 const struct proto_ops pg_ops = {

@@ -30,6 +30,7 @@
 #include "pg_monitor.h"
 #include "pg_route.h"
 #include "pg_fanout.h"
+#include "pg_shard_recover.h"
 #include "pg_shard.h"
 #include "config.h"
 #include "log.h"
@@ -77,6 +78,9 @@ static void aside_ready(struct pg_server *s)
 	case SERVER_MIRROR:
 		mirror_ready(s);
 		break;
+	case SERVER_RECOVER:
+		shard_recover_ready(s);
+		break;
 	default:
 		server_close(s, "no use for this connection");
 		break;
@@ -91,6 +95,8 @@ static bool aside_message(struct pg_server *s, const struct pg_msg *m)
 		return monitor_message(s, m);
 	case SERVER_MIRROR:
 		return mirror_message(s, m);
+	case SERVER_RECOVER:
+		return shard_recover_message(s, m);
 	default:
 		server_close(s, "unexpected message");
 		return false;
@@ -105,6 +111,9 @@ static void aside_closed(struct pg_server *s, const char *reason)
 		break;
 	case SERVER_MIRROR:
 		mirror_closed(s, reason);
+		break;
+	case SERVER_RECOVER:
+		shard_recover_closed(s, reason);
 		break;
 	default:
 		break;
@@ -126,9 +135,11 @@ void server_close(struct pg_server *s, const char *reason)
 		return;
 	s->closed = true;
 	bool was_connecting = s->state == SERVER_CONNECTING || s->state == SERVER_LOGIN;
-	/* A monitor's failures are the route's to tell (once per change). */
-	SLOG(s, s->aside == SERVER_MONITOR ? LOG_LEVEL_DEBUG : was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO,
-	     "closing because: %s", reason);
+	/* A monitor's failures are the route's to tell (once per change), the
+	 * shard recovery's its own. */
+	bool quiet = s->aside == SERVER_MONITOR || s->aside == SERVER_RECOVER;
+	SLOG(s, quiet ? LOG_LEVEL_DEBUG : was_connecting ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO, "closing because: %s",
+	     reason);
 	/* Any end before login completes is a failed login: without the
 	 * server_login_retry pause the pool would reconnect in a tight loop. */
 	if (was_connecting && !s->login_failure_reported)
@@ -1047,9 +1058,14 @@ static void server_process(struct pg_server *s)
 				break;
 			}
 		}
-		/* Rows of a query over several shards go on as they come (pg_shard.h). */
-		bool fanout_rows = s->internal == 1 && s->client && s->client->shard_fanout && s->state == SERVER_ACTIVE &&
-				   pg_fanout_server_msg(s->client, s, &m, avail) == PG_FANOUT_FORWARD;
+		/* Rows of a query over several shards go on as they come (pg_fanout.h). */
+		int fan = s->internal == 1 && s->client && s->client->shard_fanout && s->state == SERVER_ACTIVE
+				  ? pg_fanout_server_msg(s->client, s, &m, avail) : PG_FANOUT_OTHER;
+		if (fan == PG_FANOUT_DROP) { /* whole, nothing before it to forward */
+			pgsock_drop(sk, m.len);
+			continue;
+		}
+		bool fanout_rows = fan == PG_FANOUT_FORWARD;
 		bool examine = !fanout_rows &&
 			       (s->state != SERVER_ACTIVE || m.type == 'Z' || m.type == 'S' || s->internal);
 		if (!examine) {

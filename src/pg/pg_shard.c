@@ -115,7 +115,26 @@ static int refuse_plan(const struct shard_plan *pl, const struct shard_route *kn
 		       const uint32_t *types, int n_types, const struct shard_map *map, bool extended,
 		       struct pg_shard_refusal *why)
 {
-	if ((pl->kind - 1 == SHARD_ROUTE_MULTI || pl->kind - 1 == SHARD_ROUTE_SEVERAL) && (pl->concat || pl->aggregate)) {
+	if (pg_fanout_runs(pl) && !pl->concat && !pl->aggregate) {
+		/* A write over several shards, which sluice runs, but not here. */
+		struct shard_route r;
+		if (!known && pl->kind - 1 == SHARD_ROUTE_SEVERAL) {
+			shard_route(sql, types, n_types, map, &r);
+			known = &r;
+		}
+		if (known && known->n_items)
+			refuse(why, "0A000", "the rows of this INSERT go to several shards: send each shard's rows in an "
+			       "INSERT of their own (splitting one INSERT over shards is not built yet, docs/sharding.md)");
+		else
+			refuse(why, "0A000", "a write over several shards runs outside a transaction, as a simple Query or a "
+			       "batch of that one statement alone ([Parse] Bind [Describe] Execute Sync): sluice commits "
+			       "it on every shard with two-phase commit. Inside a transaction every statement stays on "
+			       "the transaction's shard (docs/sharding.md)");
+		if (known == &r)
+			shard_route_deinit(&r);
+		return DEST_REFUSED;
+	}
+	if (pg_fanout_runs(pl)) {
 		/* sluice runs such a read, but not here. */
 		if (extended)
 			refuse(why, "0A000", "a read over several shards is run for a simple Query, or for a batch of that "
@@ -129,16 +148,14 @@ static int refuse_plan(const struct shard_plan *pl, const struct shard_route *kn
 	}
 	switch (pl->kind - 1) {
 	case SHARD_ROUTE_MULTI:
-		refuse(why, "0A000", "a statement over sharded tables whose shard key is not fixed to one shard needs "
-		       "every shard: merging the answers of several shards is not built yet (docs/sharding.md)");
+		refuse(why, "0A000", "a read over sharded tables whose shard key is not fixed, with ORDER BY, OFFSET, "
+		       "DISTINCT, GROUP BY, avg or another function in its output: merging the answers of several "
+		       "shards is not built yet for it (docs/sharding.md)");
 		break;
 	case SHARD_ROUTE_SEVERAL:
-		refuse(why, "0A000", "a statement whose shard keys are on several shards (an IN list, the rows of one "
-		       "INSERT): statements over several shards are not built yet (docs/sharding.md)");
-		break;
-	case SHARD_ROUTE_REPLICATED_WRITE:
-		refuse(why, "0A000", "a write to replicated tables, or DDL, must run on every shard: not built yet "
-		       "(docs/sharding.md); run it on each shard's database");
+		refuse(why, "0A000", "a read whose shard keys are on several shards (an IN list), with ORDER BY, OFFSET, "
+		       "DISTINCT, GROUP BY, avg or another function in its output: merging the answers of several "
+		       "shards is not built yet for it (docs/sharding.md)");
 		break;
 	default: {
 		struct shard_route r;
@@ -202,6 +219,10 @@ static int dest_of(const struct shard_map *map, const struct shard_plan *pl, con
 		return bound_shard(map, pl, bind, why);
 	case SHARD_ROUTE_REPLICATED_READ:
 		return DEST_SPREAD;
+	case SHARD_ROUTE_REPLICATED_WRITE:
+		if (map->n_shards == 1)
+			return 0;
+		return refuse_plan(pl, known, sql, types, n_types, map, bind != NULL, why);
 	case SHARD_ROUTE_SESSION:
 		return DEST_ANY;
 	default:
@@ -431,8 +452,7 @@ static int scan_batch(struct pg_client *c, const struct shard_map *map, const st
 			if (b->fan)
 				break; /* a second Bind: pg_fanout_batch sees it is not one statement */
 			int d = dest_of(map, &pl, NULL, st.sql, st.types, st.n_types, &m, why);
-			if ((pl.kind - 1 == SHARD_ROUTE_MULTI || pl.kind - 1 == SHARD_ROUTE_SEVERAL) &&
-			    (pl.concat || pl.aggregate)) {
+			if (pg_fanout_runs(&pl)) {
 				/* Refused in place unless the whole batch turns out to be
 				 * this one statement (seen to its end). */
 				b->fan = true;
@@ -702,10 +722,16 @@ void pg_shard_forget_routes(struct pg_client *c)
  * the answers in flight when the server may be free after them, else
  * refuse it (a transaction, a batch or a pinned session stays on its
  * shard). */
+static bool may_be_free_soon(const struct pg_client *c)
+{
+	const struct pg_server *s = c->server;
+	return !s->client_mid_batch && (s->outstanding || s->internal);
+}
+
 static int elsewhere(struct pg_client *c, int dest, struct pg_shard_refusal *why)
 {
 	const struct pg_server *s = c->server;
-	if (!s->client_mid_batch && (s->outstanding || s->internal))
+	if (may_be_free_soon(c))
 		return PG_SHARD_HOLD;
 	if (s->tx_status != 'I')
 		refuse(why, "0A000", "this transaction runs on shard %s and this statement needs shard %s: transactions "
@@ -736,6 +762,8 @@ static int follow_batch(struct pg_client *c, const struct shard_map *map, const 
 	}
 	if (rc == SCAN_MORE)
 		return await(c, missing) < 0 ? PG_SHARD_FAIL : PG_SHARD_AWAIT;
+	if (b.fan && may_be_free_soon(c))
+		return PG_SHARD_HOLD; /* sluice may run it over the shards once idle */
 	if (b.dest == DEST_REFUSED && b.judged == 0)
 		return PG_SHARD_REFUSE; /* m is the Bind refused */
 	if (b.dest == DEST_REFUSED || b.dest < 0 || b.dest == c->shard) {
@@ -776,6 +804,11 @@ int pg_shard_follow(struct pg_client *c, const struct pg_msg *m, uint32_t avail,
 		struct shard_route r;
 		bool parsed;
 		struct shard_plan pl = query_plan(c, map, (const char *)m->body, m->body_len - 1, &r, &parsed);
+		if (pg_fanout_runs(&pl) && may_be_free_soon(c)) {
+			if (parsed)
+				shard_route_deinit(&r);
+			return PG_SHARD_HOLD; /* sluice may run it over the shards once idle */
+		}
 		dest = dest_of(map, &pl, parsed ? &r : NULL, (const char *)m->body, NULL, 0, NULL, why);
 		if (parsed)
 			shard_route_deinit(&r);

@@ -13,8 +13,9 @@
  * statement must stay on that shard; one that needs another is refused in
  * place (SQLSTATE 0A000), so PostgreSQL aborts the transaction as it would
  * for its own error. A read over several shards outside a transaction is
- * run on each in turn (pg_fanout.h); other statements that need several
- * shards are refused the same way.
+ * run on each in turn, and so is a write, with two-phase commit
+ * (pg_fanout.h); other statements that need several shards are refused
+ * the same way.
  *
  * Owns: the shard map of each sharded pool (made on first use, one heap
  * block that pool_destroy frees), the client's deferred BEGIN

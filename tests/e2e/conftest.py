@@ -302,6 +302,7 @@ port = {self.port}
 unix_socket_directories = '{self.sockdir}'
 password_encryption = 'scram-sha-256'
 max_connections = 200
+max_prepared_transactions = 50
 fsync = off
 synchronous_commit = off
 full_page_writes = off

@@ -272,9 +272,8 @@ def test_what_needs_several_shards_is_refused_clearly(pg, sharded):
         for sql, words in [
             ("SELECT avg(total) FROM orders", "merging the answers of several shards is not built yet"),
             ("SELECT customer_id, count(*) FROM orders GROUP BY customer_id", "merging the answers of several shards"),
-            (f"SELECT avg(total) FROM orders WHERE customer_id IN ({a}, {b})", "statements over several shards"),
-            (f"SELECT * FROM orders WHERE customer_id IN ({a}, {b}) ORDER BY id", "statements over several shards"),
-            ("UPDATE countries SET name = 'X'", "must run on every shard"),
+            (f"SELECT avg(total) FROM orders WHERE customer_id IN ({a}, {b})", "keys are on several shards"),
+            (f"SELECT * FROM orders WHERE customer_id IN ({a}, {b}) ORDER BY id", "keys are on several shards"),
             ("SELECT * FROM orders o JOIN orders p ON o.id = p.total", "join"),
         ]:
             with pytest.raises(psycopg.errors.FeatureNotSupported) as e:

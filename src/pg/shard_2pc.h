@@ -1,0 +1,69 @@
+/*
+ * shard_2pc.h - the names and bookkeeping of sluice's two-phase commits
+ * over shards (docs/sharding.md, "Writes over several shards").
+ *
+ * A write over several shards runs on each in turn inside a transaction
+ * that ends with PREPARE TRANSACTION. The first shard it runs on is the
+ * coordinator: its transaction also reads its own id (txid_current()).
+ * Once every shard has prepared, COMMIT PREPARED on the coordinator is the
+ * decision, recorded durably by PostgreSQL's own commit log; the others
+ * are committed after it. A participant's name carries the coordinator's
+ * shard and transaction id, so that recovery (pg_shard_recover.h) can ask
+ * the coordinator, with txid_status(), what was decided: coordinator
+ * still prepared = no decision = roll back; committed = commit; aborted =
+ * roll back.
+ *
+ * A name (gid) is "sluice:HOST:DB:PID:SEQ:SHARD" for the coordinator and
+ * "sluice:HOST:DB:PID:SEQ:SHARD:COORD:XID" for a participant (names are
+ * unique over a PostgreSQL cluster, whose databases may be several shards
+ * of one database): HOST and DB are
+ * 32-bit folds of FNV-1a hashes (hex) of this host's name and of the logical
+ * database's, PID the sluice process, SEQ its count of such writes.
+ *
+ * Owns: the process's set of two-phase commits in flight (mutex), so that
+ * recovery never touches one that is still running.
+ */
+#ifndef SLUICE_SHARD_2PC_H
+#define SLUICE_SHARD_2PC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHARD_GID_MAX 96
+
+struct shard_gid {
+	uint32_t host;  /* hash of the host's name */
+	uint32_t db;    /* hash of the logical database's name */
+	int pid;
+	uint64_t seq;
+	int shard;      /* the shard it is on */
+	int coord;      /* the coordinator's shard (= shard for the coordinator) */
+	bool participant;
+	uint64_t xid;   /* participant: the coordinator's transaction id */
+};
+
+/* This host's and database db's hashes, as names carry them. */
+uint32_t shard_2pc_host(void);
+uint32_t shard_2pc_db(const char *db);
+
+/* Write g's name into out (SHARD_GID_MAX bytes). */
+void shard_gid_format(const struct shard_gid *g, char *out);
+/* Read a name; false when it is not one of sluice's. */
+bool shard_gid_parse(const char *text, struct shard_gid *g);
+
+/* A new two-phase commit of this process: its number, now in flight
+ * until shard_2pc_done. 0 when memory ran out. */
+uint64_t shard_2pc_start(void);
+void shard_2pc_done(uint64_t seq);
+/* The lowest number in flight (or the next one when none is): this
+ * process's names below it belong to no running commit. */
+uint64_t shard_2pc_oldest_running(void);
+
+/* A test's fault injection: when the environment variable
+ * SLUICE_TEST_2PC_CRASH names this point ("prepared": every shard has
+ * prepared, nothing decided; "decided": the coordinator committed, the
+ * others not yet), the process kills itself with SIGKILL. */
+void shard_2pc_crash_point(const char *point);
+
+#endif

@@ -1,0 +1,231 @@
+"""Writes over several shards (issue 19, docs/sharding.md): a write whose
+shard key is not fixed to one shard, a write to a replicated table, or DDL,
+outside a transaction, runs on each of its shards inside a transaction that
+ends with PREPARE TRANSACTION; once every shard has prepared, sluice
+commits them all (the coordinator, the first shard, first: that is the
+decision). All or nothing: a shard's error rolls back what the others
+prepared. A sluice killed between the phases leaves prepared transactions
+that the next one finishes as decided (txid_status on the coordinator):
+rolled back before the decision, committed after it.
+
+The shards are four databases of the harness's PostgreSQL, which runs with
+max_prepared_transactions > 0."""
+
+import os
+import signal
+import struct
+import time
+
+import psycopg
+import pytest
+
+from conftest import RawConn, unique
+
+pytestmark = pytest.mark.sluice_only
+
+N_SHARDS = 4
+
+
+@pytest.fixture(scope="module")
+def shards(pg):
+    names = [unique("tpc") for _ in range(N_SHARDS)]
+    for n in names:
+        pg.sql(f"CREATE DATABASE {n} OWNER sluice_test")
+        with pg.connect(n) as c:
+            c.execute("CREATE TABLE orders (id int PRIMARY KEY, customer_id bigint NOT NULL, total int)")
+            c.execute("CREATE TABLE countries (code text PRIMARY KEY, name text)")
+            c.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO sluice_test")
+            c.execute("GRANT CREATE ON SCHEMA public TO sluice_test")
+    yield names
+    for n in names:
+        for (gid,) in pg.sql("SELECT gid FROM pg_prepared_xacts WHERE database = %s", (n,)):
+            pg.sql(f"ROLLBACK PREPARED '{gid}'", dbname=n)
+        pg.sql(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
+
+
+def start(helpers, pg, names):
+    factory = helpers.ShardedFactory(pg, ["shop.orders = customer_id:bigint"])
+    dbs = {f"shop_{i}": pg.db_line(n) for i, n in enumerate(names)}
+    dbs["shop"] = "shards=" + ",".join(f"shop_{i}" for i in range(N_SHARDS))
+    return factory, factory(ini_main={"pool_mode": "transaction", "admin_users": "sluice_test"}, databases=dbs)
+
+
+@pytest.fixture
+def sharded(pg, shards, helpers):
+    for n in shards:
+        pg.sql("TRUNCATE orders, countries", dbname=n)
+        pg.sql("ALTER TABLE orders DROP CONSTRAINT IF EXISTS small_total", dbname=n)
+    factory, s = start(helpers, pg, shards)
+    try:
+        yield s, shards, factory
+    finally:
+        problems = factory.finish()
+        assert not problems, problems
+
+
+def per_shard(pg, names, sql):
+    return [pg.sql(sql, dbname=n) for n in names]
+
+
+def prepared(pg, names):
+    return sum((pg.sql("SELECT gid FROM pg_prepared_xacts WHERE database = %s", (n,)) for n in names), [])
+
+
+def load(c, n=40):
+    for i in range(1, n + 1):
+        c.execute("INSERT INTO orders (id, customer_id, total) VALUES (%s, %s, %s)", (i, i, i))
+
+
+def test_write_over_every_shard_commits_on_each(pg, sharded):
+    s, names, _ = sharded
+    with s.connect(db="shop", autocommit=True) as c:
+        load(c)
+        counts = [r[0][0] for r in per_shard(pg, names, "SELECT count(*) FROM orders")]
+        assert all(counts) and sum(counts) == 40
+        # Simple protocol: the tag counts the rows of every shard.
+        cur = c.execute("UPDATE orders SET total = total + 1000")
+        assert cur.rowcount == 40
+        assert cur.statusmessage == "UPDATE 40"
+        # Extended protocol, with parameters.
+        cur = c.execute("UPDATE orders SET total = total + %s WHERE total > %s", (1, 1020))
+        assert cur.rowcount == 20
+        assert sorted(t for (t,) in c.execute("SELECT total FROM orders").fetchall()) == \
+            [1000 + i + (1 if i > 20 else 0) for i in range(1, 41)]
+        # RETURNING rows of every shard, one RowDescription.
+        got = c.execute("DELETE FROM orders WHERE total > %s RETURNING id", (1030,)).fetchall()
+        assert sorted(i for (i,) in got) == list(range(30, 41))
+        # An IN list over two shards.
+        cur = c.execute("DELETE FROM orders WHERE customer_id IN (1, 2, 3, 4, 5)")
+        assert cur.statusmessage == "DELETE 5"
+        assert c.execute("SELECT count(*) FROM orders").fetchone() == (24,)
+        # A replicated table: the same row on every shard.
+        cur = c.execute("INSERT INTO countries VALUES ('fr', 'France'), ('de', 'Germany')")
+        assert cur.statusmessage == "INSERT 0 8"  # PostgreSQL's tag, added over the shards
+        c.execute("UPDATE countries SET name = %s WHERE code = %s", ("Deutschland", "de"))
+        for rows in per_shard(pg, names, "SELECT code, name FROM countries ORDER BY code"):
+            assert rows == [("de", "Deutschland"), ("fr", "France")]
+        # DDL runs on every shard too.
+        cur = c.execute("CREATE TABLE notes_2pc (id int)")
+        assert cur.statusmessage == "CREATE TABLE"
+        assert all(r == [(1,)] for r in per_shard(pg, names, "SELECT count(*) FROM pg_class WHERE relname = 'notes_2pc'"))
+        c.execute("DROP TABLE notes_2pc")
+        assert all(r == [(0,)] for r in per_shard(pg, names, "SELECT count(*) FROM pg_class WHERE relname = 'notes_2pc'"))
+    assert prepared(pg, names) == []
+
+
+def test_a_shard_that_fails_rolls_back_every_shard(pg, sharded):
+    s, names, _ = sharded
+    with s.connect(db="shop", autocommit=True) as c:
+        load(c)
+    # Only the last shard refuses totals of 500 and more.
+    pg.sql("ALTER TABLE orders ADD CONSTRAINT small_total CHECK (total < 500)", dbname=names[-1])
+    before = per_shard(pg, names, "SELECT id, total FROM orders ORDER BY id")
+    with s.connect(db="shop", autocommit=True) as c:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            c.execute("UPDATE orders SET total = total + 1000")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            c.execute("UPDATE orders SET total = %s", (999,))
+        # The session goes on.
+        assert c.execute("SELECT count(*) FROM orders").fetchone() == (40,)
+        cur = c.execute("UPDATE orders SET total = total + 1")
+        assert cur.rowcount == 40
+    after = per_shard(pg, names, "SELECT id, total - 1 FROM orders ORDER BY id")
+    assert after == before
+    assert prepared(pg, names) == []
+
+
+def test_inside_a_transaction_refused_clearly(pg, sharded):
+    s, names, _ = sharded
+    with s.connect(db="shop", autocommit=False) as c:
+        c.execute("SELECT 1 FROM orders WHERE customer_id = 1")
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            c.execute("UPDATE orders SET total = 0")
+        assert "two-phase commit" in str(e.value)
+        c.rollback()
+    with s.connect(db="shop", autocommit=True) as c:
+        # One INSERT whose rows go to several shards is not split.
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            c.execute("INSERT INTO orders (id, customer_id, total) VALUES (1, 1, 1), (2, 2, 2), (3, 3, 3)")
+        assert "INSERT of their own" in str(e.value)
+        assert c.execute("SELECT count(*) FROM orders").fetchone() == (0,)
+
+
+def test_pipelined_behind_a_single_shard_query(pg, sharded):
+    """A write over every shard sent right behind a single-shard query (no
+    wait for its answer) waits for the server to be free, then runs."""
+    s, names, _ = sharded
+    with s.connect(db="shop", autocommit=True) as c:
+        load(c, 8)
+    with RawConn("127.0.0.1", s.port) as conn:
+        conn.login("sluice_test", "shop", "test_pw")
+        q1, q2 = b"SELECT total FROM orders WHERE customer_id = 3\0", b"UPDATE orders SET total = 7\0"
+        conn.sock.sendall(b"Q" + struct.pack("!I", 4 + len(q1)) + q1 + b"Q" + struct.pack("!I", 4 + len(q2)) + q2)
+        got, seen_z = [], 0
+        deadline = time.monotonic() + 10
+        while seen_z < 2 and time.monotonic() < deadline:
+            t, body = conn.read()
+            got.append((t, body))
+            seen_z += t == "Z"
+        assert [b for t, b in got if t == "C"] == [b"SELECT 1\0", b"UPDATE 8\0"], got
+        conn.terminate()
+
+
+def crash_between_phases(pg, helpers, names, point, monkeypatch):
+    """Start a sluice that kills itself at point, write over every shard
+    through it; return what each shard's prepared transactions were."""
+    monkeypatch.setenv("SLUICE_TEST_2PC_CRASH", point)
+    factory, s = start(helpers, pg, names)
+    monkeypatch.delenv("SLUICE_TEST_2PC_CRASH")
+    try:
+        with s.connect(db="shop", autocommit=True) as c:
+            load(c, 12)
+            with pytest.raises(psycopg.OperationalError):
+                c.execute("UPDATE orders SET total = total + 100")
+        s.proc.wait(timeout=10)
+        assert s.proc.returncode == -signal.SIGKILL
+        left = prepared(pg, names)
+    finally:
+        s.stopped = True  # its death is the test's doing
+        factory.finish()
+    return left
+
+
+@pytest.mark.parametrize("point,committed", [("prepared", False), ("decided", True)])
+def test_killed_between_phases_recovered_at_start(pg, shards, helpers, monkeypatch, point, committed):
+    names = shards
+    for n in names:
+        pg.sql("TRUNCATE orders, countries", dbname=n)
+    left = crash_between_phases(pg, helpers, names, point, monkeypatch)
+    # Before the decision every shard is prepared; after it, all but the coordinator.
+    assert len(left) == (N_SHARDS if point == "prepared" else N_SHARDS - 1), left
+    assert all(g.startswith("sluice:") for (g,) in left)
+    factory, s = start(helpers, pg, names)
+    try:
+        with s.connect(db="shop", autocommit=True) as c:  # the pool exists: recovery runs
+            deadline = time.monotonic() + 20
+            while prepared(pg, names) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert prepared(pg, names) == []
+            totals = sorted(t for (t,) in c.execute("SELECT total FROM orders").fetchall())
+        want = [i + (100 if committed else 0) for i in range(1, 13)]
+        assert totals == want  # all or nothing, as decided
+        assert ("committed" if committed else "rolled back") in s.log_text()
+    finally:
+        assert not factory.finish()
+
+
+def test_recovery_leaves_other_programs_prepared_transactions(pg, sharded):
+    """A prepared transaction sluice did not make is never touched."""
+    s, names, _ = sharded
+    with pg.connect(names[0]) as c:
+        c.autocommit = True
+        c.execute("BEGIN")
+        c.execute("INSERT INTO orders VALUES (999, 999, 999)")
+        c.execute("PREPARE TRANSACTION 'someone_else'")
+    try:
+        with s.connect(db="shop", autocommit=True) as c:
+            c.execute("UPDATE orders SET total = 1 WHERE total = 0")
+            time.sleep(2.5)
+        assert ("someone_else",) in prepared(pg, names)
+    finally:
+        pg.sql("ROLLBACK PREPARED 'someone_else'", dbname=names[0])
