@@ -19,7 +19,8 @@
 bool client_handover_ok(const struct pg_client *c)
 {
 	/* A socket in the kernel's sockhash stays with this process. */
-	return !c->hold_for_sync && !c->skip_until_sync && !c->bp_slot && !c->shard_begin;
+	return !c->hold_for_sync && !c->skip_until_sync && !c->bp_slot && !c->shard_begin && !c->shard_fanout &&
+	       !c->shard_tx;
 }
 
 /*

@@ -215,6 +215,7 @@ void client_free(struct pg_client *c)
 	free(c->shard_begin);
 	pg_shard_client_free(c);
 	pg_fanout_free(c);
+	pg_fanout_tx_free(c);
 	if (c->mirror_tx)
 		pg_mirror_client_free(c);
 	free(c->scram);
@@ -1010,7 +1011,8 @@ void client_unlinked(struct pg_client *c)
 {
 	c->server = NULL;
 	client_set_state(c, CLIENT_IDLE);
-	if (control_phase() != PHASE_RUNNING && control_at_boundary(&c->base))
+	/* Between the shards of a statement or transaction it goes on. */
+	if (control_phase() != PHASE_RUNNING && !c->shard_fanout && control_at_boundary(&c->base))
 		return;
 	/* The client may have pipelined its next request already. */
 	client_process(c);
@@ -1360,6 +1362,13 @@ static void client_process(struct pg_client *c)
 				return;
 			if (act == PG_SHARD_AWAIT)
 				break;
+			if (act == PG_SHARD_FANOUT) {
+				/* The message waits while the transaction's part here
+				 * is prepared (pg_fanout.h). */
+				pg_fanout_linked(c, s, &m);
+				sk->parse_blocked = true;
+				break;
+			}
 			if (act == PG_SHARD_HOLD) {
 				/* Once the answers in flight are in, the server may be
 				 * free and the message routed anew. */

@@ -27,6 +27,7 @@ struct pg_mirror_chan;
 struct mirror_tx;
 struct pg_shard_shapes;
 struct pg_shard_fanout;
+struct shard_tpc;
 
 #define CLIENT_ASKED_SSL 1 /* an SSLRequest was answered */
 #define CLIENT_ASKED_GSS 2 /* a GSSENCRequest was answered */
@@ -58,8 +59,10 @@ struct pg_client {
 	struct mirror_tx *mirror_tx; /* its transaction being captured for the mirror (heap), NULL = none */
 	struct pg_shard_shapes *shard_shapes; /* sharded: routes of its simple queries' shapes
 				    * (pg_shard.c; heap), NULL = none yet */
-	struct pg_shard_fanout *shard_fanout; /* sharded: a simple query running over several
-				    * shards, one after the other (pg_shard.c; heap), NULL = none */
+	struct pg_shard_fanout *shard_fanout; /* sharded: a statement running over several
+				    * shards, one after the other (pg_fanout.h; heap), NULL = none */
+	struct shard_tpc *shard_tx; /* sharded: its transaction has left a shard, whose part is
+				    * prepared (pg_fanout.h; heap), NULL = none */
 	char *shard_begin;         /* sharded database: the BEGIN sluice answered itself, sent ahead of
 				    * the transaction's first statement on its shard (heap), NULL = none */
 	uint32_t repl_startup_len;

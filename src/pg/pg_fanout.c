@@ -26,6 +26,9 @@
 enum fan_phase {
 	FAN_READ,        /* the read, on each shard */
 	FAN_PREPARE,     /* a write: BEGIN, the statement, PREPARE TRANSACTION, on each shard */
+	FAN_LEAVE,       /* a transaction moves on: its part on the client's shard is prepared */
+	FAN_END,         /* a transaction over shards ends: its current part prepared (COMMIT)
+			  * or rolled back */
 	FAN_COMMIT,      /* COMMIT PREPARED, the coordinator's first (the decision) */
 	FAN_ABORT,       /* ROLLBACK PREPARED of what was prepared */
 };
@@ -37,29 +40,32 @@ struct pg_shard_fanout {
 	int64_t limit;   /* the query's LIMIT: no more rows than that; -1 = none */
 	struct shard_merge *merge; /* an aggregate: each shard's row combined (heap); NULL =
 				    * the rows concatenated */
-	uint8_t *ext;    /* extended protocol: the messages each shard gets (Parse, Bind,
-			  * Describe, Execute, Sync; heap); NULL = the Query's text */
+	uint8_t *ext;    /* extended protocol: the statement's Parse, Bind, Describe and
+			  * Execute (heap); NULL = the Query's text */
 	uint32_t ext_len;
 	uint32_t consumed; /* the client's bytes answered at the end: its Query, or its batch */
 	bool want_rowdesc; /* the client asked for a RowDescription (a Query, a Describe) */
+	bool want_nodata; /* the client's Describe gets a shard's NoData (extended writes) */
 	bool sent;       /* the text is on the current shard's server */
 	bool described;  /* a shard described the rows (the first one's went to the client) */
 	bool failed;     /* a shard answered an error: the rest are not asked */
-	bool want_nodata; /* the client's Describe gets a shard's NoData (extended writes) */
-	/* A write (docs/sharding.md, shard_2pc.h): */
+	/* Writes and transactions (docs/sharding.md, shard_2pc.h): */
 	uint8_t phase;   /* enum fan_phase */
-	uint8_t step;    /* PREPARE: the current shard's CommandCompletes so far */
+	uint8_t step;    /* PREPARE, LEAVE: the current shard's CommandCompletes so far */
 	bool rolling_back; /* PREPARE: the current shard's transaction failed; its ROLLBACK runs */
-	int8_t shard;    /* the current shard */
-	int8_t coord;    /* the coordinator: the first shard written */
-	uint64_t prepared; /* shards whose transaction is prepared */
-	uint64_t seq;    /* shard_2pc_start's number; 0 = a read */
-	uint64_t xid;    /* the coordinator's transaction id */
-	uint64_t count;  /* the statement's rows over the shards (its tag's number) */
-	bool counted;    /* the tag ends with a number */
-	bool resolved;   /* every shard's prepared transaction was committed or rolled back */
+	bool commit;     /* END: the client asked for COMMIT */
+	bool resolved;   /* every shard's prepared part was committed or rolled back */
 	bool left_behind; /* a COMMIT or ROLLBACK PREPARED failed: the recovery's to finish */
+	bool counted;    /* the tag ends with a number */
+	int8_t shard;    /* the current shard */
+	struct shard_tpc *t; /* the two-phase commit: &own, or the client's transaction's
+			      * (pg_client.shard_tx); NULL = a read */
+	struct shard_tpc own;
+	uint64_t count;  /* the statement's rows over the shards (its tag's number) */
 	char tag[64];    /* the first shard's CommandComplete, number cut off */
+	char begin[160]; /* LEAVE: the BEGIN the next shard gets (the transaction's kind) */
+	char fail_code[6]; /* LEAVE: the error that stopped it */
+	char fail_msg[200];
 };
 
 static void pg_fanout_free_one(struct pg_shard_fanout *f);
@@ -147,14 +153,15 @@ bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const str
 		f->consumed = consumed;
 		f->want_rowdesc = want_rowdesc;
 		f->limit = known && known->concat ? known->limit : -1;
-		f->coord = -1;
 		if (write) {
 			struct iobuf buf = { 0 };
 			struct pg_builder pb;
 			pg_build_init(&pb, &buf);
 			build_stmt(&pb, sql, NULL, 0, NULL, 0, true);
 			f->phase = FAN_PREPARE;
-			if (!(f->seq = shard_2pc_start()) || !built(&pb, &buf, &f->ext, &f->ext_len)) {
+			f->t = &f->own;
+			f->own.coord = -1;
+			if (!(f->own.seq = shard_2pc_start()) || !built(&pb, &buf, &f->ext, &f->ext_len)) {
 				pg_fanout_free_one(f);
 				f = NULL;
 			}
@@ -194,6 +201,24 @@ static void add_tag(struct pg_shard_fanout *f, const uint8_t *body, uint32_t len
 		f->count += strtoull(tag + cut, NULL, 10);
 }
 
+/* The end of a two-phase commit: t's number is no longer in flight;
+ * what it left prepared is the recovery's. */
+static void tpc_end(const struct shard_tpc *t, bool resolved, bool left_behind)
+{
+	shard_2pc_done(t->seq);
+	if (left_behind || (t->prepared && !resolved))
+		shard_recover_soon();
+}
+
+void pg_fanout_tx_free(struct pg_client *c)
+{
+	if (!c->shard_tx)
+		return;
+	tpc_end(c->shard_tx, false, false);
+	free(c->shard_tx);
+	c->shard_tx = NULL;
+}
+
 /* The end of the fan-out: sluice's own answer to the client's Query or
  * batch, which is dropped. */
 static int finish(struct pg_client *c)
@@ -204,16 +229,22 @@ static int finish(struct pg_client *c)
 		rc = shard_merge_finish(f->merge, &c->sock.wbuf, f->want_rowdesc);
 	} else if (!f->failed) {
 		char tag[96];
-		if (f->seq && !f->counted)
+		if (f->t && !f->counted)
 			snprintf(tag, sizeof(tag), "%s", f->tag);
 		else
-			snprintf(tag, sizeof(tag), "%s %llu", f->seq ? f->tag : "SELECT",
-				 (unsigned long long)(f->seq ? f->count : f->rows));
+			snprintf(tag, sizeof(tag), "%s %llu", f->t ? f->tag : "SELECT",
+				 (unsigned long long)(f->t ? f->count : f->rows));
 		pg_be_complete(&c->sock.wbuf, tag);
 	}
 	pg_be_ready(&c->sock.wbuf, 'I');
 	pgsock_drop(&c->sock, f->consumed);
 	f->resolved = true;
+	if (f->t && f->t == c->shard_tx) { /* the transaction over shards is over */
+		tpc_end(f->t, true, f->left_behind);
+		free(c->shard_tx);
+		c->shard_tx = NULL;
+		f->t = NULL;
+	}
 	pg_fanout_free(c);
 	if (rc < 0) {
 		client_fail(c, "53200", "out of memory");
@@ -222,36 +253,52 @@ static int finish(struct pg_client *c)
 	return PG_SHARD_ANSWERED;
 }
 
-/* A write's next phase, once the current one has run on all its shards
- * (or failed). */
+/* The next phase, once the current one has run on all its shards (or
+ * failed): after the writes or the transaction's last part, the decision. */
 static void next_phase(struct pg_shard_fanout *f)
 {
-	switch (f->phase) {
-	case FAN_PREPARE:
-		if (f->failed) {
-			f->phase = FAN_ABORT;
-			f->todo = f->prepared;
-			return;
-		}
+	bool commit = f->phase == FAN_PREPARE ? !f->failed : f->commit && !f->failed;
+	if (f->phase == FAN_END && !f->commit && !f->failed)
+		snprintf(f->tag, sizeof(f->tag), "ROLLBACK");
+	if (commit)
 		shard_2pc_crash_point("prepared");
-		f->phase = FAN_COMMIT; /* the coordinator, the lowest shard, first */
-		f->todo = f->prepared;
-		return;
-	default:
-		return;
+	f->phase = commit ? FAN_COMMIT : FAN_ABORT; /* COMMIT: the coordinator, the lowest shard, first */
+	f->todo = f->t->prepared;
+}
+
+/* A transaction's part on the client's shard is prepared: it goes on
+ * elsewhere, with the BEGIN the shard told (or it ends, failed). */
+static int left(struct pg_client *c)
+{
+	struct pg_shard_fanout *f = c->shard_fanout;
+	if (f->failed || !f->begin[0] || !(f->t->prepared & (UINT64_C(1) << f->shard))) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "this transaction could not go on from shard %s to another: %s",
+			 c->pool->shard_pools[f->shard]->db_name, f->fail_msg[0] ? f->fail_msg : "its part was not prepared");
+		client_fail(c, f->fail_code[0] ? f->fail_code : "XX000", msg);
+		return PG_SHARD_FAILED;
 	}
+	free(c->shard_begin);
+	if (!(c->shard_begin = strdup(f->begin))) {
+		client_fail(c, "53200", "out of memory");
+		return PG_SHARD_FAILED;
+	}
+	pg_fanout_free(c);
+	return PG_SHARD_AGAIN;
 }
 
 int pg_fanout_next(struct pg_client *c, struct pool **out)
 {
 	struct pg_shard_fanout *f = c->shard_fanout;
 	c->sock.parse_blocked = false; /* idle: the Query is read again */
-	if (f->phase == FAN_PREPARE && (f->failed || !f->todo))
+	if (f->phase == FAN_LEAVE)
+		return left(c);
+	if ((f->phase == FAN_PREPARE && (f->failed || !f->todo)) || f->phase == FAN_END)
 		next_phase(f);
-	if (f->phase == FAN_COMMIT && f->shard == f->coord && f->sent) {
+	if (f->phase == FAN_COMMIT && f->shard == f->t->coord && f->sent) {
 		if (f->failed) { /* the coordinator did not commit: nothing is decided */
 			f->phase = FAN_ABORT;
-			f->todo |= UINT64_C(1) << f->coord; /* still prepared, if it is there */
+			f->todo |= UINT64_C(1) << f->t->coord; /* still prepared, if it is there */
 		} else {
 			shard_2pc_crash_point("decided");
 		}
@@ -262,15 +309,17 @@ int pg_fanout_next(struct pg_client *c, struct pool **out)
 								     f->described))))
 		return finish(c);
 	int shard = __builtin_ctzll(f->todo);
-	f->todo &= f->todo - 1;
+	if (f->t && f->t->coord >= 0 && (f->todo & (UINT64_C(1) << f->t->coord)))
+		shard = f->t->coord; /* its COMMIT PREPARED is the decision: first */
+	f->todo &= ~(UINT64_C(1) << shard);
 	f->sent = false;
 	f->step = 0;
 	f->rolling_back = false;
 	f->shard = (int8_t)shard;
-	if (f->coord < 0)
-		f->coord = (int8_t)shard;
+	if (f->t && f->t->coord < 0)
+		f->t->coord = (int8_t)shard;
 	if (shard >= c->pool->n_shards) { /* a RELOAD changed the shards meanwhile */
-		client_fail(c, "08P01", f->seq ? "the database's shards changed during a write over several shards: "
+		client_fail(c, "08P01", f->t ? "the database's shards changed during a write over several shards: "
 				"it is rolled back, or committed, by recovery (docs/sharding.md); reconnect"
 			    : "the database's shards changed during a read over several shards; reconnect");
 		return PG_SHARD_FAILED;
@@ -278,21 +327,41 @@ int pg_fanout_next(struct pg_client *c, struct pool **out)
 	return pg_shard_go(c, shard, out);
 }
 
-/* A step of a write on the current shard's server (w, its output). */
-static int send_write_step(struct pg_client *c, struct pg_shard_fanout *f, struct iobuf *w)
+/* What the transaction's part on a shard is asked, before it is prepared:
+ * its id (for the coordinator) and its kind (for the next shard's BEGIN). */
+static const char leave_query[] =
+	"SELECT pg_catalog.txid_current(), pg_catalog.current_setting('transaction_isolation'), "
+	"pg_catalog.current_setting('transaction_read_only'), pg_catalog.current_setting('transaction_deferrable')";
+
+/* A step of a write or a transaction on the current shard's server (w,
+ * its output). */
+static int send_step(struct pg_client *c, struct pg_shard_fanout *f, const struct pg_server *s, struct iobuf *w)
 {
-	char gid[SHARD_GID_MAX], sql[SHARD_GID_MAX + 40];
-	struct shard_gid g = { .host = shard_2pc_host(), .db = shard_2pc_db(c->pool->db_name), .pid = (int)getpid(),
-			       .seq = f->seq, .shard = f->shard, .coord = f->coord, .participant = f->shard != f->coord, .xid = f->xid };
-	shard_gid_format(&g, gid);
-	if (f->phase != FAN_PREPARE) {
+	char gid[SHARD_GID_MAX], sql[SHARD_GID_MAX + 300];
+	shard_tpc_gid(f->t, c->pool->db_name, f->shard, gid);
+	switch (f->phase) {
+	case FAN_COMMIT:
+	case FAN_ABORT:
 		snprintf(sql, sizeof(sql), "%s PREPARED '%s'", f->phase == FAN_COMMIT ? "COMMIT" : "ROLLBACK", gid);
 		return pg_fe_query(w, sql);
+	case FAN_LEAVE:
+		snprintf(sql, sizeof(sql), "%s; PREPARE TRANSACTION '%s'", leave_query, gid);
+		return pg_fe_query(w, sql);
+	case FAN_END:
+		if (f->commit && s->tx_status == 'T')
+			snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", gid);
+		else
+			snprintf(sql, sizeof(sql), "ROLLBACK");
+		if (f->commit && s->tx_status != 'T')
+			f->commit = false; /* a failed transaction's COMMIT rolls back, as PostgreSQL's does */
+		return pg_fe_query(w, sql);
+	default:
+		break;
 	}
 	struct pg_builder pb;
 	pg_build_init(&pb, w);
 	build_stmt(&pb, "BEGIN", NULL, 0, NULL, 0, false);
-	if (f->shard == f->coord)
+	if (f->shard == f->t->coord)
 		build_stmt(&pb, "SELECT pg_catalog.txid_current()", NULL, 0, NULL, 0, false);
 	pg_build_bytes(&pb, f->ext, f->ext_len); /* whole messages: the client's statement */
 	snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", gid);
@@ -311,8 +380,8 @@ bool pg_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_
 		/* After the settings server_link may have queued: its answers
 		 * come last, when internal is back to one. */
 		int rc;
-		if (f->seq) {
-			rc = send_write_step(c, f, &s->sock.wbuf);
+		if (f->t) {
+			rc = send_step(c, f, s, &s->sock.wbuf);
 		} else if (f->ext) {
 			rc = iobuf_append(&s->sock.wbuf, f->ext, f->ext_len);
 			if (rc == 0)
@@ -328,21 +397,56 @@ bool pg_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_
 		s->unnamed_owner = 0; /* a simple Query drops the unnamed statement */
 		s->last_was_ready = false; /* busy: a client that leaves now cannot lend it on */
 		f->sent = true;
+		if (f->phase == FAN_LEAVE || f->phase == FAN_END)
+			server_send_pending(s); /* linked already: nothing else sends it */
 	}
 	return true;
 }
 
-/* An answer of a write's current shard (whole: settled). */
-static int write_answer(struct pg_client *c, struct pg_shard_fanout *f, struct pg_server *s, const struct pg_msg *m,
-			bool settled)
+/* The text of column i of DataRow m, NUL-terminated in out (n bytes);
+ * false when it is NULL, missing or too long. */
+static bool column_text(const struct pg_msg *m, int i, char *out, size_t n)
 {
-	if (f->phase != FAN_PREPARE) {
+	const uint8_t *v;
+	uint32_t len;
+	if (pg_datarow_column(m->body, m->body_len, i, &v, &len) < 0 || !v || len >= n)
+		return false;
+	memcpy(out, v, len);
+	out[len] = '\0';
+	return true;
+}
+
+/* LEAVE: the transaction's kind, as the BEGIN the next shard gets. */
+static void note_kind(struct pg_shard_fanout *f, const struct pg_msg *m)
+{
+	char xid[24], iso[40], ro[8], def[8];
+	if (!column_text(m, 0, xid, sizeof(xid)) || !column_text(m, 1, iso, sizeof(iso)) ||
+	    !column_text(m, 2, ro, sizeof(ro)) || !column_text(m, 3, def, sizeof(def)))
+		return;
+	if (f->t->coord == f->shard)
+		f->t->xid = strtoull(xid, NULL, 10);
+	for (char *p = iso; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || *p == ' '))
+			return; /* "read committed", "repeatable read", "serializable" */
+	snprintf(f->begin, sizeof(f->begin), "BEGIN ISOLATION LEVEL %s, READ %s, %sDEFERRABLE", iso,
+		 strcmp(ro, "on") == 0 ? "ONLY" : "WRITE", strcmp(def, "on") == 0 ? "" : "NOT ");
+}
+
+/* An answer of the current shard to a step of a write or a transaction
+ * (whole: settled). */
+static int step_answer(struct pg_client *c, struct pg_shard_fanout *f, struct pg_server *s, const struct pg_msg *m,
+		       bool settled)
+{
+	uint64_t bit = UINT64_C(1) << f->shard;
+	switch (f->phase) {
+	case FAN_COMMIT:
+	case FAN_ABORT: {
 		/* COMMIT PREPARED, ROLLBACK PREPARED: the coordinator's error
 		 * goes to the client (nothing was decided); the others' are the
 		 * recovery's to mend (pg_shard_recover.h). */
 		if (m->type != 'E')
 			return PG_FANOUT_OTHER;
-		if (f->phase == FAN_COMMIT && f->shard == f->coord) {
+		if (f->phase == FAN_COMMIT && f->shard == f->t->coord) {
 			f->failed = true;
 			return PG_FANOUT_OTHER;
 		}
@@ -356,9 +460,38 @@ static int write_answer(struct pg_client *c, struct pg_shard_fanout *f, struct p
 		f->left_behind = true;
 		return PG_FANOUT_DROP;
 	}
+	case FAN_LEAVE:
+		/* The client has not asked anything of it: an error fails the
+		 * client (its transaction is rolled back), not a statement. */
+		if (!settled)
+			return PG_FANOUT_OTHER;
+		if (m->type == 'D') {
+			note_kind(f, m);
+		} else if (m->type == 'C' && ++f->step == 2) {
+			f->t->prepared |= bit;
+		} else if (m->type == 'E') {
+			struct pg_error_fields ef;
+			pg_be_error_parse(m->body, m->body_len, &ef);
+			snprintf(f->fail_code, sizeof(f->fail_code), "%s", ef.code);
+			snprintf(f->fail_msg, sizeof(f->fail_msg), "%s", ef.message);
+			f->failed = true;
+			return PG_FANOUT_DROP;
+		}
+		return PG_FANOUT_OTHER;
+	case FAN_END:
+		/* A failed PREPARE is the COMMIT's error, as PostgreSQL's own
+		 * COMMIT may fail (a deferred constraint): it goes to the client. */
+		if (m->type == 'E')
+			f->failed = true;
+		else if (settled && m->type == 'C' && f->commit)
+			f->t->prepared |= bit;
+		return PG_FANOUT_OTHER;
+	default:
+		break;
+	}
 	if (f->rolling_back)
 		return PG_FANOUT_OTHER; /* the ROLLBACK's answers */
-	int stmt_at = f->shard == f->coord ? 2 : 1; /* BEGIN [txid_current()] statement PREPARE */
+	int stmt_at = f->shard == f->t->coord ? 2 : 1; /* BEGIN [txid_current()] statement PREPARE */
 	switch (m->type) {
 	case 'C':
 		if (!settled)
@@ -366,19 +499,14 @@ static int write_answer(struct pg_client *c, struct pg_shard_fanout *f, struct p
 		if (f->step == stmt_at)
 			add_tag(f, m->body, m->body_len);
 		else if (f->step == stmt_at + 1)
-			f->prepared |= UINT64_C(1) << f->shard;
+			f->t->prepared |= bit;
 		f->step++;
 		return PG_FANOUT_OTHER;
 	case 'D':
 		if (f->step == 1 && stmt_at == 2) { /* txid_current() */
-			const uint8_t *v;
-			uint32_t n;
 			char num[24];
-			if (settled && pg_datarow_column(m->body, m->body_len, 0, &v, &n) == 0 && v && n < sizeof(num)) {
-				memcpy(num, v, n);
-				num[n] = '\0';
-				f->xid = strtoull(num, NULL, 10);
-			}
+			if (settled && column_text(m, 0, num, sizeof(num)))
+				f->t->xid = strtoull(num, NULL, 10);
 			return PG_FANOUT_OTHER;
 		}
 		f->rows++;
@@ -416,8 +544,8 @@ int pg_fanout_server_msg(struct pg_client *c, struct pg_server *s, const struct 
 		return PG_FANOUT_OTHER; /* not the fan-out's answer (settings first) */
 	/* Looked at once, whole, just before the server swallows it. */
 	bool settled = m->len <= avail && !s->sock.fwd;
-	if (f->seq)
-		return write_answer(c, f, s, m, settled);
+	if (f->t)
+		return step_answer(c, f, s, m, settled);
 	if (f->merge) {
 		/* Each shard's row is combined, not sent. */
 		if ((m->type == 'T' || m->type == 'D') && settled) {
@@ -449,15 +577,62 @@ int pg_fanout_server_msg(struct pg_client *c, struct pg_server *s, const struct 
 	}
 }
 
+/* A fan-out of client c's transaction over shards (LEAVE, END); false
+ * when memory ran out (c was failed). */
+static bool tx_fanout(struct pg_client *c, int phase)
+{
+	if (!c->shard_tx) {
+		struct shard_tpc *t = calloc(1, sizeof(*t));
+		if (!t || !(t->seq = shard_2pc_start())) {
+			free(t);
+			client_fail(c, "53200", "out of memory");
+			return false;
+		}
+		t->coord = -1;
+		c->shard_tx = t;
+	}
+	struct pg_shard_fanout *f = calloc(1, sizeof(*f));
+	if (!f) {
+		client_fail(c, "53200", "out of memory");
+		return false;
+	}
+	f->phase = (uint8_t)phase;
+	f->t = c->shard_tx;
+	f->shard = c->shard;
+	f->limit = -1;
+	if (phase == FAN_LEAVE && f->t->coord < 0)
+		f->t->coord = c->shard;
+	c->shard_fanout = f;
+	return true;
+}
+
+bool pg_fanout_leave(struct pg_client *c)
+{
+	return tx_fanout(c, FAN_LEAVE);
+}
+
+bool pg_fanout_end(struct pg_client *c, bool commit, uint32_t consumed)
+{
+	if (!tx_fanout(c, FAN_END))
+		return false;
+	struct pg_shard_fanout *f = c->shard_fanout;
+	f->commit = commit;
+	f->consumed = consumed;
+	snprintf(f->tag, sizeof(f->tag), "%s", commit ? "COMMIT" : "ROLLBACK");
+	return true;
+}
+
+bool pg_fanout_tx_visited(const struct pg_client *c, int shard)
+{
+	return c->shard_tx && (c->shard_tx->prepared & (UINT64_C(1) << shard));
+}
+
 static void pg_fanout_free_one(struct pg_shard_fanout *f)
 {
 	if (!f)
 		return;
-	if (f->seq) {
-		shard_2pc_done(f->seq);
-		if (f->left_behind || (f->prepared && !f->resolved))
-			shard_recover_soon(); /* what it left prepared is the recovery's now */
-	}
+	if (f->t == &f->own)
+		tpc_end(&f->own, f->resolved, f->left_behind);
 	shard_merge_free(f->merge);
 	free(f->ext);
 	free(f);

@@ -80,4 +80,25 @@ int pg_fanout_server_msg(struct pg_client *c, struct pg_server *s, const struct 
 
 void pg_fanout_free(struct pg_client *c);
 
+/*
+ * A transaction over several shards (docs/sharding.md). It runs on one
+ * shard at a time; when a statement needs another shard, its part on the
+ * current one is prepared (PREPARE TRANSACTION; the first one prepared is
+ * the coordinator) and the transaction goes on, with a BEGIN of the same
+ * kind, on the other. Its COMMIT prepares the last part, then commits
+ * every part, the coordinator's first; its ROLLBACK (or a failure) rolls
+ * every part back. The transaction's state is pg_client.shard_tx (heap).
+ */
+/* Linked client c's transaction leaves its shard (its statement waits
+ * unread): false when c was failed. */
+bool pg_fanout_leave(struct pg_client *c);
+/* Linked client c's COMMIT (commit) or ROLLBACK, consumed bytes of its
+ * (answered at the end): false when c was failed. */
+bool pg_fanout_end(struct pg_client *c, bool commit, uint32_t consumed);
+/* Has c's transaction a prepared part on shard? */
+bool pg_fanout_tx_visited(const struct pg_client *c, int shard);
+/* The client's end: its transaction's prepared parts are left to the
+ * recovery (pg_shard_recover.h), which rolls them back. */
+void pg_fanout_tx_free(struct pg_client *c);
+
 #endif

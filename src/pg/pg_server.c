@@ -1199,6 +1199,14 @@ static void server_process(struct pg_server *s)
 			}
 			if (status == 'I' && s->outstanding == 0)
 				pg_route_tx_end(s->client, s);
+			if (status == 'I' && s->client->shard_tx && !s->client->shard_fanout && s->outstanding == 0) {
+				/* Never: its end is the client's COMMIT or ROLLBACK
+				 * alone, which sluice runs (pg_fanout.h). */
+				client_fail(s->client, "XX000", "a transaction over several shards ended on one of them "
+					    "without a COMMIT or ROLLBACK sluice saw: its other parts are rolled back; end such "
+					    "a transaction with COMMIT or ROLLBACK alone");
+				return;
+			}
 		}
 		sk->fwd += m.len;
 	}

@@ -323,7 +323,7 @@ static struct shard_plan query_plan(struct pg_client *c, const struct shard_map 
 		int shard = shard_plan_literal_shard(pl, sql, lits, n, map->n_shards);
 		if (shard >= 0) /* the key is one of the literals */
 			return (struct shard_plan){ .kind = SHARD_ROUTE_ONE + 1, .shard = (int8_t)shard,
-						    .write = pl->write };
+						    .write = pl->write, .tx = pl->tx };
 	}
 	shard_route(sql, NULL, 0, map, known);
 	*parsed = true;
@@ -521,7 +521,7 @@ static bool run_tx(struct pg_client *c, uint8_t tx, const char *sql)
  * A BEGIN always; its COMMIT or ROLLBACK when the BEGIN is still its own. */
 static bool tx_answerable(const struct pg_client *c, uint8_t tx)
 {
-	return tx == SHARD_TX_BEGIN || (tx && c->shard_begin);
+	return tx == SHARD_TX_BEGIN || ((tx == SHARD_TX_COMMIT || tx == SHARD_TX_ROLLBACK) && c->shard_begin);
 }
 
 /* Can sluice answer batch b itself? Transaction control it can answer
@@ -545,8 +545,10 @@ static bool batch_answerable(const struct pg_client *c, const struct shard_map *
 }
 
 /* Answer the batch b (all in, from first) itself. False when it cannot
- * after all (a Parse sluice cannot keep): then a server sees it. */
-static bool answer_batch(struct pg_client *c, const struct pg_msg *first, const struct batch *b)
+ * after all (a Parse sluice cannot keep): then a server sees it. later:
+ * its Execute's CommandComplete and its ReadyForQuery are left to the end
+ * of a transaction over shards (pg_fanout_end), and nothing is dropped. */
+static bool answer_batch(struct pg_client *c, const struct pg_msg *first, const struct batch *b, bool later)
 {
 	if (b->n_parses > 1 || b->n_executes > 1)
 		return false;
@@ -596,17 +598,19 @@ static bool answer_batch(struct pg_client *c, const struct pg_msg *first, const 
 			break;
 		}
 		case 'E':
-			if (!run_tx(c, b->tx, sql ? sql : "BEGIN"))
+			if (!later && !run_tx(c, b->tx, sql ? sql : "BEGIN"))
 				return false;
 			break;
 		case 'S':
-			pg_be_ready(w, c->shard_begin ? 'T' : 'I');
+			if (!later)
+				pg_be_ready(w, c->shard_begin ? 'T' : 'I');
 			break;
 		default:
 			break;
 		}
 	}
-	pgsock_drop(&c->sock, b->len);
+	if (!later)
+		pgsock_drop(&c->sock, b->len);
 	return true;
 }
 
@@ -643,8 +647,12 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 	struct pg_shard_refusal why;
 	int dest = DEST_ANY;
 	c->shard_judged = 0;
-	if (c->shard_fanout)
-		return pg_fanout_next(c, out);
+	if (c->shard_fanout) {
+		int act = pg_fanout_next(c, out);
+		if (act != PG_SHARD_AGAIN)
+			return act;
+		/* A transaction left its shard: its statement goes on below. */
+	}
 	if (m->type == 'Q') {
 		if (m->len > avail)
 			return await(c, m->len - avail) < 0 ? PG_SHARD_FAILED : PG_SHARD_WAIT;
@@ -681,7 +689,7 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 		struct batch b = { 0 };
 		uint32_t missing = 0;
 		int rc = scan_batch(c, map, m, avail, &b, &missing, &why);
-		bool answered = rc == SCAN_DONE && batch_answerable(c, map, &b) && answer_batch(c, m, &b);
+		bool answered = rc == SCAN_DONE && batch_answerable(c, map, &b) && answer_batch(c, m, &b, false);
 		/* A batch of one read over several shards fans out. */
 		bool fan = rc == SCAN_DONE && !answered && b.fan && b.synced &&
 			   pg_fanout_batch(c, map, m, b.len, b.fan_stmt.sql, b.fan_stmt.types, b.fan_stmt.n_types,
@@ -733,17 +741,43 @@ static int elsewhere(struct pg_client *c, int dest, struct pg_shard_refusal *why
 	const struct pg_server *s = c->server;
 	if (may_be_free_soon(c))
 		return PG_SHARD_HOLD;
-	if (s->tx_status != 'I')
-		refuse(why, "0A000", "this transaction runs on shard %s and this statement needs shard %s: transactions "
-		       "over several shards are not built yet (docs/sharding.md)", shard_name(c, c->shard),
-		       shard_name(c, dest));
+	if (s->tx_status == 'E')
+		return PG_SHARD_FOLLOW; /* PostgreSQL refuses it: the transaction failed */
+	if (pg_fanout_tx_visited(c, dest))
+		refuse(why, "0A000", "this transaction left shard %s, where its part is prepared, and this statement "
+		       "needs it again: a transaction over several shards runs on each shard in one stretch "
+		       "(docs/sharding.md)", shard_name(c, dest));
 	else if (s->client_mid_batch)
 		refuse(why, "0A000", "this batch runs on shard %s and this statement needs shard %s: a batch up to its "
-		       "Sync is one transaction, and transactions over several shards are not built yet "
-		       "(docs/sharding.md)", shard_name(c, c->shard), shard_name(c, dest));
-	else
+		       "Sync is one transaction, which moves to another shard only between batches (docs/sharding.md)",
+		       shard_name(c, c->shard), shard_name(c, dest));
+	else if (s->pinned)
 		refuse(why, "0A000", "this session keeps its server on shard %s (a temporary object, LISTEN, a session "
 		       "lock ...) and this statement needs shard %s", shard_name(c, c->shard), shard_name(c, dest));
+	else if (s->tx_status == 'T')
+		return pg_fanout_leave(c) ? PG_SHARD_FANOUT : PG_SHARD_FAIL; /* its part here is prepared first */
+	else
+		refuse(why, "0A000", "this session keeps its server on shard %s and this statement needs shard %s",
+		       shard_name(c, c->shard), shard_name(c, dest));
+	return PG_SHARD_REFUSE;
+}
+
+/* The linked client's COMMIT or ROLLBACK (tx) of a transaction that has
+ * left shards (consumed: its bytes, answered at the end): the last part
+ * is prepared (or rolled back), then every part committed (or rolled
+ * back) by pg_fanout. */
+static int end_tx(struct pg_client *c, uint8_t tx, uint32_t consumed)
+{
+	if (may_be_free_soon(c))
+		return PG_SHARD_HOLD;
+	return pg_fanout_end(c, tx == SHARD_TX_COMMIT, consumed) ? PG_SHARD_FANOUT : PG_SHARD_FAIL;
+}
+
+static int refuse_ends(struct pg_shard_refusal *why)
+{
+	refuse(why, "0A000", "a transaction over several shards ends with COMMIT or ROLLBACK alone (not AND CHAIN, "
+	       "PREPARE TRANSACTION, or among other statements): sluice commits its parts with two-phase commit "
+	       "(docs/sharding.md)");
 	return PG_SHARD_REFUSE;
 }
 
@@ -764,6 +798,19 @@ static int follow_batch(struct pg_client *c, const struct shard_map *map, const 
 		return await(c, missing) < 0 ? PG_SHARD_FAIL : PG_SHARD_AWAIT;
 	if (b.fan && may_be_free_soon(c))
 		return PG_SHARD_HOLD; /* sluice may run it over the shards once idle */
+	if (c->shard_tx && b.tx && b.tx != SHARD_TX_BEGIN) {
+		/* A transaction over shards ends: by a batch of its COMMIT or
+		 * ROLLBACK alone, or refused at the batch's start (PostgreSQL
+		 * then aborts the transaction). */
+		if (!b.synced || !b.tx_only || b.tx == SHARD_TX_ENDS || b.n_parses > 1 || b.n_executes != 1)
+			return refuse_ends(why);
+		int act = end_tx(c, b.tx, b.len);
+		if (act == PG_SHARD_FANOUT && !answer_batch(c, m, &b, true)) {
+			client_fail(c, "53200", "out of memory");
+			return PG_SHARD_FAIL;
+		}
+		return act;
+	}
 	if (b.dest == DEST_REFUSED && b.judged == 0)
 		return PG_SHARD_REFUSE; /* m is the Bind refused */
 	if (b.dest == DEST_REFUSED || b.dest < 0 || b.dest == c->shard) {
@@ -772,8 +819,12 @@ static int follow_batch(struct pg_client *c, const struct shard_map *map, const 
 		return PG_SHARD_FOLLOW;
 	}
 	int act = elsewhere(c, b.dest, why);
-	if (act == PG_SHARD_HOLD || b.judged == 1)
-		return act; /* the whole batch waits, or m is the Bind refused */
+	if (act == PG_SHARD_FOLLOW) { /* a failed transaction: PostgreSQL refuses it */
+		c->shard_judged = b.judged ? (uint16_t)(b.judged - 1) : 0;
+		return act;
+	}
+	if (act != PG_SHARD_REFUSE || b.judged == 1)
+		return act; /* the whole batch waits or moves, or m is the Bind refused */
 	/* Refused at the Bind, in its place: what precedes it goes on. */
 	c->shard_judged = (uint16_t)(b.judged - 2);
 	return PG_SHARD_FOLLOW;
@@ -804,6 +855,12 @@ int pg_shard_follow(struct pg_client *c, const struct pg_msg *m, uint32_t avail,
 		struct shard_route r;
 		bool parsed;
 		struct shard_plan pl = query_plan(c, map, (const char *)m->body, m->body_len - 1, &r, &parsed);
+		if (c->shard_tx && (pl.tx == SHARD_TX_ENDS || ((pl.tx == SHARD_TX_COMMIT || pl.tx == SHARD_TX_ROLLBACK) &&
+							       pl.kind - 1 == SHARD_ROUTE_SESSION))) {
+			if (parsed)
+				shard_route_deinit(&r);
+			return pl.tx == SHARD_TX_ENDS ? refuse_ends(why) : end_tx(c, pl.tx, m->len);
+		}
 		if (pg_fanout_runs(&pl) && may_be_free_soon(c)) {
 			if (parsed)
 				shard_route_deinit(&r);
@@ -827,6 +884,8 @@ int pg_shard_follow(struct pg_client *c, const struct pg_msg *m, uint32_t avail,
 			return PG_SHARD_FOLLOW; /* PostgreSQL (or sluice's tracking) refuses it */
 		}
 		struct shard_plan pl = plan_of(map, st.sql, st.types, st.n_types, st.cache);
+		if (c->shard_tx && pl.tx && pl.tx != SHARD_TX_BEGIN)
+			return refuse_ends(why); /* not a batch of its own */
 		dest = dest_of(map, &pl, NULL, st.sql, st.types, st.n_types, m, why);
 	}
 	if (dest == DEST_REFUSED)

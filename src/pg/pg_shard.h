@@ -9,13 +9,16 @@
  * batch, or a statement prepared before, whose route is kept per
  * statement). A BEGIN that comes alone is answered by sluice and sent
  * ahead of the transaction's first statement, on the shard that statement
- * goes to. Inside a transaction (or a batch up to its Sync) every
- * statement must stay on that shard; one that needs another is refused in
- * place (SQLSTATE 0A000), so PostgreSQL aborts the transaction as it would
- * for its own error. A read over several shards outside a transaction is
- * run on each in turn, and so is a write, with two-phase commit
- * (pg_fanout.h); other statements that need several shards are refused
- * the same way.
+ * goes to. Inside a transaction, a statement that needs another shard
+ * moves the transaction there, its part on the shard it leaves prepared,
+ * and its COMMIT or ROLLBACK ends every part (pg_fanout.h). Inside a batch
+ * up to its Sync every statement must stay on the batch's shard, and a
+ * transaction never comes back to a shard it left: such a statement is
+ * refused in place (SQLSTATE 0A000), so PostgreSQL aborts the transaction
+ * as it would for its own error. A read over several shards outside a
+ * transaction is run on each in turn, and so is a write, with two-phase
+ * commit (pg_fanout.h); other statements that need several shards are
+ * refused the same way.
  *
  * Owns: the shard map of each sharded pool (made on first use, one heap
  * block that pool_destroy frees), the client's deferred BEGIN
@@ -39,6 +42,8 @@ enum pg_shard_pick {
 	PG_SHARD_WAIT,     /* more of the batch must arrive first (room was made) */
 	PG_SHARD_ANSWERED, /* sluice answered it (a BEGIN alone, or its end): bytes dropped */
 	PG_SHARD_FAILED,   /* the client was failed */
+	PG_SHARD_AGAIN,    /* (pg_fanout_next) a transaction left its shard: route its
+			    * statement as usual */
 };
 int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, struct pool **out);
 
@@ -56,6 +61,8 @@ enum pg_shard_follow {
 	PG_SHARD_REFUSE,   /* refuse it in place (*why) */
 	PG_SHARD_AWAIT,    /* it must be whole first (room was made) */
 	PG_SHARD_FAIL,     /* the client was failed */
+	PG_SHARD_FANOUT,   /* pg_fanout takes over (pg_fanout_linked): the transaction's part
+			    * here is prepared, to leave the shard or to end */
 };
 int pg_shard_follow(struct pg_client *c, const struct pg_msg *m, uint32_t avail, struct pg_shard_refusal *why);
 

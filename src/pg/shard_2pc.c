@@ -20,10 +20,16 @@ static uint32_t fold(uint64_t h)
 
 uint32_t shard_2pc_host(void)
 {
+	static uint32_t host; /* the same for every thread: a race only repeats the work */
+	uint32_t h = __atomic_load_n(&host, __ATOMIC_RELAXED);
+	if (h)
+		return h;
 	char name[256] = "";
 	if (gethostname(name, sizeof(name) - 1) < 0)
 		name[0] = '\0';
-	return fold(fnv1a(FNV1A_START, name, strlen(name)));
+	h = fold(fnv1a(FNV1A_START, name, strlen(name))) | 1;
+	__atomic_store_n(&host, h, __ATOMIC_RELAXED);
+	return h;
 }
 
 uint32_t shard_2pc_db(const char *db)
@@ -37,6 +43,13 @@ void shard_gid_format(const struct shard_gid *g, char *out)
 			 g->pid, g->seq, g->shard);
 	if (g->participant && n > 0 && n < SHARD_GID_MAX)
 		snprintf(out + n, (size_t)(SHARD_GID_MAX - n), ":%d:%" PRIu64, g->coord, g->xid);
+}
+
+void shard_tpc_gid(const struct shard_tpc *t, const char *db, int shard, char *out)
+{
+	struct shard_gid g = { .host = shard_2pc_host(), .db = shard_2pc_db(db), .pid = (int)getpid(), .seq = t->seq,
+			       .shard = shard, .coord = t->coord, .participant = shard != t->coord, .xid = t->xid };
+	shard_gid_format(&g, out);
 }
 
 /* A decimal or hex number of up to max digits, up to the next ':' or the

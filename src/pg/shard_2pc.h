@@ -43,6 +43,19 @@ struct shard_gid {
 	uint64_t xid;   /* participant: the coordinator's transaction id */
 };
 
+/* One two-phase commit over shards as it goes: a write's, or a
+ * transaction's that moved from shard to shard. */
+struct shard_tpc {
+	uint64_t seq;      /* shard_2pc_start's number */
+	uint64_t xid;      /* the coordinator's transaction id, once it prepared */
+	uint64_t prepared; /* shards whose part is prepared (bit i: shard i) */
+	int8_t coord;      /* the coordinator (the first shard prepared); -1 = none yet */
+};
+
+/* The name of t's part on shard (of logical database db): out has
+ * SHARD_GID_MAX bytes. The coordinator's when shard is t's coord. */
+void shard_tpc_gid(const struct shard_tpc *t, const char *db, int shard, char *out);
+
 /* This host's and database db's hashes, as names carry them. */
 uint32_t shard_2pc_host(void);
 uint32_t shard_2pc_db(const char *db);

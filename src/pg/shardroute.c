@@ -1061,6 +1061,10 @@ static int route_stmt(struct route_ctx *c, const PgQuery__Node *n)
 			c->out->tx = SHARD_TX_COMMIT;
 		else if (t->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK && !t->chain)
 			c->out->tx = SHARD_TX_ROLLBACK;
+		else if (t->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_COMMIT ||
+			 t->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK ||
+			 t->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_PREPARE)
+			c->out->tx = SHARD_TX_ENDS; /* AND CHAIN, PREPARE TRANSACTION */
 		return 0;
 	}
 	case PG_QUERY__NODE__NODE_VARIABLE_SET_STMT:
@@ -1163,7 +1167,7 @@ int shard_route(const char *sql, const uint32_t *param_types, int n_param_types,
 		out->kind = SHARD_ROUTE_REPLICATED_READ; /* an empty query: any shard answers it */
 	} else {
 		struct shard_route one;
-		bool have = false;
+		bool have = false, ends = false;
 		for (size_t i = 0; i < tree.pr->n_stmts && rc >= 0 && !c->refused; i++) {
 			memset(&one, 0, sizeof(one));
 			c->out = &one;
@@ -1173,6 +1177,7 @@ int shard_route(const char *sql, const uint32_t *param_types, int n_param_types,
 				break;
 			}
 			c->out = out;
+			ends |= one.tx != SHARD_TX_NONE && one.tx != SHARD_TX_BEGIN;
 			if (one.kind == SHARD_ROUTE_REFUSE) {
 				shard_route_deinit(out);
 				*out = one;
@@ -1188,7 +1193,8 @@ int shard_route(const char *sql, const uint32_t *param_types, int n_param_types,
 			shard_route_deinit(&one);
 			rc = 0;
 		}
-		out->tx = SHARD_TX_NONE; /* only a text of one statement is answered by sluice */
+		/* Only a text of one statement is answered by sluice. */
+		out->tx = ends ? SHARD_TX_ENDS : SHARD_TX_NONE;
 	}
 	sql_tree_deinit(&tree);
 	free(c);

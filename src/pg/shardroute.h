@@ -63,10 +63,12 @@ enum shard_route_kind {
 /* A text that is one transaction-control statement the client side may
  * answer itself (a BEGIN before the shard is known, docs/sharding.md). */
 enum shard_tx {
-	SHARD_TX_NONE = 0,  /* anything else (also SAVEPOINT, COMMIT AND CHAIN, ...) */
+	SHARD_TX_NONE = 0,  /* anything else (also SAVEPOINT, COMMIT PREPARED, ...) */
 	SHARD_TX_BEGIN,     /* BEGIN or START TRANSACTION, alone */
 	SHARD_TX_COMMIT,    /* COMMIT or END, alone */
 	SHARD_TX_ROLLBACK,  /* ROLLBACK or ABORT, alone */
+	SHARD_TX_ENDS,      /* anything else that ends a transaction: COMMIT or ROLLBACK AND
+			     * CHAIN, PREPARE TRANSACTION, or among several statements */
 };
 
 /* An aggregate the client side can combine over shards (shard_route.aggs). */

@@ -229,3 +229,123 @@ def test_recovery_leaves_other_programs_prepared_transactions(pg, sharded):
         assert ("someone_else",) in prepared(pg, names)
     finally:
         pg.sql("ROLLBACK PREPARED 'someone_else'", dbname=names[0])
+
+
+def keys_on_two_shards(pg, names):
+    """Two customer ids whose rows (load() wrote them) are on different shards."""
+    where = {}
+    for i, n in enumerate(names):
+        for (cid,) in pg.sql("SELECT customer_id FROM orders", dbname=n):
+            where[cid] = i
+    a = min(where)
+    b = next(k for k in sorted(where) if where[k] != where[a])
+    return a, b
+
+
+def totals(pg, names):
+    return sorted(sum((pg.sql("SELECT id, total FROM orders", dbname=n) for n in names), []))
+
+
+def two_shards_loaded(pg, s, names):
+    """Twelve orders written through sluice; two customers on different
+    shards, and every order's total before the test."""
+    with s.connect(db="shop", autocommit=True) as c:
+        load(c, 12)
+    a, b = keys_on_two_shards(pg, names)
+    return a, b, totals(pg, names)
+
+
+def test_transaction_over_two_shards_commits_both(pg, sharded):
+    s, names, _ = sharded
+    a, b, before = two_shards_loaded(pg, s, names)
+    with s.connect(db="shop", autocommit=False) as c:  # extended protocol, BEGIN alone first
+        c.execute("UPDATE orders SET total = -1 WHERE customer_id = %s", (a,))
+        c.execute("UPDATE orders SET total = -2 WHERE customer_id = %s", (b,))
+        assert c.execute("SELECT total FROM orders WHERE customer_id = %s", (b,)).fetchone() == (-2,)
+        c.commit()
+        assert c.execute("SELECT total FROM orders WHERE customer_id = %s", (a,)).fetchone() == (-1,)
+        c.commit()
+        # Rolled back: neither shard keeps anything.
+        c.execute("UPDATE orders SET total = -3 WHERE customer_id = %s", (a,))
+        c.execute("UPDATE orders SET total = -4 WHERE customer_id = %s", (b,))
+        c.rollback()
+    want = sorted((i, -1 if i == a else -2 if i == b else t) for i, t in before)
+    assert totals(pg, names) == want
+    assert prepared(pg, names) == []
+    # Simple protocol (psql), and the transaction's kind follows it.
+    r = s.psql("-v", "ON_ERROR_STOP=1", "-A", "-t", db="shop", input=(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ;\n"
+        f"SELECT current_setting('transaction_isolation') FROM orders WHERE customer_id = {a};\n"
+        f"UPDATE orders SET total = 10 WHERE customer_id = {a};\n"
+        f"SELECT current_setting('transaction_isolation') FROM orders WHERE customer_id = {b};\n"
+        f"UPDATE orders SET total = 20 WHERE customer_id = {b};\n"
+        "COMMIT;\n"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n").count("repeatable read") == 2, r.stdout
+    got = dict(totals(pg, names))
+    assert got[a] == 10 and got[b] == 20
+    assert prepared(pg, names) == []
+
+
+def test_transaction_over_shards_fails_whole(pg, sharded):
+    """An error on the second shard, a deferred error at COMMIT, a client
+    that leaves: no shard keeps any of it."""
+    s, names, _ = sharded
+    a, b, before = two_shards_loaded(pg, s, names)
+    sb = next(n for n in names if pg.sql("SELECT 1 FROM orders WHERE customer_id = %s", (b,), dbname=n))
+    pg.sql("ALTER TABLE orders ADD CONSTRAINT small_total CHECK (total < 500)", dbname=sb)
+    with s.connect(db="shop", autocommit=False) as c:
+        c.execute("UPDATE orders SET total = 1 WHERE customer_id = %s", (a,))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            c.execute("UPDATE orders SET total = 900 WHERE customer_id = %s", (b,))
+        c.commit()  # of a failed transaction: rolled back, as PostgreSQL does
+    assert totals(pg, names) == before and prepared(pg, names) == []
+    # A deferred trigger that fails at COMMIT on the second shard.
+    with pg.connect(sb) as d:
+        d.execute("CREATE OR REPLACE FUNCTION refuse_late() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$BEGIN RAISE EXCEPTION 'refused at commit'; END$$")
+        d.execute("DROP TRIGGER IF EXISTS late ON orders")
+        d.execute("CREATE CONSTRAINT TRIGGER late AFTER UPDATE ON orders DEFERRABLE INITIALLY DEFERRED "
+                  "FOR EACH ROW EXECUTE FUNCTION refuse_late()")
+    try:
+        with s.connect(db="shop", autocommit=False) as c:
+            c.execute("UPDATE orders SET total = 2 WHERE customer_id = %s", (a,))
+            c.execute("UPDATE orders SET total = 3 WHERE customer_id = %s", (b,))
+            with pytest.raises(psycopg.errors.RaiseException) as e:
+                c.commit()
+            assert "refused at commit" in str(e.value)
+            assert c.execute("SELECT 1").fetchone() == (1,)
+            c.rollback()
+        assert totals(pg, names) == before and prepared(pg, names) == []
+    finally:
+        pg.sql("DROP TRIGGER late ON orders", dbname=sb)
+    # A client that leaves with its first part prepared: the recovery
+    # rolls it back.
+    c = s.connect(db="shop", autocommit=False)
+    c.execute("UPDATE orders SET total = 4 WHERE customer_id = %s", (a,))
+    c.execute("UPDATE orders SET total = 5 WHERE customer_id = %s", (b,))
+    assert len(prepared(pg, names)) == 1
+    c.close()
+    deadline = time.monotonic() + 15
+    while prepared(pg, names) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert prepared(pg, names) == []
+    assert totals(pg, names) == before
+
+
+def test_transaction_over_shards_ends_only_by_commit_or_rollback(pg, sharded):
+    s, names, _ = sharded
+    a, b, before = two_shards_loaded(pg, s, names)
+    with s.connect(db="shop", autocommit=False) as c:
+        c.execute("UPDATE orders SET total = 7 WHERE customer_id = %s", (a,))
+        c.execute("UPDATE orders SET total = 8 WHERE customer_id = %s", (b,))
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            c.execute("COMMIT AND CHAIN")
+        assert "COMMIT or ROLLBACK alone" in str(e.value)
+        c.rollback()
+        c.execute("UPDATE orders SET total = 7 WHERE customer_id = %s", (a,))
+        c.execute("UPDATE orders SET total = 8 WHERE customer_id = %s", (b,))
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute(f"UPDATE orders SET total = 9 WHERE customer_id = {b}; COMMIT")
+        c.rollback()
+    assert totals(pg, names) == before and prepared(pg, names) == []
