@@ -455,6 +455,7 @@ static const struct config_key main_keys[] = {
 	KEY("log_disconnections", KT_BOOL, log_disconnections, 0, 0),
 	KEY("log_pooler_errors", KT_BOOL, log_pooler_errors, 0, 0),
 	KEY("pkt_buf", KT_INT, pkt_buf, 1024, 16 * 1024 * 1024),
+	KEY("shard_buffer_size", KT_INT, shard_buffer_size, 0, INT32_MAX),
 	KEY("sbuf_high_watermark", KT_INT, sbuf_high_watermark, 1024, 1024 * 1024 * 1024),
 	KEY("tcp_keepalive", KT_BOOL, tcp_keepalive, 0, 0),
 	KEY("tcp_keepidle", KT_INT, tcp_keepidle, 0, 32767),
@@ -1703,6 +1704,7 @@ static int set_defaults(struct config *cfg)
 	cfg->log_disconnections = true;
 	cfg->log_pooler_errors = true;
 	cfg->pkt_buf = 4096;
+	cfg->shard_buffer_size = 16 * 1024 * 1024;
 	cfg->sbuf_high_watermark = 64 * 1024;
 	cfg->tcp_keepalive = true;
 	cfg->stats_period_us = 60 * 1000000LL;

@@ -264,6 +264,7 @@ struct config {
 	bool log_disconnections; /* default true */
 	bool log_pooler_errors; /* default true */
 	int pkt_buf;            /* bytes per network buffer, default 4096 (min 1024) */
+	int shard_buffer_size;  /* bytes a read over shards may keep to sort its rows (16 MiB) */
 	int sbuf_high_watermark; /* bytes queued towards a peer before reading pauses, default 64 KiB */
 	bool tcp_keepalive;     /* default true */
 	int tcp_keepidle;       /* seconds before the first probe; 0 = kernel default */

@@ -18,7 +18,9 @@
 #include "log.h"
 #include "pg_shard_recover.h"
 #include "shard_2pc.h"
+#include "runtime.h"
 #include "shard_merge.h"
+#include "shard_sort.h"
 #include "shardroute.h"
 #include "track.h"
 
@@ -40,6 +42,10 @@ struct pg_shard_fanout {
 	int64_t limit;   /* the query's LIMIT: no more rows than that; -1 = none */
 	struct shard_merge *merge; /* an aggregate: each shard's row combined (heap); NULL =
 				    * the rows concatenated */
+	struct shard_sort *sort; /* ORDER BY: the shards' rows kept and sorted (heap) */
+	char *sql;       /* a simple Query's text as each shard runs it, when not the
+			  * client's (an OFFSET rewritten; heap) */
+	int64_t skip;    /* OFFSET without ORDER BY: rows still to skip */
 	uint8_t *ext;    /* extended protocol: the statement's Parse, Bind, Describe and
 			  * Execute (heap); NULL = the Query's text */
 	uint32_t ext_len;
@@ -136,7 +142,7 @@ bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const str
 	if (write && map->n_shards == 1)
 		return false; /* one shard: an ordinary transaction (pg_shard.c) */
 	struct shard_route r;
-	if (!known && (kind == SHARD_ROUTE_SEVERAL || pl->aggregate)) {
+	if (!known && (kind == SHARD_ROUTE_SEVERAL || pl->aggregate || pl->concat)) {
 		shard_route(sql, NULL, 0, map, &r);
 		known = &r;
 	}
@@ -162,6 +168,15 @@ bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const str
 			f->t = &f->own;
 			f->own.coord = -1;
 			if (!(f->own.seq = shard_2pc_start()) || !built(&pb, &buf, &f->ext, &f->ext_len)) {
+				pg_fanout_free_one(f);
+				f = NULL;
+			}
+		} else if (known && known->concat) {
+			f->skip = known->n_sort ? 0 : known->offset;
+			size_t budget = (size_t)runtime_config()->shard_buffer_size;
+			if ((known->n_sort && !(f->sort = shard_sort_new(known->sort, known->n_sort, known->limit,
+									    known->offset, budget))) ||
+			    (known->shard_sql && !(f->sql = strdup(known->shard_sql)))) {
 				pg_fanout_free_one(f);
 				f = NULL;
 			}
@@ -227,6 +242,8 @@ static int finish(struct pg_client *c)
 	int rc = 0;
 	if (!f->failed && f->merge) {
 		rc = shard_merge_finish(f->merge, &c->sock.wbuf, f->want_rowdesc);
+	} else if (!f->failed && f->sort) {
+		rc = shard_sort_finish(f->sort, &c->sock.wbuf, f->want_rowdesc);
 	} else if (!f->failed) {
 		char tag[96];
 		if (f->t && !f->counted)
@@ -305,8 +322,9 @@ int pg_fanout_next(struct pg_client *c, struct pool **out)
 	}
 	/* A read stops past the LIMIT once a shard has described the rows
 	 * (LIMIT 0 too). */
-	if (!f->todo || (f->phase == FAN_READ && (f->failed || (f->limit >= 0 && f->rows >= (uint64_t)f->limit &&
-								     f->described))))
+	if (!f->todo || (f->phase == FAN_READ && (f->failed || (f->sort && shard_sort_failed(f->sort)) ||
+						 (!f->sort && f->limit >= 0 && f->rows >= (uint64_t)f->limit &&
+						  f->described))))
 		return finish(c);
 	int shard = __builtin_ctzll(f->todo);
 	if (f->t && f->t->coord >= 0 && (f->todo & (UINT64_C(1) << f->t->coord)))
@@ -387,7 +405,7 @@ bool pg_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_
 			if (rc == 0)
 				rc = iobuf_append(&s->sock.wbuf, (const uint8_t[]){ 'S', 0, 0, 0, 4 }, 5);
 		} else {
-			rc = pg_fe_query(&s->sock.wbuf, (const char *)m->body);
+			rc = pg_fe_query(&s->sock.wbuf, f->sql ? f->sql : (const char *)m->body);
 		}
 		if (rc < 0) {
 			client_fail(c, "53200", "out of memory");
@@ -546,13 +564,17 @@ int pg_fanout_server_msg(struct pg_client *c, struct pg_server *s, const struct 
 	bool settled = m->len <= avail && !s->sock.fwd;
 	if (f->t)
 		return step_answer(c, f, s, m, settled);
-	if (f->merge) {
-		/* Each shard's row is combined, not sent. */
+	if (f->merge || f->sort) {
+		/* Each shard's rows are combined or sorted, not sent. */
 		if ((m->type == 'T' || m->type == 'D') && settled) {
-			if (m->type == 'T')
+			if (m->type == 'T' && f->merge)
 				shard_merge_describe(f->merge, m->body, m->body_len);
-			else
+			else if (m->type == 'T')
+				shard_sort_describe(f->sort, m->body, m->body_len);
+			else if (f->merge)
 				shard_merge_row(f->merge, m->body, m->body_len);
+			else
+				shard_sort_row(f->sort, m->body, m->body_len);
 		} else if (m->type == 'E') {
 			f->failed = true;
 		}
@@ -560,6 +582,12 @@ int pg_fanout_server_msg(struct pg_client *c, struct pg_server *s, const struct 
 	}
 	switch (m->type) {
 	case 'D':
+		if (f->skip > 0 && settled) {
+			f->skip--; /* OFFSET: skipped */
+			return PG_FANOUT_OTHER;
+		}
+		if (f->skip > 0)
+			return PG_FANOUT_OTHER; /* whole first */
 		if (f->limit >= 0 && f->rows >= (uint64_t)f->limit)
 			return PG_FANOUT_OTHER; /* past the LIMIT: swallowed */
 		f->rows++;
@@ -634,6 +662,8 @@ static void pg_fanout_free_one(struct pg_shard_fanout *f)
 	if (f->t == &f->own)
 		tpc_end(&f->own, f->resolved, f->left_behind);
 	shard_merge_free(f->merge);
+	shard_sort_free(f->sort);
+	free(f->sql);
 	free(f->ext);
 	free(f);
 }
@@ -698,20 +728,23 @@ bool pg_fanout_batch(struct pg_client *c, const struct shard_map *map, const str
 	for (uint16_t i = 0; aggregate && i < bd.n_results; i++)
 		if (pg_get_u16(bd.results + 2 * i) != 0)
 			return false; /* combined from text values only: refused in place */
-	struct iobuf buf = { 0 };
-	struct pg_builder pb;
-	pg_build_init(&pb, &buf);
-	build_stmt(&pb, sql, types, n_types, bind->body + bd.args_at, bind->body_len - bd.args_at, true);
-	uint8_t *ext;
-	uint32_t ext_len;
-	if (!built(&pb, &buf, &ext, &ext_len)) {
-		client_fail(c, "53200", "out of memory");
-		return false;
-	}
-	/* Routed again for what a plan does not keep (the shards, a LIMIT, the aggregates). */
+	/* Routed again for what a plan does not keep (the shards, a LIMIT, the
+	 * aggregates, the ORDER BY keys, an OFFSET's text). */
 	struct shard_route route;
 	bool failed;
 	shard_route(sql, types, n_types, map, &route);
+	struct iobuf buf = { 0 };
+	struct pg_builder pb;
+	pg_build_init(&pb, &buf);
+	build_stmt(&pb, route.shard_sql ? route.shard_sql : sql, types, n_types, bind->body + bd.args_at,
+		   bind->body_len - bd.args_at, true);
+	uint8_t *ext;
+	uint32_t ext_len;
+	if (!built(&pb, &buf, &ext, &ext_len)) {
+		shard_route_deinit(&route);
+		client_fail(c, "53200", "out of memory");
+		return false;
+	}
 	struct shard_plan pl = shard_plan_of(&route);
 	bool started = pg_fanout_start(c, map, &pl, &route, sql, len, has_describe, &failed);
 	shard_route_deinit(&route);

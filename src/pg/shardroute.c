@@ -49,6 +49,7 @@ struct using {
 };
 
 struct route_ctx {
+	const char *sql;           /* the text routed (locations point into it) */
 	const struct shard_map *map;
 	const uint32_t *ptypes;    /* the Parse's parameter type OIDs, or NULL */
 	int n_ptypes;
@@ -823,6 +824,165 @@ static void combinable_aggs(const PgQuery__SelectStmt *sel, struct shard_route *
 	out->n_aggs = (uint8_t)sel->n_target_list;
 }
 
+/* sel's OFFSET into *offset (0: none); false when it is not a constant. */
+static bool const_offset(const PgQuery__SelectStmt *sel, int64_t *offset)
+{
+	*offset = 0;
+	const PgQuery__Node *n = sel->limit_offset;
+	if (!n)
+		return true;
+	if (n->node_case != PG_QUERY__NODE__NODE_A_CONST)
+		return false;
+	const PgQuery__AConst *ac = n->a_const;
+	if (ac->isnull)
+		return true; /* OFFSET NULL: none */
+	if (ac->val_case != PG_QUERY__A__CONST__VAL_IVAL || ac->ival->ival < 0)
+		return false;
+	*offset = ac->ival->ival;
+	return true;
+}
+
+/* The output position (from 1) of the target that is exactly column
+ * reference cr, when no `*` comes before it; 0 when none is. */
+static int16_t target_of(const PgQuery__SelectStmt *sel, const PgQuery__ColumnRef *cr)
+{
+	for (size_t i = 0; i < sel->n_target_list && i < INT16_MAX; i++) {
+		const PgQuery__Node *t = sel->target_list[i];
+		const PgQuery__Node *v = t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->val : NULL;
+		if (!v || v->node_case != PG_QUERY__NODE__NODE_COLUMN_REF)
+			continue;
+		const PgQuery__ColumnRef *o = v->column_ref;
+		bool same = o->n_fields == cr->n_fields;
+		for (size_t f = 0; f < o->n_fields && same; f++) {
+			const PgQuery__Node *a = o->fields[f], *b = cr->fields[f];
+			if (a->node_case == PG_QUERY__NODE__NODE_A_STAR)
+				return 0;
+			same = a->node_case == PG_QUERY__NODE__NODE_STRING && b->node_case == PG_QUERY__NODE__NODE_STRING &&
+			       strcmp(a->string->sval, b->string->sval) == 0;
+		}
+		if (same)
+			return (int16_t)(i + 1);
+		if (o->n_fields && o->fields[o->n_fields - 1]->node_case == PG_QUERY__NODE__NODE_A_STAR)
+			return 0; /* a * before it: positions are the catalog's */
+	}
+	return 0;
+}
+
+/* sel's ORDER BY as keys over output columns (out->sort); false when an
+ * item is not an output column by position or name, or sorts in a way
+ * the client side does not (USING an operator, a collation other than "C"
+ * named). */
+static bool sort_keys(const PgQuery__SelectStmt *sel, struct shard_route *out)
+{
+	if (sel->n_sort_clause > SHARD_SORT_MAX_KEYS)
+		return false;
+	for (size_t i = 0; i < sel->n_sort_clause; i++) {
+		const PgQuery__Node *n = sel->sort_clause[i];
+		if (n->node_case != PG_QUERY__NODE__NODE_SORT_BY)
+			return false;
+		const PgQuery__SortBy *sb = n->sort_by;
+		if (sb->sortby_dir == PG_QUERY__SORT_BY_DIR__SORTBY_USING || sb->n_use_op)
+			return false;
+		struct shard_sort_key *k = &out->sort[i];
+		memset(k, 0, sizeof(*k));
+		k->desc = sb->sortby_dir == PG_QUERY__SORT_BY_DIR__SORTBY_DESC;
+		k->nulls_first = sb->sortby_nulls == PG_QUERY__SORT_BY_NULLS__SORTBY_NULLS_FIRST ||
+				 (k->desc && sb->sortby_nulls != PG_QUERY__SORT_BY_NULLS__SORTBY_NULLS_LAST);
+		const PgQuery__Node *e = sb->node;
+		if (e && e->node_case == PG_QUERY__NODE__NODE_COLLATE_CLAUSE) {
+			const PgQuery__CollateClause *cc = e->collate_clause;
+			const char *coll = catalog_name(cc->n_collname, cc->collname);
+			if (!coll || (strcmp(coll, "C") != 0 && strcmp(coll, "POSIX") != 0))
+				return false;
+			k->collate_c = true;
+			e = cc->arg;
+		}
+		if (!e)
+			return false;
+		if (e->node_case == PG_QUERY__NODE__NODE_A_CONST) {
+			const PgQuery__AConst *ac = e->a_const;
+			if (ac->isnull || ac->val_case != PG_QUERY__A__CONST__VAL_IVAL || ac->ival->ival < 1 ||
+			    ac->ival->ival > INT16_MAX)
+				return false; /* PostgreSQL refuses it, or it sorts by a constant */
+			k->position = (int16_t)ac->ival->ival;
+		} else if (e->node_case == PG_QUERY__NODE__NODE_COLUMN_REF) {
+			const PgQuery__ColumnRef *cr = e->column_ref;
+			const PgQuery__Node *last = cr->n_fields ? cr->fields[cr->n_fields - 1] : NULL;
+			if (!last || last->node_case != PG_QUERY__NODE__NODE_STRING)
+				return false;
+			if (cr->n_fields == 1 && e == sb->node) {
+				/* PostgreSQL takes a plain name for the output column of that
+				 * name: found in the shards' RowDescription. (Under COLLATE
+				 * it is an expression over the input columns: below.) */
+				if (strlen(last->string->sval) >= SHARD_SORT_NAME_MAX)
+					return false;
+				snprintf(k->name, sizeof(k->name), "%s", last->string->sval);
+			} else if (!(k->position = target_of(sel, cr))) {
+				return false;
+			}
+		} else {
+			return false;
+		}
+	}
+	out->n_sort = (uint8_t)sel->n_sort_clause;
+	return true;
+}
+
+/* The end of the digits at sql + at (at must be one). */
+static int digits_end(const char *sql, int at)
+{
+	if (at < 0 || sql[at] < '0' || sql[at] > '9')
+		return -1;
+	while (sql[at] >= '0' && sql[at] <= '9')
+		at++;
+	return at;
+}
+
+/* With OFFSET k, each shard runs the text with LIMIT n+k and OFFSET 0
+ * (out->shard_sql); false when the text cannot be rewritten so. */
+static bool offset_text(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct shard_route *out)
+{
+	if (!out->offset)
+		return true;
+	int off_at = sel->limit_offset->a_const->location, lim_at = -1;
+	char lim[24] = "";
+	if (out->limit >= 0) {
+		if (out->limit > INT64_MAX - out->offset)
+			return false;
+		lim_at = sel->limit_count->a_const->location;
+		snprintf(lim, sizeof(lim), "%lld", (long long)(out->limit + out->offset));
+	}
+	int off_end = digits_end(c->sql, off_at), lim_end = lim_at >= 0 ? digits_end(c->sql, lim_at) : 0;
+	if (off_end < 0 || lim_end < 0)
+		return false;
+	/* Both literals replaced in text order. */
+	struct replace {
+		int at, end;
+		const char *with;
+	} rep[2] = { { off_at, off_end, "0" }, { lim_at, lim_end, lim } };
+	int n = lim_at >= 0 ? 2 : 1;
+	if (n == 2 && lim_at < off_at) {
+		struct replace first = rep[1];
+		rep[1] = rep[0];
+		rep[0] = first;
+	}
+	size_t len = strlen(c->sql);
+	char *t = malloc(len + sizeof(lim) + 2);
+	if (!t)
+		return false;
+	size_t o = 0;
+	int from = 0;
+	for (int i = 0; i < n; i++) {
+		memcpy(t + o, c->sql + from, (size_t)(rep[i].at - from));
+		o += (size_t)(rep[i].at - from);
+		o += (size_t)sprintf(t + o, "%s", rep[i].with);
+		from = rep[i].end;
+	}
+	memcpy(t + o, c->sql + from, len - (size_t)from + 1);
+	out->shard_sql = t;
+	return true;
+}
+
 static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
 {
 	struct scan s;
@@ -851,10 +1011,15 @@ static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
 	bool write = s.lock || s.modifying;
 	int rc = decide(c, s.window, write);
 	if (rc == 0 && (c->out->kind == SHARD_ROUTE_MULTI || c->out->kind == SHARD_ROUTE_SEVERAL) && !write &&
-	    !s.unknown_func && !s.window && !sel->n_sort_clause && !sel->limit_offset && !sel->n_distinct_clause &&
-	    !sel->n_group_clause && !sel->having_clause && !sel->n_window_clause) {
-		c->out->concat = const_limit(sel, &c->out->limit) && !calls_function(sel);
-		if (!sel->limit_count)
+	    !s.unknown_func && !s.window && !sel->n_distinct_clause && !sel->n_group_clause && !sel->having_clause &&
+	    !sel->n_window_clause) {
+		c->out->concat = const_limit(sel, &c->out->limit) && const_offset(sel, &c->out->offset) &&
+				 !calls_function(sel) && sort_keys(sel, c->out) && offset_text(c, sel, c->out);
+		if (!c->out->concat) {
+			c->out->n_sort = 0;
+			c->out->offset = 0;
+		}
+		if (!sel->limit_count && !sel->limit_offset && !sel->n_sort_clause)
 			combinable_aggs(sel, c->out);
 	}
 	return rc;
@@ -1150,6 +1315,7 @@ int shard_route(const char *sql, const uint32_t *param_types, int n_param_types,
 		snprintf(out->message, sizeof(out->message), "out of memory routing over shards");
 		return -ENOMEM;
 	}
+	c->sql = sql;
 	c->map = map;
 	c->ptypes = param_types;
 	c->n_ptypes = n_param_types;
@@ -1213,6 +1379,8 @@ void shard_route_deinit(struct shard_route *r)
 	free(r->items);
 	r->items = NULL;
 	r->n_items = 0;
+	free(r->shard_sql);
+	r->shard_sql = NULL;
 }
 
 int shard_plan_literal_shard(const struct shard_plan *plan, const char *sql, const struct sql_literal *lits,

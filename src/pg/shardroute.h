@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shard_sort.h"
 #include "sqlshape.h"
 
 /* One sharded table of the database ([sharded_tables]; names as the
@@ -110,11 +111,17 @@ struct shard_route {
 	int param;          /* BIND: $n, from 1 */
 	int param_type;     /* BIND: enum pghash_type of the value (PGHASH_UNKNOWN when
 			     * neither the configuration nor the Parse said) */
-	bool concat;        /* MULTI, SEVERAL: a SELECT whose answer is the shards' answers one
-			     * after the other (no ORDER BY, OFFSET, DISTINCT, grouping,
-			     * aggregate or other function call in its output; a LIMIT
-			     * of a constant: .limit) */
+	bool concat;        /* MULTI, SEVERAL: a SELECT whose answer is the shards' rows, one
+			     * shard's after the other or merged in the order of its
+			     * ORDER BY (.sort: output columns only); no DISTINCT,
+			     * grouping, aggregate or other function call in its output;
+			     * LIMIT and OFFSET of constants (.limit, .offset) */
 	int64_t limit;      /* concat: LIMIT n, its rows stop after n; -1 = none */
+	int64_t offset;     /* concat: OFFSET k, the first k rows skipped; 0 = none */
+	uint8_t n_sort;     /* concat: its ORDER BY keys; 0 = none */
+	struct shard_sort_key sort[SHARD_SORT_MAX_KEYS];
+	char *shard_sql;    /* concat with an OFFSET: the text each shard runs instead, LIMIT
+			     * n+k OFFSET 0 (heap); NULL = the statement's own */
 	uint8_t n_aggs;     /* MULTI, SEVERAL: a SELECT of only count/sum/min/max calls, with
 			     * no grouping, ordering or limit: each shard's one row
 			     * combined (enum shard_agg per output column); 0 = not so */

@@ -196,8 +196,9 @@ def test_simple_query_over_all_shards_concatenates(pg, sharded):
             cur = c.execute(f"SELECT id FROM orders LIMIT {limit}")
             got = [r[0] for r in cur.fetchall()]
             assert len(got) == want == cur.rowcount and len(set(got)) == want and set(got) <= {k for k, _, _ in rows}
-        with pytest.raises(psycopg.errors.FeatureNotSupported):
-            c.execute("SELECT id FROM orders LIMIT 2 OFFSET 1")
+        # OFFSET: each shard runs LIMIT 3 OFFSET 0, the first row is skipped.
+        cur = c.execute("SELECT id FROM orders LIMIT 2 OFFSET 1")
+        assert len(cur.fetchall()) == 2 == cur.rowcount
         # A shard's error ends it: the client gets PostgreSQL's error, then
         # the connection goes on.
         with pytest.raises(psycopg.errors.DivisionByZero):
@@ -268,6 +269,61 @@ def test_aggregates_over_shards_combined(pg, sharded):
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
+def test_ordered_reads_over_shards(pg, sharded):
+    """ORDER BY over several shards: the rows merged in order, LIMIT and
+    OFFSET over the merge; keys it cannot compare exactly refused."""
+    s, names, oracle = sharded
+    rows = [(k, k % 7, (k * 37) % 101) for k in range(1, 61)]
+    with s.connect(db="shop", autocommit=True) as c:
+        for oid, cust, total in rows:
+            c.execute("INSERT INTO orders (id, customer_id, total) VALUES (%s, %s, %s)", (oid, cust, total))
+        want = [r[0] for r in sorted(rows, key=lambda r: (-r[2], r[0]))]
+        assert [r[0] for r in c.execute("SELECT id, total FROM orders ORDER BY total DESC, id").fetchall()] == want
+        assert [r[0] for r in c.execute("SELECT id, total FROM orders ORDER BY total DESC, 1 LIMIT 5 OFFSET 2")] \
+            == want[2:7]
+        assert [r[0] for r in c.execute("SELECT * FROM orders ORDER BY total DESC, id LIMIT 4")] == want[:4]
+        cur = c.execute("SELECT id, total FROM orders WHERE total > %s ORDER BY id DESC LIMIT 3", (50,))
+        assert [r[0] for r in cur.fetchall()] == sorted((k for k, _, t in rows if t > 50), reverse=True)[:3]
+        assert cur.description[0].name == "id" and cur.rowcount == 3
+        # Keys it cannot compare exactly: refused, and the session goes on.
+        for sql, words in [
+            ("SELECT id, customer_id::text AS t FROM orders ORDER BY t", 'COLLATE "C"'),
+            ("SELECT id FROM orders ORDER BY total", "put it in the SELECT list"),
+            ("SELECT id FROM orders ORDER BY total * 2", "merging the answers of several shards"),
+            ("SELECT id, total FROM orders ORDER BY total LIMIT %s", "merging the answers of several shards"),
+        ]:
+            with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+                c.execute(sql, (3,) if "%s" in sql else None)
+            assert words in str(e.value), (sql, str(e.value))
+        # With COLLATE, PostgreSQL reads the name as an input column: sluice
+        # sorts by it only when an output column is exactly that column.
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute('SELECT id, customer_id AS total FROM orders ORDER BY total COLLATE "C"')
+
+
+def test_ordered_read_within_shard_buffer_size(pg, shop, helpers):
+    names, oracle = shop
+    for n in names:
+        pg.sql("TRUNCATE orders", dbname=n)
+        pg.sql("INSERT INTO orders SELECT g, g, g FROM generate_series(1, 2000) g", dbname=n)
+    factory = helpers.ShardedFactory(pg, ["shop.orders = customer_id:bigint"])
+    dbs = {f"shop_{i}": pg.db_line(n) for i, n in enumerate(names)}
+    dbs["shop"] = "shards=" + ",".join(f"shop_{i}" for i in range(N_SHARDS))
+    s = factory(ini_main={"pool_mode": "transaction", "shard_buffer_size": "65536"}, databases=dbs)
+    try:
+        with s.connect(db="shop", autocommit=True) as c:
+            with pytest.raises(psycopg.errors.ProgramLimitExceeded) as e:
+                c.execute("SELECT id, total FROM orders ORDER BY total")
+            assert "shard_buffer_size" in str(e.value)
+            # With a LIMIT only the first rows wait.
+            assert c.execute("SELECT id, total FROM orders ORDER BY total DESC, id LIMIT 3").fetchall() == \
+                [(2000, 2000)] * 3
+    finally:
+        assert not factory.finish()
+        for n in names:
+            pg.sql("TRUNCATE orders", dbname=n)
+
+
 def test_what_needs_several_shards_is_refused_clearly(pg, sharded):
     s, names, oracle = sharded
     a, b = keys_on_distinct_shards(pg, oracle)
@@ -276,7 +332,8 @@ def test_what_needs_several_shards_is_refused_clearly(pg, sharded):
             ("SELECT avg(total) FROM orders", "merging the answers of several shards is not built yet"),
             ("SELECT customer_id, count(*) FROM orders GROUP BY customer_id", "merging the answers of several shards"),
             (f"SELECT avg(total) FROM orders WHERE customer_id IN ({a}, {b})", "keys are on several shards"),
-            (f"SELECT * FROM orders WHERE customer_id IN ({a}, {b}) ORDER BY id", "keys are on several shards"),
+            (f"SELECT DISTINCT total FROM orders WHERE customer_id IN ({a}, {b})", "keys are on several shards"),
+            ("SELECT id FROM orders ORDER BY total * 2", "merging the answers of several shards"),
             ("SELECT * FROM orders o JOIN orders p ON o.id = p.total", "join"),
         ]:
             with pytest.raises(psycopg.errors.FeatureNotSupported) as e:

@@ -10,6 +10,7 @@
 #include "pg_proto.h"
 #include "shard_merge.h"
 #include "shardroute.h"
+#include "pg_bodies.h"
 #include "unit.h"
 
 static void add_is(const char *a, const char *b, const char *want)
@@ -40,42 +41,6 @@ static void test_decimals(void)
 	CHECK(shard_decimal_cmp("-10", "-9.99") < 0);
 	CHECK(shard_decimal_cmp("-0", "0") == 0);
 	CHECK(!shard_decimal_valid("Infinity") && !shard_decimal_valid("1.2.3") && shard_decimal_valid("-0.5"));
-}
-
-/* A RowDescription body of n columns of the given types. */
-static uint32_t rowdesc(uint8_t *buf, int n, const uint32_t *types)
-{
-	uint32_t o = 0;
-	buf[o++] = 0;
-	buf[o++] = (uint8_t)n;
-	for (int i = 0; i < n; i++) {
-		memcpy(buf + o, "c", 2);
-		o += 2;
-		memset(buf + o, 0, 6);
-		o += 6;
-		pg_put_u32(buf + o, types[i]);
-		o += 4;
-		memset(buf + o, 0, 8);
-		o += 8;
-	}
-	return o;
-}
-
-/* A DataRow body of n text values (NULL: SQL NULL). */
-static uint32_t datarow(uint8_t *buf, int n, const char *const *v)
-{
-	uint32_t o = 0;
-	buf[o++] = 0;
-	buf[o++] = (uint8_t)n;
-	for (int i = 0; i < n; i++) {
-		pg_put_u32(buf + o, v[i] ? (uint32_t)strlen(v[i]) : 0xffffffffu);
-		o += 4;
-		if (v[i]) {
-			memcpy(buf + o, v[i], strlen(v[i]));
-			o += (uint32_t)strlen(v[i]);
-		}
-	}
-	return o;
 }
 
 /* The values of the DataRow sluice answered, "|"-joined, NULL as "-". */
@@ -123,8 +88,8 @@ static void test_merges(void)
 		{ "2", "-3", "7", "12", "-0.25", "-1" },
 	};
 	for (int s = 0; s < 3; s++) {
-		shard_merge_describe(m, buf, rowdesc(buf, 6, types));
-		shard_merge_row(m, buf, datarow(buf, 6, rows[s]));
+		shard_merge_describe(m, buf, unit_rowdesc(buf, 6, types, NULL));
+		shard_merge_row(m, buf, unit_datarow(buf, 6, rows[s]));
 	}
 	char got[256], type;
 	answer(m, got, sizeof(got), &type);
@@ -133,9 +98,9 @@ static void test_merges(void)
 
 	/* No shard had a value: a count of 0, NULL for the rest. */
 	m = shard_merge_new(aggs, 2);
-	shard_merge_describe(m, buf, rowdesc(buf, 2, types));
+	shard_merge_describe(m, buf, unit_rowdesc(buf, 2, types, NULL));
 	const char *nulls[] = { "0", NULL };
-	shard_merge_row(m, buf, datarow(buf, 2, nulls));
+	shard_merge_row(m, buf, unit_datarow(buf, 2, nulls));
 	answer(m, got, sizeof(got), &type);
 	CHECK_STR(got, "0|-");
 	shard_merge_free(m);
@@ -144,7 +109,7 @@ static void test_merges(void)
 	static const uint8_t mins[] = { SHARD_AGG_MIN };
 	static const uint32_t text[] = { 25 };
 	m = shard_merge_new(mins, 1);
-	shard_merge_describe(m, buf, rowdesc(buf, 1, text));
+	shard_merge_describe(m, buf, unit_rowdesc(buf, 1, text, NULL));
 	answer(m, got, sizeof(got), &type);
 	CHECK(type == 'E');
 	shard_merge_free(m);
@@ -152,9 +117,9 @@ static void test_merges(void)
 	/* A NaN: refused. */
 	static const uint32_t num[] = { 1700 };
 	m = shard_merge_new(mins, 1);
-	shard_merge_describe(m, buf, rowdesc(buf, 1, num));
+	shard_merge_describe(m, buf, unit_rowdesc(buf, 1, num, NULL));
 	const char *nan[] = { "NaN" };
-	shard_merge_row(m, buf, datarow(buf, 1, nan));
+	shard_merge_row(m, buf, unit_datarow(buf, 1, nan));
 	answer(m, got, sizeof(got), &type);
 	CHECK(type == 'E');
 	shard_merge_free(m);

@@ -282,10 +282,17 @@ static void test_tx(void)
 		{ "SELECT * FROM orders LIMIT ALL", SHARD_ROUTE_MULTI, true, -1 },
 		{ "SELECT count(*) FROM orders", SHARD_ROUTE_MULTI, false, -1 },
 		{ "SELECT lower(country) FROM orders", SHARD_ROUTE_MULTI, false, -1 },
-		{ "SELECT * FROM orders ORDER BY id", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders ORDER BY id", SHARD_ROUTE_MULTI, true, -1 },
 		{ "SELECT * FROM orders LIMIT 1 + 2", SHARD_ROUTE_MULTI, false, -1 },
-		{ "SELECT * FROM orders OFFSET 3", SHARD_ROUTE_MULTI, false, -1 },
-		{ "SELECT * FROM orders LIMIT 3 OFFSET 3", SHARD_ROUTE_MULTI, false, 3 },
+		{ "SELECT * FROM orders OFFSET 3", SHARD_ROUTE_MULTI, true, -1 },
+		{ "SELECT * FROM orders LIMIT 3 OFFSET 3", SHARD_ROUTE_MULTI, true, 3 },
+		{ "SELECT * FROM orders ORDER BY total * 2", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders ORDER BY id USING <", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders ORDER BY country COLLATE \"de_DE\"", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT id FROM orders ORDER BY country COLLATE \"C\"", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT id, country FROM orders ORDER BY country COLLATE \"C\"", SHARD_ROUTE_MULTI, true, -1 },
+		{ "SELECT * FROM orders ORDER BY o.id", SHARD_ROUTE_MULTI, false, -1 },
+		{ "SELECT * FROM orders LIMIT $1", SHARD_ROUTE_MULTI, false, -1 },
 		{ "SELECT DISTINCT country FROM orders", SHARD_ROUTE_MULTI, false, -1 },
 		{ "SELECT country FROM orders GROUP BY country", SHARD_ROUTE_MULTI, false, -1 },
 		{ "SELECT * FROM orders FOR UPDATE", SHARD_ROUTE_MULTI, false, -1 },
@@ -301,6 +308,32 @@ static void test_tx(void)
 		CHECK(r.kind == cat[i].kind && r.concat == cat[i].concat);
 		CHECK(!r.concat || r.limit == cat[i].limit);
 		CHECK(shard_plan_of(&r).concat == r.concat);
+		shard_route_deinit(&r);
+	}
+	/* ORDER BY keys and OFFSET: the keys as output columns, and the text
+	 * each shard runs (LIMIT n+k OFFSET 0, in either order). */
+	static const struct { const char *sql; const char *shard_sql; int n_sort; int16_t pos0; const char *name0;
+			      bool desc0, nulls_first0; int64_t offset; } ord[] = {
+		{ "SELECT id, total FROM orders ORDER BY total DESC, 1", NULL, 2, 0, "total", true, true, 0 },
+		{ "SELECT o.id FROM orders o ORDER BY o.id NULLS FIRST LIMIT 5 OFFSET 10",
+		  "SELECT o.id FROM orders o ORDER BY o.id NULLS FIRST LIMIT 15 OFFSET 0", 1, 1, "", false, true, 10 },
+		{ "SELECT id FROM orders OFFSET 4 LIMIT 2", "SELECT id FROM orders OFFSET 0 LIMIT 6", 0, 0, "", false, false, 4 },
+		{ "SELECT id FROM orders ORDER BY 1 DESC NULLS LAST OFFSET 7", "SELECT id FROM orders ORDER BY 1 DESC NULLS LAST OFFSET 0",
+		  1, 1, "", true, false, 7 },
+		{ "SELECT id FROM orders OFFSET 0", NULL, 0, 0, "", false, false, 0 },
+	};
+	for (size_t i = 0; i < sizeof(ord) / sizeof(ord[0]); i++) {
+		struct shard_route r;
+		CHECK(shard_route(ord[i].sql, NULL, 0, &map, &r) == 0);
+		CHECK(r.concat && r.n_sort == ord[i].n_sort && r.offset == ord[i].offset);
+		CHECK(!ord[i].shard_sql == !r.shard_sql);
+		if (ord[i].shard_sql && r.shard_sql && strcmp(ord[i].shard_sql, r.shard_sql) != 0)
+			fprintf(stderr, "\"%s\" runs as \"%s\"\n", ord[i].sql, r.shard_sql);
+		CHECK(!ord[i].shard_sql || (r.shard_sql && strcmp(ord[i].shard_sql, r.shard_sql) == 0));
+		if (r.n_sort) {
+			CHECK(r.sort[0].position == ord[i].pos0 && strcmp(r.sort[0].name, ord[i].name0) == 0);
+			CHECK(r.sort[0].desc == ord[i].desc0 && r.sort[0].nulls_first == ord[i].nulls_first0);
+		}
 		shard_route_deinit(&r);
 	}
 	/* The plan keeps what the client side needs. */
