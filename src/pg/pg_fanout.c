@@ -171,19 +171,19 @@ bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const str
 				pg_fanout_free_one(f);
 				f = NULL;
 			}
-		} else if (known && known->concat) {
-			f->skip = known->n_sort ? 0 : known->offset;
+		} else if (known && (known->concat || known->n_aggs)) {
+			/* Rows concatenated (OFFSET skipped), sorted, or combined
+			 * per group (then sorted). */
 			size_t budget = (size_t)runtime_config()->shard_buffer_size;
-			if ((known->n_sort && !(f->sort = shard_sort_new(known->sort, known->n_sort, known->limit,
-									    known->offset, budget))) ||
+			f->skip = known->concat && !known->n_sort ? known->offset : 0;
+			if ((known->n_aggs && !(f->merge = shard_merge_new(known->aggs, known->n_aggs, known->limit,
+									  known->offset, budget))) ||
+			    (known->n_sort && !(f->sort = shard_sort_new(known->sort, known->n_sort, known->limit,
+									 known->offset, budget))) ||
 			    (known->shard_sql && !(f->sql = strdup(known->shard_sql)))) {
 				pg_fanout_free_one(f);
 				f = NULL;
 			}
-		} else if (known && !known->concat && known->n_aggs &&
-			   !(f->merge = shard_merge_new(known->aggs, known->n_aggs))) {
-			free(f);
-			f = NULL;
 		}
 		if (!f)
 			*failed = true;
@@ -241,7 +241,7 @@ static int finish(struct pg_client *c)
 	struct pg_shard_fanout *f = c->shard_fanout;
 	int rc = 0;
 	if (!f->failed && f->merge) {
-		rc = shard_merge_finish(f->merge, &c->sock.wbuf, f->want_rowdesc);
+		rc = shard_merge_finish(f->merge, &c->sock.wbuf, f->want_rowdesc, f->sort);
 	} else if (!f->failed && f->sort) {
 		rc = shard_sort_finish(f->sort, &c->sock.wbuf, f->want_rowdesc);
 	} else if (!f->failed) {

@@ -148,14 +148,14 @@ static int refuse_plan(const struct shard_plan *pl, const struct shard_route *kn
 	}
 	switch (pl->kind - 1) {
 	case SHARD_ROUTE_MULTI:
-		refuse(why, "0A000", "merging the answers of several shards is not built yet for DISTINCT, GROUP BY, avg "
-		       "or another function in the output, an ORDER BY not over output columns, or a LIMIT/OFFSET "
-		       "not a constant (docs/sharding.md)");
+		refuse(why, "0A000", "merging the answers of several shards is not built yet for avg and other functions, "
+		       "HAVING, DISTINCT ON, GROUP BY keys not in the output, ORDER BY not over output columns, or a "
+		       "LIMIT/OFFSET not a constant (docs/sharding.md)");
 		break;
 	case SHARD_ROUTE_SEVERAL:
-		refuse(why, "0A000", "its keys are on several shards (an IN list), and merging their answers is not built "
-		       "yet for DISTINCT, GROUP BY, avg or another function in the output, an ORDER BY not over output "
-		       "columns, or a LIMIT/OFFSET not a constant");
+		refuse(why, "0A000", "its keys are on several shards (an IN list), and merging is not built yet for avg "
+		       "and other functions, HAVING, DISTINCT ON, GROUP BY keys not in the output, ORDER BY not over "
+		       "output columns, or a non-constant LIMIT/OFFSET");
 		break;
 	default: {
 		struct shard_route r;

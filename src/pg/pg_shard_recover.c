@@ -152,22 +152,36 @@ void shard_recover_ready(struct pg_server *s)
 		"AND owner = CURRENT_USER AND gid LIKE 'sluice:%' LIMIT 1024");
 }
 
+/* The name the kernel gives process pid ("" when it has none to tell). */
+static void comm_of(const char *pid, char *out, size_t n)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%s/comm", pid);
+	out[0] = '\0';
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	if (!fgets(out, (int)n, f))
+		out[0] = '\0';
+	fclose(f);
+	out[strcspn(out, "\n")] = '\0';
+}
+
 /* Is the commit that made g maybe still running? This process's when it
- * is in flight; another sluice's on this host while that process lives. */
+ * is in flight; another sluice's on this host while that process lives
+ * (its pid taken by another program since: no longer). */
 static bool maybe_running(const struct shard_gid *g)
 {
 	if (g->pid == (int)getpid())
 		return g->seq >= rnd.oldest_running;
 	if (kill(g->pid, 0) < 0 && errno != EPERM)
 		return false;
-	char path[64], comm[32] = "";
-	snprintf(path, sizeof(path), "/proc/%d/comm", g->pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return false;
-	bool sluice = fgets(comm, sizeof(comm), f) && strncmp(comm, "sluice", 6) == 0;
-	fclose(f);
-	return sluice; /* a pid now used by another program: the sluice died */
+	char pid[16], comm[32], own[32];
+	snprintf(pid, sizeof(pid), "%d", g->pid);
+	comm_of(pid, comm, sizeof(comm));
+	comm_of("self", own, sizeof(own));
+	return !comm[0] || strcmp(comm, own) == 0 || strncmp(comm, "sluice", 6) == 0 ||
+	       strncmp(comm, "pgbouncer", 9) == 0;
 }
 
 static void note_found(int shard, const struct pg_msg *m)

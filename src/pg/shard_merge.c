@@ -8,30 +8,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "iobuf.h"
 #include "pg_proto.h"
+#include "shard_sort.h"
 #include "shardroute.h"
 
 enum { OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_NUMERIC = 1700 };
 
+/* One aggregate's value so far, in one group. */
 struct column {
-	uint8_t agg;      /* enum shard_agg */
-	uint32_t type;    /* its type's OID, from the first RowDescription */
 	bool seen;        /* a shard gave a value (not NULL) */
 	__int128 i;       /* integer types */
 	char *dec;        /* numeric: the value so far (heap) */
+};
+
+/* One group: the rows of its key (the key columns' values, each as a
+ * 4-byte length, -1 for NULL, and the bytes), combined. */
+struct group {
+	struct group *chain; /* the next in its hash bucket */
+	struct group *next;  /* the next in the order groups were met */
+	uint64_t hash;
+	uint32_t key_len;
+	uint8_t *key;        /* in the same allocation, after col[] */
+	struct column col[];
 };
 
 struct shard_merge {
 	uint8_t *rowdesc;   /* the first RowDescription's body (heap) */
 	uint32_t rowdesc_len;
 	int n;
+	uint8_t agg[SHARD_MAX_AGGS];  /* enum shard_agg per output column */
+	uint32_t type[SHARD_MAX_AGGS]; /* its type, from the first RowDescription */
+	bool grouped;       /* some columns are keys: a row per group */
+	int64_t limit, offset;
+	size_t budget, used;
+	struct group **bucket; /* heap, n_buckets of them */
+	size_t n_buckets, n_groups;
+	struct group *first, **last;
 	bool bad;           /* cannot be combined: why says */
-	char why[160];
-	struct column col[SHARD_MAX_AGGS];
+	char sqlstate[6];
+	char why[200];
 };
 
-struct shard_merge *shard_merge_new(const uint8_t *aggs, int n)
+struct shard_merge *shard_merge_new(const uint8_t *aggs, int n, int64_t limit, int64_t offset, size_t budget)
 {
 	if (n < 1 || n > SHARD_MAX_AGGS)
 		return NULL;
@@ -39,26 +59,62 @@ struct shard_merge *shard_merge_new(const uint8_t *aggs, int n)
 	if (!m)
 		return NULL;
 	m->n = n;
+	memcpy(m->agg, aggs, (size_t)n);
 	for (int i = 0; i < n; i++)
-		m->col[i].agg = aggs[i];
+		m->grouped |= aggs[i] == SHARD_AGG_KEY;
+	m->limit = limit;
+	m->offset = offset > 0 ? offset : 0;
+	m->budget = budget;
+	m->last = &m->first;
 	return m;
+}
+
+static void free_group(const struct shard_merge *m, struct group *g)
+{
+	for (int i = 0; i < m->n; i++)
+		free(g->col[i].dec);
+	free(g);
 }
 
 void shard_merge_free(struct shard_merge *m)
 {
 	if (!m)
 		return;
-	for (int i = 0; i < m->n; i++)
-		free(m->col[i].dec);
+	for (struct group *g = m->first, *next; g; g = next) {
+		next = g->next;
+		free_group(m, g);
+	}
+	free(m->bucket);
 	free(m->rowdesc);
 	free(m);
 }
 
+static void refuse_code(struct shard_merge *m, const char *sqlstate, const char *why)
+{
+	if (m->bad)
+		return;
+	snprintf(m->sqlstate, sizeof(m->sqlstate), "%s", sqlstate);
+	snprintf(m->why, sizeof(m->why), "%s", why);
+	m->bad = true;
+}
+
 static void refuse(struct shard_merge *m, const char *why)
 {
-	if (!m->bad)
-		snprintf(m->why, sizeof(m->why), "%s", why);
-	m->bad = true;
+	refuse_code(m, "0A000", why);
+}
+
+/* Can values of a key column of this type be grouped by their text (equal
+ * values, equal text)? Not numeric (1.0 = 1.00) nor floats (0 = -0). */
+static bool groupable(uint32_t type)
+{
+	switch (type) {
+	case 16: case 20: case 21: case 23:         /* bool, integers */
+	case 25: case 1042: case 1043: case 19:     /* text, char(n), varchar, name */
+	case 1082: case 1114: case 1184: case 2950: /* date, timestamps, uuid */
+		return true;
+	default:
+		return false;
+	}
 }
 
 void shard_merge_describe(struct shard_merge *m, const uint8_t *body, uint32_t len)
@@ -82,14 +138,18 @@ void shard_merge_describe(struct shard_merge *m, const uint8_t *body, uint32_t l
 			refuse(m, "a shard described the answer otherwise");
 			return;
 		}
-		struct column *c = &m->col[i];
-		if (m->rowdesc && c->type != type)
+		if (m->rowdesc && m->type[i] != type)
 			refuse(m, "the shards' answers have different column types");
-		c->type = type;
-		if (c->agg != SHARD_AGG_COUNT && type != OID_INT2 && type != OID_INT4 && type != OID_INT8 &&
-		    type != OID_NUMERIC)
+		m->type[i] = type;
+		if (m->agg[i] == SHARD_AGG_KEY) {
+			if (!groupable(type))
+				refuse(m, "GROUP BY and DISTINCT over several shards compare keys as written: numeric and "
+				       "floating-point keys are refused (1.0 and 1.00 are one value)");
+		} else if (m->agg[i] != SHARD_AGG_COUNT && type != OID_INT2 && type != OID_INT4 && type != OID_INT8 &&
+			   type != OID_NUMERIC) {
 			refuse(m, "sum, min and max over several shards are combined for integer and numeric values "
 			       "only");
+		}
 	}
 	if (!m->rowdesc) {
 		if (!(m->rowdesc = malloc(len ? len : 1))) {
@@ -119,9 +179,9 @@ static bool parse_int(const uint8_t *v, uint32_t len, __int128 *out)
 	return true;
 }
 
-static void combine(struct shard_merge *m, struct column *c, const uint8_t *v, uint32_t len)
+static void combine(struct shard_merge *m, int agg, uint32_t type, struct column *c, const uint8_t *v, uint32_t len)
 {
-	if (c->type == OID_NUMERIC) {
+	if (type == OID_NUMERIC) {
 		char text[1100];
 		if (len >= sizeof(text)) {
 			refuse(m, "a numeric value too long to combine");
@@ -136,9 +196,9 @@ static void combine(struct shard_merge *m, struct column *c, const uint8_t *v, u
 		char *next = NULL;
 		if (!c->seen)
 			next = strdup(text);
-		else if (c->agg == SHARD_AGG_SUM)
+		else if (agg == SHARD_AGG_SUM)
 			next = shard_decimal_add(c->dec, text);
-		else if ((c->agg == SHARD_AGG_MIN) == (shard_decimal_cmp(text, c->dec) < 0))
+		else if ((agg == SHARD_AGG_MIN) == (shard_decimal_cmp(text, c->dec) < 0))
 			next = strdup(text);
 		else
 			return; /* the value so far stays */
@@ -156,27 +216,91 @@ static void combine(struct shard_merge *m, struct column *c, const uint8_t *v, u
 		refuse(m, "a shard's value is not an integer");
 		return;
 	}
-	if (!c->seen || c->agg == SHARD_AGG_COUNT || c->agg == SHARD_AGG_SUM)
+	if (!c->seen || agg == SHARD_AGG_COUNT || agg == SHARD_AGG_SUM)
 		c->i = c->seen ? c->i + x : x;
-	else if ((c->agg == SHARD_AGG_MIN) == (x < c->i))
+	else if ((agg == SHARD_AGG_MIN) == (x < c->i))
 		c->i = x;
 	c->seen = true;
+}
+
+/* The group of key (len bytes), made when new; NULL when refused. */
+static struct group *group_of(struct shard_merge *m, const uint8_t *key, uint32_t len)
+{
+	uint64_t h = fnv1a(FNV1A_START, key, len);
+	if (m->n_buckets) {
+		for (struct group *g = m->bucket[h % m->n_buckets]; g; g = g->chain)
+			if (g->hash == h && g->key_len == len && memcmp(g->key, key, len) == 0)
+				return g;
+	}
+	size_t bytes = sizeof(struct group) + (size_t)m->n * sizeof(struct column) + len;
+	if (m->used + bytes + sizeof(struct group *) > m->budget) {
+		refuse_code(m, "54000", "GROUP BY or DISTINCT over several shards needs more than shard_buffer_size to "
+			    "combine its groups: raise shard_buffer_size");
+		return NULL;
+	}
+	if (m->n_groups >= m->n_buckets) {
+		size_t nb = m->n_buckets ? 2 * m->n_buckets : 64;
+		struct group **b = calloc(nb, sizeof(*b));
+		if (!b) {
+			refuse(m, "out of memory");
+			return NULL;
+		}
+		for (struct group *g = m->first; g; g = g->next) {
+			g->chain = b[g->hash % nb];
+			b[g->hash % nb] = g;
+		}
+		m->used += (nb - m->n_buckets) * sizeof(*b);
+		free(m->bucket);
+		m->bucket = b;
+		m->n_buckets = nb;
+	}
+	struct group *g = calloc(1, bytes);
+	if (!g) {
+		refuse(m, "out of memory");
+		return NULL;
+	}
+	g->hash = h;
+	g->key_len = len;
+	g->key = (uint8_t *)&g->col[m->n];
+	memcpy(g->key, key, len);
+	g->chain = m->bucket[h % m->n_buckets];
+	m->bucket[h % m->n_buckets] = g;
+	*m->last = g;
+	m->last = &g->next;
+	m->n_groups++;
+	m->used += bytes;
+	return g;
 }
 
 void shard_merge_row(struct shard_merge *m, const uint8_t *body, uint32_t len)
 {
 	if (m->bad)
 		return;
+	const uint8_t *v[SHARD_MAX_AGGS];
+	uint32_t vn[SHARD_MAX_AGGS];
+	uint8_t key[8192];
+	uint32_t key_len = 0;
 	for (int i = 0; i < m->n; i++) {
-		const uint8_t *v;
-		uint32_t n;
-		if (pg_datarow_column(body, len, i, &v, &n) < 0) {
+		if (pg_datarow_column(body, len, i, &v[i], &vn[i]) < 0) {
 			refuse(m, "a shard's row does not match its description");
 			return;
 		}
-		if (v) /* NULL: that shard had no value */
-			combine(m, &m->col[i], v, n);
+		if (m->agg[i] != SHARD_AGG_KEY)
+			continue;
+		uint32_t n = v[i] ? vn[i] : 0;
+		if (key_len + 4 + n > sizeof(key)) {
+			refuse(m, "a group's key is too long to combine");
+			return;
+		}
+		pg_put_u32(key + key_len, v[i] ? vn[i] : 0xffffffffu); /* NULLs group together */
+		if (n)
+			memcpy(key + key_len + 4, v[i], n);
+		key_len += 4 + n;
 	}
+	struct group *g = group_of(m, key, key_len);
+	for (int i = 0; g && i < m->n && !m->bad; i++)
+		if (m->agg[i] != SHARD_AGG_KEY && v[i]) /* NULL: that shard had no value */
+			combine(m, m->agg[i], m->type[i], &g->col[i], v[i], vn[i]);
 }
 
 static void print_int(char *buf, size_t cap, __int128 x)
@@ -197,33 +321,26 @@ static void print_int(char *buf, size_t cap, __int128 x)
 	buf[o] = '\0';
 }
 
-int shard_merge_finish(struct shard_merge *m, struct iobuf *out, bool with_rowdesc)
+/* Group g's row, as a DataRow body into b (begun and ended by the caller). */
+static void build_row(const struct shard_merge *m, const struct group *g, struct pg_builder *b)
 {
-	if (!m->rowdesc && !m->bad)
-		refuse(m, "no shard answered");
-	if (m->bad) {
-		char msg[240];
-		snprintf(msg, sizeof(msg), "aggregate over several shards: %s", m->why);
-		return pg_be_error(out, "ERROR", "0A000", msg);
-	}
-	struct pg_builder b;
-	pg_build_init(&b, out);
-	if (with_rowdesc) {
-		pg_build_begin(&b, 'T');
-		pg_build_bytes(&b, m->rowdesc, m->rowdesc_len);
-		pg_build_end(&b);
-	}
-	pg_build_begin(&b, 'D');
-	pg_build_u16(&b, (uint16_t)m->n);
+	pg_build_u16(b, (uint16_t)m->n);
+	const uint8_t *key = g ? g->key : NULL;
 	for (int i = 0; i < m->n; i++) {
-		const struct column *c = &m->col[i];
+		if (m->agg[i] == SHARD_AGG_KEY) {
+			uint32_t n = pg_get_u32(key);
+			pg_build_bytes(b, key, 4 + (n == 0xffffffffu ? 0 : n));
+			key += 4 + (n == 0xffffffffu ? 0 : n);
+			continue;
+		}
+		const struct column *c = g ? &g->col[i] : NULL;
 		char num[64];
 		const char *text = NULL;
-		if (c->agg == SHARD_AGG_COUNT) {
-			print_int(num, sizeof(num), c->seen ? c->i : 0);
+		if (m->agg[i] == SHARD_AGG_COUNT) {
+			print_int(num, sizeof(num), c && c->seen ? c->i : 0);
 			text = num;
-		} else if (c->seen) {
-			if (c->type == OID_NUMERIC)
+		} else if (c && c->seen) {
+			if (m->type[i] == OID_NUMERIC)
 				text = c->dec;
 			else {
 				print_int(num, sizeof(num), c->i);
@@ -231,15 +348,65 @@ int shard_merge_finish(struct shard_merge *m, struct iobuf *out, bool with_rowde
 			}
 		}
 		if (!text) {
-			pg_build_u32(&b, 0xffffffffu);
+			pg_build_u32(b, 0xffffffffu);
 			continue;
 		}
-		pg_build_u32(&b, (uint32_t)strlen(text));
-		pg_build_bytes(&b, text, strlen(text));
+		pg_build_u32(b, (uint32_t)strlen(text));
+		pg_build_bytes(b, text, strlen(text));
 	}
-	pg_build_end(&b);
+}
+
+int shard_merge_finish(struct shard_merge *m, struct iobuf *out, bool with_rowdesc, struct shard_sort *sort)
+{
+	if (!m->rowdesc && !m->bad)
+		refuse(m, "no shard answered");
+	if (m->bad) {
+		char msg[240];
+		snprintf(msg, sizeof(msg), "aggregate over several shards: %s", m->why);
+		return pg_be_error(out, "ERROR", m->sqlstate, msg);
+	}
+	/* Without keys, one row even when no shard had any (count 0). */
+	bool one = !m->grouped && !m->first;
+	struct iobuf rows = { 0 };
+	struct pg_builder b;
+	pg_build_init(&b, sort ? &rows : out);
+	if (with_rowdesc && !sort) {
+		pg_build_begin(&b, 'T');
+		pg_build_bytes(&b, m->rowdesc, m->rowdesc_len);
+		pg_build_end(&b);
+	}
+	uint64_t sent = 0;
+	int64_t skip = sort ? 0 : m->offset;
+	for (const struct group *g = m->first; one || g; g = g ? g->next : NULL) {
+		one = false;
+		if (skip > 0) {
+			skip--;
+			continue;
+		}
+		if (!sort && m->limit >= 0 && sent >= (uint64_t)m->limit)
+			break;
+		pg_build_begin(&b, 'D');
+		build_row(m, g, &b);
+		pg_build_end(&b);
+		sent++;
+	}
 	int rc = pg_build_done(&b);
-	return rc < 0 ? rc : pg_be_complete(out, "SELECT 1");
+	if (rc < 0 || !sort) {
+		iobuf_release(&rows);
+		if (rc < 0)
+			return rc;
+		char tag[32];
+		snprintf(tag, sizeof(tag), "SELECT %llu", (unsigned long long)sent);
+		return pg_be_complete(out, tag);
+	}
+	/* Ordered: the rows go through the sort (ORDER BY, LIMIT, OFFSET). */
+	shard_sort_describe(sort, m->rowdesc, m->rowdesc_len);
+	struct pg_msg msg;
+	for (uint32_t off = 0; off < iobuf_len(&rows) && pg_msg_peek(iobuf_head(&rows) + off, iobuf_len(&rows) - off, &msg) == 1;
+	     off += msg.len)
+		shard_sort_row(sort, msg.body, msg.body_len);
+	iobuf_release(&rows);
+	return shard_sort_finish(sort, out, with_rowdesc);
 }
 
 /* ---- decimals ---- */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Tables (with their repeats) one statement may name at its top level. */
 #define ROUTE_MAX_REFS 32
@@ -790,36 +791,37 @@ static bool const_limit(const PgQuery__SelectStmt *sel, int64_t *limit)
 	return true;
 }
 
-/* The output of sel is only count/sum/min/max calls (plain: no DISTINCT,
- * FILTER, ORDER BY or OVER inside): their kinds into out->aggs. */
+/* The aggregate a target is, when the client side can combine it over
+ * shards: a plain count/sum/min/max call (no DISTINCT, FILTER, ORDER BY or
+ * OVER inside); else 0. */
+static int agg_kind(const PgQuery__Node *t)
+{
+	const PgQuery__Node *v = t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->val : NULL;
+	if (!v || v->node_case != PG_QUERY__NODE__NODE_FUNC_CALL)
+		return 0;
+	const PgQuery__FuncCall *fc = v->func_call;
+	const char *fn = catalog_name(fc->n_funcname, fc->funcname);
+	if (!fn || fc->n_agg_order || fc->agg_filter || fc->over || fc->agg_within_group || fc->agg_distinct ||
+	    fc->func_variadic)
+		return 0;
+	if (strcmp(fn, "count") == 0 && (fc->agg_star ? fc->n_args == 0 : fc->n_args == 1))
+		return SHARD_AGG_COUNT;
+	if (fc->agg_star || fc->n_args != 1)
+		return 0;
+	return strcmp(fn, "sum") == 0 ? SHARD_AGG_SUM : strcmp(fn, "min") == 0 ? SHARD_AGG_MIN
+	       : strcmp(fn, "max") == 0 ? SHARD_AGG_MAX : 0;
+}
+
+/* The output of sel is only count/sum/min/max calls: their kinds into
+ * out->aggs. */
 static void combinable_aggs(const PgQuery__SelectStmt *sel, struct shard_route *out)
 {
 	if (!sel->n_target_list || sel->n_target_list > SHARD_MAX_AGGS)
 		return;
 	uint8_t kinds[SHARD_MAX_AGGS];
-	for (size_t i = 0; i < sel->n_target_list; i++) {
-		const PgQuery__Node *t = sel->target_list[i];
-		const PgQuery__Node *v = t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->val : NULL;
-		if (!v || v->node_case != PG_QUERY__NODE__NODE_FUNC_CALL)
+	for (size_t i = 0; i < sel->n_target_list; i++)
+		if (!(kinds[i] = (uint8_t)agg_kind(sel->target_list[i])))
 			return;
-		const PgQuery__FuncCall *fc = v->func_call;
-		const char *fn = catalog_name(fc->n_funcname, fc->funcname);
-		if (!fn || fc->n_agg_order || fc->agg_filter || fc->over || fc->agg_within_group || fc->agg_distinct ||
-		    fc->func_variadic)
-			return;
-		if (strcmp(fn, "count") == 0 && (fc->agg_star ? fc->n_args == 0 : fc->n_args == 1))
-			kinds[i] = SHARD_AGG_COUNT;
-		else if (fc->agg_star || fc->n_args != 1)
-			return;
-		else if (strcmp(fn, "sum") == 0)
-			kinds[i] = SHARD_AGG_SUM;
-		else if (strcmp(fn, "min") == 0)
-			kinds[i] = SHARD_AGG_MIN;
-		else if (strcmp(fn, "max") == 0)
-			kinds[i] = SHARD_AGG_MAX;
-		else
-			return;
-	}
 	memcpy(out->aggs, kinds, sel->n_target_list);
 	out->n_aggs = (uint8_t)sel->n_target_list;
 }
@@ -938,36 +940,49 @@ static int digits_end(const char *sql, int at)
 	return at;
 }
 
-/* With OFFSET k, each shard runs the text with LIMIT n+k and OFFSET 0
- * (out->shard_sql); false when the text cannot be rewritten so. */
-static bool offset_text(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct shard_route *out)
+/* Is the word before sql + at (blanks skipped) `word` (lower case)? */
+static bool word_before(const char *sql, int at, const char *word)
 {
-	if (!out->offset)
-		return true;
-	int off_at = sel->limit_offset->a_const->location, lim_at = -1;
-	char lim[24] = "";
-	if (out->limit >= 0) {
-		if (out->limit > INT64_MAX - out->offset)
-			return false;
-		lim_at = sel->limit_count->a_const->location;
-		snprintf(lim, sizeof(lim), "%lld", (long long)(out->limit + out->offset));
-	}
-	int off_end = digits_end(c->sql, off_at), lim_end = lim_at >= 0 ? digits_end(c->sql, lim_at) : 0;
-	if (off_end < 0 || lim_end < 0)
+	size_t n = strlen(word);
+	while (at > 0 && (sql[at - 1] == ' ' || sql[at - 1] == '\t' || sql[at - 1] == '\n' || sql[at - 1] == '\r'))
+		at--;
+	if ((size_t)at < n || strncasecmp(sql + at - n, word, n) != 0)
 		return false;
-	/* Both literals replaced in text order. */
+	return at == (int)n || !((sql[at - n - 1] | 0x20) >= 'a' && (sql[at - n - 1] | 0x20) <= 'z');
+}
+
+/* The text each shard runs when the merge cuts the rows itself
+ * (out->shard_sql): its OFFSET's number replaced by 0 and its LIMIT's by
+ * limit (NULL: kept). False when the text cannot be rewritten so. */
+static bool shard_text(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct shard_route *out, const char *limit)
+{
 	struct replace {
 		int at, end;
 		const char *with;
-	} rep[2] = { { off_at, off_end, "0" }, { lim_at, lim_end, lim } };
-	int n = lim_at >= 0 ? 2 : 1;
-	if (n == 2 && lim_at < off_at) {
+	} rep[2];
+	int n = 0;
+	if (out->offset > 0) {
+		int at = sel->limit_offset->a_const->location;
+		rep[n++] = (struct replace){ at, digits_end(c->sql, at), "0" };
+	}
+	if (limit && out->limit >= 0) {
+		int at = sel->limit_count->a_const->location;
+		if (strcmp(limit, "ALL") == 0 && !word_before(c->sql, at, "limit"))
+			return false; /* FETCH FIRST ALL ROWS is no SQL */
+		rep[n++] = (struct replace){ at, digits_end(c->sql, at), limit };
+	}
+	if (!n)
+		return true;
+	for (int i = 0; i < n; i++)
+		if (rep[i].end < 0)
+			return false;
+	if (n == 2 && rep[1].at < rep[0].at) { /* in text order */
 		struct replace first = rep[1];
 		rep[1] = rep[0];
 		rep[0] = first;
 	}
 	size_t len = strlen(c->sql);
-	char *t = malloc(len + sizeof(lim) + 2);
+	char *t = malloc(len + 48);
 	if (!t)
 		return false;
 	size_t o = 0;
@@ -981,6 +996,78 @@ static bool offset_text(struct route_ctx *c, const PgQuery__SelectStmt *sel, str
 	memcpy(t + o, c->sql + from, len - (size_t)from + 1);
 	out->shard_sql = t;
 	return true;
+}
+
+/* With OFFSET k, each shard runs LIMIT n+k OFFSET 0. */
+static bool offset_text(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct shard_route *out)
+{
+	char lim[24];
+	if (!out->offset)
+		return true;
+	if (out->limit >= 0 && out->limit > INT64_MAX - out->offset)
+		return false;
+	snprintf(lim, sizeof(lim), "%lld", (long long)(out->limit + out->offset));
+	return shard_text(c, sel, out, lim);
+}
+
+/* A GROUP BY whose keys are all output columns and whose other output
+ * columns are count/sum/min/max calls, or a plain DISTINCT: each shard
+ * answers a row per group, combined per key (out->aggs, SHARD_AGG_KEY for
+ * keys), then ordered (out->sort) and cut (LIMIT, OFFSET: each shard runs
+ * LIMIT ALL OFFSET 0). Left as it is when not so. */
+static void grouped(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct shard_route *out)
+{
+	size_t n = sel->n_target_list;
+	if (!n || n > SHARD_MAX_AGGS)
+		return;
+	uint8_t kinds[SHARD_MAX_AGGS] = { 0 };
+	bool key[SHARD_MAX_AGGS] = { false };
+	if (sel->n_distinct_clause) {
+		/* DISTINCT, not DISTINCT ON (...): every output column is a key. */
+		if (sel->n_group_clause || sel->n_distinct_clause != 1 ||
+		    (sel->distinct_clause[0] && sel->distinct_clause[0]->node_case != PG_QUERY__NODE__NODE__NOT_SET) ||
+		    calls_function(sel))
+			return;
+		for (size_t i = 0; i < n; i++)
+			key[i] = true;
+	} else {
+		for (size_t g = 0; g < sel->n_group_clause; g++) {
+			const PgQuery__Node *e = sel->group_clause[g];
+			int16_t pos = 0;
+			if (e->node_case == PG_QUERY__NODE__NODE_A_CONST && e->a_const->val_case == PG_QUERY__A__CONST__VAL_IVAL &&
+			    e->a_const->ival->ival >= 1 && (size_t)e->a_const->ival->ival <= n)
+				pos = (int16_t)e->a_const->ival->ival;
+			else if (e->node_case == PG_QUERY__NODE__NODE_COLUMN_REF)
+				pos = target_of(sel, e->column_ref);
+			if (!pos)
+				return; /* a key not in the output: its groups cannot be told apart */
+			key[pos - 1] = true;
+		}
+	}
+	struct sql_walker w = { find_call, stop_deep };
+	for (size_t i = 0; i < n; i++) {
+		const PgQuery__Node *t = sel->target_list[i];
+		const PgQuery__Node *v = t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->val : NULL;
+		if (!v || (v->node_case == PG_QUERY__NODE__NODE_COLUMN_REF && v->column_ref->n_fields &&
+			   v->column_ref->fields[v->column_ref->n_fields - 1]->node_case == PG_QUERY__NODE__NODE_A_STAR))
+			return; /* `*`: its columns are the catalog's */
+		if (key[i]) {
+			if (sql_walk(&w, &t->base) != SQL_WALK_ON)
+				return; /* a key computed by a function: maybe an aggregate */
+			kinds[i] = SHARD_AGG_KEY;
+		} else if (!(kinds[i] = (uint8_t)agg_kind(t))) {
+			return;
+		}
+	}
+	if (!const_limit(sel, &out->limit) || !const_offset(sel, &out->offset) || !sort_keys(sel, out) ||
+	    !shard_text(c, sel, out, "ALL")) {
+		out->limit = -1;
+		out->offset = 0;
+		out->n_sort = 0;
+		return;
+	}
+	memcpy(out->aggs, kinds, n);
+	out->n_aggs = (uint8_t)n;
 }
 
 static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
@@ -1011,16 +1098,19 @@ static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
 	bool write = s.lock || s.modifying;
 	int rc = decide(c, s.window, write);
 	if (rc == 0 && (c->out->kind == SHARD_ROUTE_MULTI || c->out->kind == SHARD_ROUTE_SEVERAL) && !write &&
-	    !s.unknown_func && !s.window && !sel->n_distinct_clause && !sel->n_group_clause && !sel->having_clause &&
-	    !sel->n_window_clause) {
-		c->out->concat = const_limit(sel, &c->out->limit) && const_offset(sel, &c->out->offset) &&
-				 !calls_function(sel) && sort_keys(sel, c->out) && offset_text(c, sel, c->out);
-		if (!c->out->concat) {
-			c->out->n_sort = 0;
-			c->out->offset = 0;
+	    !s.unknown_func && !s.window && !sel->having_clause && !sel->n_window_clause) {
+		if (sel->n_group_clause || sel->n_distinct_clause) {
+			grouped(c, sel, c->out);
+		} else {
+			c->out->concat = const_limit(sel, &c->out->limit) && const_offset(sel, &c->out->offset) &&
+					 !calls_function(sel) && sort_keys(sel, c->out) && offset_text(c, sel, c->out);
+			if (!c->out->concat) {
+				c->out->n_sort = 0;
+				c->out->offset = 0;
+			}
+			if (!sel->limit_count && !sel->limit_offset && !sel->n_sort_clause)
+				combinable_aggs(sel, c->out);
 		}
-		if (!sel->limit_count && !sel->limit_offset && !sel->n_sort_clause)
-			combinable_aggs(sel, c->out);
 	}
 	return rc;
 }

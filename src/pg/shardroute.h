@@ -78,6 +78,7 @@ enum shard_agg {
 	SHARD_AGG_SUM,       /* sum(x): the sums added (NULL when every shard's is) */
 	SHARD_AGG_MIN,       /* min(x) */
 	SHARD_AGG_MAX,       /* max(x) */
+	SHARD_AGG_KEY,       /* not an aggregate: a GROUP BY (or DISTINCT) key column */
 };
 #define SHARD_MAX_AGGS 16
 

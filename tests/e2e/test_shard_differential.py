@@ -129,6 +129,13 @@ FANOUT = [
     "SELECT count(*), sum(total), min(total), max(total) FROM orders WHERE total > {t}",
     "SELECT count(country), max(id), sum(total::numeric / 8) FROM orders WHERE customer_id IN ({k}, {k2})",
     "SELECT sum(qty), count(*), min(order_id) FROM order_items WHERE qty < {t} % 4",
+    # Grouped: each shard's groups combined per key (compared as sets).
+    "SELECT country, count(*), sum(total), min(id), max(total) FROM orders WHERE total > {t} GROUP BY country",
+    "SELECT customer_id, count(*) FROM order_items GROUP BY 1",
+    "SELECT qty, country, count(*), sum(o.total::numeric) FROM orders o JOIN order_items i "
+    "ON o.customer_id = i.customer_id AND o.id = i.order_id GROUP BY qty, country",
+    "SELECT DISTINCT country FROM orders WHERE total < {t}",
+    "SELECT DISTINCT qty, customer_id FROM order_items WHERE customer_id IN ({k}, {k2})",
 ]
 
 
@@ -145,6 +152,11 @@ ORDERED = [
     "SELECT id FROM orders ORDER BY id LIMIT 0",
     "SELECT id, country FROM orders WHERE total > {t} ORDER BY country COLLATE \"C\" DESC, id DESC LIMIT 30",
     "SELECT id FROM orders WHERE total < {t} OFFSET 7",
+    "SELECT country, count(*), sum(total) FROM orders GROUP BY country ORDER BY 2 DESC, country COLLATE \"C\" "
+    "NULLS FIRST LIMIT 3",
+    "SELECT customer_id, max(total) AS top FROM orders WHERE total > {t} GROUP BY customer_id "
+    "ORDER BY top DESC, customer_id LIMIT 5 OFFSET 2",
+    "SELECT DISTINCT qty FROM order_items ORDER BY qty DESC",
 ]
 
 

@@ -330,9 +330,11 @@ def test_what_needs_several_shards_is_refused_clearly(pg, sharded):
     with s.connect(db="shop", autocommit=True) as c:
         for sql, words in [
             ("SELECT avg(total) FROM orders", "merging the answers of several shards is not built yet"),
-            ("SELECT customer_id, count(*) FROM orders GROUP BY customer_id", "merging the answers of several shards"),
+            ("SELECT customer_id, count(*) FROM orders GROUP BY customer_id HAVING count(*) > 1",
+             "merging the answers of several shards"),
             (f"SELECT avg(total) FROM orders WHERE customer_id IN ({a}, {b})", "keys are on several shards"),
-            (f"SELECT DISTINCT total FROM orders WHERE customer_id IN ({a}, {b})", "keys are on several shards"),
+            (f"SELECT DISTINCT ON (total) total FROM orders WHERE customer_id IN ({a}, {b})",
+             "keys are on several shards"),
             ("SELECT id FROM orders ORDER BY total * 2", "merging the answers of several shards"),
             ("SELECT * FROM orders o JOIN orders p ON o.id = p.total", "join"),
         ]:

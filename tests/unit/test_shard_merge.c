@@ -43,11 +43,12 @@ static void test_decimals(void)
 	CHECK(!shard_decimal_valid("Infinity") && !shard_decimal_valid("1.2.3") && shard_decimal_valid("-0.5"));
 }
 
-/* The values of the DataRow sluice answered, "|"-joined, NULL as "-". */
+/* The values of the DataRows sluice answered, "|"-joined, NULL as "-",
+ * rows apart by a blank. */
 static void answer(struct shard_merge *m, char *out, size_t cap, char *type)
 {
 	struct iobuf b = { 0 };
-	CHECK(shard_merge_finish(m, &b, true) == 0);
+	CHECK(shard_merge_finish(m, &b, true, NULL) == 0);
 	out[0] = '\0';
 	*type = 0;
 	uint32_t off = 0;
@@ -56,6 +57,8 @@ static void answer(struct shard_merge *m, char *out, size_t cap, char *type)
 		if (!*type || *type == 'T')
 			*type = (char)msg.type;
 		if (msg.type == 'D') {
+			if (out[0])
+				strncat(out, " ", cap - strlen(out) - 1);
 			for (int i = 0;; i++) {
 				const uint8_t *v;
 				uint32_t n;
@@ -80,7 +83,7 @@ static void test_merges(void)
 					SHARD_AGG_MAX };
 	static const uint32_t types[] = { 20, 20, 23, 23, 1700, 1700 };
 	uint8_t buf[512];
-	struct shard_merge *m = shard_merge_new(aggs, 6);
+	struct shard_merge *m = shard_merge_new(aggs, 6, -1, 0, 1 << 20);
 	CHECK(m != NULL);
 	static const char *const rows[][6] = {
 		{ "3", "10", "-4", "9", "1.5", "2.25" },
@@ -97,7 +100,7 @@ static void test_merges(void)
 	shard_merge_free(m);
 
 	/* No shard had a value: a count of 0, NULL for the rest. */
-	m = shard_merge_new(aggs, 2);
+	m = shard_merge_new(aggs, 2, -1, 0, 1 << 20);
 	shard_merge_describe(m, buf, unit_rowdesc(buf, 2, types, NULL));
 	const char *nulls[] = { "0", NULL };
 	shard_merge_row(m, buf, unit_datarow(buf, 2, nulls));
@@ -108,7 +111,7 @@ static void test_merges(void)
 	/* min over text: refused, not guessed. */
 	static const uint8_t mins[] = { SHARD_AGG_MIN };
 	static const uint32_t text[] = { 25 };
-	m = shard_merge_new(mins, 1);
+	m = shard_merge_new(mins, 1, -1, 0, 1 << 20);
 	shard_merge_describe(m, buf, unit_rowdesc(buf, 1, text, NULL));
 	answer(m, got, sizeof(got), &type);
 	CHECK(type == 'E');
@@ -116,7 +119,7 @@ static void test_merges(void)
 
 	/* A NaN: refused. */
 	static const uint32_t num[] = { 1700 };
-	m = shard_merge_new(mins, 1);
+	m = shard_merge_new(mins, 1, -1, 0, 1 << 20);
 	shard_merge_describe(m, buf, unit_rowdesc(buf, 1, num, NULL));
 	const char *nan[] = { "NaN" };
 	shard_merge_row(m, buf, unit_datarow(buf, 1, nan));
@@ -125,4 +128,69 @@ static void test_merges(void)
 	shard_merge_free(m);
 }
 
-UNIT_MAIN(test_decimals(); test_merges())
+/* GROUP BY: rows of equal keys combined, NULL keys one group, in the
+ * order groups were met; LIMIT and OFFSET; keys refused; the budget. */
+static void test_groups(void)
+{
+	static const uint8_t aggs[] = { SHARD_AGG_KEY, SHARD_AGG_COUNT, SHARD_AGG_SUM, SHARD_AGG_MAX };
+	static const uint32_t types[] = { 25, 20, 1700, 23 };
+	static const char *const shard0[][4] = { { "fr", "2", "1.5", "7" }, { NULL, "1", "2", "1" }, { "de", "1", NULL, NULL } };
+	static const char *const shard1[][4] = { { "de", "3", "0.25", "9" }, { "fr", "1", "-1", "3" }, { NULL, "4", "1", "0" } };
+	uint8_t buf[512];
+	char got[256], type;
+	struct shard_merge *m = shard_merge_new(aggs, 4, -1, 0, 1 << 20);
+	shard_merge_describe(m, buf, unit_rowdesc(buf, 4, types, NULL));
+	for (int i = 0; i < 3; i++)
+		shard_merge_row(m, buf, unit_datarow(buf, 4, shard0[i]));
+	shard_merge_describe(m, buf, unit_rowdesc(buf, 4, types, NULL));
+	for (int i = 0; i < 3; i++)
+		shard_merge_row(m, buf, unit_datarow(buf, 4, shard1[i]));
+	answer(m, got, sizeof(got), &type);
+	if (strcmp(got, "fr|3|0.5|7 -|5|3|1 de|4|0.25|9") != 0)
+		fprintf(stderr, "groups: %s\n", got);
+	CHECK(strcmp(got, "fr|3|0.5|7 -|5|3|1 de|4|0.25|9") == 0);
+	shard_merge_free(m);
+
+	/* LIMIT 1 OFFSET 1 over the groups; no groups at all: no row. */
+	m = shard_merge_new(aggs, 4, 1, 1, 1 << 20);
+	shard_merge_describe(m, buf, unit_rowdesc(buf, 4, types, NULL));
+	for (int i = 0; i < 3; i++)
+		shard_merge_row(m, buf, unit_datarow(buf, 4, shard0[i]));
+	answer(m, got, sizeof(got), &type);
+	CHECK(strcmp(got, "-|1|2|1") == 0);
+	shard_merge_free(m);
+	m = shard_merge_new(aggs, 4, -1, 0, 1 << 20);
+	shard_merge_describe(m, buf, unit_rowdesc(buf, 4, types, NULL));
+	answer(m, got, sizeof(got), &type);
+	CHECK(strcmp(got, "") == 0 && type == 'C'); /* no DataRow: SELECT 0 */
+	shard_merge_free(m);
+
+	/* A numeric key: 1.0 and 1.00 are one group PostgreSQL-side; refused. */
+	static const uint32_t numkey[] = { 1700, 20, 1700, 23 };
+	m = shard_merge_new(aggs, 4, -1, 0, 1 << 20);
+	shard_merge_describe(m, buf, unit_rowdesc(buf, 4, numkey, NULL));
+	answer(m, got, sizeof(got), &type);
+	CHECK(type == 'E');
+	shard_merge_free(m);
+
+	/* Past the budget: refused (54000), not grown. */
+	m = shard_merge_new(aggs, 4, -1, 0, 2048);
+	shard_merge_describe(m, buf, unit_rowdesc(buf, 4, types, NULL));
+	for (int i = 0; i < 100; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "k%d", i);
+		const char *row[4] = { k, "1", "1", "1" };
+		shard_merge_row(m, buf, unit_datarow(buf, 4, row));
+	}
+	struct iobuf b = { 0 };
+	CHECK(shard_merge_finish(m, &b, true, NULL) == 0);
+	struct pg_msg msg;
+	CHECK(pg_msg_peek(iobuf_head(&b), iobuf_len(&b), &msg) == 1 && msg.type == 'E');
+	struct pg_error_fields f;
+	pg_be_error_parse(msg.body, msg.body_len, &f);
+	CHECK(strcmp(f.code, "54000") == 0);
+	iobuf_release(&b);
+	shard_merge_free(m);
+}
+
+UNIT_MAIN(test_decimals(); test_merges(); test_groups())

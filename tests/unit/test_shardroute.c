@@ -336,6 +336,33 @@ static void test_tx(void)
 		}
 		shard_route_deinit(&r);
 	}
+	/* GROUP BY and DISTINCT combined per key: keys are output columns,
+	 * the rest count/sum/min/max; each shard runs LIMIT ALL OFFSET 0. */
+	static const struct { const char *sql; int n_aggs; const char *shard_sql; } grp[] = {
+		{ "SELECT country, count(*), sum(total) FROM orders GROUP BY country", 3, NULL },
+		{ "SELECT o.country, max(o.total) FROM orders o GROUP BY 1 ORDER BY 2 DESC LIMIT 3 OFFSET 1", 2,
+		  "SELECT o.country, max(o.total) FROM orders o GROUP BY 1 ORDER BY 2 DESC LIMIT ALL OFFSET 0" },
+		{ "SELECT DISTINCT country, total FROM orders", 2, NULL },
+		{ "SELECT country, avg(total) FROM orders GROUP BY country", 0, NULL },
+		{ "SELECT count(*) FROM orders GROUP BY country", 0, NULL },
+		{ "SELECT country, count(*) FROM orders GROUP BY country HAVING count(*) > 1", 0, NULL },
+		{ "SELECT lower(country), count(*) FROM orders GROUP BY 1", 0, NULL },
+		{ "SELECT DISTINCT ON (country) country, id FROM orders", 0, NULL },
+		{ "SELECT DISTINCT * FROM orders", 0, NULL },
+		{ "SELECT DISTINCT lower(country) FROM orders", 0, NULL },
+		{ "SELECT country, count(*) FROM orders GROUP BY country FETCH FIRST 2 ROWS ONLY", 0, NULL },
+	};
+	for (size_t i = 0; i < sizeof(grp) / sizeof(grp[0]); i++) {
+		struct shard_route r;
+		CHECK(shard_route(grp[i].sql, NULL, 0, &map, &r) == 0);
+		if (r.n_aggs != grp[i].n_aggs)
+			fprintf(stderr, "\"%s\": %d combined columns, want %d\n", grp[i].sql, r.n_aggs, grp[i].n_aggs);
+		CHECK(r.kind == SHARD_ROUTE_MULTI && r.n_aggs == grp[i].n_aggs && !r.concat);
+		CHECK(!grp[i].shard_sql || (r.shard_sql && strcmp(r.shard_sql, grp[i].shard_sql) == 0));
+		if (r.n_aggs)
+			CHECK(r.aggs[0] == SHARD_AGG_KEY);
+		shard_route_deinit(&r);
+	}
 	/* The plan keeps what the client side needs. */
 	struct shard_route r;
 	CHECK(shard_route("SELECT * FROM events WHERE k = $1", NULL, 0, &map, &r) == 0);
