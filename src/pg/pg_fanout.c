@@ -19,6 +19,7 @@
 #include "pg_shard_recover.h"
 #include "shard_2pc.h"
 #include "runtime.h"
+#include "shard_copy.h"
 #include "shard_merge.h"
 #include "shard_sort.h"
 #include "shardroute.h"
@@ -27,6 +28,7 @@
 /* What a fan-out is doing on its current shard. */
 enum fan_phase {
 	FAN_READ,        /* the read, on each shard */
+	FAN_COPY_IN,     /* COPY FROM STDIN: the client's rows read and split by shard */
 	FAN_PREPARE,     /* a write: BEGIN, the statement, PREPARE TRANSACTION, on each shard */
 	FAN_LEAVE,       /* a transaction moves on: its part on the client's shard is prepared */
 	FAN_END,         /* a transaction over shards ends: its current part prepared (COMMIT)
@@ -43,6 +45,10 @@ struct pg_shard_fanout {
 	struct shard_merge *merge; /* an aggregate: each shard's row combined (heap); NULL =
 				    * the rows concatenated */
 	struct shard_sort *sort; /* ORDER BY: the shards' rows kept and sorted (heap) */
+	struct shard_copy *copy; /* COPY FROM STDIN: the rows by shard (heap) */
+	size_t copy_sent;  /* PREPARE of a COPY: the current shard's data bytes sent */
+	bool copy_done;    /* ...and its end (CopyDone, PREPARE, Sync) */
+	bool copy_failed;  /* COPY_IN: the client was told an error; its data is dropped */
 	char *sql;       /* a simple Query's text as each shard runs it, when not the
 			  * client's (an OFFSET rewritten; heap) */
 	int64_t skip;    /* OFFSET without ORDER BY: rows still to skip */
@@ -75,6 +81,7 @@ struct pg_shard_fanout {
 };
 
 static void pg_fanout_free_one(struct pg_shard_fanout *f);
+static int copy_more(struct pg_client *c, struct pg_shard_fanout *f, struct iobuf *w);
 
 bool pg_fanout_runs(const struct shard_plan *pl)
 {
@@ -142,7 +149,7 @@ bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const str
 	if (write && map->n_shards == 1)
 		return false; /* one shard: an ordinary transaction (pg_shard.c) */
 	struct shard_route r;
-	if (!known && (kind == SHARD_ROUTE_SEVERAL || pl->aggregate || pl->concat)) {
+	if (!known && (kind == SHARD_ROUTE_SEVERAL || pl->aggregate || pl->concat || pl->write)) {
 		shard_route(sql, NULL, 0, map, &r);
 		known = &r;
 	}
@@ -163,13 +170,29 @@ bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const str
 			struct iobuf buf = { 0 };
 			struct pg_builder pb;
 			pg_build_init(&pb, &buf);
-			build_stmt(&pb, sql, NULL, 0, NULL, 0, true);
-			f->phase = FAN_PREPARE;
+			bool copy = known && known->copy_in;
+			build_stmt(&pb, sql, NULL, 0, NULL, 0, !copy);
+			f->phase = copy ? FAN_COPY_IN : FAN_PREPARE;
 			f->t = &f->own;
 			f->own.coord = -1;
-			if (!(f->own.seq = shard_2pc_start()) || !built(&pb, &buf, &f->ext, &f->ext_len)) {
+			if (!(f->own.seq = shard_2pc_start()) || !built(&pb, &buf, &f->ext, &f->ext_len) ||
+			    (copy && !(f->copy = shard_copy_new(&known->copy, map->n_shards,
+								 (size_t)runtime_config()->shard_buffer_size)))) {
 				pg_fanout_free_one(f);
 				f = NULL;
+			} else if (copy) {
+				/* Its rows come now: sluice reads them (CopyInResponse, text). */
+				struct pg_builder g;
+				pg_build_init(&g, &c->sock.wbuf);
+				pg_build_begin(&g, 'G');
+				pg_build_u8(&g, 0);
+				pg_build_u16(&g, (uint16_t)known->copy.n_fields);
+				for (int i = 0; i < known->copy.n_fields; i++)
+					pg_build_u16(&g, 0);
+				pg_build_end(&g);
+				(void)pg_build_done(&g);
+				pgsock_drop(&c->sock, consumed);
+				f->consumed = 0;
 			}
 		} else if (known && (known->concat || known->n_aggs)) {
 			/* Rows concatenated (OFFSET skipped), sorted, or combined
@@ -310,6 +333,8 @@ int pg_fanout_next(struct pg_client *c, struct pool **out)
 	c->sock.parse_blocked = false; /* idle: the Query is read again */
 	if (f->phase == FAN_LEAVE)
 		return left(c);
+	if (f->phase == FAN_COPY_IN)
+		return PG_SHARD_ANSWERED; /* the COPY's rows come next (pg_fanout_copy) */
 	if ((f->phase == FAN_PREPARE && (f->failed || !f->todo)) || f->phase == FAN_END)
 		next_phase(f);
 	if (f->phase == FAN_COMMIT && f->shard == f->t->coord && f->sent) {
@@ -382,11 +407,133 @@ static int send_step(struct pg_client *c, struct pg_shard_fanout *f, const struc
 	if (f->shard == f->t->coord)
 		build_stmt(&pb, "SELECT pg_catalog.txid_current()", NULL, 0, NULL, 0, false);
 	pg_build_bytes(&pb, f->ext, f->ext_len); /* whole messages: the client's statement */
+	if (f->copy) {
+		/* Its rows follow as the socket takes them (pg_fanout_refill),
+		 * then the end. */
+		f->copy_sent = 0;
+		f->copy_done = false;
+		int rc = pg_build_done(&pb);
+		return rc < 0 ? rc : copy_more(c, f, w);
+	}
 	snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", gid);
 	build_stmt(&pb, sql, NULL, 0, NULL, 0, false);
 	pg_build_begin(&pb, 'S');
 	pg_build_end(&pb);
 	return pg_build_done(&pb);
+}
+
+/* PREPARE of a COPY: more of the current shard's rows as CopyData into w,
+ * up to COPY_CHUNK bytes, and once all are in, CopyDone, PREPARE
+ * TRANSACTION and Sync (at once after an error: the server drops what
+ * comes before the Sync). */
+enum { COPY_CHUNK = 256 * 1024, COPY_PIECE = 64 * 1024 };
+
+static int copy_more(struct pg_client *c, struct pg_shard_fanout *f, struct iobuf *w)
+{
+	size_t hlen, dlen;
+	const uint8_t *head = shard_copy_header(f->copy, &hlen), *data = shard_copy_data(f->copy, f->shard, &dlen);
+	size_t total = hlen + dlen, budget = COPY_CHUNK;
+	struct pg_builder pb;
+	pg_build_init(&pb, w);
+	while (!f->failed && f->copy_sent < total && budget) {
+		size_t at = f->copy_sent, n = total - at;
+		if (n > COPY_PIECE)
+			n = COPY_PIECE;
+		if (at < hlen && n > hlen - at)
+			n = hlen - at; /* the header, then the rows */
+		pg_build_begin(&pb, 'd');
+		pg_build_bytes(&pb, at < hlen ? head + at : data + (at - hlen), n);
+		pg_build_end(&pb);
+		f->copy_sent += n;
+		budget = budget > n ? budget - n : 0;
+	}
+	if (f->failed || f->copy_sent == total) {
+		char gid[SHARD_GID_MAX], sql[SHARD_GID_MAX + 40];
+		shard_tpc_gid(f->t, c->pool->db_name, f->shard, gid);
+		pg_build_begin(&pb, 'c');
+		pg_build_end(&pb);
+		snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", gid);
+		build_stmt(&pb, sql, NULL, 0, NULL, 0, false);
+		pg_build_begin(&pb, 'S');
+		pg_build_end(&pb);
+		f->copy_done = true;
+	}
+	return pg_build_done(&pb);
+}
+
+bool pg_fanout_refill(struct pg_client *c, struct pg_server *s)
+{
+	struct pg_shard_fanout *f = c->shard_fanout;
+	if (!f || !f->copy || f->phase != FAN_PREPARE || !f->sent || f->copy_done || iobuf_len(&s->sock.wbuf))
+		return false;
+	if (copy_more(c, f, &s->sock.wbuf) < 0) {
+		client_fail(c, "53200", "out of memory");
+		return false;
+	}
+	return true;
+}
+
+int pg_fanout_copy(struct pg_client *c, const struct pg_msg *m, uint32_t avail, struct pool **out)
+{
+	struct pg_shard_fanout *f = c->shard_fanout;
+	struct iobuf *w = &c->sock.wbuf;
+	if (m->len > avail) {
+		if (iobuf_reserve(&c->sock.rbuf, m->len - avail) < 0) {
+			client_fail(c, "54000", "a CopyData message too large to split over shards (at most 1 MiB each)");
+			return PG_SHARD_FAILED;
+		}
+		return PG_SHARD_WAIT;
+	}
+	switch (m->type) {
+	case 'd':
+		if (!f->copy_failed && shard_copy_feed(f->copy, m->body, m->body_len) < 0) {
+			const char *msg, *code = shard_copy_error(f->copy, &msg);
+			pg_be_error(w, "ERROR", code, msg);
+			f->copy_failed = true; /* the rest is dropped until CopyDone */
+		}
+		pgsock_drop(&c->sock, m->len);
+		return PG_SHARD_ANSWERED;
+	case 'H':
+	case 'S':
+		pgsock_drop(&c->sock, m->len); /* as PostgreSQL, ignored during COPY */
+		return PG_SHARD_ANSWERED;
+	case 'f':
+	case 'c': {
+		uint64_t shards = 0;
+		if (m->type == 'f' && !f->copy_failed) {
+			char msg[200];
+			snprintf(msg, sizeof(msg), "COPY from stdin failed: %.*s", (int)(m->body_len ? m->body_len - 1 : 0),
+				 (const char *)m->body);
+			pg_be_error(w, "ERROR", "57014", msg);
+		} else if (m->type == 'c' && !f->copy_failed && shard_copy_end(f->copy) < 0) {
+			const char *msg, *code = shard_copy_error(f->copy, &msg);
+			pg_be_error(w, "ERROR", code, msg);
+		} else if (m->type == 'c' && !f->copy_failed) {
+			shards = shard_copy_shards(f->copy);
+			if (shards) {
+				/* The CopyDone stays unread, as a fan-out's Query does,
+				 * until the end answers it. */
+				f->phase = FAN_PREPARE;
+				f->todo = shards;
+				f->consumed = m->len;
+				return pg_fanout_next(c, out);
+			}
+			pg_be_complete(w, "COPY 0"); /* no rows */
+		}
+		pgsock_drop(&c->sock, m->len);
+		pg_be_ready(w, 'I');
+		pg_fanout_free(c);
+		return PG_SHARD_ANSWERED;
+	}
+	default:
+		client_fail(c, "08P01", "unexpected message during COPY from stdin");
+		return PG_SHARD_FAILED;
+	}
+}
+
+bool pg_fanout_copying(const struct pg_client *c)
+{
+	return c->shard_fanout && c->shard_fanout->phase == FAN_COPY_IN;
 }
 
 bool pg_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
@@ -663,6 +810,7 @@ static void pg_fanout_free_one(struct pg_shard_fanout *f)
 		tpc_end(&f->own, f->resolved, f->left_behind);
 	shard_merge_free(f->merge);
 	shard_sort_free(f->sort);
+	shard_copy_free(f->copy);
 	free(f->sql);
 	free(f->ext);
 	free(f);

@@ -80,6 +80,16 @@ int pg_fanout_server_msg(struct pg_client *c, struct pg_server *s, const struct 
 
 void pg_fanout_free(struct pg_client *c);
 
+/* COPY FROM STDIN (docs/sharding.md): is c's fan-out reading the client's
+ * rows? Then each message of the client goes to pg_fanout_copy, which
+ * splits CopyData by shard and, at CopyDone, runs the write on each shard
+ * (PG_SHARD_GO, *out) or answers (PG_SHARD_ANSWERED, WAIT, FAILED as
+ * pg_shard_pick). pg_fanout_refill: the server's output drained; more of
+ * the rows go (true when it added some). */
+bool pg_fanout_copying(const struct pg_client *c);
+int pg_fanout_copy(struct pg_client *c, const struct pg_msg *m, uint32_t avail, struct pool **out);
+bool pg_fanout_refill(struct pg_client *c, struct pg_server *s);
+
 /*
  * A transaction over several shards (docs/sharding.md). It runs on one
  * shard at a time; when a statement needs another shard, its part on the

@@ -916,6 +916,9 @@ void server_deliver_pending(struct pg_server *s)
 void server_send_pending(struct pg_server *s)
 {
 	int rc = pgsock_flush(&s->sock, s->client ? &s->client->sock : NULL);
+	/* A COPY over shards sends its rows as the socket takes them. */
+	while (rc == 0 && s->client && s->client->shard_fanout && pg_fanout_refill(s->client, s))
+		rc = pgsock_flush(&s->sock, &s->client->sock);
 	if (rc < 0 && rc != -EAGAIN) {
 		server_close(s, "write to server failed");
 		return;

@@ -647,6 +647,8 @@ int pg_shard_pick(struct pg_client *c, const struct pg_msg *m, uint32_t avail, s
 	struct pg_shard_refusal why;
 	int dest = DEST_ANY;
 	c->shard_judged = 0;
+	if (pg_fanout_copying(c))
+		return pg_fanout_copy(c, m, avail, out);
 	if (c->shard_fanout) {
 		int act = pg_fanout_next(c, out);
 		if (act != PG_SHARD_AGAIN)

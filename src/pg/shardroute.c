@@ -1291,6 +1291,93 @@ static int route_other(struct route_ctx *c, const PgQuery__Node *n, const char *
 	return replicated(c, true);
 }
 
+/* The value of COPY option o as a string ("" when it has none). */
+static const char *copy_opt_str(const PgQuery__DefElem *o)
+{
+	const PgQuery__Node *a = o->arg;
+	if (a && a->node_case == PG_QUERY__NODE__NODE_STRING)
+		return a->string->sval;
+	return "";
+}
+
+/* Is COPY option o (HEADER) on? */
+static bool copy_opt_on(const PgQuery__DefElem *o)
+{
+	const PgQuery__Node *a = o->arg;
+	if (!a)
+		return true;
+	if (a->node_case == PG_QUERY__NODE__NODE_BOOLEAN)
+		return a->boolean->boolval;
+	if (a->node_case == PG_QUERY__NODE__NODE_INTEGER)
+		return a->integer->ival != 0;
+	const char *v = copy_opt_str(o);
+	return strcasecmp(v, "false") != 0 && strcasecmp(v, "off") != 0 && strcmp(v, "0") != 0;
+}
+
+/* COPY ... FROM STDIN into table t of the map (-1: a replicated one):
+ * the data's format from its options, and for a sharded table the key's
+ * field, into c->out->copy. */
+static int copy_in(struct route_ctx *c, const PgQuery__CopyStmt *cp, int t)
+{
+	struct shard_copy_format *f = &c->out->copy;
+	*f = (struct shard_copy_format){ .key = -1, .delim = '\t', .quote = '"', .escape = 0 };
+	snprintf(f->null, sizeof(f->null), "\\N");
+	bool delim_set = false, null_set = false;
+	for (size_t i = 0; i < cp->n_options; i++) {
+		if (cp->options[i]->node_case != PG_QUERY__NODE__NODE_DEF_ELEM)
+			continue;
+		const PgQuery__DefElem *o = cp->options[i]->def_elem;
+		const char *v = copy_opt_str(o);
+		if (strcmp(o->defname, "format") == 0) {
+			if (strcasecmp(v, "binary") == 0)
+				return refuse(c, "0A000", "COPY FROM STDIN in binary format into a sharded database (sluice "
+					      "splits text and CSV)");
+			f->csv = strcasecmp(v, "csv") == 0;
+		} else if (strcmp(o->defname, "delimiter") == 0 && strlen(v) == 1) {
+			f->delim = v[0];
+			delim_set = true;
+		} else if (strcmp(o->defname, "null") == 0 && strlen(v) < sizeof(f->null)) {
+			snprintf(f->null, sizeof(f->null), "%s", v);
+			null_set = true;
+		} else if (strcmp(o->defname, "header") == 0) {
+			f->header = copy_opt_on(o);
+		} else if (strcmp(o->defname, "quote") == 0 && strlen(v) == 1) {
+			f->quote = v[0];
+		} else if (strcmp(o->defname, "escape") == 0 && strlen(v) == 1) {
+			f->escape = v[0];
+		}
+	}
+	if (f->csv && !delim_set)
+		f->delim = ',';
+	if (f->csv && !null_set)
+		f->null[0] = '\0';
+	if (!f->escape)
+		f->escape = f->quote;
+	f->n_fields = (int)cp->n_attlist;
+	c->out->copy_in = true;
+	if (t < 0)
+		return 0;
+	const struct shard_table *st = &c->map->tables[t];
+	if (!cp->n_attlist)
+		return refuse(c, "0A000", "COPY into sharded table %s needs its column list, naming the shard key %s",
+			      st->table, st->column);
+	for (size_t i = 0; i < cp->n_attlist; i++) {
+		const PgQuery__Node *a = cp->attlist[i];
+		if (a->node_case == PG_QUERY__NODE__NODE_STRING && strcmp(a->string->sval, st->column) == 0)
+			f->key = (int)i;
+	}
+	if (f->key < 0)
+		return refuse(c, "0A000", "COPY into sharded table %s without its shard key %s in the column list",
+			      st->table, st->column);
+	if (st->key_type == PGHASH_UNKNOWN)
+		return refuse(c, "0A000", "COPY into sharded table %s needs the type of its shard key %s in "
+			      "[sharded_tables] (column:TYPE)", st->table, st->column);
+	f->key_type = st->key_type;
+	c->out->kind = SHARD_ROUTE_MULTI;
+	c->out->write = true;
+	return 0;
+}
+
 static int route_stmt(struct route_ctx *c, const PgQuery__Node *n)
 {
 	c->n_refs = c->n_quals = c->n_usings = 0;
@@ -1341,15 +1428,22 @@ static int route_stmt(struct route_ctx *c, const PgQuery__Node *n)
 		return refuse(c, "0A000", "cursors (DECLARE, FETCH, MOVE, CLOSE) on a sharded database");
 	case PG_QUERY__NODE__NODE_COPY_STMT: {
 		const PgQuery__CopyStmt *cp = n->copy_stmt;
-		if (cp->relation && map_find(c->map, cp->relation->schemaname && *cp->relation->schemaname
-							     ? cp->relation->schemaname : NULL, cp->relation->relname) >= 0)
-			return refuse(c, "0A000", "COPY of sharded table %s (splitting rows by shard key is not built yet)",
-				      cp->relation->relname);
+		bool from_stdin = cp->is_from && !cp->is_program && (!cp->filename || !*cp->filename);
+		int t = cp->relation ? map_find(c->map, cp->relation->schemaname && *cp->relation->schemaname
+							       ? cp->relation->schemaname : NULL, cp->relation->relname) : -1;
+		if (t >= 0) {
+			if (!from_stdin)
+				return refuse(c, "0A000", "COPY %s sharded table %s: sluice splits COPY FROM STDIN by key; read "
+					      "with SELECT", cp->is_from ? "from a file into" : "out of", cp->relation->relname);
+			return copy_in(c, cp, t);
+		}
 		struct scan s;
 		if (scan_stmt(c, &cp->base, false, &s) < 0)
 			return ROUTE_FAIL;
 		if (s.sharded)
 			return refuse(c, "0A000", "COPY (query) over sharded table %s", s.sharded);
+		if (from_stdin && cp->relation && copy_in(c, cp, -1) < 0)
+			return ROUTE_FAIL;
 		return replicated(c, cp->is_from || s.modifying || s.unknown_func);
 	}
 	case PG_QUERY__NODE__NODE_MERGE_STMT: {

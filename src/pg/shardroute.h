@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shard_copy.h"
 #include "shard_sort.h"
 #include "sqlshape.h"
 
@@ -127,6 +128,9 @@ struct shard_route {
 			     * no grouping, ordering or limit: each shard's one row
 			     * combined (enum shard_agg per output column); 0 = not so */
 	uint8_t aggs[SHARD_MAX_AGGS];
+	bool copy_in;       /* MULTI, REPLICATED_WRITE: COPY ... FROM STDIN, its rows read by
+			     * sluice and split by .copy (a replicated table: .copy.key -1) */
+	struct shard_copy_format copy;
 	bool bind_alone;    /* BIND: $param is the only parameter that fixes a key (others
 			     * fixing the same key would intersect with it) */
 	struct shard_item *items; /* SEVERAL from INSERT ... VALUES: one per row; else NULL */

@@ -349,3 +349,90 @@ def test_transaction_over_shards_ends_only_by_commit_or_rollback(pg, sharded):
             c.execute(f"UPDATE orders SET total = 9 WHERE customer_id = {b}; COMMIT")
         c.rollback()
     assert totals(pg, names) == before and prepared(pg, names) == []
+
+
+def shard_of_row(pg, names, oid):
+    return [i for i, n in enumerate(names) if pg.sql("SELECT 1 FROM orders WHERE id = %s", (oid,), dbname=n)]
+
+
+def test_copy_from_stdin_splits_rows_by_key(pg, sharded):
+    """COPY FROM STDIN into a sharded table: each row on the shard of its
+    key (the one sluice routes `customer_id = k` to), text and CSV, all or
+    nothing; into a replicated table every row on every shard."""
+    s, names, _ = sharded
+    rows = [(i, i * 7919 % 1000, i % 50) for i in range(1, 3001)]
+    with s.connect(db="shop", autocommit=True) as c:
+        with c.cursor().copy("COPY orders (id, customer_id, total) FROM STDIN") as cp:
+            for r in rows:
+                cp.write_row(r)
+        assert sum(r[0][0] for r in per_shard(pg, names, "SELECT count(*) FROM orders")) == 3000
+        for oid, cust, _ in rows[::97]:
+            # Through sluice, the key routes to one shard, which has the row.
+            assert c.execute("SELECT id FROM orders WHERE customer_id = %s AND id = %s", (cust, oid)).fetchall() \
+                == [(oid,)]
+            assert len(shard_of_row(pg, names, oid)) == 1
+        # CSV with a header, quotes, another column order.
+        data = "total,id,customer_id\n" + "".join(f'"{t}",{i},"{k}"\n' for i, k, t in
+                                                     [(5001, 11, 1), (5002, 12, 2), (5003, 13, 3)])
+        with c.cursor().copy("COPY orders (total, id, customer_id) FROM STDIN WITH (FORMAT csv, HEADER)") as cp:
+            cp.write(data[:17])
+            cp.write(data[17:])  # pieces that do not end with a row
+        for oid, cust in [(5001, 11), (5002, 12), (5003, 13)]:
+            assert c.execute("SELECT total FROM orders WHERE customer_id = %s AND id = %s", (cust, oid)).fetchall() \
+                == [(oid - 5000,)]
+        # A replicated table: the rows on every shard.
+        with c.cursor().copy("COPY countries FROM STDIN") as cp:
+            cp.write("fr\tFrance\nde\tGermany\n")
+        assert all(r == [("de", "Germany"), ("fr", "France")]
+                   for r in per_shard(pg, names, "SELECT code, name FROM countries ORDER BY code"))
+        before = totals(pg, names)
+        # A row a shard refuses (a duplicate id): the whole COPY is undone.
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            with c.cursor().copy("COPY orders (id, customer_id, total) FROM STDIN") as cp:
+                cp.write_row((9001, 1, 1))
+                cp.write_row((5001, 11, 1))
+        # A key that is not a bigint, or missing: refused by sluice, nothing written.
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            with c.cursor().copy("COPY orders (id, customer_id, total) FROM STDIN") as cp:
+                cp.write("9002\tabc\t1\n")
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            with c.cursor().copy("COPY orders FROM STDIN") as cp:
+                cp.write("9003\t1\t1\n")
+        assert "column list" in str(e.value)
+        # The client gives up (CopyFail): nothing written.
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            with c.cursor().copy("COPY orders (id, customer_id, total) FROM STDIN") as cp:
+                cp.write_row((9004, 1, 1))
+                raise psycopg.errors.QueryCanceled("changed my mind")
+        assert totals(pg, names) == before
+        assert c.execute("SELECT count(*) FROM orders").fetchone() == (3003,)
+    assert prepared(pg, names) == []
+
+
+def test_copy_with_psql_and_a_budget(pg, shards, helpers, tmp_path):
+    """psql's \\copy of a large file (more than a server buffer per shard);
+    past shard_buffer_size the COPY is refused, nothing written."""
+    names = shards
+    for n in names:
+        pg.sql("TRUNCATE orders, countries", dbname=n)
+    path = tmp_path / "orders.tsv"
+    path.write_text("".join(f"{i}\t{i}\t{i % 7}\n" for i in range(1, 200001)))
+    factory, s = start(helpers, pg, names)
+    try:
+        r = s.psql("-v", "ON_ERROR_STOP=1", "-c", f"\\copy orders (id, customer_id, total) from '{path}'", db="shop")
+        assert r.returncode == 0, r.stderr
+        assert "COPY 200000" in r.stdout
+        assert sum(x[0][0] for x in per_shard(pg, names, "SELECT count(*) FROM orders")) == 200000
+    finally:
+        assert not factory.finish()
+    factory = helpers.ShardedFactory(pg, ["shop.orders = customer_id:bigint"])
+    dbs = {f"shop_{i}": pg.db_line(n) for i, n in enumerate(names)}
+    dbs["shop"] = "shards=" + ",".join(f"shop_{i}" for i in range(N_SHARDS))
+    s = factory(ini_main={"pool_mode": "transaction", "shard_buffer_size": "100000"}, databases=dbs)
+    try:
+        r = s.psql("-c", f"\\copy orders (id, customer_id, total) from '{path}'", db="shop")
+        assert r.returncode != 0 and "shard_buffer_size" in r.stderr, r.stderr
+        with s.connect(db="shop") as c:
+            assert c.execute("SELECT count(*) FROM orders").fetchone() == (200000,)
+    finally:
+        assert not factory.finish()
