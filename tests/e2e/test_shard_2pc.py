@@ -436,3 +436,73 @@ def test_copy_with_psql_and_a_budget(pg, shards, helpers, tmp_path):
             assert c.execute("SELECT count(*) FROM orders").fetchone() == (200000,)
     finally:
         assert not factory.finish()
+
+
+def test_transfers_over_shards_stay_balanced(pg, sharded):
+    """Clients move amounts between accounts on different shards at once,
+    in explicit transactions (committed or rolled back), by writes over
+    every shard, and by leaving in the middle; the total never changes
+    and nothing stays prepared. Transactions that move between the same
+    shards in opposite orders can wait for each other (a deadlock no one
+    PostgreSQL sees, docs/sharding.md): lock_timeout ends them, and they
+    roll back whole."""
+    import random
+    import threading
+
+    s, names, _ = sharded
+    accounts = list(range(1, 41))
+    with s.connect(db="shop", autocommit=True) as c:
+        for a in accounts:
+            c.execute("INSERT INTO orders (id, customer_id, total) VALUES (%s, %s, 1000)", (a, a))
+    total = 1000 * len(accounts)
+    errors, done = [], []
+
+    def worker(seed):
+        rng = random.Random(seed)
+        c = s.connect(db="shop", autocommit=False)
+        try:
+            c.execute("SET lock_timeout = '1s'")
+            c.commit()
+            for i in range(25):
+                a, b = rng.sample(accounts, 2)
+                amount = rng.randint(1, 50)
+                try:
+                    c.execute("UPDATE orders SET total = total - %s WHERE customer_id = %s", (amount, a))
+                    c.execute("UPDATE orders SET total = total + %s WHERE customer_id = %s", (amount, b))
+                    r = rng.random()
+                    if r < 0.1:
+                        c.close()  # leaves in the middle: rolled back by recovery
+                        c = s.connect(db="shop", autocommit=False)
+                        c.execute("SET lock_timeout = '1s'")
+                        c.commit()
+                    elif r < 0.25:
+                        c.rollback()
+                    else:
+                        c.commit()
+                except psycopg.errors.LockNotAvailable:
+                    c.rollback()
+                if i % 10 == 0:
+                    c.autocommit = True
+                    try:
+                        c.execute("UPDATE orders SET total = total + 0")  # every shard, two-phase
+                    except psycopg.errors.LockNotAvailable:
+                        pass
+                    c.autocommit = False
+            done.append(seed)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert len(done) == 6
+    deadline = time.monotonic() + 15
+    while prepared(pg, names) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert prepared(pg, names) == []
+    assert sum(t for _, t in totals(pg, names)) == total
