@@ -2,6 +2,7 @@
  * pg_fanout.c - see pg_fanout.h.
  */
 #include "pg_fanout.h"
+#include "pg_fanout_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,63 +26,7 @@
 #include "shardroute.h"
 #include "track.h"
 
-/* What a fan-out is doing on its current shard. */
-enum fan_phase {
-	FAN_READ,        /* the read, on each shard */
-	FAN_COPY_IN,     /* COPY FROM STDIN: the client's rows read and split by shard */
-	FAN_PREPARE,     /* a write: BEGIN, the statement, PREPARE TRANSACTION, on each shard */
-	FAN_LEAVE,       /* a transaction moves on: its part on the client's shard is prepared */
-	FAN_END,         /* a transaction over shards ends: its current part prepared (COMMIT)
-			  * or rolled back */
-	FAN_COMMIT,      /* COMMIT PREPARED, the coordinator's first (the decision) */
-	FAN_ABORT,       /* ROLLBACK PREPARED of what was prepared */
-};
-
-/* What a fan-out has done so far (pg_client.shard_fanout). */
-struct pg_shard_fanout {
-	uint64_t todo;   /* shards still to run (bit i: shard i) */
-	uint64_t rows;   /* rows sent to the client so far */
-	int64_t limit;   /* the query's LIMIT: no more rows than that; -1 = none */
-	struct shard_merge *merge; /* an aggregate: each shard's row combined (heap); NULL =
-				    * the rows concatenated */
-	struct shard_sort *sort; /* ORDER BY: the shards' rows kept and sorted (heap) */
-	struct shard_copy *copy; /* COPY FROM STDIN: the rows by shard (heap) */
-	size_t copy_sent;  /* PREPARE of a COPY: the current shard's data bytes sent */
-	bool copy_done;    /* ...and its end (CopyDone, PREPARE, Sync) */
-	bool copy_failed;  /* COPY_IN: the client was told an error; its data is dropped */
-	char *sql;       /* a simple Query's text as each shard runs it, when not the
-			  * client's (an OFFSET rewritten; heap) */
-	int64_t skip;    /* OFFSET without ORDER BY: rows still to skip */
-	uint8_t *ext;    /* extended protocol: the statement's Parse, Bind, Describe and
-			  * Execute (heap); NULL = the Query's text */
-	uint32_t ext_len;
-	uint32_t consumed; /* the client's bytes answered at the end: its Query, or its batch */
-	bool want_rowdesc; /* the client asked for a RowDescription (a Query, a Describe) */
-	bool want_nodata; /* the client's Describe gets a shard's NoData (extended writes) */
-	bool sent;       /* the text is on the current shard's server */
-	bool described;  /* a shard described the rows (the first one's went to the client) */
-	bool failed;     /* a shard answered an error: the rest are not asked */
-	/* Writes and transactions (docs/sharding.md, shard_2pc.h): */
-	uint8_t phase;   /* enum fan_phase */
-	uint8_t step;    /* PREPARE, LEAVE: the current shard's CommandCompletes so far */
-	bool rolling_back; /* PREPARE: the current shard's transaction failed; its ROLLBACK runs */
-	bool commit;     /* END: the client asked for COMMIT */
-	bool resolved;   /* every shard's prepared part was committed or rolled back */
-	bool left_behind; /* a COMMIT or ROLLBACK PREPARED failed: the recovery's to finish */
-	bool counted;    /* the tag ends with a number */
-	int8_t shard;    /* the current shard */
-	struct shard_tpc *t; /* the two-phase commit: &own, or the client's transaction's
-			      * (pg_client.shard_tx); NULL = a read */
-	struct shard_tpc own;
-	uint64_t count;  /* the statement's rows over the shards (its tag's number) */
-	char tag[64];    /* the first shard's CommandComplete, number cut off */
-	char begin[160]; /* LEAVE: the BEGIN the next shard gets (the transaction's kind) */
-	char fail_code[6]; /* LEAVE: the error that stopped it */
-	char fail_msg[200];
-};
-
 static void pg_fanout_free_one(struct pg_shard_fanout *f);
-static int copy_more(struct pg_client *c, struct pg_shard_fanout *f, struct iobuf *w);
 
 bool pg_fanout_runs(const struct shard_plan *pl)
 {
@@ -94,8 +39,8 @@ bool pg_fanout_runs(const struct shard_plan *pl)
 /* A statement as extended-protocol messages, unnamed (Parse, Bind,
  * Describe, Execute; no Sync): args, the Bind's arguments from its
  * parameter formats on (NULL: none). */
-static void build_stmt(struct pg_builder *pb, const char *sql, const uint32_t *types, int n_types,
-		       const uint8_t *args, uint32_t args_len, bool describe)
+void pg_fanout_build_stmt(struct pg_builder *pb, const char *sql, const uint32_t *types, int n_types,
+			  const uint8_t *args, uint32_t args_len, bool describe)
 {
 	static const uint8_t no_args[6] = { 0 }; /* no formats, no values, no result formats */
 	pg_build_begin(pb, 'P');
@@ -171,7 +116,7 @@ bool pg_fanout_start(struct pg_client *c, const struct shard_map *map, const str
 			struct pg_builder pb;
 			pg_build_init(&pb, &buf);
 			bool copy = known && known->copy_in;
-			build_stmt(&pb, sql, NULL, 0, NULL, 0, !copy);
+			pg_fanout_build_stmt(&pb, sql, NULL, 0, NULL, 0, !copy);
 			f->phase = copy ? FAN_COPY_IN : FAN_PREPARE;
 			f->t = &f->own;
 			f->own.coord = -1;
@@ -403,9 +348,9 @@ static int send_step(struct pg_client *c, struct pg_shard_fanout *f, const struc
 	}
 	struct pg_builder pb;
 	pg_build_init(&pb, w);
-	build_stmt(&pb, "BEGIN", NULL, 0, NULL, 0, false);
+	pg_fanout_build_stmt(&pb, "BEGIN", NULL, 0, NULL, 0, false);
 	if (f->shard == f->t->coord)
-		build_stmt(&pb, "SELECT pg_catalog.txid_current()", NULL, 0, NULL, 0, false);
+		pg_fanout_build_stmt(&pb, "SELECT pg_catalog.txid_current()", NULL, 0, NULL, 0, false);
 	pg_build_bytes(&pb, f->ext, f->ext_len); /* whole messages: the client's statement */
 	if (f->copy) {
 		/* Its rows follow as the socket takes them (pg_fanout_refill),
@@ -413,127 +358,13 @@ static int send_step(struct pg_client *c, struct pg_shard_fanout *f, const struc
 		f->copy_sent = 0;
 		f->copy_done = false;
 		int rc = pg_build_done(&pb);
-		return rc < 0 ? rc : copy_more(c, f, w);
+		return rc < 0 ? rc : pg_fanout_copy_more(c, f, w);
 	}
 	snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", gid);
-	build_stmt(&pb, sql, NULL, 0, NULL, 0, false);
+	pg_fanout_build_stmt(&pb, sql, NULL, 0, NULL, 0, false);
 	pg_build_begin(&pb, 'S');
 	pg_build_end(&pb);
 	return pg_build_done(&pb);
-}
-
-/* PREPARE of a COPY: more of the current shard's rows as CopyData into w,
- * up to COPY_CHUNK bytes, and once all are in, CopyDone, PREPARE
- * TRANSACTION and Sync (at once after an error: the server drops what
- * comes before the Sync). */
-enum { COPY_CHUNK = 256 * 1024, COPY_PIECE = 64 * 1024 };
-
-static int copy_more(struct pg_client *c, struct pg_shard_fanout *f, struct iobuf *w)
-{
-	size_t hlen, dlen;
-	const uint8_t *head = shard_copy_header(f->copy, &hlen), *data = shard_copy_data(f->copy, f->shard, &dlen);
-	size_t total = hlen + dlen, budget = COPY_CHUNK;
-	struct pg_builder pb;
-	pg_build_init(&pb, w);
-	while (!f->failed && f->copy_sent < total && budget) {
-		size_t at = f->copy_sent, n = total - at;
-		if (n > COPY_PIECE)
-			n = COPY_PIECE;
-		if (at < hlen && n > hlen - at)
-			n = hlen - at; /* the header, then the rows */
-		pg_build_begin(&pb, 'd');
-		pg_build_bytes(&pb, at < hlen ? head + at : data + (at - hlen), n);
-		pg_build_end(&pb);
-		f->copy_sent += n;
-		budget = budget > n ? budget - n : 0;
-	}
-	if (f->failed || f->copy_sent == total) {
-		char gid[SHARD_GID_MAX], sql[SHARD_GID_MAX + 40];
-		shard_tpc_gid(f->t, c->pool->db_name, f->shard, gid);
-		pg_build_begin(&pb, 'c');
-		pg_build_end(&pb);
-		snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", gid);
-		build_stmt(&pb, sql, NULL, 0, NULL, 0, false);
-		pg_build_begin(&pb, 'S');
-		pg_build_end(&pb);
-		f->copy_done = true;
-	}
-	return pg_build_done(&pb);
-}
-
-bool pg_fanout_refill(struct pg_client *c, struct pg_server *s)
-{
-	struct pg_shard_fanout *f = c->shard_fanout;
-	if (!f || !f->copy || f->phase != FAN_PREPARE || !f->sent || f->copy_done || iobuf_len(&s->sock.wbuf))
-		return false;
-	if (copy_more(c, f, &s->sock.wbuf) < 0) {
-		client_fail(c, "53200", "out of memory");
-		return false;
-	}
-	return true;
-}
-
-int pg_fanout_copy(struct pg_client *c, const struct pg_msg *m, uint32_t avail, struct pool **out)
-{
-	struct pg_shard_fanout *f = c->shard_fanout;
-	struct iobuf *w = &c->sock.wbuf;
-	if (m->len > avail) {
-		if (iobuf_reserve(&c->sock.rbuf, m->len - avail) < 0) {
-			client_fail(c, "54000", "a CopyData message too large to split over shards (at most 1 MiB each)");
-			return PG_SHARD_FAILED;
-		}
-		return PG_SHARD_WAIT;
-	}
-	switch (m->type) {
-	case 'd':
-		if (!f->copy_failed && shard_copy_feed(f->copy, m->body, m->body_len) < 0) {
-			const char *msg, *code = shard_copy_error(f->copy, &msg);
-			pg_be_error(w, "ERROR", code, msg);
-			f->copy_failed = true; /* the rest is dropped until CopyDone */
-		}
-		pgsock_drop(&c->sock, m->len);
-		return PG_SHARD_ANSWERED;
-	case 'H':
-	case 'S':
-		pgsock_drop(&c->sock, m->len); /* as PostgreSQL, ignored during COPY */
-		return PG_SHARD_ANSWERED;
-	case 'f':
-	case 'c': {
-		uint64_t shards = 0;
-		if (m->type == 'f' && !f->copy_failed) {
-			char msg[200];
-			snprintf(msg, sizeof(msg), "COPY from stdin failed: %.*s", (int)(m->body_len ? m->body_len - 1 : 0),
-				 (const char *)m->body);
-			pg_be_error(w, "ERROR", "57014", msg);
-		} else if (m->type == 'c' && !f->copy_failed && shard_copy_end(f->copy) < 0) {
-			const char *msg, *code = shard_copy_error(f->copy, &msg);
-			pg_be_error(w, "ERROR", code, msg);
-		} else if (m->type == 'c' && !f->copy_failed) {
-			shards = shard_copy_shards(f->copy);
-			if (shards) {
-				/* The CopyDone stays unread, as a fan-out's Query does,
-				 * until the end answers it. */
-				f->phase = FAN_PREPARE;
-				f->todo = shards;
-				f->consumed = m->len;
-				return pg_fanout_next(c, out);
-			}
-			pg_be_complete(w, "COPY 0"); /* no rows */
-		}
-		pgsock_drop(&c->sock, m->len);
-		pg_be_ready(w, 'I');
-		pg_fanout_free(c);
-		return PG_SHARD_ANSWERED;
-	}
-	default:
-		client_fail(c, "08P01", "unexpected message during COPY from stdin");
-		return PG_SHARD_FAILED;
-	}
-}
-
-bool pg_fanout_copying(const struct pg_client *c)
-{
-	return c->shard_fanout && c->shard_fanout->phase == FAN_COPY_IN;
 }
 
 bool pg_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)
@@ -884,7 +715,7 @@ bool pg_fanout_batch(struct pg_client *c, const struct shard_map *map, const str
 	struct iobuf buf = { 0 };
 	struct pg_builder pb;
 	pg_build_init(&pb, &buf);
-	build_stmt(&pb, route.shard_sql ? route.shard_sql : sql, types, n_types, bind->body + bd.args_at,
+	pg_fanout_build_stmt(&pb, route.shard_sql ? route.shard_sql : sql, types, n_types, bind->body + bd.args_at,
 		   bind->body_len - bd.args_at, true);
 	uint8_t *ext;
 	uint32_t ext_len;
