@@ -185,11 +185,13 @@ static void add_tag(struct pg_shard_fanout *f, const uint8_t *body, uint32_t len
 }
 
 /* The end of a two-phase commit: t's number is no longer in flight;
- * what it left prepared is the recovery's. */
+ * what it left prepared is the recovery's. Not resolved: a PREPARE may
+ * still be on its way on a server the client left (it lands all the
+ * same), so a round comes soon whatever t knows was prepared. */
 static void tpc_end(const struct shard_tpc *t, bool resolved, bool left_behind)
 {
 	shard_2pc_done(t->seq);
-	if (left_behind || (t->prepared && !resolved))
+	if (left_behind || !resolved)
 		shard_recover_soon();
 }
 

@@ -148,14 +148,14 @@ static int refuse_plan(const struct shard_plan *pl, const struct shard_route *kn
 	}
 	switch (pl->kind - 1) {
 	case SHARD_ROUTE_MULTI:
-		refuse(why, "0A000", "merging the answers of several shards is not built yet for avg and other functions, "
-		       "HAVING, DISTINCT ON, GROUP BY keys not in the output, ORDER BY not over output columns, or a "
-		       "LIMIT/OFFSET not a constant (docs/sharding.md)");
+		refuse(why, "0A000", "merging the answers of several shards is not built yet for functions but count, sum, "
+		       "min, max and avg, HAVING, DISTINCT ON, GROUP BY keys not in the output, ORDER BY not over output "
+		       "columns, or a LIMIT/OFFSET not a constant");
 		break;
 	case SHARD_ROUTE_SEVERAL:
-		refuse(why, "0A000", "its keys are on several shards (an IN list), and merging is not built yet for avg "
-		       "and other functions, HAVING, DISTINCT ON, GROUP BY keys not in the output, ORDER BY not over "
-		       "output columns, or a non-constant LIMIT/OFFSET");
+		refuse(why, "0A000", "its keys are on several shards (an IN list); merging is not built yet for "
+		       "functions but count, sum, min, max, avg, HAVING, DISTINCT ON, GROUP BY keys not in the output, "
+		       "ORDER BY not over output columns, LIMIT/OFFSET not constant");
 		break;
 	default: {
 		struct shard_route r;

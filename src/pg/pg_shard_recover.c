@@ -44,7 +44,6 @@ static struct {
 	int next[64];         /* RESOLVE: the shard's next answer's place in found */
 	uint8_t step;         /* enum step */
 	int64_t started_us;
-	uint64_t oldest_running; /* this process's commits from this one on may still run */
 	uint32_t host, db;
 	struct found *found;  /* heap, up to ROUND_MAX_FOUND */
 	size_t n_found;
@@ -116,7 +115,6 @@ static void start_round(struct worker *w, struct pool *p, int64_t now_us)
 	rnd.n_shards = p->n_shards;
 	rnd.step = STEP_LIST;
 	rnd.started_us = now_us;
-	rnd.oldest_running = shard_2pc_oldest_running();
 	rnd.host = shard_2pc_host();
 	rnd.db = shard_2pc_db(p->db_name);
 	rnd.n_found = 0;
@@ -173,7 +171,7 @@ static void comm_of(const char *pid, char *out, size_t n)
 static bool maybe_running(const struct shard_gid *g)
 {
 	if (g->pid == (int)getpid())
-		return g->seq >= rnd.oldest_running;
+		return shard_2pc_running(g->seq); /* one done since: its names are gone or orphans */
 	if (kill(g->pid, 0) < 0 && errno != EPERM)
 		return false;
 	char pid[16], comm[32], own[32];

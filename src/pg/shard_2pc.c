@@ -133,15 +133,14 @@ void shard_2pc_done(uint64_t seq)
 	pthread_mutex_unlock(&running_lock);
 }
 
-uint64_t shard_2pc_oldest_running(void)
+bool shard_2pc_running(uint64_t seq)
 {
 	pthread_mutex_lock(&running_lock);
-	uint64_t oldest = next_seq;
-	for (size_t i = 0; i < n_running; i++)
-		if (running[i] < oldest)
-			oldest = running[i];
+	bool found = false;
+	for (size_t i = 0; i < n_running && !found; i++)
+		found = running[i] == seq;
 	pthread_mutex_unlock(&running_lock);
-	return oldest;
+	return found;
 }
 
 void shard_2pc_crash_point(const char *point)

@@ -69,9 +69,9 @@ bool shard_gid_parse(const char *text, struct shard_gid *g);
  * until shard_2pc_done. 0 when memory ran out. */
 uint64_t shard_2pc_start(void);
 void shard_2pc_done(uint64_t seq);
-/* The lowest number in flight (or the next one when none is): this
- * process's names below it belong to no running commit. */
-uint64_t shard_2pc_oldest_running(void);
+/* Is commit seq of this process still in flight? (It is done only once
+ * it resolved its names, or left them to the recovery.) */
+bool shard_2pc_running(uint64_t seq);
 
 /* A test's fault injection: when the environment variable
  * SLUICE_TEST_2PC_CRASH names this point ("prepared": every shard has

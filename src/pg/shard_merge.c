@@ -41,6 +41,7 @@ struct shard_merge {
 	uint8_t agg[SHARD_MAX_AGGS];  /* enum shard_agg per output column */
 	uint32_t type[SHARD_MAX_AGGS]; /* its type, from the first RowDescription */
 	bool grouped;       /* some columns are keys: a row per group */
+	int n_avg;          /* avg columns (each two of the shards': sum, count) */
 	int64_t limit, offset;
 	size_t budget, used;
 	struct group **bucket; /* heap, n_buckets of them */
@@ -60,8 +61,10 @@ struct shard_merge *shard_merge_new(const uint8_t *aggs, int n, int64_t limit, i
 		return NULL;
 	m->n = n;
 	memcpy(m->agg, aggs, (size_t)n);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		m->grouped |= aggs[i] == SHARD_AGG_KEY;
+		m->n_avg += aggs[i] == SHARD_AGG_AVG_SUM;
+	}
 	m->limit = limit;
 	m->offset = offset > 0 ? offset : 0;
 	m->budget = budget;
@@ -117,6 +120,61 @@ static bool groupable(uint32_t type)
 	}
 }
 
+/* What an output column of the shards is combined as (an avg's halves
+ * as a sum and a count). */
+static int kind_of(int agg)
+{
+	return agg == SHARD_AGG_AVG_SUM ? SHARD_AGG_SUM
+	       : agg == SHARD_AGG_AVG_COUNT || agg == SHARD_AGG_AVG_COUNT_NAMED ? SHARD_AGG_COUNT : agg;
+}
+
+/* The client's RowDescription from the first shard's (body): the same,
+ * but an avg's sum and count are one numeric column, named "avg" or as
+ * the target's alias (which the count carries). */
+static int client_rowdesc(struct shard_merge *m, const uint8_t *body, uint32_t len)
+{
+	struct iobuf out = { 0 };
+	struct pg_builder b;
+	struct pg_reader r;
+	pg_reader_init(&r, body, len);
+	int n = pg_read_u16(&r);
+	pg_build_init(&b, &out);
+	pg_build_begin(&b, 'T');
+	pg_build_u16(&b, (uint16_t)(n - m->n_avg));
+	const char *avg_name = NULL;
+	for (int i = 0; i < n; i++) {
+		const uint8_t *field = r.p;
+		const char *name = pg_read_str(&r);
+		(void)pg_read_bytes(&r, 18);
+		if (r.err)
+			break;
+		if (m->agg[i] == SHARD_AGG_AVG_SUM)
+			continue; /* written with its count, next */
+		if (m->agg[i] == SHARD_AGG_AVG_COUNT || m->agg[i] == SHARD_AGG_AVG_COUNT_NAMED) {
+			avg_name = m->agg[i] == SHARD_AGG_AVG_COUNT_NAMED ? name : "avg";
+			pg_build_str(&b, avg_name);
+			pg_build_u32(&b, 0);
+			pg_build_u16(&b, 0);
+			pg_build_u32(&b, OID_NUMERIC);
+			pg_build_u16(&b, 0xffff); /* typlen -1 */
+			pg_build_u32(&b, 0xffffffffu); /* typmod -1 */
+			pg_build_u16(&b, 0);
+			continue;
+		}
+		pg_build_bytes(&b, field, (size_t)(r.p - field));
+	}
+	pg_build_end(&b);
+	int rc = pg_build_done(&b);
+	if (rc == 0 && (m->rowdesc = malloc(iobuf_len(&out)))) {
+		m->rowdesc_len = iobuf_len(&out) - 5;
+		memcpy(m->rowdesc, iobuf_head(&out) + 5, m->rowdesc_len);
+	} else {
+		rc = -1;
+	}
+	iobuf_release(&out);
+	return rc;
+}
+
 void shard_merge_describe(struct shard_merge *m, const uint8_t *body, uint32_t len)
 {
 	struct pg_reader r;
@@ -145,20 +203,14 @@ void shard_merge_describe(struct shard_merge *m, const uint8_t *body, uint32_t l
 			if (!groupable(type))
 				refuse(m, "GROUP BY and DISTINCT over several shards compare keys as written: numeric and "
 				       "floating-point keys are refused (1.0 and 1.00 are one value)");
-		} else if (m->agg[i] != SHARD_AGG_COUNT && type != OID_INT2 && type != OID_INT4 && type != OID_INT8 &&
-			   type != OID_NUMERIC) {
+		} else if (kind_of(m->agg[i]) != SHARD_AGG_COUNT && type != OID_INT2 && type != OID_INT4 &&
+			   type != OID_INT8 && type != OID_NUMERIC) {
 			refuse(m, "sum, min and max over several shards are combined for integer and numeric values "
 			       "only");
 		}
 	}
-	if (!m->rowdesc) {
-		if (!(m->rowdesc = malloc(len ? len : 1))) {
-			refuse(m, "out of memory");
-			return;
-		}
-		memcpy(m->rowdesc, body, len);
-		m->rowdesc_len = len;
-	}
+	if (!m->rowdesc && client_rowdesc(m, body, len) < 0)
+		refuse(m, "out of memory");
 }
 
 /* A decimal integer (what PostgreSQL prints for the integer types). */
@@ -181,6 +233,7 @@ static bool parse_int(const uint8_t *v, uint32_t len, __int128 *out)
 
 static void combine(struct shard_merge *m, int agg, uint32_t type, struct column *c, const uint8_t *v, uint32_t len)
 {
+	agg = kind_of(agg);
 	if (type == OID_NUMERIC) {
 		char text[1100];
 		if (len >= sizeof(text)) {
@@ -322,9 +375,9 @@ static void print_int(char *buf, size_t cap, __int128 x)
 }
 
 /* Group g's row, as a DataRow body into b (begun and ended by the caller). */
-static void build_row(const struct shard_merge *m, const struct group *g, struct pg_builder *b)
+static int build_row(const struct shard_merge *m, const struct group *g, struct pg_builder *b)
 {
-	pg_build_u16(b, (uint16_t)m->n);
+	pg_build_u16(b, (uint16_t)(m->n - m->n_avg));
 	const uint8_t *key = g ? g->key : NULL;
 	for (int i = 0; i < m->n; i++) {
 		if (m->agg[i] == SHARD_AGG_KEY) {
@@ -333,12 +386,24 @@ static void build_row(const struct shard_merge *m, const struct group *g, struct
 			key += 4 + (n == 0xffffffffu ? 0 : n);
 			continue;
 		}
+		if (m->agg[i] == SHARD_AGG_AVG_COUNT || m->agg[i] == SHARD_AGG_AVG_COUNT_NAMED)
+			continue; /* written with its sum */
 		const struct column *c = g ? &g->col[i] : NULL;
 		char num[64];
 		const char *text = NULL;
+		char *avg = NULL;
 		if (m->agg[i] == SHARD_AGG_COUNT) {
 			print_int(num, sizeof(num), c && c->seen ? c->i : 0);
 			text = num;
+		} else if (m->agg[i] == SHARD_AGG_AVG_SUM) {
+			const struct column *n = g ? &g->col[i + 1] : NULL;
+			if (c && c->seen && n && n->seen && n->i > 0) {
+				if (m->type[i] != OID_NUMERIC)
+					print_int(num, sizeof(num), c->i);
+				if (!(avg = shard_decimal_avg(m->type[i] == OID_NUMERIC ? c->dec : num, (int64_t)n->i)))
+					return -1;
+				text = avg;
+			}
 		} else if (c && c->seen) {
 			if (m->type[i] == OID_NUMERIC)
 				text = c->dec;
@@ -353,7 +418,9 @@ static void build_row(const struct shard_merge *m, const struct group *g, struct
 		}
 		pg_build_u32(b, (uint32_t)strlen(text));
 		pg_build_bytes(b, text, strlen(text));
+		free(avg);
 	}
+	return 0;
 }
 
 int shard_merge_finish(struct shard_merge *m, struct iobuf *out, bool with_rowdesc, struct shard_sort *sort)
@@ -386,7 +453,10 @@ int shard_merge_finish(struct shard_merge *m, struct iobuf *out, bool with_rowde
 		if (!sort && m->limit >= 0 && sent >= (uint64_t)m->limit)
 			break;
 		pg_build_begin(&b, 'D');
-		build_row(m, g, &b);
+		if (build_row(m, g, &b) < 0) {
+			iobuf_release(&rows);
+			return -ENOMEM;
+		}
 		pg_build_end(&b);
 		sent++;
 	}
@@ -553,5 +623,105 @@ char *shard_decimal_add(const char *a, const char *b)
 	}
 	out[o] = '\0';
 	free(digits);
+	return out;
+}
+
+/* avg as PostgreSQL computes it: numeric_div(sum, count), with the scale
+ * select_div_scale gives (at least 16 significant digits, at least the
+ * sum's scale) and the last digit rounded half away from zero. */
+char *shard_decimal_avg(const char *sum, int64_t count)
+{
+	if (count <= 0 || !shard_decimal_valid(sum))
+		return NULL;
+	bool neg = sum[0] == '-';
+	const char *p = sum + (neg || sum[0] == '+');
+	const char *dot = strchr(p, '.');
+	size_t ilen = dot ? (size_t)(dot - p) : strlen(p), flen = dot ? strlen(dot + 1) : 0;
+	const char *frac = dot ? dot + 1 : "";
+	while (ilen > 0 && *p == '0') { /* the integer part without leading zeros */
+		p++;
+		ilen--;
+	}
+	/* Weight (in base-10000 digits) and first base-10000 digit of each. */
+	int w1 = 0, f1 = 0;
+	if (ilen) {
+		w1 = (int)((ilen - 1) / 4);
+		for (size_t k = 0; k < (ilen - 1) % 4 + 1; k++)
+			f1 = f1 * 10 + (p[k] - '0');
+	} else {
+		size_t z = 0;
+		while (z < flen && frac[z] == '0')
+			z++;
+		if (z < flen) {
+			size_t g = z / 4;
+			w1 = -(int)g - 1;
+			for (size_t k = 4 * g; k < 4 * g + 4; k++)
+				f1 = f1 * 10 + (k < flen ? frac[k] - '0' : 0);
+		}
+	}
+	char cnt[24];
+	snprintf(cnt, sizeof(cnt), "%lld", (long long)count);
+	size_t clen = strlen(cnt);
+	int w2 = (int)((clen - 1) / 4), f2 = 0;
+	for (size_t k = 0; k < (clen - 1) % 4 + 1; k++)
+		f2 = f2 * 10 + (cnt[k] - '0');
+	int qweight = w1 - w2 - (f1 <= f2 ? 1 : 0);
+	int rscale = 16 - qweight * 4;
+	if (rscale < (int)flen)
+		rscale = (int)flen;
+	if (rscale < 0)
+		rscale = 0;
+	if (rscale > 1000)
+		rscale = 1000;
+	/* |sum| * 10^(rscale + 1) / count, digit by digit, then rounded. */
+	size_t nd = ilen + (size_t)rscale + 1;
+	char *q = malloc(nd + 1), *out = malloc(nd + 4);
+	if (!q || !out) {
+		free(q);
+		free(out);
+		return NULL;
+	}
+	unsigned __int128 rem = 0;
+	for (size_t k = 0; k < nd; k++) {
+		int d = k < ilen ? p[k] - '0' : (k - ilen < flen ? frac[k - ilen] - '0' : 0);
+		rem = rem * 10 + (unsigned)d;
+		q[k] = (char)('0' + (int)(rem / (unsigned __int128)count));
+		rem %= (unsigned __int128)count;
+	}
+	bool up = q[nd - 1] >= '5';
+	nd--; /* drop the extra digit, carrying its rounding */
+	for (size_t k = nd; up && k > 0; k--) {
+		if (q[k - 1] == '9') {
+			q[k - 1] = '0';
+		} else {
+			q[k - 1]++;
+			up = false;
+		}
+	}
+	/* q[0, nd) are the digits of |avg| * 10^rscale, rounded; up: a carry
+	 * out of the top, a leading 1. The integer part without leading
+	 * zeros (at least one digit), then the fraction. */
+	size_t int_digits = nd - (size_t)rscale, o = 0, from = 0;
+	bool zero = !up;
+	for (size_t k = 0; k < nd; k++)
+		zero &= q[k] == '0';
+	if (neg && !zero)
+		out[o++] = '-';
+	if (up)
+		out[o++] = '1';
+	else
+		while (from + 1 < int_digits && q[from] == '0')
+			from++;
+	if (!int_digits && !up)
+		out[o++] = '0';
+	for (size_t k = from; k < int_digits; k++)
+		out[o++] = q[k];
+	if (rscale) {
+		out[o++] = '.';
+		memcpy(out + o, q + int_digits, (size_t)rscale);
+		o += (size_t)rscale;
+	}
+	out[o] = '\0';
+	free(q);
 	return out;
 }

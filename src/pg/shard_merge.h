@@ -58,5 +58,9 @@ int shard_merge_finish(struct shard_merge *m, struct iobuf *out, bool with_rowde
 char *shard_decimal_add(const char *a, const char *b);
 int shard_decimal_cmp(const char *a, const char *b);
 bool shard_decimal_valid(const char *s);
+/* avg from a sum (numeric's text form) and a count, as PostgreSQL's
+ * numeric division gives it (scale, rounding); new heap string, NULL
+ * without memory or for a count < 1. */
+char *shard_decimal_avg(const char *sum, int64_t count);
 
 #endif

@@ -64,6 +64,9 @@ struct route_ctx {
 	struct using usings[ROUTE_MAX_REFS];
 	int n_usings;
 	bool refused;              /* out holds a REFUSE (the first reason wins) */
+	int n_avg;                 /* avg calls each shard runs as sum and count: */
+	int avg_open[SHARD_MAX_AGGS], avg_end[SHARD_MAX_AGGS]; /* their "(...)" in sql */
+	int avg_at[SHARD_MAX_AGGS]; /* where "avg" starts */
 };
 
 enum { ROUTE_FAIL = -1 };
@@ -812,18 +815,94 @@ static int agg_kind(const PgQuery__Node *t)
 	       : strcmp(fn, "max") == 0 ? SHARD_AGG_MAX : 0;
 }
 
-/* The output of sel is only count/sum/min/max calls: their kinds into
- * out->aggs. */
-static void combinable_aggs(const PgQuery__SelectStmt *sel, struct shard_route *out)
+/* The "(...)" of the call at sql + at: *open at its "(", *end past its
+ * ")". False where the scan cannot be sure (dollar quotes, comments,
+ * backslashes in strings). */
+static bool call_span(const char *sql, int at, int *open, int *end)
+{
+	const char *q = sql + at;
+	while (*q && *q != '(' && *q != '\'' && *q != '$')
+		q++;
+	if (*q != '(')
+		return false;
+	*open = (int)(q - sql);
+	int depth = 0;
+	for (; *q; q++) {
+		char ch = *q;
+		if (ch == '\'' || ch == '"') {
+			for (q++; *q && !(*q == ch && q[1] != ch); q++) {
+				if (*q == '\\')
+					return false;
+				if (*q == ch)
+					q++; /* a doubled quote */
+			}
+			if (!*q)
+				return false;
+		} else if ((ch == '$' && !(q[1] >= '0' && q[1] <= '9')) || (ch == '-' && q[1] == '-') ||
+			   (ch == '/' && q[1] == '*')) {
+			return false;
+		} else if (ch == '(') {
+			depth++;
+		} else if (ch == ')' && --depth == 0) {
+			*end = (int)(q - sql) + 1;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Target t's columns as the shards answer them, appended to kinds (*n so
+ * far): one aggregate, or an avg as its sum and count (each shard runs
+ * `sum(x), count(x)` in its place, c->avg_*). False when t is neither. */
+static bool target_aggs(struct route_ctx *c, const PgQuery__Node *t, uint8_t *kinds, size_t *n)
+{
+	int kind = agg_kind(t);
+	if (kind) {
+		if (*n >= SHARD_MAX_AGGS)
+			return false;
+		kinds[(*n)++] = (uint8_t)kind;
+		return true;
+	}
+	/* avg(x), plain (the checks agg_kind makes for the others). */
+	const PgQuery__ResTarget *rt = t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target : NULL;
+	const PgQuery__Node *v = rt ? rt->val : NULL;
+	if (!v || v->node_case != PG_QUERY__NODE__NODE_FUNC_CALL)
+		return false;
+	const PgQuery__FuncCall *fc = v->func_call;
+	const char *fn = catalog_name(fc->n_funcname, fc->funcname);
+	if (!fn || strcmp(fn, "avg") != 0 || fc->n_args != 1 || fc->agg_star || fc->n_agg_order || fc->agg_filter ||
+	    fc->over || fc->agg_within_group || fc->agg_distinct || fc->func_variadic || *n + 2 > SHARD_MAX_AGGS ||
+	    c->n_avg >= SHARD_MAX_AGGS || fc->location < 0)
+		return false;
+	int k = c->n_avg;
+	if (!call_span(c->sql, fc->location, &c->avg_open[k], &c->avg_end[k]))
+		return false;
+	c->avg_at[k] = fc->location;
+	c->n_avg++;
+	kinds[(*n)++] = SHARD_AGG_AVG_SUM;
+	kinds[(*n)++] = rt->name && *rt->name ? SHARD_AGG_AVG_COUNT_NAMED : SHARD_AGG_AVG_COUNT;
+	return true;
+}
+
+static bool shard_text(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct shard_route *out,
+		       const char *limit);
+
+/* The output of sel is only count/sum/min/max/avg calls: their kinds into
+ * out->aggs (an avg's text rewritten for the shards). */
+static void combinable_aggs(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct shard_route *out)
 {
 	if (!sel->n_target_list || sel->n_target_list > SHARD_MAX_AGGS)
 		return;
 	uint8_t kinds[SHARD_MAX_AGGS];
+	size_t n = 0;
+	c->n_avg = 0;
 	for (size_t i = 0; i < sel->n_target_list; i++)
-		if (!(kinds[i] = (uint8_t)agg_kind(sel->target_list[i])))
+		if (!target_aggs(c, sel->target_list[i], kinds, &n))
 			return;
-	memcpy(out->aggs, kinds, sel->n_target_list);
-	out->n_aggs = (uint8_t)sel->n_target_list;
+	if (c->n_avg && !shard_text(c, sel, out, NULL))
+		return;
+	memcpy(out->aggs, kinds, n);
+	out->n_aggs = (uint8_t)n;
 }
 
 /* sel's OFFSET into *offset (0: none); false when it is not a constant. */
@@ -951,49 +1030,68 @@ static bool word_before(const char *sql, int at, const char *word)
 	return at == (int)n || !((sql[at - n - 1] | 0x20) >= 'a' && (sql[at - n - 1] | 0x20) <= 'z');
 }
 
-/* The text each shard runs when the merge cuts the rows itself
- * (out->shard_sql): its OFFSET's number replaced by 0 and its LIMIT's by
- * limit (NULL: kept). False when the text cannot be rewritten so. */
+/* The text each shard runs when the merge cuts or combines the rows
+ * itself (out->shard_sql): its OFFSET's number replaced by 0, its LIMIT's
+ * by limit (NULL: kept), and each avg(x) of c->avg_* by sum(x), count(x).
+ * False when the text cannot be rewritten so. */
 static bool shard_text(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct shard_route *out, const char *limit)
 {
 	struct replace {
 		int at, end;
-		const char *with;
-	} rep[2];
+		const char *with; /* NULL: an avg, its "(...)" from open */
+		int open;
+	} rep[2 + SHARD_MAX_AGGS];
 	int n = 0;
+	size_t extra = 48;
 	if (out->offset > 0) {
 		int at = sel->limit_offset->a_const->location;
-		rep[n++] = (struct replace){ at, digits_end(c->sql, at), "0" };
+		rep[n++] = (struct replace){ at, digits_end(c->sql, at), "0", 0 };
 	}
 	if (limit && out->limit >= 0) {
 		int at = sel->limit_count->a_const->location;
 		if (strcmp(limit, "ALL") == 0 && !word_before(c->sql, at, "limit"))
 			return false; /* FETCH FIRST ALL ROWS is no SQL */
-		rep[n++] = (struct replace){ at, digits_end(c->sql, at), limit };
+		rep[n++] = (struct replace){ at, digits_end(c->sql, at), limit, 0 };
+	}
+	for (int i = 0; i < c->n_avg; i++) {
+		rep[n++] = (struct replace){ c->avg_at[i], c->avg_end[i], NULL, c->avg_open[i] };
+		extra += (size_t)(c->avg_end[i] - c->avg_open[i]) * 2 + 16;
 	}
 	if (!n)
 		return true;
 	for (int i = 0; i < n; i++)
 		if (rep[i].end < 0)
 			return false;
-	if (n == 2 && rep[1].at < rep[0].at) { /* in text order */
-		struct replace first = rep[1];
-		rep[1] = rep[0];
-		rep[0] = first;
-	}
+	for (int i = 1; i < n; i++) /* in text order */
+		for (int j = i; j > 0 && rep[j].at < rep[j - 1].at; j--) {
+			struct replace t = rep[j];
+			rep[j] = rep[j - 1];
+			rep[j - 1] = t;
+		}
 	size_t len = strlen(c->sql);
-	char *t = malloc(len + 48);
+	char *t = malloc(len + extra);
 	if (!t)
 		return false;
 	size_t o = 0;
 	int from = 0;
 	for (int i = 0; i < n; i++) {
+		if (rep[i].at < from) { /* overlapping: cannot be */
+			free(t);
+			return false;
+		}
 		memcpy(t + o, c->sql + from, (size_t)(rep[i].at - from));
 		o += (size_t)(rep[i].at - from);
-		o += (size_t)sprintf(t + o, "%s", rep[i].with);
+		if (rep[i].with) {
+			o += (size_t)sprintf(t + o, "%s", rep[i].with);
+		} else {
+			int args = rep[i].end - rep[i].open;
+			o += (size_t)sprintf(t + o, "pg_catalog.sum%.*s, pg_catalog.count%.*s", args, c->sql + rep[i].open,
+					     args, c->sql + rep[i].open);
+		}
 		from = rep[i].end;
 	}
 	memcpy(t + o, c->sql + from, len - (size_t)from + 1);
+	free(out->shard_sql);
 	out->shard_sql = t;
 	return true;
 }
@@ -1045,6 +1143,8 @@ static void grouped(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct 
 		}
 	}
 	struct sql_walker w = { find_call, stop_deep };
+	size_t k = 0;
+	c->n_avg = 0;
 	for (size_t i = 0; i < n; i++) {
 		const PgQuery__Node *t = sel->target_list[i];
 		const PgQuery__Node *v = t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->val : NULL;
@@ -1052,10 +1152,10 @@ static void grouped(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct 
 			   v->column_ref->fields[v->column_ref->n_fields - 1]->node_case == PG_QUERY__NODE__NODE_A_STAR))
 			return; /* `*`: its columns are the catalog's */
 		if (key[i]) {
-			if (sql_walk(&w, &t->base) != SQL_WALK_ON)
+			if (sql_walk(&w, &t->base) != SQL_WALK_ON || k >= SHARD_MAX_AGGS)
 				return; /* a key computed by a function: maybe an aggregate */
-			kinds[i] = SHARD_AGG_KEY;
-		} else if (!(kinds[i] = (uint8_t)agg_kind(t))) {
+			kinds[k++] = SHARD_AGG_KEY;
+		} else if (!target_aggs(c, t, kinds, &k)) {
 			return;
 		}
 	}
@@ -1066,8 +1166,8 @@ static void grouped(struct route_ctx *c, const PgQuery__SelectStmt *sel, struct 
 		out->n_sort = 0;
 		return;
 	}
-	memcpy(out->aggs, kinds, n);
-	out->n_aggs = (uint8_t)n;
+	memcpy(out->aggs, kinds, k);
+	out->n_aggs = (uint8_t)k;
 }
 
 static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
@@ -1109,7 +1209,7 @@ static int route_select(struct route_ctx *c, const PgQuery__SelectStmt *sel)
 				c->out->offset = 0;
 			}
 			if (!sel->limit_count && !sel->limit_offset && !sel->n_sort_clause)
-				combinable_aggs(sel, c->out);
+				combinable_aggs(c, sel, c->out);
 		}
 	}
 	return rc;

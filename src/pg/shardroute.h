@@ -80,6 +80,9 @@ enum shard_agg {
 	SHARD_AGG_MIN,       /* min(x) */
 	SHARD_AGG_MAX,       /* max(x) */
 	SHARD_AGG_KEY,       /* not an aggregate: a GROUP BY (or DISTINCT) key column */
+	SHARD_AGG_AVG_SUM,   /* avg(x), which each shard runs as sum(x), count(x): the sum... */
+	SHARD_AGG_AVG_COUNT, /* ...and the count (the next column), the avg's name "avg"... */
+	SHARD_AGG_AVG_COUNT_NAMED, /* ...or the count's (the target had an alias, now the count's) */
 };
 #define SHARD_MAX_AGGS 16
 

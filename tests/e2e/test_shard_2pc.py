@@ -479,13 +479,13 @@ def test_transfers_over_shards_stay_balanced(pg, sharded):
                         c.rollback()
                     else:
                         c.commit()
-                except psycopg.errors.LockNotAvailable:
-                    c.rollback()
+                except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+                    c.rollback()  # a wait ended (across shards by lock_timeout, on one by PostgreSQL)
                 if i % 10 == 0:
                     c.autocommit = True
                     try:
                         c.execute("UPDATE orders SET total = total + 0")  # every shard, two-phase
-                    except psycopg.errors.LockNotAvailable:
+                    except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
                         pass
                     c.autocommit = False
             done.append(seed)

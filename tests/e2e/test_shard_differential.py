@@ -136,6 +136,10 @@ FANOUT = [
     "ON o.customer_id = i.customer_id AND o.id = i.order_id GROUP BY qty, country",
     "SELECT DISTINCT country FROM orders WHERE total < {t}",
     "SELECT DISTINCT qty, customer_id FROM order_items WHERE customer_id IN ({k}, {k2})",
+    # avg: each shard's sum and count, divided as PostgreSQL's numeric division does.
+    "SELECT avg(total), count(*), avg(id::numeric / 7) FROM orders WHERE total > {t}",
+    "SELECT country, avg(total) AS mean, max(id) FROM orders GROUP BY country",
+    "SELECT avg(qty) FROM order_items WHERE customer_id IN ({k}, {k2})",
 ]
 
 
@@ -233,6 +237,8 @@ def test_sharded_answers_equal_unsharded(pg, dbs, shop):
                 cur = (via if rng.random() < 0.5 else named).execute(ptext, [t] * ptext.count("%s"))
             got = sorted(cur.fetchall(), key=repr)
             assert got == want, (text, got, want)
+            # Numbers as written too: an avg's scale is PostgreSQL's.
+            assert [tuple(map(str, r)) for r in got] == [tuple(map(str, r)) for r in want], (text, got, want)
             assert cur.rowcount == len(want)
             checked += 1
         for round_ in range(60):

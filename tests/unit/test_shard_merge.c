@@ -193,4 +193,45 @@ static void test_groups(void)
 	shard_merge_free(m);
 }
 
-UNIT_MAIN(test_decimals(); test_merges(); test_groups())
+/* avg: PostgreSQL's numeric division of the sum by the count, its scale
+ * and rounding (each expected value is what PostgreSQL 15 printed). */
+static void test_avg(void)
+{
+	static const struct { const char *sum; int64_t count; const char *want; } cases[] = {
+		{ "12345", 7, "1763.5714285714285714" },
+		{ "0", 5, "0.00000000000000000000" },
+		{ "1", 3, "0.33333333333333333333" },
+		{ "-1", 3, "-0.33333333333333333333" },
+		{ "2", 3, "0.66666666666666666667" },
+		{ "10", 4, "2.5000000000000000" },
+		{ "99999", 1, "99999.000000000000" },
+		{ "1.50", 2, "0.75000000000000000000" },
+		{ "0.0001", 3, "0.000033333333333333333333" },
+		{ "0.00049999", 1, "0.00049999000000000000" },
+		{ "-7.125", 2, "-3.5625000000000000" },
+		{ "123456789012345678901234567890", 7, "17636684144620811271604938270" },
+		{ "5", 10001, "0.00049995000499950005" },
+		{ "9999", 10000, "0.99990000000000000000" },
+		{ "10000", 10000, "1.00000000000000000000" },
+		{ "0.000012345", 7, "0.000001763571428571428571" },
+		{ "2", 3000000000, "0.0000000006666666666666666667" },
+		{ "-0.5", 1, "-0.50000000000000000000" },
+		{ "100", 3, "33.3333333333333333" },
+		{ "6", 7, "0.85714285714285714286" },
+		{ "60000", 7, "8571.4285714285714286" },
+		{ "1", 1, "1.00000000000000000000" },
+		{ "0.99999999999999999999", 1, "0.99999999999999999999" },
+		{ "3", 2, "1.5000000000000000" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got = shard_decimal_avg(cases[i].sum, cases[i].count);
+		if (!got || strcmp(got, cases[i].want) != 0)
+			fprintf(stderr, "avg %s / %lld = %s, want %s\n", cases[i].sum, (long long)cases[i].count,
+				got ? got : "(null)", cases[i].want);
+		CHECK(got && strcmp(got, cases[i].want) == 0);
+		free(got);
+	}
+	CHECK(shard_decimal_avg("1", 0) == NULL && shard_decimal_avg("NaN", 1) == NULL);
+}
+
+UNIT_MAIN(test_decimals(); test_merges(); test_groups(); test_avg())
