@@ -19,7 +19,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 
-ALL_TARGETS="startup framer scram config hba ident pgframe mysql mysql_session sqlread my_sqlread shardroute"
+ALL_TARGETS="startup framer scram config hba ident pgframe mysql mysql_session sqlread my_sqlread shardroute shardcopy"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SECONDS_PER=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
@@ -65,6 +65,7 @@ srcs_of() {
 	sqlread) echo "src/pg/sqlread.c src/pg/sqlparse.c" ;;
 	shardroute) echo "src/pg/shardroute.c src/pg/pghash.c src/pg/sqlread.c src/pg/sqlparse.c src/pg/sqlshape.c" ;;
 	my_sqlread) echo "src/mysql/my_sqlread.c" ;;
+	shardcopy) echo "src/pg/shard_copy.c src/pg/pghash.c" ;;
 	*) return 1 ;;
 	esac
 }

@@ -211,21 +211,27 @@ static bool route_row(struct shard_copy *s, const uint8_t *row, size_t n)
 	size_t body = n;
 	while (body && (row[body - 1] == '\n' || row[body - 1] == '\r'))
 		body--;
-	char key[256];
+	/* The key is never longer than its row: no value is cut short. */
+	char small[256], *key = body < sizeof(small) ? small : malloc(body + 1);
+	if (!key) {
+		fail(s, "53200", "out of memory");
+		return false;
+	}
 	size_t klen = 0;
 	bool is_null = false;
-	bool ok = s->fmt.csv ? csv_key(s, row, body, key, sizeof(key), &klen, &is_null)
-			     : text_key(s, row, body, key, sizeof(key), &klen, &is_null);
+	bool ok = s->fmt.csv ? csv_key(s, row, body, key, body + 1, &klen, &is_null)
+			     : text_key(s, row, body, key, body + 1, &klen, &is_null);
+	int shard = !ok ? -1 : is_null ? 0 : pghash_shard_text(s->fmt.key_type, key, klen, s->n_shards);
 	if (!ok) {
 		fail(s, "22P04", "missing data for the shard key's column in a row of the COPY data");
-		return false;
-	}
-	int shard = is_null ? 0 : pghash_shard_text(s->fmt.key_type, key, klen, s->n_shards);
-	if (shard < 0) {
+	} else if (shard < 0) {
 		fail(s, "22P02", "invalid input syntax for type %s: \"%.*s\"", pghash_type_name(s->fmt.key_type),
 		     klen > 60 ? 60 : (int)klen, key);
-		return false;
 	}
+	if (key != small)
+		free(key);
+	if (!ok || shard < 0)
+		return false;
 	return put(s, &s->out[shard], row, n);
 }
 

@@ -385,13 +385,19 @@ def test_metrics(sluice, pg):
     from prometheus_client.parser import text_string_to_metric_families
     port = conftest.free_port()
     s = start(sluice, pg, metrics_port=port, metrics_addr="127.0.0.1")
-    with s.connect() as c:
-        for i in range(50):
-            c.execute("select %s::int", (i,))
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    # Rounds of 50 until the kernel has carried 40 (a loaded machine falls
+    # back more often: each fallback is counted too), for up to 30 s.
+    deadline = time.monotonic() + 30
+    while True:
+        with s.connect() as c:
+            for i in range(50):
+                c.execute("select %s::int", (i,))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        kt = fams["sluice_bypass_kernel_transactions"].samples[0].value
+        if kt >= 40 or time.monotonic() > deadline:
+            break
     assert fams["sluice_bypass_enabled"].samples[0].value == 1
-    kt = fams["sluice_bypass_kernel_transactions"].samples[0].value
     assert kt >= 40, kt
     reasons = {smp.labels["reason"] for smp in fams["sluice_bypass_fallbacks"].samples}
     assert "no_server" in reasons and "message" in reasons

@@ -133,4 +133,24 @@ static void test_refused(void)
 	shard_copy_free(s);
 }
 
-UNIT_MAIN(test_text(); test_csv(); test_refused())
+/* A long text key is hashed whole (not cut at some buffer's size). */
+static void test_long_key(void)
+{
+	struct shard_copy_format f = { .key = 0, .key_type = PGHASH_TEXT, .delim = '\t', .quote = '"', .escape = '"' };
+	strcpy(f.null, "\\N");
+	static char row[1200];
+	for (int k = 0; k < 8; k++) {
+		memset(row, 'a' + k, 1000);
+		row[1000] = (char)('a' + k + 1); /* 1001 bytes, all of them hashed */
+		memcpy(row + 1001, "\tv\n", 4);
+		row[1004] = '\0';
+		struct shard_copy *s = split(&f, row, 97);
+		int want = pghash_shard_text(PGHASH_TEXT, row, 1001, N);
+		size_t len;
+		(void)shard_copy_data(s, want, &len);
+		CHECK(len == 1004 && shard_copy_shards(s) == (UINT64_C(1) << want));
+		shard_copy_free(s);
+	}
+}
+
+UNIT_MAIN(test_text(); test_csv(); test_refused(); test_long_key())
