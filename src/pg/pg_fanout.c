@@ -362,11 +362,18 @@ static int send_step(struct pg_client *c, struct pg_shard_fanout *f, const struc
 		int rc = pg_build_done(&pb);
 		return rc < 0 ? rc : pg_fanout_copy_more(c, f, w);
 	}
-	snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", gid);
-	pg_fanout_build_stmt(&pb, sql, NULL, 0, NULL, 0, false);
-	pg_build_begin(&pb, 'S');
-	pg_build_end(&pb);
+	pg_fanout_build_prepare(&pb, c, f);
 	return pg_build_done(&pb);
+}
+
+void pg_fanout_build_prepare(struct pg_builder *pb, const struct pg_client *c, const struct pg_shard_fanout *f)
+{
+	char gid[SHARD_GID_MAX], sql[SHARD_GID_MAX + 40];
+	shard_tpc_gid(f->t, c->pool->db_name, f->shard, gid);
+	snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", gid);
+	pg_fanout_build_stmt(pb, sql, NULL, 0, NULL, 0, false);
+	pg_build_begin(pb, 'S');
+	pg_build_end(pb);
 }
 
 bool pg_fanout_linked(struct pg_client *c, struct pg_server *s, const struct pg_msg *m)

@@ -43,14 +43,9 @@ int pg_fanout_copy_more(struct pg_client *c, struct pg_shard_fanout *f, struct i
 		budget = budget > n ? budget - n : 0;
 	}
 	if (f->failed || f->copy_sent == total) {
-		char gid[SHARD_GID_MAX], sql[SHARD_GID_MAX + 40];
-		shard_tpc_gid(f->t, c->pool->db_name, f->shard, gid);
 		pg_build_begin(&pb, 'c');
 		pg_build_end(&pb);
-		snprintf(sql, sizeof(sql), "PREPARE TRANSACTION '%s'", gid);
-		pg_fanout_build_stmt(&pb, sql, NULL, 0, NULL, 0, false);
-		pg_build_begin(&pb, 'S');
-		pg_build_end(&pb);
+		pg_fanout_build_prepare(&pb, c, f);
 		f->copy_done = true;
 	}
 	return pg_build_done(&pb);

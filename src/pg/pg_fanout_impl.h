@@ -80,6 +80,9 @@ struct pg_shard_fanout {
  * from its parameter formats on (NULL: none). */
 void pg_fanout_build_stmt(struct pg_builder *pb, const char *sql, const uint32_t *types, int n_types,
 			  const uint8_t *args, uint32_t args_len, bool describe);
+/* The end of a write's batch on the current shard: PREPARE TRANSACTION
+ * under its name, and Sync. */
+void pg_fanout_build_prepare(struct pg_builder *pb, const struct pg_client *c, const struct pg_shard_fanout *f);
 /* PREPARE of a COPY: more of the current shard's rows into w
  * (pg_fanout_copy.c). 0 or -ENOMEM. */
 int pg_fanout_copy_more(struct pg_client *c, struct pg_shard_fanout *f, struct iobuf *w);

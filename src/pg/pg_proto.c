@@ -173,6 +173,20 @@ const uint8_t *pg_read_bytes(struct pg_reader *r, size_t n)
 	return p;
 }
 
+int pg_read_field(struct pg_reader *r, struct pg_field *f)
+{
+	f->at = r->p;
+	f->name = pg_read_str(r);
+	(void)pg_read_u32(r); /* table */
+	(void)pg_read_u16(r); /* column */
+	f->type = pg_read_u32(r);
+	(void)pg_read_u16(r); /* typlen */
+	(void)pg_read_u32(r); /* typmod */
+	f->format = pg_read_u16(r);
+	f->len = r->err ? 0 : (uint32_t)(r->p - f->at);
+	return r->err ? -1 : 0;
+}
+
 int pg_be_error_parse(const uint8_t *body, size_t len, struct pg_error_fields *out)
 {
 	struct pg_reader r;

@@ -98,6 +98,18 @@ uint32_t pg_read_u32(struct pg_reader *r);
 const char *pg_read_str(struct pg_reader *r);
 const uint8_t *pg_read_bytes(struct pg_reader *r, size_t n);
 
+/* One field of a RowDescription. */
+struct pg_field {
+	const char *name;
+	uint32_t type;      /* its type's OID */
+	uint16_t format;    /* 0 text, 1 binary */
+	const uint8_t *at;  /* the field's bytes in the message, len of them */
+	uint32_t len;
+};
+/* The next field of a RowDescription body r reads (after its count):
+ * 0, or -1 when the body ends short. */
+int pg_read_field(struct pg_reader *r, struct pg_field *f);
+
 /* ErrorResponse / NoticeResponse fields we care about (pointers into body). */
 struct pg_error_fields {
 	const char *severity; /* 'S' (localized) or 'V' */

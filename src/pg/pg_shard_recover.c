@@ -45,6 +45,7 @@ static struct {
 	uint8_t step;         /* enum step */
 	int64_t started_us;
 	uint32_t host, db;
+	char comm[32];        /* this process's name (comm_of) */
 	struct found *found;  /* heap, up to ROUND_MAX_FOUND */
 	size_t n_found;
 } rnd;
@@ -109,6 +110,21 @@ static void ask_shard(int shard, const char *sql)
 	server_send_pending(s);
 }
 
+/* The name the kernel gives process pid ("" when it has none to tell). */
+static void comm_of(const char *pid, char *out, size_t n)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%s/comm", pid);
+	out[0] = '\0';
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	if (!fgets(out, (int)n, f))
+		out[0] = '\0';
+	fclose(f);
+	out[strcspn(out, "\n")] = '\0';
+}
+
 static void start_round(struct worker *w, struct pool *p, int64_t now_us)
 {
 	rnd.pool = p;
@@ -117,6 +133,7 @@ static void start_round(struct worker *w, struct pool *p, int64_t now_us)
 	rnd.started_us = now_us;
 	rnd.host = shard_2pc_host();
 	rnd.db = shard_2pc_db(p->db_name);
+	comm_of("self", rnd.comm, sizeof(rnd.comm));
 	rnd.n_found = 0;
 	memset(rnd.srv, 0, sizeof(rnd.srv));
 	memset(rnd.due, 0, sizeof(rnd.due));
@@ -150,21 +167,6 @@ void shard_recover_ready(struct pg_server *s)
 		"AND owner = CURRENT_USER AND gid LIKE 'sluice:%' LIMIT 1024");
 }
 
-/* The name the kernel gives process pid ("" when it has none to tell). */
-static void comm_of(const char *pid, char *out, size_t n)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%s/comm", pid);
-	out[0] = '\0';
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return;
-	if (!fgets(out, (int)n, f))
-		out[0] = '\0';
-	fclose(f);
-	out[strcspn(out, "\n")] = '\0';
-}
-
 /* Is the commit that made g maybe still running? This process's when it
  * is in flight; another sluice's on this host while that process lives
  * (its pid taken by another program since: no longer). */
@@ -174,11 +176,10 @@ static bool maybe_running(const struct shard_gid *g)
 		return shard_2pc_running(g->seq); /* one done since: its names are gone or orphans */
 	if (kill(g->pid, 0) < 0 && errno != EPERM)
 		return false;
-	char pid[16], comm[32], own[32];
+	char pid[16], comm[32];
 	snprintf(pid, sizeof(pid), "%d", g->pid);
 	comm_of(pid, comm, sizeof(comm));
-	comm_of("self", own, sizeof(own));
-	return !comm[0] || strcmp(comm, own) == 0 || strncmp(comm, "sluice", 6) == 0 ||
+	return !comm[0] || strcmp(comm, rnd.comm) == 0 || strncmp(comm, "sluice", 6) == 0 ||
 	       strncmp(comm, "pgbouncer", 9) == 0;
 }
 

@@ -142,16 +142,12 @@ static int client_rowdesc(struct shard_merge *m, const uint8_t *body, uint32_t l
 	pg_build_begin(&b, 'T');
 	pg_build_u16(&b, (uint16_t)(n - m->n_avg));
 	const char *avg_name = NULL;
-	for (int i = 0; i < n; i++) {
-		const uint8_t *field = r.p;
-		const char *name = pg_read_str(&r);
-		(void)pg_read_bytes(&r, 18);
-		if (r.err)
-			break;
+	struct pg_field f;
+	for (int i = 0; i < n && pg_read_field(&r, &f) == 0; i++) {
 		if (m->agg[i] == SHARD_AGG_AVG_SUM)
 			continue; /* written with its count, next */
 		if (m->agg[i] == SHARD_AGG_AVG_COUNT || m->agg[i] == SHARD_AGG_AVG_COUNT_NAMED) {
-			avg_name = m->agg[i] == SHARD_AGG_AVG_COUNT_NAMED ? name : "avg";
+			avg_name = m->agg[i] == SHARD_AGG_AVG_COUNT_NAMED ? f.name : "avg";
 			pg_build_str(&b, avg_name);
 			pg_build_u32(&b, 0);
 			pg_build_u16(&b, 0);
@@ -161,7 +157,7 @@ static int client_rowdesc(struct shard_merge *m, const uint8_t *body, uint32_t l
 			pg_build_u16(&b, 0);
 			continue;
 		}
-		pg_build_bytes(&b, field, (size_t)(r.p - field));
+		pg_build_bytes(&b, f.at, f.len);
 	}
 	pg_build_end(&b);
 	int rc = pg_build_done(&b);
@@ -185,17 +181,12 @@ void shard_merge_describe(struct shard_merge *m, const uint8_t *body, uint32_t l
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		(void)pg_read_str(&r);
-		(void)pg_read_u32(&r); /* table */
-		(void)pg_read_u16(&r); /* column */
-		uint32_t type = pg_read_u32(&r);
-		(void)pg_read_u16(&r);
-		(void)pg_read_u32(&r);
-		(void)pg_read_u16(&r);
-		if (r.err) {
+		struct pg_field f;
+		if (pg_read_field(&r, &f) < 0) {
 			refuse(m, "a shard described the answer otherwise");
 			return;
 		}
+		uint32_t type = f.type;
 		if (m->rowdesc && m->type[i] != type)
 			refuse(m, "the shards' answers have different column types");
 		m->type[i] = type;

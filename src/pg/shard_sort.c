@@ -130,24 +130,33 @@ void shard_sort_describe(struct shard_sort *s, const uint8_t *body, uint32_t len
 {
 	if (s->rowdesc || shard_sort_failed(s))
 		return; /* the first shard's says it all */
+	/* One walk over the columns: each key's by position, or by name (one
+	 * column of that name, as PostgreSQL resolves it). */
 	struct pg_reader r;
 	pg_reader_init(&r, body, len);
 	uint16_t n = pg_read_u16(&r);
-	const char *names[1600];
-	uint32_t types[1600];
-	uint16_t formats[1600];
-	if (n > 1600) {
-		fail(s, "0A000", "too many columns");
-		return;
-	}
-	for (uint16_t i = 0; i < n && !r.err; i++) {
-		names[i] = pg_read_str(&r);
-		(void)pg_read_u32(&r);
-		(void)pg_read_u16(&r);
-		types[i] = pg_read_u32(&r);
-		(void)pg_read_u16(&r);
-		(void)pg_read_u32(&r);
-		formats[i] = pg_read_u16(&r);
+	uint32_t types[SHARD_SORT_MAX_KEYS];
+	uint16_t formats[SHARD_SORT_MAX_KEYS];
+	for (int k = 0; k < s->n_keys; k++)
+		s->column[k] = -1;
+	for (uint16_t i = 0; i < n; i++) {
+		struct pg_field f;
+		if (pg_read_field(&r, &f) < 0) {
+			fail(s, "08P01", "malformed RowDescription from a shard");
+			return;
+		}
+		for (int k = 0; k < s->n_keys; k++) {
+			const struct shard_sort_key *key = &s->keys[k];
+			if (key->position ? key->position != i + 1 : strcmp(f.name, key->name) != 0)
+				continue;
+			if (s->column[k] >= 0) {
+				fail(s, "0A000", "ORDER BY \"%s\" names several output columns", key->name);
+				return;
+			}
+			s->column[k] = i;
+			types[k] = f.type;
+			formats[k] = f.format;
+		}
 	}
 	if (r.err) {
 		fail(s, "08P01", "malformed RowDescription from a shard");
@@ -155,29 +164,17 @@ void shard_sort_describe(struct shard_sort *s, const uint8_t *body, uint32_t len
 	}
 	for (int k = 0; k < s->n_keys; k++) {
 		const struct shard_sort_key *key = &s->keys[k];
-		int col = key->position - 1;
-		if (!key->position) {
-			col = -1;
-			for (uint16_t i = 0; i < n; i++) {
-				if (strcmp(names[i], key->name) != 0)
-					continue;
-				if (col >= 0) {
-					fail(s, "0A000", "ORDER BY \"%s\" names several output columns", key->name);
-					return;
-				}
-				col = i;
-			}
-			if (col < 0) {
-				fail(s, "0A000", "ORDER BY \"%s\" over several shards: sluice sorts by output columns only "
-				     "(put it in the SELECT list)", key->name);
-				return;
-			}
+		int col = s->column[k];
+		if (col < 0 && !key->position) {
+			fail(s, "0A000", "ORDER BY \"%s\" over several shards: sluice sorts by output columns only "
+			     "(put it in the SELECT list)", key->name);
+			return;
 		}
-		if (col < 0 || col >= n) {
+		if (col < 0) {
 			fail(s, "42P10", "ORDER BY position %d is not in select list", key->position);
 			return;
 		}
-		int cls = class_of(types[col], key->collate_c);
+		int cls = class_of(types[k], key->collate_c);
 		if (cls == -2) {
 			fail(s, "0A000", "ORDER BY a text column over several shards needs COLLATE \"C\" (sluice compares "
 			     "bytes, not the database's collation)");
@@ -186,14 +183,13 @@ void shard_sort_describe(struct shard_sort *s, const uint8_t *body, uint32_t len
 		if (cls < 0) {
 			fail(s, "0A000", "ORDER BY over several shards sorts integers, numeric, floats, booleans, dates, "
 			     "timestamps, uuids and text with COLLATE \"C\" only (column %d has type %u)", col + 1,
-			     types[col]);
+			     types[k]);
 			return;
 		}
-		if (formats[col] != 0) {
+		if (formats[k] != 0) {
 			fail(s, "0A000", "ORDER BY over several shards needs its key columns in text format");
 			return;
 		}
-		s->column[k] = col;
 		s->class[k] = (uint8_t)cls;
 	}
 	if (!(s->rowdesc = malloc(len ? len : 1))) {
